@@ -1,0 +1,109 @@
+"""Canonical encoding and hashing (SPEC §2).
+
+Every signed or hashed object is a *plain value*: str, int in [-2^63, 2^64-1], bool, None,
+list, and dict with str keys. `canonical(v)` is msgpack of v with dict keys sorted by their
+UTF-8 bytes and integers in their smallest form; msgpack-python already chooses the smallest
+integer and str formats, so the only work here is checking types and ordering keys.
+
+Sorting str keys by code point equals sorting them by their UTF-8 bytes (UTF-8 preserves code
+point order), so `sorted()` on the str keys is exact, provided every string is encodable, which
+`_normalize` checks (lone surrogates are not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, TypeAlias
+
+import msgpack
+
+Value: TypeAlias = Any  # a plain value as described above; checked at run time, not by types
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+MAX_DEPTH = 32
+
+
+class EncodingError(ValueError):
+    """A value is not a plain value, or bytes are not the canonical encoding of one."""
+
+
+def _normalize(v: Value, depth: int, path: str) -> Value:
+    t = type(v)
+    if t is str:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise EncodingError(f"{path}: string is not valid UTF-8 ({e.reason})") from None
+        return v
+    if t is int:
+        if not INT_MIN <= v <= INT_MAX:
+            raise EncodingError(f"{path}: integer {v} outside [-2^63, 2^64-1]")
+        return v
+    if t is bool or v is None:
+        return v
+    if depth >= MAX_DEPTH:
+        raise EncodingError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if t is dict:
+        out = {}
+        for k in sorted(v, key=_key_order(path)):
+            _normalize(k, depth + 1, f"{path}.<key>")
+            out[k] = _normalize(v[k], depth + 1, f"{path}.{k}")
+        return out
+    if t is list:
+        return [_normalize(x, depth + 1, f"{path}[{i}]") for i, x in enumerate(v)]
+    raise EncodingError(f"{path}: {t.__name__} is not a plain value (str, int, bool, None, list, dict)")
+
+
+def _key_order(path: str):  # noqa: ANN202 - a sort key function
+    def key(k: object) -> str:
+        if type(k) is not str:
+            raise EncodingError(f"{path}: dict key {k!r} is not a str")
+        return k
+
+    return key
+
+
+def normalize(v: Value) -> Value:
+    """Check that v is a plain value and return a copy whose dicts have canonical key order."""
+    return _normalize(v, 0, "$")
+
+
+def canonical(v: Value) -> bytes:
+    """The canonical msgpack bytes of a plain value."""
+    return msgpack.packb(_normalize(v, 0, "$"), use_bin_type=True)
+
+
+def decode(data: bytes) -> Value:
+    """Decode canonical bytes; anything that is not exactly canonical(v) for some v is refused."""
+    try:
+        v = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise EncodingError(f"not a single msgpack value: {e}") from None
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise EncodingError(f"not decodable msgpack: {e}") from None
+    if msgpack.packb(_normalize(v, 0, "$"), use_bin_type=True) != data:
+        raise EncodingError("not canonical: re-encoding differs (key order, integer or string form)")
+    return v
+
+
+def H(data: bytes) -> bytes:
+    """SHA-256."""
+    return hashlib.sha256(data).digest()
+
+
+def hash_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_value(v: Value) -> str:
+    """hex(H(canonical(v))): the id of a tx body, block header or genesis."""
+    return hashlib.sha256(canonical(v)).hexdigest()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_hex(s: object, nbytes: int) -> bool:
+    """True if s is lowercase hex of exactly nbytes bytes."""
+    return type(s) is str and len(s) == 2 * nbytes and _HEX.issuperset(s)

@@ -1,0 +1,245 @@
+"""The block store: one LevelDB (plyvel) per node.
+
+Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by height):
+
+    m/schema            schema version            m/genesis_hash   m/genesis (canonical doc)
+    m/head              canonical {"height", "block_hash", "state_root"}
+    b/<height>          canonical block           c/<height>       canonical certificate
+    r/<height>          canonical receipts list   x/<block_hash>   height
+    t/<tx_id>           canonical [height, index]
+
+Everything else (state records, authenticated-state nodes, history, indexes) belongs to the
+apply path, which hands its writes to `append` so that a block and all it changes land in
+ONE synced write batch: after a crash the store holds all of a block or none of it. The head
+record is derived from the blocks, so `open` checks it against them and refuses to start if
+they disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from chain.block import Block, Certificate
+from chain.encoding import canonical, decode
+from chain.genesis import Genesis
+
+SCHEMA_VERSION = b"1"
+RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + b"%012d" % height
+
+
+@dataclass(frozen=True)
+class Head:
+    height: int
+    block_hash: str
+    state_root: str
+
+
+@dataclass(frozen=True)
+class BlockCommit:
+    """All that one committed block writes, applied atomically by `Store.append`."""
+
+    block: Block
+    certificate: Certificate
+    receipts: list[dict[str, Any]]
+    writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
+
+
+class Store:
+    def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
+        self._db = db
+        self.path = path
+        self.read_only = read_only
+        self._tmp_copy = tmp_copy
+        self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
+        self._head = self._load_head()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create_or_open(cls, path: str | Path, genesis: Genesis) -> Store:
+        """Open a node's data dir, creating it for this genesis if it does not exist yet."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        db = _open_db(path, create=True)
+        if db.get(b"m/schema") is None:
+            if next(db.iterator(include_value=False), None) is not None:
+                db.close()
+                raise StoreError(f"{path}: holds data but no schema record; not a titlechain store")
+            with db.write_batch(sync=True) as wb:
+                wb.put(b"m/schema", SCHEMA_VERSION)
+                wb.put(b"m/genesis_hash", genesis.hash.encode())
+                wb.put(b"m/genesis", canonical(genesis.doc))
+        _check_identity(db, path, genesis.hash)
+        return cls(db, path, read_only=False, tmp_copy=None)
+
+    @classmethod
+    def open_read_only(cls, path: str | Path, genesis_hash: str | None = None) -> Store:
+        """Open a copy of a data dir for reading (audits, explorers), even while a node runs.
+
+        LevelDB has no read-only mode and a running node holds the lock, so the files are
+        linked (immutable tables) or copied (logs, manifest) into a private temporary dir.
+        """
+        path = Path(path)
+        if not (path / "CURRENT").exists():
+            raise StoreError(f"{path}: not a LevelDB data dir (no CURRENT file)")
+        tmp = Path(tempfile.mkdtemp(prefix="titlechain-ro-"))
+        try:
+            for entry in path.iterdir():
+                if entry.name == "LOCK" or not entry.is_file():
+                    continue
+                if entry.suffix in (".ldb", ".sst"):
+                    try:
+                        os.link(entry, tmp / entry.name)
+                        continue
+                    except OSError:
+                        pass  # another file system: a copy is as good, only slower
+                shutil.copy2(entry, tmp / entry.name)
+            db = _open_db(tmp, create=False)
+            _check_identity(db, path, genesis_hash)
+            return cls(db, path, read_only=True, tmp_copy=tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+        if self._tmp_copy is not None:
+            shutil.rmtree(self._tmp_copy, ignore_errors=True)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- head ----------------------------------------------------------------------------------
+
+    def _load_head(self) -> Head | None:
+        raw = self._db.get(b"m/head")
+        if raw is None:
+            if self._db.get(height_key(b"b/", 1)) is not None:
+                raise StoreError(f"{self.path}: blocks exist but no head record")
+            return None
+        h = decode(raw)
+        head = Head(h["height"], h["block_hash"], h["state_root"])
+        block = self.get_block(head.height)
+        if block is None or block.block_hash != head.block_hash or block.header.state_root != head.state_root:
+            raise StoreError(f"{self.path}: head record disagrees with block {head.height}")
+        if self._db.get(height_key(b"b/", head.height + 1)) is not None:
+            raise StoreError(f"{self.path}: a block exists above the head {head.height}")
+        return head
+
+    @property
+    def head(self) -> Head | None:
+        return self._head
+
+    @property
+    def height(self) -> int:
+        return self._head.height if self._head else 0
+
+    def genesis_doc(self) -> dict[str, Any]:
+        return decode(self._db.get(b"m/genesis"))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        return self._db.get(height_key(b"b/", height))
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self.get_block_bytes(height)
+        return Block.decode(raw) if raw is not None else None
+
+    def get_certificate(self, height: int) -> Certificate | None:
+        raw = self._db.get(height_key(b"c/", height))
+        return Certificate.from_plain(decode(raw)) if raw is not None else None
+
+    def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
+        raw = self._db.get(height_key(b"r/", height))
+        return decode(raw) if raw is not None else None
+
+    def height_of(self, block_hash: str) -> int | None:
+        raw = self._db.get(b"x/" + block_hash.encode())
+        return int(raw) if raw is not None else None
+
+    def tx_location(self, tx_id: str) -> tuple[int, int] | None:
+        raw = self._db.get(b"t/" + tx_id.encode())
+        if raw is None:
+            return None
+        height, index = decode(raw)
+        return height, index
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._db.iterator(prefix=prefix, reverse=reverse)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def append(self, commit: BlockCommit) -> Head:
+        """Persist one committed block and everything it changes, atomically and durably."""
+        if self.read_only:
+            raise StoreError("store is open read-only")
+        block = commit.block
+        expected_prev = self._head.block_hash if self._head else self.genesis_hash
+        if block.height != self.height + 1:
+            raise StoreError(f"append of height {block.height} onto head {self.height}")
+        if block.header.prev_hash != expected_prev:
+            raise StoreError(f"block {block.height} does not link to the head")
+        if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
+            raise StoreError(f"certificate does not name block {block.height}")
+        head = Head(block.height, block.block_hash, block.header.state_root)
+        with self._db.write_batch(sync=True) as wb:
+            for key, value in commit.writes.items():
+                if key.startswith(RESERVED_PREFIXES):
+                    raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+            wb.put(height_key(b"b/", block.height), block.encode())
+            wb.put(height_key(b"c/", block.height), canonical(commit.certificate.to_plain()))
+            wb.put(height_key(b"r/", block.height), canonical(commit.receipts))
+            wb.put(b"x/" + block.block_hash.encode(), b"%d" % block.height)
+            for index, tx_id in enumerate(block.tx_ids):
+                wb.put(b"t/" + tx_id.encode(), canonical([block.height, index]))
+            wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
+        self._head = head
+        return head
+
+
+def _open_db(path: Path, create: bool) -> plyvel.DB:
+    try:
+        return plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+    except plyvel.IOError as e:
+        raise StoreError(f"{path}: cannot open the database ({e}); is another node using it?") from None
+    except plyvel.Error as e:
+        raise StoreError(f"{path}: cannot open the database: {e}") from None
+
+
+def _check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None) -> None:
+    schema = db.get(b"m/schema")
+    if schema != SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{path}: schema version {schema!r}, this titlechain reads {SCHEMA_VERSION!r}")
+    stored = db.get(b"m/genesis_hash", b"").decode()
+    if genesis_hash is not None and stored != genesis_hash:
+        db.close()
+        raise StoreError(f"{path}: data of another chain (genesis {stored[:16]}…, expected {genesis_hash[:16]}…)")

@@ -1,0 +1,178 @@
+"""Transactions: build, sign, parse and check (SPEC §4).
+
+A tx is `{"body": body, "sig": hex}`; its id is hex(H(canonical(body))) and its signature is
+over `Domain.TX + canonical(body)`. This module checks everything a tx must satisfy on its own
+(shape, types, size, signature) and against a chain (chain id, expiry window). Whether its op
+exists and its args are well formed is the contracts' business (`contracts.validate_args`).
+
+Every refusal is a `TxError` whose `code` names the rule broken; the RPC maps codes to statuses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from chain.crypto import Domain, KeyPair, is_account, verify
+from chain.encoding import EncodingError, Value, canonical, decode, hash_hex, is_hex, normalize
+
+EXPIRY_WINDOW = 10_000
+MAX_TX_BYTES = 8 * 1024
+MAX_CHAIN_ID_LEN = 64
+MAX_NONCE_LEN = 128
+OP_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
+BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
+
+
+class TxError(ValueError):
+    """A tx that must never enter a block. `code` is one of:
+
+    malformed, too_large, bad_signature, wrong_chain, expired, expires_too_far,
+    unknown_op, invalid_args.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Tx:
+    body: dict[str, Any]
+    sig: str
+    body_bytes: bytes = field(repr=False, compare=False)
+
+    @cached_property
+    def tx_id(self) -> str:
+        return hash_hex(self.body_bytes)
+
+    @property
+    def chain_id(self) -> str:
+        return self.body["chain_id"]
+
+    @property
+    def signer(self) -> str:
+        return self.body["signer"]
+
+    @property
+    def op(self) -> str:
+        return self.body["op"]
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.body["args"]
+
+    @property
+    def expires(self) -> int:
+        return self.body["expires"]
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"body": self.body, "sig": self.sig}
+
+    def encode(self) -> bytes:
+        return canonical(self.to_plain())
+
+    def signature_valid(self) -> bool:
+        return verify(self.signer, Domain.TX, self.body_bytes, self.sig)
+
+
+def _check_body_fields(body: dict[str, Any]) -> None:
+    missing = BODY_FIELDS - body.keys()
+    extra = body.keys() - BODY_FIELDS
+    if missing:
+        raise TxError("malformed", f"body lacks {', '.join(sorted(missing))}")
+    if extra:
+        raise TxError("malformed", f"body has unknown fields {', '.join(sorted(extra))}")
+    cid = body["chain_id"]
+    if type(cid) is not str or not 0 < len(cid) <= MAX_CHAIN_ID_LEN:
+        raise TxError("malformed", f"chain_id must be a non-empty str of at most {MAX_CHAIN_ID_LEN} characters")
+    if not is_account(body["signer"]):
+        raise TxError("malformed", "signer must be an account: 64 lowercase hex characters")
+    if type(body["op"]) is not str or not OP_PATTERN.match(body["op"]):
+        raise TxError("malformed", "op must look like 'asset.transfer'")
+    if type(body["args"]) is not dict:
+        raise TxError("malformed", "args must be an object")
+    nonce = body["nonce"]
+    if type(nonce) is not str or not 0 < len(nonce) <= MAX_NONCE_LEN:
+        raise TxError("malformed", f"nonce must be a non-empty str of at most {MAX_NONCE_LEN} characters")
+    if type(body["expires"]) is not int or body["expires"] < 0:
+        raise TxError("malformed", "expires must be a non-negative integer height")
+
+
+def parse_tx(obj: Value) -> Tx:
+    """A Tx from a plain value (JSON from a client, or decoded msgpack); shape and size only."""
+    if type(obj) is not dict or set(obj) != {"body", "sig"}:
+        raise TxError("malformed", 'a tx is {"body": {...}, "sig": "<128 hex>"}')
+    body, sig = obj["body"], obj["sig"]
+    if type(body) is not dict:
+        raise TxError("malformed", "body must be an object")
+    if not is_hex(sig, 64):
+        raise TxError("malformed", "sig must be 128 lowercase hex characters")
+    _check_body_fields(body)
+    try:
+        body = normalize(body)
+        body_bytes = canonical(body)
+    except EncodingError as e:
+        raise TxError("malformed", f"body is not a plain value: {e}") from None
+    size = len(body_bytes) + 70  # the sig and the envelope around the body
+    if size > MAX_TX_BYTES:
+        raise TxError("too_large", f"tx is {size} bytes encoded; the limit is {MAX_TX_BYTES}")
+    return Tx(body=body, sig=sig, body_bytes=body_bytes)
+
+
+def decode_tx(data: bytes) -> Tx:
+    """A Tx from its canonical msgpack bytes (as in blocks and peer messages)."""
+    if len(data) > MAX_TX_BYTES:
+        raise TxError("too_large", f"tx is {len(data)} bytes encoded; the limit is {MAX_TX_BYTES}")
+    try:
+        obj = decode(data)
+    except EncodingError as e:
+        raise TxError("malformed", str(e)) from None
+    return parse_tx(obj)
+
+
+def check_signature(tx: Tx) -> None:
+    if not tx.signature_valid():
+        raise TxError("bad_signature", "signature does not verify for signer over this body")
+
+
+def check_for_chain(tx: Tx, chain_id: str, next_height: int) -> None:
+    """Chain id and expiry window, against the height the tx could next be included at."""
+    if tx.chain_id != chain_id:
+        raise TxError("wrong_chain", f"tx is for chain {tx.chain_id!r}, this is {chain_id!r}")
+    if tx.expires < next_height:
+        raise TxError("expired", f"tx expired at height {tx.expires}; the next height is {next_height}")
+    if tx.expires > next_height + EXPIRY_WINDOW:
+        raise TxError(
+            "expires_too_far",
+            f"expires {tx.expires} lies more than {EXPIRY_WINDOW} heights beyond the next height {next_height}",
+        )
+
+
+def new_nonce() -> str:
+    return os.urandom(16).hex()
+
+
+def sign_tx(
+    key: KeyPair,
+    *,
+    chain_id: str,
+    op: str,
+    args: dict[str, Any],
+    expires: int,
+    nonce: str | None = None,
+) -> Tx:
+    body = {
+        "chain_id": chain_id,
+        "signer": key.public,
+        "op": op,
+        "args": args,
+        "nonce": nonce if nonce is not None else new_nonce(),
+        "expires": expires,
+    }
+    body_bytes = canonical(body)
+    return parse_tx({"body": body, "sig": key.sign(Domain.TX, body_bytes)})

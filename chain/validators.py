@@ -1,0 +1,100 @@
+"""Validator sets and quorum sizes.
+
+With n validators, f = floor((n-1)/3) may be faulty. A quorum is the smallest number of
+validators such that any two quorums share more than f of them: floor((n+f)/2) + 1. For
+n = 3f+1 that is exactly 2f+1 (SPEC §5); for other n it is larger than 2f+1, because with
+n = 5, say, two sets of 2f+1 = 3 share a single validator, which may be the faulty one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from chain.crypto import is_account
+from chain.encoding import hash_value
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ADDRESS_PATTERN = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
+
+
+class ValidatorSetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Validator:
+    node_id: str
+    public: str
+    address: str  # host:port of its peer endpoint
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str = "validator") -> Validator:
+        if type(obj) is not dict or set(obj) != {"node_id", "public", "address"}:
+            raise ValidatorSetError(f'{where}: must be {{"node_id", "public", "address"}}')
+        if type(obj["node_id"]) is not str or not NODE_ID_PATTERN.match(obj["node_id"]):
+            raise ValidatorSetError(f"{where}.node_id: 1-64 of letters, digits, '_', '.', '-'")
+        if not is_account(obj["public"]):
+            raise ValidatorSetError(f"{where}.public: must be 64 lowercase hex characters")
+        if type(obj["address"]) is not str or not ADDRESS_PATTERN.match(obj["address"]):
+            raise ValidatorSetError(f"{where}.address: must be host:port")
+        return cls(obj["node_id"], obj["public"], obj["address"])
+
+    def to_plain(self) -> dict[str, str]:
+        return {"node_id": self.node_id, "public": self.public, "address": self.address}
+
+
+@dataclass(frozen=True)
+class ValidatorSet:
+    """An ordered set: validators[view mod n] is the primary of a view."""
+
+    validators: tuple[Validator, ...]
+
+    def __post_init__(self) -> None:
+        if not self.validators:
+            raise ValidatorSetError("a validator set is never empty")
+        if len({v.public for v in self.validators}) != len(self.validators):
+            raise ValidatorSetError("a validator's key appears twice")
+        if len({v.node_id for v in self.validators}) != len(self.validators):
+            raise ValidatorSetError("a node_id appears twice")
+
+    @classmethod
+    def from_plain(cls, objs: Iterable[Any]) -> ValidatorSet:
+        return cls(tuple(Validator.from_plain(o, f"validators[{i}]") for i, o in enumerate(objs)))
+
+    def to_plain(self) -> list[dict[str, str]]:
+        return [v.to_plain() for v in self.validators]
+
+    @property
+    def n(self) -> int:
+        return len(self.validators)
+
+    @property
+    def f(self) -> int:
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        return (self.n + self.f) // 2 + 1
+
+    @cached_property
+    def publics(self) -> frozenset[str]:
+        return frozenset(v.public for v in self.validators)
+
+    @cached_property
+    def by_public(self) -> dict[str, Validator]:
+        return {v.public: v for v in self.validators}
+
+    @cached_property
+    def by_node_id(self) -> dict[str, Validator]:
+        return {v.node_id: v for v in self.validators}
+
+    @cached_property
+    def hash(self) -> str:
+        return hash_value(self.to_plain())
+
+    def primary(self, view: int) -> Validator:
+        return self.validators[view % self.n]

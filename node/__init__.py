@@ -1,0 +1,1 @@
+"""The running validator: consensus, peers, mempool, RPC and the command line."""
