@@ -1,0 +1,98 @@
+import plyvel
+import pytest
+
+from chain.block import Certificate
+from chain.store import BlockCommit, Store, StoreError
+from chain.tx import sign_tx
+from factories import make_block, make_consortium
+
+C = make_consortium(4)
+
+
+def append_blocks(store: Store, count: int, txs_per_block: int = 3) -> list:
+    blocks = []
+    prev = store.head.block_hash if store.head else C.genesis.hash
+    for _ in range(count):
+        h = store.height + 1
+        txs = [
+            sign_tx(C.issuer, chain_id=C.genesis.chain_id, op="asset.register", args={"asset_id": f"a{h}-{i}"}, expires=10**6, nonce=f"{h}-{i}")
+            for i in range(txs_per_block)
+        ]
+        block, cert = make_block(C, h, prev, txs)
+        store.append(BlockCommit(block, cert, [{"tx_id": t.tx_id} for t in txs], {b"s/h%d" % h: b"v", b"s/gone": None}))
+        blocks.append(block)
+        prev = block.block_hash
+    return blocks
+
+
+def test_append_and_read(tmp_path):
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        blocks = append_blocks(s, 3)
+        assert s.height == 3 and s.head.block_hash == blocks[-1].block_hash
+        assert s.get_block(2).block_hash == blocks[1].block_hash
+        assert s.height_of(blocks[0].block_hash) == 1
+        assert s.tx_location(blocks[2].tx_ids[1]) == (3, 1)
+        assert s.get_receipts(3)[1] == {"tx_id": blocks[2].tx_ids[1]}
+        assert isinstance(s.get_certificate(1), Certificate)
+        assert s.get(b"s/h2") == b"v"
+        assert [k for k, _ in s.iterate(b"s/")] == [b"s/h1", b"s/h2", b"s/h3"]
+        assert s.get_block(4) is None and s.tx_location("00" * 32) is None
+
+
+def test_refuses_gaps_bad_links_and_reserved_keys(tmp_path):
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        append_blocks(s, 1)
+        block, cert = make_block(C, 3, s.head.block_hash, [])
+        with pytest.raises(StoreError, match="onto head"):
+            s.append(BlockCommit(block, cert, [], {}))
+        block, cert = make_block(C, 2, "00" * 32, [])
+        with pytest.raises(StoreError, match="link"):
+            s.append(BlockCommit(block, cert, [], {}))
+        block, cert = make_block(C, 2, s.head.block_hash, [])
+        with pytest.raises(StoreError, match="store-owned"):
+            s.append(BlockCommit(block, cert, [], {b"b/000000000009": b"x"}))
+        assert s.height == 1
+
+
+def test_reopen_checks_genesis_and_schema(tmp_path):
+    path = tmp_path / "db"
+    with Store.create_or_open(path, C.genesis) as s:
+        append_blocks(s, 2)
+    with Store.create_or_open(path, C.genesis) as s:
+        assert s.height == 2
+    other = make_consortium(4, chain_id="other-chain").genesis
+    with pytest.raises(StoreError, match="another chain"):
+        Store.create_or_open(path, other)
+    db = plyvel.DB(str(path))
+    db.put(b"m/schema", b"99")
+    db.close()
+    with pytest.raises(StoreError, match="schema"):
+        Store.create_or_open(path, C.genesis)
+
+
+def test_head_disagreeing_with_blocks_is_found(tmp_path):
+    path = tmp_path / "db"
+    with Store.create_or_open(path, C.genesis) as s:
+        append_blocks(s, 2)
+    db = plyvel.DB(str(path))
+    db.delete(b"b/000000000002")
+    db.close()
+    with pytest.raises(StoreError, match="head record disagrees"):
+        Store.create_or_open(path, C.genesis)
+
+
+def test_read_only_copy_while_writer_holds_lock(tmp_path):
+    path = tmp_path / "db"
+    writer = Store.create_or_open(path, C.genesis)
+    append_blocks(writer, 2)
+    with Store.open_read_only(path, C.genesis.hash) as ro:
+        assert ro.height == 2 and ro.get_block(1) is not None
+        block, cert = make_block(C, 3, ro.head.block_hash, [])
+        with pytest.raises(StoreError, match="read-only"):
+            ro.append(BlockCommit(block, cert, [], {}))
+    append_blocks(writer, 1)
+    writer.close()
+    with pytest.raises(StoreError, match="another chain"):
+        Store.open_read_only(path, "00" * 32)
+    with pytest.raises(StoreError, match="not a LevelDB"):
+        Store.open_read_only(tmp_path / "nothing")
