@@ -72,8 +72,14 @@ class Store:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def create_or_open(cls, path: str | Path, genesis: Genesis) -> Store:
-        """Open a node's data dir, creating it for this genesis if it does not exist yet."""
+    def create_or_open(
+        cls, path: str | Path, genesis: Genesis, initial_writes: Mapping[bytes, bytes] | None = None
+    ) -> Store:
+        """Open a node's data dir, creating it for this genesis if it does not exist yet.
+
+        `initial_writes` (the genesis state, height 0) go into the same synced batch as the
+        identity records, so a store either does not exist or has its whole genesis state.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         db = _open_db(path, create=True)
@@ -81,10 +87,14 @@ class Store:
             if next(db.iterator(include_value=False), None) is not None:
                 db.close()
                 raise StoreError(f"{path}: holds data but no schema record; not a titlechain store")
-            with db.write_batch(sync=True) as wb:
+            with db.write_batch(sync=True, transaction=True) as wb:
                 wb.put(b"m/schema", SCHEMA_VERSION)
                 wb.put(b"m/genesis_hash", genesis.hash.encode())
                 wb.put(b"m/genesis", canonical(genesis.doc))
+                for key, value in (initial_writes or {}).items():
+                    if key.startswith(RESERVED_PREFIXES):
+                        raise StoreError(f"genesis write to a store-owned key {key[:16]!r}")
+                    wb.put(key, value)
         _check_identity(db, path, genesis.hash)
         return cls(db, path, read_only=False, tmp_copy=None)
 
@@ -206,7 +216,7 @@ class Store:
         if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
             raise StoreError(f"certificate does not name block {block.height}")
         head = Head(block.height, block.block_hash, block.header.state_root)
-        with self._db.write_batch(sync=True) as wb:
+        with self._db.write_batch(sync=True, transaction=True) as wb:
             for key, value in commit.writes.items():
                 if key.startswith(RESERVED_PREFIXES):
                     raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
