@@ -41,3 +41,26 @@ def key_new(out: Path) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(k.public)
+
+
+@main.command("init")
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes (n = 3f+1 tolerates f faulty)")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="an empty or new directory for the consortium")
+@click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
+@click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
+def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> None:
+    """Create a consortium: genesis, validator and institution keys, node configs.
+
+    Writes OUT/genesis.json, OUT/consortium.json (the manifest), OUT/keys/<role>/*.json (mode 0600)
+    and OUT/nodes/<node_id>/config.json for `titlechain node run --config`.
+    """
+    from node.provision import DEFAULT_SEED, ProvisionError, init_consortium
+
+    try:
+        c = init_consortium(out, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
+    except (ProvisionError, KeyFileError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
+    for n in c.nodes:
+        click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")

@@ -1,0 +1,93 @@
+"""A validator node's configuration file (`titlechain node run --config FILE`).
+
+JSON; relative paths are relative to the file's own directory, so a consortium directory can be
+moved or copied whole. Unknown fields are refused: a misspelt option must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chain.validators import ADDRESS_PATTERN
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class RpcToken(BaseModel):
+    """A bearer token for the RPC and what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    token: str = Field(min_length=16, description="the secret; at least 16 characters")
+    scopes: tuple[Literal["submit", "read"], ...] = Field(min_length=1)
+    name: str = ""
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_id: str
+    genesis: Path
+    key: Path = Field(description="this validator's key file (its public key is in the genesis)")
+    data_dir: Path
+    peer_listen: str = Field(description="host:port the peer transport binds")
+    rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
+    rpc_tokens: tuple[RpcToken, ...] = ()
+    mempool_max_txs: int = Field(100_000, gt=0)
+    mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    log_file: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("peer_listen", "rpc_listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if not ADDRESS_PATTERN.match(v):
+            raise ValueError("must be host:port")
+        return v
+
+    @property
+    def rpc_host(self) -> str:
+        return self.rpc_listen.rsplit(":", 1)[0]
+
+    @property
+    def rpc_port(self) -> int:
+        return int(self.rpc_listen.rsplit(":", 1)[1])
+
+    @property
+    def peer_host(self) -> str:
+        return self.peer_listen.rsplit(":", 1)[0]
+
+    @property
+    def peer_port(self) -> int:
+        return int(self.peer_listen.rsplit(":", 1)[1])
+
+    @classmethod
+    def load(cls, path: str | Path) -> NodeConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not JSON: {e}") from None
+        try:
+            cfg = cls.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "$"
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        base = path.resolve().parent
+        resolved = {
+            name: base / getattr(cfg, name)
+            for name in ("genesis", "key", "data_dir", "log_file")
+            if getattr(cfg, name) is not None and not getattr(cfg, name).is_absolute()
+        }
+        return cfg.model_copy(update=resolved)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
