@@ -1,0 +1,210 @@
+"""The titlechain SDK: what an issuer's back office calls (SPEC §6), sync and async.
+
+    from node.client import Client, sign
+    with Client("http://127.0.0.1:26601") as c:
+        tx = sign(key, c.chain_id, "asset.transfer", {"asset_id": "WR-1", "to": buyer}, expires=c.height() + 100)
+        receipt = c.submit(tx, wait=True)["receipt"]
+
+Every non-2xx answer raises `RpcError` carrying the HTTP status and the SPEC error code, so a
+program can tell a duplicate (409) from a full mempool (429) from a bad signature (422).
+HTTP goes through httpx (sync and async clients from one library); this is its only user.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from chain.crypto import KeyPair
+from chain.tx import Tx, sign_tx
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class RpcError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
+    """Build and sign a tx (SPEC §4); `expires` is the last height at which it may be included."""
+    return sign_tx(key, chain_id=chain_id, op=op, args=args, expires=expires, nonce=nonce)
+
+
+def _raise_for(r: httpx.Response) -> Any:
+    if r.status_code < 300:
+        return r.json()
+    try:
+        err = r.json()["error"]
+        code, message = str(err["code"]), str(err["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", r.text[:200] or r.reason_phrase
+    raise RpcError(r.status_code, code, message)
+
+
+def _tx_json(tx: Tx | dict[str, Any]) -> dict[str, Any]:
+    return tx.to_plain() if isinstance(tx, Tx) else tx
+
+
+def _submit_params(wait: bool, timeout: float | None) -> dict[str, str]:
+    params = {"wait": "true"} if wait else {}
+    if wait and timeout is not None:
+        params["timeout"] = f"{timeout:g}"
+    return params
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events: `event:`/`data:`/`id:` fields, an empty line ends an event."""
+    event: dict[str, Any] = {}
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                event["data"] = json.loads("\n".join(data))
+                yield event
+            event, data = {}, []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                data.append(value)
+            elif field in ("event", "id"):
+                event[field] = value
+
+
+class Client:
+    """A synchronous client of one node's RPC."""
+
+    def __init__(self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.rpc = rpc.rstrip("/")
+        self._http = httpx.Client(base_url=self.rpc, headers=headers, timeout=timeout)
+        self._chain_id: str | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return _raise_for(self._http.get(path, params={k: v for k, v in params.items() if v is not None}))
+
+    @property
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = self.status()["chain_id"]
+        return self._chain_id
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/v1/status")
+
+    def height(self) -> int:
+        return int(self.status()["height"])
+
+    def genesis(self) -> dict[str, Any]:
+        return self._get("/v1/genesis")
+
+    def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
+        r = self._http.post("/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
+        return _raise_for(r)
+
+    def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
+        return _raise_for(self._http.post("/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]}))["results"]
+
+    def tx(self, tx_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/txs/{tx_id}")
+
+    def asset(self, asset_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/assets/{asset_id}")
+
+    def history(self, asset_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/assets/{asset_id}/history")
+
+    def proof(self, asset_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/assets/{asset_id}/proof")
+
+    def account(self, account: str) -> dict[str, Any]:
+        return self._get(f"/v1/accounts/{account}")
+
+    def block(self, height: int | str = "latest") -> dict[str, Any]:
+        return self._get(f"/v1/blocks/{height}")
+
+    def blocks(self, start: int, limit: int = 100) -> list[dict[str, Any]]:
+        return self._get("/v1/blocks", **{"from": start, "limit": limit})["blocks"]
+
+    def events(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
+        """Committed blocks as they come: each {"event", "id", "data": {"height", "block_hash", "receipts"...}}."""
+        with self._http.stream("GET", "/v1/events", params={"from": from_height} if from_height else {}, timeout=None) as r:
+            if r.status_code >= 300:
+                r.read()
+                _raise_for(r)
+            yield from _parse_sse(r.iter_lines())
+
+
+class AsyncClient:
+    """The same client for asyncio programs."""
+
+    def __init__(self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.rpc = rpc.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.rpc, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        return _raise_for(await self._http.get(path, params={k: v for k, v in params.items() if v is not None}))
+
+    async def status(self) -> dict[str, Any]:
+        return await self._get("/v1/status")
+
+    async def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
+        r = await self._http.post("/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
+        return _raise_for(r)
+
+    async def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
+        r = await self._http.post("/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]})
+        return _raise_for(r)["results"]
+
+    async def tx(self, tx_id: str) -> dict[str, Any]:
+        return await self._get(f"/v1/txs/{tx_id}")
+
+    async def asset(self, asset_id: str) -> dict[str, Any]:
+        return await self._get(f"/v1/assets/{asset_id}")
+
+    async def block(self, height: int | str = "latest") -> dict[str, Any]:
+        return await self._get(f"/v1/blocks/{height}")
+
+    async def events(self, from_height: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        params = {"from": from_height} if from_height else {}
+        async with self._http.stream("GET", "/v1/events", params=params, timeout=None) as r:
+            if r.status_code >= 300:
+                await r.aread()
+                _raise_for(r)
+            lines: list[str] = []
+            async for line in r.aiter_lines():
+                lines.append(line)
+                if line == "":
+                    for ev in _parse_sse(iter(lines)):
+                        yield ev
+                    lines = []
