@@ -64,3 +64,67 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
     click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
+
+
+@main.group()
+def node() -> None:
+    """Run a validator node."""
+
+
+@node.command("run")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
+def node_run(config: Path) -> None:
+    """Run one validator until SIGTERM or SIGINT.
+
+    Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
+    RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    """
+    from node.config import ConfigError, NodeConfig
+    from node.validator import NodeStartError, run_node
+
+    try:
+        cfg = NodeConfig.load(config)
+    except ConfigError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    try:
+        run_node(cfg)
+    except NodeStartError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@main.group()
+def localnet() -> None:
+    """A local consortium as background processes, for development and demos."""
+
+
+@localnet.command("up")
+@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path), help="the consortium directory (created with `init` on first use)")
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100))
+@click.option("--base-port", default=26600, show_default=True, type=int)
+@click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
+def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
+    """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""
+    from node.localnet import LocalnetError, up
+    from node.provision import ProvisionError
+
+    try:
+        up(root, validators=validators, base_port=base_port, seed=seed, say=click.echo)
+    except (LocalnetError, ProvisionError, KeyFileError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"localnet running; {root / 'localnet.json'} lists the nodes and key files")
+
+
+@localnet.command("down")
+@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+def localnet_down(root: Path) -> None:
+    """Stop the validators listed in DIR/localnet.json (SIGTERM, then SIGKILL after 15 s)."""
+    from node.localnet import LocalnetError, down
+
+    try:
+        down(root, say=click.echo)
+    except LocalnetError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
