@@ -1,0 +1,74 @@
+"""A node's Prometheus metrics (SPEC §6 `GET /metrics`).
+
+Each node owns a private `CollectorRegistry`, so two nodes in one process (tests, the simulator)
+never mix their figures and the process-wide default registry stays untouched. The node calls the
+`on_*`/`set_*` methods from its own code paths; the RPC only calls `render()` (via
+`NodeApi.metrics_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# The classic text format: every Prometheus server and most scrapers read it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Submit-to-commit latency spans a few tens of milliseconds (idle chain, one block) to minutes
+# (view changes under faults); the buckets cover both ends.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        # No node_id label: the scraper's `instance` label already tells nodes apart.
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.height = Gauge("titlechain_height", "Height of the last committed block", registry=r)
+        self.view = Gauge("titlechain_view", "Current consensus view", registry=r)
+        self.txs_committed = Counter(
+            "titlechain_txs_committed", "Transactions committed (receipt ok or rejected)", ["status"], registry=r
+        )
+        self.blocks_committed = Counter("titlechain_blocks_committed", "Blocks committed by this node", registry=r)
+        self.mempool = Gauge("titlechain_mempool_txs", "Transactions waiting in the mempool", registry=r)
+        self.mempool_bytes = Gauge("titlechain_mempool_bytes", "Encoded bytes of the mempool's transactions", registry=r)
+        self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
+        self.commit_latency = Histogram(
+            "titlechain_commit_latency_seconds",
+            "Seconds from a tx's arrival at this node to its commit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # Both label values exist from the start, so a scrape shows 0 rather than nothing.
+        self.txs_committed.labels(status="ok")
+        self.txs_committed.labels(status="rejected")
+
+    def on_commit(self, height: int, n_ok: int, n_rejected: int = 0, latencies: Iterable[float] = ()) -> None:
+        """A block was committed: its height, how many txs it held, and the submit->commit seconds
+        of those that arrived at this node (txs gossiped from peers have no local submit time)."""
+        self.height.set(height)
+        self.blocks_committed.inc()
+        if n_ok:
+            self.txs_committed.labels(status="ok").inc(n_ok)
+        if n_rejected:
+            self.txs_committed.labels(status="rejected").inc(n_rejected)
+        for seconds in latencies:
+            self.commit_latency.observe(max(0.0, seconds))
+
+    def set_height(self, height: int) -> None:
+        """At start-up, after recovering from the store (no block was committed by this run)."""
+        self.height.set(height)
+
+    def set_view(self, view: int) -> None:
+        self.view.set(view)
+
+    def set_mempool(self, n_txs: int, n_bytes: int = 0) -> None:
+        self.mempool.set(n_txs)
+        self.mempool_bytes.set(n_bytes)
+
+    def set_peers(self, connected: int) -> None:
+        self.peers.set(connected)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,237 @@
+"""Pydantic models of every RPC request and response (SPEC §6).
+
+They serve two purposes: the OpenAPI document is generated from them (`node/rpc.py`), and the
+tests check every answer of the server against the model its route declares for that status.
+Requests are parsed by `chain.tx.parse_tx` (so that each refusal keeps its SPEC error code) and by
+the route handlers; the models describe the same shapes for clients.
+
+Answer models allow extra fields: a node may add information (and clients must ignore what they
+do not know), but never drop or retype a field SPEC §6 promises.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEX64 = r"^[0-9a-f]{64}$"
+HEX128 = r"^[0-9a-f]{128}$"
+# A superset of what contracts accept as an asset id: the RPC must never make a valid asset
+# unreachable; an id the contracts refuse simply is never found (404).
+ASSET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+MAX_BATCH_TXS = 10_000
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ErrorDetail(_Request):
+    code: str = Field(
+        description="machine-readable: malformed, too_large, duplicate, mempool_full, bad_signature, wrong_chain, "
+        "expired, expires_too_far, unknown_op, invalid_args, not_found, unauthorized, forbidden, not_ready, "
+        "timeout, method_not_allowed, internal"
+    )
+    message: str = Field(description="for humans; may change between versions")
+
+
+class ErrorResponse(_Request):
+    error: ErrorDetail
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+
+class TxBody(_Request):
+    chain_id: str = Field(min_length=1, max_length=64)
+    signer: str = Field(pattern=HEX64, description="the signer's account (hex Ed25519 public key)")
+    op: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$", examples=["asset.transfer"])
+    args: dict[str, Any]
+    nonce: str = Field(min_length=1, max_length=128, description="unique per signer; 16 random bytes in hex is fine")
+    expires: int = Field(ge=0, description="the last height at which the tx may be included")
+
+
+class TxModel(_Request):
+    """SPEC §4: sig = Ed25519(signer, "titlechain/tx/v1\\n" + canonical(body)); tx_id = hex(H(canonical(body)))."""
+
+    body: TxBody
+    sig: str = Field(pattern=HEX128)
+
+
+class BatchRequest(_Request):
+    txs: list[TxModel] = Field(max_length=MAX_BATCH_TXS)
+
+
+class ReceiptError(_Answer):
+    code: str
+    message: str
+
+
+class Receipt(_Answer):
+    tx_id: str = Field(pattern=HEX64)
+    height: int = Field(ge=1)
+    index: int = Field(ge=0)
+    status: Literal["ok", "rejected"]
+    error: ReceiptError | None
+    events: list[Any]
+
+
+class TxAccepted(_Answer):
+    tx_id: str = Field(pattern=HEX64)
+    status: Literal["pending"]
+
+
+class TxCommitted(_Answer):
+    tx_id: str = Field(pattern=HEX64)
+    status: Literal["committed"]
+    receipt: Receipt
+
+
+class BatchResponse(_Answer):
+    results: list[TxAccepted | ErrorResponse] = Field(description="one per submitted tx, in order")
+
+
+class TxInfo(_Answer):
+    tx_id: str = Field(pattern=HEX64)
+    status: Literal["pending", "committed"]
+    height: int | None = Field(description="null while pending")
+    receipt: Receipt | None = Field(description="null while pending")
+    tx: TxModel
+
+
+# -- assets and accounts -----------------------------------------------------------------------
+
+
+class AssetState(_Answer):
+    asset_id: str
+    class_: str = Field(alias="class")
+    issuer: str
+    owner: str
+    status: Literal["active", "pledged", "frozen", "redeemed"]
+    doc_hash: str
+    meta: dict[str, str]
+    pledgee: str | None
+    registered_at: int
+    updated_at: int
+    version: int
+
+
+class HistoryEntry(_Answer):
+    height: int
+    tx_id: str = Field(pattern=HEX64)
+    op: str
+    signer: str
+    status: Literal["ok", "rejected"]
+
+
+class AssetHistory(_Answer):
+    asset_id: str
+    entries: list[HistoryEntry] = Field(description="every committed tx naming the asset, rejected ones included, oldest first")
+
+
+class OwnershipProof(_Answer):
+    """SPEC §8: the asset's state, its path to a header's state_root, the header, its certificate and the
+    validator-set changes linking it to the genesis. Verify offline with `titlechain audit verify-proof`."""
+
+
+class AccountInfo(_Answer):
+    account: str = Field(pattern=HEX64)
+    roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')
+    assets: list[str] = Field(description="asset ids the account owns")
+
+
+# -- blocks ------------------------------------------------------------------------------------
+
+
+class HeaderModel(_Answer):
+    chain_id: str
+    height: int
+    prev_hash: str
+    tx_root: str
+    state_root: str
+    receipts_root: str
+    validators_hash: str
+    next_validators_hash: str
+    proposer: str
+    view: int
+    time: int = Field(description="the proposer's clock, ms since the epoch; informational")
+
+
+class CommitSignature(_Answer):
+    validator: str
+    sig: str
+
+
+class CertificateModel(_Answer):
+    height: int
+    block_hash: str
+    signatures: list[CommitSignature]
+
+
+class BlockInfo(_Answer):
+    header: HeaderModel
+    block_hash: str = Field(pattern=HEX64)
+    tx_ids: list[str]
+    certificate: CertificateModel
+
+
+class BlockList(_Answer):
+    blocks: list[BlockInfo] = Field(description="consecutive heights from `from`; empty beyond the head")
+
+
+class BlockEvent(_Answer):
+    """The data of one SSE `block` event."""
+
+    height: int
+    block_hash: str
+    header: HeaderModel
+    tx_ids: list[str]
+    receipts: list[Receipt]
+
+
+# -- node --------------------------------------------------------------------------------------
+
+
+class PeerInfo(_Answer):
+    node_id: str
+    connected: bool
+
+
+class ValidatorInfo(_Answer):
+    node_id: str
+    public: str
+    address: str
+
+
+class NodeStatus(_Answer):
+    node_id: str
+    chain_id: str
+    height: int
+    view: int
+    primary: str = Field(description="node_id of the current view's primary")
+    validators: list[ValidatorInfo]
+    peers: list[PeerInfo]
+    mempool: int = Field(description="transactions waiting in the mempool")
+    ready: bool
+
+
+class GenesisDoc(_Answer):
+    chain_id: str
+    time: int
+    validators: list[ValidatorInfo]
+    members: list[str]
+    roles: dict[str, list[dict[str, Any]]]
+
+
+class OpenApiDoc(_Answer):
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
