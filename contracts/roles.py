@@ -1,0 +1,64 @@
+"""Role grants: pure functions over an account's list of grants.
+
+A list holds at most one grant per role, sorted by role name; an issuer grant carries its
+classes, sorted. Granting issuer for more classes widens the one issuer grant; revoking some
+classes narrows it, and revoking the last class (or the role without classes) removes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Grant = dict[str, Any]
+
+
+def holds(grants: Iterable[Grant], role: str) -> bool:
+    return any(g["role"] == role for g in grants)
+
+
+def issuer_classes(grants: Iterable[Grant]) -> frozenset[str]:
+    for g in grants:
+        if g["role"] == "issuer":
+            return frozenset(g["classes"])
+    return frozenset()
+
+
+def can_issue(grants: Iterable[Grant], asset_class: str) -> bool:
+    return asset_class in issuer_classes(grants)
+
+
+def _grant(role: str, classes: Iterable[str]) -> Grant:
+    return {"role": "issuer", "classes": sorted(classes)} if role == "issuer" else {"role": role}
+
+
+def with_grant(grants: Iterable[Grant], role: str, classes: Iterable[str] = ()) -> list[Grant]:
+    """The grants plus `role` (for an issuer: plus `classes`), normalised."""
+    by_role = {g["role"]: g for g in grants}
+    if role == "issuer":
+        by_role["issuer"] = _grant("issuer", issuer_classes(by_role.values()) | set(classes))
+    else:
+        by_role[role] = _grant(role, ())
+    return [by_role[r] for r in sorted(by_role)]
+
+
+def without_grant(grants: Iterable[Grant], role: str, classes: Iterable[str] | None = None) -> list[Grant]:
+    """The grants minus `role`; for an issuer with `classes`, minus those classes only."""
+    by_role = {g["role"]: g for g in grants}
+    if role == "issuer" and classes is not None:
+        left = issuer_classes(by_role.values()) - set(classes)
+        if left:
+            by_role["issuer"] = _grant("issuer", left)
+        else:
+            by_role.pop("issuer", None)
+    else:
+        by_role.pop(role, None)
+    return [by_role[r] for r in sorted(by_role)]
+
+
+def merge_grants(grants: Iterable[Grant]) -> list[Grant]:
+    """One normalised list from grants that may repeat a role (e.g. two issuer grants in a genesis)."""
+    out: list[Grant] = []
+    for g in grants:
+        out = with_grant(out, g["role"], g.get("classes", ()))
+    return out
