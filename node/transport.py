@@ -200,7 +200,8 @@ class _Conn:
         self.writer = writer
 
     def close(self) -> None:
-        self.writer.close()
+        # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
+        self.writer.transport.abort()
 
 
 class _Peer:
@@ -381,17 +382,18 @@ class Transport:
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, cfg.backoff_max)
 
-    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a task of our own rather than the server's, so close() can cancel it without asyncio
+        # reporting the cancellation as an unhandled error of the server callback
+        self._spawn(self._handle_inbound(reader, writer), "inbound")
+
+    async def _handle_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._accept(reader, writer)
         except Exception:  # a bug here must cost one connection, never the node
             log.exception("inbound connection handler failed")
         finally:
-            writer.close()
-            self._tasks.discard(task)
+            writer.transport.abort()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         where = writer.get_extra_info("peername")

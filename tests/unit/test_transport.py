@@ -303,7 +303,7 @@ async def test_a_peer_that_stops_reading_does_not_block_the_others(net: Net) -> 
     await until(lambda: x.is_connected(net.keys[0].public))
     stalled = net.keys[0].public
     blob = "ab" * 32 * 1024  # 64 KiB per message: far more in all than socket buffers hold
-    count = 300
+    count = 600
     for k in range(count):
         x.broadcast({"k": k, "blob": blob})
         await net.inboxes[1].wait_count(k + 1)
@@ -315,6 +315,72 @@ async def test_a_peer_that_stops_reading_does_not_block_the_others(net: Net) -> 
     assert by_key[net.keys[1].public].dropped == 0 and by_key[net.keys[2].public].dropped == 0
     assert len(x._peers[stalled].queue) <= config.queue_frames
     writer.close()
+
+
+async def validator_link(net: Net, target: int, key: KeyPair) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection that passes the handshake as key and then does only what the test says."""
+    reader, writer = await raw_connect(net.ports[target])
+    await handshake(
+        reader,
+        writer,
+        key=key,
+        chain_id=net.c.genesis.chain_id,
+        genesis_hash=net.c.genesis.hash,
+        allowed={net.keys[target].public},
+        timeout=DEADLINE,
+    )
+    await until(lambda: net.nodes[target].is_connected(key.public))
+    return reader, writer
+
+
+async def test_a_silent_link_is_dropped_after_the_idle_timeout(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    """No frame at all, not even a ping, for idle_timeout: the link is dead (half-open) and dropped."""
+    config = TransportConfig(**{**FAST.__dict__, "idle_timeout": 0.5})
+    await net.start(3, config=config)
+    reader, writer = await validator_link(net, 3, net.keys[0])
+    began = asyncio.get_running_loop().time()
+    await until(lambda: not net.nodes[3].is_connected(net.keys[0].public))
+    assert asyncio.get_running_loop().time() - began >= 0.4
+    assert await closed_by_peer(reader)
+    writer.close()
+
+
+async def test_pings_keep_an_idle_link_up(net: Net) -> None:
+    config = TransportConfig(**{**FAST.__dict__, "ping_interval": 0.05, "idle_timeout": 1.0})
+    await net.start(0, config=config)
+    await net.start(1, config=config)
+    await until(net.all_linked)
+    # idle for several idle timeouts: the link must still be the first one, never dropped
+    first = net.nodes[0]._peers[net.keys[1].public].conn
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 1.5
+    await until(lambda: loop.time() >= end or not net.linked(0, 1))
+    assert net.linked(0, 1) and net.nodes[0]._peers[net.keys[1].public].conn is first
+
+
+async def test_a_peer_that_takes_no_bytes_is_disconnected_after_the_write_timeout(net: Net) -> None:
+    config = TransportConfig(**{**FAST.__dict__, "write_timeout": 0.5, "idle_timeout": 60.0})
+    x = await net.start(3, config=config)
+    reader, writer = await validator_link(net, 3, net.keys[0])
+    blob = "ab" * 32 * 1024
+    for k in range(400):  # far more than socket buffers hold, so the writer blocks
+        x.send(net.keys[0].public, {"k": k, "blob": blob})
+    await until(lambda: not x.is_connected(net.keys[0].public))
+    writer.close()
+
+
+async def test_too_many_unfinished_handshakes_are_refused_at_once(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    config = TransportConfig(**{**FAST.__dict__, "max_handshakes": 2, "handshake_timeout": 30.0})
+    await net.start(3, config=config)
+    silent = [await raw_connect(net.ports[3]) for _ in range(2)]
+    await until(lambda: net.nodes[3]._handshaking == 2)
+    extra_reader, extra_writer = await raw_connect(net.ports[3])
+    assert await closed_by_peer(extra_reader, timeout=5.0)  # long before the 30 s handshake timeout
+    await logged(caplog, "handshakes already under way")
+    for _, w in silent:
+        w.close()
+    extra_writer.close()
+    await until(lambda: net.nodes[3]._handshaking == 0)
 
 
 async def test_close_is_clean_and_idempotent_with_links_up(net: Net) -> None:
