@@ -169,3 +169,18 @@ def test_whatever_passes_validation_executes_without_raising(case: tuple[str, di
         writes, receipt = execute(w.state, w.sign(key, op, args), 3, 0)
         assert receipt["status"] in ("ok", "rejected")
         assert (writes == {}) == (receipt["status"] == "rejected")
+
+
+def test_execute_refuses_an_op_that_never_passed_validation() -> None:
+    w = World()
+    with pytest.raises(TxError) as e:
+        execute(w.state, w.sign(w.c.issuer, "asset.steal", {}), 1, 0)
+    assert e.value.code == "unknown_op"
+
+
+def test_rejections_carry_only_spec_codes() -> None:
+    from contracts import REJECTION_CODES, Rejection
+
+    assert len(REJECTION_CODES) == 11
+    with pytest.raises(ValueError):
+        Rejection("nope", "not a SPEC code")

@@ -212,3 +212,23 @@ def test_the_last_validator_cannot_be_removed() -> None:
     code = w.rejected(w.c.members[0], "gov.propose", {"action": "remove_validator", "params": {"node_id": "v0"}})
     assert code == "invalid_args"
     assert read_validator_set(w.state).n == 1
+
+
+def test_genesis_writes_are_plain_values_with_one_canonical_form(w: World) -> None:
+    from chain.encoding import canonical, decode
+    from contracts import genesis_writes
+
+    writes = genesis_writes(w.c.genesis)
+    assert writes == genesis_writes(w.c.genesis)
+    for key, value in writes.items():
+        assert decode(canonical(value)) == value, key
+
+
+def test_memory_view_layers_and_deletes() -> None:
+    from contracts import MemoryView
+
+    base = MemoryView({"a": 1, "b": 2})
+    top = MemoryView(base=base)
+    top.apply({"a": None, "c": 3})
+    assert (top.get("a"), top.get("b"), top.get("c")) == (None, 2, 3)
+    assert base.get("a") == 1 and top.items() == {"c": 3}
