@@ -136,7 +136,8 @@ def _target(view: StateView, p: dict[str, Any]) -> Validator | None:
 
 def _check_remove_validator(view: StateView, p: dict[str, Any]) -> None:
     if _target(view, p) is None:
-        raise Rejection("invalid_args", f"params: {p} names no validator of the current set")
+        ref = f"public {p['public']}" if "public" in p else f"node_id {p['node_id']!r}"
+        raise Rejection("invalid_args", f"params: {ref} names no validator of the current set")
     if read_validator_set(view).n <= 1:
         raise Rejection("invalid_args", "the last validator cannot be removed")
 
