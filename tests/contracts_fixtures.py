@@ -32,6 +32,7 @@ class World:
         """Execute one validated tx as the only tx of the next block; apply its writes."""
         validate_args(tx.op, tx.args)
         writes, receipt = execute(self.state, tx, self.height, 0)
+        assert execute(self.state, tx, self.height, 0) == (writes, receipt), "execute is not a function of its inputs"
         self.state.apply(writes)
         self.height += 1
         return writes, receipt
