@@ -202,12 +202,16 @@ async def _read_json(request: web.Request, route: Route) -> Any:
         raise ApiError(413, "too_large", f"body of {request.content_length} bytes; the limit here is {cap}")
     chunks: list[bytes] = []
     size = 0
-    # Content-Length may be absent (chunked) or lie: count what actually arrives.
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > cap:
-            raise ApiError(413, "too_large", f"body exceeds the limit of {cap} bytes")
-        chunks.append(chunk)
+    # Content-Length may be absent (chunked) or lie, and a compressed body inflates as it is read:
+    # count the bytes that actually arrive, after decoding.
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise ApiError(413, "too_large", f"body exceeds the limit of {cap} bytes")
+            chunks.append(chunk)
+    except web.RequestPayloadError as e:  # a Content-Encoding that does not decode, a broken chunk
+        raise ApiError(400, "malformed", f"body could not be read: {str(e.__cause__ or e).strip()}") from None
     if not size:
         raise ApiError(400, "malformed", "empty body; a JSON document is expected")
     try:

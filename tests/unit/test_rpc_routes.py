@@ -287,3 +287,17 @@ async def test_unexpected_exception_is_a_logged_503_not_a_500(node: FakeNode) ->
         assert client.server.app[INTERNAL_ERRORS] == ["GET /v1/status"]
         node.fail_status = False
         assert (await client.get("/v1/status")).status == 200
+
+
+async def test_compressed_bodies_are_decoded_capped_and_bad_ones_are_400(client: TestClient, node: FakeNode) -> None:
+    import zlib
+
+    tx = signed(node)
+    status, _ = await call(client, "POST", "/v1/txs", data=zlib.compress(json.dumps(tx.to_plain()).encode()),
+                           headers={"Content-Encoding": "deflate"})
+    assert status == 202 and tx.tx_id in node.mempool
+    bomb = zlib.compress(b'{"a": "' + b"x" * 5_000_000 + b'"}')  # 5 KB on the wire, 5 MB inflated
+    status, body = await call(client, "POST", "/v1/txs", data=bomb, headers={"Content-Encoding": "deflate"})
+    assert (status, body["error"]["code"]) == (413, "too_large")
+    status, body = await call(client, "POST", "/v1/txs/batch", data=b"\x1bR" * 100, headers={"Content-Encoding": "gzip"})
+    assert (status, body["error"]["code"]) == (400, "malformed")
