@@ -448,7 +448,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await send(b": keep-alive\n\n")
                 next_height = await replay(next_height)  # in case the node dropped our queue
                 continue
-            if queue.maxsize and queue.qsize() + 1 >= queue.maxsize:
+            if queue.maxsize > 1 and queue.qsize() + 1 >= queue.maxsize:  # it was full: we fell behind
                 raise _SlowClient("the subscriber queue filled up")
             if ev.height < next_height:
                 continue  # already sent during the replay

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.args import ASSET_ID_PATTERN as _ASSET_ID_RE
+
 HEX64 = r"^[0-9a-f]{64}$"
 HEX128 = r"^[0-9a-f]{128}$"
-# A superset of what contracts accept as an asset id: the RPC must never make a valid asset
-# unreachable; an id the contracts refuse simply is never found (404).
-ASSET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# Exactly what the contracts accept, so the RPC can neither refuse a real asset nor drift from them.
+ASSET_ID_PATTERN = _ASSET_ID_RE.pattern
 MAX_BATCH_TXS = 10_000
 
 

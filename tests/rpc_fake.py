@@ -14,6 +14,7 @@ from typing import Any
 
 from chain.block import Block, Certificate
 from chain.tx import Tx, TxError, check_for_chain, check_signature
+from contracts.args import ASSET_ID_PATTERN
 from node.api import CommittedBlockEvent
 from node.metrics import NodeMetrics
 from factories import Consortium, make_block, make_consortium
@@ -82,6 +83,8 @@ class FakeNode:
         check_for_chain(tx, self.chain_id, self.height + 1)
         if tx.op not in KNOWN_OPS:
             raise TxError("unknown_op", f"no operation {tx.op!r}")
+        if tx.op.startswith("asset.") and not (type(tx.args.get("asset_id")) is str and ASSET_ID_PATTERN.match(tx.args["asset_id"])):
+            raise TxError("invalid_args", "args.asset_id: must be an asset id")
         if tx.tx_id in self.mempool or tx.tx_id in self.committed:
             raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")
         if len(self.mempool) >= self.mempool_cap:

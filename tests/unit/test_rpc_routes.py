@@ -102,6 +102,7 @@ def _tampered(tx_json: dict[str, Any]) -> dict[str, Any]:
         (lambda n: signed(n, expires=0).to_plain(), "expired"),
         (lambda n: signed(n, expires=n.height + 2 + EXPIRY_WINDOW).to_plain(), "expires_too_far"),
         (lambda n: signed(n, op="asset.steal").to_plain(), "unknown_op"),
+        (lambda n: signed(n, op="asset.transfer", args={"asset_id": "", "to": "ab" * 32}).to_plain(), "invalid_args"),
     ],
 )
 async def test_invalid_txs_are_422_with_their_code(client: TestClient, node: FakeNode, make: Any, code: str) -> None:
