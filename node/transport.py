@@ -145,14 +145,14 @@ async def _handshake(
     theirs = await read_frame(reader, MAX_HANDSHAKE_FRAME)
     if type(theirs) is not dict or set(theirs) != set(hello) or theirs["type"] != "hello":
         raise HandshakeError("expected a hello")
-    if theirs["version"] != PROTOCOL_VERSION:
+    if type(theirs["version"]) is not int or theirs["version"] != PROTOCOL_VERSION:
         raise HandshakeError(f"protocol version {theirs['version']!r}, we speak {PROTOCOL_VERSION}")
     if theirs["chain_id"] != chain_id:
         raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
     if theirs["genesis_hash"] != genesis_hash:
         raise HandshakeError("wrong genesis hash")
     peer, peer_nonce = theirs["public"], theirs["nonce"]
-    if peer not in allowed or peer == key.public:
+    if type(peer) is not str or peer not in allowed or peer == key.public:
         raise HandshakeError(f"key {str(peer)[:16]}... is not a validator we accept this connection from")
     if not is_hex(peer_nonce, 32) or peer_nonce == nonce:
         raise HandshakeError("nonce must be 32 fresh random bytes in hex")
@@ -322,7 +322,11 @@ class Transport:
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, peer_public: str, msg: Value) -> None:
-        """Queue msg for one peer; raises KeyError for a key that is not another validator."""
+        """Queue msg for one peer.
+
+        Raises KeyError for a key that is not another validator, and EncodingError or FrameError
+        (both ValueError) for a msg that is not a plain value or exceeds `max_frame`.
+        """
         self._peers[peer_public].enqueue(self._frame(msg))
 
     def broadcast(self, msg: Value) -> None:

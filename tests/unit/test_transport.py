@@ -13,6 +13,7 @@ from factories import Consortium, make_consortium, seeded_key
 
 from chain.crypto import KeyPair
 from chain.encoding import Value
+from node.framing import encode_frame, read_frame
 from node.transport import HandshakeError, Transport, TransportConfig, handshake
 
 FAST = TransportConfig(
@@ -233,16 +234,24 @@ async def test_garbage_oversize_and_slow_handshakes_are_dropped_without_harm(
     silent = await raw_connect(port)  # connects and says nothing
     half = await raw_connect(port)
     half[1].write(struct.pack(">I", 50) + b"abc")  # a frame that never completes
+    ill_typed = await raw_connect(port)  # a canonical hello with fields of the wrong types
+    ill_typed[1].write(
+        encode_frame(
+            {"type": "hello", "version": True, "chain_id": net.c.genesis.chain_id,
+             "genesis_hash": net.c.genesis.hash, "public": [1], "nonce": 7}
+        )
+    )
 
     # meanwhile the validators keep talking
     net.nodes[1].broadcast("during")
-    for conn in (garbage, oversize, silent, half):
+    for conn in (garbage, oversize, silent, half, ill_typed):
         assert await closed_by_peer(conn[0])
         conn[1].close()
     await net.inboxes[3].wait_count(1)
     await net.inboxes[2].wait_count(1)
     assert net.all_linked()
-    assert caplog.text.count("refused inbound") >= 4
+    assert caplog.text.count("refused inbound") >= 5
+    assert "handler failed" not in caplog.text
 
     # after a valid handshake, an oversize frame still costs only that connection
     reader, writer = await raw_connect(port)
@@ -381,6 +390,33 @@ async def test_too_many_unfinished_handshakes_are_refused_at_once(net: Net, capl
         w.close()
     extra_writer.close()
     await until(lambda: net.nodes[3]._handshaking == 0)
+
+
+async def test_a_second_connection_from_a_peer_replaces_the_first(net: Net) -> None:
+    """What a restarted dialer looks like before its old connection is known to be dead."""
+    await net.start(3)
+    old_reader, old_writer = await validator_link(net, 3, net.keys[0])
+    new_reader, new_writer = await validator_link(net, 3, net.keys[0])
+    assert await closed_by_peer(old_reader)
+    assert net.nodes[3].is_connected(net.keys[0].public)
+    net.nodes[3].send(net.keys[0].public, "to the newest")
+    frame = await read_frame(new_reader)
+    while frame == {"kind": "ping"}:
+        frame = await read_frame(new_reader)
+    assert frame == {"kind": "msg", "body": "to the newest"}
+    for w in (old_writer, new_writer):
+        w.close()
+
+
+async def test_dialing_the_wrong_validator_is_refused_by_the_dialer(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    await net.start(0)
+    await net.start(2)
+    await until(net.all_linked)
+    # keys[1]'s address points at keys[2]: the dialer must notice who answered
+    net.nodes[0].set_address(net.keys[1].public, f"127.0.0.1:{net.ports[2]}")
+    await logged(caplog, "is not a validator we accept")
+    assert not net.nodes[0].is_connected(net.keys[1].public)
+    assert net.linked(0, 2)
 
 
 async def test_close_is_clean_and_idempotent_with_links_up(net: Net) -> None:
