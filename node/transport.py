@@ -161,7 +161,8 @@ async def _handshake(
     auth = await read_frame(reader, MAX_HANDSHAKE_FRAME)
     if type(auth) is not dict or set(auth) != {"type", "sig"} or auth["type"] != "auth" or type(auth["sig"]) is not str:
         raise HandshakeError("expected an auth")
-    if not verify(peer, Domain.HANDSHAKE, _challenge(chain_id, genesis_hash, peer, peer_nonce, key.public, nonce), auth["sig"]):
+    theirs_signed = _challenge(chain_id, genesis_hash, peer, peer_nonce, key.public, nonce)
+    if not verify(peer, Domain.HANDSHAKE, theirs_signed, auth["sig"]):
         raise HandshakeError("handshake signature does not verify")
     return peer
 
@@ -268,7 +269,7 @@ class Transport:
         self._on_message = on_message
         addresses = addresses or {}
         self._peers: dict[str, _Peer] = {
-            v.public: _Peer(v.node_id, v.public, addresses[v.public] if v.public in addresses else v.address, self.config)
+            v.public: _Peer(v.node_id, v.public, addresses.get(v.public, v.address), self.config)
             for v in validators.validators
             if v.public != key.public
         }
@@ -355,36 +356,47 @@ class Transport:
     async def _dial_loop(self, peer: _Peer) -> None:
         cfg = self.config
         delay = cfg.backoff_initial
-        loop = asyncio.get_running_loop()
         while not self._closing:
             await peer.address_set.wait()
-            assert peer.address is not None
             try:
-                host, port = _split_address(peer.address)
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.connect_timeout)
-            except (OSError, TimeoutError, ValueError) as e:
-                log.debug("dial %s at %s failed: %s", peer.node_id, peer.address, e)
-            else:
-                try:
-                    await handshake(
-                        reader,
-                        writer,
-                        key=self.key,
-                        chain_id=self.chain_id,
-                        genesis_hash=self.genesis_hash,
-                        allowed={peer.public},
-                        timeout=cfg.handshake_timeout,
-                    )
-                except HandshakeError as e:
-                    log.warning("handshake with %s at %s failed: %s", peer.node_id, peer.address, e)
-                    writer.close()
-                else:
-                    began = loop.time()
-                    await self._serve(peer, _Conn(reader, writer))
-                    if loop.time() - began >= cfg.backoff_max:
-                        delay = cfg.backoff_initial
+                lived = await self._dial_once(peer)
+            except Exception:  # a bug must not end the redialing for good
+                log.exception("dialing %s failed unexpectedly", peer.node_id)
+                lived = 0.0
+            if lived >= cfg.backoff_max:
+                delay = cfg.backoff_initial
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, cfg.backoff_max)
+
+    async def _dial_once(self, peer: _Peer) -> float:
+        """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
+        cfg = self.config
+        address = peer.address
+        assert address is not None
+        try:
+            host, port = _split_address(address)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.connect_timeout)
+        except (OSError, TimeoutError, ValueError) as e:
+            log.debug("dial %s at %s failed: %s", peer.node_id, address, e)
+            return 0.0
+        try:
+            await handshake(
+                reader,
+                writer,
+                key=self.key,
+                chain_id=self.chain_id,
+                genesis_hash=self.genesis_hash,
+                allowed={peer.public},
+                timeout=cfg.handshake_timeout,
+            )
+        except HandshakeError as e:
+            log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
+            writer.transport.abort()
+            return 0.0
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._serve(peer, _Conn(reader, writer))
+        return loop.time() - began
 
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # a task of our own rather than the server's, so close() can cancel it without asyncio
