@@ -1,5 +1,15 @@
 """The pool of admitted, not yet committed transactions.
 
+Usage, from the validator process (no asyncio here; call it from the event loop thread):
+
+    pool = Mempool(chain_id, arg_validator=contracts.validate_args,
+                   is_committed=store_has_tx, on_admitted=gossip_to_validators)
+    pool.add(tx, next_height)                    # RPC; raises TxError
+    pool.add_many(txs, next_height, gossip=False)  # from a peer's gossip; one result per tx
+    batch = pool.take_batch(max_txs, max_bytes, next_height)   # the primary's proposal
+    pool.verified(tx)                            # a replica checking a proposed block
+    pool.remove_committed(block_tx_ids); pool.evict_expired(next_height)   # after each commit
+
 Admission (`add`, `add_many`) runs every check a tx must pass before it may enter a block, cheap
 ones first so junk costs little: chain id and expiry window against the next height, op and args
 (the injected `arg_validator`, normally `contracts.validate_args`), already pending, already
@@ -20,10 +30,13 @@ Gossip: txs admitted with `gossip=True` (from a client) are handed to `on_admitt
 node broadcasts to the other validators; txs received by gossip are admitted with `gossip=False`
 and the same checks, and are never re-gossiped.
 
-Batch signature checks are serial: with the 2 cores of the project machine shared, a 2-process
-pool measured 53.9-63.4 us/tx against 60.7 us/tx serial (4,000 txs, best of 3), and a thread
-pool 57 us/tx (PyNaCl holds the GIL for most of a verify), so neither is worth its complexity.
-`verify_signatures` is the one place to change if a deployment has cores to spare.
+Batch signature checks are serial. Measured on the project machine (2 cores, shared with other
+work; 4,000 txs, best of 3, two runs): serial 55-61 us/tx, a 2-process pool 50-63 us/tx, a
+2-thread pool 55-57 us/tx (PyNaCl holds the GIL for most of a verify). A pool gains at most 10%
+here, and none where 4 validators share 2 cores as in a localnet, so it is not worth its cost.
+`verify_signatures` is the one place to change on a host with cores to spare. Full admission
+costs about 73 us/tx (10,000 txs through `add_many`), so the node should feed a 10,000-tx RPC
+batch in chunks of a few hundred, yielding to the event loop between them.
 """
 
 from __future__ import annotations
@@ -89,6 +102,9 @@ class Mempool:
         """Admit many txs; one result per tx, in order: None if admitted, else its TxError.
 
         A tx_id repeated within the batch is admitted once and the later copies are `duplicate`.
+        Room is reserved before signatures are checked (so a full pool costs no verification),
+        so near the bound a tx may be refused as `mempool_full` for room a bad-signature tx of
+        the same batch held and then did not use.
         """
         results: list[TxError | None] = [None] * len(txs)
         candidates: list[int] = []
