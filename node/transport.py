@@ -42,7 +42,12 @@ Queues: each peer has its own queue, bounded in frames and bytes, that outlives 
 brief disconnection loses nothing). When it is full the OLDEST frame is dropped: consensus
 tolerates loss and a newer message (a later view or height) is worth more than an old one. A
 peer whose socket takes no bytes for `write_timeout` is disconnected; either way, a slow or dead
-peer never delays the others, since each peer is written by its own task.
+peer never delays the others, since each peer is written by its own task. Messages from one
+peer arrive in the order it sent them, less any it dropped; nothing is retransmitted.
+
+Measured between two transports in one process on 127.0.0.1 (both ends on one core, the other
+core busy with other work): 30,000 messages/s of 250 bytes (canonical encode and decode are most
+of the cost), 340 MB/s in 30 KB messages, 520 MB/s in 1 MB messages.
 """
 
 from __future__ import annotations
