@@ -61,7 +61,7 @@ class Pool:
 def refusal(pool: Mempool, t: Tx, next_height: int = 1) -> str:
     with pytest.raises(TxError) as e:
         pool.add(t, next_height)
-    assert len(pool) == 0 or t.tx_id not in pool or e.value.code == "duplicate"
+    assert t.tx_id not in pool or e.value.code == "duplicate"  # a refusal never admits
     return e.value.code
 
 
@@ -214,3 +214,13 @@ def test_verified_requires_the_same_signature() -> None:
     assert forged.tx_id == t.tx_id
     assert p.pool.verified(t) and not p.pool.verified(forged)
     assert not p.pool.verified(tx(3))
+
+
+def test_with_the_real_contract_arg_validator() -> None:
+    import contracts
+
+    pool = Mempool(CHAIN, arg_validator=contracts.validate_args, is_committed=lambda tx_id: False)
+    pool.add(tx(1, args={"asset_id": "wr-1", "to": BOB.public}), 1)
+    assert refusal(pool, tx(2, op="asset.melt")) == "unknown_op"
+    assert refusal(pool, tx(3, args={"asset_id": "wr-3", "to": "not-an-account"})) == "invalid_args"
+    assert len(pool) == 1
