@@ -39,6 +39,10 @@ class Server:
         self.started.set()
         self.loop.run_forever()
         self.loop.run_until_complete(runner.cleanup())
+        leftover = asyncio.all_tasks(self.loop)  # handlers of connections reset mid-request
+        for task in leftover:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         self.loop.close()
 
     def call(self, fn: Any) -> Any:
@@ -123,15 +127,21 @@ def test_no_input_gets_a_5xx(server: Server, method: str, path: str, query: dict
         query["timeout"] = "0.05"  # a tx that somehow gets in must not hold the example for 30 s
     url = f"http://127.0.0.1:{server.port}{path}" + (f"?{urlencode(query)}" if query else "")
     with httpx.Client(timeout=10) as http:
-        with http.stream(method, url, content=body, headers=hdrs) as r:
-            status = r.status_code
-            if not r.headers.get("Content-Type", "").startswith("text/event-stream"):
-                r.read()
-                if r.headers.get("Content-Type", "").startswith("application/json") and status >= 400 and method != "HEAD":
-                    assert set(r.json()) == {"error"}
-                elif status >= 400 and method != "HEAD":
-                    # only aiohttp's HTTP parser answers in plain text, to bytes it cannot parse at all
-                    assert status == 400, (status, r.text)
-        assert status < 500 or (status == 504 and r.json()["error"]["code"] == "timeout"), (status, method, url)
-        assert http.get(f"http://127.0.0.1:{server.port}/v1/status").status_code == 200
+        try:
+            with http.stream(method, url, content=body, headers=hdrs) as r:
+                status = r.status_code
+                if not r.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    r.read()
+                    if r.headers.get("Content-Type", "").startswith("application/json") and status >= 400 and method != "HEAD":
+                        assert set(r.json()) == {"error"}
+                    elif status >= 400 and method != "HEAD":
+                        # only aiohttp's HTTP parser answers in plain text, to bytes it cannot parse at all
+                        assert status == 400, (status, r.text)
+            assert status < 500 or (status == 504 and r.json()["error"]["code"] == "timeout"), (status, method, url)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # aiohttp's parser resets the connection when a body does not decode in its declared
+            # Content-Encoding after the answer is sent; that is the only reset allowed.
+            assert "Content-Encoding" in hdrs and body, (method, url, hdrs)
+    with httpx.Client(timeout=10) as fresh:  # a new connection: the one above may have been reset
+        assert fresh.get(f"http://127.0.0.1:{server.port}/v1/status").status_code == 200
     assert server.app[INTERNAL_ERRORS] == []
