@@ -76,7 +76,7 @@ HTTP_ERROR_CODE = {
 }
 
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
-_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,3})?$")
+_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
 _ASSET_ID = re.compile(m.ASSET_ID_PATTERN)
 
 

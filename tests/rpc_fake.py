@@ -155,8 +155,9 @@ class FakeNode:
 
     # -- test controls -------------------------------------------------------------------------
 
-    def commit(self) -> CommittedBlockEvent:
-        """Commit everything pending as one block (possibly empty) and tell waiters and subscribers."""
+    def commit(self, publish: bool = True) -> CommittedBlockEvent:
+        """Commit everything pending as one block (possibly empty) and tell waiters and subscribers
+        (unless `publish` is false: a node that lost the event, which a stream must survive)."""
         height = self.height + 1
         prev = self.blocks[-1][0].block_hash if self.blocks else self.genesis.hash
         txs = list(self.mempool.values())
@@ -176,7 +177,7 @@ class FakeNode:
                     fut.set_result(r)
         ev = self.block_event(height)
         assert ev is not None
-        for q in list(self.subscribers):
+        for q in list(self.subscribers) if publish else ():
             try:
                 q.put_nowait(ev)
             except asyncio.QueueFull:

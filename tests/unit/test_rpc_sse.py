@@ -165,3 +165,40 @@ async def test_streams_beyond_the_cap_are_refused_with_429() -> None:
         await until(lambda: not node.subscribers)
         third = await client.get("/v1/events")
         assert third.status == 200
+
+
+async def test_a_lost_event_is_filled_from_the_store() -> None:
+    node = FakeNode()
+    async with rpc_client(node) as client:
+        resp = await client.get("/v1/events")
+        await until(lambda: len(node.subscribers) == 1)
+        node.commit()
+        node.commit(publish=False)
+        node.commit()
+        events, _ = await read_events(resp, 3)
+        assert heights_of(node, events) == [1, 2, 3]
+
+
+class CommitsDuringReplay(FakeNode):
+    """Commits a burst of blocks while the stream replays height 2: more than its queue holds."""
+
+    def block_event(self, height: int) -> Any:
+        ev = super().block_event(height)
+        if height == 2 and self.height < 20:
+            for _ in range(10):
+                self.commit()
+        return ev
+
+
+async def test_a_queue_overflowing_during_the_replay_is_renewed_not_fatal() -> None:
+    node = CommitsDuringReplay(queue_size=4)
+    async with rpc_client(node) as client:
+        for _ in range(5):
+            node.commit()
+        resp = await client.get("/v1/events?from=1")
+        events, _ = await read_events(resp, 15)
+        assert heights_of(node, events) == list(range(1, 16))
+        assert node.dropped_subscribers == 1 and len(node.subscribers) == 1  # renewed, still live
+        node.commit()
+        events, _ = await read_events(resp, 1)
+        assert heights_of(node, events) == [16]
