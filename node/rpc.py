@@ -131,15 +131,6 @@ class Route:
         return {self.ok[0]: self.ok[1], **dict(self.also_ok), **{s: m.ErrorResponse for s in self.errors}}
 
 
-# Keys of the application's state.
-API = web.AppKey("api", NodeApi)
-CONFIG = web.AppKey("config", "RpcConfig")
-STREAMS = web.AppKey("streams", set)
-INTERNAL_ERRORS = web.AppKey("internal_errors", list)
-OPENAPI = web.AppKey("openapi", dict)
-ROUTE_OF = web.AppKey("route_of", dict)
-
-
 @dataclass(frozen=True)
 class RpcConfig:
     tokens: tuple[tuple[bytes, frozenset[str]], ...]
@@ -147,6 +138,15 @@ class RpcConfig:
     heartbeat_s: float
     write_timeout_s: float
     max_streams: int
+
+
+# Keys of the application's state.
+API = web.AppKey("api", NodeApi)
+CONFIG = web.AppKey("config", RpcConfig)
+STREAMS = web.AppKey("streams", set)
+INTERNAL_ERRORS = web.AppKey("internal_errors", list)
+OPENAPI = web.AppKey("openapi", dict)
+ROUTE_OF = web.AppKey("route_of", dict)
 
 
 # -- request helpers ---------------------------------------------------------------------------

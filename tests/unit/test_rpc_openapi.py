@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from node.api import CommittedBlockEvent
 from node.rpc import ROUTES, make_app, openapi_document, serve
@@ -69,3 +70,9 @@ async def test_serve_binds_answers_and_stops_with_a_stream_open() -> None:
             await until(lambda: len(node.subscribers) == 1)
             await asyncio.wait_for(runner.cleanup(), 10)  # an open stream does not hold the shutdown
     assert not node.subscribers
+
+
+def test_openapi_document_is_valid_openapi_3_1() -> None:
+    validator = pytest.importorskip("openapi_spec_validator")  # not a declared dependency: checked where present
+    validator.validate(openapi_document())
+    validator.validate(openapi_document(secured=True))
