@@ -1,0 +1,677 @@
+"""The PBFT consensus core: one replica as a plain object, fed events, returning actions.
+
+Theory of operation
+-------------------
+The replica never awaits, reads a clock, touches a socket or draws a random number. The driver
+(node/validator.py, or the simulator in tests/sim/) feeds it `Event`s through `handle()` and
+carries out the `Action`s it returns, in order. Every consensus rule lives in this file, and the
+replica does not know whether a message is its own: what it broadcasts it first feeds to itself
+through the same handler a peer's message takes. docs/consensus.md states the rules; each
+`_upon_*` method below is one of them.
+
+Normal case, per height h in view v: the primary (validators[v mod n]) asks the application for
+a block and broadcasts PRE-PREPARE(v, h, block); a replica that finds the block valid broadcasts
+PREPARE(v, h, hash); with a quorum of matching prepares (the pre-prepare stands for the
+primary's) it is *prepared* and broadcasts COMMIT(v, h, hash, commit_sig); with a quorum of
+matching commits the commit signatures form a `chain.block.Certificate` and the replica emits
+`CommitBlock`. The driver persists it and answers `Persisted`, and only then does the replica
+look at height h+1, so the application is never asked about a height whose parent it lacks.
+
+One `Slot` per (view, height) holds the proposal and the votes for it; slots below the
+committed height are dropped (each committed block is a stable checkpoint).
+
+View change: with work outstanding (pending txs, or a proposal not yet committed) a timer runs;
+when it fires, or the primary is caught misbehaving, the replica moves to v+1 and broadcasts
+VIEW-CHANGE(v+1, h, its highest prepared proof at h). The primary of v+1 gathers a quorum whose
+heights are at most its own height H and broadcasts NEW-VIEW with them and, if any of them holds a
+prepared proof for H, a PRE-PREPARE re-proposing the block of the highest-view proof. Replicas
+check the NEW-VIEW before entering the view. Timeouts double on each failed view, capped, and
+reset on a commit. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
+that f+1 of them ask for; a replica that asks for a view the others already hold gets a STATUS
+carrying the NEW-VIEW that established it and the certificate of their head.
+
+Catch-up: messages from f+1 validators for heights above ours, a quorum of commits for a block we
+never saw, or a STATUS with a verified certificate above our head make the replica emit
+`RequestSync`; the driver feeds back `SyncedBlock`s, accepted only with a certificate that
+verifies against the validator set of their height.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+from chain.block import Block, Certificate, CertificateError, commit_message, sign_commit
+from chain.crypto import Domain, KeyPair, verify
+from chain.genesis import Params
+from chain.validators import ValidatorSet
+from node.pbft_messages import (
+    Commit,
+    Message,
+    MessageError,
+    NewView,
+    PrePrepare,
+    Prepare,
+    PreparedProof,
+    Signed,
+    Status,
+    ViewChange,
+    parse_signed,
+)
+
+HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
+VIEW_WINDOW = 64  # likewise for views
+
+VerifyFn = Callable[[str, Domain, bytes, str], bool]
+
+
+# ---------------------------------------------------------------- the application seam
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    height: int  # 0 before the first block
+    block_hash: str  # the genesis hash at height 0
+    certificate: Certificate | None  # of the head block; None at height 0
+
+
+class Application(Protocol):
+    """What the core asks of the ledger; every call is synchronous and deterministic."""
+
+    def head(self) -> ChainHead: ...
+
+    def validator_set(self, height: int) -> ValidatorSet: ...
+
+    def propose(self, height: int, view: int) -> Block | None:
+        """A block for `height` on the current head, or None when there is nothing to propose."""
+
+    def validate(self, block: Block) -> bool:
+        """Full check of a proposal on the current head: txs, signatures, re-execution, roots."""
+
+    def has_pending(self) -> bool: ...
+
+
+# ---------------------------------------------------------------- events and actions
+
+
+@dataclass(frozen=True)
+class Received:
+    message: Any  # a plain value as decoded from a frame; nothing about it is trusted
+
+
+@dataclass(frozen=True)
+class TxsPending:
+    pass
+
+
+@dataclass(frozen=True)
+class Timeout:
+    view: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Persisted:
+    height: int
+
+
+@dataclass(frozen=True)
+class SyncedBlock:
+    block: Block
+    certificate: Certificate
+
+
+Event = Union[Received, TxsPending, Timeout, Persisted, SyncedBlock]
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    message: dict[str, Any]  # to every other validator
+
+
+@dataclass(frozen=True)
+class Send:
+    to: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    view: int
+    height: int
+    ms: int  # replaces any timer set before
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    pass
+
+
+@dataclass(frozen=True)
+class CommitBlock:
+    block: Block
+    certificate: Certificate
+
+
+@dataclass(frozen=True)
+class RequestSync:
+    from_height: int
+    to_height: int
+
+
+Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Two conflicting messages signed by one validator for the same (kind, view, height)."""
+
+    sender: str
+    kind: str
+    view: int
+    height: int
+    first: Signed
+    second: Signed
+
+
+# ---------------------------------------------------------------- the log
+
+
+@dataclass
+class Slot:
+    pre_prepare: Signed | None = None
+    valid: bool | None = None  # the application's verdict, once asked
+    prepares: dict[str, Signed] = field(default_factory=dict)
+    commits: dict[str, Signed] = field(default_factory=dict)
+    sent_prepare: bool = False
+    sent_commit: bool = False
+    proposed: bool = False
+    reproposal: str | None = None  # block hash a NEW-VIEW obliges the primary to propose
+
+    @property
+    def block(self) -> Block | None:
+        if self.pre_prepare is None:
+            return None
+        msg = self.pre_prepare.msg
+        assert isinstance(msg, PrePrepare)
+        return msg.block
+
+    def votes_for(self, votes: dict[str, Signed], block_hash: str) -> dict[str, Signed]:
+        return {s: m for s, m in votes.items() if m.msg.block_hash == block_hash}  # type: ignore[union-attr]
+
+
+class Replica:
+    def __init__(
+        self, key: KeyPair, chain_id: str, app: Application, params: Params, verify_fn: VerifyFn = verify
+    ) -> None:
+        self.key = key
+        self.chain_id = chain_id
+        self.app = app
+        self.params = params
+        self._verify = verify_fn
+        head = app.head()
+        self.height = head.height + 1  # the next height to commit
+        self.prev_hash = head.block_hash
+        self.last_certificate = head.certificate
+        self.view = 0
+        self.in_view_change = False
+        self.ready = True  # False between CommitBlock and Persisted
+        self.slots: dict[tuple[int, int], Slot] = {}
+        self.view_changes: dict[int, dict[str, Signed]] = {}
+        self.best_prepared: PreparedProof | None = None  # highest-view prepared proof at self.height
+        self.new_view_msg: Signed | None = None  # the NEW-VIEW that established self.view
+        self.sent_new_view: set[int] = set()
+        self.failed_views = 0
+        self.peer_heights: dict[str, int] = {}
+        self.sync_requested: tuple[int, int] = (0, 0)
+        self.timer: tuple[int, int] | None = None
+        self.evidence: list[Evidence] = []
+        self._seen: dict[tuple[str, str, int, int], Signed] = {}
+        self._out: list[Action] = []
+
+    # ------------------------------------------------------------ entry point
+
+    def handle(self, event: Event) -> list[Action]:
+        """Feed one event; return the actions the driver must carry out, in order."""
+        self._out = []
+        if isinstance(event, Received):
+            self._on_wire(event.message)
+        elif isinstance(event, TxsPending):
+            self._upon_txs_pending()
+        elif isinstance(event, Timeout):
+            self._upon_timeout(event.view, event.height)
+        elif isinstance(event, Persisted):
+            self._upon_persisted(event.height)
+        elif isinstance(event, SyncedBlock):
+            self._upon_synced_block(event.block, event.certificate)
+        out, self._out = self._out, []
+        return out
+
+    def start(self) -> list[Action]:
+        """The actions of a replica that has just (re)started on its persisted head."""
+        return self.handle(TxsPending())
+
+    # ------------------------------------------------------------ helpers
+
+    def vset(self, height: int | None = None) -> ValidatorSet:
+        return self.app.validator_set(max(1, self.height if height is None else height))
+
+    def primary(self, view: int, height: int | None = None) -> str:
+        return self.vset(height).primary(view).public
+
+    def slot(self, view: int, height: int) -> Slot:
+        return self.slots.setdefault((view, height), Slot())
+
+    def _broadcast(self, msg: Message) -> None:
+        signed = Signed.sign(self.key, msg)
+        self._out.append(Broadcast(signed.to_plain()))
+        self._on_signed(signed)
+
+    def _timeout_ms(self) -> int:
+        ms = self.params.view_timeout_ms << min(self.failed_views, 30)
+        return min(ms, self.params.max_view_timeout_ms)
+
+    def _arm_timer(self) -> None:
+        """Run the view timer iff this view owes us progress.
+
+        In a settled view that is whenever there is work (pending txs or an uncommitted
+        proposal). While changing views it runs only once a quorum asked for the same view:
+        a replica that timed out alone waits there instead of running ahead of the others.
+        """
+        if self.in_view_change:
+            work = len(self.view_changes.get(self.view, {})) >= self.vset().quorum
+        else:
+            slot = self.slots.get((self.view, self.height))
+            work = self.ready and (self.app.has_pending() or (slot is not None and slot.pre_prepare is not None))
+        if not work:
+            if self.timer is not None:
+                self.timer = None
+                self._out.append(CancelTimer())
+        elif self.timer != (self.view, self.height):
+            self.timer = (self.view, self.height)
+            self._out.append(SetTimer(self.view, self.height, self._timeout_ms()))
+
+    def _authentic(self, signed: Signed, height: int) -> bool:
+        vset = self.vset(height)
+        return signed.sender in vset.publics and self._verify(
+            signed.sender, Domain.CONSENSUS, signed.body_bytes, signed.sig
+        )
+
+    def _record(self, signed: Signed) -> bool:
+        """False for a duplicate; equivocation is recorded as evidence and also refused."""
+        msg = signed.msg
+        key = (signed.sender, msg.kind, msg.view, msg.height)
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = signed
+            return True
+        if first.digest != signed.digest and msg.kind in ("pre_prepare", "prepare", "commit"):
+            if not any(e.first is first and e.second.digest == signed.digest for e in self.evidence):
+                self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
+        return False
+
+    # ------------------------------------------------------------ messages in
+
+    def _on_wire(self, plain: Any) -> None:
+        try:
+            signed = parse_signed(plain)
+        except (MessageError, RecursionError):
+            return
+        if signed.sender == self.key.public:
+            return  # our own messages were handled when we sent them
+        self._on_signed(signed)
+
+    def _on_signed(self, signed: Signed) -> None:
+        msg = signed.msg
+        # far-future heights have no validator set yet; judge the sender by today's
+        if not self._authentic(signed, msg.height if msg.height <= self.height + HEIGHT_WINDOW else self.height):
+            return
+        self._note_peer_height(signed.sender, msg.height)
+        if isinstance(msg, Status):
+            self._upon_status(signed, msg)
+            return
+        if isinstance(msg, NewView):
+            self._upon_new_view(signed, msg)
+            return
+        if msg.height < self.height and not isinstance(msg, ViewChange):
+            return  # below our stable checkpoint
+        if msg.height > self.height + HEIGHT_WINDOW or msg.view > self.view + VIEW_WINDOW:
+            return
+        if isinstance(msg, ViewChange):
+            self._upon_view_change(signed, msg)
+            return
+        if msg.view < self.view or not self._record(signed):
+            return
+        slot = self.slot(msg.view, msg.height)
+        if isinstance(msg, PrePrepare):
+            if signed.sender != self.primary(msg.view, msg.height) or slot.pre_prepare is not None:
+                return
+            slot.pre_prepare = signed
+        elif isinstance(msg, Prepare):
+            slot.prepares[signed.sender] = signed
+        elif isinstance(msg, Commit):
+            if not self._verify(signed.sender, Domain.COMMIT, _commit_bytes(self.chain_id, msg), msg.commit_sig):
+                return
+            slot.commits[signed.sender] = signed
+        self._progress(msg.view, msg.height)
+
+    def _note_peer_height(self, sender: str, height: int) -> None:
+        if height <= self.peer_heights.get(sender, 0):
+            return
+        self.peer_heights[sender] = height
+        ahead = sorted((h for h in self.peer_heights.values() if h > self.height), reverse=True)
+        f = self.vset().f
+        if len(ahead) > f:
+            # f+1 validators work above our height, so at least one honest one committed up to there
+            self._request_sync(ahead[f] - 1)
+
+    def _request_sync(self, to_height: int) -> None:
+        if to_height < self.height or self.sync_requested >= (self.height, to_height):
+            return
+        self.sync_requested = (self.height, to_height)
+        self._out.append(RequestSync(self.height, to_height))
+
+    # ------------------------------------------------------------ the normal case
+
+    def _progress(self, view: int, height: int) -> None:
+        """Apply every normal-case rule that the slot (view, height) now enables."""
+        def current() -> bool:
+            return (view, height) == (self.view, self.height) and self.ready
+
+        if not current():
+            return
+        slot = self.slot(view, height)
+        if slot.pre_prepare is not None and slot.valid is None and not self.in_view_change:
+            self._upon_pre_prepare(slot)
+        # each rule may commit or change view, after which this slot is no longer ours
+        if current() and slot.valid and not self.in_view_change:
+            self._upon_prepare_quorum(slot)
+        if current():
+            self._upon_commit_quorum(slot)
+
+    def _upon_pre_prepare(self, slot: Slot) -> None:
+        """Upon a PRE-PREPARE from the primary for our view and height: validate, then PREPARE."""
+        block = slot.block
+        assert block is not None and slot.pre_prepare is not None
+        header = block.header
+        vset = self.vset()
+        proposer_ok = header.view == self.view and header.proposer == vset.primary(self.view).public
+        ok = (
+            header.chain_id == self.chain_id
+            and header.height == self.height
+            and header.prev_hash == self.prev_hash
+            and (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal)
+            and self.app.validate(block)
+        )
+        slot.valid = ok
+        if not ok:
+            self._start_view_change(self.view + 1)  # the primary proposed something invalid
+            return
+        self._arm_timer()
+        if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
+            slot.sent_prepare = True
+            self._broadcast(Prepare(self.view, self.height, block.block_hash))
+
+    def _upon_prepare_quorum(self, slot: Slot) -> None:
+        """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""
+        block = slot.block
+        assert block is not None and slot.pre_prepare is not None
+        primary = slot.pre_prepare.sender
+        prepares = {s: m for s, m in slot.votes_for(slot.prepares, block.block_hash).items() if s != primary}
+        if len(prepares) + 1 < self.vset().quorum:
+            return
+        proof = PreparedProof(slot.pre_prepare, tuple(prepares[s] for s in sorted(prepares)))
+        if self.best_prepared is None or self.best_prepared.view < self.view:
+            self.best_prepared = proof
+        if not slot.sent_commit:
+            slot.sent_commit = True
+            sig = sign_commit(self.key, self.chain_id, self.height, block.block_hash)
+            self._broadcast(Commit(self.view, self.height, block.block_hash, sig))
+
+    def _upon_commit_quorum(self, slot: Slot) -> None:
+        """Upon a quorum of matching COMMITs: the signatures are the certificate; commit."""
+        by_hash: dict[str, dict[str, str]] = {}
+        for sender, signed in slot.commits.items():
+            msg = signed.msg
+            assert isinstance(msg, Commit)
+            by_hash.setdefault(msg.block_hash, {})[sender] = msg.commit_sig
+        quorum = self.vset().quorum
+        for block_hash in sorted(by_hash):
+            sigs = by_hash[block_hash]
+            if len(sigs) < quorum:
+                continue
+            block = slot.block
+            if block is None or block.block_hash != block_hash:
+                self._request_sync(self.height)  # the others committed a block we never received
+                return
+            self._commit(block, Certificate.build(self.height, block_hash, sigs))
+            return
+
+    def _commit(self, block: Block, certificate: Certificate) -> None:
+        self._out.append(CommitBlock(block, certificate))
+        self.height += 1
+        self.prev_hash = block.block_hash
+        self.last_certificate = certificate
+        self.ready = False
+        self.best_prepared = None
+        self.failed_views = 0
+        self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
+        self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
+        if self.timer is not None:
+            self.timer = None
+            self._out.append(CancelTimer())
+
+    def _upon_persisted(self, height: int) -> None:
+        """Upon the driver having persisted our head: take up the next height."""
+        if height != self.height - 1 or self.ready:
+            return
+        self.ready = True
+        self._progress(self.view, self.height)
+        self._upon_view_change_quorum()
+        self._maybe_propose()
+        self._arm_timer()
+
+    def _upon_txs_pending(self) -> None:
+        self._maybe_propose()
+        self._arm_timer()
+
+    def _maybe_propose(self) -> None:
+        """Upon being the primary of a settled view with nothing proposed at this height: propose."""
+        if not self.ready or self.in_view_change or self.primary(self.view) != self.key.public:
+            return
+        slot = self.slot(self.view, self.height)
+        if slot.proposed or slot.pre_prepare is not None:
+            return
+        block = self.app.propose(self.height, self.view)
+        if block is None:
+            return
+        slot.proposed = True
+        self._broadcast(PrePrepare(self.view, self.height, block))
+
+    def _upon_synced_block(self, block: Block, certificate: Certificate) -> None:
+        """Upon a fetched block for our next height whose certificate verifies: commit it."""
+        if not self.ready or block.height != self.height or block.header.prev_hash != self.prev_hash:
+            return
+        try:
+            certificate.verify(self.chain_id, block.height, block.block_hash, self.vset(block.height))
+            block.check_tx_root()
+        except (CertificateError, ValueError):
+            return
+        self._commit(block, certificate)
+
+    # ------------------------------------------------------------ view change
+
+    def _upon_timeout(self, view: int, height: int) -> None:
+        """Upon the view timer firing for the current (view, height): give up on the view."""
+        if (view, height) != self.timer:
+            return
+        self.timer = None
+        self.sync_requested = (0, 0)  # a sync that came to nothing may be asked for again
+        self._start_view_change(self.view + 1)
+
+    def _start_view_change(self, view: int) -> None:
+        if view <= self.view:
+            return
+        self.failed_views += 1
+        self.view = view
+        self.in_view_change = True
+        self._broadcast(ViewChange(view, self.height, self.best_prepared))
+        self._arm_timer()
+
+    def _valid_view_change(self, signed: Signed, msg: ViewChange) -> bool:
+        proof = msg.prepared
+        if proof is None:
+            return True
+        return self._valid_proof(proof, msg.height) and proof.view < msg.view
+
+    def _valid_proof(self, proof: PreparedProof, height: int) -> bool:
+        pp = proof.pre_prepare
+        msg = pp.msg
+        if not isinstance(msg, PrePrepare) or msg.height != height:
+            return False
+        vset = self.vset(height)
+        if pp.sender != vset.primary(msg.view).public or not self._authentic(pp, height):
+            return False
+        senders: set[str] = set()
+        for p in proof.prepares:
+            m = p.msg
+            if not isinstance(m, Prepare) or (m.view, m.height, m.block_hash) != (msg.view, height, msg.block_hash):
+                return False
+            if p.sender in senders or p.sender == pp.sender or not self._authentic(p, height):
+                return False
+            senders.add(p.sender)
+        return len(senders) + 1 >= vset.quorum
+
+    def _upon_view_change(self, signed: Signed, msg: ViewChange) -> None:
+        """Upon a VIEW-CHANGE: help a lagging sender, join f+1, or (as new primary) gather a quorum."""
+        if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
+            if signed.sender != self.key.public:
+                self._send_status(signed.sender)
+            return
+        if msg.height < self.height and signed.sender != self.key.public:
+            self._send_status(signed.sender)
+        if not self._valid_view_change(signed, msg):
+            return
+        votes = self.view_changes.setdefault(msg.view, {})
+        if signed.sender in votes:
+            return
+        votes[signed.sender] = signed
+        self._upon_f_plus_one_view_changes()
+        self._upon_view_change_quorum()
+        self._arm_timer()
+
+    def _upon_f_plus_one_view_changes(self) -> None:
+        """Upon f+1 validators asking for views above ours: move to the lowest view they all pass."""
+        highest: dict[str, int] = {}
+        for view, votes in self.view_changes.items():
+            if view > self.view:
+                for sender in votes:
+                    highest[sender] = max(highest.get(sender, 0), view)
+        f = self.vset().f
+        if len(highest) > f:
+            self._start_view_change(sorted(highest.values(), reverse=True)[f])
+
+    def _upon_view_change_quorum(self) -> None:
+        view = self.view
+        if not self.in_view_change or view in self.sent_new_view or self.primary(view) != self.key.public:
+            return
+        votes = self.view_changes.get(view, {})
+        usable = {s: v for s, v in votes.items() if v.msg.height <= self.height}
+        quorum = self.vset().quorum
+        if len(usable) < quorum:
+            if len(votes) >= quorum:
+                self._request_sync(max(v.msg.height for v in votes.values()) - 1)
+            return
+        if not self.ready:
+            return
+        chosen = tuple(usable[s] for s in sorted(usable)[:quorum])
+        proof = _highest_proof(chosen, self.height)
+        pre_prepare = None
+        if proof is not None:
+            pre_prepare = Signed.sign(self.key, PrePrepare(view, self.height, proof.block))
+        self.sent_new_view.add(view)
+        self._broadcast(NewView(view, self.height, chosen, pre_prepare))
+
+    def _check_new_view(self, signed: Signed, msg: NewView) -> bool:
+        vset = self.vset(msg.height)
+        if signed.sender != vset.primary(msg.view).public:
+            return False
+        senders: set[str] = set()
+        for vc in msg.view_changes:
+            m = vc.msg
+            if not isinstance(m, ViewChange) or m.view != msg.view or m.height > msg.height:
+                return False
+            if vc.sender in senders or not self._authentic(vc, msg.height) or not self._valid_view_change(vc, m):
+                return False
+            senders.add(vc.sender)
+        if len(senders) < vset.quorum:
+            return False
+        proof = _highest_proof(msg.view_changes, msg.height)
+        pp = msg.pre_prepare
+        if pp is None:
+            return proof is None
+        m = pp.msg
+        if not isinstance(m, PrePrepare) or (m.view, m.height) != (msg.view, msg.height) or pp.sender != signed.sender:
+            return False
+        if not self._authentic(pp, msg.height):
+            return False
+        return proof is None or m.block_hash == proof.block.block_hash
+
+    def _upon_new_view(self, signed: Signed, msg: NewView) -> None:
+        """Upon a valid NEW-VIEW for a view above ours (or the one we are changing to): enter it."""
+        if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
+            return
+        if msg.view > self.view + VIEW_WINDOW or not self._check_new_view(signed, msg):
+            return
+        self.view = msg.view
+        self.in_view_change = False
+        self.new_view_msg = signed
+        self.view_changes = {v: s for v, s in self.view_changes.items() if v > self.view}
+        if msg.height > self.height:
+            self._request_sync(msg.height - 1)
+        if msg.pre_prepare is not None and msg.height >= self.height:
+            slot = self.slot(msg.view, msg.height)
+            proof = _highest_proof(msg.view_changes, msg.height)
+            slot.reproposal = None if proof is None else proof.block.block_hash
+            if self._record(msg.pre_prepare):
+                slot.pre_prepare = msg.pre_prepare
+                slot.proposed = True
+        self._progress(self.view, self.height)
+        self._maybe_propose()
+        self._arm_timer()
+
+    def _send_status(self, to: str) -> None:
+        head_hash = self.prev_hash if self.last_certificate is not None else None
+        status = Status(self.view, self.height - 1, head_hash, self.last_certificate, self.new_view_msg)
+        self._out.append(Send(to, Signed.sign(self.key, status).to_plain()))
+
+    def _upon_status(self, signed: Signed, msg: Status) -> None:
+        """Upon a STATUS: adopt the view its NEW-VIEW proves, and sync to its certified head."""
+        if msg.new_view is not None and isinstance(msg.new_view.msg, NewView):
+            self._upon_new_view(msg.new_view, msg.new_view.msg)
+        cert = msg.certificate
+        if cert is None or msg.head_block_hash is None or msg.height < self.height:
+            return
+        try:
+            cert.verify(self.chain_id, msg.height, msg.head_block_hash, self.vset(msg.height))
+        except CertificateError:
+            return
+        self._request_sync(msg.height)
+
+
+def _commit_bytes(chain_id: str, msg: Commit) -> bytes:
+    return commit_message(chain_id, msg.height, msg.block_hash)
+
+
+def _highest_proof(view_changes: tuple[Signed, ...], height: int) -> PreparedProof | None:
+    """The prepared proof of the highest view among those for `height` (ties: lowest block hash)."""
+    best: PreparedProof | None = None
+    for vc in view_changes:
+        m = vc.msg
+        if not isinstance(m, ViewChange) or m.height != height or m.prepared is None:
+            continue
+        p = m.prepared
+        if best is None or (p.view, best.block.block_hash) > (best.view, p.block.block_hash):
+            best = p
+    return best
