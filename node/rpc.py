@@ -294,9 +294,7 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
         try:
             tx = _parse_tx(raw)
             api.submit(tx)
-        except ApiError as e:
-            results.append({"error": {"code": e.code, "message": e.message}})
-        except TxError as e:
+        except (ApiError, TxError) as e:
             results.append({"error": {"code": e.code, "message": e.message}})
         else:
             results.append({"tx_id": tx.tx_id, "status": "pending"})
