@@ -1,0 +1,185 @@
+"""The apply path: a block's txs executed in order on the committed state, and all it writes.
+
+Store keys written here (beside the store's own, chain/store.py):
+
+    s/<state key>                          canonical state value (contracts/state.py keys)
+    n/<node hash>                          authenticated-state tree node (chain/smt.py)
+    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming the asset
+    o/<account>/<asset_id>                 b"": the account owns the asset (redeemed ones too)
+    v/<height:012d>                        canonical validator list certifying blocks from height on
+
+The state root commits to every state key through the tree, keyed by the state key's UTF-8
+bytes with the value's canonical bytes. The other prefixes are indexes derived from the blocks
+and receipts; the audit recomputes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chain import smt
+from chain.block import Block
+from chain.encoding import H, Value, canonical, decode
+from chain.genesis import Genesis
+from chain.merkle import merkle_root
+from chain.tx import Tx
+from chain.validators import ValidatorSet
+from contracts.genesis_state import genesis_writes
+from contracts.registry import execute, validate_args
+from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, read_validator_set
+
+Reader = Callable[[bytes], bytes | None]  # raw store key -> bytes
+
+STATE_PREFIX = b"s/"
+HISTORY_PREFIX = b"h/"
+OWNER_PREFIX = b"o/"
+VALSET_PREFIX = b"v/"
+
+
+def state_key(key: str) -> bytes:
+    return STATE_PREFIX + key.encode()
+
+
+def history_key(asset_id: str, height: int, index: int) -> bytes:
+    return b"%s%s/%012d/%06d" % (HISTORY_PREFIX, asset_id.encode(), height, index)
+
+
+def owner_key(account: str, asset_id: str) -> bytes:
+    return b"%s%s/%s" % (OWNER_PREFIX, account.encode(), asset_id.encode())
+
+
+def valset_key(height: int) -> bytes:
+    return b"%s%012d" % (VALSET_PREFIX, height)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    writes: dict[bytes, bytes | None]
+    receipts: list[dict[str, Any]]
+    state_root: str
+    receipts_root: str
+    next_validators: ValidatorSet
+
+
+class StoreView:
+    """Committed state values read from the store, decoded once per key per block."""
+
+    def __init__(self, read: Reader) -> None:
+        self._read = read
+        self._cache: dict[str, Value | None] = {}
+
+    def get(self, key: str) -> Value | None:
+        try:
+            return self._cache[key]
+        except KeyError:
+            raw = self._read(state_key(key))
+            value = None if raw is None else decode(raw)
+            self._cache[key] = value
+            return value
+
+
+def receipts_root(receipts: Sequence[dict[str, Any]]) -> str:
+    return merkle_root([H(canonical(r)) for r in receipts])
+
+
+def genesis_state(genesis: Genesis) -> ApplyResult:
+    """The height-0 state: its store writes (for Store.create_or_open) and root."""
+    values = genesis_writes(genesis)
+    changes = {k.encode(): canonical(v) for k, v in values.items() if v is not None}
+    root, nodes = smt.update(smt.EMPTY_ROOT, changes, lambda h: None)
+    writes: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in changes.items()}
+    writes.update(nodes)
+    vset = read_validator_set(MemoryView(values))
+    writes[valset_key(1)] = canonical(vset.to_plain())
+    return ApplyResult(writes, [], root, receipts_root([]), vset)
+
+
+def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int) -> ApplyResult:
+    """Execute txs (signatures and format already checked) at height on the state at read.
+
+    `read` sees the committed store at height-1; nothing is written, the writes are returned.
+    """
+    base = StoreView(read)
+    overlay = MemoryView(base=base)
+    changed: dict[str, Value | None] = {}
+    receipts: list[dict[str, Any]] = []
+    writes: dict[bytes, bytes | None] = {}
+    for index, tx in enumerate(txs):
+        tx_writes, receipt = execute(overlay, tx, height, index)
+        if tx_writes:
+            overlay.apply(tx_writes)
+            changed.update(tx_writes)
+        receipts.append(receipt)
+        asset_id = tx.args.get("asset_id")
+        if type(asset_id) is str:
+            writes[history_key(asset_id, height, index)] = canonical(
+                {
+                    "height": height,
+                    "index": index,
+                    "tx_id": receipt["tx_id"],
+                    "op": tx.op,
+                    "signer": tx.signer,
+                    "status": receipt["status"],
+                    "error": receipt["error"],
+                    "events": receipt["events"],
+                }
+            )
+    smt_changes: dict[bytes, bytes | None] = {}
+    for key in sorted(changed):
+        value = changed[key]
+        encoded = None if value is None else canonical(value)
+        writes[state_key(key)] = encoded
+        smt_changes[key.encode()] = encoded
+        if key.startswith(ASSET_PREFIX):
+            _reindex_owner(writes, key[len(ASSET_PREFIX) :], base.get(key), value)
+    root, nodes = smt.update(prev_state_root, smt_changes, _node_reader(read))
+    writes.update(nodes)
+    next_validators = read_validator_set(overlay)
+    if VALIDATORS_KEY in changed and base.get(VALIDATORS_KEY) != changed[VALIDATORS_KEY]:
+        writes[valset_key(height + 1)] = canonical(next_validators.to_plain())
+    return ApplyResult(writes, receipts, root, receipts_root(receipts), next_validators)
+
+
+def _reindex_owner(writes: dict[bytes, bytes | None], asset_id: str, before: Value | None, after: Value | None) -> None:
+    old = before.get("owner") if isinstance(before, dict) else None
+    new = after.get("owner") if isinstance(after, dict) else None
+    if old == new:
+        return
+    if old is not None:
+        writes[owner_key(old, asset_id)] = None
+    if new is not None:
+        writes[owner_key(new, asset_id)] = b""
+
+
+def _node_reader(read: Reader) -> smt.NodeReader:
+    return lambda h: read(smt.node_key(h))
+
+
+def check_args(txs: Sequence[Tx]) -> None:
+    """Raise TxError unless every tx's op exists and its args are well formed."""
+    for tx in txs:
+        validate_args(tx.op, tx.args)
+
+
+def reexecute(read: Reader, genesis: Genesis, block: Block | None, prev_state_root: str = "") -> ApplyResult:
+    """The re-executor the audit is handed (chain/ may not import contracts/).
+
+    With block None: the genesis state. Otherwise the block's txs, args checked first.
+    """
+    if block is None:
+        return genesis_state(genesis)
+    check_args(block.txs)
+    return apply_txs(read, prev_state_root, block.txs, block.height)
+
+
+def merge_reader(read: Reader, pending: Mapping[bytes, bytes | None]) -> Reader:
+    """A reader that sees pending writes over read (for applying blocks not yet stored)."""
+
+    def get(key: bytes) -> bytes | None:
+        if key in pending:
+            return pending[key]
+        return read(key)
+
+    return get

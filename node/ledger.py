@@ -1,0 +1,229 @@
+"""The ledger: the store at head, and the one place blocks are built, checked and committed.
+
+Consensus calls `propose` (primary), `validate` (replicas, before voting), `commit` (after a
+certificate); the RPC reads through the query methods. Synchronous: no asyncio here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.block import Block, BlockError, Certificate, Header
+from chain.encoding import decode
+from chain.genesis import Genesis
+from chain.merkle import tx_root
+from chain.store import BlockCommit, Head, Store
+from chain.tx import Tx, TxError, check_for_chain, check_signature
+from chain.validators import ValidatorSet
+from contracts.apply import (
+    HISTORY_PREFIX,
+    OWNER_PREFIX,
+    VALSET_PREFIX,
+    ApplyResult,
+    StoreView,
+    apply_txs,
+    check_args,
+    genesis_state,
+    state_key,
+)
+from contracts.state import asset_key
+
+RESULT_CACHE = 16
+
+
+class LedgerError(ValueError):
+    """A block that must not be voted for or committed; the message says why."""
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    tx: Tx
+    height: int
+    index: int
+    receipt: dict[str, Any]
+
+
+class Ledger:
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        if store.genesis_hash != genesis.hash:
+            raise LedgerError("the store belongs to another genesis")
+        self.store = store
+        self.genesis = genesis
+        self._results: OrderedDict[str, ApplyResult] = OrderedDict()
+        self._valsets = self._load_valsets()
+
+    @classmethod
+    def open(cls, path: str | Path, genesis: Genesis) -> Ledger:
+        """Open a node's data dir, creating it with the genesis state if new."""
+        initial = genesis_state(genesis)
+        writes = {k: v for k, v in initial.writes.items() if v is not None}
+        return cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- validator sets -------------------------------------------------------------------------
+
+    def _load_valsets(self) -> list[tuple[int, ValidatorSet]]:
+        out = []
+        for key, raw in self.store.iterate(VALSET_PREFIX):
+            out.append((int(key[len(VALSET_PREFIX) :]), ValidatorSet.from_plain(decode(raw))))
+        if not out:
+            raise LedgerError("the store holds no validator set (not created through Ledger.open?)")
+        return out
+
+    def validator_set_at(self, height: int) -> ValidatorSet:
+        """The set whose certificate commits block `height` (the current one for head + 1)."""
+        found = self._valsets[0][1]
+        for start, vset in self._valsets:
+            if start <= height:
+                found = vset
+        return found
+
+    def validator_set_changes(self) -> list[int]:
+        """Heights from which a new set certifies (1 is the genesis set)."""
+        return [h for h, _ in self._valsets]
+
+    # -- head -----------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> Head | None:
+        return self.store.head
+
+    @property
+    def height(self) -> int:
+        return self.store.height
+
+    @property
+    def state_root(self) -> str:
+        head = self.store.head
+        if head is not None:
+            return head.state_root
+        return genesis_state(self.genesis).state_root
+
+    @property
+    def prev_hash(self) -> str:
+        head = self.store.head
+        return head.block_hash if head is not None else self.genesis.hash
+
+    # -- building and checking blocks -----------------------------------------------------------
+
+    def execute(self, txs: Sequence[Tx], height: int) -> ApplyResult:
+        return apply_txs(self.store.get, self.state_root, txs, height)
+
+    def propose(self, txs: Sequence[Tx], view: int, proposer: str, time: int) -> Block:
+        """A block of txs (already admitted: well formed, signed, unexpired) on top of the head."""
+        height = self.height + 1
+        result = self.execute(txs, height)
+        header = Header(
+            chain_id=self.genesis.chain_id,
+            height=height,
+            prev_hash=self.prev_hash,
+            tx_root=tx_root([t.tx_id for t in txs]),
+            state_root=result.state_root,
+            receipts_root=result.receipts_root,
+            validators_hash=self.validator_set_at(height).hash,
+            next_validators_hash=result.next_validators.hash,
+            proposer=proposer,
+            view=view,
+            time=time,
+        )
+        block = Block(header, tuple(txs))
+        self._remember(block.block_hash, result)
+        return block
+
+    def validate(self, block: Block, verified: Iterable[str] = ()) -> None:
+        """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted."""
+        h = block.header
+        height = self.height + 1
+        if h.chain_id != self.genesis.chain_id:
+            raise LedgerError(f"block is for chain {h.chain_id!r}")
+        if h.height != height:
+            raise LedgerError(f"block height {h.height}, expected {height}")
+        if h.prev_hash != self.prev_hash:
+            raise LedgerError(f"block {height}: prev_hash does not link to the head")
+        vset = self.validator_set_at(height)
+        if h.validators_hash != vset.hash:
+            raise LedgerError(f"block {height}: validators_hash is not the current validator set")
+        if h.proposer not in vset.publics:
+            raise LedgerError(f"block {height}: proposer is not a validator")
+        try:
+            block.check_tx_root()
+        except BlockError as e:
+            raise LedgerError(str(e)) from None
+        trusted = set(verified)
+        try:
+            for tx in block.txs:
+                check_for_chain(tx, self.genesis.chain_id, height)
+                if tx.tx_id not in trusted:
+                    check_signature(tx)
+                if self.store.tx_location(tx.tx_id) is not None:
+                    raise TxError("duplicate", f"tx {tx.tx_id} is already committed")
+            check_args(block.txs)
+        except TxError as e:
+            raise LedgerError(f"block {height}: tx refused ({e.code}): {e.message}") from None
+        result = self._results.get(block.block_hash) or self.execute(block.txs, height)
+        for name, mine in (
+            ("state_root", result.state_root),
+            ("receipts_root", result.receipts_root),
+            ("next_validators_hash", result.next_validators.hash),
+        ):
+            if getattr(h, name) != mine:
+                raise LedgerError(f"block {height}: {name} differs from re-execution")
+        self._remember(block.block_hash, result)
+
+    def commit(self, block: Block, certificate: Certificate) -> Head:
+        """Persist a block certified by a quorum of its height's validators."""
+        vset = self.validator_set_at(block.height)
+        try:
+            certificate.verify(self.genesis.chain_id, block.height, block.block_hash, vset)
+        except ValueError as e:
+            raise LedgerError(str(e)) from None
+        result = self._results.pop(block.block_hash, None)
+        if result is None:
+            self.validate(block)
+            result = self._results.pop(block.block_hash)
+        head = self.store.append(BlockCommit(block, certificate, result.receipts, result.writes))
+        self._results.clear()  # results were computed on the old head
+        if result.next_validators.hash != vset.hash:
+            self._valsets.append((block.height + 1, result.next_validators))
+        return head
+
+    def _remember(self, block_hash: str, result: ApplyResult) -> None:
+        self._results[block_hash] = result
+        while len(self._results) > RESULT_CACHE:
+            self._results.popitem(last=False)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def state(self, key: str) -> Any:
+        return StoreView(self.store.get).get(key)
+
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        return self.state(asset_key(asset_id))
+
+    def history(self, asset_id: str) -> list[dict[str, Any]]:
+        prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
+        return [decode(v) for _, v in self.store.iterate(prefix)]
+
+    def account_assets(self, account: str) -> list[str]:
+        prefix = OWNER_PREFIX + account.encode() + b"/"
+        return [k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix)]
+
+    def tx(self, tx_id: str) -> TxRecord | None:
+        loc = self.store.tx_location(tx_id)
+        if loc is None:
+            return None
+        height, index = loc
+        block = self.store.get_block(height)
+        receipts = self.store.get_receipts(height)
+        if block is None or receipts is None:
+            return None
+        return TxRecord(block.txs[index], height, index, receipts[index])
+
+    def raw_state(self, key: str) -> bytes | None:
+        return self.store.get(state_key(key))

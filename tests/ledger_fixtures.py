@@ -1,0 +1,67 @@
+"""A ledger on disk driven block by block with real certificates from the factories' keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chain.block import Block, Certificate, sign_commit
+from chain.crypto import KeyPair
+from chain.encoding import H
+from chain.tx import Tx, sign_tx
+from factories import Consortium, make_consortium
+from node.ledger import Ledger
+
+
+def doc(label: str) -> str:
+    return H(b"doc/" + label.encode()).hex()
+
+
+class LedgerChain:
+    def __init__(self, path: Path, consortium: Consortium | None = None) -> None:
+        self.c = consortium or make_consortium()
+        self.path = path
+        self.ledger = Ledger.open(path, self.c.genesis)
+        self._nonce = 0
+
+    def sign(self, key: KeyPair, op: str, args: dict[str, Any]) -> Tx:
+        self._nonce += 1
+        return sign_tx(
+            key, chain_id=self.c.genesis.chain_id, op=op, args=args, expires=self.ledger.height + 50, nonce=f"n{self._nonce}"
+        )
+
+    def certify(self, block: Block) -> Certificate:
+        vset = self.ledger.validator_set_at(block.height)
+        keys = [k for k in self.c.validator_keys if k.public in vset.publics][: vset.quorum]
+        sigs = {k.public: sign_commit(k, self.c.genesis.chain_id, block.height, block.block_hash) for k in keys}
+        return Certificate.build(block.height, block.block_hash, sigs)
+
+    def block(self, txs: list[Tx], view: int = 0) -> Block:
+        height = self.ledger.height + 1
+        proposer = self.ledger.validator_set_at(height).primary(view).public
+        block = self.ledger.propose(txs, view, proposer, self.c.genesis.time + height)
+        self.ledger.validate(block, {t.tx_id for t in txs})
+        self.ledger.commit(block, self.certify(block))
+        return block
+
+    def register(self, asset_id: str, owner: KeyPair) -> Tx:
+        args = {"asset_id": asset_id, "class": "warehouse_receipt", "owner": owner.public, "doc_hash": doc(asset_id), "meta": {}}
+        return self.sign(self.c.issuer, "asset.register", args)
+
+    def transfer(self, asset_id: str, owner: KeyPair, to: KeyPair) -> Tx:
+        return self.sign(owner, "asset.transfer", {"asset_id": asset_id, "to": to.public})
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def build_story(path: Path) -> LedgerChain:
+    """Five blocks: registrations, transfers, a rejected double-spend, a redemption."""
+    ch = LedgerChain(path)
+    u = ch.c.users
+    ch.block([ch.register("WR-1", u[0]), ch.register("WR-2", u[1]), ch.register("WR-3", u[0])])
+    ch.block([ch.transfer("WR-1", u[0], u[2]), ch.transfer("WR-1", u[0], u[3])])  # second is rejected
+    ch.block([ch.transfer("WR-2", u[1], u[0]), ch.transfer("WR-1", u[2], u[4])])
+    ch.block([])
+    ch.block([ch.sign(u[0], "asset.redeem", {"asset_id": "WR-3"}), ch.transfer("WR-2", u[0], u[5])])
+    return ch
