@@ -1,0 +1,315 @@
+"""Verification that trusts nothing but the genesis: whole chains, and ownership proofs.
+
+`verify_chain` replays a store from the genesis and compares everything the store holds with
+what replay yields. Re-execution is the contracts' business and chain/ may not import them, so
+the caller injects it (contracts.apply.reexecute). `verify_ownership_proof` needs no store and
+no contracts at all: hashes, signatures and the state tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chain import smt
+from chain.block import Block, BlockError, Certificate, CertificateError, Header
+from chain.encoding import EncodingError, canonical, decode
+from chain.genesis import Genesis
+from chain.store import RESERVED_PREFIXES, Store, StoreError
+from chain.tx import TxError, check_for_chain
+from chain.validators import ValidatorSet, ValidatorSetError
+
+# must equal contracts.state.ASSET_PREFIX (a test holds them together; chain/ may not import it)
+ASSET_STATE_PREFIX = "asset/"
+PROOF_VERSION = 1
+
+Reader = Callable[[bytes], bytes | None]
+
+
+class Replay(Protocol):
+    writes: Mapping[bytes, bytes | None]
+    receipts: list[dict[str, Any]]
+    state_root: str
+    receipts_root: str
+    next_validators: ValidatorSet
+
+
+# (reader of the replayed store at height-1, genesis, block or None for the genesis state,
+#  previous state root) -> what the block writes; raises on a tx the contracts refuse
+Reexecute = Callable[[Reader, Genesis, Block | None, str], Replay]
+Progress = Callable[[int, int], None]  # (height done, head height)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    ok: bool
+    height: int | None  # the first bad height (0: genesis state or store identity), None if ok
+    reason: str
+    blocks: int = 0
+    txs: int = 0
+    state_root: str = ""
+
+
+class _Bad(Exception):
+    def __init__(self, height: int, reason: str) -> None:
+        super().__init__(reason)
+        self.height = height
+        self.reason = reason
+
+
+def verify_chain(store: Store, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None) -> AuditReport:
+    """Check every block of store from the genesis; the report names the first bad height."""
+    if store.genesis_hash != genesis.hash:
+        return AuditReport(False, 0, "the store belongs to another genesis")
+    blocks = txs = 0
+    replay: dict[bytes, bytes | None] = {}
+    written_at: dict[bytes, int] = {}
+    seen_tx: dict[str, tuple[int, int]] = {}
+    try:
+        g = reexecute(replay.get, genesis, None, smt.EMPTY_ROOT)
+        _absorb(replay, written_at, g.writes, 0)
+        root, vset, prev = g.state_root, g.next_validators, genesis.hash
+        head = store.height
+        for height in range(1, head + 1):
+            block = _check_block(store, genesis, height, prev, vset)
+            for index, tx in enumerate(block.txs):
+                if tx.tx_id in seen_tx:
+                    raise _Bad(height, f"tx {tx.tx_id} was already committed at height {seen_tx[tx.tx_id][0]}")
+                seen_tx[tx.tx_id] = (height, index)
+            try:
+                result = reexecute(replay.get, genesis, block, root)
+            except TxError as e:
+                raise _Bad(height, f"a tx the contracts refuse ({e.code}): {e.message}") from None
+            _check_results(store, block, result)
+            _absorb(replay, written_at, result.writes, height)
+            root, vset, prev = result.state_root, result.next_validators, block.block_hash
+            blocks += 1
+            txs += len(block.txs)
+            if progress is not None:
+                progress(height, head)
+        _check_indexes(store, replay, written_at, seen_tx, head)
+    except _Bad as bad:
+        return AuditReport(False, bad.height, bad.reason, blocks, txs)
+    return AuditReport(True, None, "", blocks, txs, root)
+
+
+def _absorb(replay: dict[bytes, bytes | None], written_at: dict[bytes, int], writes: Mapping[bytes, bytes | None], height: int) -> None:
+    for key, value in writes.items():
+        replay[key] = value
+        written_at[key] = height
+
+
+def _check_block(store: Store, genesis: Genesis, height: int, prev: str, vset: ValidatorSet) -> Block:
+    try:
+        block = store.get_block(height)
+    except (BlockError, EncodingError, TxError) as e:
+        raise _Bad(height, f"block does not decode: {e}") from None
+    if block is None:
+        raise _Bad(height, "block is missing")
+    h = block.header
+    if h.chain_id != genesis.chain_id:
+        raise _Bad(height, f"block is for chain {h.chain_id!r}")
+    if h.height != height:
+        raise _Bad(height, f"block stored at height {height} says height {h.height}")
+    if h.prev_hash != prev:
+        raise _Bad(height, "prev_hash does not link to the previous block")
+    if h.validators_hash != vset.hash:
+        raise _Bad(height, "validators_hash is not the validator set of this height")
+    try:
+        block.check_tx_root()
+    except BlockError as e:
+        raise _Bad(height, str(e)) from None
+    for index, tx in enumerate(block.txs):
+        if not tx.signature_valid():
+            raise _Bad(height, f"tx {index} ({tx.tx_id[:16]}…): bad signature")
+        try:
+            check_for_chain(tx, genesis.chain_id, height)
+        except TxError as e:
+            raise _Bad(height, f"tx {index} ({tx.tx_id[:16]}…): {e.message}") from None
+    try:
+        cert = store.get_certificate(height)
+    except (CertificateError, EncodingError) as e:
+        raise _Bad(height, f"certificate does not decode: {e}") from None
+    if cert is None:
+        raise _Bad(height, "certificate is missing")
+    try:
+        cert.verify(genesis.chain_id, height, block.block_hash, vset)
+    except CertificateError as e:
+        raise _Bad(height, f"certificate: {e}") from None
+    if store.height_of(block.block_hash) != height:
+        raise _Bad(height, "block-hash index (x/) does not point at this height")
+    return block
+
+
+def _check_results(store: Store, block: Block, result: Replay) -> None:
+    h = block.header
+    height = block.height
+    if result.state_root != h.state_root:
+        raise _Bad(height, "state_root differs from re-execution")
+    if result.receipts_root != h.receipts_root:
+        raise _Bad(height, "receipts_root differs from re-execution")
+    if result.next_validators.hash != h.next_validators_hash:
+        raise _Bad(height, "next_validators_hash differs from re-execution")
+    try:
+        stored = store.get_receipts(height)
+    except EncodingError as e:
+        raise _Bad(height, f"stored receipts do not decode: {e}") from None
+    if stored != result.receipts:
+        raise _Bad(height, "stored receipts differ from re-execution")
+    for index, tx in enumerate(block.txs):
+        if store.tx_location(tx.tx_id) != (height, index):
+            raise _Bad(height, f"tx index (t/) of tx {index} does not point at it")
+
+
+def _check_indexes(
+    store: Store,
+    replay: dict[bytes, bytes | None],
+    written_at: dict[bytes, int],
+    seen_tx: dict[str, tuple[int, int]],
+    head: int,
+) -> None:
+    """Every apply-path record and tx index entry the store holds, against replay; first bad height wins."""
+    bad: list[tuple[int, str]] = []
+    stored_keys = set()
+    for key, value in store.iterate(b""):
+        if key.startswith(b"t/"):
+            tx_id = key[2:].decode(errors="replace")
+            if tx_id not in seen_tx:
+                bad.append((head, f"tx index (t/) names a tx {tx_id[:16]}… in no block"))
+            elif _decoded(value) != list(seen_tx[tx_id]):
+                bad.append((seen_tx[tx_id][0], f"tx index (t/) of {tx_id[:16]}… is altered"))
+            continue
+        if key.startswith(RESERVED_PREFIXES):
+            continue
+        stored_keys.add(key)
+        if replay.get(key) != value:
+            where = written_at.get(key, head)
+            what = "altered" if replay.get(key) is not None else "not written by any block"
+            bad.append((where, f"stored record {key[:48]!r} is {what}"))
+    for key, value in replay.items():
+        if value is not None and key not in stored_keys:
+            bad.append((written_at[key], f"record {key[:48]!r} is missing from the store"))
+    if bad:
+        height, reason = min(bad)
+        raise _Bad(height, reason)
+
+
+def _decoded(raw: bytes) -> Any:
+    try:
+        return decode(raw)
+    except EncodingError:
+        return None
+
+
+def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None) -> AuditReport:
+    """Audit a data dir through a private read-only copy (safe while its node runs)."""
+    try:
+        store = Store.open_read_only(path, genesis.hash)
+    except StoreError as e:
+        return AuditReport(False, 0, str(e))
+    try:
+        return verify_chain(store, genesis, reexecute, progress)
+    finally:
+        store.close()
+
+
+# -- ownership proofs (SPEC §8) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    ok: bool
+    reason: str
+    asset_id: str | None = None
+    asset: dict[str, Any] | None = None  # None with ok: the asset provably does not exist
+    height: int | None = None
+    block_hash: str | None = None
+    state_root: str | None = None
+
+    @property
+    def owner(self) -> str | None:
+        return None if self.asset is None else self.asset.get("owner")
+
+
+class _ProofBad(Exception):
+    pass
+
+
+def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
+    """Check a proof (contracts/proofs.py, docs/architecture.md) holding only the genesis."""
+    try:
+        return _verify_proof(proof, genesis)
+    except _ProofBad as e:
+        return ProofResult(False, str(e))
+
+
+PROOF_FIELDS = frozenset(
+    {"version", "chain_id", "genesis_hash", "asset_id", "asset", "state_proof", "header", "certificate", "validator_changes"}
+)
+
+
+def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
+    if type(proof) is not dict or set(proof) != PROOF_FIELDS:
+        raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
+    if type(proof["version"]) is not int or proof["version"] != PROOF_VERSION:
+        raise _ProofBad(f"version: this verifier reads version {PROOF_VERSION}")
+    if proof["chain_id"] != genesis.chain_id:
+        raise _ProofBad("chain_id: not the chain of this genesis")
+    if proof["genesis_hash"] != genesis.hash:
+        raise _ProofBad("genesis_hash: not the hash of this genesis")
+    changes = proof["validator_changes"]
+    if type(changes) is not list:
+        raise _ProofBad("validator_changes: must be a list")
+    vset = genesis.validators
+    last = 0
+    for i, change in enumerate(changes):
+        where = f"validator_changes[{i}]."
+        if type(change) is not dict or set(change) != {"header", "certificate", "validators"}:
+            raise _ProofBad(f"validator_changes[{i}]: must be {{header, certificate, validators}}")
+        header = _certified(change["header"], change["certificate"], vset, genesis, where)
+        if header.height <= last:
+            raise _ProofBad(f"{where}header.height: changes must ascend")
+        last = header.height
+        try:
+            new = ValidatorSet.from_plain(change["validators"]) if type(change["validators"]) is list else None
+        except ValidatorSetError as e:
+            raise _ProofBad(f"{where}validators: {e}") from None
+        if new is None or new.hash != header.next_validators_hash:
+            raise _ProofBad(f"{where}validators: not the set the header's next_validators_hash names")
+        vset = new
+    header = _certified(proof["header"], proof["certificate"], vset, genesis, "")
+    if header.height <= last:
+        raise _ProofBad("header.height: must lie above every validator change")
+    asset_id, asset = proof["asset_id"], proof["asset"]
+    if type(asset_id) is not str or not asset_id:
+        raise _ProofBad("asset_id: must be a non-empty string")
+    if asset is not None and (type(asset) is not dict or asset.get("asset_id") != asset_id):
+        raise _ProofBad("asset: must be null or the asset's state, naming asset_id")
+    try:
+        state_proof = smt.Proof.from_plain(proof["state_proof"])
+        value = None if asset is None else canonical(asset)
+    except (ValueError, EncodingError) as e:
+        raise _ProofBad(f"state_proof: {e}") from None
+    key = (ASSET_STATE_PREFIX + asset_id).encode()
+    if not smt.verify_proof(header.state_root, key, value, state_proof):
+        raise _ProofBad("asset/state_proof: does not lead to header.state_root")
+    return ProofResult(True, "", asset_id, asset, header.height, header.block_hash, header.state_root)
+
+
+def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Genesis, where: str) -> Header:
+    try:
+        header = Header.from_plain(header_obj)
+    except BlockError as e:
+        raise _ProofBad(f"{where}header: {e}") from None
+    if header.chain_id != genesis.chain_id:
+        raise _ProofBad(f"{where}header.chain_id: not this chain")
+    if header.validators_hash != vset.hash:
+        raise _ProofBad(f"{where}header.validators_hash: not the validator set this proof reaches")
+    try:
+        cert = Certificate.from_plain(cert_obj)
+        cert.verify(genesis.chain_id, header.height, header.block_hash, vset)
+    except CertificateError as e:
+        raise _ProofBad(f"{where}certificate: {e}") from None
+    return header
+

@@ -1,0 +1,58 @@
+"""Ownership proofs (SPEC §8), built from a store; verified by chain.audit.verify_ownership_proof.
+
+A proof is a plain JSON-able dict (format in docs/architecture.md): the asset's state and its
+path in the state tree to the head's state_root, the head header and its certificate, and for
+each block that changed the validator set, that header, its certificate and the new set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chain import smt
+from chain.audit import PROOF_VERSION
+from chain.encoding import decode
+from chain.store import Store
+from contracts.apply import VALSET_PREFIX, state_key
+from contracts.state import asset_key
+
+
+class ProofError(LookupError):
+    """No proof can be built (an empty chain, or a store missing records it should hold)."""
+
+
+def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
+    """A proof of asset_id's state (or absence) as of the store's head."""
+    head = store.head
+    if head is None:
+        raise ProofError("no block is committed yet: there is no certified state root to prove against")
+    key = asset_key(asset_id)
+    raw = store.get(state_key(key))
+    state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
+    return {
+        "version": PROOF_VERSION,
+        "chain_id": store.get_block(head.height).header.chain_id,
+        "genesis_hash": store.genesis_hash,
+        "asset_id": asset_id,
+        "asset": None if raw is None else decode(raw),
+        "state_proof": state_proof.to_plain(),
+        **_certified(store, head.height),
+        "validator_changes": _validator_changes(store, head.height),
+    }
+
+
+def _certified(store: Store, height: int) -> dict[str, Any]:
+    block, cert = store.get_block(height), store.get_certificate(height)
+    if block is None or cert is None:
+        raise ProofError(f"the store lacks block or certificate {height}")
+    return {"header": block.header.to_plain(), "certificate": cert.to_plain()}
+
+
+def _validator_changes(store: Store, below: int) -> list[dict[str, Any]]:
+    """For each block before `below` whose txs changed the validator set: header, certificate, new set."""
+    out = []
+    for key, raw in store.iterate(VALSET_PREFIX):
+        first = int(key[len(VALSET_PREFIX) :])  # the set certifies from this height; block first-1 made it
+        if 1 < first <= below:
+            out.append({**_certified(store, first - 1), "validators": decode(raw)})
+    return out

@@ -1,0 +1,119 @@
+"""Ownership proofs: verify with only the genesis, across validator-set changes; any altered field fails."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chain.audit import ASSET_STATE_PREFIX, verify_ownership_proof
+from contracts.proofs import ProofError, build_ownership_proof
+from contracts.state import ASSET_PREFIX
+from factories import seeded_key
+from ledger_fixtures import LedgerChain, build_story
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> LedgerChain:
+    ch = build_story(tmp_path_factory.mktemp("proofs") / "node")
+    m = ch.c.members
+    new = seeded_key("validator-new")
+    propose = ch.sign(m[0], "gov.propose", {"action": "add_validator", "params": {"node_id": "v4", "public": new.public, "address": "10.0.0.5:27004"}})
+    ch.block([propose])
+    ch.block([ch.sign(m[1], "gov.approve", {"proposal_id": propose.tx_id}), ch.sign(m[2], "gov.approve", {"proposal_id": propose.tx_id})])
+    ch.block([ch.transfer("WR-1", ch.c.users[4], ch.c.users[6])])  # certified by the new set of 5
+    yield ch
+    ch.close()
+
+
+@pytest.fixture(scope="module")
+def proof(chain: LedgerChain) -> dict[str, Any]:
+    return build_ownership_proof(chain.ledger.store, "WR-1")
+
+
+def test_prefix_agrees_with_contracts() -> None:
+    assert ASSET_STATE_PREFIX == ASSET_PREFIX
+
+
+def test_proof_verifies_across_a_validator_change(chain: LedgerChain, proof: dict[str, Any]) -> None:
+    assert chain.ledger.validator_set_at(8).n == 5
+    assert len(proof["validator_changes"]) == 1
+    assert len(proof["certificate"]["signatures"]) == 4
+    result = verify_ownership_proof(json.loads(json.dumps(proof)), chain.c.genesis)
+    assert result.ok, result.reason
+    assert (result.height, result.owner, result.asset_id) == (8, chain.c.users[6].public, "WR-1")
+
+
+def test_absence_is_provable(chain: LedgerChain) -> None:
+    result = verify_ownership_proof(build_ownership_proof(chain.ledger.store, "NO-SUCH"), chain.c.genesis)
+    assert result.ok and result.asset is None
+
+
+def test_forgeries_fail_and_name_the_field(chain: LedgerChain, proof: dict[str, Any]) -> None:
+    g = chain.c.genesis
+
+    def reason(edit) -> str:  # noqa: ANN001
+        p = copy.deepcopy(proof)
+        edit(p)
+        result = verify_ownership_proof(p, g)
+        assert not result.ok
+        return result.reason
+
+    assert "state_proof" in reason(lambda p: p["asset"].update(owner=chain.c.users[0].public))
+    assert "certificate" in reason(lambda p: p["header"].update(time=1))
+    assert "certificate" in reason(lambda p: p["certificate"]["signatures"].pop())
+    assert "validator_changes[0]" in reason(lambda p: p["validator_changes"][0]["validators"].pop())
+    assert "validators_hash" in reason(lambda p: p.update(validator_changes=[]))
+    assert "genesis_hash" in reason(lambda p: p.update(genesis_hash="00" * 32))
+    assert "asset" in reason(lambda p: p.update(asset_id="WR-2"))
+    # an honest proof of another asset cannot pass for this one
+    other = build_ownership_proof(chain.ledger.store, "WR-2")
+    assert "state_proof" in reason(lambda p: p.update(state_proof=other["state_proof"]))
+    assert "state_proof" in reason(lambda p: p.update(asset=None))
+
+
+def _leaves(obj: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(obj, dict):
+        return [leaf for k in sorted(obj) for leaf in _leaves(obj[k], (*path, k))]
+    if isinstance(obj, list):
+        return [leaf for i, v in enumerate(obj) for leaf in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _mutate(value: Any, pos: int, alt: int) -> Any:
+    if type(value) is str and value:
+        i = pos % len(value)
+        alphabet = "0123456789abcdef" if all(c in "0123456789abcdef" for c in value) else "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:."
+        choices = [c for c in alphabet if c != value[i]]
+        return value[:i] + choices[alt % len(choices)] + value[i + 1 :]
+    if type(value) is int:
+        return value + 1 + alt % 1000
+    if value is None:
+        return "x"
+    return value + "x" if type(value) is str else None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_any_altered_value_fails(chain: LedgerChain, proof: dict[str, Any], which: int, pos: int, alt: int) -> None:
+    leaves = _leaves(proof)
+    path = leaves[which % len(leaves)]
+    p = copy.deepcopy(proof)
+    target = p
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = _mutate(target[path[-1]], pos, alt)
+    result = verify_ownership_proof(p, chain.c.genesis)
+    assert not result.ok, f"altering {path} went unnoticed"
+
+
+def test_no_proof_before_the_first_block(tmp_path: Path) -> None:
+    ch = LedgerChain(tmp_path / "n")
+    with pytest.raises(ProofError):
+        build_ownership_proof(ch.ledger.store, "WR-1")
+    ch.close()
