@@ -57,6 +57,7 @@ from node.pbft_messages import (
     Signed,
     Status,
     ViewChange,
+    parse_prepared_proof,
     parse_signed,
 )
 
@@ -160,7 +161,37 @@ class RequestSync:
     to_height: int
 
 
-Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync]
+@dataclass(frozen=True)
+class VoteRecord:
+    """What a replica must remember across a restart so that it never votes twice.
+
+    `view` is the highest view it entered, `prepared` its best prepared proof at the height
+    after its head. A restarted replica resumes in view+1, where it has never voted, and
+    still reports the proof in its VIEW-CHANGE (the proof is what makes view changes safe).
+    """
+
+    view: int
+    prepared: PreparedProof | None
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"view": self.view, "prepared": None if self.prepared is None else self.prepared.to_plain()}
+
+    @classmethod
+    def from_plain(cls, obj: Any) -> VoteRecord:
+        if type(obj) is not dict or set(obj) != {"view", "prepared"} or type(obj["view"]) is not int:
+            raise MessageError('a vote record is {"view": int, "prepared": proof or null}')
+        prepared = None if obj["prepared"] is None else parse_prepared_proof(obj["prepared"])
+        return cls(obj["view"], prepared)
+
+
+@dataclass(frozen=True)
+class SaveVotes:
+    """Write the record durably before carrying out any later action of the same step."""
+
+    record: VoteRecord
+
+
+Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync, SaveVotes]
 
 
 @dataclass(frozen=True)
@@ -203,7 +234,13 @@ class Slot:
 
 class Replica:
     def __init__(
-        self, key: KeyPair, chain_id: str, app: Application, params: Params, verify_fn: VerifyFn = verify
+        self,
+        key: KeyPair,
+        chain_id: str,
+        app: Application,
+        params: Params,
+        verify_fn: VerifyFn = verify,
+        record: VoteRecord | None = None,
     ) -> None:
         self.key = key
         self.chain_id = chain_id
@@ -229,6 +266,9 @@ class Replica:
         self.evidence: list[Evidence] = []
         self._seen: dict[tuple[str, str, int, int], Signed] = {}
         self._out: list[Action] = []
+        self._record_saved: VoteRecord | None = None
+        self._my_view_change: Signed | None = None
+        self._restored = record
 
     # ------------------------------------------------------------ entry point
 
@@ -249,8 +289,23 @@ class Replica:
         return out
 
     def start(self) -> list[Action]:
-        """The actions of a replica that has just (re)started on its persisted head."""
-        return self.handle(TxsPending())
+        """The first actions of a replica on its persisted head and vote record, if any.
+
+        A replica with a record may have voted in any view up to record.view at our next
+        height: it starts by changing to the view after it, carrying its prepared proof.
+        """
+        self._out = []
+        rec = self._restored
+        if rec is not None:
+            self._record_saved = rec
+            if rec.prepared is not None and rec.prepared.pre_prepare.msg.height == self.height:
+                self.best_prepared = rec.prepared
+            self.view = rec.view
+            self._start_view_change(rec.view + 1)
+        else:
+            self._upon_txs_pending()
+        out, self._out = self._out, []
+        return out
 
     # ------------------------------------------------------------ helpers
 
@@ -263,10 +318,15 @@ class Replica:
     def slot(self, view: int, height: int) -> Slot:
         return self.slots.setdefault((view, height), Slot())
 
-    def _broadcast(self, msg: Message) -> None:
+    def _broadcast(self, msg: Message) -> Signed:
+        record = VoteRecord(self.view, self.best_prepared)
+        if record != self._record_saved:
+            self._record_saved = record
+            self._out.append(SaveVotes(record))
         signed = Signed.sign(self.key, msg)
         self._out.append(Broadcast(signed.to_plain()))
         self._on_signed(signed)
+        return signed
 
     def _timeout_ms(self) -> int:
         ms = self.params.view_timeout_ms << min(self.failed_views, 30)
@@ -276,11 +336,10 @@ class Replica:
         """Run the view timer iff this view owes us progress.
 
         In a settled view that is whenever there is work (pending txs or an uncommitted
-        proposal). While changing views it runs only once a quorum asked for the same view:
-        a replica that timed out alone waits there instead of running ahead of the others.
+        proposal). While changing views it always runs: see `_upon_timeout`.
         """
         if self.in_view_change:
-            work = len(self.view_changes.get(self.view, {})) >= self.vset().quorum
+            work = True
         else:
             slot = self.slots.get((self.view, self.height))
             work = self.ready and (self.app.has_pending() or (slot is not None and slot.pre_prepare is not None))
@@ -503,11 +562,21 @@ class Replica:
     # ------------------------------------------------------------ view change
 
     def _upon_timeout(self, view: int, height: int) -> None:
-        """Upon the view timer firing for the current (view, height): give up on the view."""
+        """Upon the view timer firing for the current (view, height): give up on the view.
+
+        While changing views, the replica gives up on the new view only once a quorum asked
+        for it too (else one replica that timed out alone would run ahead of the others);
+        short of that it sends its VIEW-CHANGE again, since messages may have been lost.
+        """
         if (view, height) != self.timer:
             return
         self.timer = None
         self.sync_requested = (0, 0)  # a sync that came to nothing may be asked for again
+        if self.in_view_change and len(self.view_changes.get(self.view, {})) < self.vset().quorum:
+            if self._my_view_change is not None:
+                self._out.append(Broadcast(self._my_view_change.to_plain()))
+            self._arm_timer()
+            return
         self._start_view_change(self.view + 1)
 
     def _start_view_change(self, view: int) -> None:
@@ -516,7 +585,7 @@ class Replica:
         self.failed_views += 1
         self.view = view
         self.in_view_change = True
-        self._broadcast(ViewChange(view, self.height, self.best_prepared))
+        self._my_view_change = self._broadcast(ViewChange(view, self.height, self.best_prepared))
         self._arm_timer()
 
     def _valid_view_change(self, signed: Signed, msg: ViewChange) -> bool:

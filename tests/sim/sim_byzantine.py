@@ -1,0 +1,88 @@
+"""Byzantine behaviours for simulated replicas (at most f per run).
+
+A Byzantine node runs an honest core but tampers with what leaves it: the network and the
+oracles see only its output. Behaviours combine; each is a name in `Node.byzantine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from chain.block import Block, sign_commit
+from chain.crypto import Domain
+from chain.encoding import decode, hash_hex
+from chain.merkle import tx_root
+from chain.tx import parse_tx
+from factories import seeded_key
+from node.pbft_messages import Commit, PrePrepare, Prepare, Signed, parse_signed
+from simnet import next_state_root
+
+if TYPE_CHECKING:
+    from simnet import Node, World
+
+BEHAVIOURS = ("silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
+
+OUTSIDER = seeded_key("sim-outsider")
+
+
+def install(world: World, node: Node) -> None:
+    behaviours = node.byzantine
+    if "bad_root" in behaviours:
+        node.app.propose_hook = lambda b: _with_header(b, state_root=hash_hex(b.header.state_root.encode()))
+    if "invalid_tx" in behaviours:
+        node.app.propose_hook = lambda b: _with_forged_tx(world, node, b)
+
+    def on_broadcast(message: dict[str, Any]) -> None:
+        if "silent" in behaviours:
+            return
+        signed = parse_signed(message)
+        others = [n for n in world.nodes if n is not node]
+        msg = signed.msg
+        if "equivocate" in behaviours and isinstance(msg, PrePrepare):
+            alt = _with_header(msg.block, time=msg.block.header.time + 1)
+            alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt)).to_plain()
+            for i, dst in enumerate(others):
+                world.transmit(node, dst, message if i % 2 == 0 else alt_msg)
+        elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
+            other_hash = hash_hex(msg.block_hash.encode())
+            if isinstance(msg, Prepare):
+                alt: Any = Prepare(msg.view, msg.height, other_hash)
+            else:
+                sig = sign_commit(node.key, world.chain_id, msg.height, other_hash)
+                alt = Commit(msg.view, msg.height, other_hash, sig)
+            alt_plain = Signed.sign(node.key, alt).to_plain()
+            for i, dst in enumerate(others):
+                world.transmit(node, dst, message)
+                if i % 2 == 1:
+                    world.transmit(node, dst, alt_plain)
+        else:
+            world.broadcast(node, message)
+        if "replay" in behaviours and node.received:
+            for _ in range(3):
+                old = decode(world.rng.choice(node.received))
+                world.transmit(node, world.rng.choice(others), old)
+        if "forge" in behaviours:
+            dst = world.rng.choice(others)
+            bad_sig = dict(message, sig=("0" if message["sig"][0] != "0" else "1") + message["sig"][1:])
+            world.transmit(node, dst, bad_sig)
+            outsider = Signed(msg, OUTSIDER.public, OUTSIDER.sign(Domain.CONSENSUS, signed.body_bytes))
+            world.transmit(node, dst, outsider.to_plain())
+            world.transmit(node, dst, {"body": {"kind": "prepare", "view": -1}, "sender": 7, "sig": None})
+            world.transmit(node, dst, {"body": message["body"], "sender": node.key.public, "sig": "zz"})
+
+    node.on_broadcast = on_broadcast
+
+
+def _with_header(block: Block, **changes: Any) -> Block:
+    return Block(replace(block.header, **changes), block.txs)
+
+
+def _with_forged_tx(world: World, node: Node, block: Block) -> Block:
+    """The block plus a tx whose signature is garbage, with roots that match it: only the tx is wrong."""
+    tx = world.make_txs(1, start=10**6 + block.height)[0]
+    txs = (*block.txs, parse_tx({"body": tx.body, "sig": "ab" * 64}))
+    ids = [t.tx_id for t in txs]
+    return _with_header(
+        Block(block.header, txs), tx_root=tx_root(ids), state_root=next_state_root(node.app.state_root, ids)
+    )

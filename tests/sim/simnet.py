@@ -1,0 +1,395 @@
+"""A deterministic simulated consortium for the PBFT core.
+
+Everything that varies comes from one seeded `random.Random`; time is a virtual clock driven by
+an event heap whose ties break on insertion order, so a seed reproduces a run exactly. Replicas
+are real `node.pbft.Replica`s over real blocks, txs and signatures; the application is a tiny
+ledger whose state root is a hash chain of committed tx ids. Messages travel as canonical msgpack
+bytes, as they would between processes. Oracles are checked after every event: a violation
+raises `Violation` with the seed in its message.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chain.block import Block, Certificate, CertificateError, Header
+from chain.crypto import Domain, KeyPair, verify
+from chain.encoding import canonical, decode, hash_hex
+from chain.genesis import Params
+from chain.merkle import EMPTY_ROOT, tx_root
+from chain.tx import Tx, sign_tx
+from chain.validators import ValidatorSet
+from factories import Consortium, make_consortium, seeded_key
+from node import pbft
+
+MAX_BLOCK_TXS = 16
+
+
+class Violation(AssertionError):
+    pass
+
+
+def next_state_root(prev_root: str, tx_ids: list[str]) -> str:
+    return hash_hex(bytes.fromhex(prev_root) + b"".join(bytes.fromhex(t) for t in tx_ids))
+
+
+class SimApp:
+    """The application seam of one replica: its persisted chain and its view of the tx pool."""
+
+    def __init__(self, world: World, idx: int) -> None:
+        self.world = world
+        self.idx = idx
+        self.chain: list[tuple[Block, Certificate]] = []  # the "store": survives a crash
+        self.record: pbft.VoteRecord | None = None  # likewise, SaveVotes lands here
+        self.committed: set[str] = set()
+        self.state_root = EMPTY_ROOT
+        self.propose_hook: Callable[[Block], Block] | None = None  # Byzantine tampering
+
+    def head(self) -> pbft.ChainHead:
+        if not self.chain:
+            return pbft.ChainHead(0, self.world.genesis.hash, None)
+        block, cert = self.chain[-1]
+        return pbft.ChainHead(block.height, block.block_hash, cert)
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        return self.world.vset
+
+    def pending(self) -> list[Tx]:
+        return [t for t in self.world.arrived[self.idx] if t.tx_id not in self.committed]
+
+    def has_pending(self) -> bool:
+        return any(t.tx_id not in self.committed for t in self.world.arrived[self.idx])
+
+    def build(self, height: int, view: int, txs: list[Tx], proposer: str, time_offset: int = 0) -> Block:
+        ids = [t.tx_id for t in txs]
+        vhash = self.world.vset.hash
+        header = Header(
+            chain_id=self.world.chain_id,
+            height=height,
+            prev_hash=self.head().block_hash,
+            tx_root=tx_root(ids),
+            state_root=next_state_root(self.state_root, ids),
+            receipts_root=EMPTY_ROOT,
+            validators_hash=vhash,
+            next_validators_hash=vhash,
+            proposer=proposer,
+            view=view,
+            time=self.world.genesis.time + height + time_offset,
+        )
+        return Block(header, tuple(txs))
+
+    def propose(self, height: int, view: int) -> Block | None:
+        txs = self.pending()[:MAX_BLOCK_TXS]
+        if not txs:
+            return None
+        block = self.build(height, view, txs, self.world.vset.primary(view).public)
+        return self.propose_hook(block) if self.propose_hook else block
+
+    def validate(self, block: Block) -> bool:
+        h = block.header
+        vhash = self.world.vset.hash
+        if h.height != len(self.chain) + 1 or h.prev_hash != self.head().block_hash:
+            return False
+        if h.chain_id != self.world.chain_id or h.validators_hash != vhash or h.next_validators_hash != vhash:
+            return False
+        if h.proposer != self.world.vset.primary(h.view).public or not block.txs:
+            return False
+        if tx_root(block.tx_ids) != h.tx_root or len(set(block.tx_ids)) != len(block.tx_ids):
+            return False
+        if any(t.tx_id in self.committed or not self.world.tx_valid(t) for t in block.txs):
+            return False
+        return h.state_root == next_state_root(self.state_root, block.tx_ids)
+
+    def persist(self, block: Block, cert: Certificate) -> None:
+        assert block.height == len(self.chain) + 1, "the core committed out of order"
+        self.chain.append((block, cert))
+        self.committed.update(block.tx_ids)
+        self.state_root = block.header.state_root
+
+
+@dataclass
+class Node:
+    idx: int
+    key: KeyPair
+    app: SimApp
+    replica: pbft.Replica
+    byzantine: frozenset[str] = frozenset()
+    crashed: bool = False
+    timer_gen: int = 0
+    received: list[bytes] = field(default_factory=list)  # what a replaying Byzantine node may resend
+    on_broadcast: Callable[[dict[str, Any]], None] | None = None  # Byzantine output
+
+
+@dataclass
+class Faults:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    max_delay_ms: int = 30
+    until_ms: int = 0  # faults stop (partitions heal, crashed nodes restart) at this time
+
+
+class World:
+    def __init__(
+        self,
+        seed: int,
+        n: int = 4,
+        byzantine: dict[int, frozenset[str]] | None = None,
+        faults: Faults | None = None,
+        params: Params | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.consortium: Consortium = make_consortium(n)
+        self.genesis = self.consortium.genesis
+        self.chain_id = self.genesis.chain_id
+        self.vset = self.genesis.validators
+        self.params = params or Params(view_timeout_ms=200, max_view_timeout_ms=3200)
+        self.faults = faults or Faults()
+        self.now = 0.0
+        self._heap: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+        self._verified: dict[tuple[str, Domain, bytes, str], bool] = {}
+        self._tx_ok: dict[str, bool] = {}
+        self.arrived: list[list[Tx]] = [[] for _ in range(n)]
+        self.submitted: list[Tx] = []
+        self.partition: list[set[int]] | None = None
+        self.steps = 0
+        # oracle state
+        self.committed_hash: dict[int, str] = {}
+        self.votes: dict[tuple[str, str, int, int], str] = {}
+        byz = byzantine or {}
+        self.nodes: list[Node] = []
+        for i, key in enumerate(self.consortium.validator_keys):
+            app = SimApp(self, i)
+            node = Node(i, key, app, self._new_replica(key, app), byz.get(i, frozenset()))
+            self.nodes.append(node)
+        for node in self.nodes:
+            if node.byzantine:
+                from sim_byzantine import install
+
+                install(self, node)
+        for node in self.nodes:
+            self._run(node, None)
+
+    # ------------------------------------------------------------ harness plumbing
+
+    def _new_replica(self, key: KeyPair, app: SimApp) -> pbft.Replica:
+        return pbft.Replica(key, self.chain_id, app, self.params, self.verify, app.record)
+
+    def verify(self, public: str, domain: Domain, message: bytes, sig: str) -> bool:
+        k = (public, domain, message, sig)
+        ok = self._verified.get(k)
+        if ok is None:
+            ok = self._verified[k] = verify(public, domain, message, sig)
+        return ok
+
+    def tx_valid(self, tx: Tx) -> bool:
+        ok = self._tx_ok.get(tx.tx_id + tx.sig)
+        if ok is None:
+            ok = self._tx_ok[tx.tx_id + tx.sig] = tx.signature_valid() and tx.chain_id == self.chain_id
+        return ok
+
+    def schedule(self, delay: float, kind: str, data: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + delay, self._seq, kind, data))
+
+    @property
+    def faulty(self) -> bool:
+        return self.now < self.faults.until_ms
+
+    def honest(self) -> list[Node]:
+        return [n for n in self.nodes if not n.byzantine]
+
+    def by_public(self, public: str) -> Node | None:
+        for n in self.nodes:
+            if n.key.public == public:
+                return n
+        return None
+
+    # ------------------------------------------------------------ the network
+
+    def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
+        if src is dst:
+            return
+        if self.faulty:
+            if self.partition is not None and not any(src.idx in g and dst.idx in g for g in self.partition):
+                return
+            if self.rng.random() < self.faults.drop:
+                return
+            copies = 2 if self.rng.random() < self.faults.duplicate else 1
+            max_delay = self.faults.max_delay_ms
+        else:
+            copies, max_delay = 1, 20
+        data = wire if wire is not None else canonical(message)
+        for _ in range(copies):
+            self.schedule(1 + self.rng.random() * max_delay, "deliver", (dst.idx, data))
+
+    def broadcast(self, src: Node, message: dict[str, Any]) -> None:
+        wire = canonical(message)
+        for dst in self.nodes:
+            self.transmit(src, dst, message, wire)
+
+    def submit(self, tx: Tx) -> None:
+        self.submitted.append(tx)
+        for node in self.nodes:
+            self.arrived[node.idx].append(tx)
+            if not node.crashed:
+                self._run(node, pbft.TxsPending())
+
+    def make_txs(self, count: int, start: int = 0) -> list[Tx]:
+        user = seeded_key("sim-user")
+        return [
+            sign_tx(user, chain_id=self.chain_id, op="asset.transfer", args={"i": start + i}, expires=10**6, nonce=f"n{start + i}")
+            for i in range(count)
+        ]
+
+    # ------------------------------------------------------------ running replicas
+
+    def _run(self, node: Node, event: pbft.Event | None) -> None:
+        """Feed an event (None: start) and carry out the actions, as the real driver would."""
+        queue: list[pbft.Event | None] = [event]
+        while queue:
+            ev = queue.pop(0)
+            actions = node.replica.start() if ev is None else node.replica.handle(ev)
+            for action in actions:
+                self._act(node, action, queue)
+            self._check_step()
+
+    def _act(self, node: Node, action: pbft.Action, queue: list[pbft.Event | None]) -> None:
+        if isinstance(action, pbft.Broadcast):
+            self._check_vote(node, action.message)
+            if node.on_broadcast is not None:
+                node.on_broadcast(action.message)
+            else:
+                self.broadcast(node, action.message)
+        elif isinstance(action, pbft.Send):
+            dst = self.by_public(action.to)
+            if dst is not None and "silent" not in node.byzantine:
+                self.transmit(node, dst, action.message)
+        elif isinstance(action, pbft.SetTimer):
+            node.timer_gen += 1
+            self.schedule(action.ms, "timer", (node.idx, node.timer_gen, action.view, action.height))
+        elif isinstance(action, pbft.CancelTimer):
+            node.timer_gen += 1
+        elif isinstance(action, pbft.CommitBlock):
+            self._check_commit(node, action.block, action.certificate)
+            node.app.persist(action.block, action.certificate)
+            queue.append(pbft.Persisted(action.block.height))
+        elif isinstance(action, pbft.RequestSync):
+            self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
+        elif isinstance(action, pbft.SaveVotes):
+            node.app.record = action.record
+
+    def step(self) -> bool:
+        if not self._heap:
+            return False
+        t, _, kind, data = heapq.heappop(self._heap)
+        self.now = t
+        self.steps += 1
+        if kind == "deliver":
+            idx, wire = data
+            node = self.nodes[idx]
+            if not node.crashed:
+                if "replay" in node.byzantine and len(node.received) < 2000:
+                    node.received.append(wire)
+                self._run(node, pbft.Received(decode(wire)))
+        elif kind == "timer":
+            idx, gen, view, height = data
+            node = self.nodes[idx]
+            if not node.crashed and gen == node.timer_gen:
+                self._run(node, pbft.Timeout(view, height))
+        elif kind == "sync":
+            self._serve_sync(*data)
+        elif kind == "call":
+            data()
+        return True
+
+    def _serve_sync(self, idx: int, from_height: int, to_height: int) -> None:
+        node = self.nodes[idx]
+        if node.crashed:
+            return
+        sources = [n for n in self.nodes if n is not node and not n.crashed and len(n.app.chain) >= from_height]
+        if not sources:
+            return
+        src = self.rng.choice(sources)
+        for block, cert in src.app.chain[from_height - 1 : to_height]:
+            self._run(node, pbft.SyncedBlock(block, cert))
+
+    def at(self, time_ms: float, fn: Callable[[], None]) -> None:
+        self.schedule(time_ms - self.now, "call", fn)
+
+    def crash(self, idx: int) -> None:
+        node = self.nodes[idx]
+        node.crashed = True
+        node.timer_gen += 1
+
+    def restart(self, idx: int) -> None:
+        node = self.nodes[idx]
+        if not node.crashed:
+            return
+        node.crashed = False
+        node.replica = self._new_replica(node.key, node.app)
+        self._run(node, None)
+
+    def heal(self) -> None:
+        self.partition = None
+        for node in self.nodes:
+            if node.crashed:
+                self.restart(node.idx)
+
+    def run_until(self, deadline_ms: float, done: Callable[[], bool] | None = None) -> None:
+        while self._heap and self._heap[0][0] <= deadline_ms:
+            if done is not None and done():
+                return
+            self.step()
+
+    # ------------------------------------------------------------ oracles
+
+    def fail(self, what: str) -> None:
+        raise Violation(f"seed {self.seed}, t={self.now:.1f}ms, step {self.steps}: {what}")
+
+    def _check_vote(self, node: Node, message: dict[str, Any]) -> None:
+        """An honest replica never sends two different messages of one kind for one (view, height)."""
+        if node.byzantine:
+            return
+        body = message["body"]
+        key = (node.key.public, body["kind"], body["view"], body["height"])
+        digest = hash_hex(canonical(body))
+        if self.votes.setdefault(key, digest) != digest:
+            self.fail(f"honest v{node.idx} sent two different {body['kind']} for view {body['view']} height {body['height']}")
+
+    def _check_commit(self, node: Node, block: Block, cert: Certificate) -> None:
+        if node.byzantine:
+            return
+        try:
+            cert.verify(self.chain_id, block.height, block.block_hash, self.vset)
+        except CertificateError as e:
+            self.fail(f"v{node.idx} committed height {block.height} with a bad certificate: {e}")
+        first = self.committed_hash.setdefault(block.height, block.block_hash)
+        if first != block.block_hash:
+            self.fail(f"two certificates/blocks at height {block.height}: {first[:12]} and {block.block_hash[:12]}")
+        if block.height != len(node.app.chain) + 1:
+            self.fail(f"v{node.idx} committed height {block.height} on a chain of {len(node.app.chain)}")
+
+    def _check_step(self) -> None:
+        for node in self.honest():
+            if node.replica.height != len(node.app.chain) + 1:
+                self.fail(f"v{node.idx} core at height {node.replica.height} but chain has {len(node.app.chain)}")
+
+    def all_committed(self) -> bool:
+        want = {t.tx_id for t in self.submitted}
+        return all(want <= n.app.committed for n in self.honest())
+
+    def check_liveness(self, deadline_ms: float) -> None:
+        self.run_until(deadline_ms, self.all_committed)
+        if not self.all_committed():
+            missing = {
+                n.idx: len({t.tx_id for t in self.submitted} - n.app.committed) for n in self.honest()
+            }
+            views = {n.idx: (n.replica.view, n.replica.in_view_change, n.replica.height) for n in self.nodes}
+            self.fail(f"liveness: txs not committed by t={deadline_ms}: missing {missing}; (view, changing, height) {views}")
+
