@@ -6,13 +6,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain import smt
 from chain.block import Block
-from chain.encoding import decode
+from chain.encoding import canonical, decode
 from chain.merkle import tx_root
 from chain.store import RESERVED_PREFIXES, Store
-from contracts.apply import apply_txs, genesis_state, merge_reader
+from contracts.apply import apply_txs, genesis_state, merge_reader, pack, unpack
 from ledger_fixtures import LedgerChain, build_story
 from node.ledger import Ledger, LedgerError
 
@@ -161,3 +163,17 @@ def test_genesis_state_holds_validators_and_roles(tmp_path: Path) -> None:
     assert ch.ledger.state(f"role/{ch.c.issuer.public}")
     assert ch.ledger.state_root == genesis_state(ch.c.genesis).state_root != smt.EMPTY_ROOT
     ch.close()
+
+
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_PLAIN)
+def test_fast_pack_is_canonical(v: object) -> None:
+    assert pack(v) == canonical(v)
+    assert unpack(pack(v)) == v
