@@ -16,6 +16,7 @@ from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
+from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from chain.validators import ValidatorSet
@@ -33,6 +34,7 @@ from contracts.apply import (
 from contracts.state import asset_key
 
 RESULT_CACHE = 16
+NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
 
 
 class LedgerError(ValueError):
@@ -54,6 +56,7 @@ class Ledger:
         self.store = store
         self.genesis = genesis
         self._results: OrderedDict[str, ApplyResult] = OrderedDict()
+        self._nodes: dict[bytes, bytes] = {}
         self._valsets = self._load_valsets()
 
     @classmethod
@@ -113,7 +116,23 @@ class Ledger:
     # -- building and checking blocks -----------------------------------------------------------
 
     def execute(self, txs: Sequence[Tx], height: int) -> ApplyResult:
-        return apply_txs(self.store.get, self.state_root, txs, height)
+        return apply_txs(self._read, self.state_root, txs, height)
+
+    def _read(self, key: bytes) -> bytes | None:
+        # the upper tree levels are read by every block: serve nodes from memory
+        if key.startswith(NODE_PREFIX):
+            raw = self._nodes.get(key)
+            if raw is None:
+                raw = self.store.get(key)
+                if raw is not None:
+                    self._cache_node(key, raw)
+            return raw
+        return self.store.get(key)
+
+    def _cache_node(self, key: bytes, raw: bytes) -> None:
+        if len(self._nodes) >= NODE_CACHE:
+            self._nodes.clear()  # crude but O(1) amortised; the hot top levels refill in one block
+        self._nodes[key] = raw
 
     def propose(self, txs: Sequence[Tx], view: int, proposer: str, time: int) -> Block:
         """A block of txs (already admitted: well formed, signed, unexpired) on top of the head."""
@@ -189,6 +208,9 @@ class Ledger:
             result = self._results.pop(block.block_hash)
         head = self.store.append(BlockCommit(block, certificate, result.receipts, result.writes))
         self._results.clear()  # results were computed on the old head
+        for key, value in result.writes.items():
+            if value is not None and key.startswith(NODE_PREFIX):
+                self._cache_node(key, value)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
         return head
