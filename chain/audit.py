@@ -72,16 +72,11 @@ def verify_chain(store: Store, genesis: Genesis, reexecute: Reexecute, progress:
         root, vset, prev = g.state_root, g.next_validators, genesis.hash
         head = store.height
         for height in range(1, head + 1):
-            block = _check_block(store, genesis, height, prev, vset)
-            for index, tx in enumerate(block.txs):
-                if tx.tx_id in seen_tx:
-                    raise _Bad(height, f"tx {tx.tx_id} was already committed at height {seen_tx[tx.tx_id][0]}")
-                seen_tx[tx.tx_id] = (height, index)
             try:
-                result = reexecute(replay.get, genesis, block, root)
-            except TxError as e:
-                raise _Bad(height, f"a tx the contracts refuse ({e.code}): {e.message}") from None
-            _check_results(store, block, result)
+                block, result = _check_height(store, genesis, reexecute, replay, seen_tx, height, prev, vset, root)
+            except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
+                # a record altered into something that does not even parse
+                raise _Bad(height, f"unreadable record: {type(e).__name__}: {e}") from None
             _absorb(replay, written_at, result.writes, height)
             root, vset, prev = result.state_root, result.next_validators, block.block_hash
             blocks += 1
@@ -92,6 +87,30 @@ def verify_chain(store: Store, genesis: Genesis, reexecute: Reexecute, progress:
     except _Bad as bad:
         return AuditReport(False, bad.height, bad.reason, blocks, txs)
     return AuditReport(True, None, "", blocks, txs, root)
+
+
+def _check_height(
+    store: Store,
+    genesis: Genesis,
+    reexecute: Reexecute,
+    replay: dict[bytes, bytes | None],
+    seen_tx: dict[str, tuple[int, int]],
+    height: int,
+    prev: str,
+    vset: ValidatorSet,
+    root: str,
+) -> tuple[Block, Replay]:
+    block = _check_block(store, genesis, height, prev, vset)
+    for index, tx in enumerate(block.txs):
+        if tx.tx_id in seen_tx:
+            raise _Bad(height, f"tx {tx.tx_id} was already committed at height {seen_tx[tx.tx_id][0]}")
+        seen_tx[tx.tx_id] = (height, index)
+    try:
+        result = reexecute(replay.get, genesis, block, root)
+    except TxError as e:
+        raise _Bad(height, f"a tx the contracts refuse ({e.code}): {e.message}") from None
+    _check_results(store, block, result)
+    return block, result
 
 
 def _absorb(replay: dict[bytes, bytes | None], written_at: dict[bytes, int], writes: Mapping[bytes, bytes | None], height: int) -> None:

@@ -107,6 +107,8 @@ def _history(db: plyvel.DB) -> None:
         ("tx index", 1, "t/"),
         ("receipts", 2, "receipts"),
         ("smt node", 0, "n/"),
+        ("garbage tx index", 3, "unreadable"),
+        ("garbage certificate", 4, "certificate"),
     ],
 )
 def test_tampering_is_found_at_its_height(
@@ -117,9 +119,11 @@ def test_tampering_is_found_at_its_height(
     src_db = plyvel.DB(str(path))
     try:
         block1 = decode(src_db.get(b"b/%012d" % 1))
+        block3 = decode(src_db.get(b"b/%012d" % 3))
     finally:
         src_db.close()
     tx1 = parse_tx(block1["txs"][2])
+    tx3 = parse_tx(block3["txs"][0])
     genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root))
 
     def receipts(db: plyvel.DB) -> None:
@@ -138,6 +142,8 @@ def test_tampering_is_found_at_its_height(
         "tx index": lambda db: db.put(b"t/" + tx1.tx_id.encode(), canonical([1, 0])),
         "receipts": receipts,
         "smt node": lambda db: db.delete(genesis_root_node),
+        "garbage tx index": lambda db: db.put(b"t/" + tx3.tx_id.encode(), b"\xc1"),
+        "garbage certificate": lambda db: db.put(b"c/%012d" % 4, b"\x93\x01\x02"),
     }
     copy = _tampered(original, tmp_path, edits[name])
     report = _audit(copy, ch)
