@@ -612,14 +612,18 @@ class Replica:
             senders.add(p.sender)
         return len(senders) + 1 >= vset.quorum
 
-    def _upon_view_change(self, signed: Signed, msg: ViewChange) -> None:
-        """Upon a VIEW-CHANGE: help a lagging sender, join f+1, or (as new primary) gather a quorum."""
+    def _upon_view_change(self, signed: Signed, msg: ViewChange, reply: bool = True) -> None:
+        """Upon a VIEW-CHANGE: help a lagging sender, join f+1, or (as new primary) gather a quorum.
+
+        `reply` is False for VIEW-CHANGEs relayed inside a STATUS, so help never begets help.
+        """
+        reply = reply and signed.sender != self.key.public
         if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
-            if signed.sender != self.key.public:
-                self._send_status(signed.sender)
+            if reply:
+                self._send_status(signed.sender, msg.view)
             return
-        if msg.height < self.height and signed.sender != self.key.public:
-            self._send_status(signed.sender)
+        if msg.height < self.height and reply:
+            self._send_status(signed.sender, msg.view)
         if not self._valid_view_change(signed, msg):
             return
         votes = self.view_changes.setdefault(msg.view, {})
@@ -710,13 +714,19 @@ class Replica:
         self._maybe_propose()
         self._arm_timer()
 
-    def _send_status(self, to: str) -> None:
+    def _send_status(self, to: str, their_view: int) -> None:
         head_hash = self.prev_hash if self.last_certificate is not None else None
-        status = Status(self.view, self.height - 1, head_hash, self.last_certificate, self.new_view_msg)
+        # the VIEW-CHANGEs for the view it is stuck in: they moved us on, so they can move it on
+        votes = self.view_changes.get(their_view, {}) if their_view < self.view else {}
+        relayed = tuple(votes[s] for s in sorted(votes) if s != to)
+        status = Status(self.view, self.height - 1, head_hash, self.last_certificate, self.new_view_msg, relayed)
         self._out.append(Send(to, Signed.sign(self.key, status).to_plain()))
 
     def _upon_status(self, signed: Signed, msg: Status) -> None:
-        """Upon a STATUS: adopt the view its NEW-VIEW proves, and sync to its certified head."""
+        """Upon a STATUS: take its VIEW-CHANGEs, adopt the view its NEW-VIEW proves, sync to its head."""
+        for vc in msg.view_changes:
+            if isinstance(vc.msg, ViewChange) and self._authentic(vc, self.height):
+                self._upon_view_change(vc, vc.msg, reply=False)
         if msg.new_view is not None and isinstance(msg.new_view.msg, NewView):
             self._upon_new_view(msg.new_view, msg.new_view.msg)
         cert = msg.certificate

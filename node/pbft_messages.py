@@ -135,13 +135,15 @@ class NewView:
 
 @dataclass(frozen=True)
 class Status:
-    """A reply to a peer that is behind: our head certificate and the NEW-VIEW of our view."""
+    """A reply to a peer that is behind: our head certificate, the NEW-VIEW of our view, and
+    the VIEW-CHANGEs we hold for the view the peer is stuck in."""
 
     view: int
     height: int  # the sender's head height
     head_block_hash: str | None
     certificate: Certificate | None
     new_view: Signed | None
+    view_changes: tuple[Signed, ...] = ()
 
     kind = "status"
 
@@ -153,6 +155,7 @@ class Status:
             "head_block_hash": self.head_block_hash,
             "certificate": None if self.certificate is None else self.certificate.to_plain(),
             "new_view": None if self.new_view is None else self.new_view.to_plain(),
+            "view_changes": [v.to_plain() for v in self.view_changes],
         }
 
 
@@ -230,10 +233,7 @@ def _parse_body(body: dict[str, Any], depth: int) -> Message:
         return Commit(_int(body, "view"), _int(body, "height"), _hash(body, "block_hash"), body["commit_sig"])
     if kind == "view_change":
         _fields(body, {"kind", "view", "height", "prepared"})
-        prepared = None
-        if body["prepared"] is not None:
-            p = _fields(body["prepared"], {"pre_prepare", "prepares"})
-            prepared = PreparedProof(parse_signed(p["pre_prepare"], depth + 1), _proof_list(p["prepares"], depth))
+        prepared = None if body["prepared"] is None else parse_prepared_proof(body["prepared"], depth)
         return ViewChange(_int(body, "view"), _int(body, "height"), prepared)
     if kind == "new_view":
         _fields(body, {"kind", "view", "height", "view_changes", "pre_prepare"})
@@ -244,13 +244,28 @@ def _parse_body(body: dict[str, Any], depth: int) -> Message:
             _optional(body["pre_prepare"], depth),
         )
     if kind == "status":
-        _fields(body, {"kind", "view", "height", "head_block_hash", "certificate", "new_view"})
+        _fields(body, {"kind", "view", "height", "head_block_hash", "certificate", "new_view", "view_changes"})
         head = body["head_block_hash"]
         if head is not None and not is_hex(head, 32):
             raise MessageError("head_block_hash must be 64 hex or null")
         cert = None if body["certificate"] is None else Certificate.from_plain(body["certificate"])
-        return Status(_int(body, "view"), _int(body, "height"), head, cert, _optional(body["new_view"], depth))
+        return Status(
+            _int(body, "view"),
+            _int(body, "height"),
+            head,
+            cert,
+            _optional(body["new_view"], depth),
+            _proof_list(body["view_changes"], depth),
+        )
     raise MessageError(f"unknown message kind {str(kind)[:32]!r}")
+
+
+def parse_prepared_proof(obj: Any, depth: int = 0) -> PreparedProof:
+    p = _fields(obj, {"pre_prepare", "prepares"})
+    try:
+        return PreparedProof(parse_signed(p["pre_prepare"], depth + 1), _proof_list(p["prepares"], depth))
+    except (BlockError, CertificateError, EncodingError) as e:
+        raise MessageError(str(e)) from None
 
 
 def parse_signed(obj: Any, depth: int = 0) -> Signed:
