@@ -122,6 +122,8 @@ class Node:
     timer_gen: int = 0
     received: list[bytes] = field(default_factory=list)  # what a replaying Byzantine node may resend
     on_broadcast: Callable[[dict[str, Any]], None] | None = None  # Byzantine output
+    timers: list[tuple[int, int, int]] = field(default_factory=list)  # (view, height, ms) as set
+    syncs: int = 0
 
 
 @dataclass
@@ -272,6 +274,7 @@ class World:
                 self.transmit(node, dst, action.message)
         elif isinstance(action, pbft.SetTimer):
             node.timer_gen += 1
+            node.timers.append((action.view, action.height, action.ms))
             self.schedule(action.ms, "timer", (node.idx, node.timer_gen, action.view, action.height))
         elif isinstance(action, pbft.CancelTimer):
             node.timer_gen += 1
@@ -280,6 +283,7 @@ class World:
             node.app.persist(action.block, action.certificate)
             queue.append(pbft.Persisted(action.block.height))
         elif isinstance(action, pbft.RequestSync):
+            node.syncs += 1
             self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
         elif isinstance(action, pbft.SaveVotes):
             node.app.record = action.record

@@ -1,0 +1,142 @@
+"""Targeted scenarios: the normal case, each network fault, each Byzantine behaviour."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.block import Certificate
+from node import pbft
+from simnet import Faults, World
+
+DEADLINE = 60_000
+
+
+def submit_all(world: World, count: int, at: float = 0.0) -> None:
+    for tx in world.make_txs(count):
+        world.at(at, lambda tx=tx: world.submit(tx))
+
+
+def run(world: World, count: int = 12) -> World:
+    submit_all(world, count)
+    world.run_until(1)
+    world.check_liveness(DEADLINE)
+    return world
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_normal_case_commits_every_tx_in_view_zero(n: int) -> None:
+    world = run(World(1, n=n), 40)
+    chains = {tuple(b.block_hash for b, _ in node.app.chain) for node in world.nodes}
+    assert len(chains) == 1
+    assert all(node.replica.view == 0 for node in world.nodes)
+    block, cert = world.nodes[0].app.chain[0]
+    cert.verify(world.chain_id, 1, block.block_hash, world.vset)
+    assert len(cert.signatures) >= world.vset.quorum
+
+
+def test_idle_chain_makes_no_blocks_and_sets_no_timers() -> None:
+    world = World(2, n=4)
+    world.run_until(10_000)
+    assert all(not node.app.chain and not node.timers for node in world.nodes)
+
+
+def test_same_seed_same_run() -> None:
+    def once() -> tuple:
+        w = run(World(7, n=4, faults=Faults(drop=0.2, duplicate=0.2, max_delay_ms=100, until_ms=2000)))
+        return w.steps, [b.block_hash for b, _ in w.nodes[1].app.chain]
+
+    assert once() == once()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_drops_duplicates_and_delays(seed: int) -> None:
+    run(World(seed, n=4, faults=Faults(drop=0.3, duplicate=0.3, max_delay_ms=200, until_ms=3000)), 30)
+
+
+def test_partition_then_heal_catches_the_minority_up() -> None:
+    world = World(5, n=4, faults=Faults(until_ms=2000))
+    world.partition = [{0, 1, 2}, {3}]
+    world.at(2000, world.heal)
+    run(world, 20)
+    assert world.nodes[3].syncs > 0  # the cut-off replica caught up by sync, not by replaying votes
+
+
+def test_crash_and_restart_of_the_primary() -> None:
+    world = World(6, n=4, faults=Faults(until_ms=3000))
+    world.at(30, lambda: world.crash(0))
+    world.at(1500, lambda: world.restart(0))
+    run(world, 20)
+    restarted = world.nodes[0]
+    assert restarted.replica.height == len(restarted.app.chain) + 1
+
+
+def test_restart_resumes_after_the_recorded_view() -> None:
+    world = run(World(8, n=4, byzantine={1: frozenset({"silent"})}), 6)
+    node = world.nodes[2]
+    assert node.app.record is not None
+    recorded = node.app.record.view
+    world.crash(2)
+    world.restart(2)
+    assert node.replica.view == recorded + 1  # never votes again in a view it may have voted in
+    assert node.replica.height == len(node.app.chain) + 1  # rebuilt from its store
+
+
+@pytest.mark.parametrize(
+    "behaviour", ["silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge"]
+)
+@pytest.mark.parametrize("n", [4, 7])
+def test_byzantine_primary(behaviour: str, n: int) -> None:
+    f = (n - 1) // 3
+    byzantine = {i: frozenset({behaviour}) for i in range(f)}  # the primaries of views 0 .. f-1
+    world = run(World(11, n=n, byzantine=byzantine), 20)
+    if behaviour in ("silent", "bad_root", "invalid_tx"):
+        assert all(node.replica.view >= f for node in world.honest())
+
+
+def test_double_voting_is_recorded_as_evidence() -> None:
+    world = run(World(12, n=4, byzantine={1: frozenset({"double_vote"})}), 8)
+    evidence = [e for node in world.honest() for e in node.replica.evidence]
+    assert evidence and all(e.sender == world.nodes[1].key.public for e in evidence)
+    assert all(e.first.msg.block_hash != e.second.msg.block_hash for e in evidence)
+
+
+def test_timeouts_double_on_failed_views_and_reset_on_progress() -> None:
+    world = World(13, n=7, byzantine={0: frozenset({"silent"}), 1: frozenset({"silent"})})
+    run(world, 4)
+    timers = world.nodes[3].timers
+    assert [ms for _, _, ms in timers[:1]] == [200]
+    assert 400 in [ms for v, _, ms in timers if v == 1] and 800 in [ms for v, _, ms in timers if v == 2]
+    first_commit_height = [h for _, h, _ in timers if h > 1]
+    if first_commit_height:
+        assert [ms for v, h, ms in timers if h > 1][0] == 200
+
+
+def test_synced_block_needs_a_valid_certificate() -> None:
+    world = run(World(14, n=4), 3)
+    block, cert = world.nodes[0].app.chain[0]
+    fresh = World(14, n=4).nodes[1].replica
+    forged = Certificate(cert.height, cert.block_hash, cert.signatures[:1])
+    assert not any(isinstance(a, pbft.CommitBlock) for a in fresh.handle(pbft.SyncedBlock(block, forged)))
+    actions = fresh.handle(pbft.SyncedBlock(block, cert))
+    assert [a.block for a in actions if isinstance(a, pbft.CommitBlock)] == [block]
+
+
+plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.dictionaries(st.sampled_from(["kind", "view", "height", "block_hash", "block", "commit_sig", "prepared", "view_changes", "pre_prepare"]), plain), junk=plain)
+def test_malformed_messages_never_raise(body: dict, junk: object) -> None:
+    world = World(15, n=4)
+    replica = world.nodes[1].replica
+    sender = world.nodes[0].key.public
+    for kind in ("pre_prepare", "prepare", "commit", "view_change", "new_view", "status"):
+        replica.handle(pbft.Received({"body": dict(body, kind=kind), "sender": sender, "sig": "00" * 64}))
+    replica.handle(pbft.Received(junk))
+    replica.handle(pbft.Received({"body": body, "sender": sender, "sig": "00" * 64}))
