@@ -20,6 +20,7 @@ from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from chain.validators import ValidatorSet
+from chain import audit
 from contracts.apply import (
     HISTORY_PREFIX,
     OWNER_PREFIX,
@@ -29,6 +30,7 @@ from contracts.apply import (
     apply_txs,
     check_args,
     genesis_state,
+    reexecute,
     state_key,
 )
 from contracts.state import asset_key
@@ -249,3 +251,8 @@ class Ledger:
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))
+
+
+def audit_data_dir(path: str | Path, genesis: Genesis, progress: audit.Progress | None = None) -> audit.AuditReport:
+    """chain.audit.audit_data_dir with the contracts' re-executor plugged in (CLI, demo)."""
+    return audit.audit_data_dir(path, genesis, reexecute, progress)

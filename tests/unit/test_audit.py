@@ -159,3 +159,11 @@ def test_another_genesis_is_refused(original: tuple[Path, LedgerChain]) -> None:
     other = make_consortium(chain_id="other-chain")
     report = audit_data_dir(path, other.genesis, reexecute)
     assert not report.ok and report.height == 0
+
+
+def test_ledger_wrapper_plugs_in_the_contracts(original: tuple[Path, LedgerChain]) -> None:
+    from node.ledger import audit_data_dir as audit_with_contracts
+
+    path, ch = original
+    report = audit_with_contracts(path, ch.c.genesis)
+    assert report.ok and report.blocks == 5 and report.state_root
