@@ -117,3 +117,11 @@ def test_no_proof_before_the_first_block(tmp_path: Path) -> None:
     with pytest.raises(ProofError):
         build_ownership_proof(ch.ledger.store, "WR-1")
     ch.close()
+
+
+def test_chain_with_a_validator_change_audits_clean(chain: LedgerChain) -> None:
+    from node.ledger import audit_data_dir
+
+    report = audit_data_dir(chain.path, chain.c.genesis)  # a copy: the ledger stays open meanwhile
+    assert report.ok, report
+    assert report.blocks == 8 and report.state_root == chain.ledger.state_root
