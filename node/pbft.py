@@ -166,22 +166,32 @@ class VoteRecord:
     """What a replica must remember across a restart so that it never votes twice.
 
     `view` is the highest view it entered, `prepared` its best prepared proof at the height
-    after its head. A restarted replica resumes in view+1, where it has never voted, and
-    still reports the proof in its VIEW-CHANGE (the proof is what makes view changes safe).
+    after its head, `view_change` the VIEW-CHANGE it sent for `view` while that view is not
+    yet settled. A restarted replica resumes changing to `view` with that same message if it
+    has one (it voted nothing else there), else in view+1, where it has never voted; either
+    way it still reports its proof (the proof is what makes view changes safe).
     """
 
     view: int
     prepared: PreparedProof | None
+    view_change: Signed | None = None
 
     def to_plain(self) -> dict[str, Any]:
-        return {"view": self.view, "prepared": None if self.prepared is None else self.prepared.to_plain()}
+        return {
+            "view": self.view,
+            "prepared": None if self.prepared is None else self.prepared.to_plain(),
+            "view_change": None if self.view_change is None else self.view_change.to_plain(),
+        }
 
     @classmethod
     def from_plain(cls, obj: Any) -> VoteRecord:
-        if type(obj) is not dict or set(obj) != {"view", "prepared"} or type(obj["view"]) is not int:
-            raise MessageError('a vote record is {"view": int, "prepared": proof or null}')
+        if type(obj) is not dict or set(obj) != {"view", "prepared", "view_change"} or type(obj["view"]) is not int:
+            raise MessageError('a vote record is {"view": int, "prepared": proof or null, "view_change": msg or null}')
         prepared = None if obj["prepared"] is None else parse_prepared_proof(obj["prepared"])
-        return cls(obj["view"], prepared)
+        vc = None if obj["view_change"] is None else parse_signed(obj["view_change"])
+        if vc is not None and not isinstance(vc.msg, ViewChange):
+            raise MessageError("vote record: view_change is not a VIEW-CHANGE")
+        return cls(obj["view"], prepared, vc)
 
 
 @dataclass(frozen=True)
@@ -301,7 +311,15 @@ class Replica:
             if rec.prepared is not None and rec.prepared.pre_prepare.msg.height == self.height:
                 self.best_prepared = rec.prepared
             self.view = rec.view
-            self._start_view_change(rec.view + 1)
+            vc = rec.view_change
+            if vc is not None and isinstance(vc.msg, ViewChange) and vc.msg.view == rec.view:
+                self.in_view_change = True
+                self._my_view_change = vc
+                self._out.append(Broadcast(vc.to_plain()))
+                self._on_signed(vc)
+                self._arm_timer()
+            else:
+                self._start_view_change(rec.view + 1)
         else:
             self._upon_txs_pending()
         out, self._out = self._out, []
@@ -319,11 +337,17 @@ class Replica:
         return self.slots.setdefault((view, height), Slot())
 
     def _broadcast(self, msg: Message) -> Signed:
-        record = VoteRecord(self.view, self.best_prepared)
+        signed = Signed.sign(self.key, msg)
+        if isinstance(msg, ViewChange):
+            pending_vc: Signed | None = signed
+        elif self.in_view_change and not isinstance(msg, NewView):
+            pending_vc = self._my_view_change
+        else:
+            pending_vc = None  # the view is settled (a NEW-VIEW settles it for its sender)
+        record = VoteRecord(self.view, self.best_prepared, pending_vc)
         if record != self._record_saved:
             self._record_saved = record
             self._out.append(SaveVotes(record))
-        signed = Signed.sign(self.key, msg)
         self._out.append(Broadcast(signed.to_plain()))
         self._on_signed(signed)
         return signed
