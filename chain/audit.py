@@ -113,7 +113,9 @@ def _check_height(
     return block, result
 
 
-def _absorb(replay: dict[bytes, bytes | None], written_at: dict[bytes, int], writes: Mapping[bytes, bytes | None], height: int) -> None:
+def _absorb(
+    replay: dict[bytes, bytes | None], written_at: dict[bytes, int], writes: Mapping[bytes, bytes | None], height: int
+) -> None:
     for key, value in writes.items():
         replay[key] = value
         written_at[key] = height
@@ -264,7 +266,10 @@ def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
 
 
 PROOF_FIELDS = frozenset(
-    {"version", "chain_id", "genesis_hash", "asset_id", "asset", "state_proof", "header", "certificate", "validator_changes"}
+    {
+        "version", "chain_id", "genesis_hash", "asset_id", "asset",
+        "state_proof", "header", "certificate", "validator_changes",
+    }
 )
 
 

@@ -27,7 +27,12 @@ class LedgerChain:
     def sign(self, key: KeyPair, op: str, args: dict[str, Any]) -> Tx:
         self._nonce += 1
         return sign_tx(
-            key, chain_id=self.c.genesis.chain_id, op=op, args=args, expires=self.ledger.height + 50, nonce=f"n{self._nonce}"
+            key,
+            chain_id=self.c.genesis.chain_id,
+            op=op,
+            args=args,
+            expires=self.ledger.height + 50,
+            nonce=f"n{self._nonce}",
         )
 
     def certify(self, block: Block) -> Certificate:
@@ -45,7 +50,13 @@ class LedgerChain:
         return block
 
     def register(self, asset_id: str, owner: KeyPair) -> Tx:
-        args = {"asset_id": asset_id, "class": "warehouse_receipt", "owner": owner.public, "doc_hash": doc(asset_id), "meta": {}}
+        args = {
+            "asset_id": asset_id,
+            "class": "warehouse_receipt",
+            "owner": owner.public,
+            "doc_hash": doc(asset_id),
+            "meta": {},
+        }
         return self.sign(self.c.issuer, "asset.register", args)
 
     def transfer(self, asset_id: str, owner: KeyPair, to: KeyPair) -> Tx:

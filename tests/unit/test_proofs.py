@@ -23,9 +23,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> LedgerChain:
     ch = build_story(tmp_path_factory.mktemp("proofs") / "node")
     m = ch.c.members
     new = seeded_key("validator-new")
-    propose = ch.sign(m[0], "gov.propose", {"action": "add_validator", "params": {"node_id": "v4", "public": new.public, "address": "10.0.0.5:27004"}})
+    params = {"node_id": "v4", "public": new.public, "address": "10.0.0.5:27004"}
+    propose = ch.sign(m[0], "gov.propose", {"action": "add_validator", "params": params})
     ch.block([propose])
-    ch.block([ch.sign(m[1], "gov.approve", {"proposal_id": propose.tx_id}), ch.sign(m[2], "gov.approve", {"proposal_id": propose.tx_id})])
+    ch.block([ch.sign(m[i], "gov.approve", {"proposal_id": propose.tx_id}) for i in (1, 2)])
     ch.block([ch.transfer("WR-1", ch.c.users[4], ch.c.users[6])])  # certified by the new set of 5
     yield ch
     ch.close()
@@ -85,10 +86,14 @@ def _leaves(obj: Any, path: tuple = ()) -> list[tuple]:
     return [path]
 
 
+HEX = "0123456789abcdef"
+TEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:."
+
+
 def _mutate(value: Any, pos: int, alt: int) -> Any:
     if type(value) is str and value:
         i = pos % len(value)
-        alphabet = "0123456789abcdef" if all(c in "0123456789abcdef" for c in value) else "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:."
+        alphabet = HEX if all(c in HEX for c in value) else TEXT
         choices = [c for c in alphabet if c != value[i]]
         return value[:i] + choices[alt % len(choices)] + value[i + 1 :]
     if type(value) is int:
