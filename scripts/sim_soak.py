@@ -1,0 +1,50 @@
+"""Run many random PBFT simulation schedules; exit 1 on the first violation, with its repro command.
+
+    python scripts/sim_soak.py --seeds 1000 [--start 0] [--validators 4|7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "sim")]
+
+from sim_schedules import run_seed  # noqa: E402
+from simnet import Violation  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=1000)
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--validators", type=int, choices=[4, 7], default=None, help="default: both 4 and 7")
+    args = ap.parse_args()
+    sizes = [args.validators] if args.validators else [4, 7]
+    began = time.perf_counter()
+    runs = heights = views = 0
+    for n in sizes:
+        for seed in range(args.start, args.start + args.seeds):
+            try:
+                outcome = run_seed(seed, n)
+            except Violation as e:
+                print(f"VIOLATION after {runs} runs: {e}")
+                print(f"reproduce: python scripts/sim_soak.py --seeds 1 --start {seed} --validators {n}")
+                return 1
+            runs += 1
+            heights += outcome.heights
+            views = max(views, outcome.views)
+    elapsed = time.perf_counter() - began
+    print(
+        f"{runs} schedules (n={'/'.join(map(str, sizes))}, seeds {args.start}..{args.start + args.seeds - 1}): "
+        f"no violation; {heights} heights committed, highest view {views}; {elapsed:.1f}s "
+        f"({1000 * elapsed / max(runs, 1):.0f} ms/schedule)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
