@@ -203,6 +203,19 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
 
+    def get_meta(self, name: str) -> bytes | None:
+        """A node-local record kept beside the chain (e.g. the consensus vote record)."""
+        return self._db.get(_meta_key(name))
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Write a node-local record durably (synced) before returning.
+
+        The identity and head records are the store's own and cannot be written this way.
+        """
+        if self.read_only:
+            raise StoreError("store is open read-only")
+        self._db.put(_meta_key(name), value, sync=True)
+
     def append(self, commit: BlockCommit) -> Head:
         """Persist one committed block and everything it changes, atomically and durably."""
         if self.read_only:
@@ -233,6 +246,15 @@ class Store:
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
         self._head = head
         return head
+
+
+_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head"})
+
+
+def _meta_key(name: str) -> bytes:
+    if name in _OWN_META or not name.isidentifier():
+        raise StoreError(f"m/{name} is not a node-local record name")
+    return b"m/" + name.encode()
 
 
 def _open_db(path: Path, create: bool) -> plyvel.DB:

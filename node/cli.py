@@ -88,10 +88,11 @@ def node_run(config: Path) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     try:
-        run_node(cfg)
+        code = run_node(cfg)
     except NodeStartError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
+    sys.exit(code)
 
 
 @main.group()

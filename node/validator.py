@@ -1,0 +1,622 @@
+"""The validator process: the PBFT core driven by asyncio, the transport, the mempool, the ledger
+and the RPC, in one event loop.
+
+Theory of operation
+-------------------
+Everything runs on one thread. Events for the consensus core (peer messages, timers, "txs are
+pending", "block persisted", synced blocks) go through `_feed`, which hands them to the core one at
+a time and carries out the actions it returns in order: a `CommitBlock` is persisted (one synced
+LevelDB batch) before the core is told `Persisted`; a `SaveVotes` is synced to the store before the
+broadcast that follows it leaves. An event raised while actions are being carried out waits in the
+queue, so the core is never re-entered.
+
+Txs arrive from the RPC (`submit`) or from a peer's gossip; the mempool checks each signature once.
+The core is told `TxsPending` at most once per `batch_delay_ms`, so a busy primary proposes full
+blocks rather than one per tx; while a block is in flight, new txs wait for the next one.
+
+Catch-up (`_sync_loop`): the core asks for it when it learns it is behind (`RequestSync`), and the
+node also probes one peer whenever it has committed nothing for a while (a restarted node on an
+idle chain hears no consensus traffic). Fetched blocks go to the core as `SyncedBlock`s, which it
+accepts only with a certificate that verifies against the validator set of their height; the
+ledger then re-executes them to the same roots before they are written.
+
+A block the ledger refuses to commit although a quorum certified it means the consortium broke its
+fault assumption or this node's data is damaged: the node stops (exit 1) rather than go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from chain.block import Block, Certificate
+from chain.crypto import KeyFileError, KeyPair, load_key_file
+from chain.encoding import EncodingError, canonical, decode
+from chain.genesis import Genesis, GenesisError
+from chain.store import StoreError
+from chain.tx import Tx, TxError
+from chain.validators import ValidatorSet
+from contracts import read_roles, validate_args
+from contracts.apply import StoreView
+from contracts.proofs import ProofError, build_ownership_proof
+from node import pbft
+from node.api import CommittedBlockEvent
+from node.config import NodeConfig
+from node.ledger import Ledger, LedgerError
+from node.logs import setup_logging
+from node.mempool import Mempool
+from node.metrics import NodeMetrics
+from node.pbft_messages import MessageError
+from node.rpc import serve
+from node.transport import Transport
+from node.wire import (
+    MAX_GOSSIP_TXS,
+    MAX_SYNC_BLOCKS,
+    SYNC_RESPONSE_BYTES,
+    SyncRequest,
+    SyncResponse,
+    TxGossip,
+    WireError,
+    is_wire,
+    parse_wire,
+)
+
+log = logging.getLogger("titlechain.node")
+
+VOTES_RECORD = "votes"
+SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
+SYNC_REPLY_TIMEOUT_S = 5.0
+IDLE_PROBE_S = 3.0  # with no commit for this long, ask a peer whether we are behind
+GOSSIP_FLUSH_S = 0.005
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
+
+
+class FatalNodeError(RuntimeError):
+    """The node must stop to protect its data (a certified block its ledger refuses)."""
+
+
+class LedgerApp:
+    """The consensus core's view of the ledger and the mempool (`pbft.Application`)."""
+
+    def __init__(self, ledger: Ledger, mempool: Mempool, key: KeyPair) -> None:
+        self.ledger = ledger
+        self.mempool = mempool
+        self.key = key
+        self.params = ledger.genesis.params
+
+    def head(self) -> pbft.ChainHead:
+        head = self.ledger.head
+        if head is None:
+            return pbft.ChainHead(0, self.ledger.genesis.hash, None)
+        return pbft.ChainHead(head.height, head.block_hash, self.ledger.store.get_certificate(head.height))
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        return self.ledger.validator_set_at(height)
+
+    def propose(self, height: int, view: int) -> Block | None:
+        if height != self.ledger.height + 1:
+            return None
+        txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
+        if not txs:
+            return None
+        # the proposer's clock, informational only (SPEC §5); never before the genesis
+        now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
+        return self.ledger.propose(txs, view, self.key.public, now_ms)
+
+    def validate(self, block: Block) -> bool:
+        try:
+            self.ledger.validate(block, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
+        except LedgerError as e:
+            log.warning("refusing the proposal for height %d from %s…: %s", block.height, block.header.proposer[:12], e)
+            return False
+        return True
+
+    def has_pending(self) -> bool:
+        return len(self.mempool) > 0
+
+
+@dataclass
+class _Waiters:
+    """The RPC's `?wait=true` futures, by tx_id."""
+
+    by_tx: dict[str, list[asyncio.Future[dict[str, Any]]]]
+
+    def add(self, tx_id: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+        self.by_tx.setdefault(tx_id, []).append(fut)
+
+    def resolve(self, tx_id: str, receipt: dict[str, Any]) -> None:
+        for fut in self.by_tx.pop(tx_id, ()):
+            if not fut.done():
+                fut.set_result(receipt)
+
+    def fail(self, tx_id: str, error: Exception) -> None:
+        for fut in self.by_tx.pop(tx_id, ()):
+            if not fut.done():
+                fut.set_exception(error)
+
+
+class Validator:
+    """One validator node. Implements `node.api.NodeApi` for the RPC."""
+
+    def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
+        me = genesis.validators.by_public.get(key.public)
+        if me is None:
+            raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
+        if me.node_id != cfg.node_id:
+            raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
+        self.cfg = cfg
+        self.genesis = genesis
+        self.key = key
+        self.ledger = ledger
+        self.metrics = NodeMetrics()
+        self.mempool = Mempool(
+            genesis.chain_id,
+            arg_validator=validate_args,
+            is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
+            max_txs=cfg.mempool_max_txs,
+            max_bytes=cfg.mempool_max_bytes,
+            on_admitted=self._gossip,
+        )
+        self.app = LedgerApp(ledger, self.mempool, key)
+        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
+        self.transport = Transport(
+            key,
+            chain_id=genesis.chain_id,
+            genesis_hash=genesis.hash,
+            validators=genesis.validators,
+            on_message=self._on_peer_message,
+        )
+        self._events: deque[pbft.Event | None] = deque()
+        self._pumping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending_nudge: asyncio.TimerHandle | None = None
+        self._gossip_out: list[Tx] = []
+        self._gossip_flush: asyncio.TimerHandle | None = None
+        self._waiters = _Waiters({})
+        self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
+        self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
+        self._evidence_seen = 0
+        self._sync_target = 0
+        self._sync_wanted = asyncio.Event()
+        self._sync_replies: dict[str, asyncio.Future[SyncResponse]] = {}
+        self._last_commit = 0.0
+        self._started = False
+        self._stopping = False
+        self._rng = random.Random()
+        self.stopped = asyncio.Event()
+        self.fatal: FatalNodeError | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_commit = loop.time()
+        self.metrics.set_height(self.ledger.height)
+        try:
+            await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
+        except OSError as e:
+            raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
+        try:
+            self._runner = await serve(self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens)
+        except OSError as e:
+            await self.transport.close()
+            raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
+        self._started = True
+        log.info(
+            "node %s started at height %d (view %d); peers on %s, RPC on %s",
+            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_listen,
+        )
+        self._tasks = [loop.create_task(self._sync_loop(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
+        self._feed(None)
+
+    async def stop(self) -> None:
+        """Stop serving, close the links and the database. Never interrupts a block being written:
+        writes happen synchronously on this loop, so by the time this runs none is under way."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        self._started = False
+        for handle in (self._timer, self._pending_nudge, self._gossip_flush):
+            if handle is not None:
+                handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.close()
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
+        self.ledger.close()
+        self.stopped.set()
+        log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
+
+    # ------------------------------------------------------------------ driving the core
+
+    def _feed(self, event: pbft.Event | None) -> None:
+        """Hand an event to the core (None: start it) and carry out its actions, in order."""
+        self._events.append(event)
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._events and self.fatal is None:
+                ev = self._events.popleft()
+                actions = self.replica.start() if ev is None else self.replica.handle(ev)
+                for action in actions:
+                    self._act(action)
+                self._note_evidence()
+        except FatalNodeError as e:
+            self._die(e)
+        finally:
+            self._pumping = False
+
+    def _act(self, action: pbft.Action) -> None:
+        if isinstance(action, pbft.Broadcast):
+            self.transport.broadcast(action.message)
+        elif isinstance(action, pbft.Send):
+            try:
+                self.transport.send(action.to, action.message)
+            except KeyError:
+                log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+        elif isinstance(action, pbft.SetTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+            timeout = pbft.Timeout(action.view, action.height)
+            self._timer = asyncio.get_running_loop().call_later(action.ms / 1000, self._feed, timeout)
+        elif isinstance(action, pbft.CancelTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif isinstance(action, pbft.CommitBlock):
+            self._persist(action.block, action.certificate)
+            self._events.append(pbft.Persisted(action.block.height))
+        elif isinstance(action, pbft.RequestSync):
+            self._want_sync(action.to_height)
+        elif isinstance(action, pbft.SaveVotes):
+            self.ledger.store.put_meta(VOTES_RECORD, canonical(action.record.to_plain()))
+
+    def _load_votes(self) -> pbft.VoteRecord | None:
+        raw = self.ledger.store.get_meta(VOTES_RECORD)
+        if raw is None:
+            return None
+        try:
+            return pbft.VoteRecord.from_plain(decode(raw))
+        except (MessageError, EncodingError) as e:
+            raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
+
+    def _note_evidence(self) -> None:
+        for ev in self.replica.evidence[self._evidence_seen :]:
+            log.warning(
+                "equivocation by validator %s…: two different %s messages for view %d height %d",
+                ev.sender[:12], ev.kind, ev.view, ev.height,
+            )
+        self._evidence_seen = len(self.replica.evidence)
+
+    def _die(self, error: FatalNodeError) -> None:
+        log.critical("%s; stopping the node", error)
+        self.fatal = error
+        asyncio.get_running_loop().create_task(self.stop())
+
+    # ------------------------------------------------------------------ committing
+
+    def _persist(self, block: Block, certificate: Certificate) -> None:
+        try:
+            self.ledger.commit(block, certificate)
+        except (LedgerError, StoreError) as e:
+            raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._last_commit = now
+        receipts = self.ledger.store.get_receipts(block.height) or []
+        self.mempool.remove_committed(block.tx_ids)
+        latencies = []
+        for receipt in receipts:
+            arrived = self._arrived.pop(receipt["tx_id"], None)
+            if arrived is not None:
+                latencies.append(now - arrived)
+            self._waiters.resolve(receipt["tx_id"], receipt)
+        for tx_id in self.mempool.evict_expired(block.height + 1):
+            self._arrived.pop(tx_id, None)
+            self._waiters.fail(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
+        n_rejected = sum(1 for r in receipts if r["status"] != "ok")
+        self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected, latencies)
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        log.info(
+            "committed block %d (%d txs, %d rejected) %s… view %d",
+            block.height, len(receipts), n_rejected, block.block_hash[:12], block.header.view,
+        )
+        event = CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # a stream that cannot keep up is cut loose; it refills from the store (node/rpc.py)
+                self._subscribers.remove(queue)
+
+    # ------------------------------------------------------------------ txs
+
+    def _admitted(self) -> None:
+        """Txs entered the mempool: tell the core, at most once per batch delay."""
+        if self._pending_nudge is None and self._started:
+            delay = self.genesis.params.batch_delay_ms / 1000
+            self._pending_nudge = asyncio.get_running_loop().call_later(delay, self._nudge)
+
+    def _nudge(self) -> None:
+        self._pending_nudge = None
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        self._feed(pbft.TxsPending())
+
+    def _gossip(self, txs: Sequence[Tx]) -> None:
+        self._gossip_out.extend(txs)
+        if self._gossip_flush is None:
+            self._gossip_flush = asyncio.get_running_loop().call_later(GOSSIP_FLUSH_S, self._flush_gossip)
+
+    def _flush_gossip(self) -> None:
+        self._gossip_flush = None
+        out, self._gossip_out = self._gossip_out, []
+        for i in range(0, len(out), MAX_GOSSIP_TXS):
+            self.transport.broadcast(TxGossip(tuple(out[i : i + MAX_GOSSIP_TXS]), 0).to_plain())
+
+    # ------------------------------------------------------------------ peers
+
+    def _on_peer_message(self, sender: str, msg: Any) -> None:
+        if not self._started:
+            return
+        if not is_wire(msg):
+            self._feed(pbft.Received(msg))
+            return
+        try:
+            wire = parse_wire(msg)
+        except WireError as e:
+            log.warning("malformed message from validator %s…: %s", sender[:12], e)
+            return
+        if isinstance(wire, TxGossip):
+            if wire.refused:
+                log.warning("validator %s… gossiped %d malformed txs", sender[:12], wire.refused)
+            if wire.txs:
+                results = self.mempool.add_many(wire.txs, self.ledger.height + 1, gossip=False)
+                if any(r is None for r in results):
+                    self._admitted()
+        elif isinstance(wire, SyncRequest):
+            self._serve_sync(sender, wire)
+        elif isinstance(wire, SyncResponse):
+            fut = self._sync_replies.pop(sender, None)
+            if fut is not None and not fut.done():
+                fut.set_result(wire)
+
+    def _serve_sync(self, peer: str, req: SyncRequest) -> None:
+        store = self.ledger.store
+        blocks: list[dict[str, Any]] = []
+        size = 0
+        for height in range(req.start, min(store.height, req.start + req.limit - 1) + 1):
+            raw, cert = store.get_block_bytes(height), store.get_certificate(height)
+            if raw is None or cert is None:
+                break
+            blocks.append({"block": decode(raw), "certificate": cert.to_plain()})
+            size += len(raw)
+            if size >= SYNC_RESPONSE_BYTES:
+                break
+        self.transport.send(peer, SyncResponse.plain(store.height, blocks))
+
+    def _want_sync(self, to_height: int) -> None:
+        self._sync_target = max(self._sync_target, to_height)
+        self._sync_wanted.set()
+
+    async def _sync_loop(self) -> None:
+        """Fetch blocks from peers whenever we are, or may be, behind; see the module docstring."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(self._sync_wanted.wait(), IDLE_PROBE_S)
+            except TimeoutError:
+                if loop.time() - self._last_commit < IDLE_PROBE_S:
+                    continue
+            self._sync_wanted.clear()
+            try:
+                await self._catch_up()
+            except FatalNodeError:
+                return
+
+    async def _catch_up(self) -> None:
+        peers = [p.public for p in self.transport.peer_status() if p.connected]
+        self._rng.shuffle(peers)
+        for peer in peers:
+            while self.fatal is None:
+                before = self.ledger.height
+                reply = await self._ask_blocks(peer, before + 1)
+                if reply is None:
+                    break  # this peer did not answer in time: try the next
+                for block, certificate in reply.blocks:
+                    self._feed(pbft.SyncedBlock(block, certificate))
+                if self.ledger.height == before or reply.head <= self.ledger.height:
+                    break  # nothing usable, or we have all this peer has
+            if self.ledger.height >= self._sync_target:
+                return
+
+    async def _ask_blocks(self, peer: str, start: int) -> SyncResponse | None:
+        fut: asyncio.Future[SyncResponse] = asyncio.get_running_loop().create_future()
+        self._sync_replies[peer] = fut
+        self.transport.send(peer, SyncRequest(start, MAX_SYNC_BLOCKS).to_plain())
+        try:
+            return await asyncio.wait_for(fut, SYNC_REPLY_TIMEOUT_S)
+        except TimeoutError:
+            log.info("validator %s… did not answer a sync request", peer[:12])
+            return None
+        finally:
+            self._sync_replies.pop(peer, None)
+
+    async def _gauges(self) -> None:
+        while True:
+            self.metrics.set_view(self.replica.view)
+            self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
+
+    @property
+    def ready(self) -> bool:
+        if not self._started or self.fatal is not None:
+            return False
+        connected = sum(1 for p in self.transport.peer_status() if p.connected)
+        return connected + 1 >= self.genesis.validators.quorum
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
+
+    def status(self) -> dict[str, Any]:
+        vset = self.ledger.validator_set_at(self.ledger.height + 1)
+        return {
+            "node_id": self.cfg.node_id,
+            "chain_id": self.chain_id,
+            "height": self.ledger.height,
+            "view": self.replica.view,
+            "primary": vset.primary(self.replica.view).node_id,
+            "validators": vset.to_plain(),
+            "peers": [p.to_plain() for p in self.transport.peer_status()],
+            "mempool": len(self.mempool),
+            "ready": self.ready,
+        }
+
+    def genesis_doc(self) -> dict[str, Any]:
+        return self.genesis.doc
+
+    def submit(self, tx: Tx) -> None:
+        self.mempool.add(tx, self.ledger.height + 1)
+        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
+        self._admitted()
+
+    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        record = self.ledger.tx(tx_id)
+        if record is not None:
+            fut.set_result(record.receipt)
+        else:
+            self._waiters.add(tx_id, fut)
+        return fut
+
+    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+        pending = self.mempool.get(tx_id)
+        if pending is not None:
+            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
+        record = self.ledger.tx(tx_id)
+        if record is None:
+            return None
+        return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
+
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        return self.ledger.asset(asset_id)
+
+    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
+        return self.ledger.history(asset_id) or None
+
+    def proof(self, asset_id: str) -> dict[str, Any] | None:
+        if self.ledger.asset(asset_id) is None:
+            return None
+        try:
+            return build_ownership_proof(self.ledger.store, asset_id)
+        except ProofError:
+            return None
+
+    def account(self, account: str) -> dict[str, Any]:
+        roles = read_roles(StoreView(self.ledger.store.get), account)
+        return {"account": account, "roles": roles, "assets": self.ledger.account_assets(account)}
+
+    def block(self, height: int) -> dict[str, Any] | None:
+        store = self.ledger.store
+        block, cert = store.get_block(height), store.get_certificate(height)
+        if block is None or cert is None:
+            return None
+        return {"header": block.header.to_plain(), "block_hash": block.block_hash, "tx_ids": block.tx_ids, "certificate": cert.to_plain()}
+
+    def block_event(self, height: int) -> CommittedBlockEvent | None:
+        store = self.ledger.store
+        block, receipts = store.get_block(height), store.get_receipts(height)
+        if block is None or receipts is None:
+            return None
+        return CommittedBlockEvent(height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+
+    def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
+        queue: asyncio.Queue[CommittedBlockEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def metrics_text(self) -> bytes:
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        return self.metrics.render()
+
+
+# ---------------------------------------------------------------------- the process
+
+
+def open_validator(cfg: NodeConfig) -> Validator:
+    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+    try:
+        genesis = Genesis.load(cfg.genesis)
+    except (GenesisError, OSError, ValueError) as e:
+        raise NodeStartError(f"{cfg.genesis}: {e}") from None
+    try:
+        key = load_key_file(cfg.key)
+    except KeyFileError as e:
+        raise NodeStartError(str(e)) from None
+    try:
+        ledger = Ledger.open(cfg.data_dir, genesis)
+    except (StoreError, LedgerError) as e:
+        raise NodeStartError(str(e)) from None
+    try:
+        return Validator(cfg, genesis, key, ledger)
+    except BaseException:
+        ledger.close()
+        raise
+
+
+async def _serve_until_signalled(cfg: NodeConfig) -> int:
+    node = open_validator(cfg)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        node.ledger.close()
+        raise
+    stop_wait = loop.create_task(stop.wait())
+    died = loop.create_task(node.stopped.wait())
+    await asyncio.wait({stop_wait, died}, return_when=asyncio.FIRST_COMPLETED)
+    for t in (stop_wait, died):
+        t.cancel()
+    if not node.stopped.is_set():
+        log.info("signal received: stopping")
+        await node.stop()
+    return 1 if node.fatal is not None else 0
+
+
+def run_node(cfg: NodeConfig) -> int:
+    """Run one validator until SIGTERM/SIGINT; the process exit code."""
+    setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
+    return asyncio.run(_serve_until_signalled(cfg))
