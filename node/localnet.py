@@ -82,9 +82,9 @@ def up(
 ) -> dict[str, Any]:
     root = Path(root)
     if manifest_path(root).exists():
-        running = [n for n in json.loads(manifest_path(root).read_text())["nodes"] if _is_our_node(n["pid"], n["config"])]
+        running = [pid for n in json.loads(manifest_path(root).read_text())["nodes"] for pid in node_pids(n["config"])]
         if running:
-            raise LocalnetError(f"{root}: a localnet is already running here (pids {[n['pid'] for n in running]}); `localnet down` first")
+            raise LocalnetError(f"{root}: a localnet is already running here (pids {running}); `localnet down` first")
     if (root / "consortium.json").exists():
         cons = Consortium.load(root)
         say(f"reusing the consortium in {root}")
@@ -129,12 +129,32 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, manifest_path(root))
 
 
-def _is_our_node(pid: int, config: str) -> bool:
+def _config_of(pid: int) -> Path | None:
+    """The config a `titlechain node run --config FILE` process runs, resolved; None for any other process."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = Path(f"/proc/{pid}/cwd").resolve()
     except OSError:
-        return False
-    return b"node" in cmdline and config.encode() in cmdline
+        return None
+    for i in range(len(args) - 3):
+        if args[i : i + 3] == [b"node", b"run", b"--config"]:
+            return (cwd / os.fsdecode(args[i + 3])).resolve()
+    return None
+
+
+def _is_our_node(pid: int, config: str) -> bool:
+    return _config_of(pid) == Path(config).resolve()
+
+
+def node_pids(config: str) -> list[int]:
+    """Every running process that serves this config: the one `up` started, or a restart of it
+    by `titlechain node run --config` (SPEC §7), whose pid the manifest cannot know."""
+    want = Path(config).resolve()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _config_of(int(entry.name)) == want and not _is_zombie(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
 
 
 def stop_pid(pid: int, config: str, deadline_s: float = STOP_DEADLINE_S) -> str:
@@ -164,4 +184,5 @@ def down(root: str | Path, say: Callable[[str], None] = lambda s: None) -> None:
         raise LocalnetError(f"{root}: no localnet.json here")
     manifest = json.loads(manifest_path(root).read_text())
     for n in manifest["nodes"]:
-        say(f"{n['node_id']}: {stop_pid(n['pid'], n['config'])}")
+        pids = node_pids(n["config"]) or [n["pid"]]
+        say(f"{n['node_id']}: " + ", ".join(stop_pid(pid, n["config"]) for pid in pids))
