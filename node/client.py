@@ -6,7 +6,9 @@
         receipt = c.submit(tx, wait=True)["receipt"]
 
 Every non-2xx answer raises `RpcError` carrying the HTTP status and the SPEC error code, so a
-program can tell a duplicate (409) from a full mempool (429) from a bad signature (422).
+program can tell a duplicate (409) from a full mempool (429) from a bad signature (422). A node
+that cannot be reached at all (refused, reset, timed out) raises `NodeUnreachable`, an RpcError
+with status 0, so callers handle every failure of a call with one except clause.
 HTTP goes through httpx (sync and async clients from one library); this is its only user.
 """
 
@@ -30,6 +32,13 @@ class RpcError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class NodeUnreachable(RpcError):
+    """No HTTP answer at all: connection refused or reset, or no answer within the timeout."""
+
+    def __init__(self, rpc: str, error: Exception) -> None:
+        super().__init__(0, "unreachable", f"{rpc}: {type(error).__name__}: {error}")
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
@@ -98,8 +107,14 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return _raise_for(self._http.request(method, path, **kwargs))
+        except httpx.TransportError as e:
+            raise NodeUnreachable(self.rpc, e) from e
+
     def _get(self, path: str, **params: Any) -> Any:
-        return _raise_for(self._http.get(path, params={k: v for k, v in params.items() if v is not None}))
+        return self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
     @property
     def chain_id(self) -> str:
@@ -118,11 +133,10 @@ class Client:
 
     def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
         http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        r = self._http.post("/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
-        return _raise_for(r)
+        return self._request("POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
 
     def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
-        return _raise_for(self._http.post("/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]}))["results"]
+        return self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]})["results"]
 
     def tx(self, tx_id: str) -> dict[str, Any]:
         return self._get(f"/v1/txs/{tx_id}")
@@ -171,20 +185,26 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return _raise_for(await self._http.request(method, path, **kwargs))
+        except httpx.TransportError as e:
+            raise NodeUnreachable(self.rpc, e) from e
+
     async def _get(self, path: str, **params: Any) -> Any:
-        return _raise_for(await self._http.get(path, params={k: v for k, v in params.items() if v is not None}))
+        return await self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
     async def status(self) -> dict[str, Any]:
         return await self._get("/v1/status")
 
     async def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
         http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        r = await self._http.post("/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
-        return _raise_for(r)
+        return await self._request(
+            "POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout
+        )
 
     async def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
-        r = await self._http.post("/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]})
-        return _raise_for(r)["results"]
+        return (await self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]}))["results"]
 
     async def tx(self, tx_id: str) -> dict[str, Any]:
         return await self._get(f"/v1/txs/{tx_id}")
