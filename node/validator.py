@@ -246,6 +246,12 @@ class Validator:
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
 
+    @property
+    def rpc_port(self) -> int:
+        """The port the RPC listens on (the config may ask for 0: any free port)."""
+        assert self._runner is not None, "the node is not started"
+        return int(self._runner.addresses[0][1])
+
     # ------------------------------------------------------------------ driving the core
 
     def _feed(self, event: pbft.Event | None) -> None:
