@@ -10,13 +10,18 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chain.validators import ADDRESS_PATTERN
 
 
 class ConfigError(ValueError):
     pass
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class RpcToken(BaseModel):
@@ -49,6 +54,14 @@ class NodeConfig(BaseModel):
         if not ADDRESS_PATTERN.match(v):
             raise ValueError("must be host:port")
         return v
+
+    @model_validator(mode="after")
+    def _rpc_exposed_only_with_tokens(self) -> NodeConfig:
+        # an RPC reachable from other hosts without tokens would let anyone flood the mempool or
+        # stream every block; on loopback the host's own access control stands in for tokens
+        if not self.rpc_tokens and not is_loopback(self.rpc_host):
+            raise ValueError(f"rpc_listen {self.rpc_listen} is not a loopback address: list rpc_tokens to expose the RPC")
+        return self
 
     @property
     def rpc_host(self) -> str:

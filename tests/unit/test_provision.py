@@ -76,6 +76,21 @@ def test_config_refuses_unknown_and_bad_fields(tmp_path: Path) -> None:
         NodeConfig.load(p)
 
 
+def test_config_exposes_the_rpc_beyond_loopback_only_with_tokens(tmp_path: Path) -> None:
+    base = {"node_id": "v0", "genesis": "g.json", "key": "k.json", "data_dir": "d", "peer_listen": "0.0.0.0:1"}
+    p = tmp_path / "c.json"
+    for host in ("0.0.0.0", "10.1.2.3", "[::]"):
+        p.write_text(json.dumps({**base, "rpc_listen": f"{host}:2"}))
+        with pytest.raises(ConfigError, match="rpc_tokens"):
+            NodeConfig.load(p)
+    token = {"token": "s" * 24, "scopes": ["read"]}
+    p.write_text(json.dumps({**base, "rpc_listen": "0.0.0.0:2", "rpc_tokens": [token]}))
+    assert NodeConfig.load(p).rpc_host == "0.0.0.0"
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "[::1]"):
+        p.write_text(json.dumps({**base, "rpc_listen": f"{host}:2"}))
+        assert NodeConfig.load(p).rpc_host == host
+
+
 def test_cli_init(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["init", "--validators", "4", "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
