@@ -146,3 +146,29 @@ def test_gossip_keeps_the_txs_that_parse_and_counts_the_rest(consortium: Consort
     assert isinstance(parsed, TxGossip) and parsed.txs == (good,) and parsed.refused == 1
     req = parse_wire(SyncRequest(5, 10_000).to_plain())
     assert req == SyncRequest(5, MAX_SYNC_BLOCKS)  # a greedy request is capped, not refused
+
+
+async def test_the_event_stream_delivers_every_committed_block_once_in_order(node: Validator, consortium: Consortium) -> None:
+    from node.client import AsyncClient
+
+    c = consortium
+    seen: list[int] = []
+    receipts: dict[str, str] = {}
+    txs = [_register(c, f"WR-E{i}", 0, doc=f"{i:064x}") for i in range(30)]
+
+    async def follow() -> None:
+        async with AsyncClient(f"http://127.0.0.1:{node.rpc_port}") as client:
+            async for ev in client.events(from_height=1):
+                seen.append(ev["data"]["height"])
+                receipts.update((r["tx_id"], r["status"]) for r in ev["data"]["receipts"])
+                if len(receipts) == len(txs):
+                    return
+
+    reader = asyncio.create_task(follow())
+    for i, tx in enumerate(txs):  # in several bursts, so they land in several blocks
+        node.submit(tx)
+        if i % 7 == 6:
+            await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+    await asyncio.wait_for(reader, 20)
+    assert seen == list(range(1, node.height + 1)) and len(seen) > 1
+    assert set(receipts.values()) == {"ok"}
