@@ -11,6 +11,9 @@ from pathlib import Path
 import click
 
 from chain.crypto import KeyFileError, KeyPair, write_key_file
+from node.cli_audit import audit
+from node.cli_explore import explore
+from node.cli_tx import tx_cmd
 
 EXIT_FAILED = 1
 
@@ -39,6 +42,11 @@ def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
     from node.demo import run_demo
 
     sys.exit(run_demo(keep=keep, workdir=workdir, base_port=base_port))
+
+
+main.add_command(tx_cmd)
+main.add_command(explore)
+main.add_command(audit)
 
 
 @main.group()

@@ -96,7 +96,9 @@ def _checked(model: type[BaseModel], answer: Any, where: str) -> Any:
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "$"
-        raise SourceError(f"the node at {where} answered a malformed {model.__name__}: {field}: {first['msg']}") from None
+        raise SourceError(
+            f"the node at {where} answered a malformed {model.__name__}: {field}: {first['msg']}"
+        ) from None
     return answer
 
 

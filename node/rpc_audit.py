@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from chain import audit
 from chain.block import Block, BlockError, Certificate, Header
@@ -53,7 +53,7 @@ class RpcChain:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> RpcChain:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,7 +89,9 @@ class RpcChain:
             infos = list(self._pool.map(self._tx_info, tx_ids))
             txs = tuple(_served_tx(tx_id, info, height) for tx_id, info in zip(tx_ids, infos, strict=True))
             receipts = [info["receipt"] for info in infos]
-            locations = {t.tx_id: (info["height"], info["receipt"]["index"]) for t, info in zip(txs, infos, strict=True)}
+            locations = {
+                t.tx_id: (info["height"], info["receipt"]["index"]) for t, info in zip(txs, infos, strict=True)
+            }
             block = Block(header, txs)
             if answer["block_hash"] != block.block_hash:
                 raise BlockError("the block_hash the node serves is not the hash of the header it serves")
@@ -159,4 +161,3 @@ def audit_rpc(client: Client, genesis: Genesis, progress: audit.Progress | None 
     head = rpc_call(client.rpc, client.height)
     with RpcChain(client, served_hash, head) as chain:
         return audit.verify_chain(chain, genesis, reexecute, progress, records=False)
-

@@ -1,0 +1,261 @@
+"""`titlechain audit …`: verify a whole chain, fetch an ownership proof, check a proof offline.
+
+The checks themselves live in chain/audit.py (with the contracts' re-executor plugged in by
+node/ledger.py for data dirs and node/rpc_audit.py for a node's RPC); this module runs them,
+shows progress and reports. The report goes to stdout whether the chain holds or not; the exit
+code says which (0 all holds, 1 a check failed or the node answered an error, 2 usage error).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chain.audit import AuditReport, ProofResult, verify_ownership_proof
+from chain.genesis import Genesis
+from node.cli_common import (
+    EXIT_FAILED,
+    RPC_HELP,
+    TOKEN_HELP,
+    SourceChoice,
+    asset_id_argument,
+    data_dir_option,
+    fail,
+    genesis_option,
+    print_json,
+    url_option,
+)
+
+GENESIS_HELP = "the genesis file: the only thing trusted"
+
+
+@click.group()
+def audit() -> None:
+    """Verify the chain from the genesis alone: every block, or one asset's ownership proof."""
+
+
+# -- audit verify ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _progress_bar(show: bool | None) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress callback drawing a bar on stderr, or None.
+
+    By default (`show` None) the bar is drawn only on a terminal and vanishes when done. Asked for
+    explicitly, it is drawn anyway and its final state stays (on a log, that one line is what shows).
+    """
+    err = Console(stderr=True)
+    if show is False or (show is None and not err.is_terminal):
+        yield None
+        return
+    columns = (TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=show is None) as bar:
+        task = bar.add_task("audit", total=None)
+
+        def advance(height: int, head: int) -> None:
+            bar.update(task, completed=height, total=head)
+
+        yield advance
+
+
+@audit.command("verify")
+@click.option("--rpc", callback=url_option, metavar="URL", help=RPC_HELP)
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    callback=data_dir_option,
+    metavar="DIR",
+    help="audit a node's data dir instead (through a private copy; safe while the node runs)",
+)
+@click.option(
+    "--genesis",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=genesis_option,
+    metavar="FILE",
+    help=GENESIS_HELP,
+)
+@click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@click.option(
+    "--progress/--no-progress", default=None, help="draw a progress bar on stderr (default: when it is a terminal)"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def verify_cmd(
+    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, progress: bool | None, as_json: bool
+) -> None:
+    """Verify every block from the genesis, from a node's RPC or a data dir.
+
+    \b
+    Checked, height by height: each block's link to the previous one, its tx root, every tx
+    signature and expiry window, that no tx commits twice, the commit certificate against the
+    validator set of that height (as replayed from the genesis through every governance change),
+    and re-execution of every tx to the same state root, receipts root and receipts.
+    With --data-dir, every stored record (state, history, owner and tx indexes) is compared
+    with the replay too. Over --rpc the txs and receipts are fetched one by one (the block
+    answers name only their ids), so a long chain takes a while.
+
+    Exit 0 only if everything holds; otherwise exit 1 naming the first bad height and why.
+    """
+    from node.explore import SourceError
+
+    SourceChoice(rpc, data_dir, None, token).check()
+    where = rpc if rpc is not None else str(data_dir)
+    try:
+        with _progress_bar(progress) as advance:
+            report = _run_audit(rpc, data_dir, genesis, token, advance)
+    except SourceError as e:
+        fail(str(e))
+    _report(report, where, as_json)
+
+
+def _run_audit(
+    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, advance: Any
+) -> AuditReport:
+    if data_dir is not None:
+        from node.ledger import audit_data_dir
+
+        return audit_data_dir(data_dir, genesis, advance)
+    from node.client import Client
+    from node.rpc_audit import audit_rpc
+
+    assert rpc is not None
+    with Client(rpc, token=token) as client:
+        return audit_rpc(client, genesis, advance)
+
+
+def _report(report: AuditReport, where: str, as_json: bool) -> None:
+    if as_json:
+        print_json({**asdict(report), "source": where})
+    elif report.ok:
+        click.echo(f"audit ok: {where}")
+        click.echo(f"  {report.blocks} blocks and {report.txs} txs verified from the genesis")
+        click.echo(f"  state root at height {report.blocks}: {report.state_root}")
+    else:
+        click.echo(f"audit FAILED: {where}")
+        click.echo(f"  first bad height: {report.height}")
+        click.echo(f"  why: {report.reason}")
+        click.echo(f"  ({report.blocks} blocks before it verified)")
+    if not report.ok:
+        raise SystemExit(EXIT_FAILED)
+
+
+# -- ownership proofs ----------------------------------------------------------------------------------
+
+
+@audit.command("proof")
+@click.argument("asset_id", callback=asset_id_argument)
+@click.option("--rpc", required=True, callback=url_option, metavar="URL", help="the node to ask")
+@click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="write the proof here (default: stdout)",
+)
+def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> None:
+    """Fetch an ownership proof of ASSET_ID as of the node's head, as JSON.
+
+    The proof holds the asset's state, its path to the state root of a certified block header, and
+    the validator-set changes linking that header to the genesis. Anyone holding the genesis file
+    can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
+    needs to be trusted, including the node it came from.
+    """
+    from node.explore import NotFound, SourceError, open_rpc
+
+    source = open_rpc(rpc, token)
+    try:
+        proof = source.proof(asset_id)
+    except NotFound as e:
+        fail(f"not found: {e}")
+    except SourceError as e:
+        fail(str(e))
+    finally:
+        source.close()
+    text = json.dumps(proof, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out}: {e.strerror}", param_hint="--out") from None
+    height = (
+        proof.get("header", {}).get("height")
+        if isinstance(proof, dict) and isinstance(proof.get("header"), dict)
+        else None
+    )
+    click.echo(f"proof of {asset_id} as of height {height if height is not None else '?'} written to {out}", err=True)
+
+
+@audit.command("verify-proof")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--genesis",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=genesis_option,
+    metavar="FILE",
+    help=GENESIS_HELP,
+)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify_proof_cmd(file: Path, genesis: Genesis, as_json: bool) -> None:
+    """Check an ownership proof offline, trusting only the genesis.
+
+    Valid means: the header was certified by a quorum of the validator set reached from the genesis
+    through the proof's validator-set changes, and the asset's state (or its absence) leads to that
+    header's state root. Prints the owner, the status and the height it is proven at. Exit 0 only
+    if the proof is valid; exit 1 with the reason otherwise.
+    """
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"cannot read {file}: {e}", param_hint="FILE") from None
+    try:
+        proof = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        result = ProofResult(False, f"the file is not JSON: {e}")
+    else:
+        result = verify_ownership_proof(proof, genesis)
+    _proof_report(result, as_json)
+
+
+def _proof_report(result: ProofResult, as_json: bool) -> None:
+    asset = result.asset
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "reason": result.reason,
+                "asset_id": result.asset_id,
+                "exists": asset is not None if result.ok else None,
+                "owner": result.owner,
+                "status": None if asset is None else asset.get("status"),
+                "height": result.height,
+                "block_hash": result.block_hash,
+                "state_root": result.state_root,
+                "asset": asset,
+            }
+        )
+    elif not result.ok:
+        click.echo(f"proof INVALID: {result.reason}")
+    elif asset is None:
+        click.echo(f"proof valid: asset {result.asset_id} does not exist as of height {result.height}")
+        click.echo(f"  block {result.block_hash}")
+    else:
+        click.echo(f"proof valid: asset {result.asset_id}")
+        click.echo(f"  owner   {result.owner}")
+        click.echo(
+            f"  status  {asset.get('status')}" + (f" (pledgee {asset['pledgee']})" if asset.get("pledgee") else "")
+        )
+        click.echo(f"  height  {result.height} (block {result.block_hash})")
+    if not result.ok:
+        raise SystemExit(EXIT_FAILED)

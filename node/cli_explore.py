@@ -1,0 +1,302 @@
+"""`titlechain explore …`: read the chain from a node's RPC or an offline data dir (node/explore.py).
+
+This module only renders: every answer comes from a `Source` in its SPEC §6 shape, and `--json`
+prints that shape unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from node.cli_common import (
+    SourceChoice,
+    account_argument,
+    asset_id_argument,
+    console,
+    fmt_time,
+    print_json,
+    reading,
+    short,
+    source_options,
+    tx_id_argument,
+)
+
+DEFAULT_BLOCKS = 20
+
+
+@click.group()
+def explore() -> None:
+    """Read the chain: status, blocks, txs, assets, histories, accounts.
+
+    Every command reads either from a running node (--rpc URL) or from an offline copy of a node's
+    data dir (--data-dir DIR; the directory is copied privately first, so a running node is not
+    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (SPEC §6),
+    the same from either source. Exit 1 if the thing asked for does not exist or the node answered
+    an error, 2 on a usage error.
+    """
+
+
+def _fields(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
+    t = Table(show_header=False, title=title, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
+    for name, value in rows:
+        t.add_row(name, "-" if value is None else str(value))
+    return t
+
+
+def _names(status: dict[str, Any]) -> dict[str, str]:
+    """Validator public key -> node_id, to show proposers and signers by name."""
+    return {v["public"]: v["node_id"] for v in status.get("validators", [])}
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+@explore.command("status")
+@source_options
+def status_cmd(source: SourceChoice, as_json: bool) -> None:
+    """The chain's height, the validators and (from a node) its peers and mempool."""
+    with reading(source) as src:
+        st = src.status()
+    if as_json:
+        print_json(st)
+        return
+    out = console()
+    node = st["node_id"] if st["node_id"] is not None else f"(offline copy of {st.get('data_dir', '?')})"
+    out.print(
+        _fields(
+            [
+                ("chain", st["chain_id"]),
+                ("height", st["height"]),
+                ("view", st["view"]),
+                ("primary", st["primary"]),
+                ("node", node),
+                ("ready", "yes" if st["ready"] else "no"),
+                ("mempool", f"{st['mempool']} txs"),
+            ]
+        )
+    )
+    connected = {p["node_id"]: p["connected"] for p in st["peers"]}
+    t = Table(title=f"validators ({len(st['validators'])})", title_justify="left")
+    for col in ("node_id", "public key", "address", "link"):
+        t.add_column(col)
+    for v in st["validators"]:
+        if v["node_id"] == st["node_id"]:
+            link = "this node"
+        elif v["node_id"] in connected:
+            link = "connected" if connected[v["node_id"]] else "[red]disconnected[/]"
+        else:
+            link = "-"
+        t.add_row(v["node_id"], short(v["public"]), v["address"], link)
+    out.print(t)
+
+
+# -- blocks ----------------------------------------------------------------------------------------
+
+
+@explore.command("blocks")
+@click.option(
+    "--from", "start", type=click.IntRange(min=1), default=None, help="first height (default: the latest blocks)"
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=DEFAULT_BLOCKS, show_default=True, help="how many blocks")
+@source_options
+def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: bool) -> None:
+    """A range of blocks: height, time, tx count, proposer, hash.
+
+    Without --from, the latest LIMIT blocks. The JSON is {"blocks": [...]}, as GET /v1/blocks.
+    """
+    with reading(source) as src:
+        status = src.status()
+        if start is None:
+            start = max(1, status["height"] - limit + 1)
+        blocks = src.blocks(start, limit)
+    if as_json:
+        print_json({"blocks": blocks})
+        return
+    names = _names(status)
+    t = Table(
+        title=f"{status['chain_id']}: blocks {start}…{start + len(blocks) - 1} of {status['height']}",
+        title_justify="left",
+    )
+    for col, justify in (
+        ("height", "right"),
+        ("time", "left"),
+        ("txs", "right"),
+        ("proposer", "left"),
+        ("block hash", "left"),
+    ):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for b in blocks:
+        h = b["header"]
+        t.add_row(
+            str(h["height"]),
+            fmt_time(h["time"]),
+            str(len(b["tx_ids"])),
+            names.get(h["proposer"], short(h["proposer"])),
+            short(b["block_hash"]),
+        )
+    out = console()
+    out.print(t if blocks else f"no blocks from height {start} (the head is {status['height']})")
+
+
+def _height(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    if value == "latest":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter("a height (1, 2, …) or 'latest'")
+    return int(value)
+
+
+@explore.command("block")
+@click.argument("height", callback=_height, metavar="HEIGHT|latest")
+@source_options
+def block_cmd(height: int | None, source: SourceChoice, as_json: bool) -> None:
+    """One block: its header, hash, certificate signers and tx ids."""
+    with reading(source) as src:
+        b = src.block(height)
+        names = _names(src.status()) if not as_json else {}
+    if as_json:
+        print_json(b)
+        return
+    h, cert = b["header"], b["certificate"]
+    signers = ", ".join(names.get(s["validator"], short(s["validator"])) for s in cert["signatures"])
+    out = console()
+    out.print(
+        _fields(
+            [
+                ("height", h["height"]),
+                ("block hash", b["block_hash"]),
+                ("time", fmt_time(h["time"])),
+                ("proposer", names.get(h["proposer"], h["proposer"])),
+                ("view", h["view"]),
+                ("prev hash", h["prev_hash"]),
+                ("state root", h["state_root"]),
+                ("tx root", h["tx_root"]),
+                ("receipts root", h["receipts_root"]),
+                ("validators", h["validators_hash"]),
+                ("next validators", h["next_validators_hash"]),
+                ("certificate", f"{len(cert['signatures'])} signatures: {signers}"),
+                ("txs", len(b["tx_ids"])),
+            ],
+            title=f"block {h['height']} of {h['chain_id']}",
+        )
+    )
+    for tx_id in b["tx_ids"]:
+        out.print(f"  {tx_id}")
+
+
+# -- txs, assets, accounts -------------------------------------------------------------------------
+
+
+def _receipt_text(receipt: dict[str, Any] | None, brief: bool = False) -> str:
+    """A receipt's (or history entry's) result; `brief` leaves out the error message (tables)."""
+    if receipt is None:
+        return "-"
+    if receipt["status"] == "ok":
+        return "[green]ok[/]"
+    err = receipt.get("error") or {}
+    return f"[red]rejected[/]: {err.get('code')}" + ("" if brief else f": {err.get('message')}")
+
+
+@explore.command("tx")
+@click.argument("tx_id", callback=tx_id_argument)
+@source_options
+def tx_cmd(tx_id: str, source: SourceChoice, as_json: bool) -> None:
+    """One transaction: what it asked, who signed it, where it was committed and its receipt."""
+    with reading(source) as src:
+        info = src.tx(tx_id)
+    if as_json:
+        print_json(info)
+        return
+    body = info["tx"]["body"]
+    receipt = info["receipt"]
+    where = (
+        "pending" if info["status"] == "pending" else f"committed at height {info['height']}, index {receipt['index']}"
+    )
+    rows: list[tuple[str, Any]] = [
+        ("tx", info["tx_id"]),
+        ("status", where),
+        ("op", body["op"]),
+        ("signer", body["signer"]),
+        *(
+            (f"  {k}", v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+            for k, v in sorted(body["args"].items())
+        ),
+        ("nonce", body["nonce"]),
+        ("expires", f"height {body['expires']}"),
+        ("receipt", _receipt_text(receipt)),
+    ]
+    for ev in (receipt or {}).get("events", []):
+        rows.append(("event", json.dumps(ev, ensure_ascii=False, sort_keys=True)))
+    console().print(_fields(rows))
+
+
+@explore.command("asset")
+@click.argument("asset_id", callback=asset_id_argument)
+@source_options
+def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
+    """An asset's current state: class, issuer, owner, status, document hash, metadata."""
+    with reading(source) as src:
+        a = src.asset(asset_id)
+    if as_json:
+        print_json(a)
+        return
+    status = {"active": "[green]active[/]", "redeemed": "[dim]redeemed[/]"}.get(
+        a["status"], f"[yellow]{a['status']}[/]"
+    )
+    rows: list[tuple[str, Any]] = [
+        ("asset", a["asset_id"]),
+        ("class", a["class"]),
+        ("status", status),
+        ("owner", a["owner"]),
+        ("pledgee", a["pledgee"]),
+        ("issuer", a["issuer"]),
+        ("document", a["doc_hash"]),
+        *((f"  meta {k}", v) for k, v in sorted(a["meta"].items())),
+        ("registered", f"height {a['registered_at']}"),
+        ("updated", f"height {a['updated_at']} (version {a['version']})"),
+    ]
+    console().print(_fields(rows))
+
+
+@explore.command("history")
+@click.argument("asset_id", callback=asset_id_argument)
+@source_options
+def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
+    """Every committed tx that named the asset, rejected ones included, oldest first."""
+    with reading(source) as src:
+        hist = src.history(asset_id)
+    if as_json:
+        print_json(hist)
+        return
+    t = Table(title=f"history of {hist['asset_id']}", title_justify="left")
+    for col in ("height", "tx", "op", "signer", "result"):
+        t.add_column(col, justify="right" if col == "height" else "left")
+    for e in hist["entries"]:
+        t.add_row(str(e["height"]), short(e["tx_id"]), e["op"], short(e["signer"]), _receipt_text(e, brief=True))
+    console().print(t)
+
+
+@explore.command("account")
+@click.argument("account", callback=account_argument)
+@source_options
+def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
+    """An account's roles (member, issuer of which classes, regulator, auditor) and the assets it owns."""
+    with reading(source) as src:
+        acc = src.account(account)
+    if as_json:
+        print_json(acc)
+        return
+    roles = [g["role"] + (f" ({', '.join(g['classes'])})" if g.get("classes") else "") for g in acc["roles"]]
+    rows: list[tuple[str, Any]] = [
+        ("account", acc["account"]),
+        ("roles", ", ".join(roles) or "none"),
+        ("assets", len(acc["assets"])),
+        *(("", a) for a in acc["assets"]),
+    ]
+    console().print(_fields(rows))

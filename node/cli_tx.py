@@ -1,0 +1,186 @@
+"""`titlechain tx OP ARGS…`: build, sign and submit one transaction through the SDK (node/client.py).
+
+ARGS syntax (docs/cli.md), modelled on HTTPie's so that shells need little quoting:
+
+    name=text           the string "text" (everything after the first '=', may be empty)
+    name:=json          a JSON value: integers, true/false/null, lists, objects (no floats)
+    name.key=text       "text" under "key" in the object `name`; dots nest, `:=` works here too
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chain.crypto import KeyPair
+from chain.encoding import EncodingError, normalize
+from chain.tx import EXPIRY_WINDOW, TxError
+from contracts import validate_args
+from node.cli_common import TOKEN_HELP, fail, key_option, print_json, url_option
+
+DEFAULT_EXPIRES_IN = 100
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class ArgsError(ValueError):
+    """An ARG that is not `name=text`, `name:=json` or a dotted form of them."""
+
+
+def parse_tx_args(items: Sequence[str]) -> dict[str, Any]:
+    """The tx's `args` object from ARGS; raise ArgsError naming the bad item."""
+    out: dict[str, Any] = {}
+    given: list[tuple[str, ...]] = []
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ArgsError(f"{item!r}: expected name=text or name:=json")
+        as_json = name.endswith(":")
+        name = name[:-1] if as_json else name
+        path = tuple(name.split("."))
+        if not all(NAME.match(part) for part in path):
+            raise ArgsError(f"{item!r}: {name!r} is not a name (letters, digits, '_', '-'; dots between levels)")
+        for earlier in given:
+            n = min(len(earlier), len(path))
+            if earlier[:n] == path[:n]:  # the same arg twice, or an object given whole and in parts
+                raise ArgsError(f"{item!r}: {name!r} is already given by an earlier arg")
+        given.append(path)
+        value = _json_value(raw, item) if as_json else raw
+        parent = out
+        for part in path[:-1]:
+            parent = parent.setdefault(part, {})
+        parent[path[-1]] = value
+    try:
+        normalize(out)
+    except EncodingError as e:
+        raise ArgsError(f"not a value a tx can carry: {e}") from None
+    return out
+
+
+def _json_value(raw: str, item: str) -> Any:
+    def no_float(s: str) -> Any:
+        raise ArgsError(f"{item!r}: {s} is not an integer; tx values have no floats")
+
+    try:
+        return json.loads(raw, parse_float=no_float, parse_constant=no_float)
+    except json.JSONDecodeError as e:
+        raise ArgsError(
+            f"{item!r}: not JSON after ':=' ({e.msg} at column {e.colno}); use name=text for a string"
+        ) from None
+
+
+@click.command("tx")
+@click.argument("op")
+@click.argument("args", nargs=-1, metavar="ARGS…")
+@click.option(
+    "--key",
+    "key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=key_option,
+    help="the signer's key file",
+)
+@click.option(
+    "--rpc",
+    required=True,
+    callback=url_option,
+    metavar="URL",
+    help="the node to submit to, e.g. http://127.0.0.1:26601",
+)
+@click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@click.option("--wait", is_flag=True, help="wait until the tx is committed and show its receipt")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 300, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="with --wait: seconds to wait",
+)
+@click.option(
+    "--expires-in",
+    type=click.IntRange(1, EXPIRY_WINDOW),
+    default=DEFAULT_EXPIRES_IN,
+    show_default=True,
+    help="the tx may be included up to this many heights above the node's current height",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the node's answer as JSON")
+def tx_cmd(
+    op: str,
+    args: tuple[str, ...],
+    key: KeyPair,
+    rpc: str,
+    token: str | None,
+    wait: bool,
+    timeout: float,
+    expires_in: int,
+    as_json: bool,
+) -> None:
+    """Build, sign and submit one transaction OP (e.g. asset.transfer) with ARGS.
+
+    \b
+    ARGS are name=value pairs:
+      name=text        a string (everything after the first '=')
+      name:=json       a JSON value: 5, true, null, ["a","b"], {"k":"v"} (no floats)
+      name.key=text    a string inside the object `name` (dots nest; `:=` works too)
+    \b
+    Examples:
+      titlechain tx asset.register --key issuer.json --rpc http://127.0.0.1:26601 --wait \\
+          asset_id=WR-1 class=warehouse_receipt owner=<account> doc_hash=<sha256 hex> \\
+          meta.doc_uri=https://docs.example/wr-1.pdf
+      titlechain tx asset.transfer --key alice.json --rpc URL asset_id=WR-1 to=<account>
+      titlechain tx gov.propose --key member.json --rpc URL action=grant_role \\
+          params.account=<account> params.role=issuer 'params.classes:=["receivable"]'
+
+    The args are checked against the op's schema before anything is sent (exit 2 if they can
+    never be accepted). The tx expires --expires-in heights above the node's height. Prints the
+    tx id and "pending"; with --wait, the receipt once committed. Exit 0 on success, 1 if the node
+    answered an error or (with --wait) the receipt is "rejected", 2 on a usage error.
+    """
+    from node.client import Client, sign
+    from node.explore import SourceError, rpc_call
+
+    try:
+        tx_args = parse_tx_args(args)
+    except ArgsError as e:
+        raise click.BadParameter(str(e), param_hint="ARGS") from None
+    try:
+        validate_args(op, tx_args)
+    except TxError as e:
+        raise click.BadParameter(e.message, param_hint="OP" if e.code == "unknown_op" else "ARGS") from None
+    with Client(rpc, token=token) as client:
+        try:
+            status = rpc_call(rpc, client.status)
+            tx = sign(key, status["chain_id"], op, tx_args, expires=int(status["height"]) + expires_in)
+        except SourceError as e:
+            fail(str(e))
+        except (KeyError, TypeError, ValueError) as e:
+            fail(f"the node at {rpc} answered a malformed status ({type(e).__name__}: {e})")
+        try:
+            answer = rpc_call(rpc, lambda: client.submit(tx, wait=wait, timeout=timeout if wait else None))
+        except SourceError as e:
+            fail(f"{e} (tx {tx.tx_id})")
+    _report(answer, as_json)
+
+
+def _report(answer: dict[str, Any], as_json: bool) -> None:
+    receipt = answer.get("receipt")
+    rejected = receipt is not None and receipt.get("status") != "ok"
+    if as_json:
+        print_json(answer)
+    else:
+        click.echo(f"tx_id    {answer.get('tx_id')}")
+        if receipt is None:
+            click.echo(f"status   {answer.get('status')}")
+        else:
+            click.echo(f"status   committed at height {receipt.get('height')}, index {receipt.get('index')}")
+            err = receipt.get("error") or {}
+            verdict = "ok" if not rejected else f"rejected: {err.get('code')}: {err.get('message')}"
+            click.echo(f"receipt  {verdict}")
+            for ev in receipt.get("events") or []:
+                click.echo(f"event    {json.dumps(ev, ensure_ascii=False, sort_keys=True)}")
+    if rejected:
+        raise SystemExit(1)  # committed, but the contract refused it: a check failed (SPEC §4)
