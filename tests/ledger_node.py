@@ -1,0 +1,173 @@
+"""A real ledger behind the real RPC, in-process, for CLI tests that need true answers over HTTP.
+
+`LedgerNode` is a `NodeApi` over a `LedgerChain` (tests/ledger_fixtures.py): reads come from the
+ledger through `node.explore.LedgerSource` (the same shapes a validator serves), a submitted tx is
+checked like a node would (signature, chain, expiry window, args, duplicates) and committed in a
+block of its own on the next turn of the event loop, with real certificates. No consensus, one
+process: enough for the CLI to submit, wait for receipts, explore, fetch proofs and audit.
+
+`serve_in_thread(api)` runs `node.rpc.serve` on 127.0.0.1, port 0, in a background thread with
+its own event loop, and yields the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from chain.tx import Tx, TxError, check_for_chain, check_signature
+from contracts.apply import check_args
+from contracts.proofs import ProofError, build_ownership_proof
+from ledger_fixtures import LedgerChain
+from node.api import CommittedBlockEvent
+from node.explore import LedgerSource, NotFound
+from node.metrics import NodeMetrics
+from node.rpc import serve
+
+
+class LedgerNode:
+    def __init__(self, chain: LedgerChain, node_id: str = "v0") -> None:
+        self.chain = chain
+        self.ledger = chain.ledger
+        self.reads = LedgerSource(chain.ledger)
+        self.node_id = node_id
+        self.ready_flag = True
+        self.pending: dict[str, Tx] = {}
+        self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.metrics = NodeMetrics()
+
+    def _or_none(self, read: Any, *args: Any) -> Any:
+        try:
+            return read(*args)
+        except NotFound:
+            return None
+
+    # -- NodeApi ---------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_flag
+
+    @property
+    def chain_id(self) -> str:
+        return self.ledger.genesis.chain_id
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
+
+    def status(self) -> dict[str, Any]:
+        st = self.reads.status()
+        del st["data_dir"]
+        return {**st, "node_id": self.node_id, "ready": self.ready, "mempool": len(self.pending)}
+
+    def genesis_doc(self) -> dict[str, Any]:
+        return self.ledger.genesis.doc
+
+    def submit(self, tx: Tx) -> None:
+        check_signature(tx)
+        check_for_chain(tx, self.chain_id, self.height + 1)
+        check_args([tx])
+        if tx.tx_id in self.pending or self.ledger.tx(tx.tx_id) is not None:
+            raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")
+        self.pending[tx.tx_id] = tx
+        asyncio.get_running_loop().call_soon(self.commit)
+
+    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        record = self.ledger.tx(tx_id)
+        if record is not None:
+            fut.set_result(record.receipt)
+        else:
+            self.waiters.setdefault(tx_id, []).append(fut)
+        return fut
+
+    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+        if tx_id in self.pending:
+            tx = self.pending[tx_id]
+            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": tx.to_plain()}
+        return self._or_none(self.reads.tx, tx_id)
+
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        return self._or_none(self.reads.asset, asset_id)
+
+    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
+        found = self._or_none(self.reads.history, asset_id)
+        return None if found is None else found["entries"]
+
+    def proof(self, asset_id: str) -> dict[str, Any] | None:
+        if self.ledger.asset(asset_id) is None:
+            return None  # as the validator answers: 404 for an asset it does not hold
+        try:
+            return build_ownership_proof(self.ledger.store, asset_id)
+        except ProofError:
+            return None
+
+    def account(self, account: str) -> dict[str, Any]:
+        return self.reads.account(account)
+
+    def block(self, height: int) -> dict[str, Any] | None:
+        return self._or_none(self.reads.block, height)
+
+    def block_event(self, height: int) -> CommittedBlockEvent | None:
+        return None
+
+    def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
+        return asyncio.Queue(maxsize=64)
+
+    def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
+        pass
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
+
+    # -- test control ----------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Everything pending in one block (run on the server's loop, after the submit answered)."""
+        if not self.pending:
+            return
+        txs = list(self.pending.values())
+        self.pending.clear()
+        self.chain.block(txs)
+        for tx in txs:
+            receipt = self.ledger.tx(tx.tx_id).receipt  # type: ignore[union-attr]
+            for fut in self.waiters.pop(tx.tx_id, []):
+                if not fut.done():
+                    fut.set_result(receipt)
+
+
+@contextmanager
+def serve_in_thread(api: Any) -> Iterator[str]:
+    """Serve `api` over the real RPC on 127.0.0.1 (a free port) from a background thread; yield its URL."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            box["runner"] = loop.run_until_complete(serve(api, "127.0.0.1", 0))
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread below
+            box["error"] = e
+            return
+        finally:
+            started.set()
+        loop.run_forever()
+        loop.run_until_complete(box["runner"].cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="rpc-test-server", daemon=True)
+    thread.start()
+    assert started.wait(10), "the RPC server did not start within 10 s"
+    if "error" in box:
+        raise box["error"]
+    host, port = box["runner"].addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
