@@ -78,7 +78,9 @@ def check_ports_free(base_port: int, host: str = "127.0.0.1") -> None:
     otherwise only show up as a process that exited, with its log in a temp dir."""
     count = VALIDATORS * PORTS_PER_NODE
     if not 1024 <= base_port <= 65535 - count:
-        raise DemoError(f"--base-port {base_port}: the demo needs {count} ports from it, within 1024..65535", EXIT_USAGE)
+        raise DemoError(
+            f"--base-port {base_port}: the demo needs {count} ports from it, within 1024..65535", EXIT_USAGE
+        )
     for port in range(base_port, base_port + count):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             # as the nodes bind: a port held only by TIME_WAIT connections is usable
@@ -174,7 +176,9 @@ class Net:
         deadline = time.monotonic() + AGREE_DEADLINE_S
         while (hs := self.heights()) and min(hs) < height:
             if time.monotonic() > deadline:
-                raise DemoFailed(f"nodes still at heights {hs} {AGREE_DEADLINE_S:.0f} s after height {height} committed")
+                raise DemoFailed(
+                    f"nodes still at heights {hs} {AGREE_DEADLINE_S:.0f} s after height {height} committed"
+                )
             time.sleep(0.05)
 
 
@@ -196,7 +200,9 @@ def expect(receipt: dict[str, Any], status: str, code: str | None = None) -> Non
     got = (receipt["status"], (receipt.get("error") or {}).get("code"))
     if got != (status, code):
         want = f"{status} {code}" if code else status
-        raise DemoFailed(f"expected {want}, got {got[0]} {got[1] or ''} (tx {receipt['tx_id']}, block {receipt['height']})")
+        raise DemoFailed(
+            f"expected {want}, got {got[0]} {got[1] or ''} (tx {receipt['tx_id']}, block {receipt['height']})"
+        )
 
 
 def doc_hash(text: str) -> str:
@@ -244,7 +250,9 @@ class Story:
         if self._net is not None:
             self._net.close()
 
-    def tx(self, who: str, op: str, args: dict[str, Any], what: str, status: str = "ok", code: str | None = None) -> dict[str, Any]:
+    def tx(
+        self, who: str, op: str, args: dict[str, Any], what: str, status: str = "ok", code: str | None = None
+    ) -> dict[str, Any]:
         """Sign as `who`, submit through node 0, print the receipt, check it is as expected."""
         receipt = self.net.submit(self.net.signed(self.cast.key(who), op, args))
         mark_receipt(self.out, what, receipt)
@@ -260,7 +268,9 @@ class Story:
         if wrong:
             raise DemoFailed(f"{asset_id}: (found, expected) {wrong}")
         status = a["status"] + (f" (pledgee {self.cast.name_of(a['pledgee'])})" if a.get("pledgee") else "")
-        self.out.print(f"    {asset_id}: owner [bold]{self.cast.name_of(a['owner'])}[/], {status}, version {a['version']}")
+        self.out.print(
+            f"    {asset_id}: owner [bold]{self.cast.name_of(a['owner'])}[/], {status}, version {a['version']}"
+        )
         return a
 
     # -- 1 -----------------------------------------------------------------------------------
@@ -268,7 +278,12 @@ class Story:
     def start(self) -> None:
         self.out.print(f"  [dim]consortium directory {self.root}[/]")
         try:
-            up(self.root, validators=VALIDATORS, base_port=self.base_port, say=lambda s: self.out.print(f"  [dim]{s}[/]"))
+            up(
+                self.root,
+                validators=VALIDATORS,
+                base_port=self.base_port,
+                say=lambda s: self.out.print(f"  [dim]{s}[/]"),
+            )
         except LocalnetError as e:
             raise DemoFailed(f"{e}{_node_log_tails(self.root)}") from None
         self._cons = Consortium.load(self.root)
@@ -295,9 +310,20 @@ class Story:
     def register(self) -> None:
         self.out.print("  [dim]each issuer signs a registration carrying the SHA-256 of the paper document[/]")
         for a in self.cons.assets:
-            args = {"asset_id": a["asset_id"], "class": a["class"], "owner": a["owner_account"], "doc_hash": a["doc_hash"], "meta": a["meta"]}
+            args = {
+                "asset_id": a["asset_id"],
+                "class": a["class"],
+                "owner": a["owner_account"],
+                "doc_hash": a["doc_hash"],
+                "meta": a["meta"],
+            }
             who = self.cast.display(a["issuer"])
-            self.tx(a["issuer"], "asset.register", args, f"{who} registers {a['asset_id']} for {self.cast.display(a['owner'])}")
+            self.tx(
+                a["issuer"],
+                "asset.register",
+                args,
+                f"{who} registers {a['asset_id']} for {self.cast.display(a['owner'])}",
+            )
             facts = " · ".join(v for k, v in a["meta"].items() if k != "doc_uri")
             self.out.print(f"    [dim]{facts}; document {a['doc_hash'][:16]}…[/]")
 
@@ -312,11 +338,17 @@ class Story:
         }
         self.out.print("  [dim]the oldest warehouse fraud: two receipts for one lot of copper, pledged to two banks[/]")
         self.tx(
-            copper["issuer"], "asset.register", args, "a second receipt WR-NGB-2026-0107 for the same copper document",
-            "rejected", "duplicate_document",
+            copper["issuer"],
+            "asset.register",
+            args,
+            "a second receipt WR-NGB-2026-0107 for the same copper document",
+            "rejected",
+            "duplicate_document",
         )
         if self._absent("WR-NGB-2026-0107"):
-            self.out.print("    WR-NGB-2026-0107 does not exist; the rejection is on the chain for every auditor to see")
+            self.out.print(
+                "    WR-NGB-2026-0107 does not exist; the rejection is on the chain for every auditor to see"
+            )
 
     def _absent(self, asset_id: str) -> bool:
         try:
@@ -331,23 +363,47 @@ class Story:
 
     def sale(self) -> None:
         c = self.cast
-        self.tx("haitong-metals", "asset.transfer", {"asset_id": COPPER, "to": c.account("riverside-foods")},
-                f"{c.display('haitong-metals')} sells the copper receipt to {c.display('riverside-foods')}")
+        self.tx(
+            "haitong-metals",
+            "asset.transfer",
+            {"asset_id": COPPER, "to": c.account("riverside-foods")},
+            f"{c.display('haitong-metals')} sells the copper receipt to {c.display('riverside-foods')}",
+        )
         self.expect_asset(COPPER, owner=c.account("riverside-foods"), status="active")
 
     def pledge(self) -> None:
         c = self.cast
         bank = c.account("harbour-bank-lending")
         terms = doc_hash("Loan agreement HCB-SL-2026-311: EUR 180,000 against WR-NGB-2026-0001, 90 days")
-        self.tx("riverside-foods", "asset.pledge", {"asset_id": COPPER, "pledgee": bank, "terms_hash": terms},
-                f"{c.display('riverside-foods')} pledges the receipt to {c.display('harbour-bank-lending')} for a loan")
+        self.tx(
+            "riverside-foods",
+            "asset.pledge",
+            {"asset_id": COPPER, "pledgee": bank, "terms_hash": terms},
+            f"{c.display('riverside-foods')} pledges the receipt to {c.display('harbour-bank-lending')} for a loan",
+        )
         self.expect_asset(COPPER, status="pledged", pledgee=bank)
-        self.tx("riverside-foods", "asset.transfer", {"asset_id": COPPER, "to": c.account("marlow-estates")},
-                "Riverside Foods tries to sell the pledged receipt", "rejected", "asset_locked")
-        self.tx("riverside-foods", "asset.release", {"asset_id": COPPER},
-                "Riverside Foods tries to release the pledge itself", "rejected", "not_pledgee")
-        self.tx("harbour-bank-lending", "asset.release", {"asset_id": COPPER},
-                "the loan is repaid; the bank (the pledgee) releases the pledge")
+        self.tx(
+            "riverside-foods",
+            "asset.transfer",
+            {"asset_id": COPPER, "to": c.account("marlow-estates")},
+            "Riverside Foods tries to sell the pledged receipt",
+            "rejected",
+            "asset_locked",
+        )
+        self.tx(
+            "riverside-foods",
+            "asset.release",
+            {"asset_id": COPPER},
+            "Riverside Foods tries to release the pledge itself",
+            "rejected",
+            "not_pledgee",
+        )
+        self.tx(
+            "harbour-bank-lending",
+            "asset.release",
+            {"asset_id": COPPER},
+            "the loan is repaid; the bank (the pledgee) releases the pledge",
+        )
         self.expect_asset(COPPER, owner=c.account("riverside-foods"), status="active", pledgee=None)
 
     # -- 6 -------------------------------------------------------------------------------------
@@ -356,7 +412,10 @@ class Story:
         c, net = self.cast, self.net
         buyers, vias = ("haitong-metals", "apex-components"), (0, 2)
         key = c.key("riverside-foods")
-        txs = [net.signed(key, "asset.transfer", {"asset_id": COPPER, "to": c.account(b)}, via) for b, via in zip(buyers, vias, strict=True)]
+        txs = [
+            net.signed(key, "asset.transfer", {"asset_id": COPPER, "to": c.account(b)}, via)
+            for b, via in zip(buyers, vias, strict=True)
+        ]
         self.out.print(
             f"  [dim]Riverside Foods signs two sales of the same receipt and submits them at the same instant, to "
             f"{net.nodes[vias[0]].name} and to {net.nodes[vias[1]].name}[/]"
@@ -364,7 +423,9 @@ class Story:
         receipts = _submit_together(net, txs, list(vias))
         order = sorted(range(2), key=lambda i: (receipts[i]["height"], receipts[i]["index"]))
         for i in order:
-            mark_receipt(self.out, f"sale to {c.display(buyers[i])}, submitted to {net.nodes[vias[i]].node_id}", receipts[i])
+            mark_receipt(
+                self.out, f"sale to {c.display(buyers[i])}, submitted to {net.nodes[vias[i]].node_id}", receipts[i]
+            )
         first, second = receipts[order[0]], receipts[order[1]]
         expect(first, "ok")
         expect(second, "rejected", "not_owner")
@@ -372,7 +433,10 @@ class Story:
         net.wait_all_at(second["height"])
         owners = {n.node_id: cl.asset(COPPER)["owner"] for n, cl in zip(net.nodes, net.clients, strict=True)}
         if set(owners.values()) != {winner}:
-            raise DemoFailed(f"the nodes do not all name the winning buyer as owner: { {k: c.name_of(v) for k, v in owners.items()} }")
+            raise DemoFailed(
+                f"the nodes do not all name the winning buyer as owner: "
+                f"{ {k: c.name_of(v) for k, v in owners.items()} }"
+            )
         self.copper_owner = winner
         self.out.print(
             f"  consensus put them in one order; the second found a new owner. All {len(owners)} nodes say: "
@@ -385,42 +449,81 @@ class Story:
         c = self.cast
         lin = c.account("lin-family")
         self.out.print(
-            "  [dim]Orchard Developments was paid for flat 12B by the Lin family but will not complete; the Lin family goes to court[/]"
+            "  [dim]Orchard Developments was paid for flat 12B by the Lin family but will not complete; "
+            "the Lin family goes to court[/]"
         )
-        self.tx("supervisor-enforcement", "asset.freeze", {"asset_id": DEED, "reason": "court order 2026/CV/0412: title dispute, Lin v Orchard Developments"},
-                f"{c.display('supervisor-enforcement')} freezes the deed pending the court's decision")
-        self.tx("orchard-developments", "asset.transfer", {"asset_id": DEED, "to": c.account("marlow-estates")},
-                "Orchard Developments tries to sell the flat to Marlow Estates instead", "rejected", "asset_locked")
+        self.tx(
+            "supervisor-enforcement",
+            "asset.freeze",
+            {"asset_id": DEED, "reason": "court order 2026/CV/0412: title dispute, Lin v Orchard Developments"},
+            f"{c.display('supervisor-enforcement')} freezes the deed pending the court's decision",
+        )
+        self.tx(
+            "orchard-developments",
+            "asset.transfer",
+            {"asset_id": DEED, "to": c.account("marlow-estates")},
+            "Orchard Developments tries to sell the flat to Marlow Estates instead",
+            "rejected",
+            "asset_locked",
+        )
         order = doc_hash("Judgment 2026/CV/0412: title to flat 12B, 41 Quayside Road, vests in the Lin family")
-        self.tx("supervisor-enforcement", "asset.force_transfer", {"asset_id": DEED, "to": lin, "order_hash": order},
-                "the court orders the title to the Lin family; the regulator executes the order")
+        self.tx(
+            "supervisor-enforcement",
+            "asset.force_transfer",
+            {"asset_id": DEED, "to": lin, "order_hash": order},
+            "the court orders the title to the Lin family; the regulator executes the order",
+        )
         self.expect_asset(DEED, owner=lin, status="frozen")
         self.out.print("    [dim]a forced move never lifts a lock: the deed is still frozen[/]")
-        self.tx("supervisor-enforcement", "asset.unfreeze", {"asset_id": DEED, "reason": "judgment 2026/CV/0412 executed"},
-                "the case is closed; the regulator unfreezes the deed")
+        self.tx(
+            "supervisor-enforcement",
+            "asset.unfreeze",
+            {"asset_id": DEED, "reason": "judgment 2026/CV/0412 executed"},
+            "the case is closed; the regulator unfreezes the deed",
+        )
         self.expect_asset(DEED, owner=lin, status="active")
 
     # -- 8 -------------------------------------------------------------------------------------
 
     def receivable(self) -> None:
         c = self.cast
-        self.tx("apex-components", "asset.transfer", {"asset_id": INVOICE, "to": c.account("harbour-bank-lending")},
-                "Apex Components factors its invoice: sells the receivable to Harbour Commercial Bank")
-        self.tx("harbour-bank-lending", "asset.redeem", {"asset_id": INVOICE},
-                "Harbour Shipyards pays the invoice; the bank redeems the receivable")
+        self.tx(
+            "apex-components",
+            "asset.transfer",
+            {"asset_id": INVOICE, "to": c.account("harbour-bank-lending")},
+            "Apex Components factors its invoice: sells the receivable to Harbour Commercial Bank",
+        )
+        self.tx(
+            "harbour-bank-lending",
+            "asset.redeem",
+            {"asset_id": INVOICE},
+            "Harbour Shipyards pays the invoice; the bank redeems the receivable",
+        )
         self.expect_asset(INVOICE, owner=c.account("harbour-bank-lending"), status="redeemed")
-        self.tx("harbour-bank-lending", "asset.transfer", {"asset_id": INVOICE, "to": c.account("apex-components")},
-                "the paid invoice is sold again", "rejected", "asset_redeemed")
+        self.tx(
+            "harbour-bank-lending",
+            "asset.transfer",
+            {"asset_id": INVOICE, "to": c.account("apex-components")},
+            "the paid invoice is sold again",
+            "rejected",
+            "asset_redeemed",
+        )
 
     # -- 9 -------------------------------------------------------------------------------------
 
     def history(self) -> None:
         entries = self.net.clients[1].history(COPPER)["entries"]
-        t = Table(title=f"{COPPER} as read from {self.net.nodes[1].node_id}: every committed tx naming it, rejected ones too")
+        t = Table(
+            title=f"{COPPER} as read from {self.net.nodes[1].node_id}: every committed tx naming it, rejected ones too"
+        )
         for col in ("block", "op", "signer", "outcome"):
             t.add_column(col)
         for e in entries:
-            outcome = "[green]ok[/]" if e["status"] == "ok" else f"[yellow]rejected: {(e.get('error') or {}).get('code', '')}[/]"
+            outcome = (
+                "[green]ok[/]"
+                if e["status"] == "ok"
+                else f"[yellow]rejected: {(e.get('error') or {}).get('code', '')}[/]"
+            )
             t.add_row(str(e["height"]), e["op"], self.cast.name_of(e["signer"]), outcome)
         self.out.print(t)
         if sum(e["status"] != "ok" for e in entries) < 3:
@@ -432,16 +535,21 @@ class Story:
         via = VALIDATORS - 1
         path = self.root / f"proof-{COPPER}.json"
         path.write_text(json.dumps(self.net.clients[via].proof(COPPER), indent=2) + "\n")
-        self.out.print(f"  fetched from {self.net.nodes[via].name}'s node into {path.name}; now offline, with only genesis.json:")
+        self.out.print(
+            f"  fetched from {self.net.nodes[via].name}'s node into {path.name}; now offline, with only genesis.json:"
+        )
         genesis = Genesis.load(self.cons.genesis)  # read afresh: the proof is checked from the file alone
         proof = json.loads(path.read_text())
         result = verify_ownership_proof(proof, genesis)
         if not result.ok:
             raise DemoFailed(f"a fresh proof did not verify: {result.reason}")
         if result.owner != self.copper_owner:
-            raise DemoFailed(f"the proof names {self.cast.name_of(result.owner)} as owner, not the double-spend's winner")
+            raise DemoFailed(
+                f"the proof names {self.cast.name_of(result.owner)} as owner, not the double-spend's winner"
+            )
         self.out.print(
-            f"  [green]✓[/] {COPPER} is owned by [bold]{self.cast.name_of(result.owner)}[/] as of block {result.height}: "
+            f"  [green]✓[/] {COPPER} is owned by [bold]{self.cast.name_of(result.owner)}[/] "
+            f"as of block {result.height}: "
             f"state path, header, and {len(proof['certificate']['signatures'])} validator signatures check out"
         )
         forged = copy.deepcopy(proof)
@@ -467,7 +575,8 @@ class Story:
         auditor = self.cast.display("ledger-audit")
         self.out.print(
             f"  {auditor} replays every node's data dir from the genesis (a read-only copy; the nodes keep running): "
-            "hash links, tx and receipt roots, every signature, every commit certificate, re-execution to the same state roots"
+            "hash links, tx and receipt roots, every signature, every commit certificate, "
+            "re-execution to the same state roots"
         )
         for n in cons.nodes:
             t0 = time.monotonic()
@@ -475,7 +584,10 @@ class Story:
             if not report.ok:
                 raise DemoFailed(f"the audit of {n.node_id} failed at height {report.height}: {report.reason}")
             if report.blocks != head or report.state_root != head_root:
-                raise DemoFailed(f"{n.node_id}'s data ends at block {report.blocks} with state {report.state_root[:16]}…, not {head} {head_root[:16]}…")
+                raise DemoFailed(
+                    f"{n.node_id}'s data ends at block {report.blocks} with state {report.state_root[:16]}…, "
+                    f"not {head} {head_root[:16]}…"
+                )
             self.out.print(
                 f"  [green]✓[/] {n.name}: {report.blocks} blocks, {report.txs} txs, clean "
                 f"[dim]({time.monotonic() - t0:.2f} s, state root {report.state_root[:16]}…)[/]"
@@ -575,7 +687,7 @@ class Runner:
             fn()
         except DemoFailed as e:
             raise StepFailed(number, title, str(e)) from None
-        except Exception as e:  # noqa: BLE001 - any surprise fails the demo, naming the step
+        except Exception as e:  # any surprise fails the demo, naming the step
             raise StepFailed(number, title, f"{type(e).__name__}: {e}") from e
         self.done.append(StepTime(number, title, time.monotonic() - t0))
 
@@ -605,7 +717,9 @@ def summary(out: Console, runner: Runner, seconds: float) -> None:
         t.add_row(str(s.number), s.title, f"{s.seconds:.2f}")
     out.print()
     out.print(t)
-    out.print(f"[bold green]Every expected outcome happened[/], in [bold]{seconds:.1f} s[/] in all.")
+    out.print(
+        f"[bold green]Every expected outcome happened[/], in [bold]{seconds:.1f} s[/] from the first step to the last."
+    )
 
 
 def keep_note(out: Console, root: Path, story: Story) -> None:
@@ -618,7 +732,11 @@ def keep_note(out: Console, root: Path, story: Story) -> None:
 
 
 def run_demo(
-    *, keep: bool = False, workdir: Path | None = None, base_port: int = DEFAULT_BASE_PORT, console: Console | None = None
+    *,
+    keep: bool = False,
+    workdir: Path | None = None,
+    base_port: int = DEFAULT_BASE_PORT,
+    console: Console | None = None,
 ) -> int:
     """The demo; the process exit code (0 only if every expected outcome happened)."""
     out = console or Console()
@@ -633,21 +751,24 @@ def run_demo(
     out.print("[bold]titlechain demo[/]: a consortium ledger for the rights to real assets")
     story = Story(out, root, base_port)
     runner = Runner(out)
-    code = EXIT_FAILED
+    failed: StepFailed | None = None
     try:
         tell(runner, story, keep)
         summary(out, runner, time.monotonic() - t0)
-        code = 0
     except StepFailed as e:
+        failed = e
         err.print(f"\n[bold red]demo failed:[/] {e}")
     finally:
         story.close()
-        _finish(out, root, temporary, keep, story)
-    return code
+        _finish(out, root, temporary and failed is None, keep, story)
+    if failed is not None and (root / "nodes").exists():
+        err.print(f"the nodes' logs are kept in {root}/nodes/*/node.log")
+    return EXIT_FAILED if failed is not None else 0
 
 
-def _finish(out: Console, root: Path, temporary: bool, keep: bool, story: Story) -> None:
-    """Whatever happened (a failed step, Ctrl-C): leave nothing running unless asked to."""
+def _finish(out: Console, root: Path, remove: bool, keep: bool, story: Story) -> None:
+    """Whatever happened (a failed step, Ctrl-C): leave nothing running unless asked to, and
+    remove the directory when it is ours and nothing in it is needed (a failure keeps the logs)."""
     if keep and manifest_path(root).exists():
         keep_note(out, root, story)
         return
@@ -657,5 +778,5 @@ def _finish(out: Console, root: Path, temporary: bool, keep: bool, story: Story)
         except (DemoFailed, LocalnetError, OSError) as e:
             out.print(f"[bold red]could not stop the consortium:[/] {e}; try `titlechain localnet down --dir {root}`")
             return
-    if temporary:
+    if remove:
         shutil.rmtree(root, ignore_errors=True)

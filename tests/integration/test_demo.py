@@ -74,13 +74,24 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp)}
     proc = subprocess.run(
         [sys.executable, "-m", "node", "demo", "--base-port", str(free_base_port())],
-        capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for outcome in (
-        "duplicate_document", "asset_locked", "not_pledgee", "not_owner", "asset_redeemed",
-        "is refused", "clean", "every validator process has exited", "Every expected outcome happened",
+        "duplicate_document",
+        "asset_locked",
+        "not_pledgee",
+        "not_owner",
+        "asset_redeemed",
+        "is refused",
+        "clean",
+        "every validator process has exited",
+        "Every expected outcome happened",
     ):
         assert outcome in out, f"{outcome!r} missing from the demo's output:\n{out}"
     assert processes_under(tmp) == []
@@ -104,10 +115,14 @@ def test_a_used_directory_is_refused(tmp_path: Path) -> None:
     assert code == 2 and "new or empty directory" in out
 
 
-def test_an_unexpected_outcome_names_its_step_and_still_stops(stop_after: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_outcome_names_its_step_and_still_stops(
+    stop_after: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def wrong(story: demo.Story) -> None:
         # the Lin family never owned the invoice: this is refused, and the demo expected ok
-        story.tx("lin-family", "asset.transfer", {"asset_id": demo.INVOICE, "to": story.cast.account("marlow-estates")}, "x")
+        story.tx(
+            "lin-family", "asset.transfer", {"asset_id": demo.INVOICE, "to": story.cast.account("marlow-estates")}, "x"
+        )
 
     monkeypatch.setattr(demo.Story, "receivable", wrong)
     code, out = run_in_process(base_port=free_base_port(), workdir=stop_after)

@@ -30,8 +30,15 @@ def test_the_demo_story_finds_its_cast_in_the_seed() -> None:
     seed = load_seed(DEFAULT_SEED)
     names = {e["name"] for group in demo.KEY_GROUPS for e in seed.get(group, [])}
     wanted = {
-        "haitong-metals", "riverside-foods", "harbour-bank-lending", "lin-family", "orchard-developments",
-        "apex-components", "marlow-estates", "supervisor-enforcement", "ledger-audit",
+        "haitong-metals",
+        "riverside-foods",
+        "harbour-bank-lending",
+        "lin-family",
+        "orchard-developments",
+        "apex-components",
+        "marlow-estates",
+        "supervisor-enforcement",
+        "ledger-audit",
     }
     assert wanted <= names
     assert {demo.COPPER, demo.DEED, demo.INVOICE} <= {a["asset_id"] for a in seed["assets"]}
