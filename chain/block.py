@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Domain, KeyPair, verify
-from chain.encoding import EncodingError, canonical, decode, hash_hex, is_hex
+from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, decode, hash_hex, is_hex
 from chain.merkle import tx_root
 from chain.tx import Tx, TxError, parse_tx
 from chain.validators import ValidatorSet
@@ -98,7 +98,10 @@ class Block:
         return {"header": self.header.to_plain(), "txs": [t.to_plain() for t in self.txs]}
 
     def encode(self) -> bytes:
-        return canonical(self.to_plain())
+        """canonical(self.to_plain()), built from the header's and each tx's own encodings."""
+        return canonical_map(
+            {"header": canonical(self.header.to_plain()), "txs": canonical_array([t.encode() for t in self.txs])}
+        )
 
     @classmethod
     def from_plain(cls, obj: Any) -> Block:

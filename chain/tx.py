@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Domain, KeyPair, is_account, verify
-from chain.encoding import EncodingError, Value, canonical, decode, hash_hex, is_hex, normalize
+from chain.encoding import EncodingError, Value, canonical, canonical_map, decode, hash_hex, is_hex, normalize
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024
@@ -74,7 +74,12 @@ class Tx:
         return {"body": self.body, "sig": self.sig}
 
     def encode(self) -> bytes:
-        return canonical(self.to_plain())
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        # body_bytes is already canonical (parse_tx and sign_tx make it so): reuse it
+        return canonical_map({"body": self.body_bytes, "sig": canonical(self.sig)})
 
     def signature_valid(self) -> bool:
         return verify(self.signer, Domain.TX, self.body_bytes, self.sig)

@@ -1,6 +1,9 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.block import Block, Certificate, CertificateError, Header, BlockError, sign_commit
+from chain.encoding import canonical
 from chain.merkle import EMPTY_ROOT, merkle_root, tx_root
 from chain.tx import sign_tx
 from factories import make_block, make_consortium, seeded_key
@@ -86,3 +89,19 @@ def test_merkle_roots_distinguish_lists():
     roots = {merkle_root(x) for x in [[a], [a, b], [b, a], [a, b, c], [a, b, c, c], [a, a]]}
     assert len(roots) == 6
     assert tx_root([a.hex(), b.hex()]) == merkle_root([a, b])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_txs=st.integers(min_value=0, max_value=40),
+    args=st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=30), st.integers(-(2**63), 2**64 - 1), st.booleans(), st.none()), max_size=5),
+)
+def test_block_and_tx_encodings_built_from_parts_equal_canonical(n_txs: int, args: dict) -> None:
+    c = make_consortium(4)
+    user = seeded_key("enc-user")
+    txs = [sign_tx(user, chain_id="test-chain", op="asset.transfer", args={**args, "i": i}, expires=9, nonce=f"n{i}") for i in range(n_txs)]
+    for tx in txs:
+        assert tx.encode() == canonical(tx.to_plain())
+    block, _ = make_block(c, 1, c.genesis.hash, txs)
+    assert block.encode() == canonical(block.to_plain())
+    assert Block.decode(block.encode()) == block
