@@ -140,8 +140,8 @@ def tx_cmd(
     tx id and "pending"; with --wait, the receipt once committed. Exit 0 on success, 1 if the node
     answered an error or (with --wait) the receipt is "rejected", 2 on a usage error.
     """
-    from node.client import Client, sign
-    from node.explore import SourceError, rpc_call
+    from node.client import sign
+    from node.explore import SourceError, open_rpc
 
     try:
         tx_args = parse_tx_args(args)
@@ -151,36 +151,40 @@ def tx_cmd(
         validate_args(op, tx_args)
     except TxError as e:
         raise click.BadParameter(e.message, param_hint="OP" if e.code == "unknown_op" else "ARGS") from None
-    with Client(rpc, token=token) as client:
+    node = open_rpc(rpc, token)
+    try:
+        status = node.status()
         try:
-            status = rpc_call(rpc, client.status)
-            tx = sign(key, status["chain_id"], op, tx_args, expires=int(status["height"]) + expires_in)
-        except SourceError as e:
-            fail(str(e))
-        except (KeyError, TypeError, ValueError) as e:
-            fail(f"the node at {rpc} answered a malformed status ({type(e).__name__}: {e})")
+            tx = sign(key, status["chain_id"], op, tx_args, expires=status["height"] + expires_in)
+        except TxError as e:  # e.g. too large once encoded: the args are the user's
+            raise click.BadParameter(e.message, param_hint="ARGS") from None
         try:
-            answer = rpc_call(rpc, lambda: client.submit(tx, wait=wait, timeout=timeout if wait else None))
+            answer = node.submit(tx, wait=wait, timeout=timeout)
         except SourceError as e:
             fail(f"{e} (tx {tx.tx_id})")
+    except SourceError as e:
+        fail(str(e))
+    finally:
+        node.close()
     _report(answer, as_json)
 
 
 def _report(answer: dict[str, Any], as_json: bool) -> None:
+    """The node's answer, checked against its model by RpcSource.submit."""
     receipt = answer.get("receipt")
-    rejected = receipt is not None and receipt.get("status") != "ok"
+    rejected = receipt is not None and receipt["status"] != "ok"
     if as_json:
         print_json(answer)
     else:
-        click.echo(f"tx_id    {answer.get('tx_id')}")
+        click.echo(f"tx_id    {answer['tx_id']}")
         if receipt is None:
-            click.echo(f"status   {answer.get('status')}")
+            click.echo(f"status   {answer['status']}")
         else:
-            click.echo(f"status   committed at height {receipt.get('height')}, index {receipt.get('index')}")
-            err = receipt.get("error") or {}
+            click.echo(f"status   committed at height {receipt['height']}, index {receipt['index']}")
+            err = receipt["error"] or {}
             verdict = "ok" if not rejected else f"rejected: {err.get('code')}: {err.get('message')}"
             click.echo(f"receipt  {verdict}")
-            for ev in receipt.get("events") or []:
+            for ev in receipt["events"]:
                 click.echo(f"event    {json.dumps(ev, ensure_ascii=False, sort_keys=True)}")
     if rejected:
         raise SystemExit(1)  # committed, but the contract refused it: a check failed (SPEC §4)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
+from chain.tx import Tx
 from contracts import read_roles
 from contracts.apply import StoreView
 from node import rpc_models as m
@@ -134,6 +135,11 @@ class RpcSource:
 
     def account(self, account: str) -> Plain:
         return self._get(m.AccountInfo, lambda: self.client.account(account))
+
+    def submit(self, tx: Tx, *, wait: bool, timeout: float | None) -> Plain:
+        """POST /v1/txs: {"tx_id", "status": "pending"}, or with `wait` {"tx_id", "status": "committed", "receipt"}."""
+        model = m.TxCommitted if wait else m.TxAccepted
+        return self._get(model, lambda: self.client.submit(tx, wait=wait, timeout=timeout if wait else None))
 
     def proof(self, asset_id: str) -> Plain:
         """An ownership proof (SPEC §8); checked by `chain.audit.verify_ownership_proof`, not here."""

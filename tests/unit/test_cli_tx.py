@@ -270,3 +270,13 @@ def test_submit_to_the_fake_node_over_http(tmp_path: Path) -> None:
     [tx] = node.mempool.values()
     assert (tx.op, tx.args, tx.expires) == ("asset.freeze", {"asset_id": "WR-1", "reason": "court order 7"}, 100)
     assert f"tx_id    {tx.tx_id}" in result.stdout
+
+
+def test_a_wait_that_runs_out_exits_1_naming_the_tx(tmp_path: Path) -> None:
+    node = FakeNode()  # commits only when told: the wait runs out
+    issuer = key_file(tmp_path, node.consortium.issuer, "issuer")
+    with serve_in_thread(node) as url:
+        result = run("tx", "asset.redeem", "--key", issuer, "--rpc", url, "--wait", "--timeout", "0.2", "asset_id=WR-1")
+    [tx_id] = node.mempool
+    assert result.exit_code == 1
+    assert "504 timeout" in result.stderr and f"(tx {tx_id})" in result.stderr
