@@ -180,7 +180,7 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
         fail(str(e))
     finally:
         source.close()
-    text = json.dumps(proof, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(proof, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return

@@ -42,7 +42,8 @@ def fail(message: str) -> NoReturn:
 
 
 def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    # sorted keys: the same answer prints the same bytes from any source and any process (diffable)
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True))
 
 
 def console() -> Console:

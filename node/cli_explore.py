@@ -276,7 +276,7 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
         return
     t = Table(title=f"history of {hist['asset_id']}", title_justify="left")
     for col in ("height", "tx", "op", "signer", "result"):
-        t.add_column(col, justify="right" if col == "height" else "left")
+        t.add_column(col, justify="right" if col == "height" else "left", no_wrap=col in ("op", "result"))
     for e in hist["entries"]:
         t.add_row(str(e["height"]), short(e["tx_id"]), e["op"], short(e["signer"]), _receipt_text(e, brief=True))
     console().print(t)
