@@ -356,11 +356,13 @@ class Replica:
         ms = self.params.view_timeout_ms << min(self.failed_views, 30)
         return min(ms, self.params.max_view_timeout_ms)
 
-    def _arm_timer(self) -> None:
+    def _arm_timer(self, restart: bool = False) -> None:
         """Run the view timer iff this view owes us progress.
 
         In a settled view that is whenever there is work (pending txs or an uncommitted
-        proposal). While changing views it always runs: see `_upon_timeout`.
+        proposal). While changing views it always runs: see `_upon_timeout`. The timer keeps
+        running while (view, height) stays the same, unless `restart` asks for a full period
+        from now: a new wait began (`_upon_view_change_quorum_formed`, `_upon_new_view`).
         """
         if self.in_view_change:
             work = True
@@ -371,7 +373,7 @@ class Replica:
             if self.timer is not None:
                 self.timer = None
                 self._out.append(CancelTimer())
-        elif self.timer != (self.view, self.height):
+        elif restart or self.timer != (self.view, self.height):
             self.timer = (self.view, self.height)
             self._out.append(SetTimer(self.view, self.height, self._timeout_ms()))
 
@@ -656,6 +658,7 @@ class Replica:
         votes[signed.sender] = signed
         self._upon_f_plus_one_view_changes()
         self._upon_view_change_quorum()
+        self._upon_view_change_quorum_formed(msg.view)
         self._arm_timer()
 
     def _upon_f_plus_one_view_changes(self) -> None:
@@ -668,6 +671,16 @@ class Replica:
         f = self.vset().f
         if len(highest) > f:
             self._start_view_change(sorted(highest.values(), reverse=True)[f])
+
+    def _upon_view_change_quorum_formed(self, view: int) -> None:
+        """Upon the q-th VIEW-CHANGE for the view we are changing to: restart the view timer.
+
+        From here on we wait for the NEW-VIEW, and that wait gets a full period: a replica that
+        entered the view long before the others joined it must not give up on it the moment
+        they do, while the NEW-VIEW is still on its way (it would then be alone a view ahead).
+        """
+        if view == self.view and self.in_view_change and len(self.view_changes.get(view, {})) == self.vset().quorum:
+            self._arm_timer(restart=True)
 
     def _upon_view_change_quorum(self) -> None:
         view = self.view
@@ -734,6 +747,7 @@ class Replica:
             if self._record(msg.pre_prepare):
                 slot.pre_prepare = msg.pre_prepare
                 slot.proposed = True
+        self._arm_timer(restart=True)  # the settled view gets a full period, not the change's remainder
         self._progress(self.view, self.height)
         self._maybe_propose()
         self._arm_timer()

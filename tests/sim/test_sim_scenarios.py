@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from chain.block import Certificate
 from node import pbft
+from node.pbft_messages import NewView, Signed, ViewChange
 from simnet import Faults, World
 
 DEADLINE = 60_000
@@ -143,3 +144,51 @@ def test_malformed_messages_never_raise(body: dict, junk: object) -> None:
         replica.handle(pbft.Received({"body": dict(body, kind=kind), "sender": sender, "sig": "00" * 64}))
     replica.handle(pbft.Received(junk))
     replica.handle(pbft.Received({"body": body, "sender": sender, "sig": "00" * 64}))
+
+
+def test_livelock_seed_3398_one_replica_a_view_ahead() -> None:
+    """Soak seed 3398 (n=7, two silent nodes, so every honest replica is needed for a quorum).
+
+    v4 restarted and ran its view timer out of phase with the others: the timer it armed on
+    entering a view change kept running after the NEW-VIEW settled that view, so each settled
+    view gave it only the few ms left over, and it left for the next view alone before it could
+    commit. No view ever had all five honest replicas; the run livelocked from view 3 on.
+    """
+    from sim_schedules import run_seed
+
+    outcome = run_seed(3398, 7)  # raises Violation (liveness) on the livelock
+    assert outcome.heights >= 2
+
+
+def test_view_timer_restarts_when_the_view_change_quorum_forms_and_when_the_view_settles() -> None:
+    """The mechanism behind seed 3398: each phase of a view gets a full timer period.
+
+    A replica that entered view 1 alone keeps one timer running while it waits (resending its
+    VIEW-CHANGE). When the others join, the wait for the NEW-VIEW starts afresh; when the NEW-VIEW
+    comes, the wait for a commit starts afresh, instead of inheriting what the change left over.
+    """
+    world = World(16, n=4)
+    tx = world.make_txs(1)[0]
+    for node in world.nodes:
+        world.arrived[node.idx].append(tx)  # pending everywhere, nothing delivered yet
+    primary1 = world.by_public(world.vset.primary(1).public)
+    assert primary1 is not None
+    me = next(n for n in world.nodes if n is not primary1 and n.key.public != world.vset.primary(0).public)
+    others = [n for n in world.nodes if n is not me and n is not primary1]
+    replica = me.replica
+    replica.handle(pbft.TxsPending())
+    actions = replica.handle(pbft.Timeout(0, 1))
+    assert (replica.view, replica.in_view_change) == (1, True)
+    assert [a for a in actions if isinstance(a, pbft.SetTimer)] == [pbft.SetTimer(1, 1, 400)]
+
+    def timers(actions: list[pbft.Action]) -> list[pbft.SetTimer]:
+        return [a for a in actions if isinstance(a, pbft.SetTimer)]
+
+    vcs = [replica._my_view_change] + [Signed.sign(n.key, ViewChange(1, 1, None)) for n in (primary1, *others)]
+    assert timers(replica.handle(pbft.Received(vcs[1].to_plain()))) == []  # 2 of 3: still waiting
+    assert timers(replica.handle(pbft.Received(vcs[2].to_plain()))) == [pbft.SetTimer(1, 1, 400)]  # quorum
+    assert timers(replica.handle(pbft.Received(vcs[3].to_plain()))) == []  # only the q-th restarts it
+    new_view = Signed.sign(primary1.key, NewView(1, 1, tuple(vcs[:3]), None))
+    actions = replica.handle(pbft.Received(new_view.to_plain()))
+    assert (replica.view, replica.in_view_change) == (1, False)
+    assert timers(actions) == [pbft.SetTimer(1, 1, 400)]  # the settled view: a full period
