@@ -153,3 +153,9 @@ def localnet_down(root: Path) -> None:
     except LocalnetError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+# `titlechain bench` lives in its own module (node/bench_cli.py); it imports the bench only when run.
+from node.bench_cli import bench as _bench  # noqa: E402
+
+main.add_command(_bench)
