@@ -1,6 +1,6 @@
 """Run many random PBFT simulation schedules; exit 1 on the first violation, with its repro command.
 
-    python scripts/sim_soak.py --seeds 1000 [--start 0] [--validators 4|7]
+    python scripts/sim_soak.py --seeds 1000 [--start 0] [--validators 4|7] [--keep-going] [--progress 500]
 """
 
 from __future__ import annotations
@@ -22,28 +22,40 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=1000)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--validators", type=int, choices=[4, 7], default=None, help="default: both 4 and 7")
+    ap.add_argument("--keep-going", action="store_true", help="report every violating seed, not only the first")
+    ap.add_argument("--progress", type=int, default=0, help="print a progress line every this many schedules")
     args = ap.parse_args()
     sizes = [args.validators] if args.validators else [4, 7]
     began = time.perf_counter()
     runs = heights = views = 0
+    failed: list[tuple[int, int]] = []
     for n in sizes:
         for seed in range(args.start, args.start + args.seeds):
             try:
                 outcome = run_seed(seed, n)
-            except Violation as e:
-                print(f"VIOLATION after {runs} runs: {e}")
-                print(f"reproduce: python scripts/sim_soak.py --seeds 1 --start {seed} --validators {n}")
-                return 1
+            except Exception as e:  # a Violation names its oracle; anything else is a crash of the core or harness
+                what = "VIOLATION" if isinstance(e, Violation) else f"CRASH ({type(e).__name__})"
+                print(f"{what} after {runs} runs: {e}", flush=True)
+                print(f"reproduce: python scripts/sim_soak.py --seeds 1 --start {seed} --validators {n}", flush=True)
+                if not args.keep_going:
+                    return 1
+                failed.append((seed, n))
+                runs += 1
+                continue
             runs += 1
             heights += outcome.heights
             views = max(views, outcome.views)
+            if args.progress and runs % args.progress == 0:
+                elapsed = time.perf_counter() - began
+                print(f"... {runs} schedules (n={n}, seed {seed}), {len(failed)} failed, {elapsed:.0f}s", flush=True)
     elapsed = time.perf_counter() - began
+    verdict = "no violation" if not failed else f"{len(failed)} VIOLATIONS (seed, n): {failed}"
     print(
         f"{runs} schedules (n={'/'.join(map(str, sizes))}, seeds {args.start}..{args.start + args.seeds - 1}): "
-        f"no violation; {heights} heights committed, highest view {views}; {elapsed:.1f}s "
+        f"{verdict}; {heights} heights committed, highest view {views}; {elapsed:.1f}s "
         f"({1000 * elapsed / max(runs, 1):.0f} ms/schedule)"
     )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
