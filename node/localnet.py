@@ -158,17 +158,28 @@ def node_pids(config: str) -> list[int]:
 
 
 def stop_pid(pid: int, config: str, deadline_s: float = STOP_DEADLINE_S) -> str:
-    """SIGTERM, wait, SIGKILL if needed; returns what happened."""
+    """SIGTERM, wait, SIGKILL if needed, and wait for the process to be gone; returns what happened."""
     if not _is_our_node(pid, config):
         return "not running"
     os.kill(pid, signal.SIGTERM)
+    outcome = "stopped" if _wait_gone(pid, config, deadline_s) else None
+    if outcome is None:
+        os.kill(pid, signal.SIGKILL)
+        outcome = "killed after the stop deadline" if _wait_gone(pid, config, deadline_s) else "still running after SIGKILL"
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if we started it in this process, so no zombie lingers
+    except ChildProcessError:
+        pass
+    return outcome
+
+
+def _wait_gone(pid: int, config: str, deadline_s: float) -> bool:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if not _is_our_node(pid, config) or _is_zombie(pid):
-            return "stopped"
+            return True
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    return "killed after the stop deadline"
+    return False
 
 
 def _is_zombie(pid: int) -> bool:
