@@ -590,20 +590,27 @@ class Replica:
     def _upon_timeout(self, view: int, height: int) -> None:
         """Upon the view timer firing for the current (view, height): give up on the view.
 
-        While changing views, the replica gives up on the new view only once a quorum asked
-        for it too (else one replica that timed out alone would run ahead of the others);
-        short of that it sends its VIEW-CHANGE again, since messages may have been lost.
+        While changing views, the replica gives up on the new view w only once a quorum asked
+        for w or a later view (else one replica that timed out alone would run ahead of the
+        others); short of that it sends its VIEW-CHANGE again, since messages may have been lost.
+        A VIEW-CHANGE for a view above w counts: its sender left w-1 as surely as one asking for
+        w, and it will never ask for w again (if it restarted, it no longer even holds the
+        VIEW-CHANGEs for w that it could have relayed), so waiting for it would wait forever.
         """
         if (view, height) != self.timer:
             return
         self.timer = None
         self.sync_requested = (0, 0)  # a sync that came to nothing may be asked for again
-        if self.in_view_change and len(self.view_changes.get(self.view, {})) < self.vset().quorum:
+        if self.in_view_change and len(self._asked_for_view_or_later(self.view)) < self.vset().quorum:
             if self._my_view_change is not None:
                 self._out.append(Broadcast(self._my_view_change.to_plain()))
             self._arm_timer()
             return
         self._start_view_change(self.view + 1)
+
+    def _asked_for_view_or_later(self, view: int) -> set[str]:
+        """The validators whose VIEW-CHANGEs we hold for `view` or a later view."""
+        return {sender for v, votes in self.view_changes.items() if v >= view for sender in votes}
 
     def _start_view_change(self, view: int) -> None:
         if view <= self.view:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from chain.block import Certificate
 from node import pbft
-from node.pbft_messages import NewView, Signed, ViewChange
+from node.pbft_messages import NewView, Signed, ViewChange, parse_signed
 from simnet import Faults, World
 
 DEADLINE = 60_000
@@ -192,3 +192,41 @@ def test_view_timer_restarts_when_the_view_change_quorum_forms_and_when_the_view
     actions = replica.handle(pbft.Received(new_view.to_plain()))
     assert (replica.view, replica.in_view_change) == (1, False)
     assert timers(actions) == [pbft.SetTimer(1, 1, 400)]  # the settled view: a full period
+
+
+def test_deadlock_seed_264_restarted_replica_a_view_ahead() -> None:
+    """Soak seed 264 (n=4, one silent node, so all three honest replicas make the quorum).
+
+    v3's VIEW-CHANGE for view 1 was lost; it gathered a quorum for view 1, timed out and moved
+    to view 2, then crashed and restarted, losing the view-1 VIEW-CHANGEs its STATUS replies
+    could have relayed. v1 and v2 held two VIEW-CHANGEs for view 1 and waited for a third that
+    could never come; one validator in view 2 is not the f+1 that would pull them up.
+    """
+    from sim_schedules import run_seed
+
+    run_seed(264, 4)  # raises Violation (liveness) on the deadlock
+
+
+def test_view_change_for_a_later_view_counts_toward_leaving_the_current_one() -> None:
+    """The mechanism behind seed 264: a VIEW-CHANGE for w+1 shows its sender left w-1 too.
+
+    A replica changing to view 1 that holds VIEW-CHANGEs for view 1 from itself and one peer,
+    and for view 2 from a third, has a quorum that left view 0: on its timer it moves to view 2
+    (where the third waits) instead of resending for a view-1 quorum that cannot form.
+    """
+    world = World(17, n=4)
+    tx = world.make_txs(1)[0]
+    for node in world.nodes:
+        world.arrived[node.idx].append(tx)
+    me, peer, ahead = world.nodes[1], world.nodes[2], world.nodes[3]
+    replica = me.replica
+    replica.handle(pbft.TxsPending())
+    replica.handle(pbft.Timeout(0, 1))
+    assert (replica.view, replica.in_view_change) == (1, True)
+    replica.handle(pbft.Received(Signed.sign(peer.key, ViewChange(1, 1, None)).to_plain()))
+    replica.handle(pbft.Received(Signed.sign(ahead.key, ViewChange(2, 1, None)).to_plain()))
+    assert replica.view == 1  # one validator ahead is not f+1
+    actions = replica.handle(pbft.Timeout(*replica.timer))
+    assert (replica.view, replica.in_view_change) == (2, True)
+    sent = [parse_signed(a.message).msg for a in actions if isinstance(a, pbft.Broadcast)]
+    assert sent == [ViewChange(2, 1, None)]
