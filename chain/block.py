@@ -64,7 +64,7 @@ class Header:
         return cls(**obj)
 
     def to_plain(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in HEADER_FIELDS}
+        return {name: getattr(self, name) for name in sorted(HEADER_FIELDS)}  # one JSON form everywhere
 
     @cached_property
     def block_hash(self) -> str:

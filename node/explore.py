@@ -25,8 +25,6 @@ from pydantic import BaseModel, ValidationError
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
 from chain.tx import Tx
-from contracts import read_roles
-from contracts.apply import StoreView
 from node import rpc_models as m
 from node.client import Client, NodeUnreachable, RpcError
 from node.ledger import Ledger, LedgerError
@@ -191,17 +189,10 @@ class LedgerSource:
             if head == 0:
                 raise NotFound("no block has been committed yet")
             height = head
-        store = self.ledger.store
-        block = store.get_block(height) if height >= 1 else None
-        cert = store.get_certificate(height) if height >= 1 else None
-        if block is None or cert is None:
+        answer = self.ledger.block_answer(height)
+        if answer is None:
             raise NotFound(f"no block at height {height} (the head is {head})")
-        return {
-            "header": block.header.to_plain(),
-            "block_hash": block.block_hash,
-            "tx_ids": block.tx_ids,
-            "certificate": cert.to_plain(),
-        }
+        return answer
 
     def blocks(self, start: int, limit: int) -> list[Plain]:
         start = max(start, 1)
@@ -209,16 +200,10 @@ class LedgerSource:
         return [self.block(h) for h in range(start, last + 1)]
 
     def tx(self, tx_id: str) -> Plain:
-        record = self.ledger.tx(tx_id)
-        if record is None:
+        answer = self.ledger.committed_tx_answer(tx_id)
+        if answer is None:
             raise NotFound(f"no committed tx {tx_id}")
-        return {
-            "tx_id": tx_id,
-            "status": "committed",
-            "height": record.height,
-            "receipt": record.receipt,
-            "tx": record.tx.to_plain(),
-        }
+        return answer
 
     def asset(self, asset_id: str) -> Plain:
         state = self.ledger.asset(asset_id)
@@ -233,8 +218,7 @@ class LedgerSource:
         return {"asset_id": asset_id, "entries": entries}
 
     def account(self, account: str) -> Plain:
-        roles = read_roles(StoreView(self.ledger.store.get), account)
-        return {"account": account, "roles": roles, "assets": self.ledger.account_assets(account)}
+        return self.ledger.account_answer(account)
 
     def close(self) -> None:
         self.ledger.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chain import audit
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
@@ -20,7 +21,6 @@ from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from chain.validators import ValidatorSet
-from chain import audit
 from contracts.apply import (
     HISTORY_PREFIX,
     OWNER_PREFIX,
@@ -33,7 +33,7 @@ from contracts.apply import (
     reexecute,
     state_key,
 )
-from contracts.state import asset_key
+from contracts.state import asset_key, read_roles
 
 RESULT_CACHE = 16
 NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
@@ -248,6 +248,26 @@ class Ledger:
         if block is None or receipts is None:
             return None
         return TxRecord(block.txs[index], height, index, receipts[index])
+
+    # -- answers in the shapes of SPEC §6 (the RPC and the offline explorer share them) ---------
+
+    def block_answer(self, height: int) -> dict[str, Any] | None:
+        """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
+        if height < 1:
+            return None
+        block, cert = self.store.get_block(height), self.store.get_certificate(height)
+        if block is None or cert is None:
+            return None
+        return {"header": block.header.to_plain(), "block_hash": block.block_hash, "tx_ids": block.tx_ids, "certificate": cert.to_plain()}
+
+    def committed_tx_answer(self, tx_id: str) -> dict[str, Any] | None:
+        record = self.tx(tx_id)
+        if record is None:
+            return None
+        return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
+
+    def account_answer(self, account: str) -> dict[str, Any]:
+        return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": self.account_assets(account)}
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

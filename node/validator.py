@@ -45,8 +45,7 @@ from chain.genesis import Genesis, GenesisError
 from chain.store import StoreError
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
-from contracts import read_roles, validate_args
-from contracts.apply import StoreView
+from contracts import validate_args
 from contracts.proofs import ProofError, build_ownership_proof
 from node import pbft
 from node.api import CommittedBlockEvent
@@ -525,10 +524,7 @@ class Validator:
         pending = self.mempool.get(tx_id)
         if pending is not None:
             return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        record = self.ledger.tx(tx_id)
-        if record is None:
-            return None
-        return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
+        return self.ledger.committed_tx_answer(tx_id)
 
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.asset(asset_id)
@@ -545,15 +541,10 @@ class Validator:
             return None
 
     def account(self, account: str) -> dict[str, Any]:
-        roles = read_roles(StoreView(self.ledger.store.get), account)
-        return {"account": account, "roles": roles, "assets": self.ledger.account_assets(account)}
+        return self.ledger.account_answer(account)
 
     def block(self, height: int) -> dict[str, Any] | None:
-        store = self.ledger.store
-        block, cert = store.get_block(height), store.get_certificate(height)
-        if block is None or cert is None:
-            return None
-        return {"header": block.header.to_plain(), "block_hash": block.block_hash, "tx_ids": block.tx_ids, "certificate": cert.to_plain()}
+        return self.ledger.block_answer(height)
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
         store = self.ledger.store
