@@ -64,14 +64,85 @@ def _key_order(path: str):  # noqa: ANN202 - a sort key function
     return key
 
 
+class _NotPlain(Exception):
+    """Raised inside the fast paths; the caller reruns `_normalize` for the exact error."""
+
+
+def _utf8(s: str) -> bool:
+    s.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+    return True
+
+
+def _fast_normalize(v: Value, depth: int) -> Value:
+    """`_normalize` for the common case, without building a path for every value.
+
+    Every node and client normalises each tx and block several times (docs/performance.md,
+    consortium benchmark); the path strings were half the cost. Anything unusual raises, and
+    `normalize`/`canonical` then run `_normalize`, so errors and their messages are unchanged.
+    """
+    t = type(v)
+    if t is str:
+        if not v.isascii():
+            _utf8(v)
+        return v
+    if t is int:
+        if INT_MIN <= v <= INT_MAX:
+            return v
+        raise _NotPlain
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _NotPlain
+        keys = sorted(v)  # TypeError for keys that do not compare
+        for k in keys:
+            if type(k) is not str or not (k.isascii() or _utf8(k)):
+                raise _NotPlain
+        return {k: _fast_normalize(v[k], depth + 1) for k in keys}
+    if t is list:
+        if depth >= MAX_DEPTH:
+            raise _NotPlain
+        return [_fast_normalize(x, depth + 1) for x in v]
+    if t is bool or v is None:
+        return v
+    raise _NotPlain
+
+
+def _is_normal(v: Value, depth: int) -> bool:
+    """True iff v is a plain value already in canonical key order, so `_normalize(v) == v`
+    with the same order; checked without copying (decode's test of what it unpacked)."""
+    t = type(v)
+    if t is str:
+        return v.isascii() or _utf8(v)
+    if t is int:
+        return INT_MIN <= v <= INT_MAX
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        keys = list(v)
+        for k in keys:
+            if type(k) is not str or not (k.isascii() or _utf8(k)):
+                return False
+        return keys == sorted(keys) and all(_is_normal(x, depth + 1) for x in v.values())
+    if t is list:
+        return depth < MAX_DEPTH and all(_is_normal(x, depth + 1) for x in v)
+    return t is bool or v is None
+
+
 def normalize(v: Value) -> Value:
     """Check that v is a plain value and return a copy whose dicts have canonical key order."""
-    return _normalize(v, 0, "$")
+    try:
+        return _fast_normalize(v, 0)
+    except (_NotPlain, TypeError, UnicodeEncodeError):
+        return _normalize(v, 0, "$")
 
 
 def canonical(v: Value) -> bytes:
     """The canonical msgpack bytes of a plain value."""
-    return msgpack.packb(_normalize(v, 0, "$"), use_bin_type=True)
+    return msgpack.packb(normalize(v), use_bin_type=True)
+
+
+def pack_normalized(v: Value) -> bytes:
+    """canonical(v) for a v that `normalize` returned: skips normalising it a second time."""
+    return msgpack.packb(v, use_bin_type=True)
 
 
 def canonical_map(fields: dict[str, bytes]) -> bytes:
@@ -101,7 +172,15 @@ def decode(data: bytes) -> Value:
         raise EncodingError(f"not a single msgpack value: {e}") from None
     except (ValueError, TypeError, UnicodeDecodeError) as e:
         raise EncodingError(f"not decodable msgpack: {e}") from None
-    if msgpack.packb(_normalize(v, 0, "$"), use_bin_type=True) != data:
+    try:
+        normal = _is_normal(v, 0)
+    except UnicodeEncodeError:
+        normal = False
+    # v in canonical order re-encodes to canonical(v); if it is not, _normalize says why (or
+    # the re-encoding differs in key order): the same errors as before this fast path
+    if not normal:
+        _normalize(v, 0, "$")
+    if not normal or msgpack.packb(v, use_bin_type=True) != data:
         raise EncodingError("not canonical: re-encoding differs (key order, integer or string form)")
     return v
 

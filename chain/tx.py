@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Domain, KeyPair, is_account, verify
-from chain.encoding import EncodingError, Value, canonical, canonical_map, decode, hash_hex, is_hex, normalize
+from chain.encoding import EncodingError, Value, canonical, canonical_map, decode, hash_hex, is_hex, normalize, pack_normalized
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024
@@ -120,7 +120,7 @@ def parse_tx(obj: Value) -> Tx:
     _check_body_fields(body)
     try:
         body = normalize(body)
-        body_bytes = canonical(body)
+        body_bytes = pack_normalized(body)
     except EncodingError as e:
         raise TxError("malformed", f"body is not a plain value: {e}") from None
     size = len(body_bytes) + 70  # the sig and the envelope around the body

@@ -16,7 +16,7 @@ from typing import Any, Union
 
 from chain.block import Block, BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
-from chain.encoding import EncodingError, canonical, hash_hex, is_hex
+from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, hash_hex, is_hex
 
 MAX_PROOF_MESSAGES = 1024
 
@@ -170,7 +170,7 @@ class Signed:
 
     @cached_property
     def body_bytes(self) -> bytes:
-        return canonical(self.msg.to_plain())
+        return encode_body(self.msg)
 
     @cached_property
     def digest(self) -> str:
@@ -183,9 +183,48 @@ class Signed:
     def to_plain(self) -> dict[str, Any]:
         return {"body": self.msg.to_plain(), "sender": self.sender, "sig": self.sig}
 
+    def encode(self) -> bytes:
+        """canonical(self.to_plain()), reusing body_bytes (a PRE-PREPARE's body holds a whole block)."""
+        return canonical_map({"body": self.body_bytes, "sender": canonical(self.sender), "sig": canonical(self.sig)})
+
     @classmethod
     def sign(cls, key: KeyPair, msg: Message) -> Signed:
-        return cls(msg, key.public, key.sign(Domain.CONSENSUS, canonical(msg.to_plain())))
+        body = encode_body(msg)
+        signed = cls(msg, key.public, key.sign(Domain.CONSENSUS, body))
+        signed.__dict__["body_bytes"] = body  # fill the cached_property: the same bytes, encoded once
+        return signed
+
+
+def encode_body(msg: Message) -> bytes:
+    """canonical(msg.to_plain()). A PRE-PREPARE's is built from its block's own encoding, which
+    reuses every tx's canonical bytes (property-tested equal in tests/unit/test_pbft_messages.py):
+    normalising a 4,000-tx block again for every signature and check was a large part of a
+    node's time under load (docs/performance.md, consortium benchmark)."""
+    if isinstance(msg, PrePrepare):
+        return canonical_map(
+            {"kind": canonical(msg.kind), "view": canonical(msg.view), "height": canonical(msg.height), "block": msg.block.encode()}
+        )
+    return canonical(msg.to_plain())
+
+
+def encode_proof(proof: PreparedProof) -> bytes:
+    """canonical(proof.to_plain()) from the messages' own encodings."""
+    return canonical_map(
+        {"pre_prepare": proof.pre_prepare.encode(), "prepares": canonical_array([p.encode() for p in proof.prepares])}
+    )
+
+
+def encode_vote_record(view: int, prepared: PreparedProof | None, view_change: Signed | None) -> bytes:
+    """canonical(VoteRecord(view, prepared, view_change).to_plain()), which every node writes
+    (synced) on every vote; the prepared proof holds a whole block."""
+    none = canonical(None)
+    return canonical_map(
+        {
+            "view": canonical(view),
+            "prepared": none if prepared is None else encode_proof(prepared),
+            "view_change": none if view_change is None else view_change.encode(),
+        }
+    )
 
 
 def _int(obj: dict[str, Any], name: str) -> int:
