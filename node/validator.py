@@ -40,7 +40,7 @@ from aiohttp import web
 
 from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
-from chain.encoding import EncodingError, canonical, decode
+from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
 from chain.store import StoreError
 from chain.tx import Tx, TxError
@@ -54,7 +54,7 @@ from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
-from node.pbft_messages import MessageError
+from node.pbft_messages import MessageError, encode_vote_record
 from node.rpc import serve
 from node.transport import Transport
 from node.wire import (
@@ -294,7 +294,9 @@ class Validator:
         elif isinstance(action, pbft.RequestSync):
             self._want_sync(action.to_height)
         elif isinstance(action, pbft.SaveVotes):
-            self.ledger.store.put_meta(VOTES_RECORD, canonical(action.record.to_plain()))
+            # built from the messages' own bytes: the record holds a whole block (its prepared proof)
+            record = action.record
+            self.ledger.store.put_meta(VOTES_RECORD, encode_vote_record(record.view, record.prepared, record.view_change))
 
     def _load_votes(self) -> pbft.VoteRecord | None:
         raw = self.ledger.store.get_meta(VOTES_RECORD)
