@@ -59,7 +59,7 @@ from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx
 from node.client import AsyncClient, Client, sign
-from node.localnet import down, up
+from node.localnet import down, manifest_path, up
 from node.provision import DEFAULT_SEED, Consortium, load_seed
 
 # Genesis params for a bench consortium (recorded with every result). The demo seed's values
@@ -359,11 +359,11 @@ def clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/<pid>/stat (utime, stime)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / clock_ticks()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -503,8 +503,8 @@ def _node_pids(manifest: dict[str, Any]) -> dict[str, int]:
 
 
 def _summarise(
-    opts: BenchOptions, results: list[ClientResult], cpu: dict[str, float], rss: dict[str, float | None],
-    genesis: Genesis, blocks: int,
+    opts: BenchOptions, results: list[ClientResult], cpu: dict[str, tuple[float, float]], rss: dict[str, float | None],
+    genesis: Genesis, blocks: int, view: int,
 ) -> dict[str, Any]:
     lat = sorted(x for r in results for x in r.latencies)
     committed = sum(r.committed for r in results)
@@ -514,7 +514,7 @@ def _summarise(
     for r in results:
         rejected.update(r.rejected)
         refused.update(r.refused)
-    cpu_total = sum(cpu.values())
+    cpu_total = sum(u + s for u, s in cpu.values())
     return {
         "tps": round(committed / seconds, 1) if committed else 0.0,
         "latency_ms": {q: round(percentile(lat, float(q[1:])) * 1000, 1) for q in ("p50", "p95", "p99")}
@@ -529,8 +529,10 @@ def _summarise(
         "chunk": opts.chunk,
         "window": opts.window,
         "blocks": blocks,
+        "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,
-        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_s": {k: round(u + s, 2) for k, (u, s) in cpu.items()},
+        "cpu_system_share": round(sum(s for _, s in cpu.values()) / cpu_total, 3) if cpu_total else None,
         "peak_rss_mb": {k: (round(v, 1) if v is not None else None) for k, v in rss.items()},
         "params": {
             "max_block_txs": genesis.params.max_block_txs,
@@ -567,12 +569,14 @@ def run_bench(opts: BenchOptions, ui: Ui | None = None) -> dict[str, Any]:
         raise BenchError(f"ports {busy} are in use; choose another --base-port")
     with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-seed-") as seed_dir:
         seed = write_seed(opts.seed, opts.params, Path(seed_dir) / "seed.json")
-        manifest = up(root, validators=opts.validators, base_port=opts.base_port, seed=seed, say=ui.say)
         try:
+            manifest = up(root, validators=opts.validators, base_port=opts.base_port, seed=seed, say=ui.say)
             return _run_on(opts, ui, root, manifest)
         finally:
-            ui.say("stopping the consortium")
-            down(root, say=ui.say)
+            # also when interrupted while `up` was still waiting for the nodes to be ready
+            if manifest_path(root).exists():
+                ui.say("stopping the consortium")
+                down(root, say=ui.say)
 
 
 def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -587,20 +591,22 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) ->
     try:
         ui.phase("setup", sum(j.transfers for j in jobs))
         clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
-        cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
+        cpu0 = {n: cpu_times(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
             h0 = c.height()
         ui.phase("run", opts.txs)
         clients.go.set()
         done = clients.wait_for("done", opts.phase_deadline() + STAGE_DEADLINE_S, _progress_sink(ui, "run"))
-        cpu1 = {n: cpu_seconds(p) for n, p in pids.items()}
+        cpu1 = {n: cpu_times(p) for n, p in pids.items()}
         rss = {n: peak_rss_mb(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
-            blocks = c.height() - h0
+            status = c.status()
+        blocks, view = int(status["height"]) - h0, int(status["view"])
     finally:
         clients.stop()
     results = [done[k] for k in sorted(done)]
-    summary = _summarise(opts, results, {n: cpu1[n] - cpu0[n] for n in pids}, rss, genesis, blocks)
+    cpu = {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in pids}
+    summary = _summarise(opts, results, cpu, rss, genesis, blocks, view)
     missing = summary["txs"] - summary["committed"]
     if missing:
         raise BenchFailed(

@@ -7,6 +7,7 @@ neither multiprocessing nor httpx; node/bench.py is imported only when the comma
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
         progress.update(current["task"], completed=committed)
 
     ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance)
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the consortium and clients like Ctrl-C
     summary: dict[str, Any] | None = None
     code = 0
     with progress:
@@ -97,7 +99,7 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             err.print(f"[red]bench failed:[/red] {e}")
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
-            return 130
+            return EXIT_FAILED  # SPEC §7 knows 0, 1 and 2 only
         except (b.BenchError, OSError, ValueError) as e:  # LocalnetError and ProvisionError included
             err.print(f"[red]bench failed:[/red] {e}")
             return EXIT_FAILED
@@ -106,6 +108,10 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
         if json_out is not None:
             json_out.write_text(json.dumps(summary, indent=2) + "\n")
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def table(s: dict[str, Any]) -> Any:
@@ -123,7 +129,8 @@ def table(s: dict[str, Any]) -> Any:
         ("seconds", f"{s['seconds']:.2f}"),
         ("blocks (mean txs per block)", f"{s['blocks']} ({s['committed'] / max(1, s['blocks']):,.0f})"),
         ("node CPU seconds per tx", f"{s['cpu_s_per_tx'] * 1000:.2f} ms" if s["cpu_s_per_tx"] else "-"),
-        ("node CPU seconds", ", ".join(f"{v:.1f}" for v in s["cpu_s"].values())),
+        ("node CPU seconds (system share)", ", ".join(f"{v:.1f}" for v in s["cpu_s"].values()) + f" ({s['cpu_system_share']:.0%})"),
+        ("view at the end (0: no view change)", str(s["view"])),
         ("peak memory per node (VmHWM)", ", ".join(f"{v:.0f} MiB" if v else "-" for v in s["peak_rss_mb"].values())),
         ("genesis params", ", ".join(f"{k}={v}" for k, v in s["params"].items())),
         ("load average (1 min) / CPUs", f"{s['load_avg_1m']} / {s['cpus']}"),

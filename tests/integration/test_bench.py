@@ -1,0 +1,77 @@
+"""`titlechain bench` end to end at a tiny size: it runs, every tx commits, the JSON has its keys,
+and nothing it started outlives it. Not a timed test: nothing here asserts a speed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from cluster import free_base_port
+
+VALIDATORS = 4
+PORTS = 2 * VALIDATORS
+BENCH_PORTS = (28600, 29600)  # apart from the other integration tests' 27000-28500
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node", "bench", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def ports_bindable(base: int) -> bool:
+    for port in range(base, base + PORTS):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
+    base = free_base_port(PORTS, *BENCH_PORTS)
+    out = tmp_path / "bench.json"
+    r = bench("--txs", "200", "--clients", "1", "--base-port", str(base), "--json-out", str(out))
+    assert r.returncode == 0, r.stderr + r.stdout
+    s = json.loads(out.read_text())
+    assert {"tps", "latency_ms", "txs", "seconds", "validators"} <= s.keys()
+    assert {"p50", "p95", "p99"} <= s["latency_ms"].keys()
+    assert s["validators"] == VALIDATORS
+    assert s["txs"] == s["committed"] == 200
+    assert s["rejected"] == {} and s["refused"] == {}
+    assert s["tps"] > 0 and s["seconds"] > 0
+    assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p95"] <= s["latency_ms"]["p99"]
+    assert set(s["cpu_s"]) == set(s["peak_rss_mb"]) and len(s["cpu_s"]) == VALIDATORS
+    assert "committed TPS" in r.stdout  # the table
+    assert ports_bindable(base), "a node of the bench still listens after it returned"
+
+
+def test_bench_keeps_the_dir_when_asked_and_two_clients_share_the_work(tmp_path: Path) -> None:
+    base = free_base_port(PORTS, *BENCH_PORTS)
+    root = tmp_path / "net"
+    r = bench("--txs", "41", "--clients", "2", "--base-port", str(base), "--dir", str(root), "--json-out", str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    s = json.loads((tmp_path / "b.json").read_text())
+    assert s["txs"] == s["committed"] == 41
+    assert (root / "localnet.json").exists()  # a given dir is the caller's: left in place, nodes stopped
+    assert ports_bindable(base)
+
+
+def test_bench_fails_with_1_when_its_ports_are_taken() -> None:
+    base = free_base_port(PORTS, *BENCH_PORTS)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        r = bench("--txs", "10", "--base-port", str(base), timeout=60)
+    assert r.returncode == 1
+    assert "in use" in r.stderr
+
+
+def test_bench_usage_errors_exit_2() -> None:
+    assert bench("--clients", "0", timeout=60).returncode == 2
+    assert bench("--param", "no_such_param=3", timeout=60).returncode == 2
