@@ -26,7 +26,10 @@ VIEW-CHANGE(v+1, h, its highest prepared proof at h). The primary of v+1 gathers
 heights are at most its own height H and broadcasts NEW-VIEW with them and, if any of them holds a
 prepared proof for H, a PRE-PREPARE re-proposing the block of the highest-view proof. Replicas
 check the NEW-VIEW before entering the view. Timeouts double on each failed view, capped, and
-reset on a commit. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
+reset on a commit; each wait of a view (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a
+commit) gets a full period, so a replica out of phase with the others cannot leave every view
+alone just after it settles. A replica changing views moves on only once a quorum asked for its
+view or a later one. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
 that f+1 of them ask for; a replica that asks for a view the others already hold gets a STATUS
 carrying the NEW-VIEW that established it and the certificate of their head.
 
