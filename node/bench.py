@@ -67,7 +67,7 @@ from node.provision import DEFAULT_SEED, Consortium, load_seed
 BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
 DEFAULT_BASE_PORT = 26800
 DEFAULT_CHUNK = 250
-DEFAULT_WINDOW = 2000
+DEFAULT_WINDOW = 1000  # txs in flight: Little: latency ≈ window / throughput (docs/performance.md)
 EXPIRY_MARGIN = 1000  # heights the chain may advance between planning and the last submission
 STAGE_DEADLINE_S = 60.0  # for clients to start, sign and report ready
 PROGRESS_EVERY_S = 0.25
@@ -129,6 +129,7 @@ class ClientResult:
     committed: int
     rejected: dict[str, int]  # receipt error code -> count
     refused: dict[str, int]  # RPC refusal code -> count (never entered a mempool)
+    cpu_s: float  # this client's CPU during the measured phase (it competes with the nodes for the cores)
 
 
 def _register(key: KeyPair, job: ClientJob, asset_class: str, asset_id: str, owner: str) -> Tx:
@@ -330,11 +331,11 @@ async def _client(job: ClientJob, go: Any, out: Any) -> None:
             loop = asyncio.get_running_loop()
             if not await loop.run_in_executor(None, go.wait, job.deadline_s):
                 raise BenchError(f"client {job.index}: no start signal")
-            first = time.monotonic()
+            first, cpu0 = time.monotonic(), time.process_time()
             await _drive(https, measured, tracker, job.chunk, job.deadline_s, report("run"))
             out.put(("done", job.index, ClientResult(
                 job.index, tracker.latencies, first, tracker.last_commit, len(measured), tracker.committed,
-                dict(tracker.rejected), dict(tracker.refused),
+                dict(tracker.rejected), dict(tracker.refused), time.process_time() - cpu0,
             )))
         finally:
             follower.cancel()
@@ -532,6 +533,7 @@ def _summarise(
         "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,
         "cpu_s": {k: round(u + s, 2) for k, (u, s) in cpu.items()},
+        "client_cpu_s": round(sum(r.cpu_s for r in results), 2),
         "cpu_system_share": round(sum(s for _, s in cpu.values()) / cpu_total, 3) if cpu_total else None,
         "peak_rss_mb": {k: (round(v, 1) if v is not None else None) for k, v in rss.items()},
         "params": {

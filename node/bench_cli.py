@@ -26,7 +26,7 @@ EXIT_FAILED = 1
 @click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), help="the consortium dir (default: a temp dir, removed at the end)")
 @click.option("--keep-dir", is_flag=True, help="keep the temp consortium dir (logs, data) for inspection")
 @click.option("--chunk", default=None, type=click.IntRange(1, 10_000), help="txs per POST /v1/txs/batch  [default: 250]")
-@click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 2000]")
+@click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
@@ -131,6 +131,7 @@ def table(s: dict[str, Any]) -> Any:
         ("node CPU seconds per tx", f"{s['cpu_s_per_tx'] * 1000:.2f} ms" if s["cpu_s_per_tx"] else "-"),
         ("node CPU seconds (system share)", ", ".join(f"{v:.1f}" for v in s["cpu_s"].values()) + f" ({s['cpu_system_share']:.0%})"),
         ("view at the end (0: no view change)", str(s["view"])),
+        ("client CPU seconds (all clients)", f"{s['client_cpu_s']:.1f}"),
         ("peak memory per node (VmHWM)", ", ".join(f"{v:.0f} MiB" if v else "-" for v in s["peak_rss_mb"].values())),
         ("genesis params", ", ".join(f"{k}={v}" for k, v in s["params"].items())),
         ("load average (1 min) / CPUs", f"{s['load_avg_1m']} / {s['cpus']}"),
