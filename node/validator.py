@@ -272,13 +272,20 @@ class Validator:
             self._pumping = False
 
     def _act(self, action: pbft.Action) -> None:
+        # a message too large for a frame (e.g. a NEW-VIEW carrying several full blocks) is lost
+        # like any other; the core recovers by timeout, and the rest of this step must still run
         if isinstance(action, pbft.Broadcast):
-            self.transport.broadcast(action.message)
+            try:
+                self.transport.broadcast(action.message)
+            except ValueError as e:
+                log.error("could not broadcast a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.Send):
             try:
                 self.transport.send(action.to, action.message)
             except KeyError:
                 log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+            except ValueError as e:
+                log.error("could not send a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.SetTimer):
             if self._timer is not None:
                 self._timer.cancel()
@@ -324,7 +331,7 @@ class Validator:
 
     def _persist(self, block: Block, certificate: Certificate) -> None:
         try:
-            self.ledger.commit(block, certificate)
+            self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
             raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
         loop = asyncio.get_running_loop()
@@ -567,6 +574,11 @@ class Validator:
     def metrics_text(self) -> bytes:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
         return self.metrics.render()
+
+
+def _kind(message: dict[str, Any]) -> str:
+    body = message.get("body")
+    return str(body.get("kind")) if isinstance(body, dict) else "consensus"
 
 
 # ---------------------------------------------------------------------- the process
