@@ -62,8 +62,9 @@ from node.client import AsyncClient, Client, sign
 from node.localnet import down, manifest_path, up
 from node.provision import DEFAULT_SEED, Consortium, load_seed
 
-# Genesis params for a bench consortium (recorded with every result). The demo seed's values
-# except where a benchmark differs from a demo; see docs/performance.md for why each.
+# Genesis params for a bench consortium (recorded with every result): the demo seed's values,
+# spelled out so that an edit of the demo never silently changes what the bench measures.
+# `--param NAME=INT` overrides one (docs/performance.md, consortium benchmark).
 BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
 DEFAULT_BASE_PORT = 26800
 DEFAULT_CHUNK = 250
