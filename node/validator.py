@@ -74,6 +74,7 @@ log = logging.getLogger("titlechain.node")
 VOTES_RECORD = "votes"
 SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
 SYNC_REPLY_TIMEOUT_S = 5.0
+SYNC_GRACE_S = 0.5  # how long a RequestSync waits for the normal commit path before fetching
 IDLE_PROBE_S = 3.0  # with no commit for this long, ask a peer whether we are behind
 GOSSIP_FLUSH_S = 0.005
 
@@ -189,6 +190,7 @@ class Validator:
         self._evidence_seen = 0
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
+        self._head_moved = asyncio.Event()
         self._sync_replies: dict[str, asyncio.Future[SyncResponse]] = {}
         self._last_commit = 0.0
         self._started = False
@@ -337,6 +339,7 @@ class Validator:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._last_commit = now
+        self._head_moved.set()
         receipts = self.ledger.store.get_receipts(block.height) or []
         self.mempool.remove_committed(block.tx_ids)
         latencies = []
@@ -441,11 +444,28 @@ class Validator:
             except TimeoutError:
                 if loop.time() - self._last_commit < IDLE_PROBE_S:
                     continue
-            self._sync_wanted.clear()
+            else:
+                self._sync_wanted.clear()
+                # The core asks as soon as f+1 peers work above our height. Under load that is
+                # mostly a node one block behind whose commit is already on its way: give the
+                # normal path a moment before fetching blocks that would only duplicate it.
+                if await self._reaches(self._sync_target, SYNC_GRACE_S):
+                    continue
             try:
                 await self._catch_up()
             except FatalNodeError:
                 return
+
+    async def _reaches(self, height: int, within_s: float) -> bool:
+        """Whether the ledger reaches `height` by its own commits within `within_s` seconds."""
+        try:
+            async with asyncio.timeout(within_s):
+                while self.ledger.height < height:
+                    self._head_moved.clear()
+                    await self._head_moved.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _catch_up(self) -> None:
         peers = [p.public for p in self.transport.peer_status() if p.connected]
