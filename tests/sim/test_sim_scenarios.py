@@ -152,7 +152,7 @@ def test_livelock_seed_3398_one_replica_a_view_ahead() -> None:
     v4 restarted and ran its view timer out of phase with the others: the timer it armed on
     entering a view change kept running after the NEW-VIEW settled that view, so each settled
     view gave it only the few ms left over, and it left for the next view alone before it could
-    commit. No view ever had all five honest replicas; the run livelocked from view 3 on.
+    commit. Height 2 never committed: in views 3 to 17 v4 never stayed long enough to commit.
     """
     from sim_schedules import run_seed
 
