@@ -261,7 +261,17 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
     try:
         # a 1,000-tx block writes ~2 MB (mostly state-tree nodes): with LevelDB's 4 MB default
         # memtable every other commit stalled on a flush (docs/performance.md, apply path)
-        return plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True, write_buffer_size=64 << 20)
+        # bloom filters: most lookups on the hot path miss (is this tx id committed? does this
+        # asset id or document hash exist yet?), and without a filter each miss reads a block
+        # from every level
+        return plyvel.DB(
+            str(path),
+            create_if_missing=create,
+            paranoid_checks=True,
+            write_buffer_size=64 << 20,
+            bloom_filter_bits=10,
+            lru_cache_size=64 << 20,
+        )
     except plyvel.IOError as e:
         raise StoreError(f"{path}: cannot open the database ({e}); is another node using it?") from None
     except plyvel.Error as e:
