@@ -197,8 +197,8 @@ class Ledger:
                 raise LedgerError(f"block {height}: {name} differs from re-execution")
         self._remember(block.block_hash, result)
 
-    def commit(self, block: Block, certificate: Certificate, verified: Iterable[str] = ()) -> Head:
-        """Persist a block certified by a quorum of its height's validators.
+    def commit(self, block: Block, certificate: Certificate, verified: Iterable[str] = ()) -> BlockCommit:
+        """Persist a block certified by a quorum of its height's validators; returns what was written.
 
         A block not validated here before (one fetched in catch-up) is validated now, trusting the
         signatures of `verified` tx ids as `validate` does: a lagging node has most of them in its
@@ -212,14 +212,15 @@ class Ledger:
         if result is None:
             self.validate(block, verified)
             result = self._results.pop(block.block_hash)
-        head = self.store.append(BlockCommit(block, certificate, result.receipts, result.writes))
+        committed = BlockCommit(block, certificate, result.receipts, result.writes)
+        self.store.append(committed)
         self._results.clear()  # results were computed on the old head
         for key, value in result.writes.items():
             if value is not None and key.startswith(NODE_PREFIX):
                 self._cache_node(key, value)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
-        return head
+        return committed
 
     def _remember(self, block_hash: str, result: ApplyResult) -> None:
         self._results[block_hash] = result

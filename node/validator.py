@@ -334,14 +334,14 @@ class Validator:
 
     def _persist(self, block: Block, certificate: Certificate) -> None:
         try:
-            self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
+            committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
             raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._last_commit = now
         self._head_moved.set()
-        receipts = self.ledger.store.get_receipts(block.height) or []
+        receipts = committed.receipts
         self.mempool.remove_committed(block.tx_ids)
         latencies = []
         for receipt in receipts:
