@@ -58,6 +58,7 @@ class BlockCommit:
     certificate: Certificate
     receipts: list[dict[str, Any]]
     writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
+    receipts_bytes: bytes | None = None  # canonical(receipts) if the caller has it already (the apply path does)
 
 
 class Store:
@@ -239,7 +240,8 @@ class Store:
                     wb.put(key, value)
             wb.put(height_key(b"b/", block.height), block.encode())
             wb.put(height_key(b"c/", block.height), canonical(commit.certificate.to_plain()))
-            wb.put(height_key(b"r/", block.height), canonical(commit.receipts))
+            receipts = commit.receipts_bytes if commit.receipts_bytes is not None else canonical(commit.receipts)
+            wb.put(height_key(b"r/", block.height), receipts)
             wb.put(b"x/" + block.block_hash.encode(), b"%d" % block.height)
             for index, tx_id in enumerate(block.tx_ids):
                 wb.put(b"t/" + tx_id.encode(), canonical([block.height, index]))

@@ -23,7 +23,7 @@ import msgpack
 
 from chain import smt
 from chain.block import Block
-from chain.encoding import H, Value, canonical
+from chain.encoding import H, Value, canonical, canonical_array
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
 from chain.tx import Tx
@@ -63,6 +63,7 @@ class ApplyResult:
     state_root: str
     receipts_root: str
     next_validators: ValidatorSet
+    receipts_bytes: bytes  # canonical(receipts), as the store keeps them, built from the packed receipts
 
 
 def pack(v: Value) -> bytes:
@@ -107,7 +108,13 @@ class StoreView:
 
 
 def receipts_root(receipts: Sequence[dict[str, Any]]) -> str:
-    return merkle_root([H(pack(r)) for r in receipts])
+    return _receipts_encoded(receipts)[0]
+
+
+def _receipts_encoded(receipts: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
+    """(receipts root, canonical bytes of the list), each receipt packed once for both."""
+    packed = [pack(r) for r in receipts]
+    return merkle_root([H(p) for p in packed]), canonical_array(packed)
 
 
 def genesis_state(genesis: Genesis) -> ApplyResult:
@@ -119,7 +126,8 @@ def genesis_state(genesis: Genesis) -> ApplyResult:
     writes.update(nodes)
     vset = read_validator_set(MemoryView(values))
     writes[valset_key(1)] = canonical(vset.to_plain())
-    return ApplyResult(writes, [], root, receipts_root([]), vset)
+    rroot, rbytes = _receipts_encoded([])
+    return ApplyResult(writes, [], root, rroot, vset, rbytes)
 
 
 def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int) -> ApplyResult:
@@ -165,7 +173,8 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
     next_validators = read_validator_set(overlay)
     if VALIDATORS_KEY in changed and base.get(VALIDATORS_KEY) != changed[VALIDATORS_KEY]:
         writes[valset_key(height + 1)] = canonical(next_validators.to_plain())
-    return ApplyResult(writes, receipts, root, receipts_root(receipts), next_validators)
+    rroot, rbytes = _receipts_encoded(receipts)
+    return ApplyResult(writes, receipts, root, rroot, next_validators, rbytes)
 
 
 def _reindex_owner(writes: dict[bytes, bytes | None], asset_id: str, before: Value | None, after: Value | None) -> None:

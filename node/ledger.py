@@ -212,7 +212,7 @@ class Ledger:
         if result is None:
             self.validate(block, verified)
             result = self._results.pop(block.block_hash)
-        committed = BlockCommit(block, certificate, result.receipts, result.writes)
+        committed = BlockCommit(block, certificate, result.receipts, result.writes, result.receipts_bytes)
         self.store.append(committed)
         self._results.clear()  # results were computed on the old head
         for key, value in result.writes.items():

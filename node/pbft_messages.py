@@ -16,7 +16,7 @@ from typing import Any, Union
 
 from chain.block import Block, BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
-from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, hash_hex, is_hex
+from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, hash_hex, is_hex, pack_normalized
 
 MAX_PROOF_MESSAGES = 1024
 
@@ -307,6 +307,13 @@ def parse_prepared_proof(obj: Any, depth: int = 0) -> PreparedProof:
         raise MessageError(str(e)) from None
 
 
+def _packed(value: Any) -> bytes | None:
+    try:
+        return pack_normalized(value)
+    except (TypeError, ValueError, OverflowError):
+        return None  # not even msgpack: the full check below says why
+
+
 def parse_signed(obj: Any, depth: int = 0) -> Signed:
     """A Signed message from a plain value; raises MessageError on anything malformed."""
     if depth > 3:
@@ -319,7 +326,11 @@ def parse_signed(obj: Any, depth: int = 0) -> Signed:
     try:
         msg = _parse_body(env["body"], depth)
         signed = Signed(msg, env["sender"], env["sig"])
-        if signed.body_bytes != canonical(env["body"]):
+        # A body as decoded from a frame is already in canonical order, so packing it as it is
+        # gives its canonical bytes without normalising a whole block again; anything else (a
+        # hand-built dict) takes the full check. Equal bytes mean the same plain value either way.
+        received = env["body"]
+        if signed.body_bytes != _packed(received) and signed.body_bytes != canonical(received):
             raise MessageError("body does not round-trip to the same canonical bytes")
     except (BlockError, CertificateError, EncodingError) as e:
         raise MessageError(str(e)) from None
