@@ -88,3 +88,21 @@ def test_non_canonical_bytes_refused():
     plain = make().to_plain()
     raw = msgpack.packb({"sig": plain["sig"], "body": plain["body"]})  # keys not sorted
     assert code_of(decode_tx, raw) == "malformed"
+
+
+def test_a_reparsed_tx_is_the_remembered_one_only_when_its_body_is_byte_identical() -> None:
+    from chain.encoding import decode
+
+    key = seeded_key("memo")
+    tx = sign_tx(key, chain_id="c", op="asset.transfer", args={"asset_id": "A-1", "to": key.public, "n": 1}, expires=5)
+    first = parse_tx(decode(tx.encode()))
+    again = parse_tx(decode(tx.encode()))
+    assert again is first and again == tx
+    # same signature, a body that compares equal in Python (True == 1) but is another tx
+    forged = decode(tx.encode())
+    forged["body"]["args"]["n"] = True
+    other = parse_tx(forged)
+    assert other is not first and other.tx_id != tx.tx_id and not other.signature_valid()
+    # a hand-built body in another key order is parsed in full, to the same tx
+    reordered = {"sig": tx.sig, "body": dict(reversed(list(tx.body.items())))}
+    assert parse_tx(reordered).tx_id == tx.tx_id
