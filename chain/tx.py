@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -109,7 +110,7 @@ def _check_body_fields(body: dict[str, Any]) -> None:
 
 
 RECENT_TXS = 16_384  # parsed txs remembered by signature (a few blocks' worth)
-_recent: dict[str, Tx] = {}
+_recent: OrderedDict[str, Tx] = OrderedDict()  # popitem(last=False) is O(1); a dict's front deletes are not
 
 
 def parse_tx(obj: Value) -> Tx:
@@ -126,7 +127,7 @@ def parse_tx(obj: Value) -> Tx:
             return known
     tx = _parse_tx(obj)
     if len(_recent) >= RECENT_TXS:
-        del _recent[next(iter(_recent))]  # the oldest: dicts keep insertion order
+        _recent.popitem(last=False)
     _recent[tx.sig] = tx
     return tx
 
