@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import openapi_spec_validator as validator
+from rpc_fake import FakeNode, rpc_client, until
 
 from node.api import CommittedBlockEvent
 from node.rpc import ROUTES, make_app, openapi_document, serve
 from node.rpc_models import BlockEvent, NodeStatus
-from rpc_fake import FakeNode, rpc_client, until
 
 
 def refs(obj: Any) -> list[str]:
