@@ -33,6 +33,7 @@ from contracts.apply import (
     reexecute,
     state_key,
 )
+from contracts.proofs import ProofError, build_ownership_proof
 from contracts.state import asset_key, read_roles
 
 RESULT_CACHE = 16
@@ -270,6 +271,16 @@ class Ledger:
         if record is None:
             return None
         return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
+
+    def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
+        """An ownership proof (SPEC §8) as of the head, or None for an asset this chain never held
+        or before the first block (no certified state root yet)."""
+        if self.asset(asset_id) is None:
+            return None
+        try:
+            return build_ownership_proof(self.store, asset_id)
+        except ProofError:
+            return None
 
     def account_answer(self, account: str) -> dict[str, Any]:
         return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": self.account_assets(account)}

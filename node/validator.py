@@ -47,7 +47,6 @@ from chain.store import StoreError
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
-from contracts.proofs import ProofError, build_ownership_proof
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
@@ -563,12 +562,7 @@ class Validator:
         return self.ledger.history(asset_id) or None
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
-        if self.ledger.asset(asset_id) is None:
-            return None
-        try:
-            return build_ownership_proof(self.ledger.store, asset_id)
-        except ProofError:
-            return None
+        return self.ledger.proof_answer(asset_id)
 
     def account(self, account: str) -> dict[str, Any]:
         return self.ledger.account_answer(account)

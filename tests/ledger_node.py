@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ledger_fixtures import LedgerChain
+
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
-from contracts.proofs import ProofError, build_ownership_proof
-from ledger_fixtures import LedgerChain
 from node.api import CommittedBlockEvent
 from node.explore import LedgerSource, NotFound
 from node.metrics import NodeMetrics
@@ -99,12 +99,7 @@ class LedgerNode:
         return None if found is None else found["entries"]
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
-        if self.ledger.asset(asset_id) is None:
-            return None  # as the validator answers: 404 for an asset it does not hold
-        try:
-            return build_ownership_proof(self.ledger.store, asset_id)
-        except ProofError:
-            return None
+        return self.ledger.proof_answer(asset_id)
 
     def account(self, account: str) -> dict[str, Any]:
         return self.reads.account(account)
