@@ -35,6 +35,14 @@ from node.cli_common import (
 )
 
 GENESIS_HELP = "the genesis file: the only thing trusted"
+genesis_required = click.option(
+    "--genesis",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=genesis_option,
+    metavar="FILE",
+    help=GENESIS_HELP,
+)
 
 
 @click.group()
@@ -75,14 +83,7 @@ def _progress_bar(show: bool | None) -> Iterator[Callable[[int, int], None] | No
     metavar="DIR",
     help="audit a node's data dir instead (through a private copy; safe while the node runs)",
 )
-@click.option(
-    "--genesis",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=genesis_option,
-    metavar="FILE",
-    help=GENESIS_HELP,
-)
+@genesis_required
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
 @click.option(
     "--progress/--no-progress", default=None, help="draw a progress bar on stderr (default: when it is a terminal)"
@@ -198,14 +199,7 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
 
 @audit.command("verify-proof")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--genesis",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=genesis_option,
-    metavar="FILE",
-    help=GENESIS_HELP,
-)
+@genesis_required
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def verify_proof_cmd(file: Path, genesis: Genesis, as_json: bool) -> None:
     """Check an ownership proof offline, trusting only the genesis.
