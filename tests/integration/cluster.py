@@ -49,8 +49,8 @@ def wait_for(condition: Callable[[], T], deadline_s: float, what: str, interval:
     while True:
         try:
             value = condition()
-        except (RpcError, OSError, ConnectionError) as e:  # a node restarting or not up yet
-            value, last = None, e  # type: ignore[assignment]
+        except (RpcError, OSError, ConnectionError):  # a node restarting or not up yet
+            value = None  # type: ignore[assignment]
         if value:
             return value
         if time.monotonic() > deadline:
