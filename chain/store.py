@@ -265,7 +265,10 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
         # memtable every other commit stalled on a flush (docs/performance.md, apply path)
         # bloom filters: most lookups on the hot path miss (is this tx id committed? does this
         # asset id or document hash exist yet?), and without a filter each miss reads a block
-        # from every level
+        # from every level. No compression: most bytes are state-tree nodes (hashes), which do
+        # not compress, and snappy on every flush and compaction cost a quarter of node CPU in a
+        # 40k-tx bench (docs/performance.md); the store is ~40% larger for it
+
         return plyvel.DB(
             str(path),
             create_if_missing=create,
@@ -273,6 +276,7 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
             write_buffer_size=64 << 20,
             bloom_filter_bits=10,
             lru_cache_size=64 << 20,
+            compression=None,
         )
     except plyvel.IOError as e:
         raise StoreError(f"{path}: cannot open the database ({e}); is another node using it?") from None
