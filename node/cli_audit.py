@@ -31,6 +31,7 @@ from node.cli_common import (
     fail,
     genesis_option,
     print_json,
+    reading,
     url_option,
 )
 
@@ -170,17 +171,8 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
     can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
     needs to be trusted, including the node it came from.
     """
-    from node.explore import NotFound, SourceError, open_rpc
-
-    source = open_rpc(rpc, token)
-    try:
+    with reading(SourceChoice(rpc, None, None, token)) as source:
         proof = source.proof(asset_id)
-    except NotFound as e:
-        fail(f"not found: {e}")
-    except SourceError as e:
-        fail(str(e))
-    finally:
-        source.close()
     text = json.dumps(proof, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if out is None:
         click.echo(text, nl=False)
