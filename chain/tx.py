@@ -18,7 +18,17 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Domain, KeyPair, is_account, verify
-from chain.encoding import EncodingError, Value, canonical, canonical_map, decode, hash_hex, is_hex, normalize, pack_normalized
+from chain.encoding import (
+    EncodingError,
+    Value,
+    canonical,
+    canonical_map,
+    decode,
+    hash_hex,
+    is_hex,
+    normalize,
+    pack_normalized,
+)
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from simnet import Faults, World
 
 from chain.block import Certificate
 from node import pbft
 from node.pbft_messages import NewView, Signed, ViewChange, parse_signed
-from simnet import Faults, World
 
 DEADLINE = 60_000
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger_fixtures import LedgerChain, build_story
 
 from chain import smt
 from chain.block import Block
@@ -15,7 +16,6 @@ from chain.encoding import canonical, decode
 from chain.merkle import tx_root
 from chain.store import RESERVED_PREFIXES, Store
 from contracts.apply import apply_txs, genesis_state, merge_reader, pack, unpack
-from ledger_fixtures import LedgerChain, build_story
 from node.ledger import Ledger, LedgerError
 
 

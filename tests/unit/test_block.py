@@ -1,12 +1,12 @@
 import pytest
+from factories import make_block, make_consortium, seeded_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.block import Block, Certificate, CertificateError, Header, BlockError, sign_commit
+from chain.block import Block, BlockError, Certificate, CertificateError, Header, sign_commit
 from chain.encoding import canonical
 from chain.merkle import EMPTY_ROOT, merkle_root, tx_root
 from chain.tx import sign_tx
-from factories import make_block, make_consortium, seeded_key
 
 C = make_consortium(4)
 CID = C.genesis.chain_id

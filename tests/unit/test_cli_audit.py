@@ -12,14 +12,14 @@ from typing import Any
 import plyvel
 import pytest
 from click.testing import CliRunner, Result
-
-from chain.block import Certificate
-from chain.encoding import canonical, decode
 from factories import Consortium, make_consortium
 from ledger_fixtures import LedgerChain, build_story
 from ledger_node import LedgerNode, serve_in_thread
-from node.cli import main
 from rpc_fake import FakeNode, signed
+
+from chain.block import Certificate
+from chain.encoding import canonical, decode
+from node.cli import main
 
 
 def run(*args: str) -> Result:

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from pydantic import BaseModel
-
 from factories import make_consortium
 from ledger_fixtures import LedgerChain, build_story
 from ledger_node import LedgerNode, serve_in_thread
+from pydantic import BaseModel
+from rpc_fake import FakeNode
+
 from node import rpc_models as m
 from node.cli import main
-from rpc_fake import FakeNode
 
 
 def run(*args: str) -> Result:

@@ -11,14 +11,14 @@ from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
-
-from chain.crypto import KeyPair, write_key_file
 from ledger_fixtures import LedgerChain, build_story, doc
 from ledger_node import LedgerNode, serve_in_thread
+from rpc_fake import FakeNode
+
+from chain.crypto import KeyPair, write_key_file
 from node import rpc_models as m
 from node.cli import main
 from node.cli_tx import ArgsError, parse_tx_args
-from rpc_fake import FakeNode
 
 T = TypeVar("T")
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: a command that got this far would exit 1, not 2

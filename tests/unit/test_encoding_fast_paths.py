@@ -19,9 +19,9 @@ from node.pbft import VoteRecord
 from node.pbft_messages import (
     Commit,
     NewView,
+    Prepare,
     PreparedProof,
     PrePrepare,
-    Prepare,
     Signed,
     ViewChange,
     encode_body,

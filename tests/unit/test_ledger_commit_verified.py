@@ -4,10 +4,10 @@ signatures of the tx ids it is told are verified, and checks every other one."""
 from pathlib import Path
 
 import pytest
+from ledger_fixtures import LedgerChain
 
 import node.ledger as ledger_module
 from chain.tx import Tx
-from ledger_fixtures import LedgerChain
 from node.ledger import LedgerError
 
 

@@ -17,15 +17,15 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from factories import make_consortium
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rpc_fake import FakeNode, signed
 
 from chain.crypto import write_key_file
-from factories import make_consortium
 from node.config import NodeConfig
 from node.rpc import INTERNAL_ERRORS, ROUTES, serve
 from node.validator import open_validator
-from rpc_fake import FakeNode, signed
 
 
 class Server:

@@ -1,9 +1,18 @@
 import pytest
+from factories import seeded_key
 
 from chain.crypto import Domain
 from chain.encoding import canonical
-from chain.tx import EXPIRY_WINDOW, MAX_TX_BYTES, TxError, check_for_chain, check_signature, decode_tx, parse_tx, sign_tx
-from factories import seeded_key
+from chain.tx import (
+    EXPIRY_WINDOW,
+    MAX_TX_BYTES,
+    TxError,
+    check_for_chain,
+    check_signature,
+    decode_tx,
+    parse_tx,
+    sign_tx,
+)
 
 KEY = seeded_key("signer")
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
+from factories import Consortium, make_consortium
 
 from chain.audit import verify_ownership_proof
 from chain.crypto import write_key_file
 from chain.tx import sign_tx
-from factories import Consortium, make_consortium
 from node.config import NodeConfig
 from node.validator import NodeStartError, Validator, open_validator
 from node.wire import MAX_SYNC_BLOCKS, SyncRequest, TxGossip, WireError, parse_wire
