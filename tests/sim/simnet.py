@@ -285,9 +285,13 @@ class World:
             self.push_block(peer, node, block)
 
     def submit(self, tx: Tx) -> None:
-        self.submitted.append(tx)
+        self.submit_many([tx])
+
+    def submit_many(self, txs: list[Tx]) -> None:
+        """Txs that reach every node's pool at once (so a proposal can take them all)."""
+        self.submitted.extend(txs)
         for node in self.nodes:
-            self.arrived[node.idx].append(tx)
+            self.arrived[node.idx].extend(txs)
             if not node.crashed:
                 self._run(node, pbft.TxsPending())
 
