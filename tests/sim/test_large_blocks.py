@@ -64,3 +64,46 @@ def test_consensus_message_size_does_not_depend_on_the_block_size() -> None:
     large = primary_stops_with_the_block_prepared(TX_PAD)
     assert block_bytes(large) > 5 * block_bytes(small)
     assert small.max_consensus_frame == large.max_consensus_frame
+
+
+def test_the_next_primary_leaves_out_a_proof_whose_block_nobody_gives_it() -> None:
+    """A Byzantine primary of view 0 gets PREPAREs for its block X from two honest replicas, and
+    only it sees them: it alone holds a proof of X (nothing was committed: nobody else is
+    prepared), and it will not serve X. Its VIEW-CHANGE for view 1 carries that proof.
+
+    The primary of view 1 never got X and cannot fetch it. Re-proposing X would leave view 1
+    (and every later view whose NEW-VIEW includes that VIEW-CHANGE) waiting for a block nobody
+    gives; any q VIEW-CHANGEs make a safe NEW-VIEW, so it picks the q whose proofs' blocks it
+    holds, here the three honest ones, and the fresh proposal commits.
+    """
+    from scripted import Script
+
+    from node.pbft_messages import NewView, Prepare, PrePrepare, ViewChange
+
+    s = Script()
+    byz, p1 = s.primary_idx(0), s.primary_idx(1)
+    r1, r2 = [i for i in range(4) if i not in (byz, p1)]
+    s.submit(s.world.make_txs(3))
+    s.deliver_all(PrePrepare, to=[r1, r2], view=0, height=1)
+    s.deliver_all(Prepare, to=[byz], view=0, height=1, src=[r1, r2])
+    assert s.node(byz).replica.best_prepared is not None  # the proof of X, held by the attacker only
+    x_hash = s.node(byz).replica.best_prepared.block_hash
+    for i in (byz, r1, r2, p1):
+        s.timeout(i)
+    byz_vc = s.find(ViewChange, src=byz, view=1)[0]
+    assert byz_vc.msg.prepared is not None
+    senders = sorted(s.key(i).public for i in range(4))
+    assert senders.index(s.key(byz).public) < 3  # taken by a plain first-q-by-key choice
+    s.deliver_all(ViewChange, to=[p1], view=1)
+    new_views = s.find(NewView, src=p1, view=1)
+    assert new_views, "the primary of view 1 sent no NEW-VIEW"
+    nv = new_views[0].msg
+    assert byz_vc.signed not in nv.view_changes
+    assert nv.pre_prepare is None or nv.pre_prepare.msg.block_hash != x_hash
+    s.deliver(new_views[0], [r1, r2])
+    s.deliver_all(PrePrepare, to=[r1, r2], view=1, height=1)
+    s.deliver_all(Prepare, to=[p1, r1, r2], view=1, height=1, src=[p1, r1, r2])
+    from node.pbft_messages import Commit
+
+    s.deliver_all(Commit, to=[p1, r1, r2], view=1, height=1, src=[p1, r1, r2])
+    assert all(len(s.chain(i)) == 1 and s.chain(i)[0].block_hash != x_hash for i in (p1, r1, r2))
