@@ -317,7 +317,9 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
     if type(proof["version"]) is not int:
         raise _ProofBad(f"version: must be an integer (this verifier reads version {PROOF_VERSION})")
     if proof["version"] != PROOF_VERSION:
-        raise _ProofBad(f"version: the proof is version {proof['version']}, this verifier reads version {PROOF_VERSION}")
+        raise _ProofBad(
+            f"version: the proof is version {proof['version']}, this verifier reads version {PROOF_VERSION}"
+        )
     if proof["chain_id"] != genesis.chain_id:
         raise _ProofBad("chain_id: not the chain of this genesis")
     if proof["genesis_hash"] != genesis.hash:

@@ -61,7 +61,9 @@ class TxBody(_Request):
 
 
 class TxModel(_Request):
-    """docs/protocol.md, "Transactions": sig = Ed25519(signer, "titlechain/tx/v1\\n" + canonical(body)); tx_id = hex(H(canonical(body)))."""
+    """sig = Ed25519(signer, "titlechain/tx/v1\\n" + canonical(body)); tx_id = hex(H(canonical(body))).
+
+    docs/protocol.md, "Transactions"."""
 
     body: TxBody
     sig: str = Field(pattern=HEX128)
@@ -139,8 +141,9 @@ class AssetHistory(_Answer):
 
 
 class OwnershipProof(_Answer):
-    """docs/protocol.md, "Ownership proofs": the asset's state, its path to a header's state_root, the header, its certificate and the
-    validator-set changes linking it to the genesis. Verify offline with `titlechain audit verify-proof`."""
+    """The asset's state, its path to a header's state_root, the header, its certificate and the
+    validator-set changes linking it to the genesis (docs/protocol.md, "Ownership proofs").
+    Verify offline with `titlechain audit verify-proof`."""
 
 
 class AccountInfo(_Answer):
@@ -175,7 +178,7 @@ class CertificateModel(_Answer):
     """Commits of a quorum of the height's validators, all cast in `view` (docs/protocol.md)."""
 
     height: int
-    view: int = Field(ge=0, description="the view every signature was cast in; may be above header.view (a re-proposal)")
+    view: int = Field(ge=0, description="the one view all signatures were cast in; above header.view for a re-proposal")
     block_hash: str
     signatures: list[CommitSignature]
 

@@ -188,7 +188,7 @@ def main() -> int:
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
     if a.check:
-        print(f"{', '.join(differ)} in {DIR} differ from what the code produces" if differ else "vectors match the code")
+        print(f"{', '.join(differ)} in {DIR} differ from what the code produces" if differ else "vectors match")
     return 1 if differ else 0
 
 

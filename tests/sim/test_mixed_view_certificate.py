@@ -65,9 +65,8 @@ class Scenario:
 
 def commit_sig_of(actions: list[pbft.Action], view: int, block_hash: str) -> str:
     """The commit signature an honest replica broadcast, as anyone on the network sees it."""
-    commits = [
-        parse_signed(a.message).msg for a in actions if isinstance(a, pbft.Broadcast) and a.message["body"]["kind"] == "commit"
-    ]
+    broadcast = [parse_signed(a.message).msg for a in actions if isinstance(a, pbft.Broadcast)]
+    commits = [m for m in broadcast if isinstance(m, Commit)]
     assert len(commits) == 1, "the replica did not commit"
     msg = commits[0]
     assert isinstance(msg, Commit) and (msg.view, msg.height, msg.block_hash) == (view, 1, block_hash)
