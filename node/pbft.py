@@ -689,7 +689,7 @@ class Replica:
             self.best_prepared = proof
         if not slot.sent_commit:
             slot.sent_commit = True
-            sig = sign_commit(self.key, self.chain_id, self.height, block_hash)
+            sig = sign_commit(self.key, self.chain_id, self.height, self.view, block_hash)
             self._broadcast(Commit(self.view, self.height, block_hash, sig))
 
     def _upon_commit_quorum(self, slot: Slot) -> None:
@@ -714,7 +714,7 @@ class Replica:
                 # it serves it from its store), and sync in case they have moved on already
                 self._request_sync(self.height)
                 return
-            self._commit(block, Certificate.build(self.height, block_hash, sigs))
+            self._commit(block, Certificate.build(self.height, self.view, block_hash, sigs))
             return
 
     def _commit(self, block: Block, certificate: Certificate) -> None:
@@ -1044,7 +1044,7 @@ class Replica:
 
 
 def _commit_bytes(chain_id: str, msg: Commit) -> bytes:
-    return commit_message(chain_id, msg.height, msg.block_hash)
+    return commit_message(chain_id, msg.height, msg.view, msg.block_hash)
 
 
 def _highest_proof(view_changes: tuple[Signed, ...], height: int) -> PreparedProof | None:

@@ -57,7 +57,7 @@ class Prepare:
 
 @dataclass(frozen=True)
 class Commit:
-    """A commit vote; `commit_sig` is the SPEC §5 signature, so a quorum of them is a Certificate."""
+    """A commit vote; `commit_sig` signs (height, view, block_hash), so a quorum of one view is a Certificate."""
 
     view: int
     height: int

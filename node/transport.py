@@ -5,7 +5,7 @@ Usage, from the validator process:
     t = Transport(key, chain_id=g.chain_id, genesis_hash=g.hash, validators=g.validators,
                   on_message=lambda sender_public, msg: ...)
     port = await t.start("0.0.0.0", 27000)
-    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (SPEC §2)
+    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (docs/protocol.md, "Canonical encoding")
     t.peer_status()                                 # [PeerStatus]; .to_plain() for /v1/status
     await t.close()
 
@@ -68,7 +68,11 @@ from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, frame_byte
 
 log = logging.getLogger("titlechain.transport")
 
-PROTOCOL_VERSION = 2  # 2: PRE-PREPARE names its block by hash; blocks travel as block frames
+# The version of the peer protocol; a peer of another version is refused at the handshake.
+#   2: PRE-PREPARE names its block by hash; blocks travel as block frames
+#   3: commit votes and certificates name their view (commit signatures v2): a peer of an older
+#      version signs commits this node cannot check
+PROTOCOL_VERSION = 3
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 
@@ -100,7 +104,7 @@ class PeerStatus:
     dropped: int  # frames dropped from a full queue
 
     def to_plain(self) -> dict[str, Any]:
-        """The SPEC §6 /v1/status peer entry."""
+        """The /v1/status peer entry (docs/rpc.md)."""
         return {"node_id": self.node_id, "connected": self.connected}
 
 
@@ -151,7 +155,10 @@ async def _handshake(
     if type(theirs) is not dict or set(theirs) != set(hello) or theirs["type"] != "hello":
         raise HandshakeError("expected a hello")
     if type(theirs["version"]) is not int or theirs["version"] != PROTOCOL_VERSION:
-        raise HandshakeError(f"protocol version {theirs['version']!r}, we speak {PROTOCOL_VERSION}")
+        raise HandshakeError(
+            f"peer speaks protocol version {theirs['version']!r}, this node speaks version {PROTOCOL_VERSION}; "
+            "both ends must run the same protocol version"
+        )
     if theirs["chain_id"] != chain_id:
         raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
     if theirs["genesis_hash"] != genesis_hash:

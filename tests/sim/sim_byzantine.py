@@ -53,7 +53,7 @@ def install(world: World, node: Node) -> None:
             if isinstance(msg, Prepare):
                 alt: Any = Prepare(msg.view, msg.height, other_hash)
             else:
-                sig = sign_commit(node.key, world.chain_id, msg.height, other_hash)
+                sig = sign_commit(node.key, world.chain_id, msg.height, msg.view, other_hash)
                 alt = Commit(msg.view, msg.height, other_hash, sig)
             alt_plain = Signed.sign(node.key, alt).to_plain()
             for i, dst in enumerate(others):
