@@ -107,3 +107,40 @@ def test_the_next_primary_leaves_out_a_proof_whose_block_nobody_gives_it() -> No
 
     s.deliver_all(Commit, to=[p1, r1, r2], view=1, height=1, src=[p1, r1, r2])
     assert all(len(s.chain(i)) == 1 and s.chain(i)[0].block_hash != x_hash for i in (p1, r1, r2))
+
+
+def test_a_validator_pushing_many_blocks_does_not_grow_a_replicas_memory() -> None:
+    """Blocks no signed message names are kept one per sender and height (h and h+1 only); a
+    block whose txs do not match its header is never kept, even under a wanted hash."""
+    from chain.block import Block
+
+    from node import pbft
+    from node.pbft_messages import PrePrepare, Signed
+
+    world = World(31, n=4)
+    replica = world.nodes[1].replica
+    pusher = world.nodes[0]  # the primary of view 0, a validator: it may push what it likes
+    app = world.nodes[0].app
+    for i in range(50):
+        for height in (1, 2, 3, 9):
+            block = app.build(height, 0, world.make_txs(2, start=10 * i), pusher.key.public, time_offset=i)
+            replica.handle(pbft.BlockReceived(pusher.key.public, block))
+    assert set(replica._loose) == {(pusher.key.public, 1), (pusher.key.public, 2)}
+    assert replica.blocks == {}
+    outsider_block = app.build(1, 0, world.make_txs(1), pusher.key.public)
+    replica.handle(pbft.BlockReceived(world.consortium.users[0].public, outsider_block))  # not a validator
+    assert len(replica._loose) == 2
+    # a wanted hash, but txs that are not the header's: refused; the real block is then fetched
+    good = app.build(1, 0, world.make_txs(3, start=900), pusher.key.public)
+    forged = Block(good.header, good.txs[:2])
+    replica.handle(pbft.BlockReceived(pusher.key.public, forged))  # before its pre-prepare: not even kept loose
+    pp = Signed.sign(pusher.key, PrePrepare(0, 1, good.block_hash))
+    for tx in good.txs:
+        world.arrived[1].append(tx)
+    actions = replica.handle(pbft.Received(pp.to_plain()))
+    assert pbft.FetchBlock(good.block_hash, 1) in actions and good.block_hash not in replica.blocks
+    replica.handle(pbft.BlockReceived(pusher.key.public, forged))
+    assert good.block_hash not in replica.blocks
+    actions = replica.handle(pbft.BlockReceived(world.nodes[2].key.public, good))
+    assert replica.blocks == {good.block_hash: good}
+    assert any(isinstance(a, pbft.Broadcast) and a.message["body"]["kind"] == "prepare" for a in actions)
