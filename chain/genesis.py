@@ -32,6 +32,12 @@ class GenesisError(ValueError):
         self.field = field
 
 
+# A block travels in one peer frame (16 MiB, node/framing.py) as a push, a fetch answer or a sync
+# answer with its certificate: its txs may take all but 1 MiB of it, left for the header, the
+# certificate and the envelopes. A larger block could be certified and then never sent again.
+MAX_BLOCK_BYTES_LIMIT = 15 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Params:
     """Consensus and block limits; every validator must use the same, so they live in genesis."""
@@ -55,6 +61,10 @@ class Params:
             if type(v) is not int or v <= 0:
                 raise GenesisError(f"params.{k}", "must be a positive integer")
         p = cls(**obj)
+        if p.max_block_bytes > MAX_BLOCK_BYTES_LIMIT:
+            raise GenesisError(
+                "params.max_block_bytes", f"must be at most {MAX_BLOCK_BYTES_LIMIT} (a block must fit in a peer frame)"
+            )
         if p.max_view_timeout_ms < p.view_timeout_ms:
             raise GenesisError("params.max_view_timeout_ms", "must be at least view_timeout_ms")
         return p

@@ -651,7 +651,7 @@ class Replica:
             self._upon_commit_quorum(slot)
 
     def _upon_pre_prepare(self, slot: Slot, block: Block) -> None:
-        """Upon a PRE-PREPARE from the primary for our view and height, and the block it names: validate, then PREPARE."""
+        """Upon a PRE-PREPARE from the primary for our (view, height) and the block it names: validate, PREPARE."""
         assert slot.pre_prepare is not None and block.block_hash == slot.block_hash
         header = block.header
         vset = self.vset()
@@ -664,6 +664,7 @@ class Replica:
             and header.height == self.height
             and header.prev_hash == self.prev_hash
             and (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal)
+            and self._within_limits(block)
             and self.app.validate(block)
         )
         slot.valid = ok
@@ -674,6 +675,14 @@ class Replica:
         if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
             slot.sent_prepare = True
             self._broadcast(Prepare(self.view, self.height, block.block_hash))
+
+    def _within_limits(self, block: Block) -> bool:
+        """A proposal holds at most max_block_txs txs of at most max_block_bytes encoded in all (the
+        genesis limits, counted as the mempool counts them). An honest primary never exceeds them;
+        a larger block could outgrow the frames that carry it (push, fetch, sync), and a block
+        certified but too big to send would stop every lagging node from catching up."""
+        p = self.params
+        return len(block.txs) <= p.max_block_txs and sum(len(t.encode()) for t in block.txs) <= p.max_block_bytes
 
     def _upon_prepare_quorum(self, slot: Slot) -> None:
         """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""

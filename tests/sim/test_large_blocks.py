@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from simnet import Node, World
 
 TX_PAD = 2000  # bytes of padding per tx: 16 txs make a block of ~37 KB
@@ -144,3 +146,28 @@ def test_a_validator_pushing_many_blocks_does_not_grow_a_replicas_memory() -> No
     actions = replica.handle(pbft.BlockReceived(world.nodes[2].key.public, good))
     assert replica.blocks == {good.block_hash: good}
     assert any(isinstance(a, pbft.Broadcast) and a.message["body"]["kind"] == "prepare" for a in actions)
+
+
+@pytest.mark.parametrize("limit", ["max_block_txs", "max_block_bytes"])
+def test_a_proposal_over_the_genesis_limits_is_refused(limit: str) -> None:
+    """A Byzantine primary's block over max_block_txs or max_block_bytes is never prepared: the
+    replicas leave the view, and the next primary's block commits."""
+    from chain.genesis import Params
+
+    from node import pbft
+    from node.pbft_messages import Prepare, PrePrepare, Signed, parse_signed
+
+    small = {"max_block_txs": 4, "max_block_bytes": 1000}[limit]  # 5 txs of ~280 bytes exceed either
+    params = Params(view_timeout_ms=200, max_view_timeout_ms=3200, **{limit: small})
+    world = World(32, n=4, params=params)
+    primary = world.nodes[0]
+    replica = world.nodes[1].replica
+    txs = world.make_txs(5)
+    world.arrived[1].extend(txs)
+    over = primary.app.build(1, 0, txs, primary.key.public)
+    assert len(over.txs) > params.max_block_txs or sum(len(t.encode()) for t in over.txs) > params.max_block_bytes
+    replica.handle(pbft.BlockReceived(primary.key.public, over))
+    actions = replica.handle(pbft.Received(Signed.sign(primary.key, PrePrepare(0, 1, over.block_hash)).to_plain()))
+    sent = [parse_signed(a.message).msg for a in actions if isinstance(a, pbft.Broadcast)]
+    assert not any(isinstance(m, Prepare) for m in sent)
+    assert replica.view == 1 and replica.in_view_change  # the primary misbehaved
