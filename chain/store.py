@@ -31,7 +31,7 @@ from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"  # 2: the state holds standing/<account> (admission), so roots differ from 1
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 

@@ -68,7 +68,7 @@ from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame
 
 log = logging.getLogger("titlechain.transport")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: blocks with a signer without standing are invalid; state roots include standing
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 
