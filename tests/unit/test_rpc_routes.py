@@ -158,8 +158,8 @@ async def test_mempool_full_is_429(node: FakeNode) -> None:
     node.mempool_cap = 1
     async with rpc_client(node) as client:
         assert (await submit(client, signed(node, nonce="a").to_plain()))[0] == 202
-        status, body = await submit(client, signed(node, nonce="b").to_plain())
-        assert (status, body["error"]["code"]) == (429, "mempool_full")
+        r = await client.post("/v1/txs", json=signed(node, nonce="b").to_plain())
+        assert (r.status, (await r.json())["error"]["code"], r.headers["Retry-After"]) == (429, "mempool_full", "1")
 
 
 async def test_not_ready_refuses_submits_with_503_but_reads_answer(client: TestClient, node: FakeNode) -> None:
