@@ -35,7 +35,7 @@ from contracts.apply import (
 )
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
-from contracts.state import asset_key, read_roles
+from contracts.state import asset_key, read_roles, standing_key
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
@@ -298,7 +298,13 @@ class Ledger:
             return None
 
     def account_answer(self, account: str) -> dict[str, Any]:
-        return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": self.account_assets(account)}
+        view = StoreView(self.store.get)
+        return {
+            "account": account,
+            "roles": read_roles(view, account),
+            "assets": self.account_assets(account),
+            "standing_since": view.get(standing_key(account)),
+        }
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

@@ -147,6 +147,10 @@ class AccountInfo(_Answer):
     account: str = Field(pattern=HEX64)
     roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')
     assets: list[str] = Field(description="asset ids the account owns")
+    standing_since: int | None = Field(
+        description="the height from which the account has standing and so may submit txs (0: the genesis); "
+        "null: the ledger does not know it, and every node refuses its txs with 403 not_permitted"
+    )
 
 
 # -- blocks ------------------------------------------------------------------------------------
