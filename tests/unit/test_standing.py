@@ -13,9 +13,12 @@ from ledger_fixtures import LedgerChain
 from chain.tx import TxError
 from contracts import read_asset
 from contracts.apply import check_block_txs
+from contracts.registry import validate_args
 from contracts.standing import check_standing, has_standing
 from contracts.state import standing_key
 from node.ledger import LedgerError, audit_data_dir
+from node.mempool import Mempool
+from node.validator import LedgerApp
 
 OUTSIDER = seeded_key("outsider")
 
@@ -121,6 +124,11 @@ def test_consensus_refuses_a_block_with_an_outsiders_tx(tmp_path: Path) -> None:
     block = _outsider_block(primary)
     with pytest.raises(LedgerError, match=r"block 2: tx refused \(not_permitted\): tx 1 "):
         replica.ledger.validate(block, {t.tx_id for t in block.txs})  # signatures even trusted
+    # the consensus core's seam: the replica answers "invalid", so it never votes PREPARE for it
+    mempool = Mempool(replica.c.genesis.chain_id, arg_validator=validate_args, is_committed=lambda t: False,
+                      has_standing=replica.ledger.has_standing)
+    app = LedgerApp(replica.ledger, mempool, replica.c.validator_keys[1])
+    assert app.validate(block) is False
     # nor can a certificate make the replica commit it: commit re-validates a block it never saw
     with pytest.raises(LedgerError, match="not_permitted"):
         replica.ledger.commit(block, replica.certify(block))
