@@ -39,8 +39,8 @@ from chain.tx import Tx, TxError, parse_tx
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
-from node.ratelimit import RateLimited, RateLimiter
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from node.ratelimit import RateLimited, RateLimiter
 
 log = logging.getLogger("titlechain.rpc")
 
@@ -310,11 +310,9 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
         try:
             tx = _parse_tx(raw)
             api.submit(tx)
-        except TxError as e:
+        except (ApiError, TxError) as e:
             results.append({"error": {"code": e.code, "message": e.message}})
             retry = retry or TX_ERROR_STATUS.get(e.code) == 429
-        except ApiError as e:
-            results.append({"error": {"code": e.code, "message": e.message}})
         else:
             results.append({"tx_id": tx.tx_id, "status": "pending"})
     # entries refused for a full mempool or a signer's quota may be sent again: say when
