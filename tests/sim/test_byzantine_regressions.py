@@ -42,7 +42,8 @@ def new_view_with_inflated_height(s: Script, byz: int, late: list[int]) -> tuple
     new_view = s.sign(byz, NewView(1, 2, chosen, None))
     app = s.node(late[0]).app
     x = app.build(1, 1, s.world.make_txs(1, start=100), s.world.vset.primary(1).public)
-    pre_prepare = s.sign(byz, PrePrepare(1, 1, x))
+    s.add_block(x)  # pushed by the Byzantine primary ahead of its PRE-PREPARE
+    pre_prepare = s.sign(byz, PrePrepare(1, 1, x.block_hash))
     return new_view, pre_prepare
 
 

@@ -39,7 +39,7 @@ class Scenario:
         txs = self.world.make_txs(2)
         self.block: Block = self.world.nodes[0].app.build(1, 0, txs, self.keys[0].public)
         self.hash = self.block.block_hash
-        self.pre_prepare_0 = self.signed(0, PrePrepare(0, 1, self.block))
+        self.pre_prepare_0 = self.signed(0, PrePrepare(0, 1, self.hash))
 
     def signed(self, idx: int, msg: object) -> dict:
         return Signed.sign(self.keys[idx], msg).to_plain()  # type: ignore[arg-type]
@@ -47,20 +47,22 @@ class Scenario:
     def prepare(self, idx: int, view: int) -> dict:
         return self.signed(idx, Prepare(view, 1, self.hash))
 
-    def feed(self, idx: int, messages: list[dict]) -> list[pbft.Action]:
+    def feed(self, idx: int, messages: list[dict], block_from: int) -> list[pbft.Action]:
+        """The block as its proposer pushes it (blocks travel beside the PRE-PREPARE), then the messages."""
         replica = self.world.nodes[idx].replica
-        return [a for m in messages for a in replica.handle(pbft.Received(m))]
+        actions = replica.handle(pbft.BlockReceived(self.keys[block_from].public, self.block))
+        return actions + [a for m in messages for a in replica.handle(pbft.Received(m))]
 
     def new_view_2(self) -> dict:
         """What v2 broadcasts: VIEW-CHANGEs of 0, 1, 2 and the faulty pair; v1's proves B in view 0."""
         proof = PreparedProof(
-            Signed.sign(self.keys[0], PrePrepare(0, 1, self.block)),
+            Signed.sign(self.keys[0], PrePrepare(0, 1, self.hash)),
             tuple(Signed.sign(self.keys[i], Prepare(0, 1, self.hash)) for i in (1, 2, 5, 6)),
         )
         vcs = tuple(
             Signed.sign(self.keys[i], ViewChange(2, 1, proof if i == 1 else None)) for i in (0, 1, 2, 5, 6)
         )
-        return self.signed(2, NewView(2, 1, vcs, Signed.sign(self.keys[2], PrePrepare(2, 1, self.block))))
+        return self.signed(2, NewView(2, 1, vcs, Signed.sign(self.keys[2], PrePrepare(2, 1, self.hash))))
 
 
 def commit_sig_of(actions: list[pbft.Action], view: int, block_hash: str) -> str:
@@ -79,12 +81,12 @@ def harvested() -> tuple[Scenario, dict[int, dict[str, str]]]:
     s = Scenario()
     by_view: dict[int, dict[str, str]] = {0: {}, 2: {}}
     # view 0: v1 validates B, prepares, sees prepares from v2 and the faulty pair, commits
-    actions = s.feed(1, [s.pre_prepare_0] + [s.prepare(i, 0) for i in (2, 5, 6)])
+    actions = s.feed(1, [s.pre_prepare_0] + [s.prepare(i, 0) for i in (2, 5, 6)], block_from=0)
     by_view[0][s.keys[1].public] = commit_sig_of(actions, 0, s.hash)
     # view 2: v3 and v4 enter it through v2's NEW-VIEW, prepare the re-proposed B, commit
     new_view = s.new_view_2()
     for idx, others in ((3, (4, 5, 6)), (4, (3, 5, 6))):
-        actions = s.feed(idx, [new_view] + [s.prepare(i, 2) for i in others])
+        actions = s.feed(idx, [new_view] + [s.prepare(i, 2) for i in others], block_from=2)
         by_view[2][s.keys[idx].public] = commit_sig_of(actions, 2, s.hash)
     # the faulty pair sign B in both views with their own keys
     for view in (0, 2):
