@@ -278,6 +278,7 @@ class Replica:
         self.timer: tuple[int, int] | None = None
         self.evidence: list[Evidence] = []
         self._seen: dict[tuple[str, str, int, int], Signed] = {}
+        self._convicted: set[tuple[str, str, int, int]] = set()  # keys that have their evidence
         self._out: list[Action] = []
         self._record_saved: VoteRecord | None = None
         self._my_view_change: Signed | None = None
@@ -394,10 +395,17 @@ class Replica:
         if first is None:
             self._seen[key] = signed
             return True
-        if first.digest != signed.digest and msg.kind in ("pre_prepare", "prepare", "commit"):
-            if not any(e.first is first and e.second.digest == signed.digest for e in self.evidence):
-                self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
+        if first.digest != signed.digest and msg.kind in ("pre_prepare", "prepare", "commit") and key not in self._convicted:
+            # one piece of evidence per (sender, kind, view, height) is proof enough; more
+            # conflicting copies would only let a faulty validator grow our memory
+            self._convicted.add(key)
+            self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
         return False
+
+    def take_evidence(self) -> list[Evidence]:
+        """The evidence found since the last call (the driver stores it; the core forgets it)."""
+        out, self.evidence = self.evidence, []
+        return out
 
     # ------------------------------------------------------------ messages in
 
@@ -546,6 +554,7 @@ class Replica:
         self.failed_views = 0
         self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
         self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
+        self._convicted = {k for k in self._convicted if k[3] >= self.height}
         if self.timer is not None:
             self.timer = None
             self._out.append(CancelTimer())

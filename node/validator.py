@@ -50,6 +50,8 @@ from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.evidence import EquivocationEvidence
+from node.evidence_store import EvidenceStore, EvidenceStoreError
 from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
@@ -170,6 +172,12 @@ class Validator:
             on_admitted=self._gossip,
         )
         self.app = LedgerApp(ledger, self.mempool, key)
+        try:
+            self.evidence_store = EvidenceStore(ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
+        for validator, n in self.evidence_store.by_validator.items():
+            self.metrics.on_evidence(validator, n)
         self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
         self.transport = Transport(
             key,
@@ -187,7 +195,6 @@ class Validator:
         self._waiters = _Waiters({})
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
-        self._evidence_seen = 0
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
         self._head_moved = asyncio.Event()
@@ -317,12 +324,19 @@ class Validator:
             raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
-        for ev in self.replica.evidence[self._evidence_seen :]:
+        """Store what the core convicted (synced: a failed write stops the node) and count it."""
+        for ev in self.replica.take_evidence():
+            record = EquivocationEvidence.of(self.genesis.chain_id, self.genesis.hash, ev.first, ev.second)
+            try:
+                stored = self.evidence_store.add(record)
+            except StoreError as e:
+                raise FatalNodeError(f"cannot store equivocation evidence: {e}") from None
             log.warning(
-                "equivocation by validator %s…: two different %s messages for view %d height %d",
-                ev.sender[:12], ev.kind, ev.view, ev.height,
+                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s…%s)",
+                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], " stored" if stored else " not stored",
             )
-        self._evidence_seen = len(self.replica.evidence)
+            if stored:
+                self.metrics.on_evidence(ev.sender)
 
     def _die(self, error: FatalNodeError) -> None:
         log.critical("%s; stopping the node", error)
@@ -585,6 +599,10 @@ class Validator:
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
