@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
 import signal
 import time
@@ -56,6 +57,7 @@ from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
+from node.misbehave import Misbehaviour, MisbehaveError, from_environ
 from node.pbft_messages import MessageError, encode_vote_record
 from node.rpc import serve
 from node.transport import Transport
@@ -186,6 +188,7 @@ class Validator:
             validators=genesis.validators,
             on_message=self._on_peer_message,
         )
+        self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -207,6 +210,22 @@ class Validator:
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _misbehaviour(self) -> Misbehaviour | None:
+        """Test-only tampering (node/misbehave.py), when the environment both asks and enables it."""
+        try:
+            behaviours = from_environ(os.environ)
+        except MisbehaveError as e:
+            raise NodeStartError(str(e)) from None
+        if not behaviours:
+            return None
+        peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
+        bad = Misbehaviour(
+            behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
+            lambda view, height: self.replica.primary(view, height) == self.key.public,
+        )
+        bad.announce()
+        return bad
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -283,14 +302,17 @@ class Validator:
     def _act(self, action: pbft.Action) -> None:
         # a message too large for a frame (e.g. a NEW-VIEW carrying several full blocks) is lost
         # like any other; the core recovers by timeout, and the rest of this step must still run
+        bad = self.misbehaviour
         if isinstance(action, pbft.Broadcast):
             try:
-                self.transport.broadcast(action.message)
+                if bad is None or not bad.outgoing(action.message, None):
+                    self.transport.broadcast(action.message)
             except ValueError as e:
                 log.error("could not broadcast a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.Send):
             try:
-                self.transport.send(action.to, action.message)
+                if bad is None or not bad.outgoing(action.message, action.to):
+                    self.transport.send(action.to, action.message)
             except KeyError:
                 log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
             except ValueError as e:
