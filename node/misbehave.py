@@ -4,14 +4,18 @@ Like CometBFT's e2e "misbehaviors", the node runs its honest consensus core and 
 what leaves it, using its own valid key and well-formed frames, the capabilities a real Byzantine
 validator has. Behaviours:
 
-- `equivocate`: as primary, one PRE-PREPARE to half the peers and a conflicting one (same height
-  and view, the block's time one millisecond later) to the other half; as voter, its PREPARE and
-  COMMIT to every peer, followed by a conflicting one (another block hash, a valid commit
-  signature of it) to half of them.
+- `equivocate`: as primary, its PRE-PREPARE to the first peer and a conflicting one (same height
+  and view, the block's time one millisecond later) to the others, so that neither block can
+  gather a quorum of commits and the honest nodes must change views with a Byzantine block
+  prepared; as voter, its PREPARE and COMMIT to every peer, followed by a conflicting one
+  (another block hash, with a valid commit signature of it) to every other peer.
 - `forge_relay`: the STATUS it sends carries a NEW-VIEW it made up (signed by itself for a view it
   leads, with no quorum of VIEW-CHANGEs behind it); the VIEW-CHANGEs of others it relays (in a
   STATUS or a NEW-VIEW) are altered (a height changed under the original signature); its own
-  VIEW-CHANGE goes to half the peers re-signed with an altered prepared proof (prepares dropped).
+  VIEW-CHANGE goes to every other peer re-signed with an altered prepared proof (prepares
+  dropped), and with it every peer gets an unsolicited STATUS whose NEW-VIEW for that view is
+  attributed to the view's real primary, carries the VIEW-CHANGEs this node holds, and bears a
+  signature that is not that primary's (STATUS relays a NEW-VIEW: it must be authenticated).
 
 It cannot be switched on by accident: the node reads TITLECHAIN_MISBEHAVE only when
 TITLECHAIN_MISBEHAVE_ENABLE holds ENABLE_PHRASE word for word, refuses to start if the first is set
@@ -80,7 +84,8 @@ class Misbehaviour:
     chain_id: str
     peers: list[str]  # the other validators' public keys, in validator-set order
     send: Send
-    leads: Callable[[int, int], bool]  # whether this node is the primary of (view, height)
+    primary: Callable[[int, int], str]  # the public key of the primary of (view, height)
+    held_view_changes: Callable[[int], tuple[Signed, ...]]  # the VIEW-CHANGEs our core holds for a view
     tampered: int = 0
 
     def announce(self) -> None:
@@ -104,6 +109,10 @@ class Misbehaviour:
             if to is None or peer == to:
                 for out in per_peer(i):
                     self.send(peer, out)
+        if "forge_relay" in self.behaviours and isinstance(signed.msg, ViewChange) and to is None:
+            status = self._sign(Status(signed.msg.view, signed.msg.height - 1, None, None, self._impersonated_new_view(signed.msg)))
+            for peer in self.peers:
+                self.send(peer, status)
         self.tampered += 1
         log.warning("misbehaving: tampered with our %s for view %d height %d", signed.kind, signed.msg.view, signed.msg.height)
         return True
@@ -113,7 +122,7 @@ class Misbehaviour:
         if "equivocate" in self.behaviours:
             if isinstance(msg, PrePrepare):
                 alt = self._sign(PrePrepare(msg.view, msg.height, _later(msg.block)))
-                return lambda i: [plain if i % 2 == 0 else alt]
+                return lambda i: [plain if i == 0 else alt]
             if isinstance(msg, (Prepare, Commit)):
                 alt = self._sign(self._other_vote(msg))
                 return lambda i: [plain] if i % 2 == 0 else [plain, alt]
@@ -124,9 +133,11 @@ class Misbehaviour:
             if isinstance(msg, NewView):
                 forged = self._sign(replace(msg, view_changes=_altered(msg.view_changes)))
                 return lambda i: [plain if i % 2 == 0 else forged]
-            if isinstance(msg, ViewChange) and msg.prepared is not None:
-                proof = PreparedProof(msg.prepared.pre_prepare, msg.prepared.prepares[:1])
-                forged = self._sign(replace(msg, prepared=proof))
+            if isinstance(msg, ViewChange):
+                forged = plain
+                if msg.prepared is not None:
+                    proof = PreparedProof(msg.prepared.pre_prepare, msg.prepared.prepares[:1])
+                    forged = self._sign(replace(msg, prepared=proof))
                 return lambda i: [plain if i % 2 == 0 else forged]
         return None
 
@@ -142,9 +153,15 @@ class Misbehaviour:
     def _made_up_new_view(self, msg: Status) -> Signed:
         """A NEW-VIEW for the next view this node leads, with no VIEW-CHANGE quorum behind it."""
         view = msg.view + 1
-        while not self.leads(view, msg.height + 1):
+        while self.primary(view, msg.height + 1) != self.key.public:
             view += 1
         return Signed.sign(self.key, NewView(view, msg.height + 1, (), None))
+
+    def _impersonated_new_view(self, msg: ViewChange) -> Signed:
+        """A NEW-VIEW for msg.view "from" its real primary, with the VIEW-CHANGEs we hold for it and
+        no re-proposal, signed by us (the primary's own signature is beyond any attacker)."""
+        new_view = NewView(msg.view, msg.height, self.held_view_changes(msg.view), None)
+        return Signed(new_view, self.primary(msg.view, msg.height), Signed.sign(self.key, new_view).sig)
 
 
 def _later(block: Block) -> Block:

@@ -391,16 +391,28 @@ class Replica:
         """False for a duplicate; equivocation is recorded as evidence and also refused."""
         msg = signed.msg
         key = (signed.sender, msg.kind, msg.view, msg.height)
-        first = self._seen.get(key)
-        if first is None:
+        if key not in self._seen:
             self._seen[key] = signed
             return True
-        if first.digest != signed.digest and msg.kind in ("pre_prepare", "prepare", "commit") and key not in self._convicted:
-            # one piece of evidence per (sender, kind, view, height) is proof enough; more
-            # conflicting copies would only let a faulty validator grow our memory
+        self._witness(signed)
+        return False
+
+    def _witness(self, signed: Signed) -> None:
+        """Record evidence if an authentic `signed` conflicts with what its sender sent us directly.
+
+        Called for every message taken (`_record`) and for the authentic messages inside prepared
+        proofs: a primary that sent each peer another PRE-PREPARE is caught when a peer's proof
+        shows us the one we did not get. One piece of evidence per (sender, kind, view, height)
+        is proof enough; more conflicting copies would only let a faulty validator grow our memory.
+        """
+        msg = signed.msg
+        key = (signed.sender, msg.kind, msg.view, msg.height)
+        first = self._seen.get(key)
+        if first is None or first.digest == signed.digest or key in self._convicted:
+            return
+        if msg.kind in ("pre_prepare", "prepare", "commit"):
             self._convicted.add(key)
             self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
-        return False
 
     def take_evidence(self) -> list[Evidence]:
         """The evidence found since the last call (the driver stores it; the core forgets it)."""
@@ -647,6 +659,7 @@ class Replica:
         vset = self.vset(height)
         if pp.sender != vset.primary(msg.view).public or not self._authentic(pp, height):
             return False
+        self._witness(pp)
         senders: set[str] = set()
         for p in proof.prepares:
             m = p.msg
@@ -654,6 +667,7 @@ class Replica:
                 return False
             if p.sender in senders or p.sender == pp.sender or not self._authentic(p, height):
                 return False
+            self._witness(p)
             senders.add(p.sender)
         return len(senders) + 1 >= vset.quorum
 

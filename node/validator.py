@@ -222,7 +222,7 @@ class Validator:
         peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
         bad = Misbehaviour(
             behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
-            lambda view, height: self.replica.primary(view, height) == self.key.public,
+            self.replica.primary, lambda view: tuple(self.replica.view_changes.get(view, {}).values()),
         )
         bad.announce()
         return bad

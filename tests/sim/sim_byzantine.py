@@ -21,7 +21,7 @@ from simnet import next_state_root
 if TYPE_CHECKING:
     from simnet import Node, World
 
-BEHAVIOURS = ("silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
+BEHAVIOURS = ("silent", "equivocate", "split", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
 
 OUTSIDER = seeded_key("sim-outsider")
 
@@ -39,11 +39,14 @@ def install(world: World, node: Node) -> None:
         signed = parse_signed(message)
         others = [n for n in world.nodes if n is not node]
         msg = signed.msg
-        if "equivocate" in behaviours and isinstance(msg, PrePrepare):
+        if ("equivocate" in behaviours or "split" in behaviours) and isinstance(msg, PrePrepare):
+            # equivocate: every other peer gets the other block (a quorum may still form);
+            # split: only the first peer gets ours, so neither block can commit in this view
             alt = _with_header(msg.block, time=msg.block.header.time + 1)
             alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt)).to_plain()
             for i, dst in enumerate(others):
-                world.transmit(node, dst, message if i % 2 == 0 else alt_msg)
+                ours = i == 0 if "split" in behaviours else i % 2 == 0
+                world.transmit(node, dst, message if ours else alt_msg)
         elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
             other_hash = hash_hex(msg.block_hash.encode())
             if isinstance(msg, Prepare):

@@ -30,7 +30,7 @@ def _node(behaviours: set[str]) -> tuple[Misbehaviour, list[tuple[str, Any]]]:
     keys = c.validator_keys
     bad = Misbehaviour(
         frozenset(behaviours), keys[0], c.genesis.chain_id, [k.public for k in keys[1:]],
-        lambda peer, msg: sent.append((peer, msg)), lambda view, height: view % 4 == 0,
+        lambda peer, msg: sent.append((peer, msg)), lambda view, height: keys[view % 4].public, lambda view: (),
     )
     return bad, sent
 
@@ -49,7 +49,7 @@ def test_equivocating_primary_splits_its_pre_prepare() -> None:
     got = _by_peer(sent)
     hashes = [msgs[0].msg.block_hash for msgs in got.values()]  # type: ignore[union-attr]
     assert len(got) == 3 and all(len(m) == 1 for m in got.values())
-    assert hashes[0] == hashes[2] == block.block_hash != hashes[1]
+    assert hashes[0] == block.block_hash != hashes[1] == hashes[2]
     assert all(verify(m.sender, Domain.CONSENSUS, m.body_bytes, m.sig) for ms in got.values() for m in ms)
 
 
@@ -82,7 +82,17 @@ def test_forged_status_carries_a_made_up_new_view_and_an_altered_relay() -> None
 
 def test_honest_messages_of_other_kinds_and_others_pass_through() -> None:
     bad, sent = _node({"equivocate"})
-    assert not bad.outgoing(Signed.sign(bad.key, ViewChange(1, 1, None)).to_plain(), None)
+    assert not bad.outgoing(Signed.sign(bad.key, ViewChange(1, 1, None)).to_plain(), None)  # no forge_relay
     other = make_consortium(4).validator_keys[1]
     assert not bad.outgoing(Signed.sign(other, Prepare(0, 1, hash_hex(b"x"))).to_plain(), None)
     assert not bad.outgoing({"kind": "txs"}, None) and sent == []
+
+
+def test_forged_view_change_goes_with_an_impersonated_new_view() -> None:
+    bad, sent = _node({"forge_relay"})
+    assert bad.outgoing(Signed.sign(bad.key, ViewChange(1, 6, None)).to_plain(), None)
+    statuses = [parse_signed(m) for _, m in sent if m["body"]["kind"] == "status"]
+    assert len(statuses) == 3
+    nv = statuses[0].msg.new_view  # type: ignore[union-attr]
+    assert nv is not None and nv.sender == bad.primary(1, 6) != bad.key.public
+    assert not verify(nv.sender, Domain.CONSENSUS, nv.body_bytes, nv.sig)
