@@ -13,9 +13,9 @@ validator has. Behaviours:
   leads, with no quorum of VIEW-CHANGEs behind it); the VIEW-CHANGEs of others it relays (in a
   STATUS or a NEW-VIEW) are altered (a height changed under the original signature); its own
   VIEW-CHANGE goes to every other peer re-signed with an altered prepared proof (prepares
-  dropped), and with it every peer gets an unsolicited STATUS whose NEW-VIEW for that view is
+  dropped); and while it changes views, every peer gets unsolicited STATUSes whose NEW-VIEW is
   attributed to the view's real primary, carries the VIEW-CHANGEs this node holds, and bears a
-  signature that is not that primary's (STATUS relays a NEW-VIEW: it must be authenticated).
+  signature that is not that primary's (a STATUS relays a NEW-VIEW: it must be authenticated).
 
 It cannot be switched on by accident: the node reads TITLECHAIN_MISBEHAVE only when
 TITLECHAIN_MISBEHAVE_ENABLE holds ENABLE_PHRASE word for word, refuses to start if the first is set
@@ -85,8 +85,10 @@ class Misbehaviour:
     peers: list[str]  # the other validators' public keys, in validator-set order
     send: Send
     primary: Callable[[int, int], str]  # the public key of the primary of (view, height)
-    held_view_changes: Callable[[int], tuple[Signed, ...]]  # the VIEW-CHANGEs our core holds for a view
+    # while our core changes views: (view, height, the VIEW-CHANGEs it holds for that view)
+    changing_view: Callable[[], tuple[int, int, tuple[Signed, ...]] | None]
     tampered: int = 0
+    _impersonated: tuple[int, int] = (-1, -1)  # (view, how many VIEW-CHANGEs) of the last impersonation
 
     def announce(self) -> None:
         log.critical(
@@ -109,13 +111,30 @@ class Misbehaviour:
             if to is None or peer == to:
                 for out in per_peer(i):
                     self.send(peer, out)
-        if "forge_relay" in self.behaviours and isinstance(signed.msg, ViewChange) and to is None:
-            status = self._sign(Status(signed.msg.view, signed.msg.height - 1, None, None, self._impersonated_new_view(signed.msg)))
-            for peer in self.peers:
-                self.send(peer, status)
         self.tampered += 1
         log.warning("misbehaving: tampered with our %s for view %d height %d", signed.kind, signed.msg.view, signed.msg.height)
         return True
+
+    def after_step(self) -> None:
+        """After each event our core handled: while it changes views, send every peer a STATUS whose
+        NEW-VIEW is attributed to the view's real primary, carries the VIEW-CHANGEs we hold (once
+        more of them arrived) and no re-proposal, and bears our signature instead of the primary's."""
+        if "forge_relay" not in self.behaviours:
+            return
+        changing = self.changing_view()
+        if changing is None:
+            return
+        view, height, held = changing
+        if (view, len(held)) <= self._impersonated:
+            return
+        self._impersonated = (view, len(held))
+        body = NewView(view, height, held, None)
+        new_view = Signed(body, self.primary(view, height), Signed.sign(self.key, body).sig)
+        status = self._sign(Status(view, height - 1, None, None, new_view))
+        for peer in self.peers:
+            self.send(peer, status)
+        self.tampered += 1
+        log.warning("misbehaving: sent a NEW-VIEW for view %d impersonating its primary (%d VIEW-CHANGEs)", view, len(held))
 
     def _tamper(self, signed: Signed) -> Callable[[int], list[Any]] | None:
         msg, plain = signed.msg, signed.to_plain()
@@ -156,12 +175,6 @@ class Misbehaviour:
         while self.primary(view, msg.height + 1) != self.key.public:
             view += 1
         return Signed.sign(self.key, NewView(view, msg.height + 1, (), None))
-
-    def _impersonated_new_view(self, msg: ViewChange) -> Signed:
-        """A NEW-VIEW for msg.view "from" its real primary, with the VIEW-CHANGEs we hold for it and
-        no re-proposal, signed by us (the primary's own signature is beyond any attacker)."""
-        new_view = NewView(msg.view, msg.height, self.held_view_changes(msg.view), None)
-        return Signed(new_view, self.primary(msg.view, msg.height), Signed.sign(self.key, new_view).sig)
 
 
 def _later(block: Block) -> Block:

@@ -58,7 +58,7 @@ from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.misbehave import Misbehaviour, MisbehaveError, from_environ
-from node.pbft_messages import MessageError, encode_vote_record
+from node.pbft_messages import MessageError, Signed, encode_vote_record
 from node.rpc import serve
 from node.transport import Transport
 from node.wire import (
@@ -222,10 +222,14 @@ class Validator:
         peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
         bad = Misbehaviour(
             behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
-            self.replica.primary, lambda view: tuple(self.replica.view_changes.get(view, {}).values()),
+            self.replica.primary, self._changing_view,
         )
         bad.announce()
         return bad
+
+    def _changing_view(self) -> tuple[int, int, tuple[Signed, ...]] | None:
+        r = self.replica
+        return (r.view, r.height, tuple(r.view_changes.get(r.view, {}).values())) if r.in_view_change else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -294,6 +298,8 @@ class Validator:
                 for action in actions:
                     self._act(action)
                 self._note_evidence()
+                if self.misbehaviour is not None:
+                    self.misbehaviour.after_step()
         except FatalNodeError as e:
             self._die(e)
         finally:

@@ -24,13 +24,17 @@ def test_off_by_default_and_never_by_accident() -> None:
     assert from_environ({ENV: "equivocate, forge_relay", ENABLE_ENV: ENABLE_PHRASE}) == {"equivocate", "forge_relay"}
 
 
+changing: list[Any] = [None]
+
+
 def _node(behaviours: set[str]) -> tuple[Misbehaviour, list[tuple[str, Any]]]:
     c = make_consortium(4)
+    changing[0] = None
     sent: list[tuple[str, Any]] = []
     keys = c.validator_keys
     bad = Misbehaviour(
         frozenset(behaviours), keys[0], c.genesis.chain_id, [k.public for k in keys[1:]],
-        lambda peer, msg: sent.append((peer, msg)), lambda view, height: keys[view % 4].public, lambda view: (),
+        lambda peer, msg: sent.append((peer, msg)), lambda view, height: keys[view % 4].public, lambda: changing[0],
     )
     return bad, sent
 
@@ -88,11 +92,16 @@ def test_honest_messages_of_other_kinds_and_others_pass_through() -> None:
     assert not bad.outgoing({"kind": "txs"}, None) and sent == []
 
 
-def test_forged_view_change_goes_with_an_impersonated_new_view() -> None:
+def test_while_changing_views_it_impersonates_the_new_primary() -> None:
     bad, sent = _node({"forge_relay"})
-    assert bad.outgoing(Signed.sign(bad.key, ViewChange(1, 6, None)).to_plain(), None)
-    statuses = [parse_signed(m) for _, m in sent if m["body"]["kind"] == "status"]
-    assert len(statuses) == 3
+    bad.after_step()
+    assert sent == []  # not changing views
+    held = (Signed.sign(make_consortium(4).validator_keys[2], ViewChange(1, 6, None)),)
+    changing[0] = (1, 6, held)
+    bad.after_step()
+    bad.after_step()  # nothing new held: not again
+    statuses = [parse_signed(m) for _, m in sent]
+    assert len(statuses) == 3 and all(s.kind == "status" for s in statuses)
     nv = statuses[0].msg.new_view  # type: ignore[union-attr]
-    assert nv is not None and nv.sender == bad.primary(1, 6) != bad.key.public
+    assert nv is not None and nv.sender == bad.primary(1, 6) != bad.key.public and nv.msg.view_changes == held
     assert not verify(nv.sender, Domain.CONSENSUS, nv.body_bytes, nv.sig)
