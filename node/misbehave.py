@@ -30,9 +30,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chain.block import Block, sign_commit
-from chain.crypto import KeyPair
+from chain.block import Block
+from chain.crypto import Domain, KeyPair
 from chain.encoding import hash_hex
+from node.pbft import _commit_bytes  # the core's own definition of what a commit signature covers
 from node.pbft_messages import (
     Commit,
     MessageError,
@@ -167,7 +168,9 @@ class Misbehaviour:
         other = hash_hex(b"misbehave/" + msg.block_hash.encode())
         if isinstance(msg, Prepare):
             return Prepare(msg.view, msg.height, other)
-        return Commit(msg.view, msg.height, other, sign_commit(self.key, self.chain_id, msg.height, other))
+        # signed over exactly the bytes the core checks (whatever fields they come to cover)
+        unsigned = Commit(msg.view, msg.height, other, "")
+        return replace(unsigned, commit_sig=self.key.sign(Domain.COMMIT, _commit_bytes(self.chain_id, unsigned)))
 
     def _made_up_new_view(self, msg: Status) -> Signed:
         """A NEW-VIEW for the next view this node leads, with no VIEW-CHANGE quorum behind it."""

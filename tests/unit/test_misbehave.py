@@ -10,6 +10,7 @@ from chain.crypto import Domain, verify
 from chain.encoding import hash_hex
 from factories import make_block, make_consortium
 from node.misbehave import ENABLE_ENV, ENABLE_PHRASE, ENV, Misbehaviour, MisbehaveError, from_environ
+from node.pbft import _commit_bytes
 from node.pbft_messages import Commit, NewView, Prepare, PrePrepare, Signed, Status, ViewChange, parse_signed
 
 
@@ -67,6 +68,8 @@ def test_equivocating_voter_sends_a_conflicting_vote_to_half_the_peers(kind: str
     assert counts == [1, 2, 1]
     second = _by_peer(sent)[bad.peers[1]][1]
     assert second.msg.block_hash != h and second.kind == kind  # type: ignore[union-attr]
+    if isinstance(second.msg, Commit):  # a real vote: its commit signature holds, for the other block
+        assert verify(bad.key.public, Domain.COMMIT, _commit_bytes(bad.chain_id, second.msg), second.msg.commit_sig)
 
 
 def test_forged_status_carries_a_made_up_new_view_and_an_altered_relay() -> None:
@@ -103,5 +106,6 @@ def test_while_changing_views_it_impersonates_the_new_primary() -> None:
     statuses = [parse_signed(m) for _, m in sent]
     assert len(statuses) == 3 and all(s.kind == "status" for s in statuses)
     nv = statuses[0].msg.new_view  # type: ignore[union-attr]
-    assert nv is not None and nv.sender == bad.primary(1, 6) != bad.key.public and nv.msg.view_changes == held
+    assert nv is not None and isinstance(nv.msg, NewView) and nv.msg.view_changes == held
+    assert nv.sender == bad.primary(1, 6) != bad.key.public
     assert not verify(nv.sender, Domain.CONSENSUS, nv.body_bytes, nv.sig)
