@@ -48,6 +48,10 @@ def test_a_byzantine_validator_cannot_split_the_chain_and_is_convicted(cluster: 
                  f"{BLOCKS_UNDER_ATTACK} blocks on every honest node under attack")
         wait_for(lambda: any(evidence_on(i) for i in honest), 20, "an honest node to store equivocation evidence")
     assert not load.errors, load.errors[:3]
+    # the attacks were made: a split proposal (so a view change), and NEW-VIEWs forged during it
+    attacks = log_file.read_text()
+    assert "tampered with our pre_prepare" in attacks and "impersonating its primary" in attacks
+    assert all(cluster.status(i)["view"] >= 1 for i in honest)
     for i in honest:
         with cluster.client(i) as c:
             wait_for(lambda c=c: all(c.tx(t)["status"] == "committed" for t in load.sent), 30, f"every tx committed on node {i}")
