@@ -38,7 +38,9 @@ from node.pbft_messages import MessageError, Signed, parse_signed
 EVIDENCE_VERSION = 1
 EVIDENCE_TYPE = "equivocation"
 EQUIVOCATION_KINDS = ("pre_prepare", "prepare", "commit")  # one per (view, height) per validator
-CORE_FIELDS = frozenset({"version", "type", "chain_id", "genesis_hash", "validator", "kind", "view", "height", "first", "second"})
+CORE_FIELDS = frozenset(
+    {"version", "type", "chain_id", "genesis_hash", "validator", "kind", "view", "height", "first", "second"}
+)
 LINK_FIELDS = frozenset({"validator_changes", "anchor"})
 
 
@@ -106,9 +108,13 @@ def parse_core(obj: Any) -> EquivocationEvidence:
     and each signature valid under the consensus domain.
     """
     if type(obj) is not dict or not CORE_FIELDS <= set(obj) or not set(obj) <= CORE_FIELDS | LINK_FIELDS:
-        raise EvidenceError(f"record: must have the fields {sorted(CORE_FIELDS)} (and optionally {sorted(LINK_FIELDS)})")
+        raise EvidenceError(
+            f"record: must have the fields {sorted(CORE_FIELDS)} (and optionally {sorted(LINK_FIELDS)})"
+        )
     if type(obj["version"]) is not int or obj["version"] != EVIDENCE_VERSION:
-        raise EvidenceError(f"version: this verifier reads version {EVIDENCE_VERSION}, the record is {obj['version']!r}")
+        raise EvidenceError(
+            f"version: this verifier reads version {EVIDENCE_VERSION}, the record is {obj['version']!r}"
+        )
     if obj["type"] != EVIDENCE_TYPE:
         raise EvidenceError(f"type: must be {EVIDENCE_TYPE!r}")
     if type(obj["chain_id"]) is not str or not is_hex(obj["genesis_hash"], 32) or not is_hex(obj["validator"], 32):
@@ -133,7 +139,9 @@ def parse_core(obj: Any) -> EquivocationEvidence:
         raise EvidenceError("second: the same message as first; equivocation needs two different ones")
     if first.digest > second.digest:
         raise EvidenceError("first, second: not in canonical order (the smaller body digest first)")
-    return EquivocationEvidence(obj["chain_id"], obj["genesis_hash"], obj["validator"], obj["kind"], obj["view"], obj["height"], first, second)
+    return EquivocationEvidence(
+        obj["chain_id"], obj["genesis_hash"], obj["validator"], obj["kind"], obj["view"], obj["height"], first, second
+    )
 
 
 def _check_message(name: str, signed: Signed, obj: dict[str, Any]) -> None:

@@ -82,7 +82,8 @@ class EvidenceStore:
         raw = ev.encode_core()
         if len(self._names) >= self.max_records or self._bytes + len(raw) > self.max_bytes:
             log.error(
-                "evidence store full (%d records, %d bytes): not storing %s evidence against %s… at view %d height %d",
+                "evidence store full (%d records, %d bytes): not storing %s evidence against %s… "
+                "at view %d height %d",
                 len(self._names), self._bytes, ev.kind, ev.validator[:12], ev.view, ev.height,
             )
             return False
@@ -93,7 +94,9 @@ class EvidenceStore:
         self.by_validator[ev.validator] = self.by_validator.get(ev.validator, 0) + 1
         return True
 
-    def listing(self, offset: int, limit: int, validator: str | None = None, max_bytes: int = 8 * 1024 * 1024) -> Listed:
+    def listing(
+        self, offset: int, limit: int, validator: str | None = None, max_bytes: int = 8 * 1024 * 1024
+    ) -> Listed:
         """Full records in key order from `offset`, at most `limit` and about `max_bytes` of cores
         (one record always fits); records whose links are not yet committed here are left out."""
         names = [n for n in self._names if validator is None or n.startswith(f"{META_PREFIX}{validator}_")]

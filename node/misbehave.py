@@ -113,7 +113,8 @@ class Misbehaviour:
                 for out in per_peer(i):
                     self.send(peer, out)
         self.tampered += 1
-        log.warning("misbehaving: tampered with our %s for view %d height %d", signed.kind, signed.msg.view, signed.msg.height)
+        msg = signed.msg
+        log.warning("misbehaving: tampered with our %s for view %d height %d", signed.kind, msg.view, msg.height)
         return True
 
     def after_step(self) -> None:
@@ -135,7 +136,9 @@ class Misbehaviour:
         for peer in self.peers:
             self.send(peer, status)
         self.tampered += 1
-        log.warning("misbehaving: sent a NEW-VIEW for view %d impersonating its primary (%d VIEW-CHANGEs)", view, len(held))
+        log.warning(
+            "misbehaving: sent a NEW-VIEW for view %d impersonating its primary (%d VIEW-CHANGEs)", view, len(held)
+        )
 
     def _tamper(self, signed: Signed) -> Callable[[int], list[Any]] | None:
         msg, plain = signed.msg, signed.to_plain()
@@ -148,7 +151,8 @@ class Misbehaviour:
                 return lambda i: [plain] if i % 2 == 0 else [plain, alt]
         if "forge_relay" in self.behaviours:
             if isinstance(msg, Status):
-                forged = self._sign(replace(msg, new_view=self._made_up_new_view(msg), view_changes=_altered(msg.view_changes)))
+                made_up = self._made_up_new_view(msg)
+                forged = self._sign(replace(msg, new_view=made_up, view_changes=_altered(msg.view_changes)))
                 return lambda i: [forged]
             if isinstance(msg, NewView):
                 forged = self._sign(replace(msg, view_changes=_altered(msg.view_changes)))

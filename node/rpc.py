@@ -534,13 +534,15 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("height", "path", {"type": "integer", "minimum": 1}, "a height; blocks start at 1", True),)),
     Route(
         "GET", "/v1/evidence", list_evidence,
-        "Equivocation evidence this node holds: self-verifying records (verify offline with `titlechain audit verify-evidence`)",
+        "Equivocation evidence this node holds: self-verifying records "
+        "(verify offline with `titlechain audit verify-evidence`)",
         "read", ok=(200, m.EvidenceList), errors=(400,),
         params=(
             Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_EVIDENCE_OFFSET, "default": 0},
                   "skip this many records"),
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_EVIDENCE_LIMIT,
-                                     "default": DEFAULT_EVIDENCE_LIMIT}, "at most this many records (pages also stop at ~8 MiB)"),
+                                     "default": DEFAULT_EVIDENCE_LIMIT},
+                  "at most this many records (pages also stop at ~8 MiB)"),
             Param("validator", "query", {"type": "string", "pattern": m.HEX64}, "only records against this validator"),
         ),
     ),

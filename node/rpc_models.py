@@ -159,7 +159,9 @@ class EvidenceRecord(_Answer):
     first: dict[str, Any] = Field(description="a signed consensus message {body, sender, sig}; the smaller body digest")
     second: dict[str, Any] = Field(description="the conflicting signed message")
     validator_changes: list[dict[str, Any]] = Field(description="certified validator-set changes below the height")
-    anchor: dict[str, Any] | None = Field(description="{header, certificate} of block height-1, or null when not needed")
+    anchor: dict[str, Any] | None = Field(
+        description="{header, certificate} of block height-1, or null when not needed"
+    )
 
 
 class EvidenceList(_Answer):

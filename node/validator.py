@@ -360,8 +360,8 @@ class Validator:
             except StoreError as e:
                 raise FatalNodeError(f"cannot store equivocation evidence: {e}") from None
             log.warning(
-                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s…%s)",
-                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], " stored" if stored else " not stored",
+                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s… %s)",
+                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], "stored" if stored else "not stored",
             )
             if stored:
                 self.metrics.on_evidence(ev.sender)

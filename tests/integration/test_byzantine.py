@@ -25,7 +25,8 @@ BLOCKS_UNDER_ATTACK = 8
 
 
 def titlechain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node", *args], capture_output=True, text=True, timeout=120, check=False)
+    command = [sys.executable, "-m", "node", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_a_byzantine_validator_cannot_split_the_chain_and_is_convicted(cluster: Cluster, tmp_path: Path) -> None:
@@ -54,7 +55,8 @@ def test_a_byzantine_validator_cannot_split_the_chain_and_is_convicted(cluster: 
     assert all(cluster.status(i)["view"] >= 1 for i in honest)
     for i in honest:
         with cluster.client(i) as c:
-            wait_for(lambda c=c: all(c.tx(t)["status"] == "committed" for t in load.sent), 30, f"every tx committed on node {i}")
+            wait_for(lambda c=c: all(c.tx(t)["status"] == "committed" for t in load.sent), 30,
+                     f"every tx committed on node {i}")
 
     # one chain: every honest node holds the same block at every height the lowest of them reached
     top = min(cluster.status(i)["height"] for i in honest)
@@ -82,5 +84,6 @@ def test_a_byzantine_validator_cannot_split_the_chain_and_is_convicted(cluster: 
 
     cluster.stop()
     for i in honest:
-        r = titlechain("audit", "verify", "--data-dir", cluster.nodes[i]["data_dir"], "--genesis", cluster.manifest["genesis"])
+        data_dir = cluster.nodes[i]["data_dir"]
+        r = titlechain("audit", "verify", "--data-dir", data_dir, "--genesis", cluster.manifest["genesis"])
         assert r.returncode == 0, (cluster.nodes[i]["node_id"], r.stdout[-2000:], r.stderr[-2000:])
