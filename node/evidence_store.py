@@ -5,7 +5,8 @@ meta record `m/evidence_<validator>_<kind>_<view>_<height>` (numbers zero-padded
 in order), written synced before the node goes on: evidence that a validator attacked the chain
 must survive a crash. Bounds: one record per (validator, kind, view, height) -- the first pair
 seen is proof enough -- and at most MAX_RECORDS records and MAX_BYTES bytes in all (a record
-holds two messages, a PRE-PREPARE pair up to two frames); past the cap new evidence is logged
+holds two consensus messages, about a kilobyte: blocks travel beside PRE-PREPAREs, not inside
+them, but a bound must not rest on that); past the cap new evidence is logged
 but not stored, and the oldest records, the ones members may already have cited, stay.
 
 Serving adds the links from the genesis to the validator set of the record's height, read from
@@ -27,7 +28,7 @@ log = logging.getLogger("titlechain.node")
 
 META_PREFIX = "evidence_"
 MAX_RECORDS = 256
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 16 * 1024 * 1024
 
 
 class EvidenceStoreError(RuntimeError):

@@ -4,10 +4,10 @@ Like CometBFT's e2e "misbehaviors", the node runs its honest consensus core and 
 what leaves it, using its own valid key and well-formed frames, the capabilities a real Byzantine
 validator has. Behaviours:
 
-- `equivocate`: as primary, its PRE-PREPARE to the first peer and a conflicting one (same height
-  and view, the block's time one millisecond later) to the others, so that neither block can
-  gather a quorum of commits and the honest nodes must change views with a Byzantine block
-  prepared; as voter, its PREPARE and COMMIT to every peer, followed by a conflicting one
+- `equivocate`: as primary, its PRE-PREPARE to the first peer and to the others a conflicting one
+  (same height and view, naming a block whose time is one millisecond later, pushed to them just
+  before it), so that neither block can gather a quorum of commits and the honest nodes must
+  change views with a Byzantine block prepared; as voter, its PREPARE and COMMIT to every peer, followed by a conflicting one
   (another block hash, with a valid commit signature of it) to every other peer.
 - `forge_relay`: the STATUS it sends carries a NEW-VIEW it made up (signed by itself for a view it
   leads, with no quorum of VIEW-CHANGEs behind it); the VIEW-CHANGEs of others it relays (in a
@@ -55,6 +55,7 @@ ENABLE_PHRASE = "this node attacks its consortium: tests only"
 BEHAVIOURS = frozenset({"equivocate", "forge_relay"})
 
 Send = Callable[[str, Any], None]  # (peer public key, plain message)
+PushBlock = Callable[[str, Block], None]  # (peer public key, block): a block frame
 
 
 class MisbehaveError(ValueError):
@@ -85,6 +86,8 @@ class Misbehaviour:
     chain_id: str
     peers: list[str]  # the other validators' public keys, in validator-set order
     send: Send
+    push_block: PushBlock
+    block_by_hash: Callable[[str], Block | None]  # a block our core holds (its own proposal)
     primary: Callable[[int, int], str]  # the public key of the primary of (view, height)
     # while our core changes views: (view, height, the VIEW-CHANGEs it holds for that view)
     changing_view: Callable[[], tuple[int, int, tuple[Signed, ...]] | None]
@@ -143,8 +146,12 @@ class Misbehaviour:
     def _tamper(self, signed: Signed) -> Callable[[int], list[Any]] | None:
         msg, plain = signed.msg, signed.to_plain()
         if "equivocate" in self.behaviours:
-            if isinstance(msg, PrePrepare):
-                alt = self._sign(PrePrepare(msg.view, msg.height, _later(msg.block)))
+            block = self.block_by_hash(msg.block_hash) if isinstance(msg, PrePrepare) else None
+            if isinstance(msg, PrePrepare) and block is not None:
+                later = _later(block)
+                alt = self._sign(PrePrepare(msg.view, msg.height, later.block_hash))
+                for peer in self.peers[1:]:
+                    self.push_block(peer, later)  # ahead of the PRE-PREPARE naming it, on each link
                 return lambda i: [plain if i == 0 else alt]
             if isinstance(msg, (Prepare, Commit)):
                 alt = self._sign(self._other_vote(msg))

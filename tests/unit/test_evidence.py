@@ -79,9 +79,11 @@ def test_a_pre_prepare_pair_verifies(chain: LedgerChain, tmp_path: Path) -> None
     block = chain.ledger.store.get_block(5)
     assert block is not None
     key = chain.c.validator_keys[0]
-    a = Signed.sign(key, PrePrepare(1, 5, block))
-    b = Signed.sign(key, PrePrepare(2, 5, block))  # another view: not equivocation
-    c = Signed.sign(key, PrePrepare(1, 5, chain.ledger.store.get_block(4)))  # type: ignore[arg-type]
+    other = chain.ledger.store.get_block(4)
+    assert other is not None
+    a = Signed.sign(key, PrePrepare(1, 5, block.block_hash))
+    b = Signed.sign(key, PrePrepare(2, 5, block.block_hash))  # another view: not equivocation
+    c = Signed.sign(key, PrePrepare(1, 5, other.block_hash))
     g = chain.c.genesis
     record = full(chain, EquivocationEvidence.of(g.chain_id, g.hash, a, c), tmp_path)
     assert verify_evidence(record, g).ok

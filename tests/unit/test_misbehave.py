@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from chain.block import Block
 from chain.crypto import Domain, verify
 from chain.encoding import hash_hex
 from factories import make_block, make_consortium
@@ -26,16 +27,20 @@ def test_off_by_default_and_never_by_accident() -> None:
 
 
 changing: list[Any] = [None]
+BLOCK, _ = make_block(make_consortium(4), 3, hash_hex(b"prev"), [])
+pushed: list[tuple[str, Block]] = []
 
 
 def _node(behaviours: set[str]) -> tuple[Misbehaviour, list[tuple[str, Any]]]:
     c = make_consortium(4)
     changing[0] = None
+    pushed.clear()
     sent: list[tuple[str, Any]] = []
     keys = c.validator_keys
     bad = Misbehaviour(
         frozenset(behaviours), keys[0], c.genesis.chain_id, [k.public for k in keys[1:]],
-        lambda peer, msg: sent.append((peer, msg)), lambda view, height: keys[view % 4].public, lambda: changing[0],
+        lambda peer, msg: sent.append((peer, msg)), lambda peer, block: pushed.append((peer, block)),
+        {BLOCK.block_hash: BLOCK}.get, lambda view, height: keys[view % 4].public, lambda: changing[0],
     )
     return bad, sent
 
@@ -49,12 +54,14 @@ def _by_peer(sent: list[tuple[str, Any]]) -> dict[str, list[Signed]]:
 
 def test_equivocating_primary_splits_its_pre_prepare() -> None:
     bad, sent = _node({"equivocate"})
-    block, _ = make_block(make_consortium(4), 3, hash_hex(b"prev"), [])
-    assert bad.outgoing(Signed.sign(bad.key, PrePrepare(0, 3, block)).to_plain(), None)
+    assert bad.outgoing(Signed.sign(bad.key, PrePrepare(0, 3, BLOCK.block_hash)).to_plain(), None)
     got = _by_peer(sent)
     hashes = [msgs[0].msg.block_hash for msgs in got.values()]  # type: ignore[union-attr]
     assert len(got) == 3 and all(len(m) == 1 for m in got.values())
-    assert hashes[0] == block.block_hash != hashes[1] == hashes[2]
+    assert hashes[0] == BLOCK.block_hash != hashes[1] == hashes[2]
+    # the other block went, whole, to the peers that were told of it
+    assert [(p, b.block_hash) for p, b in pushed] == [(p, hashes[1]) for p in bad.peers[1:]]
+    assert pushed[0][1].header.height == 3 and pushed[0][1].txs == BLOCK.txs
     assert all(verify(m.sender, Domain.CONSENSUS, m.body_bytes, m.sig) for ms in got.values() for m in ms)
 
 
