@@ -20,6 +20,7 @@ from ledger_fixtures import LedgerChain, build_story
 from node.cli import main
 from node.evidence import EquivocationEvidence, parse_core, verify_evidence
 from node.evidence_store import EvidenceStore
+from node.metrics import NodeMetrics
 from node.pbft_messages import Prepare, PrePrepare, Signed
 
 NEW = seeded_key("validator-new")
@@ -197,3 +198,10 @@ def test_the_signature_is_over_the_consensus_domain(chain: LedgerChain, tmp_path
     record["first"]["sig"] = key.sign(Domain.TX, ev.first.body_bytes)
     record["second"]["sig"] = key.sign(Domain.TX, ev.second.body_bytes)
     assert "first.sig" in verify_evidence(record, chain.c.genesis).reason
+
+
+def test_the_metric_counts_records_by_validator() -> None:
+    metrics = NodeMetrics()
+    metrics.on_evidence("ab" * 32, 2)
+    metrics.on_evidence("ab" * 32)
+    assert f'titlechain_evidence_total{{validator="{"ab" * 32}"}} 3.0' in metrics.render().decode()
