@@ -131,8 +131,10 @@ def parse_tx(obj: Value) -> Tx:
     packs to exactly its canonical bytes (a decoded body is already in canonical order), which
     makes it the same tx; anything else is parsed in full. A pure memo: the result is the same.
     """
-    if type(obj) is dict and len(obj) == 2:
-        known = _recent.get(obj.get("sig"))  # type: ignore[arg-type]
+    # only a str sig is looked up: a list or object sig is unhashable, and it is the parser's
+    # job (not a TypeError's) to refuse it as malformed
+    if type(obj) is dict and len(obj) == 2 and type(obj.get("sig")) is str:
+        known = _recent.get(obj["sig"])
         if known is not None and type(obj.get("body")) is dict and _packs_to(obj["body"], known.body_bytes):
             return known
     tx = _parse_tx(obj)

@@ -154,9 +154,11 @@ json_values = st.recursive(
 @st.composite
 def mutated_tx(draw: st.DrawFn) -> bytes:
     tx = json.loads(json.dumps(BASE_TX_HOLDER["tx"].to_plain()))
-    where = draw(st.sampled_from(["sig", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]))
+    where = draw(st.sampled_from(["sig", "sig_any", "body", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]))
     if where == "sig":
         tx["sig"] = draw(st.text(max_size=130))
+    elif where in ("sig_any", "body"):  # any JSON value where a hex string or an object belongs
+        tx[where.removesuffix("_any")] = draw(json_values)
     elif where != "none":
         tx["body"][where] = draw(json_values)
     return json.dumps(tx).encode()

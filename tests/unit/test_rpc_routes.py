@@ -195,6 +195,17 @@ async def test_batch_of_wrong_shape_is_400(client: TestClient, obj: Any) -> None
     assert (status, body["error"]["code"]) == (400, "malformed")
 
 
+@pytest.mark.parametrize("sig", [{}, [], ["0" * 128], {"hex": "0" * 128}, None, 7])
+async def test_a_sig_of_the_wrong_type_is_400_not_an_internal_error(client: TestClient, node: FakeNode, sig: Any) -> None:
+    # an unhashable sig (object, list) used to reach a dict lookup in the parser: 503 internal
+    tx = signed(node).to_plain()
+    tx["sig"] = sig
+    status, body = await submit(client, tx)
+    assert (status, body["error"]["code"]) == (400, "malformed")
+    status, body = await call(client, "POST", "/v1/txs/batch", json={"txs": [tx, tx]})
+    assert status == 202 and [r["error"]["code"] for r in body["results"]] == ["malformed", "malformed"]
+
+
 async def test_batch_over_10000_is_413(client: TestClient, node: FakeNode) -> None:
     status, body = await call(client, "POST", "/v1/txs/batch", json={"txs": [0] * (MAX_BATCH_TXS + 1)})
     assert (status, body["error"]["code"]) == (413, "too_large")
