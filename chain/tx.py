@@ -11,7 +11,6 @@ Every refusal is a `TxError` whose `code` names the rule broken; the RPC maps co
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,12 +28,13 @@ from chain.encoding import (
     normalize,
     pack_normalized,
 )
+from chain.patterns import WholePattern
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024
 MAX_CHAIN_ID_LEN = 64
 MAX_NONCE_LEN = 128
-OP_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
+OP_PATTERN = WholePattern(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
 
 
@@ -108,7 +108,7 @@ def _check_body_fields(body: dict[str, Any]) -> None:
         raise TxError("malformed", f"chain_id must be a non-empty str of at most {MAX_CHAIN_ID_LEN} characters")
     if not is_account(body["signer"]):
         raise TxError("malformed", "signer must be an account: 64 lowercase hex characters")
-    if type(body["op"]) is not str or not OP_PATTERN.match(body["op"]):
+    if not OP_PATTERN.matches(body["op"]):
         raise TxError("malformed", "op must look like 'asset.transfer'")
     if type(body["args"]) is not dict:
         raise TxError("malformed", "args must be an object")

@@ -51,7 +51,7 @@ class NodeConfig(BaseModel):
     @field_validator("peer_listen", "rpc_listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
-        if not ADDRESS_PATTERN.match(v):
+        if not ADDRESS_PATTERN.matches(v):
             raise ValueError("must be host:port")
         return v
 

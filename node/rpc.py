@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -35,7 +34,9 @@ from pydantic.json_schema import models_json_schema
 
 from chain.crypto import is_account
 from chain.encoding import is_hex
+from chain.patterns import WholePattern
 from chain.tx import Tx, TxError, parse_tx
+from contracts.args import ASSET_ID_PATTERN
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
@@ -75,9 +76,8 @@ HTTP_ERROR_CODE = {
     431: "too_large",
 }
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
-_ASSET_ID = re.compile(m.ASSET_ID_PATTERN)
+_DIGITS = WholePattern(r"^[0-9]{1,19}$")
+_SECONDS = WholePattern(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
 
 
 class ApiError(Exception):
@@ -173,7 +173,7 @@ def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not _DIGITS.match(raw) or not lo <= int(raw) <= hi:
+    if not _DIGITS.matches(raw) or not lo <= int(raw) <= hi:
         raise ApiError(400, "malformed", f"query parameter {name!r} must be an integer from {lo} to {hi}")
     return int(raw)
 
@@ -191,7 +191,7 @@ def _query_seconds(request: web.Request, name: str, default: float, hi: float) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not _SECONDS.match(raw) or not 0 < float(raw) <= hi:
+    if not _SECONDS.matches(raw) or not 0 < float(raw) <= hi:
         raise ApiError(400, "malformed", f"query parameter {name!r} must be seconds, more than 0 and at most {hi:g}")
     return float(raw)
 
@@ -240,7 +240,7 @@ def _path_tx_id(request: web.Request) -> str:
 
 def _path_asset_id(request: web.Request) -> str:
     asset_id = request.match_info["asset_id"]
-    if not _ASSET_ID.match(asset_id):
+    if not ASSET_ID_PATTERN.matches(asset_id):
         raise ApiError(400, "malformed", f"asset_id must match {m.ASSET_ID_PATTERN}")
     return asset_id
 
@@ -337,7 +337,7 @@ def _block_at(api: NodeApi, height: int) -> dict[str, Any]:
 
 async def get_block(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["height"]
-    if not _DIGITS.match(raw) or int(raw) > MAX_HEIGHT:
+    if not _DIGITS.matches(raw) or int(raw) > MAX_HEIGHT:
         raise ApiError(400, "malformed", "height must be a non-negative integer, or 'latest'")
     return _json(_block_at(_api(request), int(raw)))
 
@@ -389,7 +389,7 @@ def _sse_block(ev: CommittedBlockEvent) -> bytes:
 def _events_start(request: web.Request, api: NodeApi) -> int:
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None and last_id.strip() != "":
-        if not _DIGITS.match(last_id.strip()) or int(last_id) >= MAX_HEIGHT:
+        if not _DIGITS.matches(last_id.strip()) or int(last_id) >= MAX_HEIGHT:
             raise ApiError(400, "malformed", "Last-Event-ID must be the height of the last block received")
         return int(last_id) + 1  # a reconnect resumes after what it has; it wins over ?from
     start = _query_int(request, "from", None, 0, MAX_HEIGHT)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chain.tx import OP_PATTERN
 from contracts.args import ASSET_ID_PATTERN as _ASSET_ID_RE
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -54,7 +55,7 @@ class ErrorResponse(_Request):
 class TxBody(_Request):
     chain_id: str = Field(min_length=1, max_length=64)
     signer: str = Field(pattern=HEX64, description="the signer's account (hex Ed25519 public key)")
-    op: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$", examples=["asset.transfer"])
+    op: str = Field(pattern=OP_PATTERN.pattern, examples=["asset.transfer"])
     args: dict[str, Any]
     nonce: str = Field(min_length=1, max_length=128, description="unique per signer; 16 random bytes in hex is fine")
     expires: int = Field(ge=0, description="the last height at which the tx may be included")

@@ -83,7 +83,7 @@ class FakeNode:
         check_for_chain(tx, self.chain_id, self.height + 1)
         if tx.op not in KNOWN_OPS:
             raise TxError("unknown_op", f"no operation {tx.op!r}")
-        if tx.op.startswith("asset.") and not (type(tx.args.get("asset_id")) is str and ASSET_ID_PATTERN.match(tx.args["asset_id"])):
+        if tx.op.startswith("asset.") and not ASSET_ID_PATTERN.matches(tx.args.get("asset_id")):
             raise TxError("invalid_args", "args.asset_id: must be an asset id")
         if tx.tx_id in self.mempool or tx.tx_id in self.committed:
             raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")

@@ -246,6 +246,23 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
     assert (status, body["error"]["code"]) == (400, "malformed")
 
 
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%7F", "%0A%0A"])
+async def test_ids_with_a_newline_or_control_character_in_the_path_are_400(client: TestClient, node: FakeNode,
+                                                                            suffix: str) -> None:
+    # the FakeNode would find "WR-1\n" under "WR-1" if the id check let it through (it strips nothing,
+    # but a `$`-anchored pattern did: Python's $ matches before a final newline)
+    owner = node.consortium.users[0].public
+    await submit(client, signed(node, args={"asset_id": "WR-1", "class": "warehouse_receipt", "owner": owner,
+                                            "doc_hash": "cd" * 32, "meta": {}}).to_plain())
+    node.commit()
+    for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
+        status, body = await call(client, "GET", template, template.replace("{asset_id}", "WR-1" + suffix))
+        assert (status, body["error"]["code"]) == (400, "malformed"), (template, suffix)
+    for template, good in (("/v1/txs/{tx_id}", "ab" * 32), ("/v1/accounts/{account}", owner), ("/v1/blocks/{height}", "1")):
+        status, body = await call(client, "GET", template, template.split("{")[0] + good + suffix)
+        assert (status, body["error"]["code"]) == (400, "malformed"), (template, suffix)
+
+
 async def test_blocks(client: TestClient, node: FakeNode) -> None:
     assert (await call(client, "GET", "/v1/blocks/latest"))[0] == 404
     assert await call(client, "GET", "/v1/blocks") == (200, {"blocks": []})
