@@ -43,7 +43,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
-from chain.store import StoreError
+from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
@@ -160,6 +160,9 @@ class Validator:
         self.genesis = genesis
         self.key = key
         self.ledger = ledger
+        # a failed write or a checksum error anywhere (consensus, sync, an RPC read) stops the
+        # node, even where the caller (the transport, a timer) would swallow the exception
+        ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
         self.mempool = Mempool(
             genesis.chain_id,
@@ -270,6 +273,8 @@ class Validator:
                 self._note_evidence()
         except FatalNodeError as e:
             self._die(e)
+        except StoreError as e:
+            self._die(FatalNodeError(f"the store failed: {e}"))
         finally:
             self._pumping = False
 
@@ -324,7 +329,12 @@ class Validator:
             )
         self._evidence_seen = len(self.replica.evidence)
 
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
     def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
         log.critical("%s; stopping the node", error)
         self.fatal = error
         asyncio.get_running_loop().create_task(self.stop())
