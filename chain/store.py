@@ -156,9 +156,14 @@ class Store:
             if self._get(height_key(b"b/", 1)) is not None:
                 raise StoreError(f"{self.path}: blocks exist but no head record")
             return None
-        h = decode(raw)
-        head = Head(h["height"], h["block_hash"], h["state_root"])
-        block = self.get_block(head.height)
+        try:
+            h = decode(raw)
+            head = Head(h["height"], h["block_hash"], h["state_root"])
+            block = self.get_block(head.height)
+        except StoreError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:  # decodes no more: damaged, not a bug to crash on
+            raise StoreError(f"{self.path}: damaged data: the head record or its block does not decode: {e}") from None
         if block is None or block.block_hash != head.block_hash or block.header.state_root != head.state_root:
             raise StoreError(f"{self.path}: head record disagrees with block {head.height}")
         if self._get(height_key(b"b/", head.height + 1)) is not None:

@@ -6,13 +6,14 @@ certificate); the RPC reads through the query methods. Synchronous: no asyncio h
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chain import audit
+from chain import audit, smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
@@ -67,7 +68,40 @@ class Ledger:
         """Open a node's data dir, creating it with the genesis state if new."""
         initial = genesis_state(genesis)
         writes = {k: v for k, v in initial.writes.items() if v is not None}
-        return cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+        ledger = cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+        try:
+            ledger.check_head()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def check_head(self) -> None:
+        """Refuse a data dir whose head is damaged: the head block, its certificate against the
+        validator set of its height, and the state tree's root node under the header's state_root.
+
+        The store already holds the head record equal to the block's hash and root (chain/store.py)
+        and every read checks its table's checksums; this catches what decodes but is wrong, in a
+        constant time whatever the chain's length (a full check is `titlechain audit`)."""
+        head = self.store.head
+        if head is None:
+            return
+        where = f"{self.store.path}: damaged data at the head (block {head.height})"
+        try:
+            cert = self.store.get_certificate(head.height)
+        except (ValueError, KeyError, TypeError) as e:
+            raise LedgerError(f"{where}: its commit certificate does not decode: {e}") from None
+        if cert is None:
+            raise LedgerError(f"{where}: its commit certificate is missing")
+        try:
+            cert.verify(self.genesis.chain_id, head.height, head.block_hash, self.validator_set_at(head.height))
+        except ValueError as e:
+            raise LedgerError(f"{where}: its commit certificate does not verify against its validator set: {e}") from None
+        if head.state_root != smt.EMPTY_ROOT:
+            root = bytes.fromhex(head.state_root)
+            node = self.store.get(smt.node_key(root))
+            if node is None or hashlib.sha256(node).digest() != root:
+                raise LedgerError(f"{where}: the state tree's root node does not hash to the header's state_root")
 
     def close(self) -> None:
         self.store.close()
