@@ -144,14 +144,36 @@ class Client:
     def asset(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}")
 
-    def history(self, asset_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/assets/{asset_id}/history")
+    def history(self, asset_id: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page: {"asset_id", "entries", "next"}; pass `next` back as `cursor` for the following one."""
+        return self._get(f"/v1/assets/{asset_id}/history", cursor=cursor, limit=limit)
+
+    def history_entries(self, asset_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every history entry of the asset, oldest first, fetched page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.history(asset_id, cursor=cursor, limit=page_size)
+            yield from page["entries"]
+            cursor = page.get("next")
+            if cursor is None:
+                return
 
     def proof(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}/proof")
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self._get(f"/v1/accounts/{account}")
+    def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}: one page of the assets it owns."""
+        return self._get(f"/v1/accounts/{account}", cursor=cursor, limit=limit)
+
+    def account_assets(self, account: str, *, page_size: int | None = None) -> Iterator[str]:
+        """Every asset id the account owns, in id order, fetched page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.account(account, cursor=cursor, limit=page_size)
+            yield from page["assets"]
+            cursor = page.get("next")
+            if cursor is None:
+                return
 
     def block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._get(f"/v1/blocks/{height}")

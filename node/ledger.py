@@ -31,11 +31,13 @@ from contracts.apply import (
     apply_txs,
     check_args,
     genesis_state,
+    history_key,
     reexecute,
     state_key,
 )
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.state import asset_key, read_roles
+from node import paging
 
 RESULT_CACHE = 16
 NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
@@ -316,8 +318,28 @@ class Ledger:
         except ProofError:
             return None
 
-    def account_answer(self, account: str) -> dict[str, Any]:
-        return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": self.account_assets(account)}
+    def history_answer(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any] | None:
+        """{"asset_id", "entries", "next"}: one page of the asset's history, oldest first; None for an
+        id no asset holds (rejected txs naming such an id are not indexed under it). Raises
+        paging.CursorError for a cursor or limit no page can have."""
+        paging.check_limit(limit)
+        start = None if cursor is None else history_key(asset_id, *paging.parse_history_cursor(cursor))
+        if self.asset(asset_id) is None:
+            return None
+        prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
+        rows = (decode(v) for _, v in self.store.iterate(prefix, start=start))
+        entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
+        return {"asset_id": asset_id, "entries": entries, "next": nxt}
+
+    def account_answer(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}: the account's roles and one page of the ids of the
+        assets it owns, in id order. Raises paging.CursorError as history_answer does."""
+        paging.check_limit(limit)
+        prefix = OWNER_PREFIX + account.encode() + b"/"
+        start = None if cursor is None else prefix + paging.check_account_cursor(cursor).encode()
+        ids = (k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix, start=start))
+        assets, nxt = paging.take_page(ids, limit, lambda a: a)
+        return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": assets, "next": nxt}
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

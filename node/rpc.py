@@ -37,6 +37,7 @@ from chain.encoding import is_hex
 from chain.patterns import WholePattern
 from chain.tx import Tx, TxError, parse_tx
 from contracts.args import ASSET_ID_PATTERN
+from node import paging
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
@@ -311,10 +312,21 @@ async def get_asset(request: web.Request) -> web.StreamResponse:
     return _json(_found(_api(request).asset(asset_id), f"asset {asset_id!r}"))
 
 
+def _page_query(request: web.Request) -> tuple[str | None, int]:
+    """?cursor= (as a page's `next` gave it) and ?limit= of a paged list."""
+    cursor = request.query.get("cursor") or None
+    limit = _query_int(request, "limit", paging.DEFAULT_LIMIT, 1, paging.MAX_LIMIT) or paging.DEFAULT_LIMIT
+    return cursor, limit
+
+
 async def get_history(request: web.Request) -> web.StreamResponse:
     asset_id = _path_asset_id(request)
-    entries = _found(_api(request).history(asset_id), f"asset {asset_id!r}")
-    return _json({"asset_id": asset_id, "entries": entries})
+    cursor, limit = _page_query(request)
+    try:
+        page = _api(request).history(asset_id, cursor, limit)
+    except paging.CursorError as e:
+        raise ApiError(400, "malformed", str(e)) from None
+    return _json(_found(page, f"asset {asset_id!r}"))
 
 
 async def get_proof(request: web.Request) -> web.StreamResponse:
@@ -326,7 +338,11 @@ async def get_account(request: web.Request) -> web.StreamResponse:
     account = request.match_info["account"]
     if not is_account(account):
         raise ApiError(400, "malformed", "account must be 64 lowercase hex characters (an Ed25519 public key)")
-    return _json(_api(request).account(account))
+    cursor, limit = _page_query(request)
+    try:
+        return _json(_api(request).account(account, cursor, limit))
+    except paging.CursorError as e:
+        raise ApiError(400, "malformed", str(e)) from None
 
 
 def _block_at(api: NodeApi, height: int) -> dict[str, Any]:
@@ -359,7 +375,8 @@ async def list_blocks(request: web.Request) -> web.StreamResponse:
         if block is None:
             break
         blocks.append(block)
-    return _json({"blocks": blocks})
+    after = start + len(blocks)
+    return _json({"blocks": blocks, "next": after if blocks and after <= api.height else None})
 
 
 async def get_status(request: web.Request) -> web.StreamResponse:
@@ -478,6 +495,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 _TX_ID = Param("tx_id", "path", {"type": "string", "pattern": m.HEX64}, "64 lowercase hex characters", True)
 _ASSET = Param("asset_id", "path", {"type": "string", "pattern": m.ASSET_ID_PATTERN}, "the asset's id", True)
+_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
+               "at most this many items in the page")
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -500,13 +519,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/assets/{asset_id}", get_asset, "The current state of an asset", "read",
           ok=(200, m.AssetState), errors=(400, 404), params=(_ASSET,)),
     Route("GET", "/v1/assets/{asset_id}/history", get_history,
-          "Every committed tx naming the asset, rejected ones included, oldest first", "read",
-          ok=(200, m.AssetHistory), errors=(400, 404), params=(_ASSET,)),
+          "Every committed tx naming the asset, rejected ones included, oldest first, paged", "read",
+          ok=(200, m.AssetHistory), errors=(400, 404),
+          params=(_ASSET, Param("cursor", "query", {"type": "string", "pattern": paging.HISTORY_CURSOR.pattern},
+                                "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (SPEC §8)", "read",
           ok=(200, m.OwnershipProof), errors=(400, 404), params=(_ASSET,)),
-    Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns", "read",
+    Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns, paged", "read",
           ok=(200, m.AccountInfo), errors=(400,),
-          params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),)),
+          params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),
+                  Param("cursor", "query", {"type": "string", "pattern": m.ASSET_ID_PATTERN},
+                        "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route(
         "GET", "/v1/blocks", list_blocks, "Consecutive committed blocks", "read", ok=(200, m.BlockList), errors=(400,),
         params=(

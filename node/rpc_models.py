@@ -136,7 +136,8 @@ class HistoryEntry(_Answer):
 
 class AssetHistory(_Answer):
     asset_id: str
-    entries: list[HistoryEntry] = Field(description="every committed tx naming the asset, rejected ones included, oldest first")
+    entries: list[HistoryEntry] = Field(description="a page of the committed txs naming the asset, rejected ones included, oldest first")
+    next: str | None = Field(description="the cursor of the following page (`?cursor=`), null on the last")
 
 
 class OwnershipProof(_Answer):
@@ -147,7 +148,8 @@ class OwnershipProof(_Answer):
 class AccountInfo(_Answer):
     account: str = Field(pattern=HEX64)
     roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')
-    assets: list[str] = Field(description="asset ids the account owns")
+    assets: list[str] = Field(description="a page of the ids of the assets the account owns, in id order")
+    next: str | None = Field(description="the cursor of the following page (`?cursor=`), null on the last")
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -187,6 +189,7 @@ class BlockInfo(_Answer):
 
 class BlockList(_Answer):
     blocks: list[BlockInfo] = Field(description="consecutive heights from `from`; empty beyond the head")
+    next: int | None = Field(None, description="the `from` of the following page, null if this one reaches the head")
 
 
 class BlockEvent(_Answer):

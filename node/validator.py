@@ -568,14 +568,14 @@ class Validator:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.asset(asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        return self.ledger.history(asset_id) or None
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self.ledger.block_answer(height)

@@ -235,7 +235,7 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
     status, proof = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-NGB-2026-0001/proof")
     assert status == 200 and proof["asset"]["asset_id"] == "WR-NGB-2026-0001"
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}")
-    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"]}
+    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"], "next": None}
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{node.consortium.issuer.public}")
     assert acct["roles"][0]["role"] == "issuer"
     for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
@@ -263,9 +263,36 @@ async def test_ids_with_a_newline_or_control_character_in_the_path_are_400(clien
         assert (status, body["error"]["code"]) == (400, "malformed"), (template, suffix)
 
 
+async def test_history_and_account_are_paged_and_an_unregistered_id_is_404(client: TestClient, node: FakeNode) -> None:
+    owner = node.consortium.users[0].public
+    for i in range(5):
+        await submit(client, signed(node, args={"asset_id": f"WR-p{i}", "class": "warehouse_receipt", "owner": owner,
+                                                "doc_hash": "cd" * 32, "meta": {}}).to_plain())
+    node.commit()
+    assets, cursor = [], None
+    while True:
+        status, page = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}?limit=2"
+                                  + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200 and len(page["assets"]) <= 2
+        assets += page["assets"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert assets == [f"WR-p{i}" for i in range(5)]
+    status, hist = await call(client, "GET", "/v1/assets/{asset_id}/history", "/v1/assets/WR-p1/history?limit=1")
+    assert status == 200 and len(hist["entries"]) == 1 and hist["next"] is None
+    status, body = await call(client, "GET", "/v1/assets/{asset_id}/history", "/v1/assets/WR-never/history")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    for query in ("cursor=x", "cursor=1.2%0A", "limit=0", "limit=1001"):
+        status, body = await call(client, "GET", "/v1/assets/{asset_id}/history", f"/v1/assets/WR-p1/history?{query}")
+        assert (status, body["error"]["code"]) == (400, "malformed"), query
+    status, body = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}?cursor=WR%0A")
+    assert (status, body["error"]["code"]) == (400, "malformed")
+
+
 async def test_blocks(client: TestClient, node: FakeNode) -> None:
     assert (await call(client, "GET", "/v1/blocks/latest"))[0] == 404
-    assert await call(client, "GET", "/v1/blocks") == (200, {"blocks": []})
+    assert await call(client, "GET", "/v1/blocks") == (200, {"blocks": [], "next": None})
     for i in range(25):
         if i % 2:
             await submit(client, signed(node, nonce=f"n{i}").to_plain())
@@ -275,10 +302,10 @@ async def test_blocks(client: TestClient, node: FakeNode) -> None:
     status, b3 = await call(client, "GET", "/v1/blocks/{height}", "/v1/blocks/3")
     assert status == 200 and b3 == node.block(3) and b3["certificate"]["block_hash"] == b3["block_hash"]
     status, page = await call(client, "GET", "/v1/blocks")
-    assert [b["header"]["height"] for b in page["blocks"]] == list(range(1, 21))
+    assert [b["header"]["height"] for b in page["blocks"]] == list(range(1, 21)) and page["next"] == 21
     status, page = await call(client, "GET", "/v1/blocks", "/v1/blocks?from=20&limit=100")
-    assert [b["header"]["height"] for b in page["blocks"]] == list(range(20, 26))
-    assert (await call(client, "GET", "/v1/blocks", "/v1/blocks?from=26"))[1] == {"blocks": []}
+    assert [b["header"]["height"] for b in page["blocks"]] == list(range(20, 26)) and page["next"] is None
+    assert (await call(client, "GET", "/v1/blocks", "/v1/blocks?from=26"))[1] == {"blocks": [], "next": None}
     for q in ("limit=101", "limit=0", "from=-1", "from=x", "limit=1.5", "from=99999999999999999999"):
         status, body = await call(client, "GET", "/v1/blocks", "/v1/blocks?" + q)
         assert (status, body["error"]["code"]) == (400, "malformed"), q
