@@ -12,7 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN
+
+
+HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IPv6 address, no port
 
 
 class ConfigError(ValueError):
@@ -43,6 +47,11 @@ class NodeConfig(BaseModel):
     peer_listen: str = Field(description="host:port the peer transport binds")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
+    rpc_allowed_hosts: tuple[str, ...] = Field((), description="Host names served besides loopback when no tokens are set")
+    rpc_header_timeout_s: float = Field(10.0, gt=0, le=3600, description="to deliver a request head")
+    rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
+    rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
+    rpc_access_log: bool = Field(True, description="log every request (with the token's name, never its value)")
     mempool_max_txs: int = Field(100_000, gt=0)
     mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
     log_file: Path | None = None
@@ -53,6 +62,14 @@ class NodeConfig(BaseModel):
     def _host_port(cls, v: str) -> str:
         if not ADDRESS_PATTERN.matches(v):
             raise ValueError("must be host:port")
+        return v
+
+    @field_validator("rpc_allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not HOST_NAME.matches(name):
+                raise ValueError(f"{name!r} is not a host name (letters, digits, '.', '-', or an IP address)")
         return v
 
     @model_validator(mode="after")

@@ -215,7 +215,12 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            self._runner = await serve(self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens)
+            cfg = self.cfg
+            self._runner = await serve(
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, allowed_hosts=cfg.rpc_allowed_hosts,
+                header_timeout_s=cfg.rpc_header_timeout_s, body_timeout_s=cfg.rpc_body_timeout_s,
+                max_connections=cfg.rpc_max_connections, access_log=cfg.rpc_access_log,
+            )
         except OSError as e:
             await self.transport.close()
             raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None

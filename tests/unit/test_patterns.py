@@ -14,19 +14,20 @@ from chain.tx import OP_PATTERN, TxError
 from chain.validators import ADDRESS_PATTERN, NODE_ID_PATTERN
 from contracts import validate_args
 from contracts.args import ASSET_ID_PATTERN
-from node import cli_common, cli_tx, rpc
+from node import cli_common, cli_tx, config, paging, rpc
 
 PATTERNS = {
     "asset_id": ASSET_ID_PATTERN, "class": CLASS_PATTERN, "chain_id": CHAIN_ID_PATTERN, "op": OP_PATTERN,
     "node_id": NODE_ID_PATTERN, "address": ADDRESS_PATTERN, "rpc digits": rpc._DIGITS, "rpc seconds": rpc._SECONDS,
-    "cli url": cli_common._URL, "cli arg name": cli_tx.NAME,
+    "cli url": cli_common._URL, "cli arg name": cli_tx.NAME, "host name": config.HOST_NAME,
+    "history cursor": paging.HISTORY_CURSOR,
 }
 CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\n", "\r", "\x00", "\x7f", "\x85", "\u2028"])
 
 
 def test_every_whole_pattern_of_the_project_is_listed_here() -> None:
     import chain.genesis, chain.tx, chain.validators, contracts.args  # noqa: E401
-    found = {id(v) for mod in (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, rpc)
+    found = {id(v) for mod in (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, rpc)
              for v in vars(mod).values() if isinstance(v, WholePattern)}
     assert found <= {id(p) for p in PATTERNS.values()}
 

@@ -15,6 +15,9 @@ from node.rpc_models import MAX_BATCH_TXS
 from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()
@@ -143,14 +146,14 @@ async def test_tx_over_the_encoded_limit_is_413(client: TestClient, node: FakeNo
 
 async def test_body_over_the_cap_is_413_by_content_length_and_by_bytes_read(client: TestClient) -> None:
     big = b'{"x": "' + b"a" * 70_000 + b'"}'
-    status, body = await call(client, "POST", "/v1/txs", data=big)
+    status, body = await call(client, "POST", "/v1/txs", data=big, headers=JSON)
     assert (status, body["error"]["code"]) == (413, "too_large")
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked transfer encoding
         for _ in range(20):
             yield b"a" * 4096
 
-    status, body = await call(client, "POST", "/v1/txs", data=chunks())
+    status, body = await call(client, "POST", "/v1/txs", data=chunks(), headers=JSON)
     assert (status, body["error"]["code"]) == (413, "too_large")
 
 
@@ -350,10 +353,10 @@ async def test_compressed_bodies_are_decoded_capped_and_bad_ones_are_400(client:
 
     tx = signed(node)
     status, _ = await call(client, "POST", "/v1/txs", data=zlib.compress(json.dumps(tx.to_plain()).encode()),
-                           headers={"Content-Encoding": "deflate"})
+                           headers={**JSON, "Content-Encoding": "deflate"})
     assert status == 202 and tx.tx_id in node.mempool
     bomb = zlib.compress(b'{"a": "' + b"x" * 5_000_000 + b'"}')  # 5 KB on the wire, 5 MB inflated
-    status, body = await call(client, "POST", "/v1/txs", data=bomb, headers={"Content-Encoding": "deflate"})
+    status, body = await call(client, "POST", "/v1/txs", data=bomb, headers={**JSON, "Content-Encoding": "deflate"})
     assert (status, body["error"]["code"]) == (413, "too_large")
-    status, body = await call(client, "POST", "/v1/txs/batch", data=b"\x1bR" * 100, headers={"Content-Encoding": "gzip"})
+    status, body = await call(client, "POST", "/v1/txs/batch", data=b"\x1bR" * 100, headers={**JSON, "Content-Encoding": "gzip"})
     assert (status, body["error"]["code"]) == (400, "malformed")
