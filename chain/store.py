@@ -92,7 +92,10 @@ class Store:
         identity records, so a store either does not exist or has its whole genesis state.
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # the data dir holds the chain and the node's vote record: its owner's alone
+            path.mkdir(mode=0o700, parents=True)
+            path.chmod(0o700)  # mkdir's mode is filtered by the umask; make it exact
         db = _open_db(path, create=True)
         if db.get(b"m/schema") is None:
             if next(db.iterator(include_value=False), None) is not None:

@@ -7,6 +7,8 @@ moved or copied whole. Unknown fields are refused: a misspelt option must not be
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -100,6 +102,7 @@ class NodeConfig(BaseModel):
     def load(cls, path: str | Path) -> NodeConfig:
         path = Path(path)
         try:
+            mode = path.stat().st_mode
             raw = json.loads(path.read_text())
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
@@ -111,6 +114,10 @@ class NodeConfig(BaseModel):
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "$"
             raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        if cfg.rpc_tokens and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{path}: holds rpc_tokens but is accessible by group or others (mode {oct(mode & 0o777)}); chmod 600 it"
+            )
         base = path.resolve().parent
         resolved = {
             name: base / getattr(cfg, name)
@@ -120,4 +127,8 @@ class NodeConfig(BaseModel):
         return cfg.model_copy(update=resolved)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+        """Write the config with mode 0600: it may hold RPC tokens, and names the key file."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_TRUNC
+            f.write(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
