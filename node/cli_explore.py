@@ -1,6 +1,6 @@
 """`titlechain explore …`: read the chain from a node's RPC or an offline data dir (node/explore.py).
 
-This module only renders: every answer comes from a `Source` in its SPEC §6 shape, and `--json`
+This module only renders: every answer comes from a `Source` in its RPC shape (docs/rpc.md), and `--json`
 prints that shape unchanged.
 """
 
@@ -35,7 +35,7 @@ def explore() -> None:
 
     Every command reads either from a running node (--rpc URL) or from an offline copy of a node's
     data dir (--data-dir DIR; the directory is copied privately first, so a running node is not
-    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (SPEC §6),
+    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (docs/rpc.md),
     the same from either source. Exit 1 if the thing asked for does not exist or the node answered
     an error, 2 on a usage error.
     """
@@ -181,7 +181,7 @@ def block_cmd(height: int | None, source: SourceChoice, as_json: bool) -> None:
                 ("receipts root", h["receipts_root"]),
                 ("validators", h["validators_hash"]),
                 ("next validators", h["next_validators_hash"]),
-                ("certificate", f"{len(cert['signatures'])} signatures: {signers}"),
+                ("certificate", f"{len(cert['signatures'])} signatures in view {cert['view']}: {signers}"),
                 ("txs", len(b["tx_ids"])),
             ],
             title=f"block {h['height']} of {h['chain_id']}",
