@@ -144,22 +144,30 @@ async def test_a_body_that_trickles_in_is_answered_408_at_the_body_timeout(serve
     assert answer.startswith(b"HTTP/1.1 408") and b'"timeout"' in answer
 
 
-async def test_connections_over_the_cap_are_closed_and_status_answers_once_they_go(served: Served) -> None:
-    conns = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(30)]
+async def test_connections_over_the_cap_are_closed_and_status_answers_once_they_go(node: FakeNode) -> None:
+    # a long head timeout: only the cap can close connections within this test
+    runner = await serve(node, "127.0.0.1", 0, header_timeout_s=60, max_connections=20)
+    served = Served(runner)
     try:
-        # the 20 first hold the cap; the other 10 are closed at once, without an answer
-        over = await asyncio.gather(*(_closed_within(r, 0.3) for r, _ in conns[20:]))
-        assert over == [b""] * 10
+        conns = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(30)]
+        try:
+            over = await asyncio.gather(*(_closed_within(r, 5) for r, _ in conns[20:]))
+            assert over == [b""] * 10  # closed without an answer
+            for r, _ in conns[:20]:  # the first 20 are held (until their head timeout)
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(r.read(1), 0.01)
+        finally:
+            for _, w in conns:
+                w.close()
+        async with asyncio.timeout(5):
+            while True:  # the server notices the closes on its next loop turns
+                try:
+                    if await served.status() == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
     finally:
-        for _, w in conns:
-            w.close()
-    async with asyncio.timeout(5):
-        while True:  # the server notices the closes on its next loop turns
-            try:
-                if await served.status() == 200:
-                    break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.05)
+        await runner.cleanup()
 
 
 # -- access log --------------------------------------------------------------------------------
