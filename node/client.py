@@ -68,6 +68,17 @@ def _submit_params(wait: bool, timeout: float | None) -> dict[str, str]:
     return params
 
 
+def _follow(fetch: Any, key: str) -> Iterator[Any]:
+    """The items under `key` of every page, fetching the next with the previous page's `next`."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page[key]
+        cursor = page.get("next")
+        if cursor is None:
+            return
+
+
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """Server-Sent Events: `event:`/`data:`/`id:` fields, an empty line ends an event."""
     event: dict[str, Any] = {}
@@ -150,13 +161,7 @@ class Client:
 
     def history_entries(self, asset_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every history entry of the asset, oldest first, fetched page by page."""
-        cursor: str | None = None
-        while True:
-            page = self.history(asset_id, cursor=cursor, limit=page_size)
-            yield from page["entries"]
-            cursor = page.get("next")
-            if cursor is None:
-                return
+        return _follow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
 
     def proof(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}/proof")
@@ -167,13 +172,7 @@ class Client:
 
     def account_assets(self, account: str, *, page_size: int | None = None) -> Iterator[str]:
         """Every asset id the account owns, in id order, fetched page by page."""
-        cursor: str | None = None
-        while True:
-            page = self.account(account, cursor=cursor, limit=page_size)
-            yield from page["assets"]
-            cursor = page.get("next")
-            if cursor is None:
-                return
+        return _follow(lambda cursor: self.account(account, cursor=cursor, limit=page_size), "assets")
 
     def block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._get(f"/v1/blocks/{height}")

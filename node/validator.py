@@ -261,11 +261,13 @@ class Validator:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)

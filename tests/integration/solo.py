@@ -104,12 +104,12 @@ class Solo:
                 continue
         return out
 
-    def register(self, client: Client, asset_id: str, *, wait: bool = True) -> dict[str, Any]:
+    def register(self, client: Client, asset_id: str, *, wait: bool = True, timeout: float = 10) -> dict[str, Any]:
         c = self.consortium
         args = {"asset_id": asset_id, "class": "warehouse_receipt", "owner": c.users[0].public,
                 "doc_hash": _doc(asset_id), "meta": {"test": "solo"}}
         tx = sign(c.issuer, c.genesis.chain_id, "asset.register", args, expires=client.height() + 500)
-        return client.submit(tx, wait=wait, timeout=10)
+        return client.submit(tx, wait=wait, timeout=timeout)
 
 
 def _doc(asset_id: str) -> str:

@@ -4,25 +4,14 @@ in both cases the message names the corruption."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import plyvel
-import pytest
 from solo import Solo
 
 from node.client import Client, RpcError
 
 ASSETS = 6
-
-
-@pytest.fixture
-def solo(tmp_path: Path) -> Iterator[Solo]:
-    s = Solo(tmp_path / "solo")
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _committed_data_dir(solo: Solo) -> None:
