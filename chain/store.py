@@ -31,11 +31,13 @@ from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
 
-# 2: certificates name their view (commit signatures v2). A store of another version is refused,
-# never converted: its certificates cannot be re-signed, so the chain restarts from a new genesis.
-# 3: history is indexed only under ids an asset holds (contracts/apply.py); a data dir of version
-# 2 may hold entries a version-3 audit would not recompute
-SCHEMA_VERSION = b"3"
+# The version of the data dir; a store of another version is refused, never converted.
+#   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
+#      so the chain restarts from a new genesis
+#   3: the state holds standing/<account> (admission), so state roots differ from version 2
+#   4: history is indexed only under ids an asset holds (contracts/apply.py), so a version-3 data
+#      dir may hold entries that a version-4 audit would not recompute
+SCHEMA_VERSION = b"4"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 

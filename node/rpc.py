@@ -43,6 +43,7 @@ from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from node.ratelimit import RateLimited, RateLimiter
 
 log = logging.getLogger("titlechain.rpc")
 
@@ -67,7 +68,15 @@ MAX_CONNECTIONS = 1024  # open RPC connections; more are closed at once (keep it
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_YIELD_EVERY = 256  # let other requests run while a 10,000-tx batch is checked
 
-TX_ERROR_STATUS = {"malformed": 400, "too_large": 413, "duplicate": 409, "mempool_full": 429}
+TX_ERROR_STATUS = {
+    "malformed": 400,
+    "not_permitted": 403,
+    "too_large": 413,
+    "duplicate": 409,
+    "mempool_full": 429,
+    "quota_exceeded": 429,
+}
+RETRY_AFTER_S = 1  # what a 429 from the mempool (full, or the signer's quota) asks a client to wait
 HTTP_ERROR_CODE = {
     400: "malformed",
     401: "unauthorized",
@@ -103,7 +112,8 @@ def error_response(status: int, code: str, message: str, headers: Mapping[str, s
 
 
 def tx_error(e: TxError) -> ApiError:
-    return ApiError(TX_ERROR_STATUS.get(e.code, 422), e.code, e.message)
+    status = TX_ERROR_STATUS.get(e.code, 422)
+    return ApiError(status, e.code, e.message, {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None)
 
 
 # -- the route table ---------------------------------------------------------------------------
@@ -135,11 +145,13 @@ class Route:
 
     @property
     def responses(self) -> dict[int, type[BaseModel] | None]:
-        return {self.ok[0]: self.ok[1], **dict(self.also_ok), **{s: m.ErrorResponse for s in self.errors}}
+        # every route may answer 429: every request is rate limited (_rate_limit)
+        return {self.ok[0]: self.ok[1], **dict(self.also_ok), **{s: m.ErrorResponse for s in (*self.errors, 429)}}
 
 
 @dataclass(frozen=True)
 class TokenEntry:
+    index: int  # its place in the config (the rate limiter charges "token:<index>")
     secret: bytes
     scopes: frozenset[str]
     name: str  # for the access log; the secret is never logged
@@ -154,6 +166,7 @@ class RpcConfig:
     heartbeat_s: float
     write_timeout_s: float
     max_streams: int
+    limiter: RateLimiter
 
 
 # Keys of the application's state.
@@ -164,6 +177,7 @@ INTERNAL_ERRORS = web.AppKey("internal_errors", list)
 OPENAPI = web.AppKey("openapi", dict)
 ROUTE_OF = web.AppKey("route_of", dict)
 TOKEN_NAME = "titlechain.token_name"  # request key: the name of the token that authorised it
+CLIENT = web.RequestKey("client", str)  # whom the rate limiter charges (set by _auth when tokens are on)
 
 
 # -- request helpers ---------------------------------------------------------------------------
@@ -173,12 +187,12 @@ def _api(request: web.Request) -> NodeApi:
     return request.app[API]
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
 
 
 def _require_ready(api: NodeApi) -> None:
@@ -309,7 +323,10 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
     txs = obj["txs"]
     if len(txs) > m.MAX_BATCH_TXS:
         raise ApiError(413, "too_large", f"{len(txs)} txs; a batch holds at most {m.MAX_BATCH_TXS}")
+    if len(txs) > 1:  # the request itself paid for one tx in _rate_limit
+        _charge(request, len(txs) - 1)
     results: list[dict[str, Any]] = []
+    retry = False
     for i, raw in enumerate(txs):
         if i and i % BATCH_YIELD_EVERY == 0:
             await asyncio.sleep(0)
@@ -318,9 +335,12 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
             api.submit(tx)
         except (ApiError, TxError) as e:
             results.append({"error": {"code": e.code, "message": e.message}})
+            retry = retry or TX_ERROR_STATUS.get(e.code) == 429
         else:
             results.append({"tx_id": tx.tx_id, "status": "pending"})
-    return _json({"results": results}, 202)
+    # entries refused for a full mempool or a signer's quota may be sent again: say when
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
+    return web.json_response({"results": results}, status=202, headers=headers, dumps=_dumps)
 
 
 async def get_tx(request: web.Request) -> web.StreamResponse:
@@ -522,7 +542,7 @@ _LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": pa
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/txs", submit_tx, "Submit one signed transaction", "submit",
-        ok=(202, m.TxAccepted), also_ok=((200, m.TxCommitted),), errors=(400, 409, 413, 422, 429, 503, 504),
+        ok=(202, m.TxAccepted), also_ok=((200, m.TxCommitted),), errors=(400, 403, 409, 413, 422, 429, 503, 504),
         request=m.TxModel, max_body=MAX_TX_BODY,
         params=(
             Param("wait", "query", {"type": "boolean", "default": False},
@@ -676,6 +696,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _token(cfg: RpcConfig, header: str | None) -> TokenEntry | None:
+    """The configured token the header's bearer token is, or None."""
     if header is None:
         return None
     scheme, _, presented = header.strip().partition(" ")
@@ -747,9 +768,28 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         what = "missing Authorization: Bearer <token>" if header is None else "invalid token"
         raise ApiError(401, "unauthorized", what, {"WWW-Authenticate": challenge})
     request[TOKEN_NAME] = token.name
+    request[CLIENT] = f"token:{token.index}"  # the rate limit follows the token, wherever it is used from
     route = request.app[ROUTE_OF].get(request.match_info.route)
     if route is not None and route.scope not in token.scopes:
         raise ApiError(403, "forbidden", f"this token lacks the {route.scope!r} scope")
+    return await handler(request)
+
+
+def _charge(request: web.Request, cost: int) -> None:
+    """Charge the request's client `cost` units of its rate limit, or answer 429 with Retry-After."""
+    client = request.get(CLIENT) or f"address:{request.remote or 'unknown'}"
+    try:
+        request.app[CONFIG].limiter.take(client, cost)
+    except RateLimited as e:
+        raise ApiError(429, "rate_limited", e.message, {"Retry-After": str(e.retry_after_s)}) from None
+
+
+@web.middleware
+async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One unit per request, charged before the body is read; a batch pays for its other txs
+    once its size is known (submit_batch). Runs after _auth, so a token's requests share one bucket
+    and a request with no valid token is refused before it costs anyone's allowance."""
+    _charge(request, 1)
     return await handler(request)
 
 
@@ -774,17 +814,19 @@ def make_app(
     heartbeat_s: float = HEARTBEAT_S,
     write_timeout_s: float = WRITE_TIMEOUT_S,
     max_streams: int = MAX_STREAMS,
+    rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
-    """The RPC application. Without tokens, only loopback names and `allowed_hosts` are served."""
+    """The RPC application; `rate_limiter` None gives one with the default limits. Without tokens,
+    only loopback names and `allowed_hosts` are served."""
     if not (max_body_bytes > 0 and heartbeat_s > 0 and write_timeout_s > 0 and max_streams > 0 and body_timeout_s > 0):
         raise ValueError("max_body_bytes, body_timeout_s, heartbeat_s, write_timeout_s and max_streams must be positive")
     if not all(math.isfinite(x) for x in (heartbeat_s, write_timeout_s, body_timeout_s)):
         raise ValueError("heartbeat_s, write_timeout_s and body_timeout_s must be finite")
-    app = web.Application(middlewares=[_errors, _browser_guard, _auth], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[_errors, _browser_guard, _auth, _rate_limit], client_max_size=max_body_bytes)
     app[API] = api
     app[CONFIG] = RpcConfig(
         tokens=tuple(
-            TokenEntry(t.token.encode("utf-8", "surrogateescape"), frozenset(t.scopes), t.name or f"token#{i + 1}")
+            TokenEntry(i, t.token.encode("utf-8", "surrogateescape"), frozenset(t.scopes), t.name or f"token#{i + 1}")
             for i, t in enumerate(tokens)
         ),
         allowed_hosts=None if tokens else LOOPBACK_NAMES | {_host_name(h) for h in allowed_hosts},
@@ -793,6 +835,7 @@ def make_app(
         heartbeat_s=heartbeat_s,
         write_timeout_s=write_timeout_s,
         max_streams=max_streams,
+        limiter=rate_limiter or RateLimiter(),
     )
     app[STREAMS] = set()
     app[INTERNAL_ERRORS] = []

@@ -61,6 +61,7 @@ from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.pbft_messages import MessageError
+from node.ratelimit import RateLimiter
 from node.rpc import serve
 from node.transport import Transport
 from node.wire import (
@@ -180,8 +181,10 @@ class Validator:
             genesis.chain_id,
             arg_validator=validate_args,
             is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
+            has_standing=ledger.has_standing,
             max_txs=cfg.mempool_max_txs,
             max_bytes=cfg.mempool_max_bytes,
+            max_per_signer=cfg.mempool_max_per_signer,
             on_admitted=self._gossip,
         )
         self.app = LedgerApp(ledger, self.mempool, key)
@@ -231,10 +234,12 @@ class Validator:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
             cfg = self.cfg
+            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
             self._runner = await serve(
-                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, allowed_hosts=cfg.rpc_allowed_hosts,
-                header_timeout_s=cfg.rpc_header_timeout_s, body_timeout_s=cfg.rpc_body_timeout_s,
-                max_connections=cfg.rpc_max_connections, access_log=cfg.rpc_access_log,
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
+                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
+                access_log=cfg.rpc_access_log,
             )
         except OSError as e:
             await self.transport.close()

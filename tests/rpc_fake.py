@@ -136,9 +136,10 @@ class FakeNode:
         if account in self.genesis.members:
             roles.insert(0, {"role": "member"})
         owned = sorted(a for a, s in self.assets.items() if s["owner"] == account)
+        since = 0 if roles else min((self.assets[a]["registered_at"] for a in owned), default=None)
         start = 0 if cursor is None else sum(1 for a in owned if a < paging.check_account_cursor(cursor))
         page, nxt = paging.page_of(owned, start, limit, lambda a: a)
-        return {"account": account, "roles": roles, "assets": page, "next": nxt}
+        return {"account": account, "roles": roles, "assets": page, "next": nxt, "standing_since": since}
 
     def block(self, height: int) -> dict[str, Any] | None:
         if not 1 <= height <= self.height:
