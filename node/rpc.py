@@ -36,6 +36,7 @@ from pydantic.json_schema import models_json_schema
 from chain.crypto import is_account
 from chain.encoding import is_hex
 from chain.patterns import WholePattern
+from chain.store import StoreFault
 from chain.tx import Tx, TxError, parse_tx
 from contracts.args import ASSET_ID_PATTERN
 from node import paging
@@ -715,6 +716,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = HTTP_ERROR_CODE.get(e.status, "malformed")
         headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(e.status, code, e.reason or HTTPStatus(e.status).phrase, headers)
+    except StoreFault as e:  # the node is stopping on it (node/validator.py); the client may retry elsewhere
+        log.error("storage fault answering %s %s: %s", request.method, request.path, e)
+        return error_response(503, "internal", "storage fault; the node is stopping")
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         request.app[INTERNAL_ERRORS].append(f"{request.method} {request.path}")
