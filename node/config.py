@@ -52,7 +52,9 @@ class NodeConfig(BaseModel):
     peer_listen: str = Field(description="host:port the peer transport binds")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
-    rpc_allowed_hosts: tuple[str, ...] = Field((), description="Host names served besides loopback when no tokens are set")
+    rpc_allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names served besides loopback when no tokens are set"
+    )
     rpc_header_timeout_s: float = Field(10.0, gt=0, le=3600, description="to deliver a request head")
     rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
     rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
@@ -130,7 +132,8 @@ class NodeConfig(BaseModel):
             raise ConfigError(f"{path}: {where}: {first['msg']}") from None
         if cfg.rpc_tokens and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
-                f"{path}: holds rpc_tokens but is accessible by group or others (mode {oct(mode & 0o777)}); chmod 600 it"
+                f"{path}: holds rpc_tokens but is accessible by group or others "
+                f"(mode {oct(mode & 0o777)}); chmod 600 it"
             )
         base = path.resolve().parent
         resolved = {

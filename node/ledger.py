@@ -101,7 +101,9 @@ class Ledger:
         try:
             cert.verify(self.genesis.chain_id, head.height, head.block_hash, self.validator_set_at(head.height))
         except ValueError as e:
-            raise LedgerError(f"{where}: its commit certificate does not verify against its validator set: {e}") from None
+            raise LedgerError(
+                f"{where}: its commit certificate does not verify against its validator set: {e}"
+            ) from None
         if head.state_root != smt.EMPTY_ROOT:
             root = bytes.fromhex(head.state_root)
             node = self.store.get(smt.node_key(root))
@@ -333,7 +335,9 @@ class Ledger:
         except ProofError:
             return None
 
-    def history_answer(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any] | None:
+    def history_answer(
+        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> dict[str, Any] | None:
         """{"asset_id", "entries", "next"}: one page of the asset's history, oldest first; None for an
         id no asset holds (rejected txs naming such an id are not indexed under it). Raises
         paging.CursorError for a cursor or limit no page can have."""
@@ -346,7 +350,9 @@ class Ledger:
         entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
         return {"asset_id": asset_id, "entries": entries, "next": nxt}
 
-    def account_answer(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any]:
+    def account_answer(
+        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> dict[str, Any]:
         """{"account", "roles", "assets", "next"}: the account's roles and one page of the ids of the
         assets it owns, in id order. Raises paging.CursorError as history_answer does."""
         paging.check_limit(limit)

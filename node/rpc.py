@@ -249,7 +249,9 @@ async def _read_json(request: web.Request, route: Route) -> Any:
                     raise ApiError(413, "too_large", f"body exceeds the limit of {cap} bytes")
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(408, "timeout", f"the body did not arrive within {timeout:g} s", {"Connection": "close"}) from None
+        raise ApiError(
+            408, "timeout", f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
+        ) from None
     except web.RequestPayloadError as e:  # a Content-Encoding that does not decode, a broken chunk
         raise ApiError(400, "malformed", f"body could not be read: {str(e.__cause__ or e).strip()}") from None
     if not size:
@@ -549,8 +551,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 _TX_ID = Param("tx_id", "path", {"type": "string", "pattern": m.HEX64}, "64 lowercase hex characters", True)
 _ASSET = Param("asset_id", "path", {"type": "string", "pattern": m.ASSET_ID_PATTERN}, "the asset's id", True)
-_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
-               "at most this many items in the page")
+_LIMIT = Param(
+    "limit", "query",
+    {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
+    "at most this many items in the page",
+)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -770,7 +775,9 @@ async def _browser_guard(request: web.Request, handler: Handler) -> web.StreamRe
     allowed = cfg.allowed_hosts
     host = _host_name(request.headers.get("Host", ""))
     if allowed is not None and host not in allowed:
-        raise ApiError(403, "forbidden", f"Host {host!r} is not served here; an operator can add it to rpc_allowed_hosts")
+        raise ApiError(
+            403, "forbidden", f"Host {host!r} is not served here; an operator can add it to rpc_allowed_hosts"
+        )
     if request.method not in WRITE_METHODS or request.match_info.http_exception is not None:
         return await handler(request)  # a read, or no such route/method: the router's 404/405 follows
     fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
@@ -849,7 +856,9 @@ def make_app(
     """The RPC application; `rate_limiter` None gives one with the default limits. Without tokens,
     only loopback names and `allowed_hosts` are served."""
     if not (max_body_bytes > 0 and heartbeat_s > 0 and write_timeout_s > 0 and max_streams > 0 and body_timeout_s > 0):
-        raise ValueError("max_body_bytes, body_timeout_s, heartbeat_s, write_timeout_s and max_streams must be positive")
+        raise ValueError(
+            "max_body_bytes, body_timeout_s, heartbeat_s, write_timeout_s and max_streams must be positive"
+        )
     if not all(math.isfinite(x) for x in (heartbeat_s, write_timeout_s, body_timeout_s)):
         raise ValueError("heartbeat_s, write_timeout_s and body_timeout_s must be finite")
     app = web.Application(middlewares=[_errors, _browser_guard, _auth, _rate_limit], client_max_size=max_body_bytes)
@@ -919,7 +928,8 @@ class _CappedSite(web.TCPSite):
                 return _Refused()
             return server()
 
-        self._server = await asyncio.get_running_loop().create_server(protocol, self._host, self._port, backlog=self._backlog)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog)
 
 
 async def serve(
