@@ -138,7 +138,9 @@ class HistoryEntry(_Answer):
 
 class AssetHistory(_Answer):
     asset_id: str
-    entries: list[HistoryEntry] = Field(description="a page of the committed txs naming the asset, rejected ones included, oldest first")
+    entries: list[HistoryEntry] = Field(
+        description="a page of the committed txs naming the asset, rejected ones included, oldest first"
+    )
     next: str | None = Field(description="the cursor of the following page (`?cursor=`), null on the last")
 
 

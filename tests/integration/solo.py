@@ -54,7 +54,8 @@ class Solo:
 
     def write_config(self) -> None:
         cfg = {"node_id": "v0", "genesis": "genesis.json", "key": "v0.json", "data_dir": "data",
-               "peer_listen": f"127.0.0.1:{self.peer_port}", "rpc_listen": f"127.0.0.1:{self.rpc_port}", **self.extra_config}
+               "peer_listen": f"127.0.0.1:{self.peer_port}", "rpc_listen": f"127.0.0.1:{self.rpc_port}",
+               **self.extra_config}
         self.config.write_text(json.dumps(cfg))
         self.config.chmod(0o600)
 
