@@ -26,7 +26,8 @@ def test_a_seed_name_that_is_no_safe_file_name_is_refused_before_anything_is_wri
     tmp_path: Path, group: str, field: str, name: str
 ) -> None:
     seed = json.loads(Path(DEFAULT_SEED).read_text())
-    seed.setdefault(group, []).append({field: name, "name": name, "display": "x", "role": "member", "classes": ["receivable"]})
+    entry = {field: name, "name": name, "display": "x", "role": "member", "classes": ["receivable"]}
+    seed.setdefault(group, []).append(entry)
     seed_path = tmp_path / "seed.json"
     seed_path.write_text(json.dumps(seed))
     out = tmp_path / "deep" / "er" / "out"

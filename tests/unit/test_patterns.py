@@ -27,8 +27,8 @@ CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\n", "\r", "\x00"
 
 def test_every_whole_pattern_of_the_project_is_listed_here() -> None:
     import chain.genesis, chain.tx, chain.validators, contracts.args  # noqa: E401
-    found = {id(v) for mod in (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, rpc)
-             for v in vars(mod).values() if isinstance(v, WholePattern)}
+    modules = (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, rpc)
+    found = {id(v) for mod in modules for v in vars(mod).values() if isinstance(v, WholePattern)}
     assert found <= {id(p) for p in PATTERNS.values()}
 
 

@@ -93,7 +93,8 @@ def test_token_lookup_checks_every_token() -> None:
 
     cfg = make_app(FakeNode(), tokens=TOKENS)[CONFIG]
     both, submitter = _token(cfg, f"Bearer {BOTH}"), _token(cfg, f"Bearer {SUBMITTER}")
-    assert both is not None and both.scopes == frozenset({"read", "submit"}) and (both.index, both.name) == (2, "token#3")
+    assert both is not None and both.scopes == frozenset({"read", "submit"})
+    assert (both.index, both.name) == (2, "token#3")
     assert submitter is not None and submitter.scopes == frozenset({"submit"}) and submitter.name == "back office"
     assert _token(cfg, None) is None
     assert _token(cfg, "Bearer \udcff") is None
