@@ -48,7 +48,9 @@ async def test_without_tokens_a_foreign_host_is_refused(client: TestClient, host
     assert "rpc_allowed_hosts" in (await r.json())["error"]["message"]
 
 
-@pytest.mark.parametrize("host", ["localhost", "localhost:26657", "127.0.0.1:26657", "[::1]:26657", "node.internal:80", "NODE.internal."])
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:26657", "127.0.0.1:26657", "[::1]:26657", "node.internal:80", "NODE.internal."]
+)
 async def test_loopback_and_configured_hosts_are_served(client: TestClient, host: str) -> None:
     assert (await client.get("/v1/status", headers={"Host": host})).status == 200
 
@@ -71,7 +73,9 @@ async def test_with_tokens_any_host_is_served_the_token_is_the_guard(node: FakeN
         {"Content-Type": "application/json", "Origin": "null"},
     ],
 )
-async def test_cross_site_browser_writes_are_refused(client: TestClient, node: FakeNode, headers: dict[str, str]) -> None:
+async def test_cross_site_browser_writes_are_refused(
+    client: TestClient, node: FakeNode, headers: dict[str, str]
+) -> None:
     tx = signed(node)
     for path, body in (("/v1/txs", tx.to_plain()), ("/v1/txs/batch", {"txs": [tx.to_plain()]})):
         r = await client.post(path, data=json.dumps(body), headers=headers)
@@ -83,8 +87,8 @@ async def test_cross_site_browser_writes_are_refused(client: TestClient, node: F
 async def test_a_json_write_from_a_tool_or_the_same_origin_is_accepted(client: TestClient, node: FakeNode) -> None:
     for i, extra in enumerate([{}, {"Sec-Fetch-Site": "same-origin"}, {"Origin": "http://localhost:26657"}]):
         tx = signed(node, nonce=f"ok{i}")
-        r = await client.post("/v1/txs", data=json.dumps(tx.to_plain()),
-                              headers={"Content-Type": "application/json; charset=utf-8", "Host": "localhost:26657", **extra})
+        headers = {"Content-Type": "application/json; charset=utf-8", "Host": "localhost:26657", **extra}
+        r = await client.post("/v1/txs", data=json.dumps(tx.to_plain()), headers=headers)
         assert r.status == 202, (extra, await r.text())
 
 
