@@ -141,7 +141,8 @@ async def test_a_head_that_trickles_in_is_cut_off_at_the_header_timeout(served: 
 
 async def test_a_body_that_trickles_in_is_answered_408_at_the_body_timeout(served: Served) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-    writer.write(b"POST /v1/txs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    writer.write(b"POST /v1/txs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n{")
     await writer.drain()
     answer = await _closed_within(reader, 3)
     writer.close()
@@ -185,7 +186,8 @@ async def test_the_access_log_names_the_token_never_its_value(node: FakeNode, ca
         with caplog.at_level(logging.INFO, logger="titlechain.access"):
             async with httpx.AsyncClient(timeout=5) as http:
                 ok = await http.get(f"http://127.0.0.1:{port}/v1/status", headers={"Authorization": f"Bearer {TOKEN}"})
-                bad = await http.get(f"http://127.0.0.1:{port}/v1/status", headers={"Authorization": "Bearer wrong-token-value"})
+                wrong = {"Authorization": "Bearer wrong-token-value"}
+                bad = await http.get(f"http://127.0.0.1:{port}/v1/status", headers=wrong)
     finally:
         await runner.cleanup()
     assert (ok.status_code, bad.status_code) == (200, 401)

@@ -52,7 +52,9 @@ json_values = st.recursive(
 @st.composite
 def mutated_tx(draw: st.DrawFn) -> bytes:
     tx = json.loads(json.dumps(BASE_TX_HOLDER["tx"].to_plain()))
-    where = draw(st.sampled_from(["sig", "sig_any", "body", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]))
+    where = draw(st.sampled_from(
+        ["sig", "sig_any", "body", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]
+    ))
     if where == "sig":
         tx["sig"] = draw(st.text(max_size=130))
     elif where in ("sig_any", "body"):  # any JSON value where a hex string or an object belongs
