@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
-from chain.encoding import EncodingError, canonical, decode
+from chain.encoding import EncodingError, canonical
 from chain.genesis import Genesis
-from chain.store import RESERVED_PREFIXES, Store, StoreError
+from chain.store import RESERVED_PREFIXES, Store, StoreError, decode_tx_entry
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
 
@@ -212,13 +212,17 @@ def _check_results(store: ChainSource, block: Block, result: Replay) -> None:
         raise _Bad(height, "next_validators_hash differs from re-execution")
     try:
         stored = store.get_receipts(height)
-    except EncodingError as e:
-        raise _Bad(height, f"stored receipts do not decode: {e}") from None
+    except (ValueError, KeyError, TypeError) as e:  # a damaged summary or tx record
+        raise _Bad(height, f"stored receipts (tx records, t/) do not decode: {e}") from None
     if stored != result.receipts:
         raise _Bad(height, "stored receipts differ from re-execution")
     for index, tx in enumerate(block.txs):
-        if store.tx_location(tx.tx_id) != (height, index):
-            raise _Bad(height, f"tx index (t/) of tx {index} does not point at it")
+        try:
+            location = store.tx_location(tx.tx_id)
+        except (EncodingError, ValueError) as e:
+            raise _Bad(height, f"tx record (t/) of tx {index} does not decode: {e}") from None
+        if location != (height, index):
+            raise _Bad(height, f"tx record (t/) of tx {index} does not point at it")
 
 
 def _check_indexes(
@@ -235,9 +239,9 @@ def _check_indexes(
         if key.startswith(b"t/"):
             tx_id = key[2:].decode(errors="replace")
             if tx_id not in seen_tx:
-                bad.append((head, f"tx index (t/) names a tx {tx_id[:16]}… in no block"))
-            elif _decoded(value) != list(seen_tx[tx_id]):
-                bad.append((seen_tx[tx_id][0], f"tx index (t/) of {tx_id[:16]}… is altered"))
+                bad.append((head, f"tx record (t/) names a tx {tx_id[:16]}… in no block"))
+            elif _location(value) != seen_tx[tx_id]:
+                bad.append((seen_tx[tx_id][0], f"tx record (t/) of {tx_id[:16]}… is altered"))
             continue
         if key.startswith(RESERVED_PREFIXES):
             continue
@@ -254,11 +258,13 @@ def _check_indexes(
         raise _Bad(height, reason)
 
 
-def _decoded(raw: bytes) -> Any:
+def _location(raw: bytes) -> tuple[int, int] | None:
+    """(height, index) of a t/ record, None for one that does not decode as a record."""
     try:
-        return decode(raw)
-    except EncodingError:
+        entry = decode_tx_entry(raw)
+    except (EncodingError, ValueError):
         return None
+    return entry.height, entry.index
 
 
 def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None) -> AuditReport:

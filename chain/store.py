@@ -4,9 +4,15 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
 
     m/schema            schema version            m/genesis_hash   m/genesis (canonical doc)
     m/head              canonical {"height", "block_hash", "state_root"}
-    b/<height>          canonical block           c/<height>       canonical certificate
-    r/<height>          canonical receipts list   x/<block_hash>   height
-    t/<tx_id>           canonical [height, index]
+    b/<height>          canonical {"header", "tx_ids"}  c/<height>  canonical certificate
+    x/<block_hash>      height
+    t/<tx_id>           canonical [height, index, tx, receipt]
+
+A block is kept as its header and tx ids, and each of its txs once, in its own record with its
+receipt: a tx is answered with one small read whatever the size of its block (reading and
+decoding a 4,000-tx block, ~1.6 MB, for one tx took ~100-300 ms), a header without decoding any
+tx, and no tx's bytes are written twice (the commit is the node's hot path: docs/performance.md,
+Reads). A whole block (audits, catch-up) is its summary plus its txs' records, read in order.
 
 Everything else (state records, authenticated-state nodes, history, indexes) belongs to the
 apply path, which hands its writes to `append` so that a block and all it changes land in
@@ -20,16 +26,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import plyvel
 
-from chain.block import Block, Certificate
-from chain.encoding import canonical, decode
+from chain.block import Block, BlockError, Certificate, Header
+from chain.encoding import canonical, canonical_array, canonical_map, decode
 from chain.genesis import Genesis
+from chain.tx import parse_tx
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
@@ -37,8 +44,10 @@ from chain.genesis import Genesis
 #   3: the state holds standing/<account> (admission), so state roots differ from version 2
 #   4: history is indexed only under ids an asset holds (contracts/apply.py), so a version-3 data
 #      dir may hold entries that a version-4 audit would not recompute
-SCHEMA_VERSION = b"4"
-RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
+#   5: b/<height> holds the header and tx ids; each tx and its receipt are in t/<tx_id>
+#      ([height, index, tx, receipt]); no per-block receipts list (O(1) tx and header reads)
+SCHEMA_VERSION = b"5"
+RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
 
 
 class StoreError(RuntimeError):
@@ -70,7 +79,18 @@ class BlockCommit:
     certificate: Certificate
     receipts: list[dict[str, Any]]
     writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
-    receipts_bytes: bytes | None = None  # canonical(receipts) if the caller has it already (the apply path does)
+    packed_receipts: Sequence[bytes] | None = None  # canonical(receipt) of each, if the caller has them (apply does)
+
+
+@dataclass(frozen=True)
+class TxEntry:
+    """A committed tx as its record holds it: where it is, the tx (plain: chain.tx.parse_tx makes
+    it a Tx) and its receipt."""
+
+    height: int
+    index: int
+    tx: dict[str, Any]
+    receipt: dict[str, Any]
 
 
 class Store:
@@ -168,12 +188,13 @@ class Store:
         try:
             h = decode(raw)
             head = Head(h["height"], h["block_hash"], h["state_root"])
-            block = self.get_block(head.height)
+            summary = self.get_summary(head.height)
         except StoreError:
             raise
         except (ValueError, KeyError, TypeError) as e:  # decodes no more: damaged, not a bug to crash on
             raise StoreError(f"{self.path}: damaged data: the head record or its block does not decode: {e}") from None
-        if block is None or block.block_hash != head.block_hash or block.header.state_root != head.state_root:
+        header = summary[0] if summary is not None else None
+        if header is None or header.block_hash != head.block_hash or header.state_root != head.state_root:
             raise StoreError(f"{self.path}: head record disagrees with block {head.height}")
         if self._get(height_key(b"b/", head.height + 1)) is not None:
             raise StoreError(f"{self.path}: a block exists above the head {head.height}")
@@ -193,30 +214,78 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
 
     def get_block_bytes(self, height: int) -> bytes | None:
-        return self._get(height_key(b"b/", height))
+        """The canonical block (as peers exchange it), rebuilt from its summary and tx records."""
+        block = self.get_block(height)
+        return None if block is None else block.encode()
 
     def get_block(self, height: int) -> Block | None:
-        raw = self.get_block_bytes(height)
-        return Block.decode(raw) if raw is not None else None
+        """The whole block: its summary and each tx's record. Raises BlockError (or TxError for a
+        malformed tx) if a record is missing or is not the tx the summary names at that place."""
+        summary = self.get_summary(height)
+        if summary is None:
+            return None
+        header, tx_ids = summary
+        txs = []
+        for index, tx_id in enumerate(tx_ids):
+            where = f"block {height}: the record (t/) of tx {index} ({tx_id[:16]}…)"
+            try:
+                entry = self.get_tx_entry(tx_id)
+            except ValueError as e:
+                raise BlockError(f"{where} does not decode: {e}") from None
+            if entry is None:
+                raise BlockError(f"{where} is missing")
+            tx = parse_tx(entry.tx)
+            if (entry.height, entry.index, tx.tx_id) != (height, index, tx_id):
+                raise BlockError(f"{where} holds another tx or place")
+            txs.append(tx)
+        return Block(header, tuple(txs))
 
     def get_certificate(self, height: int) -> Certificate | None:
         raw = self._get(height_key(b"c/", height))
         return Certificate.from_plain(decode(raw)) if raw is not None else None
 
+    def get_summary(self, height: int) -> tuple[Header, list[str]] | None:
+        """The block's header and tx ids, read without decoding its txs. Raises BlockError for a
+        record that is not one."""
+        raw = self._get(height_key(b"b/", height))
+        if raw is None:
+            return None
+        summary = decode(raw)
+        if type(summary) is not dict or set(summary) != {"header", "tx_ids"}:
+            raise BlockError(f"block {height}: the stored block is not {{header, tx_ids}}")
+        tx_ids = summary["tx_ids"]
+        if type(tx_ids) is not list or any(type(t) is not str for t in tx_ids):
+            raise BlockError(f"block {height}: tx_ids is not a list of tx ids")
+        return Header.from_plain(summary["header"]), tx_ids
+
     def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
-        raw = self._get(height_key(b"r/", height))
-        return decode(raw) if raw is not None else None
+        """The block's receipts, in tx order, from its txs' records (None: no such block, or a record
+        is missing)."""
+        summary = self.get_summary(height)
+        if summary is None:
+            return None
+        receipts = []
+        for tx_id in summary[1]:
+            entry = self.get_tx_entry(tx_id)
+            if entry is None:
+                return None
+            receipts.append(entry.receipt)
+        return receipts
 
     def height_of(self, block_hash: str) -> int | None:
         raw = self._get(b"x/" + block_hash.encode())
         return int(raw) if raw is not None else None
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
+        entry = self.get_tx_entry(tx_id)
+        return None if entry is None else (entry.height, entry.index)
+
+    def get_tx_entry(self, tx_id: str) -> TxEntry | None:
+        """A committed tx's record: one read of a few hundred bytes, whatever its block's size."""
         raw = self._get(b"t/" + tx_id.encode())
         if raw is None:
             return None
-        height, index = decode(raw)
-        return height, index
+        return decode_tx_entry(raw)
 
     def get(self, key: bytes) -> bytes | None:
         return self._get(key)
@@ -264,7 +333,10 @@ class Store:
             raise self._fault(f"writing m/{name}", e) from None
 
     def append(self, commit: BlockCommit) -> Head:
-        """Persist one committed block and everything it changes, atomically and durably."""
+        """Persist one committed block and everything it changes, atomically and durably.
+
+        Its txs must not be committed already (the ledger refuses such a block): a tx's record
+        would be overwritten and the earlier block would no longer read back."""
         if self.read_only:
             raise StoreError("store is open read-only")
         block = commit.block
@@ -293,13 +365,18 @@ class Store:
                     wb.delete(key)
                 else:
                     wb.put(key, value)
-            wb.put(height_key(b"b/", block.height), block.encode())
+            tx_ids = block.tx_ids
+            summary = {"header": canonical(block.header.to_plain()), "tx_ids": canonical(tx_ids)}
+            wb.put(height_key(b"b/", block.height), canonical_map(summary))
             wb.put(height_key(b"c/", block.height), canonical(commit.certificate.to_plain()))
-            receipts = commit.receipts_bytes if commit.receipts_bytes is not None else canonical(commit.receipts)
-            wb.put(height_key(b"r/", block.height), receipts)
             wb.put(b"x/" + block.block_hash.encode(), b"%d" % block.height)
-            for index, tx_id in enumerate(block.tx_ids):
-                wb.put(b"t/" + tx_id.encode(), canonical([block.height, index]))
+            packed = commit.packed_receipts
+            if packed is None:
+                packed = [canonical(r) for r in commit.receipts]
+            if len(packed) != len(tx_ids):
+                raise StoreError(f"block {block.height}: {len(packed)} receipts for {len(tx_ids)} txs")
+            for index, (tx, tx_id) in enumerate(zip(block.txs, tx_ids, strict=True)):
+                wb.put(b"t/" + tx_id.encode(), tx_entry_bytes(block.height, index, tx.encode(), packed[index]))
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
 
     def _fault(self, what: str, error: plyvel.Error) -> StoreFault:
@@ -309,6 +386,20 @@ class Store:
         if self.on_fault is not None:
             self.on_fault(fault)
         return fault
+
+
+def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: bytes) -> bytes:
+    """canonical([height, index, tx, receipt]) from the tx's and receipt's own canonical bytes."""
+    return canonical_array([canonical(height), canonical(index), tx_bytes, receipt_bytes])
+
+
+def decode_tx_entry(raw: bytes) -> TxEntry:
+    """A t/ record (raises ValueError for one that is not [height, index, tx, receipt])."""
+    value = decode(raw)
+    if type(value) is not list or len(value) != 4:
+        raise ValueError("a tx record is not [height, index, tx, receipt]")
+    height, index, tx, receipt = value
+    return TxEntry(height, index, tx, receipt)
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

@@ -23,7 +23,7 @@ import msgpack
 
 from chain import smt
 from chain.block import Block
-from chain.encoding import H, Value, canonical, canonical_array
+from chain.encoding import H, Value, canonical
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
 from chain.tx import Tx
@@ -64,7 +64,7 @@ class ApplyResult:
     state_root: str
     receipts_root: str
     next_validators: ValidatorSet
-    receipts_bytes: bytes  # canonical(receipts), as the store keeps them, built from the packed receipts
+    packed_receipts: tuple[bytes, ...]  # canonical(receipt) of each receipt, as the store keeps them
 
 
 def pack(v: Value) -> bytes:
@@ -112,10 +112,10 @@ def receipts_root(receipts: Sequence[dict[str, Any]]) -> str:
     return _receipts_encoded(receipts)[0]
 
 
-def _receipts_encoded(receipts: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
-    """(receipts root, canonical bytes of the list), each receipt packed once for both."""
-    packed = [pack(r) for r in receipts]
-    return merkle_root([H(p) for p in packed]), canonical_array(packed)
+def _receipts_encoded(receipts: Sequence[dict[str, Any]]) -> tuple[str, tuple[bytes, ...]]:
+    """(receipts root, canonical bytes of each receipt), each receipt packed once for both."""
+    packed = tuple(pack(r) for r in receipts)
+    return merkle_root([H(p) for p in packed]), packed
 
 
 def genesis_state(genesis: Genesis) -> ApplyResult:

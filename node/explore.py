@@ -170,8 +170,8 @@ class LedgerSource:
 
     def status(self) -> Plain:
         height = self.ledger.height
-        head = self.ledger.store.get_block(height) if height else None
-        view = head.header.view if head is not None else 0
+        head = self.ledger.store.get_summary(height) if height else None
+        view = head[0].view if head is not None else 0
         vset = self.ledger.validator_set_at(height + 1)
         return {
             "node_id": None,

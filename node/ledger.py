@@ -20,7 +20,7 @@ from chain.genesis import Genesis
 from chain.merkle import tx_root
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
-from chain.tx import Tx, TxError, check_for_chain, check_signature
+from chain.tx import Tx, TxError, check_for_chain, check_signature, parse_tx
 from chain.validators import ValidatorSet
 from contracts.apply import (
     HISTORY_PREFIX,
@@ -254,7 +254,7 @@ class Ledger:
         if result is None:
             self.validate(block, verified)
             result = self._results.pop(block.block_hash)
-        committed = BlockCommit(block, certificate, result.receipts, result.writes, result.receipts_bytes)
+        committed = BlockCommit(block, certificate, result.receipts, result.writes, result.packed_receipts)
         self.store.append(committed)
         self._results.clear()  # results were computed on the old head
         for key, value in result.writes.items():
@@ -298,15 +298,10 @@ class Ledger:
         return [k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix)]
 
     def tx(self, tx_id: str) -> TxRecord | None:
-        loc = self.store.tx_location(tx_id)
-        if loc is None:
+        entry = self.store.get_tx_entry(tx_id)  # one small read, whatever the size of its block
+        if entry is None:
             return None
-        height, index = loc
-        block = self.store.get_block(height)
-        receipts = self.store.get_receipts(height)
-        if block is None or receipts is None:
-            return None
-        return TxRecord(block.txs[index], height, index, receipts[index])
+        return TxRecord(parse_tx(entry.tx), entry.height, entry.index, entry.receipt)
 
     # -- answers in the shapes of SPEC §6 (the RPC and the offline explorer share them) ---------
 
@@ -314,10 +309,11 @@ class Ledger:
         """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
         if height < 1:
             return None
-        block, cert = self.store.get_block(height), self.store.get_certificate(height)
-        if block is None or cert is None:
+        summary, cert = self.store.get_summary(height), self.store.get_certificate(height)
+        if summary is None or cert is None:
             return None
-        return {"header": block.header.to_plain(), "block_hash": block.block_hash, "tx_ids": block.tx_ids, "certificate": cert.to_plain()}
+        header, tx_ids = summary
+        return {"header": header.to_plain(), "block_hash": header.block_hash, "tx_ids": tx_ids, "certificate": cert.to_plain()}
 
     def committed_tx_answer(self, tx_id: str) -> dict[str, Any] | None:
         record = self.tx(tx_id)

@@ -721,10 +721,11 @@ class Validator:
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
         store = self.ledger.store
-        block, receipts = store.get_block(height), store.get_receipts(height)
-        if block is None or receipts is None:
+        summary, receipts = store.get_summary(height), store.get_receipts(height)
+        if summary is None or receipts is None:
             return None
-        return CommittedBlockEvent(height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        header, tx_ids = summary
+        return CommittedBlockEvent(height, header.block_hash, header.to_plain(), tuple(tx_ids), tuple(receipts))
 
     def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
         queue: asyncio.Queue[CommittedBlockEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)

@@ -44,7 +44,9 @@ def test_replay_from_genesis_reproduces_every_root_and_write(story: LedgerChain)
         assert result.receipts_root == block.header.receipts_root
         assert result.next_validators.hash == block.header.next_validators_hash
         assert result.receipts == store.get_receipts(height)
-        assert result.receipts_bytes == canonical(result.receipts) == store.get(b"r/%012d" % height)
+        assert list(result.packed_receipts) == [canonical(r) for r in result.receipts]
+        for index, tx in enumerate(block.txs):
+            assert store.get(b"t/" + tx.tx_id.encode()) == canonical([height, index, tx.to_plain(), result.receipts[index]])
         replay.update(result.writes)
         root = result.state_root
     assert {k: v for k, v in replay.items() if v is not None} == _derived(store)

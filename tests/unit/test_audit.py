@@ -68,8 +68,16 @@ def _header_time(b: dict) -> None:
     b["header"]["time"] += 1
 
 
-def _tx_args(b: dict) -> None:
-    b["txs"][0]["body"]["args"]["to"] = b["txs"][0]["body"]["signer"]
+def _tx_args(height: int) -> Callable[[plyvel.DB], None]:
+    """The first tx of the block, altered inside its record (t/), where the block's txs are kept."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"t/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode()
+        record = decode(db.get(key))
+        record[2]["body"]["args"]["to"] = record[2]["body"]["signer"]
+        db.put(key, canonical(record))
+
+    return edit
 
 
 def _drop_view(db: plyvel.DB) -> None:
@@ -115,11 +123,34 @@ def _history(db: plyvel.DB) -> None:
     db.put(key, canonical(entry))
 
 
+def _moved(record: bytes, index: int) -> bytes:
+    """A tx record pointing at another index of its block."""
+    value = decode(record)
+    value[1] = index
+    return canonical(value)
+
+
+def _swap_tx_records(a: str, b: str) -> Callable[[plyvel.DB], None]:
+    """Each record keeps its location but holds the other's tx (both well formed and signed)."""
+
+    def edit(db: plyvel.DB) -> None:
+        ra, rb = decode(db.get(b"t/" + a.encode())), decode(db.get(b"t/" + b.encode()))
+        ra[2], rb[2] = rb[2], ra[2]
+        db.put(b"t/" + a.encode(), canonical(ra))
+        db.put(b"t/" + b.encode(), canonical(rb))
+
+    return edit
+
+
+def _drop_last_tx(b: dict) -> None:
+    b["tx_ids"] = b["tx_ids"][:-1]
+
+
 @pytest.mark.parametrize(
     ("name", "expected_height", "reason_part"),
     [
         ("block header", 3, "certificate"),
-        ("tx", 2, "tx_root"),
+        ("tx", 2, "holds another tx"),
         ("certificate", 4, "signatures"),
         ("certificate mixing views", 4, "not its commit to this block in view 2"),
         ("certificate without a view", 4, "certificate does not decode"),
@@ -128,8 +159,10 @@ def _history(db: plyvel.DB) -> None:
         ("owner index", 3, "o/"),
         ("tx index", 1, "t/"),
         ("receipts", 2, "receipts"),
+        ("tx records swapped", 1, "holds another tx"),
+        ("block without its last tx", 3, "tx_root"),
         ("smt node", 0, "n/"),
-        ("garbage tx index", 3, "unreadable"),
+        ("garbage tx index", 3, "(t/) of tx 0 ("),
         ("garbage certificate", 4, "certificate"),
     ],
 )
@@ -140,30 +173,32 @@ def test_tampering_is_found_at_its_height(
     u = ch.c.users
     src_db = plyvel.DB(str(path))
     try:
-        block1 = decode(src_db.get(b"b/%012d" % 1))
-        block3 = decode(src_db.get(b"b/%012d" % 3))
+        tx1, tx2, tx3 = (
+            parse_tx(decode(src_db.get(b"t/" + decode(src_db.get(b"b/%012d" % h))["tx_ids"][i].encode()))[2])
+            for h, i in ((1, 2), (2, 1), (3, 0))
+        )
     finally:
         src_db.close()
-    tx1 = parse_tx(block1["txs"][2])
-    tx3 = parse_tx(block3["txs"][0])
     genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root))
 
     def receipts(db: plyvel.DB) -> None:
-        key = b"r/%012d" % 2
-        rs = decode(db.get(key))
-        rs[1]["status"] = "ok"
-        db.put(key, canonical(rs))
+        key = b"t/" + tx2.tx_id.encode()
+        record = decode(db.get(key))
+        record[3]["status"] = "ok"
+        db.put(key, canonical(record))
 
     edits: dict[str, Callable[[plyvel.DB], None]] = {
         "block header": _rewrite_block(3, _header_time),
-        "tx": _rewrite_block(2, _tx_args),
+        "tx": _tx_args(2),
         "certificate": _drop_sig,
         "certificate mixing views": _mix_views(ch),
         "certificate without a view": _drop_view,
         "state record": _state(ch),
         "history entry": _history,
         "owner index": lambda db: db.put(owner_key(u[2].public, "WR-1"), b""),
-        "tx index": lambda db: db.put(b"t/" + tx1.tx_id.encode(), canonical([1, 0])),
+        "tx index": lambda db: db.put(b"t/" + tx1.tx_id.encode(), _moved(db.get(b"t/" + tx1.tx_id.encode()), 0)),
+        "tx records swapped": _swap_tx_records(tx1.tx_id, tx3.tx_id),
+        "block without its last tx": _rewrite_block(3, _drop_last_tx),
         "receipts": receipts,
         "smt node": lambda db: db.delete(genesis_root_node),
         "garbage tx index": lambda db: db.put(b"t/" + tx3.tx_id.encode(), b"\xc1"),

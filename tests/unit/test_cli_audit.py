@@ -89,11 +89,12 @@ def mix_views_at(height: int) -> Edit:
 
 def rewrite_receipt(height: int, index: int, status: str) -> Edit:
     def edit(db: plyvel.DB) -> None:
-        key = b"r/%012d" % height
-        receipts = decode(db.get(key))
-        receipts[index]["status"] = status
-        receipts[index]["error"] = None
-        db.put(key, canonical(receipts))
+        tx_id = decode(db.get(b"b/%012d" % height))["tx_ids"][index]
+        key = b"t/" + tx_id.encode()
+        record = decode(db.get(key))
+        record[3]["status"] = status
+        record[3]["error"] = None
+        db.put(key, canonical(record))
 
     return edit
 

@@ -1,7 +1,7 @@
 import plyvel
 import pytest
 
-from chain.block import Certificate
+from chain.block import BlockError, Certificate
 from chain.store import SCHEMA_VERSION, BlockCommit, Store, StoreError
 from chain.tx import sign_tx
 from factories import make_block, make_consortium
@@ -37,6 +37,37 @@ def test_append_and_read(tmp_path):
         assert s.get(b"s/h2") == b"v"
         assert [k for k, _ in s.iterate(b"s/")] == [b"s/h1", b"s/h2", b"s/h3"]
         assert s.get_block(4) is None and s.tx_location("00" * 32) is None
+
+
+def test_a_tx_and_a_header_are_read_without_their_block(tmp_path):
+    """A tx (with its receipt) and a block's header come from their own records: with its block's
+    other txs gone they still answer, so no such read touches the rest of the block."""
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        blocks = append_blocks(s, 2, txs_per_block=4)
+        others = [t for t in blocks[1].tx_ids if t != blocks[1].tx_ids[3]]
+        for tx_id in others:
+            s._db.delete(b"t/" + tx_id.encode())
+        tx = blocks[1].txs[3]
+        entry = s.get_tx_entry(tx.tx_id)
+        assert (entry.height, entry.index, entry.tx, entry.receipt) == (2, 3, tx.to_plain(), {"tx_id": tx.tx_id})
+        assert s.get_tx_entry("00" * 32) is None
+        header, tx_ids = s.get_summary(2)
+        assert header == blocks[1].header and tx_ids == blocks[1].tx_ids
+        assert s.get_receipts(1) == [{"tx_id": t} for t in blocks[0].tx_ids]
+        assert s.get_block(1) == blocks[0] and s.get_block_bytes(1) == blocks[0].encode()
+        assert s.get_receipts(2) is None  # a block whose records are gone has no receipts
+        with pytest.raises(BlockError, match="is missing"):
+            s.get_block(2)
+        assert s.get_summary(3) is None and s.get_receipts(3) is None and s.get_block(3) is None
+
+
+def test_receipts_must_match_the_txs(tmp_path):
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        tx = sign_tx(C.issuer, chain_id=C.genesis.chain_id, op="asset.register", args={"asset_id": "x"}, expires=10**6, nonce="n")
+        block, cert = make_block(C, 1, C.genesis.hash, [tx])
+        with pytest.raises(StoreError, match="0 receipts for 1 txs"):
+            s.append(BlockCommit(block, cert, [], {}))
+        assert s.height == 0 and s.get_tx_entry(tx.tx_id) is None
 
 
 def test_refuses_gaps_bad_links_and_reserved_keys(tmp_path):
