@@ -7,6 +7,7 @@ moved or copied whole. Unknown fields are refused: a misspelt option must not be
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -103,4 +104,10 @@ class NodeConfig(BaseModel):
         return cfg.model_copy(update=resolved)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+        """Write with mode 0600: a config may hold rpc_tokens, which are secrets."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+            f.write(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
