@@ -82,9 +82,9 @@ def key_new(out: Path) -> None:
 def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> None:
     """A demo or local test consortium: genesis, every key, node configs, in one directory.
 
-    Every key in one directory: for a demo or a local test consortium only; a real consortium
-    uses the ceremony (`titlechain ceremony`, docs/operations.md). Whoever holds OUT holds every
-    member key, and with them every governance vote.
+    Writes every key in one directory: for a demo or a local test consortium only; a real
+    consortium uses the ceremony: docs/operations.md (`titlechain ceremony`). Whoever holds OUT
+    holds every member key, and with them every governance vote.
 
     Writes OUT/genesis.json, OUT/consortium.json (the manifest), OUT/keys/<role>/*.json (mode 0600)
     and OUT/nodes/<node_id>/config.json for `titlechain node run --config`.
