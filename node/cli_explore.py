@@ -282,11 +282,18 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
     console().print(t)
 
 
+def _standing_text(since: int | None) -> str:
+    if since is None:
+        return "none: the ledger does not know this account; nodes refuse its txs (403 not_permitted)"
+    return "from the genesis: may submit" if since == 0 else f"since height {since}: may submit"
+
+
 @explore.command("account")
 @click.argument("account", callback=account_argument)
 @source_options
 def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
-    """An account's roles (member, issuer of which classes, regulator, auditor) and the assets it owns."""
+    """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
+    and whether it has standing (may submit transactions at all)."""
     with reading(source) as src:
         acc = src.account(account)
     if as_json:
@@ -296,6 +303,7 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
     rows: list[tuple[str, Any]] = [
         ("account", acc["account"]),
         ("roles", ", ".join(roles) or "none"),
+        ("standing", _standing_text(acc["standing_since"])),
         ("assets", len(acc["assets"])),
         *(("", a) for a in acc["assets"]),
     ]
