@@ -23,7 +23,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import EncodingError, canonical, hash_value, is_hex
 from chain.genesis import CHAIN_ID_PATTERN, Genesis, GenesisError, Params, parse_grant
-from chain.validators import ADDRESS_PATTERN, NODE_ID_PATTERN, Validator
+from chain.validators import ADDRESS_PATTERN, Validator, ValidatorSetError
 
 MANIFEST_VERSION = 1
 # BFT with n validators tolerates f = floor((n-1)/3) faulty ones; below 4, f = 0, so a single
@@ -210,20 +210,15 @@ class MembershipRequest:
 def _check_validator(obj: Any, account: str, where: str) -> Validator | None:
     if obj is None:
         return None
-    if type(obj) is not dict or set(obj) != {"node_id", "public", "address"}:
-        raise CeremonyError(f'{where}: validator is null or {{"node_id", "public", "address"}}')
-    if type(obj["node_id"]) is not str or not NODE_ID_PATTERN.match(obj["node_id"]):
-        raise CeremonyError(f"{where}: validator.node_id: 1-64 of letters, digits, '_', '.', '-'")
-    if not is_account(obj["public"]):
-        raise CeremonyError(f"{where}: validator.public: 64 lowercase hex characters")
-    if obj["public"] == account:
+    try:
+        validator = Validator.from_plain(obj, "validator")
+        check_address(validator.address)
+    except (ValidatorSetError, CeremonyError) as e:
+        raise CeremonyError(f"{where}: {e}") from None
+    if validator.public == account:
         # the node machine signs votes all day; it must not also hold the governance key
         raise CeremonyError(f"{where}: the validator node key must not be the account key")
-    try:
-        check_address(obj["address"])
-    except CeremonyError as e:
-        raise CeremonyError(f"{where}: validator.{e}") from None
-    return Validator(obj["node_id"], obj["public"], obj["address"])
+    return validator
 
 
 # -- assembling -----------------------------------------------------------------------------------
@@ -351,7 +346,7 @@ def load_manifest(obj: Any) -> Manifest:
     them and the stated parameters (it must hash to the manifest's `genesis_hash`)."""
     if type(obj) is not dict or set(obj) != MANIFEST_FIELDS:
         raise CeremonyError(f"a manifest has exactly the fields {sorted(MANIFEST_FIELDS)}")
-    if obj["version"] != MANIFEST_VERSION:
+    if type(obj["version"]) is not int or obj["version"] != MANIFEST_VERSION:  # True == 1 in Python
         raise CeremonyError(f"manifest version {obj['version']!r}; this program reads version {MANIFEST_VERSION}")
     if type(obj["requests"]) is not list or len(obj["requests"]) > MAX_REQUESTS:
         raise CeremonyError(f"requests: a list of at most {MAX_REQUESTS} membership requests")

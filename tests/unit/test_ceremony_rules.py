@@ -14,6 +14,7 @@ import pytest
 from chain.ceremony import (
     CeremonyError,
     ConsortiumParams,
+    Manifest,
     MembershipRequest,
     assemble,
     check_name,
@@ -288,3 +289,25 @@ def test_a_manifest_of_another_version_is_refused_naming_both() -> None:
     manifest["version"] = 2
     with pytest.raises(CeremonyError, match="version 2.*version 1"):
         load_manifest(manifest)
+    manifest["version"] = True  # equal to 1 in Python, but not the integer 1
+    with pytest.raises(CeremonyError, match="version True"):
+        load_manifest(manifest)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda doc, own: doc["members"].remove(own.account), "lacks your member role"),
+        (lambda doc, own: doc["roles"].__setitem__(own.account, [{"role": "auditor"}]), "other roles"),
+        (lambda doc, own: doc["validators"][[v["public"] for v in doc["validators"]].index(own.validator.public)].__setitem__("address", "x.example:1"), "validator entry"),
+    ],
+)
+def test_own_entries_are_checked_even_against_a_manifest_that_agrees_with_the_genesis(edit: Any, match: str) -> None:
+    # defence in depth: were assemble ever to place a request wrongly, its owner would still see it
+    reqs = four()
+    m = assemble(reqs, PARAMS)
+    doc = copy.deepcopy(m.genesis.doc)
+    edit(doc, reqs[0])
+    wrong = Genesis.from_plain(doc)
+    with pytest.raises(CeremonyError, match=match):
+        verify_genesis(wrong, Manifest(m.params, m.requests, wrong), reqs[0])
