@@ -170,7 +170,7 @@ def parse_params(values: tuple[str, ...]) -> dict[str, int] | None:
     params: dict[str, int] = {}
     for v in values:
         k, eq, n = v.partition("=")
-        if not eq or not n.isdigit() or k in params:
+        if not eq or not (n.isascii() and n.isdigit()) or k in params:
             raise click.BadParameter(f"{v!r}: NAME=POSITIVE_INTEGER, each name once", param_hint="--param")
         params[k] = int(n)
     return params or None
