@@ -41,7 +41,9 @@ MAX_MANIFEST_BYTES = MAX_REQUESTS * MAX_REQUEST_BYTES
 NAME_PUNCTUATION = frozenset(" &'.,()-/")
 UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 BODY_FIELDS = frozenset({"chain_id", "name", "account", "roles", "validator"})
-MANIFEST_FIELDS = frozenset({"version", "chain_id", "time", "gov_threshold", "params", "requests", "institutions", "genesis_hash"})
+MANIFEST_FIELDS = frozenset(
+    {"version", "chain_id", "time", "gov_threshold", "params", "requests", "institutions", "genesis_hash"}
+)
 
 
 class CeremonyError(ValueError):
@@ -80,13 +82,15 @@ def name_key(name: str) -> str:
 
 def check_address(address: Any) -> str:
     """A validator's peer address as the others will dial it: host:port, port 1-65535."""
-    if type(address) is not str or not ADDRESS_PATTERN.match(address):
+    if not ADDRESS_PATTERN.matches(address):
         raise CeremonyError(f"address {address!r}: must be host:port (letters, digits, '.', '-', ':', '[]')")
     host, port = address.rsplit(":", 1)
     if not 1 <= int(port) <= 65535:
         raise CeremonyError(f"address {address!r}: port must be 1-65535")
     if host in UNSPECIFIED_HOSTS:
-        raise CeremonyError(f"address {address!r}: {host or 'an empty host'} cannot be dialled; give the host the others reach")
+        raise CeremonyError(
+            f"address {address!r}: {host or 'an empty host'} cannot be dialled; give the host the others reach"
+        )
     return address
 
 
@@ -168,7 +172,11 @@ class MembershipRequest:
         validator = {"node_id": node_id, "public": node.public, "address": address} if node else None
         body = {"chain_id": chain_id, "name": name, "account": account.public, "roles": roles, "validator": validator}
         message = canonical(body)
-        plain = {"body": body, "sig": account.sign(Domain.MEMBERSHIP, message), "node_sig": node.sign(Domain.MEMBERSHIP, message) if node else None}
+        plain = {
+            "body": body,
+            "sig": account.sign(Domain.MEMBERSHIP, message),
+            "node_sig": node.sign(Domain.MEMBERSHIP, message) if node else None,
+        }
         return cls.from_plain(plain)
 
     @classmethod
@@ -181,7 +189,7 @@ class MembershipRequest:
             raise CeremonyError(f"request body: exactly the fields {sorted(BODY_FIELDS)}")
         name = check_name(body["name"])
         where = f"request of {name!r}"
-        if type(body["chain_id"]) is not str or not CHAIN_ID_PATTERN.match(body["chain_id"]):
+        if not CHAIN_ID_PATTERN.matches(body["chain_id"]):
             raise CeremonyError(f"{where}: chain_id: 1-64 of letters, digits, '_', '.', '-'")
         if not is_account(body["account"]):
             raise CeremonyError(f"{where}: account: 64 lowercase hex characters")
@@ -234,7 +242,7 @@ class ConsortiumParams:
     params: dict[str, int] | None = None  # the genesis `params`; None: the defaults
 
     def check(self) -> None:
-        if type(self.chain_id) is not str or not CHAIN_ID_PATTERN.match(self.chain_id):
+        if not CHAIN_ID_PATTERN.matches(self.chain_id):
             raise CeremonyError("chain_id: 1-64 of letters, digits, '_', '.', '-'")
         if type(self.time) is not int or self.time < 0:
             raise CeremonyError("time: ms since the epoch, a non-negative integer")
@@ -280,7 +288,9 @@ class Manifest:
         }
 
 
-def assemble(requests: list[MembershipRequest], params: ConsortiumParams, *, min_validators: int = MIN_VALIDATORS) -> Manifest:
+def assemble(
+    requests: list[MembershipRequest], params: ConsortiumParams, *, min_validators: int = MIN_VALIDATORS
+) -> Manifest:
     """The genesis and manifest for these requests; refuses a set that cannot form a safe consortium."""
     params.check()
     if not requests:
@@ -295,7 +305,8 @@ def assemble(requests: list[MembershipRequest], params: ConsortiumParams, *, min
     validators = [r.validator.to_plain() for r in ordered if r.validator]
     if len(validators) < min_validators:
         raise CeremonyError(
-            f"{len(validators)} validators: BFT needs n >= 3f+1, so tolerating even one faulty validator (f = 1) takes 4;"
+            f"{len(validators)} validators: BFT needs n >= 3f+1, so tolerating even one faulty validator"
+            " (f = 1) takes 4;"
             " with fewer, one crashed validator stops the chain and one malicious validator can break it"
         )
     members = [r.account for r in ordered if r.is_member]
@@ -378,7 +389,9 @@ def verify_genesis(genesis: Genesis, manifest: Manifest, own: MembershipRequest 
     if own is None:
         return
     if own.to_plain() not in [r.to_plain() for r in manifest.requests]:
-        raise CeremonyError(f"your request ({own.name!r}, account {own.account}) is not in the manifest as you signed it")
+        raise CeremonyError(
+            f"your request ({own.name!r}, account {own.account}) is not in the manifest as you signed it"
+        )
     where = f"your request ({own.name!r})"
     if own.is_member != (own.account in genesis.members):
         raise CeremonyError(f"{where}: the genesis {'lacks' if own.is_member else 'adds'} your member role")

@@ -124,10 +124,28 @@ def ceremony() -> None:
 @click.option("--name", required=True, help="the institution's name as tables will show it")
 @click.option("--role", "roles", multiple=True, required=True, metavar="ROLE", help=ROLE_HELP)
 @click.option("--node-id", default=None, help="with --role validator: the node's id, e.g. bank-a")
-@click.option("--address", default=None, metavar="HOST:PORT", help="with --role validator: where the other validators reach the node")
-@click.option("--keys-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=f"this institution's private directory: {ACCOUNT_KEY} and {NODE_KEY} are created there (mode 0600) or reused, never overwritten")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="where to write the request (public; never overwritten)")
-def request_cmd(chain_id: str, name: str, roles: tuple[str, ...], node_id: str | None, address: str | None, keys_dir: Path, out: Path) -> None:
+@click.option(
+    "--address", default=None, metavar="HOST:PORT",
+    help="with --role validator: where the other validators reach the node",
+)
+@click.option(
+    "--keys-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help=f"this institution's private directory: {ACCOUNT_KEY} and {NODE_KEY} are created there"
+    " (mode 0600) or reused, never overwritten",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="where to write the request (public; never overwritten)",
+)
+def request_cmd(
+    chain_id: str,
+    name: str,
+    roles: tuple[str, ...],
+    node_id: str | None,
+    address: str | None,
+    keys_dir: Path,
+    out: Path,
+) -> None:
     """Create this institution's keys and its signed membership request.
 
     The request holds only public parts (name, account, roles, and for a validator its node id,
@@ -177,19 +195,47 @@ def parse_params(values: tuple[str, ...]) -> dict[str, int] | None:
 
 
 @ceremony.command("assemble")
-@click.option("--request", "requests", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="an institution's request file; repeat for each")
+@click.option(
+    "--request", "requests", multiple=True, required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="an institution's request file; repeat for each",
+)
 @click.option("--chain-id", required=True, help="the consortium's chain id; every request must name it")
-@click.option("--time", "time_ms", default=None, type=click.IntRange(0), help="the genesis time, ms since the epoch (default: now)")
-@click.option("--gov-threshold", default=None, type=click.IntRange(1), help="approvals a governance proposal needs (default: a majority of the members at the time)")
-@click.option("--param", "params", multiple=True, metavar="NAME=N", help="a genesis parameter, e.g. view_timeout_ms=2000 (docs/protocol.md, Genesis)")
-@click.option("--allow-fewer-validators", is_flag=True, help="accept fewer than 4 validators (tolerates no faulty one: for tests only)")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="a new or empty directory for genesis.json and manifest.json")
-def assemble_cmd(requests: tuple[Path, ...], chain_id: str, time_ms: int | None, gov_threshold: int | None, params: tuple[str, ...], allow_fewer_validators: bool, out: Path) -> None:
+@click.option(
+    "--time", "time_ms", default=None, type=click.IntRange(0),
+    help="the genesis time, ms since the epoch (default: now)",
+)
+@click.option(
+    "--gov-threshold", default=None, type=click.IntRange(1),
+    help="approvals a governance proposal needs (default: a majority of the members at the time)",
+)
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=N",
+    help="a genesis parameter, e.g. view_timeout_ms=2000 (docs/protocol.md, Genesis)",
+)
+@click.option(
+    "--allow-fewer-validators", is_flag=True,
+    help="accept fewer than 4 validators (tolerates no faulty one: for tests only)",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="a new or empty directory for genesis.json and manifest.json",
+)
+def assemble_cmd(
+    requests: tuple[Path, ...],
+    chain_id: str,
+    time_ms: int | None,
+    gov_threshold: int | None,
+    params: tuple[str, ...],
+    allow_fewer_validators: bool,
+    out: Path,
+) -> None:
     """Assemble the genesis and its manifest from the institutions' requests (no private key needed)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"{out}: exists and is not an empty directory; refusing to overwrite a ceremony's output")
     loaded = [load_request(p) for p in requests]
-    cp = ConsortiumParams(chain_id, int(time.time() * 1000) if time_ms is None else time_ms, gov_threshold, parse_params(params))
+    when = int(time.time() * 1000) if time_ms is None else time_ms
+    cp = ConsortiumParams(chain_id, when, gov_threshold, parse_params(params))
     try:
         manifest = assemble(loaded, cp, min_validators=1 if allow_fewer_validators else 4)
     except CeremonyError as e:
@@ -205,26 +251,55 @@ def assemble_cmd(requests: tuple[Path, ...], chain_id: str, time_ms: int | None,
     click.echo("Send both files to every institution; each runs `titlechain genesis verify` and compares the hash.")
 
 
+def grant_text(grant: dict[str, Any]) -> str:
+    """A grant as `--role` spells it: issuer:CLASS,CLASS or the role's name."""
+    return f"issuer:{','.join(grant['classes'])}" if grant["role"] == "issuer" else grant["role"]
+
+
 def show_consortium(manifest: Manifest) -> None:
     g = manifest.genesis
     click.echo(f"  {'name':<32} {'member':<6} {'node_id':<20} {'address':<28} grants")
     for row in manifest.institutions():
-        grants = ", ".join(gr["role"] + (":" + ",".join(gr["classes"]) if "classes" in gr else "") for gr in row["grants"])
-        click.echo(f"  {row['name']:<32} {'yes' if row['member'] else 'no':<6} {row['node_id'] or '-':<20} {row['address'] or '-':<28} {grants or '-'}")
+        grants = ", ".join(grant_text(gr) for gr in row["grants"])
+        member = "yes" if row["member"] else "no"
+        node_id, address = row["node_id"] or "-", row["address"] or "-"
+        click.echo(f"  {row['name']:<32} {member:<6} {node_id:<20} {address:<28} {grants or '-'}")
     n, f = g.validators.n, g.validators.f
-    click.echo(f"  {n} validators: tolerates {f} faulty" + ("  WARNING: not one faulty validator is tolerated" if f == 0 else ""))
+    warning = "  WARNING: not one faulty validator is tolerated" if f == 0 else ""
+    click.echo(f"  {n} validators: tolerates {f} faulty{warning}")
     click.echo(f"  {len(g.members)} members, governance threshold {g.doc.get('gov_threshold', 'a majority')}")
     click.echo(f"genesis hash {g.hash}")
 
 
 @ceremony.command("node-config")
-@click.option("--keys-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help=f"this institution's key directory (holds {NODE_KEY})")
-@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the verified genesis.json")
+@click.option(
+    "--keys-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help=f"this institution's key directory (holds {NODE_KEY})",
+)
+@click.option(
+    "--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="the verified genesis.json",
+)
 @click.option("--rpc-port", required=True, type=click.IntRange(1, 65535), help="the node's RPC port, on 127.0.0.1")
-@click.option("--peer-listen", default=None, metavar="HOST:PORT", help="what the node binds for its peers (default: its genesis address; e.g. 0.0.0.0:PORT behind NAT)")
-@click.option("--data-dir", default="data", show_default=True, help="the node's data dir, relative to the config's directory")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the config file to write (mode 0600; never overwritten)")
-def node_config_cmd(keys_dir: Path, genesis_path: Path, rpc_port: int, peer_listen: str | None, data_dir: str, out: Path) -> None:
+@click.option(
+    "--peer-listen", default=None, metavar="HOST:PORT",
+    help="what the node binds for its peers (default: its genesis address; e.g. 0.0.0.0:PORT behind NAT)",
+)
+@click.option(
+    "--data-dir", default="data", show_default=True, help="the node's data dir, relative to the config's directory",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="the config file to write (mode 0600; never overwritten)",
+)
+def node_config_cmd(
+    keys_dir: Path,
+    genesis_path: Path,
+    rpc_port: int,
+    peer_listen: str | None,
+    data_dir: str,
+    out: Path,
+) -> None:
     """Write this institution's node config from its own node key and the genesis."""
     from node.config import NodeConfig
 
@@ -280,9 +355,18 @@ def genesis_hash_cmd(path: Path) -> None:
 
 
 @genesis_group.command("verify")
-@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the genesis.json the coordinator sent")
-@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the manifest.json the coordinator sent")
-@click.option("--request", "request_path", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="your own request file: checks you are in the genesis exactly as you asked")
+@click.option(
+    "--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="the genesis.json the coordinator sent",
+)
+@click.option(
+    "--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="the manifest.json the coordinator sent",
+)
+@click.option(
+    "--request", "request_path", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="your own request file: checks you are in the genesis exactly as you asked",
+)
 def genesis_verify_cmd(genesis_path: Path, manifest_path: Path, request_path: Path | None) -> None:
     """Check that GENESIS is exactly what the manifest's signed requests and parameters make.
 
@@ -298,7 +382,8 @@ def genesis_verify_cmd(genesis_path: Path, manifest_path: Path, request_path: Pa
     except CeremonyError as e:
         click.echo(f"genesis INVALID: {e}")
         raise SystemExit(1) from None
-    click.echo(f"genesis ok: {genesis_path} is what the {len(manifest.requests)} signed requests of {manifest_path} make")
+    count = len(manifest.requests)
+    click.echo(f"genesis ok: {genesis_path} is what the {count} signed requests of {manifest_path} make")
     if own is not None:
         click.echo(f"  your request ({own.name!r}) is in it exactly as you signed it")
     else:

@@ -99,8 +99,8 @@ def test_ceremony_forms_a_consortium_no_one_holds_every_key_of(tmp_path: Path, p
     for d in institution_dirs(tmp_path):
         for name in ("genesis.json", "manifest.json"):
             shutil.copy(coord / "out" / name, d / name)
-        r = titlechain("genesis", "verify", "--genesis", str(d / "genesis.json"), "--manifest", str(d / "manifest.json"),
-                       "--request", str(d / "request.json"))
+        r = titlechain("genesis", "verify", "--genesis", str(d / "genesis.json"),
+                       "--manifest", str(d / "manifest.json"), "--request", str(d / "request.json"))
         assert "exactly as you signed it" in r.output
         h = titlechain("genesis", "hash", str(d / "genesis.json")).output.strip()
         assert f"genesis hash {h}" in r.output
@@ -129,7 +129,8 @@ def test_ceremony_forms_a_consortium_no_one_holds_every_key_of(tmp_path: Path, p
         assert status["chain_id"] == CHAIN
         args = {"asset_id": "WR-CEREMONY-1", "class": "warehouse_receipt", "owner": owner,
                 "doc_hash": hashlib.sha256(b"ceremony receipt").hexdigest(), "meta": {}}
-        receipt = c.submit(sign(issuer, CHAIN, "asset.register", args, expires=status["height"] + 100), wait=True, timeout=30)["receipt"]
+        tx = sign(issuer, CHAIN, "asset.register", args, expires=status["height"] + 100)
+        receipt = c.submit(tx, wait=True, timeout=30)["receipt"]
     assert receipt["status"] == "ok", receipt
     (genesis_hash,) = hashes
     for rpc in rpcs:

@@ -60,7 +60,8 @@ def four() -> list[MembershipRequest]:
 def resign(plain: dict[str, Any], account: KeyPair, node: KeyPair | None) -> dict[str, Any]:
     """A request body changed by its own institution and validly signed again."""
     msg = canonical(plain["body"])
-    return {"body": plain["body"], "sig": account.sign(Domain.MEMBERSHIP, msg), "node_sig": node.sign(Domain.MEMBERSHIP, msg) if node else None}
+    node_sig = node.sign(Domain.MEMBERSHIP, msg) if node else None
+    return {"body": plain["body"], "sig": account.sign(Domain.MEMBERSHIP, msg), "node_sig": node_sig}
 
 
 # -- assembling -----------------------------------------------------------------------------------
@@ -73,7 +74,8 @@ def test_assemble_makes_the_genesis_the_requests_ask_for() -> None:
     assert g.validators.n == 4 and g.validators.f == 1
     assert set(g.members) == {r.account for r in reqs[:4]}
     assert g.roles == {reqs[4].account: ({"role": "issuer", "classes": ["warehouse_receipt"]},)}
-    assert {v.node_id: v.address for v in g.validators.validators} == {f"bank-{i}": f"bank{i}.example:26600" for i in range(4)}
+    addresses = {v.node_id: v.address for v in g.validators.validators}
+    assert addresses == {f"bank-{i}": f"bank{i}.example:26600" for i in range(4)}
     assert "gov_threshold" not in g.doc  # a majority of the members at the time of each vote
     # the genesis depends on the set of requests, not on the order the coordinator read them in
     assert assemble(list(reversed(reqs)), PARAMS).genesis.hash == g.hash
@@ -94,6 +96,13 @@ def test_fewer_than_four_validators_is_refused_with_the_reason() -> None:
     with pytest.raises(CeremonyError, match=r"3 validators: BFT needs n >= 3f\+1.*f = 1.*takes 4"):
         assemble(four()[:3], PARAMS)
     assert assemble(four()[:3], PARAMS, min_validators=1).genesis.validators.f == 0
+
+
+def test_a_chain_id_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(CeremonyError, match="chain_id"):
+        bank(0, chain_id=CHAIN + "\n")
+    with pytest.raises(CeremonyError, match="chain_id"):
+        assemble(four(), ConsortiumParams(CHAIN + "\n", 5))
 
 
 def test_a_request_for_another_chain_is_refused() -> None:
@@ -156,12 +165,16 @@ def test_unsafe_names_are_refused(name: str) -> None:
         bank(0, name=name)
 
 
-@pytest.mark.parametrize("name", ["Bank A", "Crédit Mutuel", "Crane & Whitlock (Audit) Ltd.", "東京銀行", "A/S Nordbank-2"])
+@pytest.mark.parametrize(
+    "name", ["Bank A", "Crédit Mutuel", "Crane & Whitlock (Audit) Ltd.", "東京銀行", "A/S Nordbank-2"]
+)
 def test_ordinary_names_pass(name: str) -> None:
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize("address", ["bank", "bank:0", "bank:70000", "0.0.0.0:26600", "[::]:26600", "bank :1", "bank:port"])
+@pytest.mark.parametrize(
+    "address", ["bank", "bank:0", "bank:70000", "0.0.0.0:26600", "[::]:26600", "bank :1", "bank:port", "bank:1\n"]
+)
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(CeremonyError, match="address"):
         bank(0, address=address)
@@ -186,10 +199,11 @@ def test_a_node_key_the_requester_does_not_hold_is_refused() -> None:
     # signs with its own account key: without Bank 0's node key it cannot make node_sig
     victim = bank(0)
     mallory = seeded_key("mallory")
-    body = {**bank(5, account=mallory).body(), "validator": victim.validator.to_plain() | {"node_id": "mallory", "address": "m.example:1"}}
+    stolen = victim.validator.to_plain() | {"node_id": "mallory", "address": "m.example:1"}
+    body = {**bank(5, account=mallory).body(), "validator": stolen}
     msg = canonical(body)
     with pytest.raises(CeremonyError, match="node_sig is not the validator key's signature"):
-        MembershipRequest.from_plain({"body": body, "sig": mallory.sign(Domain.MEMBERSHIP, msg), "node_sig": mallory.sign(Domain.MEMBERSHIP, msg)})
+        MembershipRequest.from_plain(resign({"body": body}, mallory, mallory))
 
 
 def test_a_signature_for_another_purpose_does_not_pass() -> None:
@@ -294,12 +308,16 @@ def test_a_manifest_of_another_version_is_refused_naming_both() -> None:
         load_manifest(manifest)
 
 
+def _entry_of(doc: dict[str, Any], own: MembershipRequest) -> dict[str, Any]:
+    return next(v for v in doc["validators"] if v["public"] == own.validator.public)
+
+
 @pytest.mark.parametrize(
     "edit,match",
     [
         (lambda doc, own: doc["members"].remove(own.account), "lacks your member role"),
         (lambda doc, own: doc["roles"].__setitem__(own.account, [{"role": "auditor"}]), "other roles"),
-        (lambda doc, own: doc["validators"][[v["public"] for v in doc["validators"]].index(own.validator.public)].__setitem__("address", "x.example:1"), "validator entry"),
+        (lambda doc, own: _entry_of(doc, own).__setitem__("address", "x.example:1"), "validator entry"),
     ],
 )
 def test_own_entries_are_checked_even_against_a_manifest_that_agrees_with_the_genesis(edit: Any, match: str) -> None:

@@ -97,49 +97,56 @@ def test_assemble_refuses_three_validators_and_a_forged_request(tmp_path: Path) 
             "--out", str(tmp_path / "c2"))
     assert r.exit_code == 1 and "sig is not the account's signature" in r.output
     (tmp_path / "junk.json").write_text("{not json")
-    r = run("ceremony", "assemble", "--request", str(tmp_path / "junk.json"), "--chain-id", "acme-1", "--out", str(tmp_path / "c3"))
+    r = run("ceremony", "assemble", "--request", str(tmp_path / "junk.json"), "--chain-id", "acme-1",
+            "--out", str(tmp_path / "c3"))
     assert r.exit_code == 2 and "not JSON" in r.output
+
+
+def verify(genesis: Path, manifest: Path, *request: Path) -> Result:
+    return run("genesis", "verify", "--genesis", str(genesis), "--manifest", str(manifest),
+               *[a for r in request for a in ("--request", str(r))])
+
+
+def node_config(root: Path, inst: str, port: int, out: Path) -> Result:
+    return run("ceremony", "node-config", "--keys-dir", str(root / inst / "keys"),
+               "--genesis", str(root / "coord" / "genesis.json"), "--rpc-port", str(port), "--out", str(out))
 
 
 def test_verify_and_hash(assembled: Path) -> None:
     coord = assembled / "coord"
+    manifest = coord / "manifest.json"
     h = run("genesis", "hash", str(coord / "genesis.json"))
     assert h.exit_code == 0 and len(h.output.strip()) == 64
     for i in range(4):
-        r = run("genesis", "verify", "--genesis", str(coord / "genesis.json"), "--manifest", str(coord / "manifest.json"),
-                "--request", str(assembled / f"inst{i}" / "request.json"))
+        r = verify(coord / "genesis.json", manifest, assembled / f"inst{i}" / "request.json")
         assert r.exit_code == 0, r.output
         assert f"genesis hash {h.output.strip()}" in r.output
     # a genesis edited after assembly: exit 1
     doc = json.loads((coord / "genesis.json").read_text())
     doc["validators"][0]["address"] = "evil.example:1"
     (assembled / "edited.json").write_text(json.dumps(doc))
-    r = run("genesis", "verify", "--genesis", str(assembled / "edited.json"), "--manifest", str(coord / "manifest.json"))
+    r = verify(assembled / "edited.json", manifest)
     assert r.exit_code == 1 and "genesis INVALID" in r.output
-    # a manifest that is not JSON, or a genesis that is not a genesis: usage errors
+    # a genesis that is not a genesis: a usage error
     (assembled / "bad.json").write_text("[]")
-    assert run("genesis", "verify", "--genesis", str(assembled / "bad.json"), "--manifest", str(coord / "manifest.json")).exit_code == 2
+    assert verify(assembled / "bad.json", manifest).exit_code == 2
     assert run("genesis", "hash", str(assembled / "bad.json")).exit_code == 2
 
 
 def test_node_config_from_own_keys(assembled: Path) -> None:
-    coord = assembled / "coord"
     out = assembled / "inst2" / "node" / "config.json"
-    r = run("ceremony", "node-config", "--keys-dir", str(assembled / "inst2" / "keys"), "--genesis", str(coord / "genesis.json"),
-            "--rpc-port", "46102", "--out", str(out))
+    r = node_config(assembled, "inst2", 46102, out)
     assert r.exit_code == 0, r.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     cfg = NodeConfig.load(out)
     assert cfg.node_id == "bank-2" and cfg.peer_listen == "127.0.0.1:46002" and cfg.rpc_listen == "127.0.0.1:46102"
     assert load_key_file(cfg.key).public == load_key_file(assembled / "inst2" / "keys" / "validator.json").public
-    assert cfg.genesis.resolve() == (coord / "genesis.json").resolve()
-    again = run("ceremony", "node-config", "--keys-dir", str(assembled / "inst2" / "keys"), "--genesis", str(coord / "genesis.json"),
-                "--rpc-port", "46102", "--out", str(out))
+    assert cfg.genesis.resolve() == (assembled / "coord" / "genesis.json").resolve()
+    again = node_config(assembled, "inst2", 46102, out)
     assert again.exit_code == 1 and "already exists" in again.output
     # a key dir whose node key is not in this genesis
     request(assembled, 9)
-    r = run("ceremony", "node-config", "--keys-dir", str(assembled / "inst9" / "keys"), "--genesis", str(coord / "genesis.json"),
-            "--rpc-port", "46109", "--out", str(assembled / "x.json"))
+    r = node_config(assembled, "inst9", 46109, assembled / "x.json")
     assert r.exit_code == 1 and "not a validator of this genesis" in r.output
 
 
