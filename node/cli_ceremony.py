@@ -39,6 +39,8 @@ from node.cli_common import fail
 
 ACCOUNT_KEY = "account.json"  # the institution's key: signs its request, holds its roles and vote
 NODE_KEY = "validator.json"  # its validator node's key, if it runs one; lives on the node machine
+FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+NEW_FILE = click.Path(dir_okay=False, path_type=Path)
 ROLE_HELP = "member | validator | regulator | auditor | issuer:CLASS[,CLASS…]; repeat for each role"
 
 
@@ -133,10 +135,7 @@ def ceremony() -> None:
     help=f"this institution's private directory: {ACCOUNT_KEY} and {NODE_KEY} are created there"
     " (mode 0600) or reused, never overwritten",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="where to write the request (public; never overwritten)",
-)
+@click.option("--out", required=True, type=NEW_FILE, help="where to write the request (public; never overwritten)")
 def request_cmd(
     chain_id: str,
     name: str,
@@ -197,7 +196,7 @@ def parse_params(values: tuple[str, ...]) -> dict[str, int] | None:
 @ceremony.command("assemble")
 @click.option(
     "--request", "requests", multiple=True, required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=FILE,
     help="an institution's request file; repeat for each",
 )
 @click.option("--chain-id", required=True, help="the consortium's chain id; every request must name it")
@@ -276,10 +275,7 @@ def show_consortium(manifest: Manifest) -> None:
     "--keys-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
     help=f"this institution's key directory (holds {NODE_KEY})",
 )
-@click.option(
-    "--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="the verified genesis.json",
-)
+@click.option("--genesis", "genesis_path", required=True, type=FILE, help="the verified genesis.json")
 @click.option("--rpc-port", required=True, type=click.IntRange(1, 65535), help="the node's RPC port, on 127.0.0.1")
 @click.option(
     "--peer-listen", default=None, metavar="HOST:PORT",
@@ -288,10 +284,7 @@ def show_consortium(manifest: Manifest) -> None:
 @click.option(
     "--data-dir", default="data", show_default=True, help="the node's data dir, relative to the config's directory",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="the config file to write (mode 0600; never overwritten)",
-)
+@click.option("--out", required=True, type=NEW_FILE, help="the config file to write (mode 0600; never overwritten)")
 def node_config_cmd(
     keys_dir: Path,
     genesis_path: Path,
@@ -348,23 +341,17 @@ def genesis_group() -> None:
 
 
 @genesis_group.command("hash")
-@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("path", type=FILE)
 def genesis_hash_cmd(path: Path) -> None:
     """Print the genesis hash of FILE, to compare with the other institutions out of band."""
     click.echo(load_genesis(path).hash)
 
 
 @genesis_group.command("verify")
+@click.option("--genesis", "genesis_path", required=True, type=FILE, help="the genesis.json the coordinator sent")
+@click.option("--manifest", "manifest_path", required=True, type=FILE, help="the manifest.json the coordinator sent")
 @click.option(
-    "--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="the genesis.json the coordinator sent",
-)
-@click.option(
-    "--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="the manifest.json the coordinator sent",
-)
-@click.option(
-    "--request", "request_path", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    "--request", "request_path", default=None, type=FILE,
     help="your own request file: checks you are in the genesis exactly as you asked",
 )
 def genesis_verify_cmd(genesis_path: Path, manifest_path: Path, request_path: Path | None) -> None:
