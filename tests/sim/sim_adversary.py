@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from chain.block import Block, Certificate, CertificateError
 from chain.encoding import canonical
+from node import pbft
 from node.pbft_messages import (
     Commit,
     MessageError,
@@ -62,6 +63,23 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# how each open defect shows in the oracles' messages (simnet.World.fail), for the soak's report
+SYMPTOMS: dict[str, str] = {
+    "status_new_view": "on a NEW-VIEW its primary did not sign",
+    "mixed_views": "certificate mixing views",
+    "guessed_next_set": "is not a validator",
+    "new_view_height": "committed another block at height",
+}
+
+
+def likely_defect(violation: str) -> str | None:
+    """The open defect whose symptom the violation shows, if any (a fork may have other causes)."""
+    for defect, symptom in SYMPTOMS.items():
+        if defect in OPEN_DEFECTS and symptom in violation:
+            return defect
+    return None
+
+
 def ci_strategies() -> tuple[str, ...]:
     return tuple(s for s, targets in STRATEGIES.items() if not set(targets) & set(OPEN_DEFECTS))
 
@@ -79,7 +97,6 @@ class Adversary:
         self.old: list[tuple[int, dict[str, Any]]] = []  # (view, message) received, for replays
         self.forged_chain: dict[int, tuple[Block, Certificate]] = {}  # what we serve to sync requests
         self.done: set[tuple[Any, ...]] = set()  # attacks already made (each once)
-        self._parsed: dict[int, tuple[Any, Signed]] = {}  # frames are decoded once and shared
 
     # ------------------------------------------------------------ sending
 
@@ -110,17 +127,10 @@ class Adversary:
     # ------------------------------------------------------------ what the node hears
 
     def on_receive(self, plain: Any) -> None:
-        cached = self._parsed.get(id(plain))
-        if cached is not None and cached[0] is plain:
-            signed = cached[1]
-        else:
-            try:
-                signed = parse_signed(plain)
-            except (MessageError, RecursionError):
-                return
-            if len(self._parsed) > 4096:
-                self._parsed.clear()
-            self._parsed[id(plain)] = (plain, signed)  # plain kept alive, so its id is not reused
+        try:
+            signed = pbft.parse_signed(plain)  # shared with the core's parse of the same frame (simnet)
+        except (MessageError, RecursionError):
+            return
         msg = signed.msg
         if "replay_old_view" in self.on and len(self.old) < 400 and not isinstance(msg, Status):
             self.old.append((msg.view, plain))

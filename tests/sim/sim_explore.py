@@ -37,7 +37,7 @@ from simnet import Node, Violation, World
 
 Event = tuple[Any, ...]
 _SKIP_REPLICA = frozenset({"key", "app", "params", "_verify", "chain_id", "_restored", "_out"})
-_SKIP_ADVERSARY = frozenset({"world", "node", "craft", "on", "_parsed"})
+_SKIP_ADVERSARY = frozenset({"world", "node", "craft", "on"})
 _SKIP_APP = frozenset({"world", "idx", "propose_hook"})
 
 
@@ -154,6 +154,7 @@ class Explorer:
         self.scope = scope
         self.world = scope.world()
         self.prefix: list[str] = []  # events fired before the search (a hand-written start)
+        self.last: tuple[int, list[Event]] = (0, [])  # the newest state's key and the events after the prefix
         self.loaded: list[Any] = [None] * len(self.world.nodes)  # which Snap node part each live node holds
 
     # -- snapshots (what an event may change) and restores
@@ -306,6 +307,7 @@ class Explorer:
             report.max_depth_seen = max(report.max_depth_seen, depth + 1)
             stack.append((self.child(snap, idx, fp), self.enabled(), depth + 1))
             paths.append([*paths[-1], event])
+            self.last = (key, paths[-1])
             if progress is not None and report.states % 1000 == 0:
                 report.seconds = time.perf_counter() - began
                 progress(report)
@@ -330,12 +332,16 @@ def describe(event: Event) -> str:
     return f"deliver v{event[1]} {m.kind}(v={m.view},h={m.height}{',' + extra if extra else ''}) from {signed.sender[:8]} #{digest}"
 
 
-def replay(scope: Scope, schedule: list[str]) -> World:
-    """Run a schedule printed by the explorer (raises the Violation it found)."""
+def replay(scope: Scope, schedule: list[str]) -> Explorer:
+    """Run a schedule printed by the explorer on a fresh world (raises the Violation it found)."""
     ex = Explorer(scope)
     for name in schedule:
         match = [e for e in ex.enabled() if describe(e) == name]
         if not match:
             raise LookupError(f"no pending event {name!r}")
         ex.fire(match[0])
-    return ex.world
+    return ex
+
+
+def current_key(ex: Explorer) -> int:
+    return ex.state_key(tuple(ex.node_fp(n) for n in ex.world.nodes))

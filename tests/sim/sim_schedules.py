@@ -90,7 +90,9 @@ def byzantine_world(seed: int, n: int, strategies: tuple[str, ...]) -> tuple[Wor
         byzantine[i] = frozenset(chosen)
     until = rng.randint(300, 4000)
     change = rng.random() < 0.4
-    world = World(seed, n=n, byzantine=byzantine, faults=_faults(rng, until), standby=1 if change else 0)
+    world = World(
+        seed, n=n, byzantine=byzantine, faults=_faults(rng, until), standby=1 if change else 0, idle_probe_ms=3000
+    )
     honest = [i for i in range(n) if i not in byz_idx]
     _crash_and_partition(world, rng, honest, until)
     txs = world.make_txs(rng.randint(3, 40))

@@ -30,7 +30,7 @@ from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx, sign_tx
 from chain.validators import Validator, ValidatorSet
 from factories import Consortium, make_consortium, seeded_key
-from node import pbft
+from node import pbft, pbft_messages
 
 MAX_BLOCK_TXS = 16
 GOV_OP = "sim.validators"  # args {"add": public} or {"remove": public}: the sim's governance
@@ -38,6 +38,24 @@ GOV_OP = "sim.validators"  # args {"add": public} or {"remove": public}: the sim
 
 class Violation(AssertionError):
     pass
+
+
+# A frame is decoded once and the same plain value goes to all its recipients, so the core's
+# parse of it can be shared too: `pbft.parse_signed` answers from here for exactly those values
+# (by identity, the value kept alive) and parses anything else itself. Pure speed: the result is
+# the one parse_signed gives; a frame that fails to parse is not remembered.
+_PARSED: dict[int, tuple[Any, Any]] = {}
+_parse_signed = pbft_messages.parse_signed
+
+
+def _shared_parse(obj: Any, depth: int = 0) -> Any:
+    hit = _PARSED.get(id(obj)) if depth == 0 else None
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    return _parse_signed(obj, depth)
+
+
+pbft.parse_signed = _shared_parse  # type: ignore[attr-defined]
 
 
 def next_state_root(prev_root: str, tx_ids: list[str]) -> str:
@@ -192,6 +210,7 @@ class World:
         standby: int = 0,
         controlled: bool = False,
         block_txs: int = MAX_BLOCK_TXS,
+        idle_probe_ms: int = 0,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -208,6 +227,9 @@ class World:
         self.faults = faults or Faults()
         self.controlled = controlled
         self.block_txs = block_txs
+        # node/validator.py probes a peer for blocks after IDLE_PROBE_S without a commit (a node
+        # behind on an idle chain hears no consensus traffic); 0 leaves it out, as older seeds ran
+        self.idle_probe_ms = idle_probe_ms
         self.pending: list[tuple[Any, ...]] = []  # controlled mode: what may happen next
         self.now = 0.0
         self._heap: list[tuple[float, int, str, Any]] = []
@@ -238,6 +260,8 @@ class World:
                 install(self, node)
         for node in self.nodes:
             self._run(node, None)
+            if idle_probe_ms and not controlled:
+                self.schedule(idle_probe_ms, "probe", (node.idx, 0))
 
     # ------------------------------------------------------------ harness plumbing
 
@@ -385,6 +409,12 @@ class World:
                 self._run(node, pbft.Timeout(view, height))
         elif kind == "sync":
             self._serve_sync(*data)
+        elif kind == "probe":
+            idx, height_then = data
+            node = self.nodes[idx]
+            if not node.crashed and len(node.app.chain) == height_then:
+                self._serve_sync(idx, height_then + 1, height_then + 64)
+            self.schedule(self.idle_probe_ms, "probe", (idx, len(node.app.chain)))
         elif kind == "call":
             data()
         return True
@@ -400,6 +430,12 @@ class World:
             if len(self._decoded) > 4096:
                 self._decoded.clear()
             plain = self._decoded[wire] = decode(wire)
+            try:
+                if len(_PARSED) > 4096:
+                    _PARSED.clear()
+                _PARSED[id(plain)] = (plain, _parse_signed(plain))
+            except (pbft_messages.MessageError, RecursionError):
+                pass
         if node.adversary is not None:
             node.adversary.on_receive(plain)
         self._run(node, pbft.Received(plain))
