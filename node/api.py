@@ -55,7 +55,8 @@ class NodeApi(Protocol):
 
         Raises chain.tx.TxError; codes: malformed, too_large, bad_signature, wrong_chain, expired,
         expires_too_far, unknown_op, invalid_args (422 except malformed 400 and too_large 413),
-        duplicate (409: already pending or committed), mempool_full (429).
+        not_permitted (403: the signer has no standing), duplicate (409: already pending or
+        committed), mempool_full and quota_exceeded (429).
         """
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
@@ -84,6 +85,9 @@ class NodeApi(Protocol):
         """A queue receiving every block committed from now on, in order."""
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None: ...
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        """{"total", "offset", "evidence": [full equivocation records]} (node/evidence.py)."""
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition of the node's metrics."""

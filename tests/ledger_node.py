@@ -2,7 +2,7 @@
 
 `LedgerNode` is a `NodeApi` over a `LedgerChain` (tests/ledger_fixtures.py): reads come from the
 ledger through `node.explore.LedgerSource` (the same shapes a validator serves), a submitted tx is
-checked like a node would (signature, chain, expiry window, args, duplicates) and committed in a
+checked like a node would (signature, chain, expiry window, standing, args, duplicates) and committed in a
 block of its own on the next turn of the event loop, with real certificates. No consensus, one
 process: enough for the CLI to submit, wait for receipts, explore, fetch proofs and audit.
 
@@ -22,7 +22,9 @@ from ledger_fixtures import LedgerChain
 
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
+from contracts.standing import NOT_PERMITTED, not_permitted_message
 from node.api import CommittedBlockEvent
+from node.evidence_store import EvidenceStore
 from node.explore import LedgerSource, NotFound
 from node.metrics import NodeMetrics
 from node.rpc import serve
@@ -38,6 +40,7 @@ class LedgerNode:
         self.pending: dict[str, Tx] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.metrics = NodeMetrics()
+        self.evidence_store = EvidenceStore(self.ledger.store)
 
     def _or_none(self, read: Any, *args: Any) -> Any:
         try:
@@ -70,6 +73,8 @@ class LedgerNode:
     def submit(self, tx: Tx) -> None:
         check_signature(tx)
         check_for_chain(tx, self.chain_id, self.height + 1)
+        if not self.ledger.has_standing(tx.signer):
+            raise TxError(NOT_PERMITTED, not_permitted_message(tx.signer))
         check_args([tx])
         if tx.tx_id in self.pending or self.ledger.tx(tx.tx_id) is not None:
             raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")
@@ -115,6 +120,10 @@ class LedgerNode:
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         pass
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()

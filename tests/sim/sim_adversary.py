@@ -39,13 +39,14 @@ if TYPE_CHECKING:
 # The defects the adversary is known to find in today's core (fixes are under way). A strategy
 # that targets one of them stays out of the CI mix until the fix lands and its name leaves this
 # dict; each has a strict-xfail reproduction in tests/sim/test_sim_adversary.py.
-OPEN_DEFECTS: dict[str, str] = {
-    "new_view_height": "a NEW-VIEW's height is bound to nothing in _check_new_view: a Byzantine primary names a "
-    "height above every VIEW-CHANGE it carries, hides their prepared proofs, and re-proposes the lower height",
-    "status_new_view": "_upon_status acts on the NEW-VIEW a STATUS relays without checking its signature",
-    "mixed_views": "commit signatures do not cover the view, so commits of different views form one certificate",
-    "guessed_next_set": "messages for the next height are checked against a guessed validator set after a removal",
-}
+OPEN_DEFECTS: dict[str, str] = {}
+# Fixed on main (each keeps its schedule in tests/sim/test_sim_adversary.py, which failed before):
+#   new_view_height: a NEW-VIEW's height was bound to nothing (a Byzantine primary named a height
+#     above every VIEW-CHANGE it carried, hid their proofs, and re-proposed a lower height);
+#   status_new_view: a STATUS's NEW-VIEW was acted on without checking its signature;
+#   mixed_views: commit signatures did not cover the view, so commits of several views made one
+#     certificate;
+#   guessed_next_set: messages for the next height were judged by a guessed set after a removal.
 
 # strategy -> the open defects it targets (empty: today's core must withstand it)
 STRATEGIES: dict[str, tuple[str, ...]] = {
@@ -68,7 +69,7 @@ SYMPTOMS: dict[str, str] = {
     "status_new_view": "on a NEW-VIEW its primary did not sign",
     "mixed_views": "certificate mixing views",
     "guessed_next_set": "is not a validator",
-    "new_view_height": "committed another block at height",
+    "new_view_height": "two certificates/blocks at height",
 }
 
 
@@ -91,7 +92,6 @@ class Adversary:
         self.on = strategies
         self.craft = Crafter(world.chain_id, node.key)
         self.vcs: dict[int, dict[str, Signed]] = {}  # view -> sender -> VIEW-CHANGE seen
-        self.blocks: dict[str, Block] = {}  # proposals seen, by hash
         self.sigs: dict[tuple[int, str], dict[str, tuple[int, str]]] = {}  # (height, hash) -> signer -> (view, sig)
         self.my_commits: dict[int, tuple[int, str]] = {}  # height -> (view, hash) of our first COMMIT
         self.old: list[tuple[int, dict[str, Any]]] = []  # (view, message) received, for replays
@@ -114,6 +114,17 @@ class Adversary:
         for dst in self.targets() if to is None else to:
             self.world.transmit(self.node, dst, plain, wire)
 
+    def push(self, block: Block, to: list[Node]) -> None:
+        for dst in to:
+            self.world.push_block(self.node, dst, block)
+
+    def block(self, block_hash: str) -> Block | None:
+        """A block we hold: proposed or pushed to us and not yet pruned, or on our chain."""
+        found = self.node.replica.block_by_hash(block_hash)
+        if found is None:
+            found = next((b for b, _ in self.node.app.chain if b.block_hash == block_hash), None)
+        return found
+
     def halves(self) -> tuple[list[Node], list[Node]]:
         peers = self.peers()
         return peers[::2], peers[1::2]
@@ -135,7 +146,6 @@ class Adversary:
         if "replay_old_view" in self.on and len(self.old) < 400 and not isinstance(msg, Status):
             self.old.append((msg.view, plain))
         if isinstance(msg, PrePrepare):
-            self.blocks[msg.block.block_hash] = msg.block
             self._vote_eagerly(msg)
         elif isinstance(msg, Commit):
             self.sigs.setdefault((msg.height, msg.block_hash), {})[signed.sender] = (msg.view, msg.commit_sig)
@@ -143,15 +153,12 @@ class Adversary:
                 self._mix_certificate(msg.height, msg.block_hash)
         elif isinstance(msg, ViewChange):
             self.vcs.setdefault(msg.view, {}).setdefault(signed.sender, signed)
-            if msg.prepared is not None:
-                self.blocks[msg.prepared.block.block_hash] = msg.prepared.block
             if "forge_status" in self.on:
                 self._forge_status(msg.view, msg.height)
             if "tamper_relay" in self.on:
                 self._relay_tampered(signed)
         elif isinstance(msg, NewView):
             if msg.pre_prepare is not None and isinstance(msg.pre_prepare.msg, PrePrepare):
-                self.blocks[msg.pre_prepare.msg.block.block_hash] = msg.pre_prepare.msg.block
                 self._vote_eagerly(msg.pre_prepare.msg)
             for vc in msg.view_changes:
                 if isinstance(vc.msg, ViewChange):
@@ -160,7 +167,7 @@ class Adversary:
     def _vote_eagerly(self, msg: PrePrepare) -> None:
         """vote_always: PREPARE and COMMIT whatever is proposed. cross_view_votes: vote for a
         later view's proposal at a height where we already committed to another block."""
-        block_hash = msg.block.block_hash
+        block_hash = msg.block_hash
         mine = self.my_commits.get(msg.height)
         cross = "cross_view_votes" in self.on and mine is not None and mine[0] < msg.view and mine[1] != block_hash
         if not (cross or "vote_always" in self.on) or ("vote", msg.view, msg.height) in self.done:
@@ -204,7 +211,7 @@ class Adversary:
     def _mix_certificate(self, height: int, block_hash: str) -> None:
         """A certificate for (height, block) from the commits of as many views as we can mix,
         kept to serve to sync requests and announced in a STATUS."""
-        block = self.blocks.get(block_hash)
+        block = self.block(block_hash)
         votes = dict(self.sigs.get((height, block_hash), {}))
         vset = self.world.vset_at(height)
         if block is None or height in self.forged_chain:
@@ -238,8 +245,6 @@ class Adversary:
     def on_broadcast(self, message: dict[str, Any]) -> None:
         signed = parse_signed(message)
         msg = signed.msg
-        if isinstance(msg, PrePrepare):
-            self.blocks[msg.block.block_hash] = msg.block
         if isinstance(msg, Commit):
             self.my_commits.setdefault(msg.height, (msg.view, msg.block_hash))
             self.sigs.setdefault((msg.height, msg.block_hash), {})[signed.sender] = (msg.view, msg.commit_sig)
@@ -283,9 +288,15 @@ class Adversary:
     def _split(self, msg: PrePrepare | Prepare | Commit, message: dict[str, Any]) -> None:
         one, other = self.halves()
         if isinstance(msg, PrePrepare):
-            alt = self.craft.pre_prepare(msg.view, msg.height, self.craft.other_block(msg.block))
+            block = self.block(msg.block_hash)
+            if block is None:
+                self.forward(message)
+                return
+            other_block = self.craft.other_block(block)
+            self.push(other_block, other)  # blocks travel beside the PRE-PREPARE that names them
+            alt = self.craft.pre_prepare(msg.view, msg.height, other_block)
         else:
-            known = self.blocks.get(msg.block_hash)
+            known = self.block(msg.block_hash)
             alt_hash = self.craft.other_block(known).block_hash if known else self.craft.other_hash(msg.block_hash)
             alt = (self.craft.prepare if isinstance(msg, Prepare) else self.craft.commit)(msg.view, msg.height, alt_hash)
         self.send(message, one)
@@ -316,6 +327,7 @@ class Adversary:
         if block is None:
             return False
         self.done.add(("inflate", msg.view, top, low))
+        self.push(block, self.peers())
         self.send(self.craft.new_view(msg.view, top, chosen, None).to_plain())
         self.send(self.craft.pre_prepare(msg.view, low, block).to_plain())
         self.send(self.craft.prepare(msg.view, low, block.block_hash).to_plain())
@@ -329,8 +341,9 @@ class Adversary:
         txs: list[Any] = []
         for vc in chosen:
             proof = vc.msg.prepared  # type: ignore[union-attr]
-            if proof is not None and vc.msg.height == height:
-                txs = list(proof.block.txs)
+            proved = None if proof is None else self.block(proof.block_hash)
+            if proved is not None and vc.msg.height == height:
+                txs = list(proved.txs)
         if not txs and height <= len(app.chain):
             txs = list(app.chain[height - 1][0].txs)
         if not txs:

@@ -25,7 +25,7 @@ from simnet import next_state_root
 if TYPE_CHECKING:
     from simnet import Node, World
 
-BEHAVIOURS = ("silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
+BEHAVIOURS = ("silent", "equivocate", "split", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
 
 OUTSIDER = seeded_key("sim-outsider")
 
@@ -50,10 +50,18 @@ def install(world: World, node: Node) -> None:
         signed = parse_signed(message)
         others = [n for n in world.nodes if n is not node]
         msg = signed.msg
-        if "equivocate" in behaviours and isinstance(msg, PrePrepare):
-            alt_msg = craft.pre_prepare(msg.view, msg.height, craft.other_block(msg.block)).to_plain()
+        block = node.replica.block_by_hash(msg.block_hash) if isinstance(msg, PrePrepare) else None
+        if ("equivocate" in behaviours or "split" in behaviours) and isinstance(msg, PrePrepare) and block is not None:
+            # a second block for the same (view, height), pushed and proposed to other peers:
+            # equivocate: every other peer (a quorum may still form); split: all but the first,
+            # so neither block can commit in this view
+            alt = _with_header(block, time=block.header.time + 1)
+            alt_msg = craft.pre_prepare(msg.view, msg.height, alt).to_plain()
             for i, dst in enumerate(others):
-                world.transmit(node, dst, message if i % 2 == 0 else alt_msg)
+                ours = i == 0 if "split" in behaviours else i % 2 == 0
+                if not ours:
+                    world.push_block(node, dst, alt)
+                world.transmit(node, dst, message if ours else alt_msg)
         elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
             other_hash = craft.other_hash(msg.block_hash)
             make = craft.prepare if isinstance(msg, Prepare) else craft.commit
@@ -76,7 +84,14 @@ def install(world: World, node: Node) -> None:
             world.transmit(node, dst, {"body": {"kind": "prepare", "view": -1}, "sender": 7, "sig": None})
             world.transmit(node, dst, {"body": message["body"], "sender": node.key.public, "sig": "zz"})
 
+    def on_block(block: Block) -> None:
+        if "silent" in behaviours:
+            return
+        for dst in world.nodes:
+            world.push_block(node, dst, block)
+
     node.on_broadcast = on_broadcast
+    node.on_block = on_block
 
 
 def _with_header(block: Block, **changes: Any) -> Block:

@@ -32,7 +32,7 @@ from typing import Any
 
 from chain.block import Block, Certificate
 from chain.encoding import decode
-from node.pbft_messages import Signed, parse_signed
+from node.pbft_messages import NewView, Signed, parse_signed
 from simnet import Node, Violation, World
 
 Event = tuple[Any, ...]
@@ -234,9 +234,20 @@ class Explorer:
                 continue
             if any(getattr(signed.msg, k, None) != v for k, v in fields.items()):
                 continue
+            self._push_named_block(event[1], signed)
             self.fire(event)
             count += 1
         return count
+
+    def _push_named_block(self, dst: int, signed: Signed) -> None:
+        """Deliver the block frame a PRE-PREPARE (or a NEW-VIEW's) names just ahead of it, as the
+        real link, which keeps order, delivers the push that precedes it."""
+        msg = signed.msg
+        pp = msg.pre_prepare if isinstance(msg, NewView) else signed
+        block_hash = getattr(pp.msg, "block_hash", None) if pp is not None and pp.msg.kind == "pre_prepare" else None
+        for event in list(dict.fromkeys(self.world.pending)):
+            if event[0] == "block" and event[1] == dst and event[3] == block_hash:
+                self.fire(event)
 
     def timeout(self, *idxs: int) -> None:
         for i in idxs:
@@ -294,7 +305,7 @@ class Explorer:
                 continue
             fp = self.node_fp(self.world.nodes[idx])
             sent = len(self.world.pending) - len(snap.pending) + (0 if self.scope.soup else 1)
-            if event[0] == "deliver" and fp == snap.fps[idx] and sent == 0:
+            if event[0] in ("deliver", "block") and fp == snap.fps[idx] and sent == 0:
                 noops.add((fp, event))  # the replica's next state depends on its state and the event only
                 report.pruned_noop += 1
                 continue
@@ -322,6 +333,10 @@ def describe(event: Event) -> str:
         return f"timeout v{event[1]}"
     if event[0] == "sync":
         return f"sync v{event[1]} {event[2]}..{event[3]}"
+    if event[0] == "block":
+        return f"block {event[3][:8]} to v{event[1]} from {event[2][:8]}"
+    if event[0] == "fetch":
+        return f"fetch {event[2][:8]} for v{event[1]} at height {event[3]}"
     try:
         signed = parse_signed(decode(event[2]))
     except Exception:

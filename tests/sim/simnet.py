@@ -4,7 +4,10 @@ Everything that varies comes from one seeded `random.Random`; time is a virtual 
 an event heap whose ties break on insertion order, so a seed reproduces a run exactly. Replicas
 are real `node.pbft.Replica`s over real blocks, txs and signatures; the application is a tiny
 ledger whose state root is a hash chain of committed tx ids. Messages travel as canonical msgpack
-bytes, as they would between processes. Oracles are checked after every event: a violation
+bytes, as they would between processes, and like the real transport refuse a consensus frame
+above `max_frame` (recorded in `oversize`; the largest sent is `max_consensus_frame`). Blocks
+travel beside the messages (`BroadcastBlock`) and are fetched by hash from peers (`FetchBlock`),
+with the same drops, delays and partitions. Oracles are checked after every event: a violation
 raises `Violation` with the seed in its message.
 
 Two ways to drive a world: timed (`run_until`: the seeded rng picks delays, drops and
@@ -34,6 +37,7 @@ from node import pbft, pbft_messages
 
 MAX_BLOCK_TXS = 16
 GOV_OP = "sim.validators"  # args {"add": public} or {"remove": public}: the sim's governance
+FETCH_TIMEOUT_MS = 100  # a fetch with no answer by then moves on to the next peer
 
 
 class Violation(AssertionError):
@@ -185,6 +189,7 @@ class Node:
     received: list[bytes] = field(default_factory=list)  # what a replaying Byzantine node may resend
     on_broadcast: Callable[[dict[str, Any]], None] | None = None  # Byzantine output
     adversary: Any = None  # a sim_adversary.Adversary: sees the node's input, rewrites its output
+    on_block: Callable[[Block], None] | None = None  # Byzantine block pushes
     timers: list[tuple[int, int, int]] = field(default_factory=list)  # (view, height, ms) as set
     armed: tuple[int, int] | None = None  # controlled mode: the timer a Timeout may fire for
     checked_new_view: Any = None  # the last NEW-VIEW the S5 oracle checked
@@ -211,7 +216,11 @@ class World:
         controlled: bool = False,
         block_txs: int = MAX_BLOCK_TXS,
         idle_probe_ms: int = 0,
+        max_frame: int | None = None,
+        tx_pad: int = 0,
     ) -> None:
+        """`max_frame`: the consensus frame cap (None: none); `tx_pad`: bytes of padding in each tx
+        made by `make_txs`, to make blocks large relative to the cap."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.consortium: Consortium = make_consortium(n)
@@ -231,6 +240,13 @@ class World:
         # behind on an idle chain hears no consensus traffic); 0 leaves it out, as older seeds ran
         self.idle_probe_ms = idle_probe_ms
         self.pending: list[tuple[Any, ...]] = []  # controlled mode: what may happen next
+        self.blocks: dict[str, Block] = {}  # controlled mode: the blocks of pending block frames
+        self.max_frame = max_frame
+        self.tx_pad = tx_pad
+        self.max_consensus_frame = 0  # bytes, the largest consensus message sent
+        self.oversize = 0  # consensus messages refused for exceeding max_frame
+        self.fetches = 0  # FetchBlock actions carried out
+        self.drop_filter: Callable[[Node, Node, dict[str, Any]], bool] | None = None  # tests: True drops
         self.now = 0.0
         self._heap: list[tuple[float, int, str, Any]] = []
         self._seq = 0
@@ -304,44 +320,94 @@ class World:
 
     # ------------------------------------------------------------ the network
 
-    def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
-        body = message.get("body") if type(message) is dict else None
-        if type(body) is dict and body.get("kind") == "commit":
-            self._note_commit(message)
+    def _delays(self, src: Node, dst: Node) -> list[float]:
+        """The delay of each copy of one frame from src to dst: none if lost, two if duplicated."""
         if src is dst:
-            return
-        if self.controlled:
-            self.pending.append(("deliver", dst.idx, wire if wire is not None else canonical(message)))
-            return
+            return []
         if self.faulty:
             if self.partition is not None and not any(src.idx in g and dst.idx in g for g in self.partition):
-                return
+                return []
             if self.rng.random() < self.faults.drop:
-                return
+                return []
             copies = 2 if self.rng.random() < self.faults.duplicate else 1
             max_delay = self.faults.max_delay_ms
         else:
             copies, max_delay = 1, 20
+        return [1 + self.rng.random() * max_delay for _ in range(copies)]
+
+    def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
+        body = message.get("body") if type(message) is dict else None
+        if type(body) is dict and body.get("kind") == "commit":
+            self._note_commit(message)
         data = wire if wire is not None else canonical(message)
-        for _ in range(copies):
-            self.schedule(1 + self.rng.random() * max_delay, "deliver", (dst.idx, data))
+        if self.max_frame is not None and len(data) > self.max_frame:
+            self.oversize += 1  # the real transport refuses to frame it; the driver logs and goes on
+            return
+        self.max_consensus_frame = max(self.max_consensus_frame, len(data))
+        if self.controlled:
+            if src is not dst:
+                self.pending.append(("deliver", dst.idx, data))
+            return
+        if self.drop_filter is not None and src is not dst and self.drop_filter(src, dst, message):
+            return
+        for delay in self._delays(src, dst):
+            self.schedule(delay, "deliver", (dst.idx, data))
 
     def broadcast(self, src: Node, message: dict[str, Any]) -> None:
         wire = canonical(message)
         for dst in self.nodes:
             self.transmit(src, dst, message, wire)
 
+    def push_block(self, src: Node, dst: Node, block: Block) -> None:
+        """A block frame (not a consensus message: not capped by max_frame, like the real one)."""
+        if self.controlled:
+            if src is not dst:
+                self.blocks[block.block_hash] = block
+                self.pending.append(("block", dst.idx, src.key.public, block.block_hash))
+            return
+        for delay in self._delays(src, dst):
+            self.schedule(delay, "block", (dst.idx, src.key.public, block))
+
+    def _fetch(self, idx: int, block_hash: str, height: int, tried: tuple[int, ...]) -> None:
+        """One attempt of a FetchBlock: ask the next untried peer; no answer in time, the next."""
+        node = self.nodes[idx]
+        if node.crashed or not node.replica.wants_block(block_hash):
+            return
+        peers = [p for p in self.nodes if p is not node and p.idx not in tried]
+        if not peers:
+            return  # every peer tried: give up, the core asks again after its next timeout
+        peer = self.rng.choice(peers)
+        self.schedule(FETCH_TIMEOUT_MS, "fetch", (idx, block_hash, height, (*tried, peer.idx)))
+        if peer.crashed or "silent" in peer.byzantine or not self._delays(node, peer):
+            return
+        block = self._held_block(peer, block_hash, height)
+        if block is not None:
+            self.push_block(peer, node, block)
+
+    @staticmethod
+    def _held_block(peer: Node, block_hash: str, height: int) -> Block | None:
+        block = peer.replica.block_by_hash(block_hash)
+        if block is None and len(peer.app.chain) >= height:
+            stored = peer.app.chain[height - 1][0]
+            block = stored if stored.block_hash == block_hash else None
+        return block
+
     def submit(self, tx: Tx) -> None:
-        self.submitted.append(tx)
+        self.submit_many([tx])
+
+    def submit_many(self, txs: list[Tx]) -> None:
+        """Txs that reach every node's pool at once (so a proposal can take them all)."""
+        self.submitted.extend(txs)
         for node in self.nodes:
-            self.arrived[node.idx].append(tx)
+            self.arrived[node.idx].extend(txs)
             if not node.crashed:
                 self._run(node, pbft.TxsPending())
 
     def make_txs(self, count: int, start: int = 0) -> list[Tx]:
         user = seeded_key("sim-user")
+        pad = {"pad": "x" * self.tx_pad} if self.tx_pad else {}
         return [
-            sign_tx(user, chain_id=self.chain_id, op="asset.transfer", args={"i": start + i}, expires=10**6, nonce=f"n{start + i}")
+            sign_tx(user, chain_id=self.chain_id, op="asset.transfer", args={"i": start + i, **pad}, expires=10**6, nonce=f"n{start + i}")
             for i in range(count)
         ]
 
@@ -393,6 +459,18 @@ class World:
                 self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
         elif isinstance(action, pbft.SaveVotes):
             node.app.record = action.record
+        elif isinstance(action, pbft.BroadcastBlock):
+            if node.on_block is not None:
+                node.on_block(action.block)
+            else:
+                for dst in self.nodes:
+                    self.push_block(node, dst, action.block)
+        elif isinstance(action, pbft.FetchBlock):
+            self.fetches += 1
+            if self.controlled:
+                self.pending.append(("fetch", node.idx, action.block_hash, action.height))
+            else:
+                self.schedule(5 + self.rng.random() * 20, "fetch", (node.idx, action.block_hash, action.height, ()))
 
     def step(self) -> bool:
         if not self._heap:
@@ -407,6 +485,13 @@ class World:
             node = self.nodes[idx]
             if not node.crashed and gen == node.timer_gen:
                 self._run(node, pbft.Timeout(view, height))
+        elif kind == "block":
+            idx, sender, block = data
+            node = self.nodes[idx]
+            if not node.crashed:
+                self._run(node, pbft.BlockReceived(sender, block))
+        elif kind == "fetch":
+            self._fetch(*data)
         elif kind == "sync":
             self._serve_sync(*data)
         elif kind == "probe":
@@ -453,6 +538,16 @@ class World:
                 self._run(node, pbft.Timeout(view, height))
         elif event[0] == "sync":
             self._serve_sync(*event[1:])
+        elif event[0] == "block":
+            node = self.nodes[event[1]]
+            self._run(node, pbft.BlockReceived(event[2], self.blocks[event[3]]))
+        elif event[0] == "fetch":  # answered by the first peer that holds the block
+            idx, block_hash, height = event[1:]
+            for peer in self.nodes:
+                block = None if peer.idx == idx else self._held_block(peer, block_hash, height)
+                if block is not None:
+                    self.push_block(peer, self.nodes[idx], block)
+                    break
 
     def _serve_sync(self, idx: int, from_height: int, to_height: int) -> None:
         node = self.nodes[idx]
@@ -524,7 +619,7 @@ class World:
         new = h not in self.committed_hash
         first = self.committed_hash.setdefault(h, block.block_hash)
         if first != block.block_hash:
-            self.fail(f"v{node.idx} committed another block at height {h}: {first[:12]} and {block.block_hash[:12]}")
+            self.fail(f"two certificates/blocks at height {h}: {first[:12]} and {block.block_hash[:12]} (v{node.idx})")
         try:
             cert.verify(self.chain_id, h, block.block_hash, self.vset_at(h))
         except CertificateError as e:
@@ -537,21 +632,25 @@ class World:
                 self.canon_valsets.append((h + 1, nxt))
 
     def _check_one_view(self, node: Node, block: Block, cert: Certificate) -> None:
-        """Every certificate's signatures come from COMMITs of one view (and name it, if it has one).
+        """Every certificate's signatures come from COMMITs of one view (the one it names, if any).
 
-        A Byzantine signer may have signed any view, so only honest signers constrain it."""
+        A Byzantine signer may have signed any view, and a commit a test injected past the
+        network was not seen, so only honest signers whose COMMITs went through it constrain it."""
         byzantine = {n.key.public for n in self.nodes if n.byzantine}
-        views: set[int] | None = None
-        for signer, _ in cert.signatures:
-            if signer in byzantine:
-                continue
-            sent = self.commit_views.get((signer, block.height, block.block_hash), set())
-            views = set(sent) if views is None else views & sent
+        seen = [
+            self.commit_views[key]
+            for signer, _ in cert.signatures
+            if signer not in byzantine and (key := (signer, block.height, block.block_hash)) in self.commit_views
+        ]
         claimed = getattr(cert, "view", None)
-        if views is not None and (not views or (claimed is not None and claimed not in views)):
+        if claimed is not None:
+            mixed = any(claimed not in views for views in seen)
+        else:
+            mixed = bool(seen) and not set.intersection(*seen)
+        if mixed:
             self.fail(
                 f"v{node.idx} committed height {block.height} with a certificate mixing views "
-                f"(no single view in which its honest signers all sent COMMIT; claimed {claimed})"
+                f"(its honest signers sent no COMMIT of one view{'' if claimed is None else f' {claimed}'} for it)"
             )
 
     def _check_step(self) -> None:
