@@ -49,6 +49,12 @@ from chain.tx import parse_tx
 SCHEMA_VERSION = b"5"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
 
+# LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
+# filled while the previous one (as large) is flushed, and table blocks are cached up to
+# BLOCK_CACHE_BYTES; with the open files' indexes and bloom filters, that is all it holds.
+WRITE_BUFFER_BYTES = 64 << 20
+BLOCK_CACHE_BYTES = 64 << 20
+
 
 class StoreError(RuntimeError):
     pass
@@ -433,9 +439,9 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
             str(path),
             create_if_missing=create,
             paranoid_checks=True,
-            write_buffer_size=64 << 20,
+            write_buffer_size=WRITE_BUFFER_BYTES,
             bloom_filter_bits=10,
-            lru_cache_size=64 << 20,
+            lru_cache_size=BLOCK_CACHE_BYTES,
             compression=None,
         )
     except plyvel.IOError as e:
