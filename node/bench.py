@@ -58,6 +58,8 @@ from chain.crypto import KeyPair, load_key_file
 from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx
+from node.bench_interval import Intervals
+from node.bench_proc import cpu_times, peak_rss_mb, percentile
 from node.client import AsyncClient, Client, sign
 from node.localnet import down, manifest_path, up
 from node.provision import DEFAULT_SEED, Consortium, load_seed
@@ -92,6 +94,7 @@ class BenchOptions:
     deadline_s: float | None = None  # per phase; from the tx count when None
     seed: Path = DEFAULT_SEED
     params: dict[str, int] = field(default_factory=lambda: dict(BENCH_PARAMS))
+    interval: int | None = None  # a row every this many committed txs (node/bench_interval.py)
 
     def phase_deadline(self) -> float:
         # generous: at 100 tx/s something is badly wrong, and the run says so instead of hanging
@@ -320,7 +323,15 @@ async def _client(job: ClientJob, go: Any, out: Any) -> None:
         https = [httpx.AsyncClient(base_url=rpc, timeout=60.0) for rpc in job.rpcs]
         try:
             def report(phase: str) -> Callable[[int], None]:
-                return lambda n: out.put(("progress", job.index, phase, n))
+                sent = 0  # measured latencies already reported (the parent's intervals need them)
+
+                def send(n: int) -> None:
+                    nonlocal sent
+                    new = tracker.latencies[sent:] if phase == "run" else []
+                    sent += len(new)
+                    out.put(("progress", job.index, phase, n, new))
+
+                return send
 
             await _drive(https, setup, tracker, job.chunk, job.deadline_s, report("setup"))
             if tracker.committed < len(setup) or tracker.rejected or tracker.refused:
@@ -357,28 +368,6 @@ def client_main(job: ClientJob, go: Any, out: Any) -> None:
 # ---------------------------------------------------------------------------- the node side
 
 
-def clock_ticks() -> int:
-    return os.sysconf("SC_CLK_TCK")
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process, from /proc/<pid>/stat (utime, stime)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """VmHWM, the peak resident set, in MiB; None if the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def ports_free(base_port: int, validators: int) -> list[int]:
     """The ports of [base, base + 2n) that something already listens on."""
     busy = []
@@ -409,14 +398,11 @@ class Ui:
     say: Callable[[str], None] = lambda s: None
     phase: Callable[[str, int], None] = lambda name, total: None  # a new phase with its tx count
     advance: Callable[[int], None] = lambda committed: None  # committed so far in the phase
+    row: Callable[[dict[str, Any]], None] = lambda row: None  # an interval's row (--interval)
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+# (phase, client, committed so far, latencies in s of its txs committed since its last report)
+ProgressSink = Callable[[str, int, int, list[float]], None]
 
 
 def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int) -> list[ClientJob]:
@@ -452,7 +438,7 @@ class _Clients:
         for p in self.procs:
             p.start()
 
-    def wait_for(self, kind: str, deadline_s: float, on_progress: Callable[[str, int, int], None]) -> dict[int, Any]:
+    def wait_for(self, kind: str, deadline_s: float, on_progress: ProgressSink) -> dict[int, Any]:
         """Collect one `kind` message from every client; progress meanwhile; raise on error or deadline."""
         got: dict[int, Any] = {}
         deadline = time.monotonic() + deadline_s
@@ -467,7 +453,7 @@ class _Clients:
             if msg[0] == "error":
                 raise BenchError(msg[2])
             if msg[0] == "progress":
-                on_progress(msg[2], msg[1], msg[3])
+                on_progress(msg[2], msg[1], msg[3], msg[4])
             elif msg[0] == kind:
                 got[msg[1]] = msg[2] if len(msg) > 2 else None
         return got
@@ -489,13 +475,15 @@ class _Clients:
         self.out.close()
 
 
-def _progress_sink(ui: Ui, phase: str) -> Callable[[str, int, int], None]:
+def _progress_sink(ui: Ui, phase: str, intervals: Intervals | None = None) -> ProgressSink:
     counts: dict[int, int] = {}
 
-    def on_progress(msg_phase: str, client: int, committed: int) -> None:
+    def on_progress(msg_phase: str, client: int, committed: int, latencies: list[float]) -> None:
         if msg_phase == phase:
             counts[client] = committed
             ui.advance(sum(counts.values()))
+            if intervals is not None:
+                intervals.progress(client, committed, latencies)
 
     return on_progress
 
@@ -590,6 +578,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) ->
         height = c.height()
     jobs = _jobs(opts, cons, genesis, height)
     ui.say(f"{opts.clients} client processes: signing {opts.txs} txs plus {sum(j.transfers for j in jobs)} setup registrations")
+    intervals = Intervals(opts.interval, pids, ui.row) if opts.interval else None
     clients = _Clients(jobs)
     try:
         ui.phase("setup", sum(j.transfers for j in jobs))
@@ -598,8 +587,12 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) ->
         with Client(cons.nodes[0].rpc) as c:
             h0 = c.height()
         ui.phase("run", opts.txs)
+        if intervals is not None:
+            intervals.start()
         clients.go.set()
-        done = clients.wait_for("done", opts.phase_deadline() + STAGE_DEADLINE_S, _progress_sink(ui, "run"))
+        done = clients.wait_for("done", opts.phase_deadline() + STAGE_DEADLINE_S, _progress_sink(ui, "run", intervals))
+        if intervals is not None:
+            intervals.finish()
         cpu1 = {n: cpu_times(p) for n, p in pids.items()}
         rss = {n: peak_rss_mb(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
@@ -610,6 +603,8 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) ->
     results = [done[k] for k in sorted(done)]
     cpu = {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in pids}
     summary = _summarise(opts, results, cpu, rss, genesis, blocks, view)
+    if intervals is not None:
+        summary["interval"], summary["intervals"] = opts.interval, intervals.rows
     missing = summary["txs"] - summary["committed"]
     if missing:
         raise BenchFailed(

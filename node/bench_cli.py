@@ -28,10 +28,12 @@ EXIT_FAILED = 1
 @click.option("--chunk", default=None, type=click.IntRange(1, 10_000), help="txs per POST /v1/txs/batch  [default: 250]")
 @click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
+@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
-    keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, params: tuple[str, ...],
+    keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, interval: int | None,
+    params: tuple[str, ...],
 ) -> None:
     """The load benchmark: a local consortium driven by concurrent signed transactions.
 
@@ -39,7 +41,10 @@ def bench(
     to be transferred (setup, not measured), then measures TXS txs, half registrations and half
     transfers, submitted in batches to every node from CLIENTS separate processes. Reports
     committed TPS, submit-to-commit latency percentiles, CPU seconds per tx and peak memory per
-    node. Exit 0 when every tx committed, 1 when the run failed.
+    node. With --interval N, also a row every N committed txs as the run goes (tx/s, p99
+    latency, node CPU per tx, resident memory per node), kept in the JSON as `intervals`, so
+    that decay as the chain grows shows in one run. Exit 0 when every tx committed, 1 when the
+    run failed.
     """
     from node import bench as b
 
@@ -54,6 +59,7 @@ def bench(
         window=window or b.DEFAULT_WINDOW,
         deadline_s=deadline_s,
         params={**b.BENCH_PARAMS, **_parse_params(params)},
+        interval=interval,
     )
     sys.exit(_run(b, opts, json_out))
 
@@ -87,7 +93,15 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
     def advance(committed: int) -> None:
         progress.update(current["task"], completed=committed)
 
-    ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance)
+    def row(r: dict[str, Any]) -> None:
+        from node.bench_interval import HEADER, format_row
+
+        if not current.get("header_shown"):
+            progress.console.print(HEADER)
+            current["header_shown"] = True
+        progress.console.print(format_row(r))
+
+    ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance, row=row)
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the consortium and clients like Ctrl-C
     summary: dict[str, Any] | None = None
     code = 0

@@ -36,7 +36,8 @@ def ports_bindable(base: int) -> bool:
 def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     base = free_base_port(PORTS, *BENCH_PORTS)
     out = tmp_path / "bench.json"
-    r = bench("--txs", "200", "--clients", "1", "--base-port", str(base), "--json-out", str(out))
+    r = bench("--txs", "200", "--clients", "1", "--base-port", str(base), "--json-out", str(out),
+              "--interval", "80", "--chunk", "20", "--window", "40")  # small chunks: several blocks, several rows
     assert r.returncode == 0, r.stderr + r.stdout
     s = json.loads(out.read_text())
     assert {"tps", "latency_ms", "txs", "seconds", "validators"} <= s.keys()
@@ -49,6 +50,16 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     assert set(s["cpu_s"]) == set(s["peak_rss_mb"]) and len(s["cpu_s"]) == VALIDATORS
     assert "committed TPS" in r.stdout  # the table
     assert ports_bindable(base), "a node of the bench still listens after it returned"
+    # --interval: a row per 80 committed txs and one for the rest, printed as they came
+    rows = s["intervals"]
+    assert s["interval"] == 80 and len(rows) >= 2 and rows[-1]["committed"] == 200
+    assert sum(row["txs"] for row in rows) == 200
+    assert all(row["txs"] >= 80 and not row["partial"] for row in rows[:-1])
+    assert any(row["cpu_ms_per_tx"] > 0 for row in rows)  # /proc counts in 10 ms ticks: a short row may read 0
+    for row in rows:
+        assert row["tps"] > 0 and row["p99_ms"] > 0 and row["cpu_ms_per_tx"] >= 0
+        assert set(row["rss_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["rss_mb"].values())
+    assert "resident MiB per node" in r.stderr and f"{rows[0]['committed']:>10,}" in r.stderr
 
 
 def test_bench_keeps_the_dir_when_asked_and_two_clients_share_the_work(tmp_path: Path) -> None:

@@ -1,0 +1,48 @@
+"""What the bench reads of the node processes (from /proc, Linux) and its percentile rule."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/<pid>/stat (utime, stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
+
+
+def _status_mb(pid: int, name: str) -> float | None:
+    """A kB field of /proc/<pid>/status in MiB; None if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM, the peak resident set, in MiB; None if the process is gone."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS, the current resident set, in MiB; None if the process is gone."""
+    return _status_mb(pid, "VmRSS")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
