@@ -1,4 +1,4 @@
-"""Verification that trusts nothing but the genesis: whole chains, and ownership proofs.
+"""Verification that trusts nothing but the genesis: whole chains, and ownership and absence proofs.
 
 `verify_chain` replays a store from the genesis and compares everything the store holds with
 what replay yields. Re-execution is the contracts' business and chain/ may not import them, so
@@ -8,6 +8,7 @@ no contracts at all: hashes, signatures and the state tree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,8 +23,13 @@ from chain.validators import ValidatorSet, ValidatorSetError
 
 # must equal contracts.state.ASSET_PREFIX (a test holds them together; chain/ may not import it)
 ASSET_STATE_PREFIX = "asset/"
+# must equal contracts.args.ASSET_ID_PATTERN's text (a test holds them together): a proof, of
+# absence above all, speaks only of an id the contracts could ever have registered
+ASSET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 # 2: the certificates a proof carries name their view (commit signatures v2)
-PROOF_VERSION = 2
+# 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
+PROOF_VERSION = 3
+OWNERSHIP, ABSENCE = "ownership", "absence"
 
 Reader = Callable[[bytes], bytes | None]
 
@@ -273,7 +279,7 @@ def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: 
         store.close()
 
 
-# -- ownership proofs (docs/protocol.md, "Ownership proofs") ---------------------------------------
+# -- ownership and absence proofs (docs/protocol.md, "Ownership and absence proofs") ---------------------------------------
 
 
 @dataclass(frozen=True)
@@ -290,13 +296,19 @@ class ProofResult:
     def owner(self) -> str | None:
         return None if self.asset is None else self.asset.get("owner")
 
+    @property
+    def absent(self) -> bool:
+        """A valid proof that no asset holds asset_id as of height."""
+        return self.ok and self.asset is None
+
 
 class _ProofBad(Exception):
     pass
 
 
 def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
-    """Check a proof (contracts/proofs.py, docs/architecture.md) holding only the genesis."""
+    """Check a proof of ownership or of absence (contracts/proofs.py, docs/protocol.md) holding only
+    the genesis. A valid absence proof has ok and asset None (`.absent`)."""
     try:
         return _verify_proof(proof, genesis)
     except _ProofBad as e:
@@ -305,21 +317,24 @@ def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
 
 PROOF_FIELDS = frozenset(
     {
-        "version", "chain_id", "genesis_hash", "asset_id", "asset",
+        "version", "claim", "chain_id", "genesis_hash", "asset_id", "asset",
         "state_proof", "header", "certificate", "validator_changes",
     }
 )
 
 
 def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
-    if type(proof) is not dict or set(proof) != PROOF_FIELDS:
-        raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
-    if type(proof["version"]) is not int:
+    if type(proof) is not dict:
+        raise _ProofBad(f"proof: must be an object with exactly the fields {sorted(PROOF_FIELDS)}")
+    # the version first: a proof of another version has other fields, and should be told so
+    if type(proof.get("version")) is not int:
         raise _ProofBad(f"version: must be an integer (this verifier reads version {PROOF_VERSION})")
     if proof["version"] != PROOF_VERSION:
         raise _ProofBad(
             f"version: the proof is version {proof['version']}, this verifier reads version {PROOF_VERSION}"
         )
+    if set(proof) != PROOF_FIELDS:
+        raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
     if proof["chain_id"] != genesis.chain_id:
         raise _ProofBad("chain_id: not the chain of this genesis")
     if proof["genesis_hash"] != genesis.hash:
@@ -328,11 +343,7 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
     header = _certified(proof["header"], proof["certificate"], vset, genesis, "")
     if header.height <= last:
         raise _ProofBad("header.height: must lie above every validator change")
-    asset_id, asset = proof["asset_id"], proof["asset"]
-    if type(asset_id) is not str or not asset_id:
-        raise _ProofBad("asset_id: must be a non-empty string")
-    if asset is not None and (type(asset) is not dict or asset.get("asset_id") != asset_id):
-        raise _ProofBad("asset: must be null or the asset's state, naming asset_id")
+    asset_id, asset = _claimed(proof)
     try:
         state_proof = smt.Proof.from_plain(proof["state_proof"])
         value = None if asset is None else canonical(asset)
@@ -340,8 +351,26 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
         raise _ProofBad(f"state_proof: {e}") from None
     key = (ASSET_STATE_PREFIX + asset_id).encode()
     if not smt.verify_proof(header.state_root, key, value, state_proof):
+        if asset is None:
+            raise _ProofBad(f"state_proof: does not show {key.decode()!r} absent under header.state_root")
         raise _ProofBad("asset/state_proof: does not lead to header.state_root")
     return ProofResult(True, "", asset_id, asset, header.height, header.block_hash, header.state_root)
+
+
+def _claimed(proof: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The asset id and the state the proof claims for it: a map for ownership, None for absence."""
+    claim, asset_id, asset = proof["claim"], proof["asset_id"], proof["asset"]
+    if type(asset_id) is not str or re.fullmatch(ASSET_ID_RE, asset_id) is None:
+        raise _ProofBad("asset_id: not an asset id the contracts accept (1-128 of letters, digits, '_', '.', ':', '-')")
+    if claim == OWNERSHIP:
+        if type(asset) is not dict or asset.get("asset_id") != asset_id:
+            raise _ProofBad("asset: an ownership proof carries the asset's state, naming asset_id")
+    elif claim == ABSENCE:
+        if asset is not None:
+            raise _ProofBad("asset: an absence proof carries null")
+    else:
+        raise _ProofBad(f"claim: must be {OWNERSHIP!r} or {ABSENCE!r}")
+    return asset_id, asset
 
 
 def _follow_changes(changes: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:

@@ -288,10 +288,8 @@ class Ledger:
         return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
 
     def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
-        """An ownership proof (SPEC §8) as of the head, or None for an asset this chain never held
-        or before the first block (no certified state root yet)."""
-        if self.asset(asset_id) is None:
-            return None
+        """A proof of the asset's state, or of its absence, as of the head (docs/protocol.md,
+        "Ownership and absence proofs"); None before the first block (no certified state root yet)."""
         try:
             return build_ownership_proof(self.store, asset_id)
         except ProofError:

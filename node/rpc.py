@@ -340,8 +340,12 @@ async def get_history(request: web.Request) -> web.StreamResponse:
 
 
 async def get_proof(request: web.Request) -> web.StreamResponse:
+    """A proof of ownership, or for an id no asset holds, of absence: never a 404."""
     asset_id = _path_asset_id(request)
-    return _json(_found(_api(request).proof(asset_id), f"asset {asset_id!r}"))
+    proof = _api(request).proof(asset_id)
+    if proof is None:
+        raise ApiError(503, "not_ready", "no block is committed yet: there is no certified state root to prove against")
+    return _json(proof)
 
 
 async def get_account(request: web.Request) -> web.StreamResponse:
@@ -533,8 +537,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/assets/{asset_id}/history", get_history,
           "Every committed tx naming the asset, rejected ones included, oldest first", "read",
           ok=(200, m.AssetHistory), errors=(400, 404), params=(_ASSET,)),
-    Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (SPEC §8)", "read",
-          ok=(200, m.OwnershipProof), errors=(400, 404), params=(_ASSET,)),
+    Route("GET", "/v1/assets/{asset_id}/proof", get_proof,
+          "A proof of the asset's state, or for an id no asset holds, of its absence; verifiable offline", "read",
+          ok=(200, m.OwnershipProof), errors=(400, 503), params=(_ASSET,)),
     Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns", "read",
           ok=(200, m.AccountInfo), errors=(400,),
           params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),)),
