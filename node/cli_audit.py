@@ -170,8 +170,8 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
     a proof of its absence.
 
     The proof holds the asset's state (null for absence), its key's path to the state root of a
-    certified block header, and the validator-set changes linking that header to the genesis. Anyone holding the genesis file
-    can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
+    certified block header, and the validator-set changes linking that header to the genesis.
+    Anyone holding the genesis file can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
     needs to be trusted, including the node it came from.
     """
     with reading(SourceChoice(rpc, None, None, token)) as source:

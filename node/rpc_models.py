@@ -152,7 +152,9 @@ class OwnershipProof(_Answer):
     genesis_hash: str = Field(pattern=HEX64)
     asset_id: str = Field(pattern=ASSET_ID_PATTERN)
     asset: AssetState | None = Field(description="the asset's state; null exactly when the claim is absence")
-    state_proof: dict[str, Any] = Field(description='{"siblings": [hex32, ...], "leaf": null | {"key_hash", "value_hash"}}')
+    state_proof: dict[str, Any] = Field(
+        description='{"siblings": [hex32, ...], "leaf": null | {"key_hash", "value_hash"}}'
+    )
     header: dict[str, Any] = Field(description="the certified header whose state_root the path leads to")
     certificate: dict[str, Any] = Field(description="that header's commit certificate")
     validator_changes: list[dict[str, Any]] = Field(description="certified validator-set changes below header.height")

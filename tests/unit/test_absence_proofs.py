@@ -24,8 +24,10 @@ from contracts.proofs import build_ownership_proof
 from contracts.state import asset_key
 from factories import mix_views, seeded_key
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change
+from ledger_node import LedgerNode, serve_in_thread
+from node.client import Client, RpcError
 
-GHOST = "WR-GHOST"  # named only by rejected txs
+GHOST = "WR-GHOST"  # named only by rejected txs, in the head block
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +86,12 @@ def test_an_absence_proof_verifies_at_the_head_across_a_set_change(chain: Ledger
 
 
 def test_an_id_named_only_by_rejected_txs_is_absent(chain: LedgerChain) -> None:
-    history = chain.ledger.history(GHOST)
-    assert history and {e["status"] for e in history} == {"rejected"} and len(history) == 2
+    head = chain.ledger.store.get_block(chain.ledger.height)
+    assert [t.args["asset_id"] for t in head.txs] == [GHOST, GHOST]
+    receipts = chain.ledger.store.get_receipts(chain.ledger.height)
+    assert [(r["status"], r["error"]["code"]) for r in receipts] == [
+        ("rejected", "not_authorized"), ("rejected", "asset_not_found"),
+    ]
     proof = build_ownership_proof(chain.ledger.store, GHOST)
     assert proof["claim"] == "absence"
     assert verify_ownership_proof(proof, chain.c.genesis).absent
@@ -96,7 +102,8 @@ def test_a_redeemed_asset_is_present_and_has_no_absence_proof(chain: LedgerChain
     result = verify_ownership_proof(proof, chain.c.genesis)
     assert result.ok and result.asset is not None and result.asset["status"] == "redeemed"
     # its own path, claimed as absence, shows its leaf: refused
-    assert "state_proof: does not show 'asset/WR-3' absent" in _fails({**proof, "claim": "absence", "asset": None}, chain)
+    as_absence = {**proof, "claim": "absence", "asset": None}
+    assert "state_proof: does not show 'asset/WR-3' absent" in _fails(as_absence, chain)
     # and an absence proof of another id relabelled to it is refused too
     assert "state_proof: does not show 'asset/WR-3' absent" in _fails({**absence, "asset_id": "WR-3"}, chain)
 
@@ -160,6 +167,22 @@ def test_a_proof_stays_true_as_of_its_height(tmp_path: Path) -> None:
         new = verify_ownership_proof(build_ownership_proof(ch.ledger.store, "WR-LATE"), ch.c.genesis)
         assert (old.absent, old.height) == (True, 1)
         assert (new.ok, new.absent, new.owner, new.height) == (True, False, u[1].public, 2)
+    finally:
+        ch.close()
+
+
+def test_the_sdk_fetches_both_claims_and_says_when_there_is_nothing_to_prove(tmp_path: Path) -> None:
+    ch = LedgerChain(tmp_path / "n")
+    try:
+        with serve_in_thread(LedgerNode(ch)) as url, Client(url) as client:
+            with pytest.raises(RpcError) as empty:
+                client.proof("WR-1")
+            assert (empty.value.status, empty.value.code) == (503, "not_ready")
+            ch.block([ch.register("WR-1", ch.c.users[0])])
+            owned, absent = client.proof("WR-1"), client.proof("WR-NEVER")
+        assert (owned["claim"], absent["claim"], absent["asset"]) == ("ownership", "absence", None)
+        assert verify_ownership_proof(owned, ch.c.genesis).owner == ch.c.users[0].public
+        assert verify_ownership_proof(absent, ch.c.genesis).absent
     finally:
         ch.close()
 

@@ -349,7 +349,9 @@ def test_a_valid_absence_proof_says_so_with_its_height(original: Original, absen
     result = run("audit", "verify-proof", str(absence_file), "--genesis", original.genesis)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert result.stdout.startswith("proof valid: asset WR-NEVER is absent as of height 5\n")
-    as_json = json.loads(run("audit", "verify-proof", str(absence_file), "--genesis", original.genesis, "--json").stdout)
+    as_json = json.loads(
+        run("audit", "verify-proof", str(absence_file), "--genesis", original.genesis, "--json").stdout
+    )
     assert (as_json["ok"], as_json["claim"], as_json["exists"], as_json["owner"], as_json["height"]) == (
         True, "absence", False, None, 5,
     )

@@ -245,7 +245,8 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
 async def test_no_proof_before_the_first_block(client: TestClient) -> None:
     """No certified state root yet: neither ownership nor absence can be proven, and the node says why."""
     status, body = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-1/proof")
-    assert (status, body["error"]["code"]) == (503, "not_ready") and "no block is committed yet" in body["error"]["message"]
+    assert (status, body["error"]["code"]) == (503, "not_ready")
+    assert "no block is committed yet" in body["error"]["message"]
 
 
 async def test_blocks(client: TestClient, node: FakeNode) -> None:
