@@ -8,7 +8,6 @@ no contracts at all: hashes, signatures and the state tree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
 from chain.encoding import EncodingError, canonical, decode
 from chain.genesis import Genesis
+from chain.patterns import WholePattern
 from chain.store import RESERVED_PREFIXES, Store, StoreError
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
@@ -26,6 +26,7 @@ ASSET_STATE_PREFIX = "asset/"
 # must equal contracts.args.ASSET_ID_PATTERN's text (a test holds them together): a proof, of
 # absence above all, speaks only of an id the contracts could ever have registered
 ASSET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_ASSET_ID = WholePattern(ASSET_ID_RE)
 # 2: the certificates a proof carries name their view (commit signatures v2)
 # 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
 PROOF_VERSION = 3
@@ -360,7 +361,7 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
 def _claimed(proof: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """The asset id and the state the proof claims for it: a map for ownership, None for absence."""
     claim, asset_id, asset = proof["claim"], proof["asset_id"], proof["asset"]
-    if type(asset_id) is not str or re.fullmatch(ASSET_ID_RE, asset_id) is None:
+    if not _ASSET_ID.matches(asset_id):
         raise _ProofBad("asset_id: not an asset id the contracts accept (1-128 of letters, digits, '_', '.', ':', '-')")
     if claim == OWNERSHIP:
         if type(asset) is not dict or asset.get("asset_id") != asset_id:
