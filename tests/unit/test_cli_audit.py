@@ -229,17 +229,21 @@ def test_an_unreachable_node_exits_1(original: Original) -> None:
 # -- proofs -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def proof_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("proof")
+def fetched_proof(original: Original, root: Path, asset_id: str) -> Path:
+    """`audit proof ASSET_ID --out FILE` from the story (head 5) served over the RPC."""
     copy = root / "node"
     shutil.copytree(original.path, copy)
-    out = root / "wr-1.json"
+    out = root / f"{asset_id}.json"
     with serving(copy, original.c) as url:
-        result = run("audit", "proof", "WR-1", "--rpc", url, "--out", str(out))
+        result = run("audit", "proof", asset_id, "--rpc", url, "--out", str(out))
     assert result.exit_code == 0, result.stderr
-    assert f"proof of WR-1 as of height 5 written to {out}" in result.stderr
+    assert f"proof of {asset_id} as of height 5 written to {out}" in result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def proof_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fetched_proof(original, tmp_path_factory.mktemp("proof"), "WR-1")
 
 
 def test_proof_to_stdout_is_the_same_json(original: Original, proof_file: Path, tmp_path: Path) -> None:
@@ -297,6 +301,10 @@ def _altered(proof_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], 
 def test_an_altered_proof_fails_with_the_reason(
     original: Original, proof_file: Path, tmp_path: Path, edit: Any, why: str
 ) -> None:
+    _refused(original, proof_file, tmp_path, edit, why)
+
+
+def _refused(original: Original, proof_file: Path, tmp_path: Path, edit: Any, why: str) -> None:
     result = run("audit", "verify-proof", _altered(proof_file, tmp_path, edit), "--genesis", original.genesis)
     assert result.exit_code == 1
     assert result.stdout.startswith("proof INVALID:") and why in result.stdout
@@ -334,15 +342,7 @@ def test_a_fake_nodes_proof_is_fetched_and_refused(original: Original, tmp_path:
 
 @pytest.fixture(scope="module")
 def absence_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("absence")
-    copy = root / "node"
-    shutil.copytree(original.path, copy)
-    out = root / "never.json"
-    with serving(copy, original.c) as url:
-        result = run("audit", "proof", "WR-NEVER", "--rpc", url, "--out", str(out))
-    assert result.exit_code == 0, result.stderr
-    assert f"proof of WR-NEVER as of height 5 written to {out}" in result.stderr
-    return out
+    return fetched_proof(original, tmp_path_factory.mktemp("absence"), "WR-NEVER")
 
 
 def test_a_valid_absence_proof_says_so_with_its_height(original: Original, absence_file: Path) -> None:
@@ -371,6 +371,4 @@ def test_a_valid_absence_proof_says_so_with_its_height(original: Original, absen
 def test_an_altered_absence_proof_fails_with_the_reason(
     original: Original, absence_file: Path, tmp_path: Path, edit: Any, why: str
 ) -> None:
-    result = run("audit", "verify-proof", _altered(absence_file, tmp_path, edit), "--genesis", original.genesis)
-    assert result.exit_code == 1
-    assert result.stdout.startswith("proof INVALID:") and why in result.stdout
+    _refused(original, absence_file, tmp_path, edit, why)
