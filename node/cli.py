@@ -36,8 +36,8 @@ def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
     """The whole story on a local four-validator consortium from seeds/demo.json.
 
     Registrations, sales, a pledge and its release, a double-spend settled by consensus, a
-    court-ordered freeze and transfer, a refused duplicate document, an ownership proof checked
-    offline, and an audit of every node. Exit 0 only if every expected outcome happened.
+    court-ordered freeze and transfer, a refused duplicate document, an ownership proof and a proof
+    of absence checked offline, and an audit of every node. Exit 0 only if every expected outcome happened.
     """
     from node.demo import run_demo
 

@@ -558,6 +558,20 @@ class Story:
         thin = copy.deepcopy(proof)
         thin["certificate"]["signatures"] = thin["certificate"]["signatures"][: genesis.validators.quorum - 1]
         self._refused("the proof with its certificate cut below a quorum of signatures", thin, genesis)
+        self._absence(genesis)
+
+    def _absence(self, genesis: Genesis) -> None:
+        """What a lender asks before lending against a receipt number: was it ever issued?"""
+        never = "WR-NGB-2026-0999"
+        absent = self.net.clients[0].proof(never)
+        result = verify_ownership_proof(absent, genesis)
+        if not result.absent:
+            raise DemoFailed(f"no proof of absence for {never}: {result.reason or 'the node claims it exists'}")
+        self.out.print(
+            f"  [green]✓[/] {never} was never issued: absent as of block {result.height}, "
+            "proven the same way (its key's path ends where no asset is)"
+        )
+        self._refused(f"that proof of absence relabelled to {COPPER}", {**absent, "asset_id": COPPER}, genesis)
 
     def _refused(self, what: str, proof: dict[str, Any], genesis: Genesis) -> None:
         result = verify_ownership_proof(proof, genesis)

@@ -89,6 +89,7 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
         "not_owner",
         "asset_redeemed",
         "is refused",
+        "was never issued: absent as of block",
         "clean",
         "every validator process has exited",
         "Every expected outcome happened",
