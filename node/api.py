@@ -71,7 +71,9 @@ class NodeApi(Protocol):
         """{"asset_id", "entries", "next"}: a page of entries oldest first (node/paging.py); None for
         an id no asset holds. Raises node.paging.CursorError for a cursor no page can have."""
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None: ...
+    def proof(self, asset_id: str) -> dict[str, Any] | None:
+        """A proof of ownership, or of absence for an id no asset holds, as of the head
+        (contracts/proofs.py); None only before the first block (nothing certified yet)."""
 
     def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
         """{"account", "roles", "assets", "next"}, assets paged like history; an unknown account has
