@@ -280,7 +280,7 @@ def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: 
         store.close()
 
 
-# -- ownership and absence proofs (docs/protocol.md, "Ownership and absence proofs") ---------------------------------------
+# -- ownership and absence proofs (docs/protocol.md, "Ownership and absence proofs") ------------
 
 
 @dataclass(frozen=True)

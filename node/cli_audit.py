@@ -1,4 +1,4 @@
-"""`titlechain audit …`: verify a whole chain, fetch an ownership proof, check a proof or a piece of
+"""`titlechain audit …`: verify a whole chain, fetch a proof of ownership or absence, check a proof or a piece of
 equivocation evidence offline.
 
 The checks themselves live in chain/audit.py (with the contracts' re-executor plugged in by
@@ -50,7 +50,7 @@ genesis_required = click.option(
 
 @click.group()
 def audit() -> None:
-    """Verify the chain from the genesis alone: every block, or one asset's ownership proof."""
+    """Verify the chain from the genesis alone: every block, or a proof of one asset's ownership or absence."""
 
 
 # -- audit verify ------------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
 
     The proof holds the asset's state (null for absence), its key's path to the state root of a
     certified block header, and the validator-set changes linking that header to the genesis.
-    Anyone holding the genesis file can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
-    needs to be trusted, including the node it came from.
+    Anyone holding the genesis file can check it offline with `titlechain audit verify-proof FILE
+    --genesis FILE`; nothing in it needs to be trusted, including the node it came from.
     """
     with reading(SourceChoice(rpc, None, None, token)) as source:
         proof = source.proof(asset_id)
