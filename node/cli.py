@@ -12,10 +12,15 @@ import click
 
 from chain.crypto import KeyFileError, KeyPair, write_key_file
 from node.cli_audit import audit
+from node.cli_ceremony import ceremony, genesis_group
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
 
 EXIT_FAILED = 1
+INIT_WARNING = (
+    "every key in one directory: for a demo or a local test consortium only; "
+    "a real consortium uses the ceremony: docs/operations.md"
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +52,8 @@ def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
 main.add_command(tx_cmd)
 main.add_command(explore)
 main.add_command(audit)
+main.add_command(ceremony)
+main.add_command(genesis_group)
 
 
 @main.group()
@@ -73,7 +80,11 @@ def key_new(out: Path) -> None:
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 @click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
 def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> None:
-    """Create a consortium: genesis, validator and institution keys, node configs.
+    """A demo or local test consortium: genesis, every key, node configs, in one directory.
+
+    Writes every key in one directory: for a demo or a local test consortium only; a real
+    consortium uses the ceremony: docs/operations.md (`titlechain ceremony`). Whoever holds OUT
+    holds every member key, and with them every governance vote.
 
     Writes OUT/genesis.json, OUT/consortium.json (the manifest), OUT/keys/<role>/*.json (mode 0600)
     and OUT/nodes/<node_id>/config.json for `titlechain node run --config`.
@@ -86,6 +97,7 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
+    click.echo(INIT_WARNING)
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
 
