@@ -1,4 +1,4 @@
-"""Canonical encoding and hashing (SPEC §2).
+"""Canonical encoding and hashing (docs/protocol.md, Canonical encoding).
 
 Every signed or hashed object is a *plain value*: str, int in [-2^63, 2^64-1], bool, None,
 list, and dict with str keys. `canonical(v)` is msgpack of v with dict keys sorted by their

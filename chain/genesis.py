@@ -1,4 +1,4 @@
-"""The genesis document (SPEC §9): load, validate, hash.
+"""The genesis document (docs/protocol.md, Genesis): load, validate, hash.
 
 The genesis is the one thing every participant trusts: an auditor or a proof checker holds
 nothing else. It is validated field by field, and a refusal names the field that is wrong.

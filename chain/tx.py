@@ -1,4 +1,4 @@
-"""Transactions: build, sign, parse and check (SPEC §4).
+"""Transactions: build, sign, parse and check (docs/protocol.md, Transactions).
 
 A tx is `{"body": body, "sig": hex}`; its id is hex(H(canonical(body))) and its signature is
 over `Domain.TX + canonical(body)`. This module checks everything a tx must satisfy on its own

@@ -2,7 +2,7 @@
 
 With n validators, f = floor((n-1)/3) may be faulty. A quorum is the smallest number of
 validators such that any two quorums share more than f of them: floor((n+f)/2) + 1. For
-n = 3f+1 that is exactly 2f+1 (SPEC §5); for other n it is larger than 2f+1, because with
+n = 3f+1 that is exactly 2f+1 (docs/consensus.md); for other n it is larger than 2f+1, because with
 n = 5, say, two sets of 2f+1 = 3 share a single validator, which may be the faulty one.
 """
 

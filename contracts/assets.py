@@ -5,7 +5,7 @@ the asset exists (asset_not_found), the signer may act (not_owner / not_pledgee 
 not_authorized), the asset is not redeemed (asset_redeemed), it is not locked (asset_locked),
 then the op's own argument rules (invalid_args).
 
-Where SPEC §4 is silent (see docs/contracts.md):
+Decisions the protocol leaves open (docs/contracts.md):
 - transfer / force_transfer to the current owner, and pledge to the owner, are invalid_args: a
   move that moves nothing is almost surely a client mistake, and would only bump the version.
 - pledge needs an `active` asset: a pledged asset cannot be pledged again (asset_locked), which

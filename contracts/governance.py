@@ -4,7 +4,7 @@ A member opens a proposal (gov.propose); its id is the tx_id, and the proposer's
 Each member approves at most once (gov.approve). When the approvals of accounts that are members
 *at that moment* reach the threshold, the action executes inside the tx that reached it, once.
 
-Where SPEC §4 is silent (see docs/contracts.md):
+Decisions the protocol leaves open (docs/contracts.md):
 - Threshold: the genesis `gov_threshold`, or, when the genesis leaves it out, a majority of the
   current members. Either way it is capped at the current member count (so revocations can
   never lock governance out), and the last member cannot be revoked.

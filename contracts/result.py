@@ -1,4 +1,4 @@
-"""What a handler hands back: its effects, or a Rejection carrying a SPEC rejection code."""
+"""What a handler hands back: its effects, or a Rejection carrying a rejection code of docs/contracts.md."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Rejection(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         if code not in REJECTION_CODES:
-            raise ValueError(f"{code!r} is not a SPEC rejection code")
+            raise ValueError(f"{code!r} is not a rejection code")
         super().__init__(message)
         self.code = code
         self.message = message

@@ -2,7 +2,7 @@
 
 Keys (every value is a plain value, chain.encoding):
 
-    asset/<asset_id>   the asset, exactly the fields of SPEC §4; stays forever, redeemed or not
+    asset/<asset_id>   the asset, exactly the fields of docs/contracts.md; stays forever, redeemed or not
     doc/<doc_hash>     asset_id of the one non-redeemed asset holding this document hash
     role/<account>     the account's grants, one per role, sorted by role; absent if it has none
     standing/<account> height at which the account first held a role, owned an asset or held one

@@ -2,7 +2,7 @@
 
 The RPC never touches the ledger, mempool or consensus directly; it calls this protocol, so it can
 be tested against a small in-process node and the validator can change inside without the RPC
-noticing. All values crossing it are plain JSON-able values in the shapes of SPEC §6.
+noticing. All values crossing it are plain JSON-able values in the shapes of docs/rpc.md.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class NodeApi(Protocol):
     def height(self) -> int: ...
 
     def status(self) -> dict[str, Any]:
-        """SPEC §6 /v1/status: node_id, chain_id, height, view, primary, validators, peers, mempool, ready."""
+        """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready."""
 
     def genesis_doc(self) -> dict[str, Any]: ...
 

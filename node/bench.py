@@ -1,4 +1,4 @@
-"""`titlechain bench`: the load benchmark (SPEC §7, DESIGN.md "Benchmarks").
+"""`titlechain bench`: the load benchmark (docs/cli.md; results in docs/performance.md).
 
 Theory of operation
 -------------------

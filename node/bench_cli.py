@@ -99,7 +99,7 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             err.print(f"[red]bench failed:[/red] {e}")
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
-            return EXIT_FAILED  # SPEC §7 knows 0, 1 and 2 only
+            return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
         except (b.BenchError, OSError, ValueError) as e:  # LocalnetError and ProvisionError included
             err.print(f"[red]bench failed:[/red] {e}")
             return EXIT_FAILED

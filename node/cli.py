@@ -1,4 +1,4 @@
-"""The `titlechain` command line (SPEC §7).
+"""The `titlechain` command line (docs/cli.md).
 
 Exit codes: 0 success, 1 a check failed or the node answered an error, 2 usage error.
 """

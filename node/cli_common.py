@@ -158,7 +158,7 @@ def source_options(f: F) -> F:
             help="with --data-dir: the genesis the data must belong to (default: the data dir's own copy)",
         ),
         click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP),
-        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the SPEC §6 RPC shape)"),
+        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the RPC's shape, docs/rpc.md)"),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

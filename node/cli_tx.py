@@ -187,4 +187,4 @@ def _report(answer: dict[str, Any], as_json: bool) -> None:
             for ev in receipt["events"]:
                 click.echo(f"event    {json.dumps(ev, ensure_ascii=False, sort_keys=True)}")
     if rejected:
-        raise SystemExit(1)  # committed, but the contract refused it: a check failed (SPEC §4)
+        raise SystemExit(1)  # committed, but the contract refused it: a check failed (docs/cli.md, exit codes)

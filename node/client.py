@@ -1,4 +1,4 @@
-"""The titlechain SDK: what an issuer's back office calls (SPEC §6), sync and async.
+"""The titlechain SDK: what an issuer's back office calls (docs/rpc.md), sync and async.
 
     from node.client import Client, sign
     with Client("http://127.0.0.1:26601") as c:
@@ -58,7 +58,7 @@ class NodeUnreachable(RpcError):
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
-    """Build and sign a tx (SPEC §4); `expires` is the last height at which it may be included."""
+    """Build and sign a tx (docs/protocol.md, Transactions); `expires` is the last height at which it may be included."""
     return sign_tx(key, chain_id=chain_id, op=op, args=args, expires=expires, nonce=nonce)
 
 

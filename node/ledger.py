@@ -270,7 +270,7 @@ class Ledger:
             return None
         return TxRecord(block.txs[index], height, index, receipts[index])
 
-    # -- answers in the shapes of SPEC §6 (the RPC and the offline explorer share them) ---------
+    # -- answers in the shapes of docs/rpc.md (the RPC and the offline explorer share them) ---------
 
     def block_answer(self, height: int) -> dict[str, Any] | None:
         """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
@@ -288,7 +288,7 @@ class Ledger:
         return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
 
     def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
-        """An ownership proof (SPEC §8) as of the head, or None for an asset this chain never held
+        """An ownership proof (docs/protocol.md, Ownership proofs) as of the head, or None for an asset this chain never held
         or before the first block (no certified state root yet)."""
         if self.asset(asset_id) is None:
             return None

@@ -1,4 +1,4 @@
-"""`titlechain localnet up/down`: a local consortium as background processes (SPEC §7).
+"""`titlechain localnet up/down`: a local consortium as background processes (docs/cli.md).
 
 `up` creates the consortium directory on first use (`init`), starts one `titlechain node run
 --config` process per validator in its own session (so a terminal's Ctrl-C does not reach them),
@@ -148,7 +148,7 @@ def _is_our_node(pid: int, config: str) -> bool:
 
 def node_pids(config: str) -> list[int]:
     """Every running process that serves this config: the one `up` started, or a restart of it
-    by `titlechain node run --config` (SPEC §7), whose pid the manifest cannot know."""
+    by `titlechain node run --config` (docs/cli.md), whose pid the manifest cannot know."""
     want = Path(config).resolve()
     pids = []
     for entry in Path("/proc").iterdir():

@@ -1,4 +1,4 @@
-"""The node's HTTP RPC (SPEC §6): an aiohttp application over the `NodeApi` seam.
+"""The node's HTTP RPC (docs/rpc.md): an aiohttp application over the `NodeApi` seam.
 
 One table, `ROUTES`, lists every route with its method, path, parameters, request model, answer
 models by status, scope and summary; the aiohttp router and the OpenAPI document are both built
@@ -7,7 +7,7 @@ from it, so the two cannot drift apart.
 Input is never trusted: path and query parameters are checked here, bodies are read up to a per
 route cap (the Content-Length is checked first, then the bytes actually read), JSON is parsed
 defensively and txs go through `chain.tx.parse_tx`, so bad input always ends in a 4xx with a
-SPEC error code. Anything unexpected is logged and answered 503 `internal`, never a 500.
+error code of docs/rpc.md. Anything unexpected is logged and answered 503 `internal`, never a 500.
 
 The event stream (`GET /v1/events`) subscribes to the node BEFORE replaying past blocks from the
 store, then skips the heights it has already sent, so there is neither a gap nor a duplicate at
@@ -90,7 +90,7 @@ _ASSET_ID = re.compile(m.ASSET_ID_PATTERN)
 
 
 class ApiError(Exception):
-    """An answer other than success, in SPEC's error shape."""
+    """An answer other than success, in the error shape of docs/rpc.md."""
 
     def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -521,7 +521,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/assets/{asset_id}/history", get_history,
           "Every committed tx naming the asset, rejected ones included, oldest first", "read",
           ok=(200, m.AssetHistory), errors=(400, 404), params=(_ASSET,)),
-    Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (SPEC §8)", "read",
+    Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (docs/protocol.md)", "read",
           ok=(200, m.OwnershipProof), errors=(400, 404), params=(_ASSET,)),
     Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns", "read",
           ok=(200, m.AccountInfo), errors=(400,),
@@ -610,7 +610,7 @@ def openapi_document(routes: Sequence[Route] = ROUTES, *, secured: bool = False)
         "info": {
             "title": "titlechain node RPC",
             "version": API_VERSION,
-            "description": "Register and transfer the rights to real assets on a permissioned BFT ledger (SPEC §6).",
+            "description": "Register and transfer the rights to real assets on a permissioned BFT ledger.",
         },
         "paths": paths,
         "components": {"schemas": top.get("$defs", {})},

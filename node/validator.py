@@ -124,7 +124,7 @@ class LedgerApp:
         txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
         if not txs:
             return None
-        # the proposer's clock, informational only (SPEC §5); never before the genesis
+        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
         now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
         return self.ledger.propose(txs, view, self.key.public, now_ms)
 

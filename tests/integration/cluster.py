@@ -122,7 +122,7 @@ class Cluster:
         raise AssertionError(f"node {i} reports no metric {name}")
 
     def restart(self, i: int) -> subprocess.Popen[bytes]:
-        """`titlechain node run --config` on the listed config, as SPEC §7 promises works."""
+        """`titlechain node run --config` on the listed config, as docs/cli.md promises works."""
         config = Path(self.nodes[i]["config"])
         return start_node(config, config.parent / "restart.log")
 
