@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from chain.crypto import is_account
 from chain.encoding import EncodingError, hash_value, normalize
@@ -60,7 +60,14 @@ class Params:
         return p
 
 
-def parse_grant(obj: Any, where: str) -> dict[str, Any]:
+class Grant(TypedDict):
+    """A role grant as the genesis and the role records hold it: `classes` for issuers only."""
+
+    role: str
+    classes: NotRequired[list[str]]
+
+
+def parse_grant(obj: Any, where: str) -> Grant:
     """A role grant: {"role": r} or, for issuers, {"role": "issuer", "classes": [...]}."""
     if type(obj) is not dict or obj.get("role") not in ROLES:
         raise GenesisError(where, f'a grant is {{"role": one of {sorted(ROLES)}}}')
@@ -85,7 +92,7 @@ class Genesis:
     time: int
     validators: ValidatorSet
     members: tuple[str, ...]
-    roles: dict[str, tuple[dict[str, Any], ...]]
+    roles: dict[str, tuple[Grant, ...]]
     gov_threshold: int
     params: Params
 
@@ -127,7 +134,7 @@ class Genesis:
             raise GenesisError("members", "an account is listed twice")
         if type(doc["roles"]) is not dict:
             raise GenesisError("roles", "an object: account -> list of grants")
-        roles: dict[str, tuple[dict[str, Any], ...]] = {}
+        roles: dict[str, tuple[Grant, ...]] = {}
         for account, grants in doc["roles"].items():
             if not is_account(account):
                 raise GenesisError(f"roles.{account}", "keys are accounts (64 lowercase hex characters)")

@@ -23,13 +23,14 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import plyvel
 
 from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
+from chain.receipt import Receipt
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
@@ -60,14 +61,27 @@ class BlockCommit:
 
     block: Block
     certificate: Certificate
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]
     writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
     receipts_bytes: bytes | None = None  # canonical(receipts) if the caller has it already (the apply path does)
 
 
+class _LevelDB(Protocol):
+    """The part of `plyvel.DB` the store uses: plyvel ships no type stubs, so without this every
+    read would be `Any` and a wrong return type would go unnoticed."""
+
+    @property
+    def closed(self) -> bool: ...
+    def get(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
+    def iterator(self, *, prefix: bytes = b"", reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
+    def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
+    def close(self) -> None: ...
+
+
 class Store:
     def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
-        self._db = db
+        self._db: _LevelDB = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
@@ -170,7 +184,8 @@ class Store:
         return self._head.height if self._head else 0
 
     def genesis_doc(self) -> dict[str, Any]:
-        return decode(self._db.get(b"m/genesis"))
+        doc: dict[str, Any] = decode(self._db.get(b"m/genesis") or b"")
+        return doc
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -185,9 +200,12 @@ class Store:
         raw = self._db.get(height_key(b"c/", height))
         return Certificate.from_plain(decode(raw)) if raw is not None else None
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
+    def get_receipts(self, height: int) -> list[Receipt] | None:
         raw = self._db.get(height_key(b"r/", height))
-        return decode(raw) if raw is not None else None
+        if raw is None:
+            return None
+        receipts: list[Receipt] = decode(raw)
+        return receipts
 
     def height_of(self, block_hash: str) -> int | None:
         raw = self._db.get(b"x/" + block_hash.encode())

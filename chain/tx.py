@@ -15,7 +15,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import (
@@ -38,6 +38,17 @@ OP_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
 
 
+class TxBody(TypedDict):
+    """The signed part of a tx, as `parse_tx` has checked it (docs/protocol.md, Transactions)."""
+
+    chain_id: str
+    signer: str
+    op: str
+    args: dict[str, Any]
+    nonce: str
+    expires: int
+
+
 class TxError(ValueError):
     """A tx that must never enter a block. `code` is one of:
 
@@ -53,7 +64,7 @@ class TxError(ValueError):
 
 @dataclass(frozen=True)
 class Tx:
-    body: dict[str, Any]
+    body: TxBody
     sig: str
     body_bytes: bytes = field(repr=False, compare=False)
 
@@ -132,7 +143,8 @@ def parse_tx(obj: Value) -> Tx:
     makes it the same tx; anything else is parsed in full. A pure memo: the result is the same.
     """
     if type(obj) is dict and len(obj) == 2:
-        known = _recent.get(obj.get("sig"))  # type: ignore[arg-type]
+        sig = obj.get("sig")
+        known = _recent.get(sig) if type(sig) is str else None  # a list or dict sig is unhashable
         if known is not None and type(obj.get("body")) is dict and _packs_to(obj["body"], known.body_bytes):
             return known
     tx = _parse_tx(obj)

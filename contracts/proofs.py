@@ -29,9 +29,12 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
     key = asset_key(asset_id)
     raw = store.get(state_key(key))
     state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
+    head_block = store.get_block(head.height)
+    if head_block is None:  # the head record names a block the store does not hold
+        raise ProofError(f"the store's head block {head.height} is missing: audit this data dir")
     return {
         "version": PROOF_VERSION,
-        "chain_id": store.get_block(head.height).header.chain_id,
+        "chain_id": head_block.header.chain_id,
         "genesis_hash": store.genesis_hash,
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),

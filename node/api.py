@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chain.receipt import Receipt
 from chain.tx import Tx
 
 
@@ -22,7 +23,7 @@ class CommittedBlockEvent:
     block_hash: str
     header: dict[str, Any]
     tx_ids: tuple[str, ...]
-    receipts: tuple[dict[str, Any], ...]
+    receipts: tuple[Receipt, ...]
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -59,7 +60,7 @@ class NodeApi(Protocol):
         committed), mempool_full and quota_exceeded (429).
         """
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         """A future resolved with the tx's receipt when it commits (at once if it already has)."""
 
     def tx_info(self, tx_id: str) -> dict[str, Any] | None:

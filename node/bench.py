@@ -248,8 +248,7 @@ async def _submit_chunk(http: httpx.AsyncClient, chunk: list[tuple[str, bytes]],
         if r.status_code == 202:
             results = r.json()["results"]
         else:
-            code = _error_code(r)
-            results = [{"error": {"code": code}}] * len(chunk)
+            results = [{"error": {"code": _error_code(r)}}] * len(chunk)
     retry = []
     for (tx_id, body), res in zip(chunk, results, strict=True):
         code = (res.get("error") or {}).get("code")

@@ -162,21 +162,23 @@ def source_options(f: F) -> F:
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
+    # the wrapper takes the four options in place of `source`: not the signature F names, on purpose
     return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
 def reading(choice: SourceChoice) -> Iterator[Any]:
     """The chosen source, open; its failures end the command with exit 1."""
-    from node.explore import NotFound, SourceError, open_data_dir, open_rpc
+    from node.explore import NotFound, Source, SourceError, open_data_dir, open_rpc
 
     choice.check()
     try:
-        source = (
-            open_rpc(choice.rpc, choice.token)
-            if choice.rpc is not None
-            else open_data_dir(choice.data_dir, choice.genesis)
-        )  # type: ignore[arg-type]
+        source: Source
+        if choice.rpc is not None:
+            source = open_rpc(choice.rpc, choice.token)
+        else:
+            assert choice.data_dir is not None  # check() holds exactly one of the two
+            source = open_data_dir(choice.data_dir, choice.genesis)
     except SourceError as e:
         fail(str(e))
     try:

@@ -17,6 +17,7 @@ from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
+from chain.receipt import Receipt
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, check_for_chain, check_signature
@@ -51,7 +52,7 @@ class TxRecord:
     tx: Tx
     height: int
     index: int
-    receipt: dict[str, Any]
+    receipt: Receipt
 
 
 class Ledger:

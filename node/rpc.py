@@ -594,7 +594,7 @@ def openapi_document(routes: Sequence[Route] = ROUTES, *, secured: bool = False)
             answers.update({401: m.ErrorResponse, 403: m.ErrorResponse})
         for status, model in sorted(answers.items()):
             answer: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-            if status < 400 and r.media_type == "text/event-stream":
+            if status < 400 and r.media_type == "text/event-stream" and model is not None:
                 answer["description"] = "a stream of `block` events; each event's data is a BlockEvent"
                 answer["content"] = {r.media_type: {"schema": {"type": "string"}, "x-event-data": refs[(model, "serialization")]}}
             elif model is not None:
@@ -706,7 +706,8 @@ async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _stop_streams(app: web.Application) -> None:
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[None]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 

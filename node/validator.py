@@ -49,6 +49,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
+from chain.receipt import Receipt
 from chain.store import StoreError
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
@@ -144,12 +145,12 @@ class LedgerApp:
 class _Waiters:
     """The RPC's `?wait=true` futures, by tx_id."""
 
-    by_tx: dict[str, list[asyncio.Future[dict[str, Any]]]]
+    by_tx: dict[str, list[asyncio.Future[Receipt]]]
 
-    def add(self, tx_id: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
         self.by_tx.setdefault(tx_id, []).append(fut)
 
-    def resolve(self, tx_id: str, receipt: dict[str, Any]) -> None:
+    def resolve(self, tx_id: str, receipt: Receipt) -> None:
         for fut in self.by_tx.pop(tx_id, ()):
             if not fut.done():
                 fut.set_result(receipt)
@@ -630,8 +631,8 @@ class Validator:
         self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
         self._admitted()
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         record = self.ledger.tx(tx_id)
         if record is not None:
             fut.set_result(record.receipt)

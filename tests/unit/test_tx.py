@@ -115,3 +115,12 @@ def test_a_reparsed_tx_is_the_remembered_one_only_when_its_body_is_byte_identica
     # a hand-built body in another key order is parsed in full, to the same tx
     reordered = {"sig": tx.sig, "body": dict(reversed(list(tx.body.items())))}
     assert parse_tx(reordered).tx_id == tx.tx_id
+
+
+@pytest.mark.parametrize("sig", [["a" * 128], {"s": 1}])
+def test_an_unhashable_sig_is_a_malformed_tx_not_a_type_error(sig) -> None:
+    # the memo of recent txs is keyed by sig: an unhashable one must not reach the dict lookup
+    body = make().to_plain()["body"]
+    with pytest.raises(TxError) as e:
+        parse_tx({"body": body, "sig": sig})
+    assert e.value.code == "malformed"
