@@ -18,6 +18,8 @@ from typing import Any, TypeAlias, TypeGuard
 
 import msgpack
 
+from chain.errors import ChainError
+
 Value: TypeAlias = Any  # a plain value as described above; checked at run time, not by types
 
 INT_MIN = -(2**63)
@@ -25,7 +27,7 @@ INT_MAX = 2**64 - 1
 MAX_DEPTH = 32
 
 
-class EncodingError(ValueError):
+class EncodingError(ChainError, ValueError):
     """A value is not a plain value, or bytes are not the canonical encoding of one."""
 
 

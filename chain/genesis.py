@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 
 from chain.crypto import is_account
 from chain.encoding import EncodingError, hash_value, normalize
+from chain.errors import ChainError
 from chain.validators import ValidatorSet, ValidatorSetError
 
 ROLES = frozenset({"member", "issuer", "regulator", "auditor"})
@@ -26,7 +27,7 @@ REQUIRED = frozenset({"chain_id", "time", "validators", "members", "roles"})
 OPTIONAL = frozenset({"gov_threshold", "params"})
 
 
-class GenesisError(ValueError):
+class GenesisError(ChainError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"genesis.{field}: {message}")
         self.field = field

@@ -29,6 +29,7 @@ import plyvel
 
 from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.receipt import Receipt
 
@@ -40,7 +41,7 @@ SCHEMA_VERSION = b"3"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 
-class StoreError(RuntimeError):
+class StoreError(ChainError, RuntimeError):
     pass
 
 

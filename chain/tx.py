@@ -29,6 +29,7 @@ from chain.encoding import (
     normalize,
     pack_normalized,
 )
+from chain.errors import ChainError
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024
@@ -49,7 +50,7 @@ class TxBody(TypedDict):
     expires: int
 
 
-class TxError(ValueError):
+class TxError(ChainError, ValueError):
     """A tx that must never enter a block. `code` is one of:
 
     malformed, too_large, bad_signature, wrong_chain, expired, expires_too_far,

@@ -16,12 +16,13 @@ from typing import Any
 
 from chain.crypto import is_account
 from chain.encoding import hash_value
+from chain.errors import ChainError
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ADDRESS_PATTERN = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
 
 
-class ValidatorSetError(ValueError):
+class ValidatorSetError(ChainError, ValueError):
     pass
 
 

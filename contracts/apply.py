@@ -15,7 +15,7 @@ and receipts; the audit recomputes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,14 +218,3 @@ def reexecute(read: Reader, genesis: Genesis, block: Block | None, prev_state_ro
         return genesis_state(genesis)
     check_block_txs(read, block.txs)
     return apply_txs(read, prev_state_root, block.txs, block.height)
-
-
-def merge_reader(read: Reader, pending: Mapping[bytes, bytes | None]) -> Reader:
-    """A reader that sees pending writes over read (for applying blocks not yet stored)."""
-
-    def get(key: bytes) -> bytes | None:
-        if key in pending:
-            return pending[key]
-        return read(key)
-
-    return get

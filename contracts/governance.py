@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chain.tx import Tx, TxError
+from chain.tx import Tx
 from chain.validators import Validator
 from contracts import args as a
 from contracts.result import Effects, Rejection
@@ -257,10 +257,3 @@ def process_approve(view: StateView, tx: Tx, height: int) -> Effects:
     updated = {**proposal, "approvals": sorted([*proposal["approvals"], tx.signer])}
     approved = {"type": "gov.approved", "proposal_id": pid, "approver": tx.signer}
     return Effects(events=(approved,)).then(_settle(view, updated, height))
-
-
-def validate_action(action: str, params: Any) -> None:
-    """Static check of one action's params (for clients building proposals)."""
-    if action not in ACTIONS:
-        raise TxError("invalid_args", f"action must be one of {', '.join(sorted(ACTIONS))}")
-    ACTIONS[action].params.validate(params, "params")

@@ -14,10 +14,11 @@ from chain.audit import PROOF_VERSION
 from chain.encoding import decode
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key
+from contracts.errors import ContractError
 from contracts.state import asset_key
 
 
-class ProofError(LookupError):
+class ProofError(ContractError, LookupError):
     """No proof can be built (an empty chain, or a store missing records it should hold)."""
 
 

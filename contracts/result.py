@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.errors import ContractError
 from contracts.state import Writes
 
 REJECTION_CODES = frozenset(
@@ -24,7 +25,7 @@ REJECTION_CODES = frozenset(
 )
 
 
-class Rejection(Exception):
+class Rejection(ContractError):
     """A well-formed tx whose contract checks fail: committed with status "rejected"."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -59,6 +59,7 @@ from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx
 from node.client import AsyncClient, Client, sign
+from node.errors import NodeError
 from node.localnet import down, manifest_path, up
 from node.provision import DEFAULT_SEED, Consortium, load_seed
 
@@ -75,7 +76,7 @@ PROGRESS_EVERY_S = 0.25
 STOP_JOIN_S = 5.0
 
 
-class BenchError(RuntimeError):
+class BenchError(NodeError, RuntimeError):
     """The run failed; the message says why (exit 1)."""
 
 

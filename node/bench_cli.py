@@ -14,7 +14,10 @@ from typing import Any
 
 import click
 
-EXIT_FAILED = 1
+from node.errors import EXIT_FAILED, LAYER_ERRORS
+
+# BenchError, LocalnetError, ProvisionError, a StoreError, a busy port…; ValueError from the seed and params
+_FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 
 
 @click.command("bench")
@@ -100,7 +103,7 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
             return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
-        except (b.BenchError, OSError, ValueError) as e:  # LocalnetError and ProvisionError included
+        except _FAILURES as e:
             err.print(f"[red]bench failed:[/red] {e}")
             return EXIT_FAILED
     if summary is not None:

@@ -1,6 +1,7 @@
 """The `titlechain` command line (docs/cli.md).
 
-Exit codes: 0 success, 1 a check failed or the node answered an error, 2 usage error.
+Exit codes (node/errors.py): 0 success, 1 a check failed or the node answered an error, 2 usage
+error. Every command runs under `LayerErrorsGroup`, which turns the layers' errors into them.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from pathlib import Path
 
 import click
 
-from chain.crypto import KeyFileError, KeyPair, write_key_file
+from chain.crypto import KeyPair, write_key_file
 from node.cli_audit import audit
+from node.cli_common import LayerErrorsGroup
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
 
-EXIT_FAILED = 1
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """titlechain: a permissioned ledger for the rights to real assets.
 
@@ -59,11 +59,7 @@ def key() -> None:
 def key_new(out: Path) -> None:
     """Create a new key file and print its account."""
     k = KeyPair.generate()
-    try:
-        write_key_file(out, k)
-    except (KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    write_key_file(out, k)
     click.echo(k.public)
 
 
@@ -78,13 +74,9 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
     Writes OUT/genesis.json, OUT/consortium.json (the manifest), OUT/keys/<role>/*.json (mode 0600)
     and OUT/nodes/<node_id>/config.json for `titlechain node run --config`.
     """
-    from node.provision import DEFAULT_SEED, ProvisionError, init_consortium
+    from node.provision import DEFAULT_SEED, init_consortium
 
-    try:
-        c = init_consortium(out, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
-    except (ProvisionError, KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    c = init_consortium(out, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
     click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
@@ -103,20 +95,11 @@ def node_run(config: Path) -> None:
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
     RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
     """
-    from node.config import ConfigError, NodeConfig
-    from node.validator import NodeStartError, run_node
+    from node.config import NodeConfig
+    from node.validator import run_node
 
-    try:
-        cfg = NodeConfig.load(config)
-    except ConfigError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    try:
-        code = run_node(cfg)
-    except NodeStartError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
-    sys.exit(code)
+    cfg = NodeConfig.load(config)  # a ConfigError exits 2, a NodeStartError 1 (LayerErrorsGroup)
+    sys.exit(run_node(cfg))
 
 
 @main.group()
@@ -131,14 +114,9 @@ def localnet() -> None:
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
     """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""
-    from node.localnet import LocalnetError, up
-    from node.provision import ProvisionError
+    from node.localnet import up
 
-    try:
-        up(root, validators=validators, base_port=base_port, seed=seed, say=click.echo)
-    except (LocalnetError, ProvisionError, KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    up(root, validators=validators, base_port=base_port, seed=seed, say=click.echo)
     click.echo(f"localnet running; {root / 'localnet.json'} lists the nodes and key files")
 
 
@@ -146,13 +124,9 @@ def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) 
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 def localnet_down(root: Path) -> None:
     """Stop the validators listed in DIR/localnet.json (SIGTERM, then SIGKILL after 15 s)."""
-    from node.localnet import LocalnetError, down
+    from node.localnet import down
 
-    try:
-        down(root, say=click.echo)
-    except LocalnetError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    down(root, say=click.echo)
 
 
 # `titlechain bench` lives in its own module (node/bench_cli.py); it imports the bench only when run.

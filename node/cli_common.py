@@ -26,9 +26,7 @@ from chain.crypto import KeyFileError, KeyPair, is_account, load_key_file
 from chain.encoding import is_hex
 from chain.genesis import Genesis, GenesisError
 from contracts.args import ASSET_ID_PATTERN
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from node.errors import EXIT_FAILED, EXIT_USAGE, LAYER_ERRORS, NodeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +37,26 @@ def fail(message: str) -> NoReturn:
     """Stop with exit 1: a check failed or the source answered an error."""
     click.echo(f"error: {message}", err=True)
     raise SystemExit(EXIT_FAILED)
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """The one place the layers' errors become exit codes: `error: …` on stderr, then exit 1, or
+    a NodeError's own `exit_code` (2 for a config file that cannot be used). Anything else is a
+    bug and keeps its traceback."""
+    try:
+        yield
+    except LAYER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(e.exit_code if isinstance(e, NodeError) else EXIT_FAILED) from None
+
+
+class LayerErrorsGroup(click.Group):
+    """A command group whose every subcommand runs under `exit_on_error`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with exit_on_error():
+            return super().invoke(ctx)
 
 
 def print_json(obj: Any) -> None:

@@ -26,11 +26,12 @@ import httpx
 
 from chain.crypto import KeyPair
 from chain.tx import Tx, sign_tx
+from node.errors import NodeError
 
 DEFAULT_TIMEOUT = 30.0
 
 
-class RpcError(Exception):
+class RpcError(NodeError):
     def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None) -> None:
         later = f" (retry after {retry_after_s} s)" if retry_after_s is not None else ""
         super().__init__(f"{status} {code}: {message}{later}")

@@ -13,13 +13,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chain.validators import ADDRESS_PATTERN
+from node.errors import EXIT_USAGE, NodeError
 from node.mempool import DEFAULT_MAX_PER_SIGNER
 from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc_models import MAX_BATCH_TXS
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(NodeError, ValueError):
+    """A config file that cannot be used: the operator's input, so a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 def is_loopback(host: str) -> bool:

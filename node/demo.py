@@ -33,6 +33,7 @@ from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx
 from node.client import Client, RpcError, sign
+from node.errors import EXIT_FAILED, EXIT_USAGE, NodeError
 from node.ledger import audit_data_dir
 from node.localnet import LocalnetError, down, manifest_path, node_pids, up
 from node.provision import Consortium
@@ -45,7 +46,6 @@ RECEIPT_TIMEOUT_S = 20.0  # a commit takes milliseconds; this only bounds a stuc
 AGREE_DEADLINE_S = 15.0  # for every node to reach a height the submitting node has committed
 STOPPED_DEADLINE_S = 5.0  # for a process that `localnet down` killed to be gone
 KEY_GROUPS = ("issuers", "regulators", "auditors", "parties")  # the keys that sign in the story
-EXIT_FAILED, EXIT_USAGE = 1, 2
 
 # the seed's assets the story follows
 COPPER = "WR-NGB-2026-0001"
@@ -53,19 +53,19 @@ DEED = "DEED-CLR-7741-0093"
 INVOICE = "RCV-MF-2026-1187"
 
 
-class DemoError(RuntimeError):
+class DemoError(NodeError, RuntimeError):
     """The demo cannot start here (a busy port, a used directory); nothing was started."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
-class DemoFailed(RuntimeError):
+class DemoFailed(NodeError, RuntimeError):
     """An outcome the story did not expect."""
 
 
-class StepFailed(RuntimeError):
+class StepFailed(NodeError, RuntimeError):
     def __init__(self, number: int, title: str, why: str) -> None:
         super().__init__(f"step {number} ({title}) failed: {why}")
 

@@ -27,6 +27,7 @@ from chain.store import Store, StoreError
 from chain.tx import Tx
 from node import rpc_models as m
 from node.client import Client, NodeUnreachable, RpcError
+from node.errors import NodeError
 from node.ledger import Ledger, LedgerError
 
 Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
@@ -35,7 +36,7 @@ T = TypeVar("T")
 MAX_BLOCKS = 100  # per `blocks` call, as the RPC allows
 
 
-class SourceError(Exception):
+class SourceError(NodeError):
     """The source could not answer: the node answered an error or is unreachable, the data is unreadable."""
 
 

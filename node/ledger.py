@@ -37,13 +37,14 @@ from contracts.apply import (
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
 from contracts.state import asset_key, read_roles, standing_key
+from node.errors import NodeError
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
 NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
 
 
-class LedgerError(ValueError):
+class LedgerError(NodeError, ValueError):
     """A block that must not be voted for or committed; the message says why."""
 
 
@@ -93,10 +94,6 @@ class Ledger:
             if start <= height:
                 found = vset
         return found
-
-    def validator_set_changes(self) -> list[int]:
-        """Heights from which a new set certifies (1 is the genesis set)."""
-        return [h for h, _ in self._valsets]
 
     # -- head -----------------------------------------------------------------------------------
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from node.client import Client, RpcError
+from node.errors import NodeError
 from node.provision import DEFAULT_SEED, Consortium, init_consortium
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
 
 
-class LocalnetError(RuntimeError):
+class LocalnetError(NodeError, RuntimeError):
     pass
 
 

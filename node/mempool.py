@@ -243,9 +243,6 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._pending
 
-    def contains(self, tx_id: str) -> bool:
-        return tx_id in self._pending
-
     def get(self, tx_id: str) -> Tx | None:
         entry = self._pending.get(tx_id)
         return entry.tx if entry is not None else None

@@ -26,13 +26,14 @@ from chain.crypto import KeyPair, write_key_file
 from chain.encoding import H
 from chain.genesis import Genesis, GenesisError
 from node.config import NodeConfig
+from node.errors import NodeError
 
 DEFAULT_SEED = Path(__file__).resolve().parent.parent / "seeds" / "demo.json"
 PEER_PORT_OFFSET = 0
 RPC_PORT_OFFSET = 1
 
 
-class ProvisionError(ValueError):
+class ProvisionError(NodeError, ValueError):
     pass
 
 

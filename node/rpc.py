@@ -39,6 +39,7 @@ from chain.tx import Tx, TxError, parse_tx
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
+from node.errors import NodeError
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.ratelimit import RateLimited, RateLimiter
 
@@ -89,7 +90,7 @@ _SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
 _ASSET_ID = re.compile(m.ASSET_ID_PATTERN)
 
 
-class ApiError(Exception):
+class ApiError(NodeError):
     """An answer other than success, in the error shape of docs/rpc.md."""
 
     def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:

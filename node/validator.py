@@ -57,6 +57,7 @@ from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.errors import NodeError
 from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
@@ -93,11 +94,11 @@ BLOCK_REPLY_TIMEOUT_S = 5.0  # per peer asked; a block is at most max_block_byte
 BLOCK_SERVE_PER_S = 8  # block answers per peer per second; more requests are ignored
 
 
-class NodeStartError(RuntimeError):
+class NodeStartError(NodeError, RuntimeError):
     """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
 
 
-class FatalNodeError(RuntimeError):
+class FatalNodeError(NodeError, RuntimeError):
     """The node must stop to protect its data (a certified block its ledger refuses)."""
 
 
