@@ -46,6 +46,12 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.evidence = Counter(
+            "titlechain_evidence",
+            "Equivocation records this node holds, by the validator they convict (counted from the store at start)",
+            ["validator"],
+            registry=r,
+        )
         # Both label values exist from the start, so a scrape shows 0 rather than nothing.
         self.txs_committed.labels(status="ok")
         self.txs_committed.labels(status="rejected")
@@ -80,6 +86,9 @@ class NodeMetrics:
 
     def set_peers(self, connected: int) -> None:
         self.peers.set(connected)
+
+    def on_evidence(self, validator: str, n: int = 1) -> None:
+        self.evidence.labels(validator=validator).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
