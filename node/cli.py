@@ -16,6 +16,7 @@ from node.cli_audit import audit
 from node.cli_common import LayerErrorsGroup
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
+from node.provision import DEFAULT_BASE_PORT, PORT_LAYOUT
 
 
 @click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +31,7 @@ def main() -> None:
 
 @main.command("demo")
 @click.option("--keep", is_flag=True, help="leave the consortium running at the end (stop it with `titlechain localnet down --dir D`)")
-@click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
 @click.option("--dir", "workdir", default=None, type=click.Path(file_okay=False, path_type=Path), help="a new or empty directory for the consortium, kept afterwards (default: a temp dir, removed)")
 def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
     """The whole story on a local four-validator consortium from seeds/demo.json.
@@ -67,7 +68,7 @@ def key_new(out: Path) -> None:
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes (n = 3f+1 tolerates f faulty)")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="an empty or new directory for the consortium")
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
-@click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
 def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> None:
     """Create a consortium: genesis, validator and institution keys, node configs.
 
@@ -110,7 +111,7 @@ def localnet() -> None:
 @localnet.command("up")
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path), help="the consortium directory (created with `init` on first use)")
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100))
-@click.option("--base-port", default=26600, show_default=True, type=int)
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
     """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""

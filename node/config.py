@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chain.validators import ADDRESS_PATTERN
 from node.errors import EXIT_USAGE, NodeError
-from node.mempool import DEFAULT_MAX_PER_SIGNER
+from node.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
 from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc_models import MAX_BATCH_TXS
 
@@ -49,8 +49,8 @@ class NodeConfig(BaseModel):
     peer_listen: str = Field(description="host:port the peer transport binds")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
-    mempool_max_txs: int = Field(100_000, gt=0)
-    mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    mempool_max_txs: int = Field(DEFAULT_MAX_TXS, gt=0)
+    mempool_max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
     mempool_max_per_signer: int = Field(
         DEFAULT_MAX_PER_SIGNER, gt=0, description="txs one signer may have pending here; beyond, 429 quota_exceeded"
     )

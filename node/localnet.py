@@ -22,7 +22,7 @@ from typing import Any
 
 from node.client import Client, RpcError
 from node.errors import NodeError
-from node.provision import DEFAULT_SEED, Consortium, init_consortium
+from node.provision import DEFAULT_BASE_PORT, DEFAULT_SEED, Consortium, init_consortium
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
@@ -79,7 +79,7 @@ def up(
     root: str | Path,
     *,
     validators: int = 4,
-    base_port: int = 26600,
+    base_port: int = DEFAULT_BASE_PORT,
     seed: str | Path | None = None,
     say: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:

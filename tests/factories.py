@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +90,21 @@ def mix_views(cert: Certificate, keys: Iterable[KeyPair], chain_id: str, other_v
     sigs = {first: first_sig}
     sigs |= {v: sign_commit(by_public[v], chain_id, cert.height, other_view, cert.block_hash) for v, _ in rest}
     return Certificate.build(cert.height, other_view, cert.block_hash, sigs)
+
+
+def free_base_port(count: int, start: int = 27000, stop: int = 28500) -> int:
+    """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
+    for base in range(start + (os.getpid() % 50) * 20, stop, count):
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports in {start}..{stop}")

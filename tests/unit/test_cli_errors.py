@@ -4,11 +4,10 @@ traceback (docs/cli.md, exit codes; node/cli_common.py maps them in one place)."
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
+from factories import free_base_port
 
 from chain.errors import ChainError
 from chain.store import StoreError
@@ -21,25 +20,7 @@ from node.cli import main
 from node.config import ConfigError
 from node.errors import EXIT_FAILED, EXIT_USAGE, NodeError
 from node.localnet import LocalnetError, node_pids
-from node.provision import DEFAULT_SEED, init_consortium
-
-
-def _free_base_port(count: int) -> int:
-    """A base port P with P..P+count-1 free right now (bound and released)."""
-    for base in range(27900, 28900, 16):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    pytest.skip("no free port range on this machine")
+from node.provision import DEFAULT_SEED, consortium_ports, init_consortium
 
 
 def test_each_layer_has_one_root_and_keeps_the_builtin_base() -> None:
@@ -68,7 +49,7 @@ def test_an_unusable_node_config_is_a_usage_error(tmp_path: Path) -> None:
 def test_bench_reports_a_node_that_cannot_start_instead_of_a_traceback(tmp_path: Path) -> None:
     # a consortium whose one node exits at start (its genesis is no genesis): localnet.up raises
     # LocalnetError, a RuntimeError the bench command used to let escape as a traceback
-    base = _free_base_port(2)
+    base = free_base_port(len(consortium_ports(0, 1)), 30000, 30800)
     root = tmp_path / "net"
     init_consortium(root, validators=1, seed_path=DEFAULT_SEED, base_port=base)
     (root / "genesis.json").write_text("{}")
