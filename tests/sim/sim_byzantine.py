@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from chain.block import Block, sign_commit
 from chain.crypto import Domain
+from chain.devnet import seeded_key
 from chain.encoding import decode, hash_hex
 from chain.merkle import tx_root
 from chain.tx import parse_tx
-from factories import seeded_key
 from node.pbft_messages import Commit, PrePrepare, Prepare, Signed, parse_signed
 from simnet import next_state_root
 

@@ -21,12 +21,12 @@ from typing import Any
 
 from chain.block import Block, Certificate, CertificateError, Header
 from chain.crypto import Domain, KeyPair, verify
+from chain.devnet import Consortium, make_consortium, seeded_key
 from chain.encoding import canonical, decode, hash_hex
 from chain.genesis import Params
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx, sign_tx
 from chain.validators import ValidatorSet
-from factories import Consortium, make_consortium, seeded_key
 from node import pbft
 
 MAX_BLOCK_TXS = 16

@@ -1,6 +1,9 @@
 """Run many random PBFT simulation schedules; exit 1 on the first violation, with its repro command.
 
-    python scripts/sim_soak.py --seeds 1000 [--start 0] [--validators 4|7] [--keep-going] [--progress 500]
+    python tests/sim/soak.py --seeds 1000 [--start 0] [--validators 4|7] [--keep-going] [--progress 500]
+
+It drives the simulator of this directory, so it lives beside it (not a test module: pytest does
+not collect it); Python puts this directory on the path when it runs the file.
 """
 
 from __future__ import annotations
@@ -8,13 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path[:0] = [str(TESTS), str(TESTS / "sim")]
-
-from sim_schedules import run_seed  # noqa: E402
-from simnet import Violation  # noqa: E402
+from sim_schedules import run_seed
+from simnet import Violation
 
 
 def main() -> int:
@@ -36,7 +35,7 @@ def main() -> int:
             except Exception as e:  # a Violation names its oracle; anything else is a crash of the core or harness
                 what = "VIOLATION" if isinstance(e, Violation) else f"CRASH ({type(e).__name__})"
                 print(f"{what} after {runs} runs: {e}", flush=True)
-                print(f"reproduce: python scripts/sim_soak.py --seeds 1 --start {seed} --validators {n}", flush=True)
+                print(f"reproduce: python tests/sim/soak.py --seeds 1 --start {seed} --validators {n}", flush=True)
                 if not args.keep_going:
                     return 1
                 failed.append((seed, n))
