@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
 from chain.encoding import EncodingError, canonical, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.receipt import Receipt
 from chain.store import RESERVED_PREFIXES, Store, StoreError
@@ -394,7 +395,7 @@ def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Gene
 
 
 
-class LinkError(ValueError):
+class LinkError(ChainError, ValueError):
     """Headers, certificates or validator changes that do not link to the genesis."""
 
 

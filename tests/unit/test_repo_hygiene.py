@@ -14,13 +14,13 @@ def _tracked(ext: str) -> list[Path]:
 
 def test_no_reference_to_documents_outside_the_repository() -> None:
     # docs/*.md are the project's own statement of its rules; a citation of a document that is
-    # not in the repository ("SPEC §6", DESIGN.md, ../shared) sends a reader nowhere
-    cited = re.compile(r"\bSPEC\b|DESIGN\.md|\.\./shared")
+    # not in the repository (the external specification, the design notes, the shared folder)
+    # sends a reader nowhere. Spelled in pieces so that this file does not match itself.
+    cited = re.compile(r"\b" + "SP" + r"EC\b|" + "DES" + r"IGN\.md|\.\./" + "sha" + "red")
     found = [
         f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
         for ext in ("py", "md", "toml")
         for p in _tracked(ext)
-        if p != Path(__file__).resolve()
         for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
         if cited.search(line)
     ]
