@@ -15,8 +15,10 @@ from typing import Any, Protocol
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
 from chain.encoding import EncodingError, canonical, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
+from chain.receipt import Receipt
 from chain.store import RESERVED_PREFIXES, Store, StoreError
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
@@ -36,11 +38,17 @@ Reader = Callable[[bytes], bytes | None]
 
 
 class Replay(Protocol):
-    writes: Mapping[bytes, bytes | None]
-    receipts: list[dict[str, Any]]
-    state_root: str
-    receipts_root: str
-    next_validators: ValidatorSet
+    # read-only members, so that a frozen dataclass (contracts.apply.ApplyResult) satisfies it
+    @property
+    def writes(self) -> Mapping[bytes, bytes | None]: ...
+    @property
+    def receipts(self) -> list[Receipt]: ...
+    @property
+    def state_root(self) -> str: ...
+    @property
+    def receipts_root(self) -> str: ...
+    @property
+    def next_validators(self) -> ValidatorSet: ...
 
 
 # (reader of the replayed store at height-1, genesis, block or None for the genesis state,
@@ -64,7 +72,7 @@ class ChainSource(Protocol):
 
     def get_certificate(self, height: int) -> Certificate | None: ...
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None: ...
+    def get_receipts(self, height: int) -> list[Receipt] | None: ...
 
     def height_of(self, block_hash: str) -> int | None: ...
 
@@ -253,8 +261,8 @@ def _check_indexes(
             where = written_at.get(key, head)
             what = "altered" if replay.get(key) is not None else "not written by any block"
             bad.append((where, f"stored record {key[:48]!r} is {what}"))
-    for key, value in replay.items():
-        if value is not None and key not in stored_keys:
+    for key, replayed in replay.items():
+        if replayed is not None and key not in stored_keys:
             bad.append((written_at[key], f"record {key[:48]!r} is missing from the store"))
     if bad:
         height, reason = min(bad)
@@ -417,7 +425,7 @@ def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Gene
 
 
 
-class LinkError(ValueError):
+class LinkError(ChainError, ValueError):
     """Headers, certificates or validator changes that do not link to the genesis."""
 
 

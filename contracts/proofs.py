@@ -19,10 +19,11 @@ from chain.audit import ABSENCE, OWNERSHIP, PROOF_VERSION
 from chain.encoding import decode
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key
+from contracts.errors import ContractError
 from contracts.state import asset_key
 
 
-class ProofError(LookupError):
+class ProofError(ContractError, LookupError):
     """No proof can be built (an empty chain, or a store missing records it should hold)."""
 
 
@@ -34,13 +35,16 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
     key = asset_key(asset_id)
     raw = store.get(state_key(key))
     state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
+    head_block = store.get_block(head.height)
+    if head_block is None:  # the head record names a block the store does not hold
+        raise ProofError(f"the store's head block {head.height} is missing: audit this data dir")
     # the state record and the tree must agree, or the proof would not verify: say so here
     if not smt.verify_proof(head.state_root, key.encode(), raw, state_proof):
         raise smt.SmtError(f"the state tree at height {head.height} disagrees with the stored {key!r}")
     return {
         "version": PROOF_VERSION,
         "claim": ABSENCE if raw is None else OWNERSHIP,
-        "chain_id": store.get_block(head.height).header.chain_id,
+        "chain_id": head_block.header.chain_id,
         "genesis_hash": store.genesis_hash,
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),

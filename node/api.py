@@ -2,7 +2,7 @@
 
 The RPC never touches the ledger, mempool or consensus directly; it calls this protocol, so it can
 be tested against a small in-process node and the validator can change inside without the RPC
-noticing. All values crossing it are plain JSON-able values in the shapes of SPEC §6.
+noticing. All values crossing it are plain JSON-able values in the shapes of docs/rpc.md.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chain.receipt import Receipt
 from chain.tx import Tx
 
 
@@ -22,7 +23,7 @@ class CommittedBlockEvent:
     block_hash: str
     header: dict[str, Any]
     tx_ids: tuple[str, ...]
-    receipts: tuple[dict[str, Any], ...]
+    receipts: tuple[Receipt, ...]
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -46,7 +47,7 @@ class NodeApi(Protocol):
     def height(self) -> int: ...
 
     def status(self) -> dict[str, Any]:
-        """SPEC §6 /v1/status: node_id, chain_id, height, view, primary, validators, peers, mempool, ready."""
+        """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready."""
 
     def genesis_doc(self) -> dict[str, Any]: ...
 
@@ -59,7 +60,7 @@ class NodeApi(Protocol):
         committed), mempool_full and quota_exceeded (429).
         """
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         """A future resolved with the tx's receipt when it commits (at once if it already has)."""
 
     def tx_info(self, tx_id: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""Every route of SPEC §6 and every error status, against the in-memory node."""
+"""Every route of docs/rpc.md and every error status, against the in-memory node."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ async def test_a_contract_refusal_is_committed_with_a_rejected_receipt(node: Val
     receipt = await asyncio.wait_for(node.wait_committed(twin.tx_id), 10)
     assert receipt["status"] == "rejected" and receipt["error"]["code"] == "duplicate_document"
     assert node.asset("WR-B") is None
-    # committed with its receipt, but not indexed under an id no asset holds (SPEC: 404 for it)
+    # committed with its receipt, but not indexed under an id no asset holds (docs/rpc.md: 404 for it)
     assert node.history("WR-B", None, 100) is None and node.tx_info(twin.tx_id)["receipt"] == receipt
 
 
