@@ -22,6 +22,7 @@ import nacl.exceptions
 import nacl.signing
 
 from chain.encoding import is_hex
+from chain.errors import ChainError
 
 
 class Domain(bytes, enum.Enum):
@@ -36,7 +37,7 @@ class Domain(bytes, enum.Enum):
     MEMBERSHIP = b"titlechain/membership/v1\n"
 
 
-class KeyFileError(ValueError):
+class KeyFileError(ChainError, ValueError):
     """A key or key file is malformed or unreadable."""
 
 

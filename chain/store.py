@@ -29,13 +29,15 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import plyvel
 
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import canonical, canonical_array, canonical_map, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.receipt import Receipt
 from chain.tx import parse_tx
 
 # The version of the data dir; a store of another version is refused, never converted.
@@ -56,7 +58,7 @@ WRITE_BUFFER_BYTES = 64 << 20
 BLOCK_CACHE_BYTES = 64 << 20
 
 
-class StoreError(RuntimeError):
+class StoreError(ChainError, RuntimeError):
     pass
 
 
@@ -83,7 +85,7 @@ class BlockCommit:
 
     block: Block
     certificate: Certificate
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]
     writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
     packed_receipts: Sequence[bytes] | None = None  # canonical(receipt) of each, if the caller has them (apply does)
 
@@ -96,12 +98,28 @@ class TxEntry:
     height: int
     index: int
     tx: dict[str, Any]
-    receipt: dict[str, Any]
+    receipt: Receipt
+
+
+class _LevelDB(Protocol):
+    """The part of `plyvel.DB` the store uses: plyvel ships no type stubs, so without this every
+    read would be `Any` and a wrong return type would go unnoticed."""
+
+    @property
+    def closed(self) -> bool: ...
+    def get(self, key: bytes, *, verify_checksums: bool = False) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
+    def iterator(
+        self, *, prefix: bytes | None = None, start: bytes | None = None, stop: bytes | None = None,
+        include_start: bool = True, reverse: bool = False, verify_checksums: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+    def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
+    def close(self) -> None: ...
 
 
 class Store:
     def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
-        self._db = db
+        self._db: _LevelDB = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
@@ -215,7 +233,11 @@ class Store:
         return self._head.height if self._head else 0
 
     def genesis_doc(self) -> dict[str, Any]:
-        return decode(self._get(b"m/genesis"))
+        raw = self._get(b"m/genesis")
+        if raw is None:  # written with the store and checked when it was opened: the store is damaged
+            raise StoreError("the store holds no genesis record")
+        doc: dict[str, Any] = decode(raw)
+        return doc
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -264,13 +286,13 @@ class Store:
             raise BlockError(f"block {height}: tx_ids is not a list of tx ids")
         return Header.from_plain(summary["header"]), tx_ids
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
+    def get_receipts(self, height: int) -> list[Receipt] | None:
         """The block's receipts, in tx order, from its txs' records (None: no such block, or a record
         is missing)."""
         summary = self.get_summary(height)
         if summary is None:
             return None
-        receipts = []
+        receipts: list[Receipt] = []
         for tx_id in summary[1]:
             entry = self.get_tx_entry(tx_id)
             if entry is None:
