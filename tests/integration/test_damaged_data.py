@@ -9,6 +9,7 @@ from pathlib import Path
 import plyvel
 from solo import Solo
 
+from chain.encoding import decode
 from node.client import Client, RpcError
 
 ASSETS = 6
@@ -78,7 +79,8 @@ def test_a_damaged_head_block_refuses_to_start(solo: Solo) -> None:
     _committed_data_dir(solo)
     key = b"b/%012d" % ASSETS
     value = _read_unchecked(solo.data_dir, key)
-    _flip_hex_digit(solo.data_dir, value, solo.consortium.users[0].public.encode())
+    # the stored block is its header and tx ids (store schema 5): damage the header's state root
+    _flip_hex_digit(solo.data_dir, value, decode(value)["header"]["state_root"].encode())
     solo.start()
     assert solo.wait_exit(20) != 0
     text = solo.log_text()
