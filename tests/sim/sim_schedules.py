@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from chain.tx import Tx, sign_tx
 from factories import seeded_key
 from sim_byzantine import BEHAVIOURS
-from simnet import GOV_OP, Faults, World
+from sim_app import GOV_OP
+from simnet import Faults, World
 
 LIVENESS_BOUND_MS = 40_000  # after the last fault and the last submission, every tx commits by then
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from sim_adversary import OPEN_DEFECTS
 from sim_explore import Explorer, Scope
-from simnet import GOV_OP, Violation
+from sim_app import GOV_OP
+from simnet import Violation
 
 
 def open_defect(name: str) -> pytest.MarkDecorator:
