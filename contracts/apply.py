@@ -4,7 +4,7 @@ Store keys written here (beside the store's own, chain/store.py):
 
     s/<state key>                          canonical state value (contracts/state.py keys)
     n/<node hash>                          authenticated-state tree node (chain/smt.py)
-    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming the asset
+    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming an existing asset
     o/<account>/<asset_id>                 b"": the account owns the asset (redeemed ones too)
     v/<height:012d>                        canonical validator list certifying blocks from height on
 
@@ -15,7 +15,7 @@ and receipts; the audit recomputes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,13 @@ from chain.block import Block
 from chain.encoding import H, Value, canonical, canonical_array
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
+from chain.receipt import Receipt
 from chain.tx import Tx
 from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
 from contracts.registry import execute, validate_args
 from contracts.standing import check_standing
-from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, read_validator_set
+from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, asset_key, read_validator_set
 
 Reader = Callable[[bytes], bytes | None]  # raw store key -> bytes
 
@@ -60,7 +61,7 @@ def valset_key(height: int) -> bytes:
 @dataclass(frozen=True)
 class ApplyResult:
     writes: dict[bytes, bytes | None]
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]
     state_root: str
     receipts_root: str
     next_validators: ValidatorSet
@@ -74,7 +75,8 @@ def pack(v: Value) -> bytes:
     node of each. Contract outputs are plain values by construction (a test holds the two
     encoders equal), so only the key order needs establishing here.
     """
-    return msgpack.packb(_sorted(v), use_bin_type=True)
+    out: bytes = msgpack.packb(_sorted(v), use_bin_type=True)  # msgpack is untyped
+    return out
 
 
 def _sorted(v: Value) -> Value:
@@ -108,11 +110,11 @@ class StoreView:
             return value
 
 
-def receipts_root(receipts: Sequence[dict[str, Any]]) -> str:
+def receipts_root(receipts: Sequence[Receipt]) -> str:
     return _receipts_encoded(receipts)[0]
 
 
-def _receipts_encoded(receipts: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
+def _receipts_encoded(receipts: Sequence[Receipt]) -> tuple[str, bytes]:
     """(receipts root, canonical bytes of the list), each receipt packed once for both."""
     packed = [pack(r) for r in receipts]
     return merkle_root([H(p) for p in packed]), canonical_array(packed)
@@ -139,7 +141,7 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
     base = StoreView(read)
     overlay = MemoryView(base=base)
     changed: dict[str, Value | None] = {}
-    receipts: list[dict[str, Any]] = []
+    receipts: list[Receipt] = []
     writes: dict[bytes, bytes | None] = {}
     for index, tx in enumerate(txs):
         tx_writes, receipt = execute(overlay, tx, height, index)
@@ -148,7 +150,10 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
             changed.update(tx_writes)
         receipts.append(receipt)
         asset_id = tx.args.get("asset_id")
-        if type(asset_id) is str:
+        # indexed only under an id an asset holds (after this tx: a registration creates it). A
+        # rejected tx naming an unregistered id stays committed with its receipt, but must not
+        # seed a history that a later registration of that id would inherit.
+        if type(asset_id) is str and overlay.get(asset_key(asset_id)) is not None:
             writes[history_key(asset_id, height, index)] = pack(
                 {
                     "height": height,
@@ -216,14 +221,3 @@ def reexecute(read: Reader, genesis: Genesis, block: Block | None, prev_state_ro
         return genesis_state(genesis)
     check_block_txs(read, block.txs)
     return apply_txs(read, prev_state_root, block.txs, block.height)
-
-
-def merge_reader(read: Reader, pending: Mapping[bytes, bytes | None]) -> Reader:
-    """A reader that sees pending writes over read (for applying blocks not yet stored)."""
-
-    def get(key: bytes) -> bytes | None:
-        if key in pending:
-            return pending[key]
-        return read(key)
-
-    return get

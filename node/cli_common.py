@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,20 +24,39 @@ from rich.console import Console
 from chain.crypto import KeyFileError, KeyPair, is_account, load_key_file
 from chain.encoding import is_hex
 from chain.genesis import Genesis, GenesisError
+from chain.patterns import WholePattern
 from contracts.args import ASSET_ID_PATTERN
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from node.errors import EXIT_FAILED, EXIT_USAGE, LAYER_ERRORS, NodeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_URL = WholePattern(r"^https?://[^\s/\x00-\x1f\x7f-\x9f]+(/[^\s\x00-\x1f\x7f-\x9f]*)?$")
 
 
 def fail(message: str) -> NoReturn:
     """Stop with exit 1: a check failed or the source answered an error."""
     click.echo(f"error: {message}", err=True)
     raise SystemExit(EXIT_FAILED)
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """The one place the layers' errors become exit codes: `error: …` on stderr, then exit 1, or
+    a NodeError's own `exit_code` (2 for a config file that cannot be used). Anything else is a
+    bug and keeps its traceback."""
+    try:
+        yield
+    except LAYER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(e.exit_code if isinstance(e, NodeError) else EXIT_FAILED) from None
+
+
+class LayerErrorsGroup(click.Group):
+    """A command group whose every subcommand runs under `exit_on_error`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with exit_on_error():
+            return super().invoke(ctx)
 
 
 def print_json(obj: Any) -> None:
@@ -65,7 +83,7 @@ def short(h: str | None, n: int = 16) -> str:
 
 
 def url_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _URL.match(value):
+    if value is not None and not _URL.matches(value):
         raise click.BadParameter("a node's RPC URL, like http://127.0.0.1:26601")
     return value
 
@@ -99,7 +117,7 @@ def tx_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> st
 
 
 def asset_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not ASSET_ID_PATTERN.match(value):
+    if not ASSET_ID_PATTERN.matches(value):
         raise click.BadParameter("1-128 of letters, digits, '_', '.', ':', '-', starting with a letter or digit")
     return value
 
@@ -158,25 +176,27 @@ def source_options(f: F) -> F:
             help="with --data-dir: the genesis the data must belong to (default: the data dir's own copy)",
         ),
         click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP),
-        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the SPEC §6 RPC shape)"),
+        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the RPC's shape, docs/rpc.md)"),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
+    # the wrapper takes the four options in place of `source`: not the signature F names, on purpose
     return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
 def reading(choice: SourceChoice) -> Iterator[Any]:
     """The chosen source, open; its failures end the command with exit 1."""
-    from node.explore import NotFound, SourceError, open_data_dir, open_rpc
+    from node.explore import NotFound, Source, SourceError, open_data_dir, open_rpc
 
     choice.check()
     try:
-        source = (
-            open_rpc(choice.rpc, choice.token)
-            if choice.rpc is not None
-            else open_data_dir(choice.data_dir, choice.genesis)
-        )  # type: ignore[arg-type]
+        source: Source
+        if choice.rpc is not None:
+            source = open_rpc(choice.rpc, choice.token)
+        else:
+            assert choice.data_dir is not None  # check() holds exactly one of the two
+            source = open_data_dir(choice.data_dir, choice.genesis)
     except SourceError as e:
         fail(str(e))
     try:

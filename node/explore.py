@@ -1,6 +1,6 @@
 """Reading the chain: one `Source` answered by a node's RPC or by an offline copy of its data dir.
 
-Both kinds answer in the JSON shapes of SPEC §6 (`GET /v1/status`, `/v1/blocks/…`, `/v1/txs/…`,
+Both kinds answer in the JSON shapes of docs/rpc.md (`GET /v1/status`, `/v1/blocks/…`, `/v1/txs/…`,
 `/v1/assets/…`, `/v1/accounts/…`), so `titlechain explore` renders or prints whichever it is given
 and a program reading `--json` cannot tell them apart (except in `status`, below). The answers are
 plain dicts on purpose: they ARE the wire contract, and `--json` must print them unchanged. RPC
@@ -25,17 +25,19 @@ from pydantic import BaseModel, ValidationError
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
 from chain.tx import Tx
+from node import paging
 from node import rpc_models as m
 from node.client import Client, NodeUnreachable, RpcError
+from node.errors import NodeError
 from node.ledger import Ledger, LedgerError
 
-Plain = dict[str, Any]  # one answer of SPEC §6, as JSON would carry it
+Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
 T = TypeVar("T")
 
 MAX_BLOCKS = 100  # per `blocks` call, as the RPC allows
 
 
-class SourceError(Exception):
+class SourceError(NodeError):
     """The source could not answer: the node answered an error or is unreachable, the data is unreadable."""
 
 
@@ -44,7 +46,7 @@ class NotFound(SourceError):
 
 
 class Source(Protocol):
-    """Where `titlechain explore` reads from; every answer is the SPEC §6 shape."""
+    """Where `titlechain explore` reads from; every answer is the shape of docs/rpc.md."""
 
     @property
     def where(self) -> str:
@@ -62,10 +64,11 @@ class Source(Protocol):
 
     def asset(self, asset_id: str) -> Plain: ...
 
-    def history(self, asset_id: str) -> Plain:
-        """{"asset_id", "entries"}; NotFound if no committed tx ever named the asset."""
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        """{"asset_id", "entries", "next"}, one page (node/paging.py); NotFound for an id no asset holds."""
 
-    def account(self, account: str) -> Plain: ...
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        """{"account", "roles", "assets", "next"}, assets paged like history."""
 
     def close(self) -> None: ...
 
@@ -129,11 +132,11 @@ class RpcSource:
     def asset(self, asset_id: str) -> Plain:
         return self._get(m.AssetState, lambda: self.client.asset(asset_id))
 
-    def history(self, asset_id: str) -> Plain:
-        return self._get(m.AssetHistory, lambda: self.client.history(asset_id))
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        return self._get(m.AssetHistory, lambda: self.client.history(asset_id, cursor=cursor, limit=limit))
 
-    def account(self, account: str) -> Plain:
-        return self._get(m.AccountInfo, lambda: self.client.account(account))
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        return self._get(m.AccountInfo, lambda: self.client.account(account, cursor=cursor, limit=limit))
 
     def submit(self, tx: Tx, *, wait: bool, timeout: float | None) -> Plain:
         """POST /v1/txs: {"tx_id", "status": "pending"}, or with `wait` {"tx_id", "status": "committed", "receipt"}."""
@@ -141,7 +144,7 @@ class RpcSource:
         return self._get(model, lambda: self.client.submit(tx, wait=wait, timeout=timeout if wait else None))
 
     def proof(self, asset_id: str) -> Plain:
-        """An ownership proof (SPEC §8); checked by `chain.audit.verify_ownership_proof`, not here."""
+        """An ownership proof (docs/protocol.md); checked by `chain.audit.verify_ownership_proof`, not here."""
         return rpc_call(self.where, lambda: self.client.proof(asset_id))
 
     def close(self) -> None:
@@ -212,14 +215,20 @@ class LedgerSource:
             raise NotFound(f"no asset {asset_id!r}")
         return state
 
-    def history(self, asset_id: str) -> Plain:
-        entries = self.ledger.history(asset_id)
-        if not entries:
-            raise NotFound(f"no committed tx names asset {asset_id!r}")
-        return {"asset_id": asset_id, "entries": entries}
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        try:
+            page = self.ledger.history_answer(asset_id, cursor, limit)
+        except paging.CursorError as e:
+            raise SourceError(str(e)) from None
+        if page is None:
+            raise NotFound(f"no asset {asset_id!r}")
+        return page
 
-    def account(self, account: str) -> Plain:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        try:
+            return self.ledger.account_answer(account, cursor, limit)
+        except paging.CursorError as e:
+            raise SourceError(str(e)) from None
 
     def close(self) -> None:
         self.ledger.close()

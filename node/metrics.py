@@ -1,4 +1,4 @@
-"""A node's Prometheus metrics (SPEC §6 `GET /metrics`).
+"""A node's Prometheus metrics (`GET /metrics`, docs/rpc.md).
 
 Each node owns a private `CollectorRegistry`, so two nodes in one process (tests, the simulator)
 never mix their figures and the process-wide default registry stays untouched. The node calls the
@@ -36,7 +36,8 @@ class NodeMetrics:
         self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
         self.consensus_frame_max = Gauge(
             "titlechain_consensus_frame_max_bytes",
-            "Largest consensus message frame this node has sent (bytes); bounded by the validator count, not the block size",
+            "Largest consensus message frame this node has sent (bytes); "
+            "bounded by the validator count, not the block size",
             registry=r,
         )
         self._consensus_frame_max = 0

@@ -50,13 +50,15 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
-from chain.store import StoreError
+from chain.receipt import Receipt
+from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.errors import NodeError
 from node.evidence import EquivocationEvidence
 from node.evidence_store import EvidenceStore, EvidenceStoreError
 from node.ledger import Ledger, LedgerError
@@ -96,11 +98,11 @@ BLOCK_REPLY_TIMEOUT_S = 5.0  # per peer asked; a block is at most max_block_byte
 BLOCK_SERVE_PER_S = 8  # block answers per peer per second; more requests are ignored
 
 
-class NodeStartError(RuntimeError):
+class NodeStartError(NodeError, RuntimeError):
     """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
 
 
-class FatalNodeError(RuntimeError):
+class FatalNodeError(NodeError, RuntimeError):
     """The node must stop to protect its data (a certified block its ledger refuses)."""
 
 
@@ -128,7 +130,7 @@ class LedgerApp:
         txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
         if not txs:
             return None
-        # the proposer's clock, informational only (SPEC §5); never before the genesis
+        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
         now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
         return self.ledger.propose(txs, view, self.key.public, now_ms)
 
@@ -148,12 +150,12 @@ class LedgerApp:
 class _Waiters:
     """The RPC's `?wait=true` futures, by tx_id."""
 
-    by_tx: dict[str, list[asyncio.Future[dict[str, Any]]]]
+    by_tx: dict[str, list[asyncio.Future[Receipt]]]
 
-    def add(self, tx_id: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
         self.by_tx.setdefault(tx_id, []).append(fut)
 
-    def resolve(self, tx_id: str, receipt: dict[str, Any]) -> None:
+    def resolve(self, tx_id: str, receipt: Receipt) -> None:
         for fut in self.by_tx.pop(tx_id, ()):
             if not fut.done():
                 fut.set_result(receipt)
@@ -177,6 +179,9 @@ class Validator:
         self.genesis = genesis
         self.key = key
         self.ledger = ledger
+        # a failed write or a checksum error anywhere (consensus, sync, an RPC read) stops the
+        # node, even where the caller (the transport, a timer) would swallow the exception
+        ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
         self.mempool = Mempool(
             genesis.chain_id,
@@ -261,9 +266,13 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            limiter = RateLimiter(self.cfg.rpc_rate_per_s, self.cfg.rpc_rate_burst)
+            cfg = self.cfg
+            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
             self._runner = await serve(
-                self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens, rate_limiter=limiter
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
+                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
+                access_log=cfg.rpc_access_log,
             )
         except OSError as e:
             await self.transport.close()
@@ -290,11 +299,13 @@ class Validator:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
@@ -324,6 +335,8 @@ class Validator:
                     self.misbehaviour.after_step()
         except FatalNodeError as e:
             self._die(e)
+        except StoreError as e:
+            self._die(FatalNodeError(f"the store failed: {e}"))
         finally:
             self._pumping = False
 
@@ -398,7 +411,12 @@ class Validator:
             if stored:
                 self.metrics.on_evidence(ev.sender)
 
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
     def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
         log.critical("%s; stopping the node", error)
         self.fatal = error
         asyncio.get_running_loop().create_task(self.stop())
@@ -673,8 +691,8 @@ class Validator:
         self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
         self._admitted()
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         record = self.ledger.tx(tx_id)
         if record is not None:
             fut.set_result(record.receipt)
@@ -691,14 +709,14 @@ class Validator:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.asset(asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        return self.ledger.history(asset_id) or None
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self.ledger.block_answer(height)
