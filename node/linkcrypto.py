@@ -118,10 +118,13 @@ class Opener:
         buffering more than the cap."""
         try:
             head = await reader.readexactly(_LEN.size)
-            (length,) = _LEN.unpack(head)
-            if length < TAG_BYTES or length > self._max_frame + TAG_BYTES:
-                raise LinkAuthError(f"sealed frame length {length} outside [{TAG_BYTES}, {self._max_frame + TAG_BYTES}]")
-            sealed = await reader.readexactly(length)
         except asyncio.IncompleteReadError as e:
             raise FrameError("connection closed" if not e.partial else "connection closed inside a frame") from None
+        (length,) = _LEN.unpack(head)
+        if length < TAG_BYTES or length > self._max_frame + TAG_BYTES:
+            raise LinkAuthError(f"sealed frame length {length} outside [{TAG_BYTES}, {self._max_frame + TAG_BYTES}]")
+        try:
+            sealed = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise FrameError("connection closed inside a frame") from None
         return self.open(head, sealed)
