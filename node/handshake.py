@@ -1,6 +1,8 @@
 """The mutual handshake that opens a peer link (see node/transport.py for the links themselves).
 
-Both ends run the same code, so neither can be tricked into playing the other's part:
+Both ends run the same code, so neither can be tricked into playing the other's part (the only
+difference: the dialer sends its hello first and the acceptor answers a valid one, so a connection
+that never sends a valid hello costs the acceptor no signature and no key agreement):
 
 1. each sends a hello `{"type": "hello", "version", "chain_id", "genesis_hash", "public", "nonce",
    "ephemeral", "sig"}`: 32 fresh random bytes of nonce, a fresh X25519 public key, and an Ed25519
@@ -130,11 +132,12 @@ async def _handshake(
     allowed: Set[str],
     hello_timeout: float,
     on_hello: Callable[[str], None] | None,
+    dialer: bool,
 ) -> Handshake:
     eph = Ephemeral()
     ours = _Side(key.public, os.urandom(32).hex(), eph.public.hex())
-    body = _hello_body(PROTOCOL_VERSION, chain_id, genesis_hash, ours)
-    await _send(writer, {**body, "sig": key.sign(Domain.HANDSHAKE, canonical(body))})
+    if dialer:
+        await _send_hello(writer, key, chain_id, genesis_hash, ours)
     try:
         hello = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME), hello_timeout)
     except TimeoutError:
@@ -142,6 +145,8 @@ async def _handshake(
     theirs = _check_hello(hello, ours, chain_id, genesis_hash, allowed)
     if on_hello is not None:
         on_hello(theirs.public)
+    if not dialer:  # only now: a connection that never says a valid hello costs us no signature
+        await _send_hello(writer, key, chain_id, genesis_hash, ours)
     await _send(writer, {"type": "auth", "sig": key.sign(Domain.HANDSHAKE, _challenge(chain_id, genesis_hash, ours, theirs))})
     auth = await read_frame(reader, MAX_HANDSHAKE_FRAME)
     if type(auth) is not dict or set(auth) != {"type", "sig"} or auth["type"] != "auth" or type(auth["sig"]) is not str:
@@ -157,6 +162,11 @@ async def _handshake(
     return Handshake(theirs.public, LinkKeys.derive(shared, transcript, we_are_lower=ours is lower))
 
 
+async def _send_hello(writer: asyncio.StreamWriter, key: KeyPair, chain_id: str, genesis_hash: str, ours: _Side) -> None:
+    body = _hello_body(PROTOCOL_VERSION, chain_id, genesis_hash, ours)
+    await _send(writer, {**body, "sig": key.sign(Domain.HANDSHAKE, canonical(body))})
+
+
 async def handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -168,16 +178,18 @@ async def handshake(
     timeout: float,
     hello_timeout: float | None = None,
     on_hello: Callable[[str], None] | None = None,
+    dialer: bool = True,
 ) -> Handshake:
     """Run the mutual handshake on a fresh connection (see the module docstring).
 
+    The dialer says its hello first; the acceptor (`dialer=False`) answers only a valid one.
     `allowed` holds the keys this end accepts (validators of the genesis set). `on_hello(public)`
     runs once the other end's hello is signed by an allowed key; it may raise HandshakeError to
     stop. Raises HandshakeError for any failure, including timeout, garbage and a closed connection.
     """
     try:
         return await asyncio.wait_for(
-            _handshake(reader, writer, key, chain_id, genesis_hash, allowed, min(hello_timeout or timeout, timeout), on_hello),
+            _handshake(reader, writer, key, chain_id, genesis_hash, allowed, min(hello_timeout or timeout, timeout), on_hello, dialer),
             timeout,
         )
     except TimeoutError:

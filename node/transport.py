@@ -120,9 +120,11 @@ class _Conn:
         self.writer = writer
         self.sealer = Sealer(shake.keys.send, max_frame)
         self.opener = Opener(shake.keys.receive, max_frame)
+        self.closed = False
 
     def close(self) -> None:
         # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
+        self.closed = True
         self.writer.transport.abort()
 
 
@@ -361,6 +363,7 @@ class Transport:
                 timeout=self.config.handshake_timeout,
                 hello_timeout=self.config.hello_timeout,
                 on_hello=lambda public: self._gate.claim(ticket, public),
+                dialer=False,
             )
         except HandshakeError as e:
             self._refusals.event(source, str(e))
@@ -390,9 +393,12 @@ class Transport:
                     reason = f"{reason}: someone on the path tampers with the link"
                 peer.drops.event(str(where[0]) if isinstance(where, tuple) else str(where), reason)
         finally:
+            # closed first: the write loop stops on it even if Python 3.11's wait_for swallows the
+            # cancel (it does when the awaited event fires at the same moment), which left a dead
+            # link's writer looping and pinging forever
+            conn.close()
             writer_task.cancel()
             await asyncio.wait([writer_task])
-            conn.close()
             if peer.conn is conn:
                 peer.conn = None
                 log.info("peer %s disconnected", peer.node_id)
@@ -421,7 +427,7 @@ class Transport:
     async def _write_loop(self, peer: _Peer, conn: _Conn) -> None:
         cfg = self.config
         try:
-            while peer.conn is conn:
+            while peer.conn is conn and not conn.closed:
                 if not peer.queue:
                     peer.wake.clear()
                     try:
@@ -431,7 +437,7 @@ class Transport:
                         await asyncio.wait_for(conn.writer.drain(), cfg.write_timeout)
                     continue
                 written = 0
-                while peer.queue and written < _WRITE_CHUNK and peer.conn is conn:
+                while peer.queue and written < _WRITE_CHUNK and peer.conn is conn and not conn.closed:
                     frame = peer.dequeue()
                     conn.writer.write(conn.sealer.seal(frame))
                     written += len(frame)

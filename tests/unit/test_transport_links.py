@@ -14,7 +14,7 @@ from test_transport import FAST, Net, closed_by_peer, logged, net, raw_connect, 
 
 from chain.crypto import Domain
 from chain.encoding import canonical
-from node.framing import encode_frame, read_frame
+from node.framing import encode_frame
 from node.handshake import PROTOCOL_VERSION
 from node.linkcrypto import Sealer
 from node.linkguard import HandshakeGate, LogSummary
@@ -51,7 +51,6 @@ async def test_a_relay_cannot_swap_in_its_own_ephemeral_key(net: Net, caplog: py
     so a relay cannot put itself in the middle of the key exchange."""
     await net.start(3)
     reader, writer = await raw_connect(net.ports[3])
-    ours = await read_frame(reader)  # the node's hello: it does not wait for ours
     body = {
         "type": "hello", "version": PROTOCOL_VERSION, "chain_id": net.c.genesis.chain_id,
         "genesis_hash": net.c.genesis.hash, "public": net.keys[0].public, "nonce": "11" * 32, "ephemeral": "22" * 32,
@@ -60,7 +59,6 @@ async def test_a_relay_cannot_swap_in_its_own_ephemeral_key(net: Net, caplog: py
     writer.write(encode_frame({**body, "ephemeral": "33" * 32, "sig": sig}))
     assert await closed_by_peer(reader)
     await logged(caplog, "hello signature does not verify")
-    assert ours["version"] == PROTOCOL_VERSION
     writer.close()
 
 
