@@ -1,11 +1,11 @@
-"""Authenticated TCP links between the validators of one consortium (asyncio).
+"""Authenticated, encrypted TCP links between the validators of one consortium (asyncio).
 
 Usage, from the validator process:
 
     t = Transport(key, chain_id=g.chain_id, genesis_hash=g.hash, validators=g.validators,
                   on_message=lambda sender_public, msg: ...)
     port = await t.start("0.0.0.0", 27000)
-    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (SPEC §2)
+    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (chain/encoding.py)
     t.peer_status()                                 # [PeerStatus]; .to_plain() for /v1/status
     await t.close()
 
@@ -45,9 +45,11 @@ peer whose socket takes no bytes for `write_timeout` is disconnected; either way
 peer never delays the others, since each peer is written by its own task. Messages from one
 peer arrive in the order it sent them, less any it dropped; nothing is retransmitted.
 
-Measured between two transports in one process on 127.0.0.1 (both ends on one core, the other
-core busy with other work): 30,000 messages/s of 250 bytes (canonical encode and decode are most
-of the cost), 340 MB/s in 30 KB messages, 520 MB/s in 1 MB messages.
+Measured before links were sealed (protocol version 1; sealing adds one ChaCha20-Poly1305 pass
+per frame and peer, see docs/performance.md for the end-to-end cost), between two transports in
+one process on 127.0.0.1 (both ends on one core, the other core busy): 30,000 messages/s of 250
+bytes (canonical encode and decode are most of the cost), 340 MB/s in 30 KB messages, 520 MB/s in
+1 MB messages.
 """
 
 from __future__ import annotations
