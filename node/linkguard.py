@@ -109,8 +109,9 @@ class HandshakeGate:
                 self._evict(t, "a newer handshake from the same validator key replaced it")
         self._pending[ticket].claimed = public
 
-    def release(self, ticket: int) -> None:
-        self._pending.pop(ticket, None)
+    def release(self, ticket: int) -> bool:
+        """Forget a finished handshake; False if the gate had already closed it (and logged why)."""
+        return self._pending.pop(ticket, None) is not None
 
     def _evict(self, ticket: int, reason: str) -> None:
         p = self._pending.pop(ticket)

@@ -354,6 +354,7 @@ class Transport:
         if self._closing:
             return
         ticket = self._gate.admit(source, writer.transport.abort)
+        shake: Handshake | None = None
         try:
             shake = await handshake(
                 reader,
@@ -368,10 +369,13 @@ class Transport:
                 dialer=False,
             )
         except HandshakeError as e:
-            self._refusals.event(source, str(e))
-            return
+            failure = str(e)
         finally:
-            self._gate.release(ticket)
+            evicted = not self._gate.release(ticket)
+        if shake is None:
+            if not evicted:  # an eviction is already counted, under its own reason
+                self._refusals.event(source, failure)
+            return
         await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
 
     async def _serve(self, peer: _Peer, conn: _Conn) -> None:

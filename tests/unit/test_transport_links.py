@@ -134,3 +134,17 @@ async def test_log_summary_turns_a_flood_into_a_few_lines(caplog: pytest.LogCapt
     summary.event("10.0.0.1", "again")
     assert len(caplog.records) == 3 and "again" in caplog.records[2].getMessage()
     summary.close()
+
+
+async def test_a_connection_that_says_no_hello_is_closed_at_the_hello_deadline(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = TransportConfig(**{**FAST.__dict__, "hello_timeout": 0.3, "handshake_timeout": 30.0})
+    await net.start(3, config=config)
+    reader, writer = await raw_connect(net.ports[3])
+    began = asyncio.get_running_loop().time()
+    assert await closed_by_peer(reader, timeout=5.0)
+    assert 0.25 <= asyncio.get_running_loop().time() - began < 5.0  # the hello deadline, not the 30 s one
+    await logged(caplog, "no hello within 0.3s")
+    assert net.nodes[3]._gate.anonymous() == []
+    writer.close()
