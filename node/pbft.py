@@ -271,6 +271,7 @@ class Replica:
         self.view_changes: dict[int, dict[str, Signed]] = {}
         self.best_prepared: PreparedProof | None = None  # highest-view prepared proof at self.height
         self.new_view_msg: Signed | None = None  # the NEW-VIEW that established self.view
+        self.pending_new_views: dict[int, Signed] = {}  # NEW-VIEWs for heights we have not reached
         self.sent_new_view: set[int] = set()
         self.failed_views = 0
         self.peer_heights: dict[str, int] = {}
@@ -335,6 +336,20 @@ class Replica:
 
     def primary(self, view: int, height: int | None = None) -> str:
         return self.vset(height).primary(view).public
+
+    def _set_known(self, height: int) -> bool:
+        """Whether the application knows the validator set of `height` for certain.
+
+        The set of height h follows from block h-1 (governance may change it there), so it is
+        known for every height up to our next one once our head is persisted. For later heights
+        `vset` returns a guess (today's set), good enough to buffer a message but never to count
+        it: a validator removed at our head would still be in the guess.
+        """
+        return height < self.height or (height == self.height and self.ready)
+
+    def _members(self) -> frozenset[str]:
+        """The validators of the height being decided: the only senders whose votes count."""
+        return self.vset().publics
 
     def slot(self, view: int, height: int) -> Slot:
         return self.slots.setdefault((view, height), Slot())
@@ -412,8 +427,7 @@ class Replica:
 
     def _on_signed(self, signed: Signed) -> None:
         msg = signed.msg
-        # far-future heights have no validator set yet; judge the sender by today's
-        if not self._authentic(signed, msg.height if msg.height <= self.height + HEIGHT_WINDOW else self.height):
+        if not self._authentic(signed, self._buffer_height(msg.height)):
             return
         self._note_peer_height(signed.sender, msg.height)
         if isinstance(msg, Status):
@@ -443,6 +457,15 @@ class Replica:
                 return
             slot.commits[signed.sender] = signed
         self._progress(msg.view, msg.height)
+
+    def _buffer_height(self, height: int) -> int:
+        """The height whose (perhaps guessed) set admits a message for `height` to our buffers.
+
+        Far-future heights have no set at all yet; their senders are judged by today's. Either
+        way this only admits a message: a vote counts only once its height is the one being
+        decided, against that height's known set (`_members`).
+        """
+        return height if height <= self.height + HEIGHT_WINDOW else self.height
 
     def _note_peer_height(self, sender: str, height: int) -> None:
         if height <= self.peer_heights.get(sender, 0):
@@ -484,6 +507,9 @@ class Replica:
         assert block is not None and slot.pre_prepare is not None
         header = block.header
         vset = self.vset()
+        if slot.pre_prepare.sender != vset.primary(self.view).public:
+            slot.pre_prepare = None  # admitted under a guessed set: not this height's primary
+            return
         proposer_ok = header.view == self.view and header.proposer == vset.primary(self.view).public
         ok = (
             header.chain_id == self.chain_id
@@ -506,7 +532,10 @@ class Replica:
         block = slot.block
         assert block is not None and slot.pre_prepare is not None
         primary = slot.pre_prepare.sender
-        prepares = {s: m for s, m in slot.votes_for(slot.prepares, block.block_hash).items() if s != primary}
+        members = self._members()
+        prepares = {
+            s: m for s, m in slot.votes_for(slot.prepares, block.block_hash).items() if s != primary and s in members
+        }
         if len(prepares) + 1 < self.vset().quorum:
             return
         proof = PreparedProof(slot.pre_prepare, tuple(prepares[s] for s in sorted(prepares)))
@@ -520,7 +549,10 @@ class Replica:
     def _upon_commit_quorum(self, slot: Slot) -> None:
         """Upon a quorum of matching COMMITs: the signatures are the certificate; commit."""
         by_hash: dict[str, dict[str, str]] = {}
+        members = self._members()
         for sender, signed in slot.commits.items():
+            if sender not in members:
+                continue  # admitted under a guessed set (e.g. before its removal was committed)
             msg = signed.msg
             assert isinstance(msg, Commit)
             by_hash.setdefault(msg.block_hash, {})[sender] = msg.commit_sig
@@ -555,6 +587,7 @@ class Replica:
         if height != self.height - 1 or self.ready:
             return
         self.ready = True
+        self._upon_pending_new_views()
         self._progress(self.view, self.height)
         self._upon_view_change_quorum()
         self._maybe_propose()
@@ -613,7 +646,8 @@ class Replica:
 
     def _asked_for_view_or_later(self, view: int) -> set[str]:
         """The validators whose VIEW-CHANGEs we hold for `view` or a later view."""
-        return {sender for v, votes in self.view_changes.items() if v >= view for sender in votes}
+        members = self._members()
+        return {s for v, votes in self.view_changes.items() if v >= view for s in votes if s in members}
 
     def _start_view_change(self, view: int) -> None:
         if view <= self.view:
@@ -674,10 +708,12 @@ class Replica:
     def _upon_f_plus_one_view_changes(self) -> None:
         """Upon f+1 validators asking for views above ours: move to the lowest view they all pass."""
         highest: dict[str, int] = {}
+        members = self._members()
         for view, votes in self.view_changes.items():
             if view > self.view:
                 for sender in votes:
-                    highest[sender] = max(highest.get(sender, 0), view)
+                    if sender in members:
+                        highest[sender] = max(highest.get(sender, 0), view)
         f = self.vset().f
         if len(highest) > f:
             self._start_view_change(sorted(highest.values(), reverse=True)[f])
@@ -689,21 +725,21 @@ class Replica:
         entered the view long before the others joined it must not give up on it the moment
         they do, while the NEW-VIEW is still on its way (it would then be alone a view ahead).
         """
-        if view == self.view and self.in_view_change and len(self.view_changes.get(view, {})) == self.vset().quorum:
+        members = self._members()
+        if view == self.view and self.in_view_change and len(self.view_changes.get(view, {}).keys() & members) == self.vset().quorum:
             self._arm_timer(restart=True)
 
     def _upon_view_change_quorum(self) -> None:
         view = self.view
-        if not self.in_view_change or view in self.sent_new_view or self.primary(view) != self.key.public:
+        if not self.ready or not self.in_view_change or view in self.sent_new_view or self.primary(view) != self.key.public:
             return
-        votes = self.view_changes.get(view, {})
+        members = self._members()
+        votes = {s: v for s, v in self.view_changes.get(view, {}).items() if s in members}
         usable = {s: v for s, v in votes.items() if v.msg.height <= self.height}
         quorum = self.vset().quorum
         if len(usable) < quorum:
             if len(votes) >= quorum:
                 self._request_sync(max(v.msg.height for v in votes.values()) - 1)
-            return
-        if not self.ready:
             return
         chosen = tuple(usable[s] for s in sorted(usable)[:quorum])
         proof = _highest_proof(chosen, self.height)
@@ -714,8 +750,13 @@ class Replica:
         self._broadcast(NewView(view, self.height, chosen, pre_prepare))
 
     def _check_new_view(self, signed: Signed, msg: NewView) -> bool:
+        """Whether a NEW-VIEW for a height whose set we know proves that view `msg.view` may start.
+
+        Its own signature is checked here, whatever path brought it (a relay inside a STATUS
+        is no less a claim of the primary's than a direct message).
+        """
         vset = self.vset(msg.height)
-        if signed.sender != vset.primary(msg.view).public:
+        if signed.sender != vset.primary(msg.view).public or not self._authentic(signed, msg.height):
             return False
         senders: set[str] = set()
         for vc in msg.view_changes:
@@ -742,15 +783,16 @@ class Replica:
         """Upon a valid NEW-VIEW for a view above ours (or the one we are changing to): enter it."""
         if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
             return
-        if msg.view > self.view + VIEW_WINDOW or not self._check_new_view(signed, msg):
+        if msg.view > self.view + VIEW_WINDOW or self._defer_new_view(signed, msg):
+            return
+        if not self._check_new_view(signed, msg):
             return
         self.view = msg.view
         self.in_view_change = False
         self.new_view_msg = signed
         self.view_changes = {v: s for v, s in self.view_changes.items() if v > self.view}
-        if msg.height > self.height:
-            self._request_sync(msg.height - 1)
-        if msg.pre_prepare is not None and msg.height >= self.height:
+        self.pending_new_views = {v: s for v, s in self.pending_new_views.items() if v > self.view}
+        if msg.pre_prepare is not None and msg.height == self.height:
             slot = self.slot(msg.view, msg.height)
             proof = _highest_proof(msg.view_changes, msg.height)
             slot.reproposal = None if proof is None else proof.block.block_hash
@@ -761,6 +803,33 @@ class Replica:
         self._progress(self.view, self.height)
         self._maybe_propose()
         self._arm_timer()
+
+    def _defer_new_view(self, signed: Signed, msg: NewView) -> bool:
+        """Hold a NEW-VIEW for a height beyond ours until we have committed up to it.
+
+        A NEW-VIEW for height H says that every height below H is decided; its VIEW-CHANGEs'
+        prepared proofs are looked at for H only. Entering its view at a lower height would let
+        its primary propose afresh at a height where a block may already be committed (its
+        proofs, at heights below H, ignored). So the replica fetches the certified blocks up to
+        H-1 first, and checks the NEW-VIEW only then, against the set of H, which it knows by
+        then. It stays in its view change meanwhile: no proposal of that view counts for it.
+        """
+        if self._set_known(msg.height):
+            return False
+        if self._verify(signed.sender, Domain.CONSENSUS, signed.body_bytes, signed.sig):
+            self.pending_new_views[msg.view] = signed
+            self._request_sync(msg.height - 1)
+        return True
+
+    def _upon_pending_new_views(self) -> None:
+        """Upon our head reaching the height of a held NEW-VIEW: check it now (`_defer_new_view`)."""
+        for view in sorted(self.pending_new_views):
+            signed = self.pending_new_views[view]
+            if view < self.view or self._set_known(signed.msg.height):
+                del self.pending_new_views[view]
+                if view >= self.view:
+                    assert isinstance(signed.msg, NewView)
+                    self._upon_new_view(signed, signed.msg)
 
     def _send_status(self, to: str, their_view: int) -> None:
         head_hash = self.prev_hash if self.last_certificate is not None else None
@@ -773,7 +842,7 @@ class Replica:
     def _upon_status(self, signed: Signed, msg: Status) -> None:
         """Upon a STATUS: take its VIEW-CHANGEs, adopt the view its NEW-VIEW proves, sync to its head."""
         for vc in msg.view_changes:
-            if isinstance(vc.msg, ViewChange) and self._authentic(vc, self.height):
+            if isinstance(vc.msg, ViewChange) and self._authentic(vc, self._buffer_height(vc.msg.height)):
                 self._upon_view_change(vc, vc.msg, reply=False)
         if msg.new_view is not None and isinstance(msg.new_view.msg, NewView):
             self._upon_new_view(msg.new_view, msg.new_view.msg)
