@@ -56,31 +56,44 @@ class Handshake:
 
 
 @dataclass(frozen=True)
+class _Context:
+    """This end of one handshake: who we are, what we accept, and how long we wait."""
+
+    key: KeyPair
+    chain_id: str
+    genesis_hash: str
+    allowed: Set[str]
+    hello_timeout: float
+    on_hello: Callable[[str], None] | None
+    dialer: bool
+
+
+@dataclass(frozen=True)
 class _Side:
     public: str
     nonce: str
     ephemeral: str
 
 
-def _hello_body(version: int, chain_id: str, genesis_hash: str, side: _Side) -> dict[str, Any]:
+def _hello_body(ctx: _Context, side: _Side) -> dict[str, Any]:
     return {
         "type": "hello",
-        "version": version,
-        "chain_id": chain_id,
-        "genesis_hash": genesis_hash,
+        "version": PROTOCOL_VERSION,
+        "chain_id": ctx.chain_id,
+        "genesis_hash": ctx.genesis_hash,
         "public": side.public,
         "nonce": side.nonce,
         "ephemeral": side.ephemeral,
     }
 
 
-def _challenge(chain_id: str, genesis_hash: str, signer: _Side, peer: _Side) -> bytes:
+def _challenge(ctx: _Context, signer: _Side, peer: _Side) -> bytes:
     return canonical(
         {
             "type": "auth",
             "version": PROTOCOL_VERSION,
-            "chain_id": chain_id,
-            "genesis_hash": genesis_hash,
+            "chain_id": ctx.chain_id,
+            "genesis_hash": ctx.genesis_hash,
             "signer": signer.public,
             "signer_nonce": signer.nonce,
             "signer_ephemeral": signer.ephemeral,
@@ -96,7 +109,7 @@ async def _send(writer: asyncio.StreamWriter, value: Value) -> None:
     await writer.drain()
 
 
-def _check_hello(theirs: Value, ours: _Side, chain_id: str, genesis_hash: str, allowed: Set[str]) -> _Side:
+def _check_hello(theirs: Value, ours: _Side, ctx: _Context) -> _Side:
     """The other end's side of the handshake, once its hello passes every check."""
     if type(theirs) is not dict or theirs.get("type") != "hello":
         raise HandshakeError("expected a hello")
@@ -105,56 +118,46 @@ def _check_hello(theirs: Value, ours: _Side, chain_id: str, genesis_hash: str, a
         raise HandshakeError(f"peer speaks protocol version {version!r}, we speak {PROTOCOL_VERSION}")
     if set(theirs) != _HELLO_FIELDS:
         raise HandshakeError("expected a hello")
-    if theirs["chain_id"] != chain_id:
+    if theirs["chain_id"] != ctx.chain_id:
         raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
-    if theirs["genesis_hash"] != genesis_hash:
+    if theirs["genesis_hash"] != ctx.genesis_hash:
         raise HandshakeError("wrong genesis hash")
     peer = theirs["public"]
-    if type(peer) is not str or peer not in allowed or peer == ours.public:
+    if type(peer) is not str or peer not in ctx.allowed or peer == ours.public:
         raise HandshakeError(f"key {str(peer)[:16]}... is not a validator we accept this connection from")
     if not is_hex(theirs["nonce"], 32) or theirs["nonce"] == ours.nonce:
         raise HandshakeError("nonce must be 32 fresh random bytes in hex")
     if not is_hex(theirs["ephemeral"], 32) or theirs["ephemeral"] == ours.ephemeral:
         raise HandshakeError("ephemeral must be a fresh 32-byte X25519 key in hex")
     side = _Side(peer, theirs["nonce"], theirs["ephemeral"])
-    body = canonical(_hello_body(PROTOCOL_VERSION, chain_id, genesis_hash, side))
+    body = canonical(_hello_body(ctx, side))
     if type(theirs["sig"]) is not str or not verify(peer, Domain.HANDSHAKE, body, theirs["sig"]):
         raise HandshakeError("hello signature does not verify")
     return side
 
 
-async def _handshake(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    key: KeyPair,
-    chain_id: str,
-    genesis_hash: str,
-    allowed: Set[str],
-    hello_timeout: float,
-    on_hello: Callable[[str], None] | None,
-    dialer: bool,
-) -> Handshake:
+async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: _Context) -> Handshake:
     eph = Ephemeral()
-    ours = _Side(key.public, os.urandom(32).hex(), eph.public.hex())
-    if dialer:
-        await _send_hello(writer, key, chain_id, genesis_hash, ours)
+    ours = _Side(ctx.key.public, os.urandom(32).hex(), eph.public.hex())
+    if ctx.dialer:
+        await _send_hello(writer, ctx, ours)
     try:
-        hello = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME), hello_timeout)
+        hello = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME), ctx.hello_timeout)
     except TimeoutError:
-        raise HandshakeError(f"no hello within {hello_timeout}s") from None
-    theirs = _check_hello(hello, ours, chain_id, genesis_hash, allowed)
-    if on_hello is not None:
-        on_hello(theirs.public)
-    if not dialer:  # only now: a connection that never says a valid hello costs us no signature
-        await _send_hello(writer, key, chain_id, genesis_hash, ours)
-    await _send(writer, {"type": "auth", "sig": key.sign(Domain.HANDSHAKE, _challenge(chain_id, genesis_hash, ours, theirs))})
+        raise HandshakeError(f"no hello within {ctx.hello_timeout}s") from None
+    theirs = _check_hello(hello, ours, ctx)
+    if ctx.on_hello is not None:
+        ctx.on_hello(theirs.public)
+    if not ctx.dialer:  # only now: a connection that never says a valid hello costs us no signature
+        await _send_hello(writer, ctx, ours)
+    await _send(writer, {"type": "auth", "sig": ctx.key.sign(Domain.HANDSHAKE, _challenge(ctx, ours, theirs))})
     auth = await read_frame(reader, MAX_HANDSHAKE_FRAME)
     if type(auth) is not dict or set(auth) != {"type", "sig"} or auth["type"] != "auth" or type(auth["sig"]) is not str:
         raise HandshakeError("expected an auth")
-    if not verify(theirs.public, Domain.HANDSHAKE, _challenge(chain_id, genesis_hash, theirs, ours), auth["sig"]):
+    if not verify(theirs.public, Domain.HANDSHAKE, _challenge(ctx, theirs, ours), auth["sig"]):
         raise HandshakeError("handshake signature does not verify")
     lower, higher = (ours, theirs) if ours.public < theirs.public else (theirs, ours)
-    transcript = hashlib.sha256(_challenge(chain_id, genesis_hash, lower, higher)).digest()
+    transcript = hashlib.sha256(_challenge(ctx, lower, higher)).digest()
     try:
         shared = eph.shared_secret(bytes.fromhex(theirs.ephemeral))
     except ValueError:
@@ -162,9 +165,9 @@ async def _handshake(
     return Handshake(theirs.public, LinkKeys.derive(shared, transcript, we_are_lower=ours is lower))
 
 
-async def _send_hello(writer: asyncio.StreamWriter, key: KeyPair, chain_id: str, genesis_hash: str, ours: _Side) -> None:
-    body = _hello_body(PROTOCOL_VERSION, chain_id, genesis_hash, ours)
-    await _send(writer, {**body, "sig": key.sign(Domain.HANDSHAKE, canonical(body))})
+async def _send_hello(writer: asyncio.StreamWriter, ctx: _Context, ours: _Side) -> None:
+    body = _hello_body(ctx, ours)
+    await _send(writer, {**body, "sig": ctx.key.sign(Domain.HANDSHAKE, canonical(body))})
 
 
 async def handshake(
@@ -188,10 +191,9 @@ async def handshake(
     stop. Raises HandshakeError for any failure, including timeout, garbage and a closed connection.
     """
     try:
-        return await asyncio.wait_for(
-            _handshake(reader, writer, key, chain_id, genesis_hash, allowed, min(hello_timeout or timeout, timeout), on_hello, dialer),
-            timeout,
-        )
+        hello_within = min(hello_timeout or timeout, timeout)
+        ctx = _Context(key, chain_id, genesis_hash, allowed, hello_within, on_hello, dialer)
+        return await asyncio.wait_for(_handshake(reader, writer, ctx), timeout)
     except TimeoutError:
         raise HandshakeError(f"no handshake within {timeout}s") from None
     except FrameError as e:
