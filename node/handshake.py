@@ -137,14 +137,15 @@ def _check_hello(theirs: Value, ours: _Side, ctx: _Context) -> _Side:
 
 
 async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: _Context) -> Handshake:
-    eph = Ephemeral()
-    ours = _Side(ctx.key.public, os.urandom(32).hex(), eph.public.hex())
     if ctx.dialer:
+        eph, ours = _fresh_side(ctx)
         await _send_hello(writer, ctx, ours)
     try:
         hello = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME), ctx.hello_timeout)
     except TimeoutError:
         raise HandshakeError(f"no hello within {ctx.hello_timeout}s") from None
+    if not ctx.dialer:  # only now: a silent connection costs the acceptor no key generation
+        eph, ours = _fresh_side(ctx)
     theirs = _check_hello(hello, ours, ctx)
     if ctx.on_hello is not None:
         ctx.on_hello(theirs.public)
@@ -163,6 +164,12 @@ async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     except ValueError:
         raise HandshakeError("ephemeral key is not a usable X25519 key") from None
     return Handshake(theirs.public, LinkKeys.derive(shared, transcript, we_are_lower=ours is lower))
+
+
+def _fresh_side(ctx: _Context) -> tuple[Ephemeral, _Side]:
+    """A fresh X25519 key and nonce for this end of one handshake."""
+    eph = Ephemeral()
+    return eph, _Side(ctx.key.public, os.urandom(32).hex(), eph.public.hex())
 
 
 async def _send_hello(writer: asyncio.StreamWriter, ctx: _Context, ours: _Side) -> None:
