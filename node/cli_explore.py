@@ -1,6 +1,6 @@
 """`titlechain explore …`: read the chain from a node's RPC or an offline data dir (node/explore.py).
 
-This module only renders: every answer comes from a `Source` in its SPEC §6 shape, and `--json`
+This module only renders: every answer comes from a `Source` in its RPC shape (docs/rpc.md), and `--json`
 prints that shape unchanged.
 """
 
@@ -34,7 +34,7 @@ def explore() -> None:
 
     Every command reads either from a running node (--rpc URL) or from an offline copy of a node's
     data dir (--data-dir DIR; the directory is copied privately first, so a running node is not
-    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (SPEC §6),
+    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (docs/rpc.md),
     the same from either source. Exit 1 if the thing asked for does not exist or the node answered
     an error, 2 on a usage error.
     """
@@ -180,7 +180,7 @@ def block_cmd(height: int | None, source: SourceChoice, as_json: bool) -> None:
                 ("receipts root", h["receipts_root"]),
                 ("validators", h["validators_hash"]),
                 ("next validators", h["next_validators_hash"]),
-                ("certificate", f"{len(cert['signatures'])} signatures: {signers}"),
+                ("certificate", f"{len(cert['signatures'])} signatures in view {cert['view']}: {signers}"),
                 ("txs", len(b["tx_ids"])),
             ],
             title=f"block {h['height']} of {h['chain_id']}",
@@ -282,11 +282,18 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
     console().print(t)
 
 
+def _standing_text(since: int | None) -> str:
+    if since is None:
+        return "none: the ledger does not know this account; nodes refuse its txs (403 not_permitted)"
+    return "from the genesis: may submit" if since == 0 else f"since height {since}: may submit"
+
+
 @explore.command("account")
 @click.argument("account", callback=account_argument)
 @source_options
 def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
-    """An account's roles (member, issuer of which classes, regulator, auditor) and the assets it owns."""
+    """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
+    and whether it has standing (may submit transactions at all)."""
     with reading(source) as src:
         acc = src.account(account)
     if as_json:
@@ -296,6 +303,7 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
     rows: list[tuple[str, Any]] = [
         ("account", acc["account"]),
         ("roles", ", ".join(roles) or "none"),
+        ("standing", _standing_text(acc["standing_since"])),
         ("assets", len(acc["assets"])),
         *(("", a) for a in acc["assets"]),
     ]

@@ -37,8 +37,15 @@ from chain.encoding import Value, canonical, is_hex
 from node.framing import FrameError, encode_frame, read_frame
 from node.linkcrypto import Ephemeral, LinkKeys
 
-# 2: hellos carry an X25519 key and a signature; every frame after the handshake is sealed
-PROTOCOL_VERSION = 2
+# The version of the peer protocol; a peer of another version is refused at the handshake.
+#   2: PRE-PREPARE names its block by hash; blocks travel as block frames
+#   3: commit votes and certificates name their view (commit signatures v2): a peer of an older
+#      version signs commits this node cannot check
+#   4: a block holding a tx from a signer without standing is invalid, and state roots include
+#      standing: a peer of an older version would vote for blocks this node refuses
+#   5: hellos carry a signed X25519 key, and every frame after the handshake is sealed
+#      (ChaCha20-Poly1305): a peer of an older version sends frames in the clear
+PROTOCOL_VERSION = 5
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
 
@@ -115,7 +122,10 @@ def _check_hello(theirs: Value, ours: _Side, ctx: _Context) -> _Side:
         raise HandshakeError("expected a hello")
     version = theirs.get("version")
     if "version" in theirs and (type(version) is not int or version != PROTOCOL_VERSION):  # before the fields: they differ by version
-        raise HandshakeError(f"peer speaks protocol version {version!r}, we speak {PROTOCOL_VERSION}")
+        raise HandshakeError(
+            f"peer speaks protocol version {version!r}, this node speaks version {PROTOCOL_VERSION}; "
+            "both ends must run the same protocol version"
+        )
     if set(theirs) != _HELLO_FIELDS:
         raise HandshakeError("expected a hello")
     if theirs["chain_id"] != ctx.chain_id:

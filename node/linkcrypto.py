@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from node.framing import FrameError
 
 TAG_BYTES = 16
+SEAL_OVERHEAD = 4 + TAG_BYTES  # wire bytes of a sealed frame beyond its plaintext: length prefix and tag
 KEY_INFO = b"titlechain link v2"
 _LEN = struct.Struct(">I")
 _NONCE_PREFIX = b"\0\0\0\0"

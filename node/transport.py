@@ -5,7 +5,7 @@ Usage, from the validator process:
     t = Transport(key, chain_id=g.chain_id, genesis_hash=g.hash, validators=g.validators,
                   on_message=lambda sender_public, msg: ...)
     port = await t.start("0.0.0.0", 27000)
-    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (chain/encoding.py)
+    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (docs/protocol.md, "Canonical encoding")
     t.peer_status()                                 # [PeerStatus]; .to_plain() for /v1/status
     await t.close()
 
@@ -63,11 +63,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.crypto import KeyPair
-from chain.encoding import EncodingError, Value, canonical, decode
+from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
 from node.framing import DEFAULT_MAX_FRAME, FrameError
 from node.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
-from node.linkcrypto import LinkAuthError, Opener, Sealer
+from node.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
 from node.linkguard import HandshakeGate, LogSummary
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
@@ -107,7 +107,7 @@ class PeerStatus:
     dropped: int  # frames dropped from a full queue
 
     def to_plain(self) -> dict[str, Any]:
-        """The /v1/status peer entry."""
+        """The /v1/status peer entry (docs/rpc.md)."""
         return {"node_id": self.node_id, "connected": self.connected}
 
 
@@ -254,23 +254,35 @@ class Transport:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, peer_public: str, msg: Value) -> None:
-        """Queue msg for one peer.
+    def send(self, peer_public: str, msg: Value) -> int:
+        """Queue msg for one peer; the size of its frame in bytes, as sealed on the wire.
 
         Raises KeyError for a key that is not another validator, and EncodingError or FrameError
         (both ValueError) for a msg that is not a plain value or exceeds `max_frame`.
         """
-        self._peers[peer_public].enqueue(self._frame(msg))
+        return self.send_encoded(peer_public, canonical(msg))
 
-    def broadcast(self, msg: Value) -> None:
-        """Queue msg for every other validator (not for this node itself)."""
-        frame = self._frame(msg)
+    def broadcast(self, msg: Value) -> int:
+        """Queue msg for every other validator (not for this node itself); its frame's size."""
+        return self.broadcast_encoded(canonical(msg))
+
+    def send_encoded(self, peer_public: str, body: bytes) -> int:
+        """`send` for a msg given as its canonical bytes (a block reuses its own encoding)."""
+        peer = self._peers[peer_public]
+        frame = self._frame(body)
+        peer.enqueue(frame)
+        return len(frame) + SEAL_OVERHEAD
+
+    def broadcast_encoded(self, body: bytes) -> int:
+        frame = self._frame(body)
         for peer in self._peers.values():
             peer.enqueue(frame)
+        return len(frame) + SEAL_OVERHEAD
 
-    def _frame(self, msg: Value) -> bytes:
-        """The plaintext of msg's frame: queued as is, sealed by each link's writer."""
-        plain = canonical({"kind": "msg", "body": msg})
+    def _frame(self, body: bytes) -> bytes:
+        """The plaintext of a msg's frame, from the msg's canonical bytes: queued as is, sealed by
+        each link's writer (broadcast encodes once, seals once per peer)."""
+        plain = canonical_map({"kind": canonical("msg"), "body": body})
         if len(plain) > self.config.max_frame:
             raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
         return plain

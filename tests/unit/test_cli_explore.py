@@ -99,6 +99,7 @@ def test_json_content(story: Story) -> None:
         "account": u[0].public,
         "roles": [],
         "assets": ["WR-3"],
+        "standing_since": 1,
     }
     issuer = read_json(story, "data_dir", "account", story.ch.c.issuer.public)
     assert issuer["roles"] == [{"role": "issuer", "classes": ["property_deed", "receivable", "warehouse_receipt"]}]
@@ -134,13 +135,15 @@ def test_tables(story: Story, kind: str) -> None:
     assert "test-chain" in table("status") and "v3" in table("status")
     assert "blocks 1…5 of 5" in table("blocks")
     block = table("block", "2")
-    assert all(tx_id in block for tx_id in story.tx_ids(2)) and "3 signatures" in block
+    assert all(tx_id in block for tx_id in story.tx_ids(2)) and "3 signatures in view 0" in block
     tx = table("tx", story.tx_ids(2)[1])
     assert "rejected: not_owner" in tx and "asset.transfer" in tx
     asset = table("asset", "WR-1")
     assert u[4].public in asset.replace("\n", "").replace(" ", "") and "active" in asset
     assert table("history", "WR-1").count("asset.transfer") == 3
-    assert "WR-3" in table("account", u[0].public)
+    assert "WR-3" in table("account", u[0].public) and "since height 1: may submit" in table("account", u[0].public)
+    assert "none: the ledger does not know" in table("account", u[7].public)  # never given anything
+    assert "from the genesis" in table("account", story.ch.c.issuer.public)
 
 
 @pytest.mark.parametrize("kind", ["rpc", "data_dir"])

@@ -14,10 +14,10 @@ from factories import Consortium, make_consortium, seeded_key
 from chain.crypto import KeyPair
 from chain.encoding import Value
 from chain.encoding import decode
-from node.framing import encode_frame
+from node.framing import encode_frame, read_frame
 from node.handshake import Handshake
 from node.linkcrypto import Opener
-from node.transport import HandshakeError, Transport, TransportConfig, handshake
+from node.transport import PROTOCOL_VERSION, HandshakeError, Transport, TransportConfig, handshake
 
 FAST = TransportConfig(
     handshake_timeout=1.0,
@@ -223,6 +223,52 @@ async def test_an_impostor_without_the_key_fails_the_signature(net: Net, caplog:
     assert not net.nodes[3].is_connected(net.keys[0].public)
 
 
+def old_hello(net: Net, key: KeyPair) -> dict:
+    """The hello a validator running the previous protocol version sends: well formed, its own key."""
+    return {
+        "type": "hello", "version": PROTOCOL_VERSION - 1, "chain_id": net.c.genesis.chain_id,
+        "genesis_hash": net.c.genesis.hash, "public": key.public, "nonce": os.urandom(32).hex(),
+    }
+
+
+async def test_a_peer_of_another_protocol_version_is_refused_naming_both(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer of an older version runs rules this node does not (commit signatures, standing,
+    cleartext frames): refused at the hello, with both versions named."""
+    caplog.set_level(logging.WARNING, "titlechain.transport")
+    await net.start(3)
+    both = f"peer speaks protocol version {PROTOCOL_VERSION - 1}, this node speaks version {PROTOCOL_VERSION}"
+    # an old validator dials us
+    reader, writer = await raw_connect(net.ports[3])
+    writer.write(encode_frame(old_hello(net, net.keys[0])))
+    assert await reader.read(65536) == b""  # refused before it says anything (the acceptor answers a valid hello only)
+    assert await closed_by_peer(reader)
+    writer.close()
+    await logged(caplog, both)
+    assert not net.nodes[3].is_connected(net.keys[0].public)
+
+    # we dial an old validator: our side refuses it just the same
+    async def old_node(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(encode_frame(old_hello(net, net.keys[3])))
+        await w.drain()
+        await r.read(65536)
+        w.close()
+
+    server = await asyncio.start_server(old_node, "127.0.0.1", 0)
+    try:
+        reader, writer = await raw_connect(server.sockets[0].getsockname()[1])
+        with pytest.raises(HandshakeError, match=both):
+            await handshake(
+                reader, writer, key=net.keys[0], chain_id=net.c.genesis.chain_id,
+                genesis_hash=net.c.genesis.hash, allowed={net.keys[3].public}, timeout=DEADLINE,
+            )
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_garbage_oversize_and_slow_handshakes_are_dropped_without_harm(
     net: Net, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -256,7 +302,7 @@ async def test_garbage_oversize_and_slow_handshakes_are_dropped_without_harm(
     assert net.all_linked()
     # all five are logged, but not one line each: a first in full, then a summary per interval
     await logged(caplog, "no handshake within")
-    await logged(caplog, "peer speaks protocol version True, we speak 2")
+    await logged(caplog, f"peer speaks protocol version True, this node speaks version {PROTOCOL_VERSION}")
     await logged(caplog, "bytes; the cap is 4096")
     assert "handler failed" not in caplog.text
 

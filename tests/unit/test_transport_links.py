@@ -62,18 +62,6 @@ async def test_a_relay_cannot_swap_in_its_own_ephemeral_key(net: Net, caplog: py
     writer.close()
 
 
-async def test_an_older_protocol_version_is_refused_naming_both(net: Net, caplog: pytest.LogCaptureFixture) -> None:
-    await net.start(3)
-    reader, writer = await raw_connect(net.ports[3])
-    writer.write(encode_frame({  # a version 1 hello, as a node not yet upgraded sends it
-        "type": "hello", "version": 1, "chain_id": net.c.genesis.chain_id,
-        "genesis_hash": net.c.genesis.hash, "public": net.keys[0].public, "nonce": "11" * 32,
-    }))
-    assert await closed_by_peer(reader)
-    await logged(caplog, f"peer speaks protocol version 1, we speak {PROTOCOL_VERSION}")
-    writer.close()
-
-
 async def test_a_flood_from_one_address_holds_few_slots_and_a_validator_still_links(
     net: Net, caplog: pytest.LogCaptureFixture
 ) -> None:
