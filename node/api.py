@@ -67,13 +67,15 @@ class NodeApi(Protocol):
 
     def asset(self, asset_id: str) -> dict[str, Any] | None: ...
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        """Entries oldest first; None if the asset was never named by any committed tx."""
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        """{"asset_id", "entries", "next"}: a page of entries oldest first (node/paging.py); None for
+        an id no asset holds. Raises node.paging.CursorError for a cursor no page can have."""
 
     def proof(self, asset_id: str) -> dict[str, Any] | None: ...
 
-    def account(self, account: str) -> dict[str, Any]:
-        """{"account", "roles", "assets"}; an unknown account has no roles and no assets."""
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}, assets paged like history; an unknown account has
+        no roles and no assets."""
 
     def block(self, height: int) -> dict[str, Any] | None:
         """{"header", "block_hash", "tx_ids", "certificate"} or None beyond the head."""
@@ -85,6 +87,9 @@ class NodeApi(Protocol):
         """A queue receiving every block committed from now on, in order."""
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None: ...
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        """{"total", "offset", "evidence": [full equivocation records]} (node/evidence.py)."""
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition of the node's metrics."""

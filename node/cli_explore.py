@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from node import paging
 from node.cli_common import (
     SourceChoice,
     account_argument,
@@ -264,13 +265,39 @@ def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
     console().print(_fields(rows))
 
 
+def _pages(fetch: Any, key: str, cursor: str | None, limit: int | None) -> dict[str, Any]:
+    """One page if a cursor or limit is given; else every page, joined (`next` then null)."""
+    page = fetch(cursor, limit or paging.DEFAULT_LIMIT)
+    if cursor is not None or limit is not None:
+        return page
+    while page["next"] is not None:
+        more = fetch(page["next"], paging.MAX_LIMIT)
+        page = {**more, key: page[key] + more[key]}
+    return page
+
+
+_page_options = [
+    click.option("--cursor", default=None, help="start at this page (a previous answer's `next`); shows one page"),
+    click.option("--limit", type=click.IntRange(1, paging.MAX_LIMIT), default=None, help="show one page of at most N"),
+]
+
+
+def page_options(f: Any) -> Any:
+    for option in reversed(_page_options):
+        f = option(f)
+    return f
+
+
 @explore.command("history")
 @click.argument("asset_id", callback=asset_id_argument)
 @source_options
-def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
-    """Every committed tx that named the asset, rejected ones included, oldest first."""
+@page_options
+def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, cursor: str | None, limit: int | None) -> None:
+    """Every committed tx that named the asset, rejected ones included, oldest first.
+
+    Without --cursor or --limit every page is read."""
     with reading(source) as src:
-        hist = src.history(asset_id)
+        hist = _pages(lambda c, n: src.history(asset_id, c, n), "entries", cursor, limit)
     if as_json:
         print_json(hist)
         return
@@ -280,6 +307,8 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
     for e in hist["entries"]:
         t.add_row(str(e["height"]), short(e["tx_id"]), e["op"], short(e["signer"]), _receipt_text(e, brief=True))
     console().print(t)
+    if hist["next"] is not None:
+        console().print(f"more: --cursor {hist['next']}")
 
 
 def _standing_text(since: int | None) -> str:
@@ -291,11 +320,14 @@ def _standing_text(since: int | None) -> str:
 @explore.command("account")
 @click.argument("account", callback=account_argument)
 @source_options
-def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
+@page_options
+def account_cmd(account: str, source: SourceChoice, as_json: bool, cursor: str | None, limit: int | None) -> None:
     """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
-    and whether it has standing (may submit transactions at all)."""
+    and whether it has standing (may submit transactions at all).
+
+    Without --cursor or --limit every page of assets is read."""
     with reading(source) as src:
-        acc = src.account(account)
+        acc = _pages(lambda c, n: src.account(account, c, n), "assets", cursor, limit)
     if as_json:
         print_json(acc)
         return
@@ -307,4 +339,6 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool) -> None:
         ("assets", len(acc["assets"])),
         *(("", a) for a in acc["assets"]),
     ]
+    if acc["next"] is not None:
+        rows.append(("more", f"--cursor {acc['next']}"))
     console().print(_fields(rows))

@@ -95,6 +95,17 @@ def _submit_params(wait: bool, timeout: float | None) -> dict[str, str]:
     return params
 
 
+def _follow(fetch: Any, key: str) -> Iterator[Any]:
+    """The items under `key` of every page, fetching the next with the previous page's `next`."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page[key]
+        cursor = page.get("next")
+        if cursor is None:
+            return
+
+
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """Server-Sent Events: `event:`/`data:`/`id:` fields, an empty line ends an event."""
     event: dict[str, Any] = {}
@@ -171,20 +182,37 @@ class Client:
     def asset(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}")
 
-    def history(self, asset_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/assets/{asset_id}/history")
+    def history(self, asset_id: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page: {"asset_id", "entries", "next"}; pass `next` back as `cursor` for the following one."""
+        return self._get(f"/v1/assets/{asset_id}/history", cursor=cursor, limit=limit)
+
+    def history_entries(self, asset_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every history entry of the asset, oldest first, fetched page by page."""
+        return _follow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
 
     def proof(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}/proof")
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self._get(f"/v1/accounts/{account}")
+    def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}: one page of the assets it owns."""
+        return self._get(f"/v1/accounts/{account}", cursor=cursor, limit=limit)
+
+    def account_assets(self, account: str, *, page_size: int | None = None) -> Iterator[str]:
+        """Every asset id the account owns, in id order, fetched page by page."""
+        return _follow(lambda cursor: self.account(account, cursor=cursor, limit=page_size), "assets")
 
     def block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._get(f"/v1/blocks/{height}")
 
     def blocks(self, start: int, limit: int = 100) -> list[dict[str, Any]]:
         return self._get("/v1/blocks", **{"from": start, "limit": limit})["blocks"]
+
+    def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
+        """{"total", "offset", "evidence": [equivocation records]}; each verifies offline."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if validator is not None:
+            params["validator"] = validator
+        return self._get("/v1/evidence", **params)
 
     def events(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
         """Committed blocks as they come: each {"event", "id", "data": {"height", "block_hash", "receipts"...}}."""

@@ -36,7 +36,8 @@ class NodeMetrics:
         self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
         self.consensus_frame_max = Gauge(
             "titlechain_consensus_frame_max_bytes",
-            "Largest consensus message frame this node has sent (bytes); bounded by the validator count, not the block size",
+            "Largest consensus message frame this node has sent (bytes); "
+            "bounded by the validator count, not the block size",
             registry=r,
         )
         self._consensus_frame_max = 0
@@ -44,6 +45,12 @@ class NodeMetrics:
             "titlechain_commit_latency_seconds",
             "Seconds from a tx's arrival at this node to its commit",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.evidence = Counter(
+            "titlechain_evidence",
+            "Equivocation records this node holds, by the validator they convict (counted from the store at start)",
+            ["validator"],
             registry=r,
         )
         # Both label values exist from the start, so a scrape shows 0 rather than nothing.
@@ -80,6 +87,9 @@ class NodeMetrics:
 
     def set_peers(self, connected: int) -> None:
         self.peers.set(connected)
+
+    def on_evidence(self, validator: str, n: int = 1) -> None:
+        self.evidence.labels(validator=validator).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
 import signal
 import time
@@ -49,18 +50,21 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
-from chain.store import StoreError
+from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.evidence import EquivocationEvidence
+from node.evidence_store import EvidenceStore, EvidenceStoreError
 from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
-from node.pbft_messages import MessageError
+from node.misbehave import Misbehaviour, MisbehaveError, from_environ
+from node.pbft_messages import MessageError, Signed
 from node.ratelimit import RateLimiter
 from node.rpc import serve
 from node.transport import Transport
@@ -176,6 +180,9 @@ class Validator:
         self.genesis = genesis
         self.key = key
         self.ledger = ledger
+        # a failed write or a checksum error anywhere (consensus, sync, an RPC read) stops the
+        # node, even where the caller (the transport, a timer) would swallow the exception
+        ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
         self.mempool = Mempool(
             genesis.chain_id,
@@ -188,6 +195,12 @@ class Validator:
             on_admitted=self._gossip,
         )
         self.app = LedgerApp(ledger, self.mempool, key)
+        try:
+            self.evidence_store = EvidenceStore(ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
+        for validator, n in self.evidence_store.by_validator.items():
+            self.metrics.on_evidence(validator, n)
         self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
         self.transport = Transport(
             key,
@@ -197,6 +210,7 @@ class Validator:
             on_message=self._on_peer_message,
             addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
         )
+        self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -206,7 +220,6 @@ class Validator:
         self._waiters = _Waiters({})
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
-        self._evidence_seen = 0
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
         self._head_moved = asyncio.Event()
@@ -223,6 +236,27 @@ class Validator:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _misbehaviour(self) -> Misbehaviour | None:
+        """Test-only tampering (node/misbehave.py), when the environment both asks and enables it."""
+        try:
+            behaviours = from_environ(os.environ)
+        except MisbehaveError as e:
+            raise NodeStartError(str(e)) from None
+        if not behaviours:
+            return None
+        peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
+        bad = Misbehaviour(
+            behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
+            lambda peer, block: self.transport.send_encoded(peer, BlockPush(block).encode()),
+            self.replica.block_by_hash, self.replica.primary, self._changing_view,
+        )
+        bad.announce()
+        return bad
+
+    def _changing_view(self) -> tuple[int, int, tuple[Signed, ...]] | None:
+        r = self.replica
+        return (r.view, r.height, tuple(r.view_changes.get(r.view, {}).values())) if r.in_view_change else None
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -234,9 +268,13 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            limiter = RateLimiter(self.cfg.rpc_rate_per_s, self.cfg.rpc_rate_burst)
+            cfg = self.cfg
+            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
             self._runner = await serve(
-                self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens, rate_limiter=limiter
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
+                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
+                access_log=cfg.rpc_access_log,
             )
         except OSError as e:
             await self.transport.close()
@@ -263,11 +301,13 @@ class Validator:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
@@ -293,22 +333,29 @@ class Validator:
                 for action in actions:
                     self._act(action)
                 self._note_evidence()
+                if self.misbehaviour is not None:
+                    self.misbehaviour.after_step()
         except FatalNodeError as e:
             self._die(e)
+        except StoreError as e:
+            self._die(FatalNodeError(f"the store failed: {e}"))
         finally:
             self._pumping = False
 
     def _act(self, action: pbft.Action) -> None:
         # a message too large for a frame (e.g. a NEW-VIEW carrying several full blocks) is lost
         # like any other; the core recovers by timeout, and the rest of this step must still run
+        bad = self.misbehaviour
         if isinstance(action, pbft.Broadcast):
             try:
-                self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
+                if bad is None or not bad.outgoing(action.message, None):
+                    self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
             except ValueError as e:
                 log.error("could not broadcast a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.Send):
             try:
-                self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
+                if bad is None or not bad.outgoing(action.message, action.to):
+                    self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
                 log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
             except ValueError as e:
@@ -352,14 +399,26 @@ class Validator:
             raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
-        for ev in self.replica.evidence[self._evidence_seen :]:
+        """Store what the core convicted (synced: a failed write stops the node) and count it."""
+        for ev in self.replica.take_evidence():
+            record = EquivocationEvidence.of(self.genesis.chain_id, self.genesis.hash, ev.first, ev.second)
+            try:
+                stored = self.evidence_store.add(record)
+            except StoreError as e:
+                raise FatalNodeError(f"cannot store equivocation evidence: {e}") from None
             log.warning(
-                "equivocation by validator %s…: two different %s messages for view %d height %d",
-                ev.sender[:12], ev.kind, ev.view, ev.height,
+                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s… %s)",
+                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], "stored" if stored else "not stored",
             )
-        self._evidence_seen = len(self.replica.evidence)
+            if stored:
+                self.metrics.on_evidence(ev.sender)
+
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
 
     def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
         log.critical("%s; stopping the node", error)
         self.fatal = error
         asyncio.get_running_loop().create_task(self.stop())
@@ -652,14 +711,14 @@ class Validator:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.asset(asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        return self.ledger.history(asset_id) or None
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self.ledger.block_answer(height)
@@ -679,6 +738,10 @@ class Validator:
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)

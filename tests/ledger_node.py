@@ -24,6 +24,7 @@ from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
 from contracts.standing import NOT_PERMITTED, not_permitted_message
 from node.api import CommittedBlockEvent
+from node.evidence_store import EvidenceStore
 from node.explore import LedgerSource, NotFound
 from node.metrics import NodeMetrics
 from node.rpc import serve
@@ -39,6 +40,7 @@ class LedgerNode:
         self.pending: dict[str, Tx] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.metrics = NodeMetrics()
+        self.evidence_store = EvidenceStore(self.ledger.store)
 
     def _or_none(self, read: Any, *args: Any) -> Any:
         try:
@@ -97,15 +99,14 @@ class LedgerNode:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self._or_none(self.reads.asset, asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        found = self._or_none(self.reads.history, asset_id)
-        return None if found is None else found["entries"]
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.reads.account(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self._or_none(self.reads.block, height)
@@ -118,6 +119,10 @@ class LedgerNode:
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         pass
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()
