@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.console import JustifyMethod
 
 from node import paging
 from node.cli_common import (
@@ -124,14 +125,15 @@ def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: boo
         title=f"{status['chain_id']}: blocks {start}…{start + len(blocks) - 1} of {status['height']}",
         title_justify="left",
     )
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("height", "right"),
         ("time", "left"),
         ("txs", "right"),
         ("proposer", "left"),
         ("block hash", "left"),
-    ):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    )
+    for col, justify in columns:
+        t.add_column(col, justify=justify)
     for b in blocks:
         h = b["header"]
         t.add_row(

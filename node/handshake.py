@@ -34,6 +34,7 @@ from typing import Any
 
 from chain.crypto import Domain, KeyPair, verify
 from chain.encoding import Value, canonical, is_hex
+from node.errors import NodeError
 from node.framing import FrameError, encode_frame, read_frame
 from node.linkcrypto import Ephemeral, LinkKeys
 
@@ -50,7 +51,7 @@ MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer mor
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
 
 
-class HandshakeError(Exception):
+class HandshakeError(NodeError):
     """The other end did not prove it is a validator we may talk to, on this chain."""
 
 

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster import free_base_port
+from factories import free_base_port
+
+from node.provision import consortium_ports
 
 VALIDATORS = 4
-PORTS = 2 * VALIDATORS
+PORTS = len(consortium_ports(0, VALIDATORS))
 BENCH_PORTS = (28600, 29600)  # apart from the other integration tests' 27000-28500
 
 
