@@ -31,7 +31,7 @@ class Domain(bytes, enum.Enum):
     # signature can never pass for a v2 one, so an old vote cannot be mixed into a new certificate
     COMMIT = b"titlechain/commit/v2\n"
     CONSENSUS = b"titlechain/consensus/v1\n"
-    HANDSHAKE = b"titlechain/handshake/v1\n"
+    HANDSHAKE = b"titlechain/handshake/v2\n"  # v2: hello and transcript signatures of sealed links (peer protocol 5)
     # an institution's request to join a consortium's genesis (chain/ceremony.py), signed by its
     # account key and by its validator node key; nothing else is ever signed under this domain
     MEMBERSHIP = b"titlechain/membership/v1\n"

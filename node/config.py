@@ -55,6 +55,11 @@ class NodeConfig(BaseModel):
     peer_listen: str = Field(description="host:port the peer transport binds")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
+    peer_addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description="node_id -> host:port to dial instead of the genesis address (a relay, NAT or moved host); "
+        "links stay bound to the genesis keys, whatever address answers",
+    )
     rpc_allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names served besides loopback when no tokens are set"
     )
@@ -83,6 +88,14 @@ class NodeConfig(BaseModel):
     def _host_port(cls, v: str) -> str:
         if not ADDRESS_PATTERN.matches(v):
             raise ValueError("must be host:port")
+        return v
+
+    @field_validator("peer_addresses")
+    @classmethod
+    def _peer_host_ports(cls, v: dict[str, str]) -> dict[str, str]:
+        for node_id, address in v.items():
+            if not ADDRESS_PATTERN.matches(address):
+                raise ValueError(f"{node_id}: must be host:port")
         return v
 
     @field_validator("rpc_allowed_hosts")

@@ -1,4 +1,4 @@
-"""Authenticated TCP links between the validators of one consortium (asyncio).
+"""Authenticated, encrypted TCP links between the validators of one consortium (asyncio).
 
 Usage, from the validator process:
 
@@ -14,21 +14,21 @@ sender's verified validator key; it must not block (hand the message to a queue)
 it raises is logged and the connection goes on. `send`/`broadcast` never wait: they append to a
 per-peer queue and return.
 
-Frames are `node.framing` frames. After the handshake each is `{"kind": "msg", "body": msg}` or
-`{"kind": "ping"}`; pings keep an idle link provably alive, and a link on which nothing at all
-arrives for `idle_timeout` is dropped, which also catches half-open TCP connections.
+Every frame after the handshake is sealed (node/linkcrypto.py: ChaCha20-Poly1305 under one key per
+direction, derived from an ephemeral X25519 exchange that both validators' handshake signatures
+cover, with counter nonces and the length prefix authenticated). Its plaintext is canonical
+`{"kind": "msg", "body": msg}` or `{"kind": "ping"}`; pings keep an idle link provably alive, and
+a link on which nothing at all arrives for `idle_timeout` is dropped, which also catches
+half-open TCP connections. A frame that fails authentication (altered, replayed, reordered,
+injected) closes the link at once; the dialer then redials and a fresh handshake makes fresh keys.
+So an on-path relay can read nothing but frame sizes and timing, and can only delay or cut the
+link, never change what a validator receives.
 
-Handshake (`handshake()`; both ends run the same code, so neither can be tricked into playing the
-other's part): each end sends a hello `{"type": "hello", "version", "chain_id", "genesis_hash",
-"public", "nonce"}` with 32 fresh random bytes of nonce; each checks the other's chain id,
-genesis hash and key (a validator of the genesis set that it is willing to talk to, see below);
-then each signs, under `Domain.HANDSHAKE`, canonical({"chain_id", "genesis_hash", "signer",
-"signer_nonce", "peer", "peer_nonce"}) from its own point of view and checks the other's signature
-from the other's. Fresh nonces on both sides defeat replay; naming signer and peer defeats
-reflecting a signature back at its maker. Anything else (unknown key, bad signature, wrong chain
-or genesis, garbage, an oversize frame, no answer within `handshake_timeout`) drops the
-connection with a warning in the log. The link is authenticated, not encrypted: consensus
-messages carry their own signatures, which is what certificates are made of.
+The handshake is node/handshake.py. Inbound handshakes pass node/linkguard.py's gate: anonymous
+ones are capped per source address and in all (at a cap the oldest is closed, so a flood cannot
+keep a newcomer out), and one whose hello a validator signed gets that key's reserved slot. Every
+failure of an inbound handshake, and every drop of a link, is logged through a summary: the first
+in full, then one line per `log_interval` while they go on.
 
 One connection per pair: the end with the lower key (as hex) dials, the other only accepts,
 and refuses a dial from a higher key. If a second connection from the same peer completes its
@@ -45,38 +45,35 @@ peer whose socket takes no bytes for `write_timeout` is disconnected; either way
 peer never delays the others, since each peer is written by its own task. Messages from one
 peer arrive in the order it sent them, less any it dropped; nothing is retransmitted.
 
-Measured between two transports in one process on 127.0.0.1 (both ends on one core, the other
-core busy with other work): 30,000 messages/s of 250 bytes (canonical encode and decode are most
-of the cost), 340 MB/s in 30 KB messages, 520 MB/s in 1 MB messages.
+Measured before links were sealed (protocol version 1; sealing adds one ChaCha20-Poly1305 pass
+per frame and peer, see docs/performance.md for the end-to-end cost), between two transports in
+one process on 127.0.0.1 (both ends on one core, the other core busy): 30,000 messages/s of 250
+bytes (canonical encode and decode are most of the cost), 340 MB/s in 30 KB messages, 520 MB/s in
+1 MB messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from collections import deque
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chain.crypto import Domain, KeyPair, verify
-from chain.encoding import Value, canonical, canonical_map, is_hex
+from chain.crypto import KeyPair
+from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
-from node.errors import NodeError
-from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, frame_bytes, read_frame
+from node.framing import DEFAULT_MAX_FRAME, FrameError
+from node.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
+from node.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
+from node.linkguard import HandshakeGate, LogSummary
+
+__all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
 log = logging.getLogger("titlechain.transport")
 
-# The version of the peer protocol; a peer of another version is refused at the handshake.
-#   2: PRE-PREPARE names its block by hash; blocks travel as block frames
-#   3: commit votes and certificates name their view (commit signatures v2): a peer of an older
-#      version signs commits this node cannot check
-#   4: a block holding a tx from a signer without standing is invalid, and state roots include
-#      standing: a peer of an older version would vote for blocks this node refuses
-PROTOCOL_VERSION = 4
-MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 
 OnMessage = Callable[[str, Value], None]
@@ -84,8 +81,9 @@ OnMessage = Callable[[str, Value], None]
 
 @dataclass(frozen=True)
 class TransportConfig:
-    max_frame: int = DEFAULT_MAX_FRAME
-    handshake_timeout: float = 5.0
+    max_frame: int = DEFAULT_MAX_FRAME  # plaintext bytes of one frame
+    handshake_timeout: float = 5.0  # a whole handshake
+    hello_timeout: float = 2.0  # from connecting to the other end's hello: what a flood can hold a slot for
     connect_timeout: float = 5.0
     queue_frames: int = 10_000
     queue_bytes: int = 64 * 1024 * 1024
@@ -94,7 +92,9 @@ class TransportConfig:
     ping_interval: float = 2.0
     idle_timeout: float = 10.0
     write_timeout: float = 10.0
-    max_handshakes: int = 64  # unauthenticated inbound connections at once; more are shut at once
+    max_handshakes: int = 64  # anonymous inbound handshakes at once (node/linkguard.py)
+    max_handshakes_per_source: int = 8  # ... from one address
+    log_interval: float = 10.0  # at most one summary line per interval for refusals, and per peer for drops
 
 
 @dataclass(frozen=True)
@@ -111,112 +111,22 @@ class PeerStatus:
         return {"node_id": self.node_id, "connected": self.connected}
 
 
-class HandshakeError(NodeError):
-    """The other end did not prove it is a validator we may talk to, on this chain."""
-
-
-# -- the handshake ---------------------------------------------------------------------------
-
-
-def _challenge(chain_id: str, genesis_hash: str, signer: str, signer_nonce: str, peer: str, peer_nonce: str) -> bytes:
-    return canonical(
-        {
-            "chain_id": chain_id,
-            "genesis_hash": genesis_hash,
-            "signer": signer,
-            "signer_nonce": signer_nonce,
-            "peer": peer,
-            "peer_nonce": peer_nonce,
-        }
-    )
-
-
-async def _send(writer: asyncio.StreamWriter, value: Value) -> None:
-    writer.write(encode_frame(value, MAX_HANDSHAKE_FRAME))
-    await writer.drain()
-
-
-async def _handshake(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    key: KeyPair,
-    chain_id: str,
-    genesis_hash: str,
-    allowed: Set[str],
-) -> str:
-    nonce = os.urandom(32).hex()
-    hello = {
-        "type": "hello",
-        "version": PROTOCOL_VERSION,
-        "chain_id": chain_id,
-        "genesis_hash": genesis_hash,
-        "public": key.public,
-        "nonce": nonce,
-    }
-    await _send(writer, hello)
-    theirs = await read_frame(reader, MAX_HANDSHAKE_FRAME)
-    if type(theirs) is not dict or set(theirs) != set(hello) or theirs["type"] != "hello":
-        raise HandshakeError("expected a hello")
-    if type(theirs["version"]) is not int or theirs["version"] != PROTOCOL_VERSION:
-        raise HandshakeError(
-            f"peer speaks protocol version {theirs['version']!r}, this node speaks version {PROTOCOL_VERSION}; "
-            "both ends must run the same protocol version"
-        )
-    if theirs["chain_id"] != chain_id:
-        raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
-    if theirs["genesis_hash"] != genesis_hash:
-        raise HandshakeError("wrong genesis hash")
-    peer, peer_nonce = theirs["public"], theirs["nonce"]
-    if type(peer) is not str or peer not in allowed or peer == key.public:
-        raise HandshakeError(f"key {str(peer)[:16]}... is not a validator we accept this connection from")
-    if not is_hex(peer_nonce, 32) or peer_nonce == nonce:
-        raise HandshakeError("nonce must be 32 fresh random bytes in hex")
-    sig = key.sign(Domain.HANDSHAKE, _challenge(chain_id, genesis_hash, key.public, nonce, peer, peer_nonce))
-    await _send(writer, {"type": "auth", "sig": sig})
-    auth = await read_frame(reader, MAX_HANDSHAKE_FRAME)
-    if type(auth) is not dict or set(auth) != {"type", "sig"} or auth["type"] != "auth" or type(auth["sig"]) is not str:
-        raise HandshakeError("expected an auth")
-    theirs_signed = _challenge(chain_id, genesis_hash, peer, peer_nonce, key.public, nonce)
-    if not verify(peer, Domain.HANDSHAKE, theirs_signed, auth["sig"]):
-        raise HandshakeError("handshake signature does not verify")
-    return peer
-
-
-async def handshake(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    key: KeyPair,
-    chain_id: str,
-    genesis_hash: str,
-    allowed: Set[str],
-    timeout: float,
-) -> str:
-    """Run the mutual handshake on a fresh connection; the verified key of the other end.
-
-    `allowed` holds the keys this end accepts (validators of the genesis set). Raises
-    HandshakeError for any failure, including timeout, garbage and a closed connection.
-    """
-    try:
-        return await asyncio.wait_for(_handshake(reader, writer, key, chain_id, genesis_hash, allowed), timeout)
-    except TimeoutError:
-        raise HandshakeError(f"no handshake within {timeout}s") from None
-    except FrameError as e:
-        raise HandshakeError(str(e)) from None
-    except OSError as e:
-        raise HandshakeError(f"connection failed: {e}") from None
-
-
 # -- peers and connections -------------------------------------------------------------------
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One authenticated connection: its socket and the sealing state of each direction."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int) -> None:
         self.reader = reader
         self.writer = writer
+        self.sealer = Sealer(shake.keys.send, max_frame)
+        self.opener = Opener(shake.keys.receive, max_frame)
+        self.closed = False
 
     def close(self) -> None:
         # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
+        self.closed = True
         self.writer.transport.abort()
 
 
@@ -235,6 +145,7 @@ class _Peer:
         self.sent = 0
         self.received = 0
         self.dropped = 0
+        self.drops = LogSummary(log, f"link to {node_id} dropped", config.log_interval)
         self._config = config
 
     def enqueue(self, frame: bytes) -> None:
@@ -256,7 +167,7 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-_PING = encode_frame({"kind": "ping"})
+_PING = canonical({"kind": "ping"})
 
 
 class Transport:
@@ -292,7 +203,10 @@ class Transport:
         self._accept_from = frozenset(p for p in self._peers if p < key.public)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handshaking = 0
+        self._refusals = LogSummary(log, "refused inbound connection", self.config.log_interval)
+        self._gate = HandshakeGate(
+            self.config.max_handshakes, self.config.max_handshakes_per_source, on_evict=self._refusals.event
+        )
         self._closing = False
         self._rng = random.Random()
         self.port: int | None = None
@@ -320,6 +234,9 @@ class Transport:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._refusals.close()
+        for peer in self._peers.values():
+            peer.drops.close()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -338,7 +255,7 @@ class Transport:
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, peer_public: str, msg: Value) -> int:
-        """Queue msg for one peer; the size of its frame in bytes.
+        """Queue msg for one peer; the size of its frame in bytes, as sealed on the wire.
 
         Raises KeyError for a key that is not another validator, and EncodingError or FrameError
         (both ValueError) for a msg that is not a plain value or exceeds `max_frame`.
@@ -354,16 +271,21 @@ class Transport:
         peer = self._peers[peer_public]
         frame = self._frame(body)
         peer.enqueue(frame)
-        return len(frame)
+        return len(frame) + SEAL_OVERHEAD
 
     def broadcast_encoded(self, body: bytes) -> int:
         frame = self._frame(body)
         for peer in self._peers.values():
             peer.enqueue(frame)
-        return len(frame)
+        return len(frame) + SEAL_OVERHEAD
 
     def _frame(self, body: bytes) -> bytes:
-        return frame_bytes(canonical_map({"kind": canonical("msg"), "body": body}), self.config.max_frame)
+        """The plaintext of a msg's frame, from the msg's canonical bytes: queued as is, sealed by
+        each link's writer (broadcast encodes once, seals once per peer)."""
+        plain = canonical_map({"kind": canonical("msg"), "body": body})
+        if len(plain) > self.config.max_frame:
+            raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
+        return plain
 
     # -- status ----------------------------------------------------------------------------
 
@@ -406,7 +328,7 @@ class Transport:
             log.debug("dial %s at %s failed: %s", peer.node_id, address, e)
             return 0.0
         try:
-            await handshake(
+            shake = await handshake(
                 reader,
                 writer,
                 key=self.key,
@@ -414,6 +336,7 @@ class Transport:
                 genesis_hash=self.genesis_hash,
                 allowed={peer.public},
                 timeout=cfg.handshake_timeout,
+                hello_timeout=cfg.hello_timeout,
             )
         except HandshakeError as e:
             log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
@@ -421,7 +344,7 @@ class Transport:
             return 0.0
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await self._serve(peer, _Conn(reader, writer))
+        await self._serve(peer, _Conn(reader, writer, shake, cfg.max_frame))
         return loop.time() - began
 
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -438,15 +361,14 @@ class Transport:
             writer.transport.abort()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        where = writer.get_extra_info("peername")
+        peername = writer.get_extra_info("peername")
+        source = str(peername[0]) if isinstance(peername, tuple) else str(peername)
         if self._closing:
             return
-        if self._handshaking >= self.config.max_handshakes:
-            log.warning("refused inbound from %s: %d handshakes already under way", where, self._handshaking)
-            return
-        self._handshaking += 1
+        ticket = self._gate.admit(source, writer.transport.abort)
+        shake: Handshake | None = None
         try:
-            public = await handshake(
+            shake = await handshake(
                 reader,
                 writer,
                 key=self.key,
@@ -454,13 +376,19 @@ class Transport:
                 genesis_hash=self.genesis_hash,
                 allowed=self._accept_from,
                 timeout=self.config.handshake_timeout,
+                hello_timeout=self.config.hello_timeout,
+                on_hello=lambda public: self._gate.claim(ticket, public),
+                dialer=False,
             )
         except HandshakeError as e:
-            log.warning("refused inbound from %s: %s", where, e)
-            return
+            failure = str(e)
         finally:
-            self._handshaking -= 1
-        await self._serve(self._peers[public], _Conn(reader, writer))
+            evicted = not self._gate.release(ticket)
+        if shake is None:
+            if not evicted:  # an eviction is already counted, under its own reason
+                self._refusals.event(source, failure)
+            return
+        await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
 
     async def _serve(self, peer: _Peer, conn: _Conn) -> None:
         """Run one authenticated connection until it fails or is replaced."""
@@ -477,11 +405,18 @@ class Transport:
             await self._read_loop(peer, conn)
         except (FrameError, OSError, TimeoutError) as e:
             if peer.conn is conn and not self._closing:
-                log.warning("peer %s dropped: %s", peer.node_id, e or type(e).__name__)
+                where = conn.writer.get_extra_info("peername")
+                reason = str(e) or type(e).__name__
+                if isinstance(e, LinkAuthError):
+                    reason = f"{reason}: someone on the path tampers with the link"
+                peer.drops.event(str(where[0]) if isinstance(where, tuple) else str(where), reason)
         finally:
+            # closed first: the write loop stops on it even if Python 3.11's wait_for swallows the
+            # cancel (it does when the awaited event fires at the same moment), which left a dead
+            # link's writer looping and pinging forever
+            conn.close()
             writer_task.cancel()
             await asyncio.wait([writer_task])
-            conn.close()
             if peer.conn is conn:
                 peer.conn = None
                 log.info("peer %s disconnected", peer.node_id)
@@ -489,7 +424,11 @@ class Transport:
     async def _read_loop(self, peer: _Peer, conn: _Conn) -> None:
         cfg = self.config
         while True:
-            frame = await asyncio.wait_for(read_frame(conn.reader, cfg.max_frame), cfg.idle_timeout)
+            plain = await asyncio.wait_for(conn.opener.read(conn.reader), cfg.idle_timeout)
+            try:
+                frame = decode(plain)
+            except EncodingError as e:  # authentic but malformed: a buggy or Byzantine validator
+                raise FrameError(f"undecodable frame: {e}") from None
             if type(frame) is not dict:
                 raise FrameError("a frame is {kind, ...}")
             kind = frame.get("kind")
@@ -506,19 +445,19 @@ class Transport:
     async def _write_loop(self, peer: _Peer, conn: _Conn) -> None:
         cfg = self.config
         try:
-            while peer.conn is conn:
+            while peer.conn is conn and not conn.closed:
                 if not peer.queue:
                     peer.wake.clear()
                     try:
                         await asyncio.wait_for(peer.wake.wait(), cfg.ping_interval)
                     except TimeoutError:
-                        conn.writer.write(_PING)
+                        conn.writer.write(conn.sealer.seal(_PING))
                         await asyncio.wait_for(conn.writer.drain(), cfg.write_timeout)
                     continue
                 written = 0
-                while peer.queue and written < _WRITE_CHUNK and peer.conn is conn:
+                while peer.queue and written < _WRITE_CHUNK and peer.conn is conn and not conn.closed:
                     frame = peer.dequeue()
-                    conn.writer.write(frame)
+                    conn.writer.write(conn.sealer.seal(frame))
                     written += len(frame)
                     peer.sent += 1
                 await asyncio.wait_for(conn.writer.drain(), cfg.write_timeout)

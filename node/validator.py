@@ -175,6 +175,9 @@ class Validator:
             raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
         if me.node_id != cfg.node_id:
             raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
+        by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+        if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
+            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -207,6 +210,7 @@ class Validator:
             genesis_hash=genesis.hash,
             validators=genesis.validators,
             on_message=self._on_peer_message,
+            addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
         )
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()

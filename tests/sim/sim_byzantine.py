@@ -20,7 +20,7 @@ from chain.tx import parse_tx
 from node.pbft_messages import Commit, PrePrepare, Prepare, parse_signed
 from sim_adversary import STRATEGIES, Adversary
 from sim_craft import Crafter
-from simnet import next_state_root
+from sim_app import next_state_root
 
 if TYPE_CHECKING:
     from simnet import Node, World

@@ -1,22 +1,24 @@
 """Systematic exploration of delivery orders: a bounded depth-first search over a controlled world.
 
-The world (`simnet.World(controlled=True)`) schedules nothing: every message in flight, every
-armed view timer and every sync reply is an entry of `world.pending`, and the search chooses
-which happens next. From each state it tries every distinct pending event; a state is
-identified by a hash of every replica's state, every application's chain, the adversary's
-memory and the multiset of pending events, so orders that commute (two deliveries to
-different replicas) meet in one state and are explored once. The oracles run after every
-event, as in the timed simulator.
+The world (`simnet.World(controlled=True)`) schedules nothing: every consensus message and
+block frame in flight, every fetch and sync reply and every armed view timer is an entry of
+`world.pending`, and the search chooses which happens next. From each state it tries every
+distinct pending event; a state is identified by a hash of every replica's state, every
+application's chain, the adversary's memory and the set of events pending, so orders that
+commute (two deliveries to different replicas) meet in one state and are explored once. The
+oracles run after every event, as in the timed simulator.
 
-Reductions, both sound for the safety oracles (they are properties of a state, not of what is
-in flight):
-- a delivery that changes nothing (the replica's state and the pending set stay the same but
-  for the message itself) is not a new state: from the parent, leaving the message in flight
-  forever reaches everything the child could;
-- a message never delivered is a message lost, so loss and withholding need no extra events.
+The network model (`Scope.soup`, the default) is the one of the protocol's fault assumptions:
+a message once sent stays in flight after it is delivered, so it may be delivered again
+(duplication), in any order, or never (loss, withholding). Reductions, sound for the safety
+oracles (they are properties of the replicas' states, not of what is in flight):
+- a delivery that changes nothing (the replica's state, and nothing new sent) is not a new
+  state, and is remembered as such for that replica state;
+- loss and withholding need no events: leaving a message in flight forever is losing it.
 
 The scope is bounded by the number of txs (one per block, so heights), by `max_view` (a timer
-may fire only in a view below it: one view change when 1) and by the depth and state budgets.
+may fire only in a view below it: one view change when 1), by the depth and by the state and
+time budgets; `Report.complete` says whether the scope was exhausted.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from sim_adversary import OPEN_DEFECTS
 from sim_explore import Explorer, Scope
-from simnet import GOV_OP, Violation
+from sim_app import GOV_OP
+from simnet import Violation
 
 
 def open_defect(name: str) -> pytest.MarkDecorator:
@@ -54,7 +55,7 @@ def test_explorer_finds_the_new_view_height_split_from_the_prefix() -> None:
     itself (today), or explores the whole continuation without a violation (once fixed)."""
     ex = controlled({1: frozenset({"inflate_new_view"})})
     new_view_height_prefix(ex)
-    report = ex.run(max_states=4000, max_seconds=40)
+    report = ex.run(max_states=600, max_seconds=20)
     if "new_view_height" in OPEN_DEFECTS:
         assert report.violations, f"not found in {report.states} states"
         assert "two certificates/blocks at height 1" in report.violations[0][0]

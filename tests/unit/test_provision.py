@@ -74,6 +74,11 @@ def test_config_refuses_unknown_and_bad_fields(tmp_path: Path) -> None:
     p.write_text("{not json")
     with pytest.raises(ConfigError, match="not JSON"):
         NodeConfig.load(p)
+    p.write_text(json.dumps({**base, "peer_addresses": {"v1": "relay-without-port"}}))
+    with pytest.raises(ConfigError, match="v1: must be host:port"):
+        NodeConfig.load(p)
+    p.write_text(json.dumps({**base, "peer_addresses": {"v1": "10.0.0.9:26600"}}))
+    assert NodeConfig.load(p).peer_addresses == {"v1": "10.0.0.9:26600"}
 
 
 def test_config_exposes_the_rpc_beyond_loopback_only_with_tokens(tmp_path: Path) -> None:

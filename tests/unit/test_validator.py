@@ -125,6 +125,14 @@ def test_a_key_outside_the_genesis_cannot_run_a_node(tmp_path: Path, consortium:
         open_validator(cfg.model_copy(update={"key": tmp_path / "outsider.json"}))
 
 
+def test_peer_addresses_must_name_other_validators(tmp_path: Path, consortium: Consortium) -> None:
+    cfg = _config(tmp_path, consortium)
+    with pytest.raises(NodeStartError, match="peer_addresses names nobody"):
+        open_validator(cfg.model_copy(update={"peer_addresses": {"nobody": "127.0.0.1:1"}}))
+    with pytest.raises(NodeStartError, match=f"peer_addresses names {cfg.node_id}"):  # not itself either
+        open_validator(cfg.model_copy(update={"peer_addresses": {cfg.node_id: "127.0.0.1:1"}}))
+
+
 @pytest.mark.parametrize(
     "msg",
     [
