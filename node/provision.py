@@ -26,8 +26,9 @@ from chain.crypto import KeyPair, write_key_file
 from chain.encoding import H
 from chain.genesis import Genesis, GenesisError
 from node.config import NodeConfig
+from seeds import seed_path
 
-DEFAULT_SEED = Path(__file__).resolve().parent.parent / "seeds" / "demo.json"
+DEFAULT_SEED = seed_path("demo.json")  # package data: found in site-packages by a plain install too
 PEER_PORT_OFFSET = 0
 RPC_PORT_OFFSET = 1
 
