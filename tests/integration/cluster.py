@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ports
+
 from chain.crypto import KeyPair, load_key_file
 from chain.tx import Tx, new_nonce
 from node.client import Client, RpcError, sign
@@ -25,7 +27,7 @@ from node.localnet import down, node_pids, start_node, up
 T = TypeVar("T")
 
 
-def free_base_port(count: int, start: int = 27000, stop: int = 28500) -> int:
+def free_base_port(count: int, start: int = ports.CLUSTER[0], stop: int = ports.CLUSTER[1]) -> int:
     """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
     for base in range(start + (os.getpid() % 50) * 20, stop, count):
         socks = []

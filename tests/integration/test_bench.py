@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ports
 from cluster import free_base_port
 
 VALIDATORS = 4
 PORTS = 2 * VALIDATORS
-BENCH_PORTS = (28600, 29600)  # apart from the other integration tests' 27000-28500
+BENCH_PORTS = ports.BENCH  # apart from the other integration tests' ranges (tests/ports.py)
 
 
 def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

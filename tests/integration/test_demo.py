@@ -1,7 +1,7 @@
 """`titlechain demo` end to end: the story on four real validator processes, and its cleanup.
 
-Ports come from 29000-29900 so these runs never collide with the other integration tests
-(27xxx-28xxx) or with a developer's localnet on the default 26600.
+Ports come from their own range (tests/ports.py, movable with TITLECHAIN_TEST_BASE_PORT) so these
+runs never collide with the other integration tests or with a developer's localnet on 26600.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import ports
 from node import demo
 from node.localnet import node_pids
 
 PORTS = demo.VALIDATORS * demo.PORTS_PER_NODE
 
 
-def free_base_port(count: int = PORTS, start: int = 29000, stop: int = 29900) -> int:
+def free_base_port(count: int = PORTS, start: int = ports.DEMO[0], stop: int = ports.DEMO[1]) -> int:
     """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
     for base in range(start + (os.getpid() % 40) * 20, stop - count, count):
         try:
