@@ -14,11 +14,13 @@ from chain.crypto import KeyFileError, KeyPair, write_key_file
 from node.cli_audit import audit
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
+from node.version import version
 
 EXIT_FAILED = 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", "-V", prog_name="titlechain", message="%(prog)s %(version)s")
 def main() -> None:
     """titlechain: a permissioned ledger for the rights to real assets.
 
@@ -62,6 +64,20 @@ def key_new(out: Path) -> None:
     try:
         write_key_file(out, k)
     except (KeyFileError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(k.public)
+
+
+@key.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def key_show(file: Path) -> None:
+    """Print the account of key file FILE (checked: mode 0600, halves agree); never the private half."""
+    from chain.crypto import load_key_file
+
+    try:
+        k = load_key_file(file)
+    except KeyFileError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(k.public)

@@ -86,6 +86,10 @@ def key_option(ctx: click.Context, param: click.Parameter, value: Path) -> KeyPa
         raise click.BadParameter(str(e)) from None
 
 
+def optional_key_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> KeyPair | None:
+    return None if value is None else key_option(ctx, param, value)
+
+
 def data_dir_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and not (value / "CURRENT").is_file():
         raise click.BadParameter(f"{value} is not a node's data dir (no LevelDB CURRENT file)")
