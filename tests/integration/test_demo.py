@@ -72,7 +72,7 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
     # the real command, as the README runs it; its temp dir goes under our TMPDIR to be checked
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
+    env = {**os.environ, "TMPDIR": str(tmp), "COLUMNS": "60"}
     proc = subprocess.run(
         [sys.executable, "-m", "node", "demo", "--base-port", str(free_base_port())],
         check=False,
@@ -95,6 +95,9 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
         "Every expected outcome happened",
     ):
         assert outcome in out, f"{outcome!r} missing from the demo's output:\n{out}"
+    # piped, no sentence is broken across lines (rich's default 80 columns used to fold them)
+    sentence = next(line for line in out.splitlines() if "signs two sales of the same receipt" in line)
+    assert "submits them at the same instant, to" in sentence, out
     assert processes_under(tmp) == []
     assert list(tmp.iterdir()) == [], "the demo left its temp dir (or an audit copy) behind"
 
