@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -118,21 +119,34 @@ def node_run(config: Path) -> None:
 
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
     RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
+    config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
     from node.config import ConfigError, NodeConfig
     from node.validator import NodeStartError, run_node
 
     try:
         cfg = NodeConfig.load(config)
-    except ConfigError as e:
+    except ConfigError as e:  # the file was given; what it says fails a check: exit 1, not a usage error
         click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_FAILED)
     try:
-        code = run_node(cfg)
+        code = run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True))
     except NodeStartError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     sys.exit(code)
+
+
+def started_line(node: Any) -> str:
+    """The one line a foreground `node run` prints when it serves: where, what, and where its logs go."""
+    cfg = node.cfg
+    logs = f"logs to {cfg.log_file}" if cfg.log_file is not None else "logs on stderr"
+    state = "ready" if node.ready else f"not ready yet: {node.not_ready_reason()}"
+    return (
+        f"titlechain {version()}: node {cfg.node_id} of {node.chain_id} at height {node.height}; peers on "
+        f"{cfg.peer_listen}, RPC on http://{cfg.rpc_listen}; {state}; {logs}"
+    )
 
 
 @main.group()

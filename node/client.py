@@ -85,7 +85,17 @@ class NodeUnreachable(RpcError):
     """No HTTP answer at all: connection refused or reset, or no answer within the timeout."""
 
     def __init__(self, rpc: str, error: Exception) -> None:
-        super().__init__(0, "unreachable", f"{rpc}: {type(error).__name__}: {error}")
+        super().__init__(0, "unreachable", f"{rpc}: {_unreachable_reason(error)}")
+
+
+def _unreachable_reason(error: Exception) -> str:
+    if isinstance(error, httpx.RemoteProtocolError):
+        # a validator's peer port answers a connection with its binary hello frame, not HTTP
+        return (
+            "the answer is not HTTP: that address speaks the peer protocol, not the RPC "
+            "(use the node's rpc_listen address; `titlechain init` puts it at the peer port + 1)"
+        )
+    return f"{type(error).__name__}: {error}"
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:

@@ -12,11 +12,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cluster import Cluster, wait_for
 from js_client import run_client
 
 from chain.encoding import H
+from node.version import version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +76,41 @@ def test_the_sdk_documents_issuer_example_runs_as_written(net: Cluster, tmp_path
     assert "WR-SDK-DOC-1: version 2, its owner holds" in outputs[1]
     with net.client(2) as c:
         assert c.asset("WR-SDK-DOC-1")["owner"] == depositor
+
+
+def test_health_metrics_and_a_peer_port_mistaken_for_the_rpc(net: Cluster) -> None:
+    rpc = net.nodes[0]["rpc"]
+    health = httpx.get(f"{rpc}/health", timeout=10)
+    assert health.status_code == 200 and health.json() == {"status": "alive", "version": version()}
+    assert httpx.get(f"{rpc}/ready", timeout=10).json() == {"ready": True}
+    metrics = httpx.get(f"{rpc}/metrics", timeout=10).text
+    assert f'titlechain_build_info{{version="{version()}"}} 1.0' in metrics
+    assert "process_resident_memory_bytes" in metrics and "titlechain_view_changes_total" in metrics
+    for n in net.nodes:  # every validator has a votes-missed series from the first committed block
+        assert f'titlechain_votes_missed_total{{validator="{n["node_id"]}"}}' in metrics
+    status = net.status(0)
+    assert status["ready"] and status["not_ready"] is None and status["version"] == version()
+    peer_port = int(rpc.rsplit(":", 1)[1]) - 1  # init's layout: the peer port is the RPC port - 1
+    r = cli("explore", "status", "--rpc", f"http://127.0.0.1:{peer_port}")
+    assert r.returncode == 1 and "speaks the peer protocol, not the RPC" in r.stderr, r.stderr
+
+
+def test_readiness_says_why_and_a_restarted_node_says_where_it_runs(net: Cluster) -> None:
+    """Last in this module: it stops two of the four validators."""
+    net.kill(3)
+    net.kill(2)
+    reason = "connected to 1 of 3 peers, a quorum needs 2"
+    wait_for(lambda: net.status(0)["not_ready"] == reason, 30, "node 0 to say it lacks a quorum of peers")
+    assert net.status(0)["ready"] is False
+    ready = httpx.get(f"{net.nodes[0]['rpc']}/ready", timeout=10)
+    assert ready.status_code == 503 and reason in ready.json()["error"]["message"]
+    key = str(net.root / "keys" / "parties" / "haitong-metals.json")
+    r = cli("tx", "asset.transfer", "--key", key, "--rpc", net.nodes[0]["rpc"], "--wait", "asset_id=WR-JS-0001",
+            f"to={net.key('parties', 'riverside-foods').public}", timeout=120)
+    assert r.returncode == 1 and f"503 not_ready: {reason}" in r.stderr, r.stderr
+    net.restart(3)
+    wait_for(lambda: net.status(0)["ready"], 60, "node 0 ready again with node 3 back")
+    log = Path(net.nodes[3]["config"]).parent / "restart.log"
+    first = wait_for(lambda: log.read_text().splitlines()[:1], 30, "node 3's start-up line")[0]
+    assert first.startswith(f"titlechain {version()}: node {net.nodes[3]['node_id']} of {net.chain_id}"), first
+    assert "RPC on http://127.0.0.1:" in first and "logs to " in first
