@@ -22,7 +22,8 @@ from chain.validators import ValidatorSet, ValidatorSetError
 
 # must equal contracts.state.ASSET_PREFIX (a test holds them together; chain/ may not import it)
 ASSET_STATE_PREFIX = "asset/"
-PROOF_VERSION = 1
+# 2: the certificates a proof carries name their view (commit signatures v2)
+PROOF_VERSION = 2
 
 Reader = Callable[[bytes], bytes | None]
 
@@ -272,7 +273,7 @@ def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: 
         store.close()
 
 
-# -- ownership proofs (SPEC §8) ------------------------------------------------------------------
+# -- ownership proofs (docs/protocol.md, "Ownership proofs") ---------------------------------------
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,12 @@ PROOF_FIELDS = frozenset(
 def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
     if type(proof) is not dict or set(proof) != PROOF_FIELDS:
         raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
-    if type(proof["version"]) is not int or proof["version"] != PROOF_VERSION:
-        raise _ProofBad(f"version: this verifier reads version {PROOF_VERSION}")
+    if type(proof["version"]) is not int:
+        raise _ProofBad(f"version: must be an integer (this verifier reads version {PROOF_VERSION})")
+    if proof["version"] != PROOF_VERSION:
+        raise _ProofBad(
+            f"version: the proof is version {proof['version']}, this verifier reads version {PROOF_VERSION}"
+        )
     if proof["chain_id"] != genesis.chain_id:
         raise _ProofBad("chain_id: not the chain of this genesis")
     if proof["genesis_hash"] != genesis.hash:

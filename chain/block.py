@@ -1,7 +1,7 @@
-"""Block headers, blocks and commit certificates (SPEC §5).
+"""Block headers, blocks and commit certificates (docs/protocol.md, "Blocks" and "Commit certificates").
 
 Blocks start at height 1, whose `prev_hash` is the genesis hash, so every block chains back to
-the genesis document itself. Besides the fields SPEC §5 requires, a header carries
+the genesis document itself. Besides the fields the public contract requires, a header carries
 `validators_hash` (the set that certifies this block) and `next_validators_hash` (the set that
 certifies the next one): an ownership proof can then walk from the genesis validators to any
 height through the few headers where the set changed, without the whole chain.
@@ -122,67 +122,91 @@ class Block:
             raise BlockError(f"block is not canonical msgpack: {e}") from None
 
 
-def commit_message(chain_id: str, height: int, block_hash: str) -> bytes:
-    return canonical({"chain_id": chain_id, "height": height, "block_hash": block_hash})
+def commit_message(chain_id: str, height: int, view: int, block_hash: str) -> bytes:
+    """The bytes a validator signs (under Domain.COMMIT) to commit `block_hash` in `view`.
+
+    The view is part of the message so that commits cast in different views can never be
+    pooled into one certificate: a quorum in ONE view is what the consensus safety argument
+    relies on (docs/consensus.md, "Why it is safe"), and a quorum spread over several views
+    proves nothing (docs/protocol.md, "Commit certificates").
+    """
+    return canonical({"chain_id": chain_id, "height": height, "view": view, "block_hash": block_hash})
 
 
-def sign_commit(key: KeyPair, chain_id: str, height: int, block_hash: str) -> str:
-    return key.sign(Domain.COMMIT, commit_message(chain_id, height, block_hash))
+def sign_commit(key: KeyPair, chain_id: str, height: int, view: int, block_hash: str) -> str:
+    return key.sign(Domain.COMMIT, commit_message(chain_id, height, view, block_hash))
+
+
+CERTIFICATE_FIELDS = frozenset({"height", "view", "block_hash", "signatures"})
+MAX_CERTIFICATE_SIGNATURES = 1024  # bounds a parsed certificate; far above any validator set
 
 
 @dataclass(frozen=True)
 class Certificate:
-    """Commit signatures of a quorum of the validators of `height` over its block hash."""
+    """Commit signatures of a quorum of the validators of `height`, all cast in `view`."""
 
     height: int
+    view: int
     block_hash: str
     signatures: tuple[tuple[str, str], ...]  # (validator public key, sig), sorted by key
 
     @classmethod
-    def build(cls, height: int, block_hash: str, sigs: dict[str, str]) -> Certificate:
-        return cls(height, block_hash, tuple(sorted(sigs.items())))
+    def build(cls, height: int, view: int, block_hash: str, sigs: dict[str, str]) -> Certificate:
+        return cls(height, view, block_hash, tuple(sorted(sigs.items())))
 
     def to_plain(self) -> dict[str, Any]:
         return {
             "height": self.height,
+            "view": self.view,
             "block_hash": self.block_hash,
             "signatures": [{"validator": v, "sig": s} for v, s in self.signatures],
         }
 
     @classmethod
     def from_plain(cls, obj: Any) -> Certificate:
-        if type(obj) is not dict or set(obj) != {"height", "block_hash", "signatures"}:
-            raise CertificateError('a certificate is {"height", "block_hash", "signatures"}')
-        if type(obj["height"]) is not int or not is_hex(obj["block_hash"], 32):
-            raise CertificateError("certificate height must be an int and block_hash 64 hex")
+        if type(obj) is not dict or set(obj) != CERTIFICATE_FIELDS:
+            raise CertificateError('a certificate is exactly {"height", "view", "block_hash", "signatures"}')
+        for name in ("height", "view"):
+            if type(obj[name]) is not int or obj[name] < 0:
+                raise CertificateError(f"certificate {name} must be a non-negative integer")
+        if not is_hex(obj["block_hash"], 32):
+            raise CertificateError("certificate block_hash must be 64 lowercase hex characters")
         sigs = obj["signatures"]
-        if type(sigs) is not list or len(sigs) > 1024:
-            raise CertificateError("certificate signatures must be a list")
+        if type(sigs) is not list or len(sigs) > MAX_CERTIFICATE_SIGNATURES:
+            raise CertificateError(f"certificate signatures must be a list of at most {MAX_CERTIFICATE_SIGNATURES}")
         pairs = []
         for s in sigs:
             if type(s) is not dict or set(s) != {"validator", "sig"}:
                 raise CertificateError('each signature is {"validator", "sig"}')
+            if type(s["validator"]) is not str or type(s["sig"]) is not str:
+                raise CertificateError("a signature's validator and sig are hex strings")
             pairs.append((s["validator"], s["sig"]))
-        return cls(obj["height"], obj["block_hash"], tuple(pairs))
+        return cls(obj["height"], obj["view"], obj["block_hash"], tuple(pairs))
 
     def verify(self, chain_id: str, height: int, block_hash: str, validators: ValidatorSet) -> None:
-        """Raise CertificateError unless a quorum of distinct validators signed this block."""
+        """Raise CertificateError unless a quorum of distinct validators committed this block in self.view.
+
+        Every signature is checked against the one message naming `self.view`; a commit cast in
+        any other view does not verify here, so signatures from different views never add up.
+        """
         if self.height != height:
             raise CertificateError(f"certificate is for height {self.height}, not {height}")
         if self.block_hash != block_hash:
             raise CertificateError(f"certificate at height {height} is for another block")
         seen: set[str] = set()
-        message = commit_message(chain_id, height, block_hash)
+        message = commit_message(chain_id, height, self.view, block_hash)
         for validator, sig in self.signatures:
             if validator in seen:
                 raise CertificateError(f"certificate at height {height}: validator {validator[:16]}… signs twice")
             if validator not in validators.publics:
-                raise CertificateError(f"certificate at height {height}: {str(validator)[:16]}… is not a validator")
+                raise CertificateError(f"certificate at height {height}: {validator[:16]}… is not a validator")
             if not verify(validator, Domain.COMMIT, message, sig):
-                raise CertificateError(f"certificate at height {height}: bad signature from {validator[:16]}…")
+                raise CertificateError(
+                    f"certificate at height {height}: bad signature from {validator[:16]}… "
+                    f"(not its commit to this block in view {self.view})"
+                )
             seen.add(validator)
         if len(seen) < validators.quorum:
             raise CertificateError(
                 f"certificate at height {height}: {len(seen)} signatures, a quorum is {validators.quorum} of {validators.n}"
             )
-

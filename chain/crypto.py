@@ -1,4 +1,4 @@
-"""Ed25519 keys, key files and domain-separated signatures (SPEC §3).
+"""Ed25519 keys, key files and domain-separated signatures (docs/protocol.md, "Keys" and "Signing domains").
 
 The only module that imports a crypto library. PyNaCl (libsodium) verifies in about half the
 time of `cryptography` on this machine (docs/performance.md), and verification is the
@@ -26,7 +26,9 @@ from chain.encoding import is_hex
 
 class Domain(bytes, enum.Enum):
     TX = b"titlechain/tx/v1\n"
-    COMMIT = b"titlechain/commit/v1\n"
+    # v2: the signed commit names its view (docs/protocol.md, "Commit certificates"); a v1
+    # signature can never pass for a v2 one, so an old vote cannot be mixed into a new certificate
+    COMMIT = b"titlechain/commit/v2\n"
     CONSENSUS = b"titlechain/consensus/v1\n"
     HANDSHAKE = b"titlechain/handshake/v1\n"
 
@@ -90,7 +92,7 @@ def is_account(s: object) -> bool:
 
 
 def write_key_file(path: str | Path, key: KeyPair, *, overwrite: bool = False) -> None:
-    """Write a key file (SPEC §3) with mode 0600; never silently replaces an existing key."""
+    """Write a key file (docs/protocol.md, "Keys") with mode 0600; never silently replaces an existing key."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:

@@ -31,7 +31,9 @@ from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
 
-SCHEMA_VERSION = b"1"
+# 2: certificates name their view (commit signatures v2). A store of another version is refused,
+# never converted: its certificates cannot be re-signed, so the chain restarts from a new genesis.
+SCHEMA_VERSION = b"2"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 
@@ -288,8 +290,19 @@ def _check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None) -> None
     schema = db.get(b"m/schema")
     if schema != SCHEMA_VERSION:
         db.close()
-        raise StoreError(f"{path}: schema version {schema!r}, this titlechain reads {SCHEMA_VERSION!r}")
+        raise StoreError(
+            f"{path}: store schema version {_schema_name(schema)}, this titlechain reads version "
+            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place: "
+            "start the chain again from a new genesis with an empty data dir (docs/protocol.md, Versions)"
+        )
     stored = db.get(b"m/genesis_hash", b"").decode()
     if genesis_hash is not None and stored != genesis_hash:
         db.close()
         raise StoreError(f"{path}: data of another chain (genesis {stored[:16]}…, expected {genesis_hash[:16]}…)")
+
+
+def _schema_name(raw: bytes | None) -> str:
+    if raw is None:
+        return "(none recorded)"
+    text = raw.decode("ascii", errors="replace")
+    return text if text.isdigit() and len(text) <= 6 else repr(raw[:16])

@@ -1,6 +1,6 @@
-"""Ownership proofs (SPEC §8), built from a store; verified by chain.audit.verify_ownership_proof.
+"""Ownership proofs, built from a store; verified by chain.audit.verify_ownership_proof.
 
-A proof is a plain JSON-able dict (format in docs/architecture.md): the asset's state and its
+A proof is a plain JSON-able dict (format in docs/protocol.md, "Ownership proofs"): the asset's state and its
 path in the state tree to the head's state_root, the head header and its certificate, and for
 each block that changed the validator set, that header, its certificate and the new set.
 """

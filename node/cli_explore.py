@@ -1,6 +1,6 @@
 """`titlechain explore …`: read the chain from a node's RPC or an offline data dir (node/explore.py).
 
-This module only renders: every answer comes from a `Source` in its SPEC §6 shape, and `--json`
+This module only renders: every answer comes from a `Source` in its RPC shape (docs/rpc.md), and `--json`
 prints that shape unchanged.
 """
 
@@ -40,7 +40,7 @@ def explore() -> None:
 
     Every command reads either from a running node (--rpc URL) or from an offline copy of a node's
     data dir (--data-dir DIR; the directory is copied privately first, so a running node is not
-    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (SPEC §6),
+    disturbed). Tables by default; --json prints the answer in the shape of the node RPC (docs/rpc.md),
     the same from either source. Exit 1 if the thing asked for does not exist or the node answered
     an error, 2 on a usage error.
     """
@@ -212,7 +212,7 @@ def block_cmd(height: int | None, source: SourceChoice, as_json: bool, names: Na
         ("receipts root", h["receipts_root"]),
         ("validators", h["validators_hash"]),
         ("next validators", h["next_validators_hash"]),
-        ("certificate", f"{len(cert['signatures'])} signatures, view {cert.get('view', h['view'])}"),
+        ("certificate", f"{len(cert['signatures'])} signatures in view {cert['view']}"),
         *(("  signed by", names(s["validator"])) for s in cert["signatures"]),
         ("txs", len(b["tx_ids"])),
         *(("", tx_id) for tx_id in b["tx_ids"]),

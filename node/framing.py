@@ -22,7 +22,11 @@ class FrameError(ValueError):
 
 def encode_frame(value: Value, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """The frame of one plain value; raises FrameError if it exceeds max_frame."""
-    body = canonical(value)
+    return frame_bytes(canonical(value), max_frame)
+
+
+def frame_bytes(body: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """The frame of a value given as its canonical bytes; raises FrameError if it exceeds max_frame."""
     if len(body) > max_frame:
         raise FrameError(f"frame of {len(body)} bytes exceeds the cap of {max_frame}")
     return _LEN.pack(len(body)) + body

@@ -36,6 +36,12 @@ class NodeMetrics:
         self.mempool = Gauge("titlechain_mempool_txs", "Transactions waiting in the mempool", registry=r)
         self.mempool_bytes = Gauge("titlechain_mempool_bytes", "Encoded bytes of the mempool's transactions", registry=r)
         self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
+        self.consensus_frame_max = Gauge(
+            "titlechain_consensus_frame_max_bytes",
+            "Largest consensus message frame this node has sent (bytes); bounded by the validator count, not the block size",
+            registry=r,
+        )
+        self._consensus_frame_max = 0
         self.commit_latency = Histogram(
             "titlechain_commit_latency_seconds",
             "Seconds from a tx's arrival at this node to its commit",
@@ -91,6 +97,11 @@ class NodeMetrics:
     def set_mempool(self, n_txs: int, n_bytes: int = 0) -> None:
         self.mempool.set(n_txs)
         self.mempool_bytes.set(n_bytes)
+
+    def on_consensus_frame(self, n_bytes: int) -> None:
+        if n_bytes > self._consensus_frame_max:
+            self._consensus_frame_max = n_bytes
+            self.consensus_frame_max.set(n_bytes)
 
     def set_peers(self, connected: int) -> None:
         self.peers.set(connected)

@@ -10,7 +10,9 @@ through the same handler a peer's message takes. docs/consensus.md states the ru
 `_upon_*` method below is one of them.
 
 Normal case, per height h in view v: the primary (validators[v mod n]) asks the application for
-a block and broadcasts PRE-PREPARE(v, h, block); a replica that finds the block valid broadcasts
+a block, hands it to the driver to push to every peer (`BroadcastBlock`, a data frame, not a
+consensus message) and broadcasts PRE-PREPARE(v, h, block_hash); a replica that holds the block
+named by that hash and finds it valid broadcasts
 PREPARE(v, h, hash); with a quorum of matching prepares (the pre-prepare stands for the
 primary's) it is *prepared* and broadcasts COMMIT(v, h, hash, commit_sig); with a quorum of
 matching commits the commit signatures form a `chain.block.Certificate` and the replica emits
@@ -19,6 +21,14 @@ look at height h+1, so the application is never asked about a height whose paren
 
 One `Slot` per (view, height) holds the proposal and the votes for it; slots below the
 committed height are dropped (each committed block is a stable checkpoint).
+
+Blocks: no consensus message carries one, so none grows with the block size. The replica keeps
+the blocks it may still need in a bounded cache (`_wanted_hashes`: those named by the current
+view's pre-prepares at h and h+1, its prepared proof, its own PREPAREs at h, and hashes a commit
+quorum names), plus at most one unreferenced block per sender and height (a block that arrived
+before its pre-prepare). A block it needs and lacks it asks the driver for (`FetchBlock`); the
+driver asks peers, which answer from `block_by_hash` or their store, and feeds `BlockReceived`;
+the replica keeps it only if its hash is one it wants and its tx root checks.
 
 View change: with work outstanding (pending txs, or a proposal not yet committed) a timer runs;
 when it fires, or the primary is caught misbehaving, the replica moves to v+1 and broadcasts
@@ -45,8 +55,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
-from chain.block import Block, Certificate, CertificateError, commit_message, sign_commit
+from chain.block import Block, BlockError, Certificate, CertificateError, commit_message, sign_commit
 from chain.crypto import Domain, KeyPair, verify
+from chain.encoding import canonical, canonical_map
 from chain.genesis import Params
 from chain.validators import ValidatorSet
 from node.pbft_messages import (
@@ -66,6 +77,9 @@ from node.pbft_messages import (
 
 HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
 VIEW_WINDOW = 64  # likewise for views
+BLOCK_HEIGHTS = 2  # blocks are kept for heights h .. h+BLOCK_HEIGHTS-1 only (memory bound)
+PREPARED_BLOCKS_KEPT = 8  # blocks of our own PREPAREs at h, for the latest views (fetchable by peers)
+VOTE_RECORD_VERSION = 2  # 2: the prepared proof names its block by hash; the block is kept beside it
 
 VerifyFn = Callable[[str, Domain, bytes, str], bool]
 
@@ -126,7 +140,15 @@ class SyncedBlock:
     certificate: Certificate
 
 
-Event = Union[Received, TxsPending, Timeout, Persisted, SyncedBlock]
+@dataclass(frozen=True)
+class BlockReceived:
+    """A block a peer pushed (after its proposal) or sent in answer to a fetch; untrusted."""
+
+    sender: str  # the validator the transport authenticated
+    block: Block
+
+
+Event = Union[Received, TxsPending, Timeout, Persisted, SyncedBlock, BlockReceived]
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,22 @@ class RequestSync:
 
 
 @dataclass(frozen=True)
+class BroadcastBlock:
+    """Push a proposed block to every other validator, as a data frame, before its PRE-PREPARE."""
+
+    block: Block
+
+
+@dataclass(frozen=True)
+class FetchBlock:
+    """Ask peers (any validator, one after another) for the block with this hash, and feed it back
+    as `BlockReceived`. May give up silently: the core asks again after its next timeout."""
+
+    block_hash: str
+    height: int
+
+
+@dataclass(frozen=True)
 class VoteRecord:
     """What a replica must remember across a restart so that it never votes twice.
 
@@ -172,29 +210,56 @@ class VoteRecord:
     after its head, `view_change` the VIEW-CHANGE it sent for `view` while that view is not
     yet settled. A restarted replica resumes changing to `view` with that same message if it
     has one (it voted nothing else there), else in view+1, where it has never voted; either
-    way it still reports its proof (the proof is what makes view changes safe).
+    way it still reports its proof (the proof is what makes view changes safe). `block` is the
+    block the proof names, so that a restarted replica can still serve it to the peers that
+    must re-propose or prepare it. It is not compared: the proof's hash determines it.
     """
 
     view: int
     prepared: PreparedProof | None
     view_change: Signed | None = None
+    block: Block | None = field(default=None, compare=False)
 
     def to_plain(self) -> dict[str, Any]:
         return {
+            "version": VOTE_RECORD_VERSION,
             "view": self.view,
             "prepared": None if self.prepared is None else self.prepared.to_plain(),
             "view_change": None if self.view_change is None else self.view_change.to_plain(),
+            "block": None if self.block is None else self.block.to_plain(),
         }
+
+    def encode(self) -> bytes:
+        """canonical(self.to_plain()), reusing the block's own encoding (it may be megabytes)."""
+        none = canonical(None)
+        return canonical_map(
+            {
+                "version": canonical(VOTE_RECORD_VERSION),
+                "view": canonical(self.view),
+                "prepared": none if self.prepared is None else canonical(self.prepared.to_plain()),
+                "view_change": none if self.view_change is None else self.view_change.encode(),
+                "block": none if self.block is None else self.block.encode(),
+            }
+        )
 
     @classmethod
     def from_plain(cls, obj: Any) -> VoteRecord:
-        if type(obj) is not dict or set(obj) != {"view", "prepared", "view_change"} or type(obj["view"]) is not int:
-            raise MessageError('a vote record is {"view": int, "prepared": proof or null, "view_change": msg or null}')
+        version = obj.get("version", 1) if type(obj) is dict else None
+        if version != VOTE_RECORD_VERSION:
+            raise MessageError(f"vote record version {version!r}, this titlechain reads version {VOTE_RECORD_VERSION}")
+        if set(obj) != {"version", "view", "prepared", "view_change", "block"} or type(obj["view"]) is not int:
+            raise MessageError('a vote record is {"version", "view": int, "prepared", "view_change", "block"}')
         prepared = None if obj["prepared"] is None else parse_prepared_proof(obj["prepared"])
         vc = None if obj["view_change"] is None else parse_signed(obj["view_change"])
         if vc is not None and not isinstance(vc.msg, ViewChange):
             raise MessageError("vote record: view_change is not a VIEW-CHANGE")
-        return cls(obj["view"], prepared, vc)
+        try:
+            block = None if obj["block"] is None else Block.from_plain(obj["block"])
+        except (BlockError, ValueError) as e:
+            raise MessageError(f"vote record: block: {e}") from None
+        if block is not None and (prepared is None or block.block_hash != prepared.block_hash):
+            raise MessageError("vote record: the block is not the one its prepared proof names")
+        return cls(obj["view"], prepared, vc, block)
 
 
 @dataclass(frozen=True)
@@ -204,7 +269,7 @@ class SaveVotes:
     record: VoteRecord
 
 
-Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync, SaveVotes]
+Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync, SaveVotes, BroadcastBlock, FetchBlock]
 
 
 @dataclass(frozen=True)
@@ -234,12 +299,12 @@ class Slot:
     reproposal: str | None = None  # block hash a NEW-VIEW obliges the primary to propose
 
     @property
-    def block(self) -> Block | None:
+    def block_hash(self) -> str | None:
         if self.pre_prepare is None:
             return None
         msg = self.pre_prepare.msg
         assert isinstance(msg, PrePrepare)
-        return msg.block
+        return msg.block_hash
 
     def votes_for(self, votes: dict[str, Signed], block_hash: str) -> dict[str, Signed]:
         return {s: m for s, m in votes.items() if m.msg.block_hash == block_hash}  # type: ignore[union-attr]
@@ -283,6 +348,11 @@ class Replica:
         self._record_saved: VoteRecord | None = None
         self._my_view_change: Signed | None = None
         self._restored = record
+        self.blocks: dict[str, Block] = {}  # the blocks we may still need, by hash (`_wanted_hashes`)
+        self._loose: dict[tuple[str, int], Block] = {}  # (sender, height) -> a block no message named yet
+        self._fetching: set[str] = set()  # hashes asked of the driver since the last timeout
+        self._needed: dict[str, int] = {}  # hash -> height: named by a commit quorum
+        self._prepared_sent: dict[int, str] = {}  # view -> hash of our PREPARE (or proposal) at h
 
     # ------------------------------------------------------------ entry point
 
@@ -299,6 +369,8 @@ class Replica:
             self._upon_persisted(event.height)
         elif isinstance(event, SyncedBlock):
             self._upon_synced_block(event.block, event.certificate)
+        elif isinstance(event, BlockReceived):
+            self._upon_block(event.sender, event.block)
         out, self._out = self._out, []
         return out
 
@@ -314,6 +386,8 @@ class Replica:
             self._record_saved = rec
             if rec.prepared is not None and rec.prepared.pre_prepare.msg.height == self.height:
                 self.best_prepared = rec.prepared
+                if rec.block is not None and rec.block.block_hash == rec.prepared.block_hash:
+                    self.blocks[rec.block.block_hash] = rec.block  # so that we can serve it again
             self.view = rec.view
             vc = rec.view_change
             if vc is not None and isinstance(vc.msg, ViewChange) and vc.msg.view == rec.view:
@@ -362,7 +436,8 @@ class Replica:
             pending_vc = self._my_view_change
         else:
             pending_vc = None  # the view is settled (a NEW-VIEW settles it for its sender)
-        record = VoteRecord(self.view, self.best_prepared, pending_vc)
+        best = self.best_prepared
+        record = VoteRecord(self.view, best, pending_vc, None if best is None else self.blocks.get(best.block_hash))
         if record != self._record_saved:
             self._record_saved = record
             self._out.append(SaveVotes(record))
@@ -477,6 +552,76 @@ class Replica:
             # f+1 validators work above our height, so at least one honest one committed up to there
             self._request_sync(ahead[f] - 1)
 
+    # ------------------------------------------------------------ blocks
+
+    def block_by_hash(self, block_hash: str) -> Block | None:
+        """A block we hold and may still need, for a peer that asks (pure: changes nothing)."""
+        return self.blocks.get(block_hash)
+
+    def wants_block(self, block_hash: str) -> bool:
+        """Whether we asked for this block and still lack it (pure: for the driver's fetch loop)."""
+        return block_hash in self._fetching and block_hash not in self.blocks
+
+    def _wanted_hashes(self) -> set[str]:
+        """The hashes of the blocks we may still need; nothing else is kept (memory bound).
+
+        Per height at most: the current view's pre-prepare at h and h+1, our prepared proof,
+        the blocks of our own PREPAREs at h in the latest views (an honest preparer must be able
+        to serve what a NEW-VIEW may re-propose), and hashes a commit quorum names.
+        """
+        top = self.height + BLOCK_HEIGHTS - 1
+        wanted = {
+            h for (v, height), slot in self.slots.items()
+            if v == self.view and self.height <= height <= top and (h := slot.block_hash) is not None
+        }
+        if self.best_prepared is not None:
+            wanted.add(self.best_prepared.block_hash)
+        wanted.update(self._prepared_sent.values())
+        wanted.update(self._needed)
+        return wanted
+
+    def _prune_blocks(self) -> None:
+        wanted = self._wanted_hashes()
+        self.blocks = {h: b for h, b in self.blocks.items() if h in wanted}
+        top = self.height + BLOCK_HEIGHTS - 1
+        self._loose = {k: b for k, b in self._loose.items() if self.height <= k[1] <= top}
+
+    def _upon_block(self, sender: str, block: Block) -> None:
+        """Upon a block from a peer: keep it if a message we hold names it, or else as the one
+        block this sender may have waiting for its pre-prepare at that height."""
+        height = block.height
+        if not self.height <= height < self.height + BLOCK_HEIGHTS or sender not in self.vset(height).publics:
+            return
+        block_hash = block.block_hash
+        if block_hash in self.blocks:
+            return
+        try:
+            block.check_tx_root()  # the hash covers the header only: the txs must be the header's
+        except BlockError:
+            return
+        if block_hash not in self._wanted_hashes():
+            self._loose[(sender, height)] = block
+            return
+        self.blocks[block_hash] = block
+        if height == self.height:
+            self._progress(self.view, self.height)
+
+    def _block(self, block_hash: str, height: int) -> Block | None:
+        """The block with this hash, from the cache or the loose blocks; if we hold neither,
+        ask the driver to fetch it (once until the next timeout). Call only for wanted hashes."""
+        block = self.blocks.get(block_hash)
+        if block is not None:
+            return block
+        for key, loose in self._loose.items():
+            if loose.block_hash == block_hash:
+                del self._loose[key]
+                self.blocks[block_hash] = loose
+                return loose
+        if block_hash not in self._fetching:
+            self._fetching.add(block_hash)
+            self._out.append(FetchBlock(block_hash, height))
+        return None
+
     def _request_sync(self, to_height: int) -> None:
         if to_height < self.height or self.sync_requested >= (self.height, to_height):
             return
@@ -493,18 +638,20 @@ class Replica:
         if not current():
             return
         slot = self.slot(view, height)
-        if slot.pre_prepare is not None and slot.valid is None and not self.in_view_change:
-            self._upon_pre_prepare(slot)
+        block_hash = slot.block_hash
+        if block_hash is not None and slot.valid is None and not self.in_view_change:
+            block = self._block(block_hash, height)
+            if block is not None:
+                self._upon_pre_prepare(slot, block)
         # each rule may commit or change view, after which this slot is no longer ours
         if current() and slot.valid and not self.in_view_change:
             self._upon_prepare_quorum(slot)
         if current():
             self._upon_commit_quorum(slot)
 
-    def _upon_pre_prepare(self, slot: Slot) -> None:
-        """Upon a PRE-PREPARE from the primary for our view and height: validate, then PREPARE."""
-        block = slot.block
-        assert block is not None and slot.pre_prepare is not None
+    def _upon_pre_prepare(self, slot: Slot, block: Block) -> None:
+        """Upon a PRE-PREPARE from the primary for our view and height, and the block it names: validate, then PREPARE."""
+        assert slot.pre_prepare is not None and block.block_hash == slot.block_hash
         header = block.header
         vset = self.vset()
         if slot.pre_prepare.sender != vset.primary(self.view).public:
@@ -523,19 +670,25 @@ class Replica:
             self._start_view_change(self.view + 1)  # the primary proposed something invalid
             return
         self._arm_timer()
+        self._note_prepared_sent(block.block_hash)
         if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
             slot.sent_prepare = True
             self._broadcast(Prepare(self.view, self.height, block.block_hash))
 
+    def _note_prepared_sent(self, block_hash: str) -> None:
+        """Keep the block we vouched for in this view: a proof of it may be re-proposed later, and
+        an honest replica that prepared it must be able to serve it then."""
+        self._prepared_sent[self.view] = block_hash
+        for view in sorted(self._prepared_sent)[:-PREPARED_BLOCKS_KEPT]:
+            del self._prepared_sent[view]
+
     def _upon_prepare_quorum(self, slot: Slot) -> None:
         """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""
-        block = slot.block
-        assert block is not None and slot.pre_prepare is not None
+        block_hash = slot.block_hash
+        assert block_hash is not None and slot.pre_prepare is not None
         primary = slot.pre_prepare.sender
         members = self._members()
-        prepares = {
-            s: m for s, m in slot.votes_for(slot.prepares, block.block_hash).items() if s != primary and s in members
-        }
+        prepares = {s: m for s, m in slot.votes_for(slot.prepares, block_hash).items() if s != primary and s in members}
         if len(prepares) + 1 < self.vset().quorum:
             return
         proof = PreparedProof(slot.pre_prepare, tuple(prepares[s] for s in sorted(prepares)))
@@ -543,8 +696,8 @@ class Replica:
             self.best_prepared = proof
         if not slot.sent_commit:
             slot.sent_commit = True
-            sig = sign_commit(self.key, self.chain_id, self.height, block.block_hash)
-            self._broadcast(Commit(self.view, self.height, block.block_hash, sig))
+            sig = sign_commit(self.key, self.chain_id, self.height, self.view, block_hash)
+            self._broadcast(Commit(self.view, self.height, block_hash, sig))
 
     def _upon_commit_quorum(self, slot: Slot) -> None:
         """Upon a quorum of matching COMMITs: the signatures are the certificate; commit."""
@@ -561,11 +714,14 @@ class Replica:
             sigs = by_hash[block_hash]
             if len(sigs) < quorum:
                 continue
-            block = slot.block
-            if block is None or block.block_hash != block_hash:
-                self._request_sync(self.height)  # the others committed a block we never received
+            self._needed[block_hash] = self.height
+            block = self._block(block_hash, self.height)
+            if block is None:
+                # a quorum certified a block we do not hold: fetch it by hash (a peer that committed
+                # it serves it from its store), and sync in case they have moved on already
+                self._request_sync(self.height)
                 return
-            self._commit(block, Certificate.build(self.height, block_hash, sigs))
+            self._commit(block, Certificate.build(self.height, self.view, block_hash, sigs))
             return
 
     def _commit(self, block: Block, certificate: Certificate) -> None:
@@ -578,6 +734,10 @@ class Replica:
         self.failed_views = 0
         self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
         self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
+        self._prepared_sent = {}
+        self._needed = {h: height for h, height in self._needed.items() if height >= self.height}
+        self._fetching = set()
+        self._prune_blocks()
         if self.timer is not None:
             self.timer = None
             self._out.append(CancelTimer())
@@ -608,7 +768,9 @@ class Replica:
         if block is None:
             return
         slot.proposed = True
-        self._broadcast(PrePrepare(self.view, self.height, block))
+        self.blocks[block.block_hash] = block
+        self._out.append(BroadcastBlock(block))  # ahead of the PRE-PREPARE on every link
+        self._broadcast(PrePrepare(self.view, self.height, block.block_hash))
 
     def _upon_synced_block(self, block: Block, certificate: Certificate) -> None:
         """Upon a fetched block for our next height whose certificate verifies: commit it."""
@@ -637,6 +799,7 @@ class Replica:
             return
         self.timer = None
         self.sync_requested = (0, 0)  # a sync that came to nothing may be asked for again
+        self._fetching = set()  # likewise a block fetch
         if self.in_view_change and len(self._asked_for_view_or_later(self.view)) < self.vset().quorum:
             if self._my_view_change is not None:
                 self._out.append(Broadcast(self._my_view_change.to_plain()))
@@ -655,6 +818,7 @@ class Replica:
         self.failed_views += 1
         self.view = view
         self.in_view_change = True
+        self._prune_blocks()
         self._my_view_change = self._broadcast(ViewChange(view, self.height, self.best_prepared))
         self._arm_timer()
 
@@ -745,7 +909,10 @@ class Replica:
         proof = _highest_proof(chosen, self.height)
         pre_prepare = None
         if proof is not None:
-            pre_prepare = Signed.sign(self.key, PrePrepare(view, self.height, proof.block))
+            pre_prepare = Signed.sign(self.key, PrePrepare(view, self.height, proof.block_hash))
+            held = self.blocks.get(proof.block_hash)
+            if held is not None:
+                self._out.append(BroadcastBlock(held))  # saves the others a fetch; else they fetch it
         self.sent_new_view.add(view)
         self._broadcast(NewView(view, self.height, chosen, pre_prepare))
 
@@ -777,7 +944,7 @@ class Replica:
             return False
         if not self._authentic(pp, msg.height):
             return False
-        return proof is None or m.block_hash == proof.block.block_hash
+        return proof is None or m.block_hash == proof.block_hash
 
     def _upon_new_view(self, signed: Signed, msg: NewView) -> None:
         """Upon a valid NEW-VIEW for a view above ours (or the one we are changing to): enter it."""
@@ -795,10 +962,11 @@ class Replica:
         if msg.pre_prepare is not None and msg.height == self.height:
             slot = self.slot(msg.view, msg.height)
             proof = _highest_proof(msg.view_changes, msg.height)
-            slot.reproposal = None if proof is None else proof.block.block_hash
+            slot.reproposal = None if proof is None else proof.block_hash
             if self._record(msg.pre_prepare):
                 slot.pre_prepare = msg.pre_prepare
                 slot.proposed = True
+        self._prune_blocks()
         self._arm_timer(restart=True)  # the settled view gets a full period, not the change's remainder
         self._progress(self.view, self.height)
         self._maybe_propose()
@@ -857,7 +1025,7 @@ class Replica:
 
 
 def _commit_bytes(chain_id: str, msg: Commit) -> bytes:
-    return commit_message(chain_id, msg.height, msg.block_hash)
+    return commit_message(chain_id, msg.height, msg.view, msg.block_hash)
 
 
 def _highest_proof(view_changes: tuple[Signed, ...], height: int) -> PreparedProof | None:
@@ -868,6 +1036,6 @@ def _highest_proof(view_changes: tuple[Signed, ...], height: int) -> PreparedPro
         if not isinstance(m, ViewChange) or m.height != height or m.prepared is None:
             continue
         p = m.prepared
-        if best is None or (p.view, best.block.block_hash) > (best.view, p.block.block_hash):
+        if best is None or (p.view, best.block_hash) > (best.view, p.block_hash):
             best = p
     return best

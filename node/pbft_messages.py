@@ -6,6 +6,10 @@ checks shape and types only; whether the sender is a validator and the signature
 replica's business (it knows the validator set of each height and owns the verify function).
 Nested messages (the proofs inside VIEW-CHANGE and NEW-VIEW) are parsed the same way, to a
 bounded depth, so a peer cannot make a replica recurse or allocate without limit.
+
+No message carries a block: a PRE-PREPARE names its block by hash, and the block travels beside
+it as a data frame (node/wire.py), fetched by hash when missing. So every message here, and every
+proof made of them, is bounded by the number of validators, never by the block size.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Union
 
-from chain.block import Block, BlockError, Certificate, CertificateError
+from chain.block import BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
-from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, hash_hex, is_hex, pack_normalized
+from chain.encoding import EncodingError, canonical, canonical_map, hash_hex, is_hex, pack_normalized
 
 MAX_PROOF_MESSAGES = 1024
 
@@ -27,18 +31,16 @@ class MessageError(ValueError):
 
 @dataclass(frozen=True)
 class PrePrepare:
+    """The primary's proposal, naming the block by its hash (the block travels separately)."""
+
     view: int
     height: int
-    block: Block
+    block_hash: str
 
     kind = "pre_prepare"
 
-    @property
-    def block_hash(self) -> str:
-        return self.block.block_hash
-
     def to_plain(self) -> dict[str, Any]:
-        return {"kind": self.kind, "view": self.view, "height": self.height, "block": self.block.to_plain()}
+        return {"kind": self.kind, "view": self.view, "height": self.height, "block_hash": self.block_hash}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Prepare:
 
 @dataclass(frozen=True)
 class Commit:
-    """A commit vote; `commit_sig` is the SPEC §5 signature, so a quorum of them is a Certificate."""
+    """A commit vote; `commit_sig` signs (height, view, block_hash), so a quorum of one view is a Certificate."""
 
     view: int
     height: int
@@ -89,10 +91,10 @@ class PreparedProof:
         return self.pre_prepare.msg.view
 
     @property
-    def block(self) -> Block:
+    def block_hash(self) -> str:
         msg = self.pre_prepare.msg
         assert isinstance(msg, PrePrepare)
-        return msg.block
+        return msg.block_hash
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Signed:
         return {"body": self.msg.to_plain(), "sender": self.sender, "sig": self.sig}
 
     def encode(self) -> bytes:
-        """canonical(self.to_plain()), reusing body_bytes (a PRE-PREPARE's body holds a whole block)."""
+        """canonical(self.to_plain()), reusing body_bytes (encoded once, when signed or parsed)."""
         return canonical_map({"body": self.body_bytes, "sender": canonical(self.sender), "sig": canonical(self.sig)})
 
     @classmethod
@@ -196,35 +198,8 @@ class Signed:
 
 
 def encode_body(msg: Message) -> bytes:
-    """canonical(msg.to_plain()). A PRE-PREPARE's is built from its block's own encoding, which
-    reuses every tx's canonical bytes (property-tested equal in tests/unit/test_pbft_messages.py):
-    normalising a 4,000-tx block again for every signature and check was a large part of a
-    node's time under load (docs/performance.md, consortium benchmark)."""
-    if isinstance(msg, PrePrepare):
-        return canonical_map(
-            {"kind": canonical(msg.kind), "view": canonical(msg.view), "height": canonical(msg.height), "block": msg.block.encode()}
-        )
+    """canonical(msg.to_plain()): the bytes a signature covers."""
     return canonical(msg.to_plain())
-
-
-def encode_proof(proof: PreparedProof) -> bytes:
-    """canonical(proof.to_plain()) from the messages' own encodings."""
-    return canonical_map(
-        {"pre_prepare": proof.pre_prepare.encode(), "prepares": canonical_array([p.encode() for p in proof.prepares])}
-    )
-
-
-def encode_vote_record(view: int, prepared: PreparedProof | None, view_change: Signed | None) -> bytes:
-    """canonical(VoteRecord(view, prepared, view_change).to_plain()), which every node writes
-    (synced) on every vote; the prepared proof holds a whole block."""
-    none = canonical(None)
-    return canonical_map(
-        {
-            "view": canonical(view),
-            "prepared": none if prepared is None else encode_proof(prepared),
-            "view_change": none if view_change is None else view_change.encode(),
-        }
-    )
 
 
 def _int(obj: dict[str, Any], name: str) -> int:
@@ -260,8 +235,8 @@ def _optional(obj: Any, depth: int) -> Signed | None:
 def _parse_body(body: dict[str, Any], depth: int) -> Message:
     kind = body.get("kind")
     if kind == "pre_prepare":
-        _fields(body, {"kind", "view", "height", "block"})
-        return PrePrepare(_int(body, "view"), _int(body, "height"), Block.from_plain(body["block"]))
+        _fields(body, {"kind", "view", "height", "block_hash"})
+        return PrePrepare(_int(body, "view"), _int(body, "height"), _hash(body, "block_hash"))
     if kind == "prepare":
         _fields(body, {"kind", "view", "height", "block_hash"})
         return Prepare(_int(body, "view"), _int(body, "height"), _hash(body, "block_hash"))
@@ -327,8 +302,8 @@ def parse_signed(obj: Any, depth: int = 0) -> Signed:
         msg = _parse_body(env["body"], depth)
         signed = Signed(msg, env["sender"], env["sig"])
         # A body as decoded from a frame is already in canonical order, so packing it as it is
-        # gives its canonical bytes without normalising a whole block again; anything else (a
-        # hand-built dict) takes the full check. Equal bytes mean the same plain value either way.
+        # gives its canonical bytes at once; anything else (a hand-built dict) takes the full
+        # check. Equal bytes mean the same plain value either way.
         received = env["body"]
         if signed.body_bytes != _packed(received) and signed.body_bytes != canonical(received):
             raise MessageError("body does not round-trip to the same canonical bytes")

@@ -1,12 +1,12 @@
-"""Pydantic models of every RPC request and response (SPEC §6).
+"""Pydantic models of every RPC request and response (docs/rpc.md).
 
 They serve two purposes: the OpenAPI document is generated from them (`node/rpc.py`), and the
 tests check every answer of the server against the model its route declares for that status.
-Requests are parsed by `chain.tx.parse_tx` (so that each refusal keeps its SPEC error code) and by
+Requests are parsed by `chain.tx.parse_tx` (so that each refusal keeps its documented error code) and by
 the route handlers; the models describe the same shapes for clients.
 
 Answer models allow extra fields: a node may add information (and clients must ignore what they
-do not know), but never drop or retype a field SPEC §6 promises.
+do not know), but never drop or retype a field docs/rpc.md promises.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class TxBody(_Request):
 
 
 class TxModel(_Request):
-    """SPEC §4: sig = Ed25519(signer, "titlechain/tx/v1\\n" + canonical(body)); tx_id = hex(H(canonical(body)))."""
+    """sig = Ed25519(signer, "titlechain/tx/v1\\n" + canonical(body)); tx_id = hex(H(canonical(body))).
+
+    docs/protocol.md, "Transactions"."""
 
     body: TxBody
     sig: str = Field(pattern=HEX128)
@@ -139,8 +141,9 @@ class AssetHistory(_Answer):
 
 
 class OwnershipProof(_Answer):
-    """SPEC §8: the asset's state, its path to a header's state_root, the header, its certificate and the
-    validator-set changes linking it to the genesis. Verify offline with `titlechain audit verify-proof`."""
+    """The asset's state, its path to a header's state_root, the header, its certificate and the
+    validator-set changes linking it to the genesis (docs/protocol.md, "Ownership proofs").
+    Verify offline with `titlechain audit verify-proof`."""
 
 
 class AccountInfo(_Answer):
@@ -172,7 +175,10 @@ class CommitSignature(_Answer):
 
 
 class CertificateModel(_Answer):
+    """Commits of a quorum of the height's validators, all cast in `view` (docs/protocol.md)."""
+
     height: int
+    view: int = Field(ge=0, description="the one view all signatures were cast in; above header.view for a re-proposal")
     block_hash: str
     signatures: list[CommitSignature]
 

@@ -5,7 +5,7 @@ Usage, from the validator process:
     t = Transport(key, chain_id=g.chain_id, genesis_hash=g.hash, validators=g.validators,
                   on_message=lambda sender_public, msg: ...)
     port = await t.start("0.0.0.0", 27000)
-    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (SPEC §2)
+    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (docs/protocol.md, "Canonical encoding")
     t.peer_status()                                 # [PeerStatus]; .to_plain() for /v1/status
     await t.close()
 
@@ -62,13 +62,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.crypto import Domain, KeyPair, verify
-from chain.encoding import Value, canonical, is_hex
+from chain.encoding import Value, canonical, canonical_map, is_hex
 from chain.validators import ValidatorSet
-from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame
+from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, frame_bytes, read_frame
 
 log = logging.getLogger("titlechain.transport")
 
-PROTOCOL_VERSION = 1
+# The version of the peer protocol; a peer of another version is refused at the handshake.
+#   2: PRE-PREPARE names its block by hash; blocks travel as block frames
+#   3: commit votes and certificates name their view (commit signatures v2): a peer of an older
+#      version signs commits this node cannot check
+PROTOCOL_VERSION = 3
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 
@@ -100,7 +104,7 @@ class PeerStatus:
     dropped: int  # frames dropped from a full queue
 
     def to_plain(self) -> dict[str, Any]:
-        """The SPEC §6 /v1/status peer entry."""
+        """The /v1/status peer entry (docs/rpc.md)."""
         return {"node_id": self.node_id, "connected": self.connected}
 
 
@@ -151,7 +155,10 @@ async def _handshake(
     if type(theirs) is not dict or set(theirs) != set(hello) or theirs["type"] != "hello":
         raise HandshakeError("expected a hello")
     if type(theirs["version"]) is not int or theirs["version"] != PROTOCOL_VERSION:
-        raise HandshakeError(f"protocol version {theirs['version']!r}, we speak {PROTOCOL_VERSION}")
+        raise HandshakeError(
+            f"peer speaks protocol version {theirs['version']!r}, this node speaks version {PROTOCOL_VERSION}; "
+            "both ends must run the same protocol version"
+        )
     if theirs["chain_id"] != chain_id:
         raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
     if theirs["genesis_hash"] != genesis_hash:
@@ -327,22 +334,33 @@ class Transport:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, peer_public: str, msg: Value) -> None:
-        """Queue msg for one peer.
+    def send(self, peer_public: str, msg: Value) -> int:
+        """Queue msg for one peer; the size of its frame in bytes.
 
         Raises KeyError for a key that is not another validator, and EncodingError or FrameError
         (both ValueError) for a msg that is not a plain value or exceeds `max_frame`.
         """
-        self._peers[peer_public].enqueue(self._frame(msg))
+        return self.send_encoded(peer_public, canonical(msg))
 
-    def broadcast(self, msg: Value) -> None:
-        """Queue msg for every other validator (not for this node itself)."""
-        frame = self._frame(msg)
+    def broadcast(self, msg: Value) -> int:
+        """Queue msg for every other validator (not for this node itself); its frame's size."""
+        return self.broadcast_encoded(canonical(msg))
+
+    def send_encoded(self, peer_public: str, body: bytes) -> int:
+        """`send` for a msg given as its canonical bytes (a block reuses its own encoding)."""
+        peer = self._peers[peer_public]
+        frame = self._frame(body)
+        peer.enqueue(frame)
+        return len(frame)
+
+    def broadcast_encoded(self, body: bytes) -> int:
+        frame = self._frame(body)
         for peer in self._peers.values():
             peer.enqueue(frame)
+        return len(frame)
 
-    def _frame(self, msg: Value) -> bytes:
-        return encode_frame({"kind": "msg", "body": msg}, self.config.max_frame)
+    def _frame(self, body: bytes) -> bytes:
+        return frame_bytes(canonical_map({"kind": canonical("msg"), "body": body}), self.config.max_frame)
 
     # -- status ----------------------------------------------------------------------------
 

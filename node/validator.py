@@ -14,6 +14,12 @@ Txs arrive from the RPC (`submit`) or from a peer's gossip; the mempool checks e
 The core is told `TxsPending` at most once per `batch_delay_ms`, so a busy primary proposes full
 blocks rather than one per tx; while a block is in flight, new txs wait for the next one.
 
+Blocks travel beside the consensus messages: the core's `BroadcastBlock` is one block frame to
+every peer, queued ahead of the PRE-PREPARE that names it (each link keeps order), and its
+`FetchBlock` starts `_fetch_block`, which asks the connected peers one after another for the block
+by hash until the core has it. A peer answers from the core's block cache or from the store, at a
+bounded rate. So no consensus message holds a block (the largest one sent is a metric).
+
 Catch-up (`_sync_loop`): the core asks for it when it learns it is behind (`RequestSync`), and the
 node also probes one peer whenever it has committed nothing for a while (a restarted node on an
 idle chain hears no consensus traffic). Fetched blocks go to the core as `SyncedBlock`s, which it
@@ -54,7 +60,7 @@ from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
-from node.pbft_messages import MessageError, encode_vote_record
+from node.pbft_messages import MessageError
 from node.rpc import serve
 from node.transport import Transport
 from node.version import version
@@ -62,6 +68,9 @@ from node.wire import (
     MAX_GOSSIP_TXS,
     MAX_SYNC_BLOCKS,
     SYNC_RESPONSE_BYTES,
+    BlockPush,
+    BlockRequest,
+    BlockResponse,
     SyncRequest,
     SyncResponse,
     TxGossip,
@@ -81,6 +90,9 @@ GOSSIP_FLUSH_S = 0.005
 # Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
 # expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
 READY_LAG = 50
+BLOCK_FETCH_GRACE_S = 0.1  # a missing block is usually a push still on its way: wait this first
+BLOCK_REPLY_TIMEOUT_S = 5.0  # per peer asked; a block is at most max_block_bytes
+BLOCK_SERVE_PER_S = 8  # block answers per peer per second; more requests are ignored
 
 
 class NodeStartError(RuntimeError):
@@ -197,6 +209,9 @@ class Validator:
         self._sync_wanted = asyncio.Event()
         self._head_moved = asyncio.Event()
         self._sync_replies: dict[str, asyncio.Future[SyncResponse]] = {}
+        self._block_replies: dict[tuple[str, str], asyncio.Future[BlockResponse]] = {}
+        self._fetches: set[str] = set()  # block hashes being fetched
+        self._served: dict[str, deque[float]] = {}  # peer -> loop times of recent block answers
         self._last_commit = 0.0
         self._started = False
         self._stopping = False
@@ -284,12 +299,12 @@ class Validator:
         # like any other; the core recovers by timeout, and the rest of this step must still run
         if isinstance(action, pbft.Broadcast):
             try:
-                self.transport.broadcast(action.message)
+                self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
             except ValueError as e:
                 log.error("could not broadcast a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.Send):
             try:
-                self.transport.send(action.to, action.message)
+                self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
                 log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
             except ValueError as e:
@@ -309,9 +324,19 @@ class Validator:
         elif isinstance(action, pbft.RequestSync):
             self._want_sync(action.to_height)
         elif isinstance(action, pbft.SaveVotes):
-            # built from the messages' own bytes: the record holds a whole block (its prepared proof)
-            record = action.record
-            self.ledger.store.put_meta(VOTES_RECORD, encode_vote_record(record.view, record.prepared, record.view_change))
+            # built from the block's own bytes: the record holds the prepared block beside its proof
+            self.ledger.store.put_meta(VOTES_RECORD, action.record.encode())
+        elif isinstance(action, pbft.BroadcastBlock):
+            try:
+                self.transport.broadcast_encoded(BlockPush(action.block).encode())
+            except ValueError as e:
+                log.error("could not push block %d: %s", action.block.height, e)
+        elif isinstance(action, pbft.FetchBlock):
+            if action.block_hash not in self._fetches:
+                self._fetches.add(action.block_hash)
+                task = asyncio.get_running_loop().create_task(self._fetch_block(action.block_hash, action.height))
+                self._tasks.append(task)
+                task.add_done_callback(self._tasks.remove)
 
     def _load_votes(self) -> pbft.VoteRecord | None:
         raw = self.ledger.store.get_meta(VOTES_RECORD)
@@ -428,6 +453,14 @@ class Validator:
                 results = self.mempool.add_many(wire.txs, self.ledger.height + 1, gossip=False)
                 if any(r is None for r in results):
                     self._admitted()
+        elif isinstance(wire, BlockPush):
+            self._feed(pbft.BlockReceived(sender, wire.block))
+        elif isinstance(wire, BlockRequest):
+            self._serve_block(sender, wire)
+        elif isinstance(wire, BlockResponse):
+            waiting = self._block_replies.pop((sender, wire.block_hash), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(wire)
         elif isinstance(wire, SyncRequest):
             self._serve_sync(sender, wire)
         elif isinstance(wire, SyncResponse):
@@ -448,6 +481,57 @@ class Validator:
             if size >= SYNC_RESPONSE_BYTES:
                 break
         self.transport.send(peer, SyncResponse.plain(store.height, blocks))
+
+    # ------------------------------------------------------------------ blocks by hash
+
+    def _serve_block(self, peer: str, req: BlockRequest) -> None:
+        """Answer a peer's block request from the core's cache or the store, at a bounded rate."""
+        now = asyncio.get_running_loop().time()
+        recent = self._served.setdefault(peer, deque())
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) >= BLOCK_SERVE_PER_S:
+            log.warning("validator %s… asks for blocks faster than %d/s; ignoring", peer[:12], BLOCK_SERVE_PER_S)
+            return
+        recent.append(now)
+        block = self.replica.block_by_hash(req.block_hash)
+        raw = block.encode() if block is not None else None
+        if raw is None:
+            height = self.ledger.store.height_of(req.block_hash)
+            raw = None if height is None else self.ledger.store.get_block_bytes(height)
+        try:
+            self.transport.send_encoded(peer, BlockResponse.encode_raw(req.block_hash, raw))
+        except ValueError as e:
+            log.error("could not answer a block request: %s", e)
+
+    async def _fetch_block(self, block_hash: str, height: int) -> None:
+        """Ask connected peers, one after another, for a block the core lacks, until it has it."""
+        try:
+            await asyncio.sleep(BLOCK_FETCH_GRACE_S)
+            peers = [p.public for p in self.transport.peer_status() if p.connected]
+            self._rng.shuffle(peers)
+            for peer in peers:
+                if not self.replica.wants_block(block_hash) or self.fatal is not None:
+                    return
+                reply = await self._ask_block(peer, block_hash, height)
+                if reply is not None and reply.block is not None and reply.block.block_hash == block_hash:
+                    self._feed(pbft.BlockReceived(peer, reply.block))
+            if self.replica.wants_block(block_hash):
+                log.info("no peer could give block %s… of height %d", block_hash[:12], height)
+        finally:
+            self._fetches.discard(block_hash)
+
+    async def _ask_block(self, peer: str, block_hash: str, height: int) -> BlockResponse | None:
+        fut: asyncio.Future[BlockResponse] = asyncio.get_running_loop().create_future()
+        self._block_replies[(peer, block_hash)] = fut
+        try:
+            self.transport.send(peer, BlockRequest(block_hash, height).to_plain())
+            return await asyncio.wait_for(fut, BLOCK_REPLY_TIMEOUT_S)
+        except TimeoutError:
+            log.info("validator %s… did not answer a block request", peer[:12])
+            return None
+        finally:
+            self._block_replies.pop((peer, block_hash), None)
 
     def _want_sync(self, to_height: int) -> None:
         self._sync_target = max(self._sync_target, to_height)

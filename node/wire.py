@@ -1,13 +1,19 @@
-"""The validator-to-validator messages that are not consensus votes: tx gossip and catch-up.
+"""The validator-to-validator messages that are not consensus votes: tx gossip, blocks, catch-up.
 
 Consensus messages (node/pbft_messages.py) are signed objects `{"body", "sig"}`; the messages here
 carry a `"t"` field instead and need no signature of their own: the transport has authenticated the
-sending validator, every tx carries its signer's signature, and every block travels with its commit
-certificate, which the receiver checks against the validator set of its height.
+sending validator, every tx carries its signer's signature, every synced block travels with its
+commit certificate, which the receiver checks against the validator set of its height, and a
+proposed block is only ever used by the hash a signed PRE-PREPARE or proof names (the consensus
+core checks the hash and the tx root).
 
     {"t": "txs", "txs": [tx, ...]}                                 txs admitted by the sender
     {"t": "sync_req", "from": H, "limit": N}                        "send me blocks from H on"
     {"t": "sync_resp", "head": H, "blocks": [{"block", "certificate"}, ...]}
+    {"t": "block", "block": block}                                  a proposal's block, pushed
+    {"t": "block_req", "hash": X, "height": H}                      "send me block X (of height H)"
+    {"t": "block_resp", "hash": X, "block": block or null}          one block: at most max_block_bytes
+                                                                    of txs plus a header
 
 Parsing never raises anything but `WireError`: a peer's message is untrusted input.
 """
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from chain.block import Block, Certificate
+from chain.encoding import canonical, canonical_map, is_hex
 from chain.tx import Tx, TxError, parse_tx
 
 MAX_GOSSIP_TXS = 1000  # per message; well under the frame cap for txs of the maximum size
@@ -58,7 +65,37 @@ class SyncResponse:
         return {"t": "sync_resp", "head": head, "blocks": blocks}
 
 
-WireMessage = Union[TxGossip, SyncRequest, SyncResponse]
+@dataclass(frozen=True)
+class BlockPush:
+    block: Block
+
+    def encode(self) -> bytes:
+        """canonical({"t": "block", "block": ...}) from the block's own encoding (megabytes)."""
+        return canonical_map({"t": canonical("block"), "block": self.block.encode()})
+
+
+@dataclass(frozen=True)
+class BlockRequest:
+    block_hash: str
+    height: int
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"t": "block_req", "hash": self.block_hash, "height": self.height}
+
+
+@dataclass(frozen=True)
+class BlockResponse:
+    block_hash: str
+    block: Block | None  # None: the peer does not hold it
+
+    @staticmethod
+    def encode_raw(block_hash: str, block_bytes: bytes | None) -> bytes:
+        """The wire form from a block's canonical bytes (as stored, or Block.encode())."""
+        body = canonical(None) if block_bytes is None else block_bytes
+        return canonical_map({"t": canonical("block_resp"), "hash": canonical(block_hash), "block": body})
+
+
+WireMessage = Union[TxGossip, SyncRequest, SyncResponse, BlockPush, BlockRequest, BlockResponse]
 
 
 def is_wire(obj: Any) -> bool:
@@ -105,4 +142,34 @@ def parse_wire(obj: Any) -> WireMessage:
             except (ValueError, KeyError, TypeError, RecursionError) as e:
                 raise WireError(f"sync_resp: a block does not parse: {e}") from None
         return SyncResponse(_int(obj, "head", 0), tuple(blocks))
+    if kind in ("block", "block_req", "block_resp"):
+        return _parse_block_message(kind, obj)
     raise WireError(f"unknown message type {kind!r}")
+
+
+def _block(obj: Any, what: str) -> Block:
+    try:
+        return Block.from_plain(obj)
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise WireError(f"{what}: the block does not parse: {e}") from None
+
+
+def _block_hash(obj: dict[str, Any], what: str) -> str:
+    if not is_hex(obj.get("hash"), 32):
+        raise WireError(f"{what}.hash: 64 lowercase hex characters")
+    return obj["hash"]
+
+
+def _parse_block_message(kind: str, obj: dict[str, Any]) -> WireMessage:
+    if kind == "block":
+        if set(obj) != {"t", "block"}:
+            raise WireError('block: {"t", "block"}')
+        return BlockPush(_block(obj["block"], "block"))
+    if kind == "block_req":
+        if set(obj) != {"t", "hash", "height"}:
+            raise WireError('block_req: {"t", "hash", "height"}')
+        return BlockRequest(_block_hash(obj, "block_req"), _int(obj, "height", 1))
+    if set(obj) != {"t", "hash", "block"}:
+        raise WireError('block_resp: {"t", "hash", "block"}')
+    block = None if obj["block"] is None else _block(obj["block"], "block_resp")
+    return BlockResponse(_block_hash(obj, "block_resp"), block)

@@ -170,8 +170,9 @@ def main() -> None:
             d = time.perf_counter()
             vset = ledger.validator_set_at(height)
             signers = c.validator_keys[: vset.quorum]
-            sigs = {k.public: sign_commit(k, c.genesis.chain_id, height, block.block_hash) for k in signers}
-            ledger.commit(block, Certificate.build(height, block.block_hash, sigs))
+            view = block.header.view
+            sigs = {k.public: sign_commit(k, c.genesis.chain_id, height, view, block.block_hash) for k in signers}
+            ledger.commit(block, Certificate.build(height, view, block.block_hash, sigs))
             e = time.perf_counter()
             t_verify, t_exec, t_commit = t_verify + b - a, t_exec + d - b, t_commit + e - d
             receipts = store.get_receipts(height) or []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,5 +72,19 @@ def make_block(
         time=c.genesis.time + height,
     )
     block = Block(header, tuple(txs))
-    sigs = {k.public: sign_commit(k, c.genesis.chain_id, height, block.block_hash) for k in c.validator_keys[: vset.quorum]}
-    return block, Certificate.build(height, block.block_hash, sigs)
+    keys = c.validator_keys[: vset.quorum]
+    sigs = {k.public: sign_commit(k, c.genesis.chain_id, height, view, block.block_hash) for k in keys}
+    return block, Certificate.build(height, view, block.block_hash, sigs)
+
+
+def mix_views(cert: Certificate, keys: Iterable[KeyPair], chain_id: str, other_view: int) -> Certificate:
+    """cert's block with every signer but the first re-committing in `other_view`, naming that view.
+
+    What a Byzantine party assembles from genuine commits for one block cast in two views: a
+    quorum of signatures in all, but fewer than a quorum in any one view.
+    """
+    by_public = {k.public: k for k in keys}
+    (first, first_sig), *rest = cert.signatures
+    sigs = {first: first_sig}
+    sigs |= {v: sign_commit(by_public[v], chain_id, cert.height, other_view, cert.block_hash) for v, _ in rest}
+    return Certificate.build(cert.height, other_view, cert.block_hash, sigs)

@@ -36,10 +36,12 @@ class LedgerChain:
         )
 
     def certify(self, block: Block) -> Certificate:
+        """A quorum's commits in the view the block was proposed in (the normal case)."""
         vset = self.ledger.validator_set_at(block.height)
         keys = [k for k in self.c.validator_keys if k.public in vset.publics][: vset.quorum]
-        sigs = {k.public: sign_commit(k, self.c.genesis.chain_id, block.height, block.block_hash) for k in keys}
-        return Certificate.build(block.height, block.block_hash, sigs)
+        view = block.header.view
+        sigs = {k.public: sign_commit(k, self.c.genesis.chain_id, block.height, view, block.block_hash) for k in keys}
+        return Certificate.build(block.height, view, block.block_hash, sigs)
 
     def block(self, txs: list[Tx], view: int = 0) -> Block:
         height = self.ledger.height + 1

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,10 @@ class Cluster:
     manifest: dict[str, Any]
 
     @classmethod
-    def start(cls, root: Path, validators: int = 4) -> Cluster:
+    def start(cls, root: Path, validators: int = 4, seed: Path | None = None) -> Cluster:
+        """`seed`: a consortium seed file (e.g. with other genesis params); None: the demo seed."""
         base = free_base_port(2 * validators)
-        return cls(root, up(root, validators=validators, base_port=base))
+        return cls(root, up(root, validators=validators, base_port=base, seed=seed))
 
     def stop(self) -> None:
         down(self.root)
@@ -108,6 +110,18 @@ class Cluster:
         for pid in self.pids(i):
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not self.pids(i), 10, f"node {i} to die")
+
+    def signal(self, i: int, sig: signal.Signals) -> None:
+        for pid in self.pids(i):
+            os.kill(pid, sig)
+
+    def metric(self, i: int, name: str) -> float:
+        """One unlabelled sample of node i's Prometheus metrics."""
+        with urllib.request.urlopen(f"{self.nodes[i]['rpc']}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise AssertionError(f"node {i} reports no metric {name}")
 
     def restart(self, i: int) -> subprocess.Popen[bytes]:
         """`titlechain node run --config` on the listed config, as SPEC §7 promises works."""

@@ -10,14 +10,14 @@
 //
 // Exit 0 when everything matched / the node accepted the tx; 1 otherwise.
 
-import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify } from "node:crypto";
 import { readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 
 // -- signing domains (docs/protocol.md, "Signing domains") ---------------------------------------
 export const DOMAINS = {
   tx: "titlechain/tx/v1\n",
-  commit: "titlechain/commit/v1\n",
+  commit: "titlechain/commit/v2\n",
   consensus: "titlechain/consensus/v1\n",
   handshake: "titlechain/handshake/v1\n",
 };
@@ -107,6 +107,38 @@ export function signIn(domain, key, message) {
   return sign(null, Buffer.concat([Buffer.from(DOMAINS[domain], "ascii"), message]), key.privateKey).toString("hex");
 }
 
+const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex"); // RFC 8410 prefix of a 32-byte public key
+
+export function verifyIn(domain, accountHex, message, sigHex) {
+  if (!/^[0-9a-f]{64}$/.test(accountHex) || !/^[0-9a-f]{128}$/.test(sigHex)) return false;
+  const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519, Buffer.from(accountHex, "hex")]), format: "der", type: "spki" });
+  return verify(null, Buffer.concat([Buffer.from(DOMAINS[domain], "ascii"), message]), key, Buffer.from(sigHex, "hex"));
+}
+
+// The quorum of n validators (docs/protocol.md, "Validator sets"): f = floor((n-1)/3), q = floor((n+f)/2) + 1
+export const quorum = (n) => Math.floor((n + Math.floor((n - 1) / 3)) / 2) + 1;
+
+// A commit certificate checked against a block and the validator set of its height
+// (docs/protocol.md, "Commit certificates", rules 1-5); returns null if valid, else why not.
+export function certificateProblem(cert, chainId, header, validators) {
+  const fields = Object.keys(cert).sort().join(",");
+  if (fields !== "block_hash,height,signatures,view") return `fields ${fields}`;
+  if (!Number.isInteger(cert.height) || cert.height < 0 || !Number.isInteger(cert.view) || cert.view < 0) return "height/view";
+  if (cert.height !== header.height || cert.block_hash !== sha256hex(canonical(header))) return "not this block";
+  const members = new Set(validators.map((v) => v.public));
+  const seen = new Set();
+  const message = canonical({ chain_id: chainId, height: cert.height, view: cert.view, block_hash: cert.block_hash });
+  for (const s of cert.signatures) {
+    if (Object.keys(s).sort().join(",") !== "sig,validator") return "signature entry fields";
+    if (seen.has(s.validator)) return `validator ${s.validator} twice`;
+    if (!members.has(s.validator)) return `validator ${s.validator} not in the set`;
+    if (!verifyIn("commit", s.validator, message, s.sig)) return `signature of ${s.validator} does not verify for view ${cert.view}`;
+    seen.add(s.validator);
+  }
+  const q = quorum(validators.length);
+  return seen.size >= q ? null : `${seen.size} signatures, a quorum is ${q}`;
+}
+
 export function signTx(key, body) {
   const bytes = canonical(body);
   return { tx: { body, sig: signIn("tx", key, bytes) }, txId: sha256hex(bytes), bodyHex: bytes.toString("hex") };
@@ -115,7 +147,7 @@ export function signTx(key, body) {
 // -- vectors -------------------------------------------------------------------------------------
 function checkVectors(dir) {
   const failures = [];
-  const checked = { txs: 0, commit_votes: 0, hashes: 0 };
+  const checked = { txs: 0, commit_votes: 0, hashes: 0, certificates: 0 };
   const same = (what, got, want) => { if (got !== want) failures.push(`${what}: got ${got}, want ${want}`); };
   const txv = JSON.parse(readFileSync(join(dir, "tx_vectors.json"), "utf8"));
   for (const [i, vec] of txv.txs.entries()) {
@@ -137,10 +169,37 @@ function checkVectors(dir) {
     const bytes = canonical(vec.vote);
     same(`commit_votes[${i}] canonical vote`, bytes.toString("hex"), vec.canonical_vote_hex);
     same(`commit_votes[${i}] sig`, signIn("commit", key, bytes), vec.sig);
+    if (vec.signed_bytes_hex) {
+      same(`commit_votes[${i}] signed bytes`, Buffer.concat([Buffer.from(DOMAINS.commit, "ascii"), bytes]).toString("hex"), vec.signed_bytes_hex);
+    }
     checked.commit_votes++;
   }
-  if (cv.header) { same("block_hash", sha256hex(canonical(cv.header)), cv.block_hash); checked.hashes++; }
-  if (cv.validators) { same("validators_hash", sha256hex(canonical(cv.validators)), cv.validators_hash); checked.hashes++; }
+  if (cv.header) {
+    same("canonical header", canonical(cv.header).toString("hex"), cv.canonical_header_hex);
+    same("block_hash", sha256hex(canonical(cv.header)), cv.block_hash);
+    checked.hashes++;
+  }
+  if (cv.validators) {
+    same("validators_hash", sha256hex(canonical(cv.validators)), cv.validators_hash);
+    same("quorum", quorum(cv.validators.length), cv.quorum);
+    cv.validator_seeds.forEach((seed, i) => same(`validators[${i}] account`, keyFromSeed(seed).account, cv.validators[i].public));
+    checked.hashes++;
+  }
+  if (cv.certificate) {
+    same("the valid certificate", certificateProblem(cv.certificate, cv.header.chain_id, cv.header, cv.validators), null);
+    // signing the certificate's vote again with each signer's seed gives its signature byte for byte
+    const seeds = new Map(cv.validator_seeds.map((seed) => [keyFromSeed(seed).account, seed]));
+    const c = cv.certificate;
+    const vote = canonical({ chain_id: cv.header.chain_id, height: c.height, view: c.view, block_hash: c.block_hash });
+    for (const s of c.signatures) same(`certificate sig of ${s.validator}`, signIn("commit", keyFromSeed(seeds.get(s.validator)), vote), s.sig);
+    checked.certificates = 1;
+    for (const [i, bad] of (cv.invalid_certificates ?? []).entries()) {
+      if (certificateProblem(bad.certificate, cv.header.chain_id, cv.header, cv.validators) === null) {
+        failures.push(`invalid_certificates[${i}] accepted (${bad.why})`);
+      }
+      checked.certificates++;
+    }
+  }
   return { checked, failures };
 }
 

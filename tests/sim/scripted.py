@@ -5,7 +5,9 @@ The simulator (`simnet.World`) delivers messages at random; an attack needs one 
 lands in `sent`, and the test delivers the ones it chooses, to the replicas it chooses, in the
 order it chooses. Timers never fire by themselves (`timeout` fires one), and sync requests are
 served only by `sync`. The Byzantine validators are not replicas at all here: the test signs
-their messages with their real keys (`sign`).
+their messages with their real keys (`sign`). Blocks travel beside the messages: every block a
+replica pushes (or a test registers with `add_block`) is delivered just ahead of a PRE-PREPARE or
+NEW-VIEW that names it, as a real link (which keeps order) would deliver the push.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from chain.crypto import KeyPair
 from chain.encoding import canonical, decode
 from chain.tx import Tx
 from node import pbft
-from node.pbft_messages import Message, Signed, parse_signed
+from node.pbft_messages import Message, NewView, PrePrepare, Signed, parse_signed
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,10 @@ class Script:
         self.world = World(seed, n=n)
         self.sent: list[Sent] = []
         self.commits: dict[int, list[pbft.CommitBlock]] = {i: [] for i in range(n)}
+        self.blocks: dict[str, Block] = {}  # every block pushed, by hash
         for node in self.world.nodes:
             node.on_broadcast = lambda message, idx=node.idx: self._record(idx, None, message)
+            node.on_block = self.add_block
         self.world.transmit = self._transmit  # type: ignore[method-assign]
         self.world.schedule = lambda delay, kind, data: None  # type: ignore[method-assign]
 
@@ -83,10 +87,18 @@ class Script:
             and (height is None or s.msg.height == height)
         ]
 
+    def add_block(self, block: Block) -> None:
+        self.blocks[block.block_hash] = block
+
     def deliver(self, signed: Signed | Sent, to: list[int]) -> None:
         s = signed.signed if isinstance(signed, Sent) else signed
         plain = decode(canonical(s.to_plain()))
+        msg = s.msg
+        pre_prepare = msg.pre_prepare.msg if isinstance(msg, NewView) and msg.pre_prepare is not None else msg
+        block = self.blocks.get(pre_prepare.block_hash) if isinstance(pre_prepare, PrePrepare) else None
         for idx in to:
+            if block is not None:
+                self.world._run(self.node(idx), pbft.BlockReceived(s.sender, block))
             self.world._run(self.node(idx), pbft.Received(plain))
 
     def deliver_all(self, kind: type, to: list[int], view: int | None = None, height: int | None = None,

@@ -39,17 +39,21 @@ def install(world: World, node: Node) -> None:
         signed = parse_signed(message)
         others = [n for n in world.nodes if n is not node]
         msg = signed.msg
-        if "equivocate" in behaviours and isinstance(msg, PrePrepare):
-            alt = _with_header(msg.block, time=msg.block.header.time + 1)
-            alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt)).to_plain()
+        block = node.replica.block_by_hash(msg.block_hash) if isinstance(msg, PrePrepare) else None
+        if "equivocate" in behaviours and isinstance(msg, PrePrepare) and block is not None:
+            # a second block for the same (view, height), pushed and proposed to every other peer
+            alt = _with_header(block, time=block.header.time + 1)
+            alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt.block_hash)).to_plain()
             for i, dst in enumerate(others):
+                if i % 2 == 1:
+                    world.push_block(node, dst, alt)
                 world.transmit(node, dst, message if i % 2 == 0 else alt_msg)
         elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
             other_hash = hash_hex(msg.block_hash.encode())
             if isinstance(msg, Prepare):
                 alt: Any = Prepare(msg.view, msg.height, other_hash)
             else:
-                sig = sign_commit(node.key, world.chain_id, msg.height, other_hash)
+                sig = sign_commit(node.key, world.chain_id, msg.height, msg.view, other_hash)
                 alt = Commit(msg.view, msg.height, other_hash, sig)
             alt_plain = Signed.sign(node.key, alt).to_plain()
             for i, dst in enumerate(others):
@@ -71,7 +75,14 @@ def install(world: World, node: Node) -> None:
             world.transmit(node, dst, {"body": {"kind": "prepare", "view": -1}, "sender": 7, "sig": None})
             world.transmit(node, dst, {"body": message["body"], "sender": node.key.public, "sig": "zz"})
 
+    def on_block(block: Block) -> None:
+        if "silent" in behaviours:
+            return
+        for dst in world.nodes:
+            world.push_block(node, dst, block)
+
     node.on_broadcast = on_broadcast
+    node.on_block = on_block
 
 
 def _with_header(block: Block, **changes: Any) -> Block:

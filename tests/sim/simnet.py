@@ -4,7 +4,10 @@ Everything that varies comes from one seeded `random.Random`; time is a virtual 
 an event heap whose ties break on insertion order, so a seed reproduces a run exactly. Replicas
 are real `node.pbft.Replica`s over real blocks, txs and signatures; the application is a tiny
 ledger whose state root is a hash chain of committed tx ids. Messages travel as canonical msgpack
-bytes, as they would between processes. Oracles are checked after every event: a violation
+bytes, as they would between processes, and like the real transport refuse a consensus frame
+above `max_frame` (recorded in `oversize`; the largest sent is `max_consensus_frame`). Blocks
+travel beside the messages (`BroadcastBlock`) and are fetched by hash from peers (`FetchBlock`),
+with the same drops, delays and partitions. Oracles are checked after every event: a violation
 raises `Violation` with the seed in its message.
 """
 
@@ -27,6 +30,7 @@ from factories import Consortium, make_consortium, seeded_key
 from node import pbft
 
 MAX_BLOCK_TXS = 16
+FETCH_TIMEOUT_MS = 100  # a fetch with no answer by then moves on to the next peer
 
 
 class Violation(AssertionError):
@@ -122,6 +126,7 @@ class Node:
     timer_gen: int = 0
     received: list[bytes] = field(default_factory=list)  # what a replaying Byzantine node may resend
     on_broadcast: Callable[[dict[str, Any]], None] | None = None  # Byzantine output
+    on_block: Callable[[Block], None] | None = None  # Byzantine block pushes
     timers: list[tuple[int, int, int]] = field(default_factory=list)  # (view, height, ms) as set
     syncs: int = 0
 
@@ -142,7 +147,11 @@ class World:
         byzantine: dict[int, frozenset[str]] | None = None,
         faults: Faults | None = None,
         params: Params | None = None,
+        max_frame: int | None = None,
+        tx_pad: int = 0,
     ) -> None:
+        """`max_frame`: the consensus frame cap (None: none); `tx_pad`: bytes of padding in each tx
+        made by `make_txs`, to make blocks large relative to the cap."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.consortium: Consortium = make_consortium(n)
@@ -151,6 +160,12 @@ class World:
         self.vset = self.genesis.validators
         self.params = params or Params(view_timeout_ms=200, max_view_timeout_ms=3200)
         self.faults = faults or Faults()
+        self.max_frame = max_frame
+        self.tx_pad = tx_pad
+        self.max_consensus_frame = 0  # bytes, the largest consensus message sent
+        self.oversize = 0  # consensus messages refused for exceeding max_frame
+        self.fetches = 0  # FetchBlock actions carried out
+        self.drop_filter: Callable[[Node, Node, dict[str, Any]], bool] | None = None  # tests: True drops
         self.now = 0.0
         self._heap: list[tuple[float, int, str, Any]] = []
         self._seq = 0
@@ -214,38 +229,77 @@ class World:
 
     # ------------------------------------------------------------ the network
 
-    def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
+    def _delays(self, src: Node, dst: Node) -> list[float]:
+        """The delay of each copy of one frame from src to dst: none if lost, two if duplicated."""
         if src is dst:
-            return
+            return []
         if self.faulty:
             if self.partition is not None and not any(src.idx in g and dst.idx in g for g in self.partition):
-                return
+                return []
             if self.rng.random() < self.faults.drop:
-                return
+                return []
             copies = 2 if self.rng.random() < self.faults.duplicate else 1
             max_delay = self.faults.max_delay_ms
         else:
             copies, max_delay = 1, 20
+        return [1 + self.rng.random() * max_delay for _ in range(copies)]
+
+    def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
         data = wire if wire is not None else canonical(message)
-        for _ in range(copies):
-            self.schedule(1 + self.rng.random() * max_delay, "deliver", (dst.idx, data))
+        if self.max_frame is not None and len(data) > self.max_frame:
+            self.oversize += 1  # the real transport refuses to frame it; the driver logs and goes on
+            return
+        self.max_consensus_frame = max(self.max_consensus_frame, len(data))
+        if self.drop_filter is not None and src is not dst and self.drop_filter(src, dst, message):
+            return
+        for delay in self._delays(src, dst):
+            self.schedule(delay, "deliver", (dst.idx, data))
 
     def broadcast(self, src: Node, message: dict[str, Any]) -> None:
         wire = canonical(message)
         for dst in self.nodes:
             self.transmit(src, dst, message, wire)
 
+    def push_block(self, src: Node, dst: Node, block: Block) -> None:
+        """A block frame (not a consensus message: not capped by max_frame, like the real one)."""
+        for delay in self._delays(src, dst):
+            self.schedule(delay, "block", (dst.idx, src.key.public, block))
+
+    def _fetch(self, idx: int, block_hash: str, height: int, tried: tuple[int, ...]) -> None:
+        """One attempt of a FetchBlock: ask the next untried peer; no answer in time, the next."""
+        node = self.nodes[idx]
+        if node.crashed or not node.replica.wants_block(block_hash):
+            return
+        peers = [p for p in self.nodes if p is not node and p.idx not in tried]
+        if not peers:
+            return  # every peer tried: give up, the core asks again after its next timeout
+        peer = self.rng.choice(peers)
+        self.schedule(FETCH_TIMEOUT_MS, "fetch", (idx, block_hash, height, (*tried, peer.idx)))
+        if peer.crashed or "silent" in peer.byzantine or not self._delays(node, peer):
+            return
+        block = peer.replica.block_by_hash(block_hash)
+        if block is None and len(peer.app.chain) >= height:
+            stored = peer.app.chain[height - 1][0]
+            block = stored if stored.block_hash == block_hash else None
+        if block is not None:
+            self.push_block(peer, node, block)
+
     def submit(self, tx: Tx) -> None:
-        self.submitted.append(tx)
+        self.submit_many([tx])
+
+    def submit_many(self, txs: list[Tx]) -> None:
+        """Txs that reach every node's pool at once (so a proposal can take them all)."""
+        self.submitted.extend(txs)
         for node in self.nodes:
-            self.arrived[node.idx].append(tx)
+            self.arrived[node.idx].extend(txs)
             if not node.crashed:
                 self._run(node, pbft.TxsPending())
 
     def make_txs(self, count: int, start: int = 0) -> list[Tx]:
         user = seeded_key("sim-user")
+        pad = {"pad": "x" * self.tx_pad} if self.tx_pad else {}
         return [
-            sign_tx(user, chain_id=self.chain_id, op="asset.transfer", args={"i": start + i}, expires=10**6, nonce=f"n{start + i}")
+            sign_tx(user, chain_id=self.chain_id, op="asset.transfer", args={"i": start + i, **pad}, expires=10**6, nonce=f"n{start + i}")
             for i in range(count)
         ]
 
@@ -287,6 +341,15 @@ class World:
             self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
         elif isinstance(action, pbft.SaveVotes):
             node.app.record = action.record
+        elif isinstance(action, pbft.BroadcastBlock):
+            if node.on_block is not None:
+                node.on_block(action.block)
+            else:
+                for dst in self.nodes:
+                    self.push_block(node, dst, action.block)
+        elif isinstance(action, pbft.FetchBlock):
+            self.fetches += 1
+            self.schedule(5 + self.rng.random() * 20, "fetch", (node.idx, action.block_hash, action.height, ()))
 
     def step(self) -> bool:
         if not self._heap:
@@ -306,6 +369,13 @@ class World:
             node = self.nodes[idx]
             if not node.crashed and gen == node.timer_gen:
                 self._run(node, pbft.Timeout(view, height))
+        elif kind == "block":
+            idx, sender, block = data
+            node = self.nodes[idx]
+            if not node.crashed:
+                self._run(node, pbft.BlockReceived(sender, block))
+        elif kind == "fetch":
+            self._fetch(*data)
         elif kind == "sync":
             self._serve_sync(*data)
         elif kind == "call":

@@ -42,7 +42,8 @@ def new_view_with_inflated_height(s: Script, byz: int, late: list[int]) -> tuple
     new_view = s.sign(byz, NewView(1, 2, chosen, None))
     app = s.node(late[0]).app
     x = app.build(1, 1, s.world.make_txs(1, start=100), s.world.vset.primary(1).public)
-    pre_prepare = s.sign(byz, PrePrepare(1, 1, x))
+    s.add_block(x)  # pushed by the Byzantine primary ahead of its PRE-PREPARE
+    pre_prepare = s.sign(byz, PrePrepare(1, 1, x.block_hash))
     return new_view, pre_prepare
 
 
@@ -51,7 +52,7 @@ def vote_for_it(s: Script, byz: int, late: list[int], view: int, height: int) ->
     s.deliver_all(Prepare, to=late, view=view, height=height, src=late)
     for sent in s.find(Commit, view=view, height=height):
         block_hash = sent.msg.block_hash
-        sig = sign_commit(s.key(byz), s.world.chain_id, height, block_hash)
+        sig = sign_commit(s.key(byz), s.world.chain_id, height, view, block_hash)
         s.deliver(s.sign(byz, Commit(view, height, block_hash, sig)), late)
         break
     s.deliver_all(Commit, to=late, view=view, height=height, src=late)
@@ -164,7 +165,7 @@ def test_defect4_votes_of_a_removed_validator_never_count() -> None:
     proposal = s.find(PrePrepare, src=p0, view=0, height=2)
     assert proposal, "the primary did not propose at height 2"
     block_hash = proposal[0].msg.block_hash
-    sig = sign_commit(s.key(e), s.world.chain_id, 2, block_hash)
+    sig = sign_commit(s.key(e), s.world.chain_id, 2, 0, block_hash)
     s.deliver(s.sign(e, Commit(0, 2, block_hash, sig)), [r])  # R is still at height 1
     s.deliver_all(Commit, to=[r], view=0, height=1)
     assert len(s.chain(r)) == 1

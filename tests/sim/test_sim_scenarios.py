@@ -121,7 +121,7 @@ def test_synced_block_needs_a_valid_certificate() -> None:
     world = run(World(14, n=4), 3)
     block, cert = world.nodes[0].app.chain[0]
     fresh = World(14, n=4).nodes[1].replica
-    forged = Certificate(cert.height, cert.block_hash, cert.signatures[:1])
+    forged = Certificate(cert.height, cert.view, cert.block_hash, cert.signatures[:1])
     assert not any(isinstance(a, pbft.CommitBlock) for a in fresh.handle(pbft.SyncedBlock(block, forged)))
     actions = fresh.handle(pbft.SyncedBlock(block, cert))
     assert [a.block for a in actions if isinstance(a, pbft.CommitBlock)] == [block]

@@ -16,6 +16,7 @@ from chain.smt import node_key
 from chain.store import Store
 from chain.tx import parse_tx
 from contracts.apply import genesis_state, history_key, owner_key, reexecute, state_key
+from factories import mix_views
 from ledger_fixtures import LedgerChain, build_story
 
 
@@ -71,11 +72,30 @@ def _tx_args(b: dict) -> None:
     b["txs"][0]["body"]["args"]["to"] = b["txs"][0]["body"]["signer"]
 
 
+def _drop_view(db: plyvel.DB) -> None:
+    """The version-1 shape of a certificate: no view."""
+    key = b"c/%012d" % 4
+    cert = decode(db.get(key))
+    del cert["view"]
+    db.put(key, canonical(cert))
+
+
 def _drop_sig(db: plyvel.DB) -> None:
     key = b"c/%012d" % 4
     cert = Certificate.from_plain(decode(db.get(key))).to_plain()
     cert["signatures"].pop()
     db.put(key, canonical(cert))
+
+
+def _mix_views(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
+    """Certificate 4 rebuilt from its block's commits in views 0 and 2 (defect 3)."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"c/%012d" % 4
+        cert = Certificate.from_plain(decode(db.get(key)))
+        db.put(key, canonical(mix_views(cert, ch.c.validator_keys, ch.c.genesis.chain_id, 2).to_plain()))
+
+    return edit
 
 
 def _state(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
@@ -101,6 +121,8 @@ def _history(db: plyvel.DB) -> None:
         ("block header", 3, "certificate"),
         ("tx", 2, "tx_root"),
         ("certificate", 4, "signatures"),
+        ("certificate mixing views", 4, "not its commit to this block in view 2"),
+        ("certificate without a view", 4, "certificate does not decode"),
         ("state record", 5, "s/asset/WR-2"),
         ("history entry", 2, "h/WR-1"),
         ("owner index", 3, "o/"),
@@ -136,6 +158,8 @@ def test_tampering_is_found_at_its_height(
         "block header": _rewrite_block(3, _header_time),
         "tx": _rewrite_block(2, _tx_args),
         "certificate": _drop_sig,
+        "certificate mixing views": _mix_views(ch),
+        "certificate without a view": _drop_view,
         "state record": _state(ch),
         "history entry": _history,
         "owner index": lambda db: db.put(owner_key(u[2].public, "WR-1"), b""),

@@ -3,7 +3,8 @@ from factories import make_block, make_consortium, seeded_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.block import Block, BlockError, Certificate, CertificateError, Header, sign_commit
+from chain.block import Block, BlockError, Certificate, CertificateError, Header, commit_message, sign_commit
+from chain.crypto import Domain
 from chain.encoding import canonical
 from chain.merkle import EMPTY_ROOT, merkle_root, tx_root
 from chain.tx import sign_tx
@@ -52,11 +53,48 @@ def test_header_refuses_bad_fields():
 def test_certificate_valid():
     block, cert = a_block()
     cert.verify(CID, 1, block.block_hash, VSET)
-    Certificate.from_plain(cert.to_plain()).verify(CID, 1, block.block_hash, VSET)
+    plain = cert.to_plain()
+    assert set(plain) == {"height", "view", "block_hash", "signatures"} and plain["view"] == 0
+    assert Certificate.from_plain(plain) == cert
+    Certificate.from_plain(plain).verify(CID, 1, block.block_hash, VSET)
 
 
-def _cert(block, keys):
-    return Certificate.build(1, block.block_hash, {k.public: sign_commit(k, CID, 1, block.block_hash) for k in keys})
+def _cert(block, keys, view=0):
+    sigs = {k.public: sign_commit(k, CID, 1, view, block.block_hash) for k in keys}
+    return Certificate.build(1, view, block.block_hash, sigs)
+
+
+def test_commit_message_names_the_view():
+    block, _ = a_block()
+    assert commit_message(CID, 1, 0, block.block_hash) != commit_message(CID, 1, 2, block.block_hash)
+    assert Domain.COMMIT.value == b"titlechain/commit/v2\n"
+    # a commit in a later view (a re-proposal) makes a certificate of its own view
+    _cert(block, C.validator_keys[:3], view=5).verify(CID, 1, block.block_hash, VSET)
+
+
+def test_certificate_parsing_refuses_a_missing_view_and_extra_fields():
+    _, cert = a_block()
+    plain = cert.to_plain()
+    without_view = {k: v for k, v in plain.items() if k != "view"}  # the version-1 shape
+    for bad in (without_view, {**plain, "views": [0]}, {**plain, "view": -1}, {**plain, "view": True},
+                {**plain, "view": "0"}, {**plain, "height": -1}):
+        with pytest.raises(CertificateError):
+            Certificate.from_plain(bad)
+    for entry in ({"validator": 1, "sig": "00"}, {"validator": "00", "sig": ["x"]}, {"validator": "00"}):
+        with pytest.raises(CertificateError):
+            Certificate.from_plain({**plain, "signatures": [entry]})
+
+
+def test_commits_of_different_views_never_make_one_certificate():
+    """n = 4: two commits in view 0 and one in view 1 are a quorum in no view."""
+    block, _ = a_block()
+    bh = block.block_hash
+    k0, k1, k2, _ = C.validator_keys
+    sigs = {k0.public: sign_commit(k0, CID, 1, 0, bh), k1.public: sign_commit(k1, CID, 1, 0, bh),
+            k2.public: sign_commit(k2, CID, 1, 1, bh)}
+    for view in (0, 1):
+        with pytest.raises(CertificateError, match=f"not its commit to this block in view {view}"):
+            Certificate.build(1, view, bh, sigs).verify(CID, 1, bh, VSET)
 
 
 def test_certificate_refusals():
@@ -64,7 +102,7 @@ def test_certificate_refusals():
     bh = block.block_hash
     with pytest.raises(CertificateError, match="quorum"):
         _cert(block, C.validator_keys[:2]).verify(CID, 1, bh, VSET)  # 2f signatures
-    dup = Certificate(1, bh, cert.signatures + cert.signatures[:1])
+    dup = Certificate(1, 0, bh, cert.signatures + cert.signatures[:1])
     with pytest.raises(CertificateError, match="twice"):
         dup.verify(CID, 1, bh, VSET)
     outsider = seeded_key("outsider")
@@ -78,9 +116,15 @@ def test_certificate_refusals():
         cert.verify("other-chain", 1, bh, VSET)
     # a signature for another height does not count at this one
     k = C.validator_keys[0]
-    wrong = Certificate(1, bh, ((k.public, sign_commit(k, CID, 2, bh)),) + cert.signatures[1:])
+    wrong = Certificate(1, 0, bh, ((k.public, sign_commit(k, CID, 2, 0, bh)),) + cert.signatures[1:])
     with pytest.raises(CertificateError, match="bad signature"):
         wrong.verify(CID, 1, bh, VSET)
+    # nor one for another view, nor does renaming the certificate's view rescue the others
+    other_view = Certificate(1, 0, bh, ((k.public, sign_commit(k, CID, 1, 1, bh)),) + cert.signatures[1:])
+    with pytest.raises(CertificateError, match="bad signature"):
+        other_view.verify(CID, 1, bh, VSET)
+    with pytest.raises(CertificateError, match="bad signature"):
+        Certificate(1, 1, bh, cert.signatures).verify(CID, 1, bh, VSET)
 
 
 def test_merkle_roots_distinguish_lists():

@@ -12,7 +12,7 @@ from typing import Any
 import plyvel
 import pytest
 from click.testing import CliRunner, Result
-from factories import Consortium, make_consortium
+from factories import Consortium, make_consortium, mix_views
 from ledger_fixtures import LedgerChain, build_story
 from ledger_node import LedgerNode, serve_in_thread
 from rpc_fake import FakeNode, signed
@@ -73,6 +73,20 @@ def drop_signature(height: int) -> Edit:
     return edit
 
 
+STORY = make_consortium()  # build_story's consortium: the same seeded keys
+
+
+def mix_views_at(height: int) -> Edit:
+    """The stored certificate rebuilt from its block's commits in views 0 and 2 (defect 3)."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"c/%012d" % height
+        cert = Certificate.from_plain(decode(db.get(key)))
+        db.put(key, canonical(mix_views(cert, STORY.validator_keys, STORY.genesis.chain_id, 2).to_plain()))
+
+    return edit
+
+
 def rewrite_receipt(height: int, index: int, status: str) -> Edit:
     def edit(db: plyvel.DB) -> None:
         key = b"r/%012d" % height
@@ -129,10 +143,11 @@ def test_a_clean_chain_passes_over_rpc(original: Original, tmp_path: Path) -> No
     ("edit", "height", "why"),
     [
         (drop_signature(4), 4, "certificate"),
+        (mix_views_at(2), 2, "not its commit to this block in view 2"),
         (rewrite_header_time(3), 3, "certificate"),
         (rewrite_receipt(2, 1, "ok"), 2, "receipts"),
     ],
-    ids=["certificate", "header", "receipt"],
+    ids=["certificate", "certificate-mixing-views", "header", "receipt"],
 )
 @pytest.mark.parametrize("kind", ["data_dir", "rpc"])
 def test_tampering_fails_at_its_height(
@@ -251,6 +266,11 @@ def test_a_valid_proof_names_owner_status_and_height(original: Original, proof_f
     )
 
 
+def _mixed(plain: dict[str, Any]) -> dict[str, Any]:
+    cert = Certificate.from_plain(plain)
+    return mix_views(cert, STORY.validator_keys, STORY.genesis.chain_id, cert.view + 2).to_plain()
+
+
 def _altered(proof_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> str:
     proof = json.loads(proof_file.read_text())
     edit(proof)
@@ -265,9 +285,12 @@ def _altered(proof_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], 
         (lambda p: p["asset"].update(owner="00" * 32), "state_proof"),
         (lambda p: p["header"].update(height=4), "certificate"),
         (lambda p: p["certificate"]["signatures"].pop(), "certificate"),
+        (lambda p: p.update(certificate=_mixed(p["certificate"])), "not its commit to this block in view 2"),
+        (lambda p: p["certificate"].pop("view"), "certificate: a certificate is exactly"),
+        (lambda p: p.update(version=1), "version: the proof is version 1, this verifier reads version 2"),
         (lambda p: p.pop("validator_changes"), "fields"),
     ],
-    ids=["owner", "header", "signature", "field"],
+    ids=["owner", "header", "signature", "mixed-views", "no-view", "old-version", "field"],
 )
 def test_an_altered_proof_fails_with_the_reason(
     original: Original, proof_file: Path, tmp_path: Path, edit: Any, why: str

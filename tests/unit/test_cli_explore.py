@@ -134,7 +134,7 @@ def test_tables(story: Story, kind: str) -> None:
     assert "test-chain" in table("status") and "v3" in table("status")
     assert "blocks 1…5 of 5" in table("blocks")
     block = table("block", "2")
-    assert all(tx_id in block for tx_id in story.tx_ids(2)) and "3 signatures" in block
+    assert all(tx_id in block for tx_id in story.tx_ids(2)) and "3 signatures in view 0" in block
     tx = table("tx", story.tx_ids(2)[1])
     assert "rejected: not_owner" in tx and "asset.transfer" in tx
     asset = table("asset", "WR-1")

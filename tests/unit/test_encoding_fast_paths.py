@@ -25,7 +25,6 @@ from node.pbft_messages import (
     Signed,
     ViewChange,
     encode_body,
-    encode_vote_record,
     parse_signed,
 )
 
@@ -125,7 +124,7 @@ def _block(n_txs: int, args: dict):
 def test_messages_and_vote_record_encode_as_canonical(n_txs, args, view):
     c, block = _block(n_txs, args)
     k0, k1 = c.validator_keys[:2]
-    pp = Signed.sign(k0, PrePrepare(view, block.height, block))
+    pp = Signed.sign(k0, PrePrepare(view, block.height, block.block_hash))
     prep = Signed.sign(k1, Prepare(view, block.height, block.block_hash))
     commit = Signed.sign(k1, Commit(view, block.height, block.block_hash, "ab" * 64))
     proof = PreparedProof(pp, (prep,))
@@ -136,5 +135,7 @@ def test_messages_and_vote_record_encode_as_canonical(n_txs, args, view):
         assert s.body_bytes == canonical(s.msg.to_plain())
         assert s.encode() == canonical(s.to_plain())
         assert parse_signed(decode(s.encode())) == s
-    for record in (VoteRecord(view, None, None), VoteRecord(view, proof, None), VoteRecord(view + 1, proof, vc)):
-        assert encode_vote_record(record.view, record.prepared, record.view_change) == canonical(record.to_plain())
+    for record in (VoteRecord(view, None, None), VoteRecord(view, proof, None, block), VoteRecord(view + 1, proof, vc, block)):
+        assert record.encode() == canonical(record.to_plain())
+        back = VoteRecord.from_plain(decode(record.encode()))
+        assert back == record and back.block == record.block

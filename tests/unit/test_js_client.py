@@ -20,6 +20,9 @@ def test_js_client_signs_every_vector_identically() -> None:
     txs = json.loads((VECTORS / "tx_vectors.json").read_text())["txs"]
     assert report["checked"]["txs"] == len(txs) >= 3
     assert report["checked"]["commit_votes"] >= 1
+    # the JS client checks the valid certificate (and signs its votes again) and refuses each invalid one
+    invalid = json.loads((VECTORS / "commit_vectors.json").read_text())["invalid_certificates"]
+    assert report["checked"]["certificates"] == 1 + len(invalid) >= 4
 
 
 def test_js_client_notices_a_changed_vector(tmp_path: Path) -> None:
@@ -32,6 +35,16 @@ def test_js_client_notices_a_changed_vector(tmp_path: Path) -> None:
     (tmp_path / "tx_vectors.json").write_text(json.dumps(doc))
     code, report, _ = run_client("vectors", str(tmp_path))
     assert code == 1 and any("txs[0] sig" in f for f in report["failures"]), report
+
+
+def test_js_client_refuses_a_certificate_moved_to_another_view(tmp_path: Path) -> None:
+    for f in VECTORS.glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    doc = json.loads((tmp_path / "commit_vectors.json").read_text())
+    doc["certificate"]["view"] += 1  # the same signatures claimed for a later view: none verifies
+    (tmp_path / "commit_vectors.json").write_text(json.dumps(doc))
+    code, report, _ = run_client("vectors", str(tmp_path))
+    assert code == 1 and any("the valid certificate" in f and "does not verify" in f for f in report["failures"]), report
 
 
 def _big(v: Any) -> Any:

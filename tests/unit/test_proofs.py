@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.audit import ASSET_STATE_PREFIX, verify_ownership_proof
+from chain.audit import ASSET_STATE_PREFIX, PROOF_VERSION, verify_ownership_proof
+from chain.block import Certificate
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.state import ASSET_PREFIX
-from factories import seeded_key
+from factories import mix_views, seeded_key
 from ledger_fixtures import LedgerChain, build_story
 
 
@@ -76,6 +77,31 @@ def test_forgeries_fail_and_name_the_field(chain: LedgerChain, proof: dict[str, 
     other = build_ownership_proof(chain.ledger.store, "WR-2")
     assert "state_proof" in reason(lambda p: p.update(state_proof=other["state_proof"]))
     assert "state_proof" in reason(lambda p: p.update(asset=None))
+
+
+@pytest.mark.parametrize("where", ["head", "validator change"])
+def test_a_certificate_mixing_views_fails(chain: LedgerChain, proof: dict[str, Any], where: str) -> None:
+    """Defect 3: genuine commits from two views are no certificate, wherever the proof carries one."""
+    g = chain.c.genesis
+    keys = [*chain.c.validator_keys, seeded_key("validator-new")]
+    p = copy.deepcopy(proof)
+    target, field = (p, "") if where == "head" else (p["validator_changes"][0], "validator_changes[0].")
+    cert = Certificate.from_plain(target["certificate"])
+    target["certificate"] = mix_views(cert, keys, g.chain_id, cert.view + 2).to_plain()
+    result = verify_ownership_proof(p, g)
+    assert not result.ok
+    assert result.reason.startswith(f"{field}certificate:")
+    assert f"not its commit to this block in view {cert.view + 2}" in result.reason
+
+
+def test_a_proof_of_the_previous_format_fails_naming_both_versions(chain: LedgerChain, proof: dict[str, Any]) -> None:
+    old = copy.deepcopy(proof)
+    old["version"] = PROOF_VERSION - 1
+    result = verify_ownership_proof(old, chain.c.genesis)
+    assert f"the proof is version {PROOF_VERSION - 1}, this verifier reads version {PROOF_VERSION}" in result.reason
+    del old["certificate"]["view"]  # and its certificates would have had no view
+    old["version"] = PROOF_VERSION
+    assert "certificate: a certificate is exactly" in verify_ownership_proof(old, chain.c.genesis).reason
 
 
 def _leaves(obj: Any, path: tuple = ()) -> list[tuple]:

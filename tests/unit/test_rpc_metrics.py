@@ -47,3 +47,11 @@ def test_two_nodes_in_one_process_keep_their_own_figures() -> None:
     a, b = NodeMetrics(), NodeMetrics()
     a.set_height(10)
     assert samples(b)[("titlechain_height", ())] == 0
+
+
+def test_the_largest_consensus_frame_is_a_high_water_mark() -> None:
+    m = NodeMetrics()
+    assert samples(m)[("titlechain_consensus_frame_max_bytes", ())] == 0
+    for size in (300, 2100, 450):
+        m.on_consensus_frame(size)
+    assert samples(m)[("titlechain_consensus_frame_max_bytes", ())] == 2100

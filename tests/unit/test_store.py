@@ -2,7 +2,7 @@ import plyvel
 import pytest
 
 from chain.block import Certificate
-from chain.store import BlockCommit, Store, StoreError
+from chain.store import SCHEMA_VERSION, BlockCommit, Store, StoreError
 from chain.tx import sign_tx
 from factories import make_block, make_consortium
 
@@ -68,6 +68,26 @@ def test_reopen_checks_genesis_and_schema(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema"):
         Store.create_or_open(path, C.genesis)
+
+
+def test_a_data_dir_of_the_previous_schema_is_refused_naming_both_versions(tmp_path):
+    """Version 1 stored certificates without a view: such a chain cannot be carried over."""
+    path = tmp_path / "db"
+    with Store.create_or_open(path, C.genesis) as s:
+        append_blocks(s, 1)
+    previous = str(int(SCHEMA_VERSION) - 1)
+    db = plyvel.DB(str(path))
+    db.put(b"m/schema", previous.encode())
+    db.close()
+    for opening in (lambda: Store.create_or_open(path, C.genesis), lambda: Store.open_read_only(path)):
+        with pytest.raises(StoreError) as refused:
+            opening()
+        message = str(refused.value)
+        assert f"schema version {previous}, this titlechain reads version {SCHEMA_VERSION.decode()}" in message
+        assert "new genesis" in message and "empty data dir" in message
+    db = plyvel.DB(str(path))
+    assert db.get(b"m/schema") == previous.encode()  # refused, never rewritten
+    db.close()
 
 
 def test_head_disagreeing_with_blocks_is_found(tmp_path):

@@ -14,7 +14,7 @@ from factories import Consortium, make_consortium, seeded_key
 from chain.crypto import KeyPair
 from chain.encoding import Value
 from node.framing import encode_frame, read_frame
-from node.transport import HandshakeError, Transport, TransportConfig, handshake
+from node.transport import PROTOCOL_VERSION, HandshakeError, Transport, TransportConfig, handshake
 
 FAST = TransportConfig(
     handshake_timeout=1.0,
@@ -217,6 +217,52 @@ async def test_an_impostor_without_the_key_fails_the_signature(net: Net, caplog:
     await refused(net, 3, impostor)
     await logged(caplog, "signature does not verify")
     assert not net.nodes[3].is_connected(net.keys[0].public)
+
+
+def old_hello(net: Net, key: KeyPair) -> dict:
+    """The hello a validator running the previous protocol version sends: well formed, its own key."""
+    return {
+        "type": "hello", "version": PROTOCOL_VERSION - 1, "chain_id": net.c.genesis.chain_id,
+        "genesis_hash": net.c.genesis.hash, "public": key.public, "nonce": os.urandom(32).hex(),
+    }
+
+
+async def test_a_peer_of_another_protocol_version_is_refused_naming_both(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 2 signs commits over their view; a version-1 peer's commits could not be checked."""
+    caplog.set_level(logging.WARNING, "titlechain.transport")
+    await net.start(3)
+    both = f"peer speaks protocol version {PROTOCOL_VERSION - 1}, this node speaks version {PROTOCOL_VERSION}"
+    # an old validator dials us
+    reader, writer = await raw_connect(net.ports[3])
+    writer.write(encode_frame(old_hello(net, net.keys[0])))
+    ours = await read_frame(reader, 4096)
+    assert type(ours) is dict and ours["version"] == PROTOCOL_VERSION
+    assert await closed_by_peer(reader)
+    writer.close()
+    await logged(caplog, both)
+    assert not net.nodes[3].is_connected(net.keys[0].public)
+
+    # we dial an old validator: our side refuses it just the same
+    async def old_node(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(encode_frame(old_hello(net, net.keys[3])))
+        await w.drain()
+        await r.read(65536)
+        w.close()
+
+    server = await asyncio.start_server(old_node, "127.0.0.1", 0)
+    try:
+        reader, writer = await raw_connect(server.sockets[0].getsockname()[1])
+        with pytest.raises(HandshakeError, match=both):
+            await handshake(
+                reader, writer, key=net.keys[0], chain_id=net.c.genesis.chain_id,
+                genesis_hash=net.c.genesis.hash, allowed={net.keys[3].public}, timeout=DEADLINE,
+            )
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_garbage_oversize_and_slow_handshakes_are_dropped_without_harm(

@@ -14,10 +14,12 @@ from factories import Consortium, make_consortium
 
 from chain.audit import verify_ownership_proof
 from chain.crypto import write_key_file
+from chain.encoding import canonical, decode
+from chain.store import Store
 from chain.tx import sign_tx
 from node.config import NodeConfig
-from node.validator import NodeStartError, Validator, open_validator
-from node.wire import MAX_SYNC_BLOCKS, SyncRequest, TxGossip, WireError, parse_wire
+from node.validator import BLOCK_SERVE_PER_S, VOTES_RECORD, NodeStartError, Validator, open_validator
+from node.wire import MAX_SYNC_BLOCKS, BlockRequest, BlockResponse, SyncRequest, TxGossip, WireError, parse_wire
 
 DOC = "ab" * 32
 
@@ -133,6 +135,12 @@ def test_a_key_outside_the_genesis_cannot_run_a_node(tmp_path: Path, consortium:
         {"t": "sync_resp", "head": 1, "blocks": [{"block": {}, "certificate": {}}]},
         {"t": "sync_resp", "head": -1, "blocks": []},
         {"t": "sync_resp", "head": 1, "blocks": [1]},
+        {"t": "block", "block": {}},
+        {"t": "block", "block": {"header": {}, "txs": []}, "extra": 1},
+        {"t": "block_req", "hash": "AB" * 32, "height": 1},
+        {"t": "block_req", "hash": "ab" * 32, "height": 0},
+        {"t": "block_resp", "hash": "ab" * 32},
+        {"t": "block_resp", "hash": "ab" * 31, "block": None},
     ],
 )
 def test_malformed_peer_messages_are_refused_with_wire_error(msg: dict) -> None:
@@ -172,3 +180,29 @@ async def test_the_event_stream_delivers_every_committed_block_once_in_order(nod
     await asyncio.wait_for(reader, 20)
     assert seen == list(range(1, node.height + 1)) and len(seen) > 1
     assert set(receipts.values()) == {"ok"}
+
+
+def test_a_data_dir_with_an_old_vote_record_is_refused_naming_both_versions(tmp_path: Path, consortium: Consortium) -> None:
+    cfg = _config(tmp_path, consortium)
+    open_validator(cfg).ledger.close()  # creates the data dir
+    with Store.create_or_open(cfg.data_dir, consortium.genesis) as store:
+        store.put_meta(VOTES_RECORD, canonical({"view": 2, "prepared": None, "view_change": None}))
+    with pytest.raises(NodeStartError, match="vote record version 1, this titlechain reads version 2"):
+        open_validator(cfg)
+
+
+async def test_a_block_is_served_by_hash_from_the_store_at_a_bounded_rate(node: Validator, consortium: Consortium) -> None:
+    tx = _register(consortium, "WR-S", 0)
+    node.submit(tx)
+    await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+    block = node.ledger.store.get_block(1)
+    assert block is not None
+    sent: list[BlockResponse] = []
+    node.transport.send_encoded = lambda peer, body: sent.append(parse_wire(decode(body))) or len(body)  # type: ignore[method-assign]
+    peer = consortium.users[0].public  # the transport authenticated it; who it is does not matter here
+    node._serve_block(peer, BlockRequest(block.block_hash, 1))
+    node._serve_block(peer, BlockRequest("cd" * 32, 1))
+    assert [(r.block_hash, r.block) for r in sent] == [(block.block_hash, block), ("cd" * 32, None)]
+    for _ in range(BLOCK_SERVE_PER_S):
+        node._serve_block(peer, BlockRequest(block.block_hash, 1))
+    assert len(sent) == BLOCK_SERVE_PER_S  # past the rate, requests are ignored
