@@ -105,6 +105,30 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
     click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
+    click.echo(
+        f"before any node starts: set each validators[].address in {c.genesis} to the host:port where the "
+        f"other validators reach that node (now all 127.0.0.1, right for one machine only), and each node's "
+        f"peer_listen to match; the genesis hash covers the addresses, so every node, client and auditor "
+        f"must then hold that same final file (compare `titlechain genesis hash {c.genesis}`)"
+    )
+
+
+@main.group()
+def genesis() -> None:
+    """Genesis files."""
+
+
+@genesis.command("hash")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def genesis_hash(file: Path) -> None:
+    """Print the hash of genesis FILE, to compare out of band that every node holds the same file."""
+    from chain.genesis import Genesis, GenesisError
+
+    try:
+        click.echo(Genesis.load(file).hash)
+    except (GenesisError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @main.group()
@@ -156,8 +180,8 @@ def localnet() -> None:
 
 @localnet.command("up")
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path), help="the consortium directory (created with `init` on first use)")
-@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100))
-@click.option("--base-port", default=26600, show_default=True, type=int)
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes, on first use (n = 3f+1 tolerates f faulty)")
+@click.option("--base-port", default=26600, show_default=True, type=int, help="on first use: node i listens for peers on P+2i and RPC on P+2i+1")
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
     """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""
@@ -173,7 +197,7 @@ def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) 
 
 
 @localnet.command("down")
-@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="the consortium directory given to `localnet up`")
 def localnet_down(root: Path) -> None:
     """Stop the validators listed in DIR/localnet.json (SIGTERM, then SIGKILL after 15 s)."""
     from node.localnet import LocalnetError, down

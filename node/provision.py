@@ -194,8 +194,7 @@ def init_consortium(
     assets = [_resolve_asset(a, accounts) for a in seed.get("assets", [])]
     manifest = {
         "chain_id": genesis.chain_id,
-        "genesis": "genesis.json",
-        "genesis_hash": genesis.hash,
+        "genesis": "genesis.json",  # its hash is not copied here: editing the addresses changes it
         "nodes": manifest_nodes,
         "keys": keys,
         "names": names,
