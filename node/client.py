@@ -129,11 +129,12 @@ def _tx_json(tx: Tx | dict[str, Any]) -> dict[str, Any]:
     return tx.to_plain() if isinstance(tx, Tx) else tx
 
 
-def _submit_params(wait: bool, timeout: float | None) -> dict[str, str]:
+def _submit_call(tx: Tx | dict[str, Any], wait: bool, timeout: float | None) -> dict[str, Any]:
+    """The request arguments of POST /v1/txs; the HTTP timeout outlasts the node's wait."""
     params = {"wait": "true"} if wait else {}
     if wait and timeout is not None:
         params["timeout"] = f"{timeout:g}"
-    return params
+    return {"json": _tx_json(tx), "params": params, "timeout": max(DEFAULT_TIMEOUT, (timeout or 0) + 5)}
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -223,8 +224,7 @@ class Client:
         """POST /v1/txs: `submit(tx)` a signed tx, or `submit(key, op, args)` to sign one here."""
         if isinstance(tx, KeyPair):
             tx = new_tx(tx, self.status(), _need(op, "op"), args or {}, expires_in, nonce)
-        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        return self._request("POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
+        return self._request("POST", "/v1/txs", **_submit_call(tx, wait, timeout))
 
     def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
         return self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]})["results"]
@@ -318,10 +318,7 @@ class AsyncClient:
         """POST /v1/txs: `submit(tx)` a signed tx, or `submit(key, op, args)` to sign one here."""
         if isinstance(tx, KeyPair):
             tx = new_tx(tx, await self.status(), _need(op, "op"), args or {}, expires_in, nonce)
-        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        return await self._request(
-            "POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout
-        )
+        return await self._request("POST", "/v1/txs", **_submit_call(tx, wait, timeout))
 
     async def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
         return (await self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]}))["results"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from ledger_fixtures import LedgerChain, build_story
-from ledger_node import LedgerNode, serve_in_thread
+from ledger_fixtures import LedgerChain
+from ledger_node import story_served
 
 from chain.crypto import KeyPair, write_key_file
 from chain.tx import parse_tx
@@ -25,12 +25,10 @@ def run(*args: str) -> Result:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[LedgerChain, str, Path]]:
-    ch = build_story(tmp_path / "node")
-    genesis = tmp_path / "genesis.json"
-    ch.c.genesis.write(genesis)
-    with serve_in_thread(LedgerNode(ch)) as url:
+    with story_served(tmp_path / "node") as (ch, _, url):
+        genesis = tmp_path / "genesis.json"
+        ch.c.genesis.write(genesis)
         yield ch, url, genesis
-    ch.close()
 
 
 def key_file(tmp_path: Path, key: KeyPair, name: str) -> str:

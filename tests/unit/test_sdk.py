@@ -13,19 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ledger_fixtures import LedgerChain, build_story, doc
-from ledger_node import LedgerNode, serve_in_thread
+from ledger_fixtures import LedgerChain, doc
+from ledger_node import LedgerNode, story_served
 
 from node.client import NO_RETRY, AsyncClient, Client, Retry, RpcError, retry_after_seconds
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[LedgerChain, LedgerNode, str]]:
-    ch = build_story(tmp_path / "node")
-    node = LedgerNode(ch)
-    with serve_in_thread(node) as url:
-        yield ch, node, url
-    ch.close()
+    with story_served(tmp_path / "node") as s:
+        yield s
 
 
 def public_methods(cls: type) -> set[str]:
