@@ -31,9 +31,11 @@ from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
 
-# 2: certificates name their view (commit signatures v2). A store of another version is refused,
-# never converted: its certificates cannot be re-signed, so the chain restarts from a new genesis.
-SCHEMA_VERSION = b"2"
+# The version of the data dir; a store of another version is refused, never converted.
+#   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
+#      so the chain restarts from a new genesis
+#   3: the state holds standing/<account> (admission), so state roots differ from version 2
+SCHEMA_VERSION = b"3"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 

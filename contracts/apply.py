@@ -30,6 +30,7 @@ from chain.tx import Tx
 from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
 from contracts.registry import execute, validate_args
+from contracts.standing import check_standing
 from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, read_validator_set
 
 Reader = Callable[[bytes], bytes | None]  # raw store key -> bytes
@@ -198,14 +199,22 @@ def check_args(txs: Sequence[Tx]) -> None:
         validate_args(tx.op, tx.args)
 
 
+def check_block_txs(read: Reader, txs: Sequence[Tx]) -> None:
+    """The state-dependent admission rules a block's txs must meet, on the block's parent state at
+    `read`: ops and args well formed, and every signer with standing (contracts/standing.py).
+    Consensus (node/ledger.py) and the audit (`reexecute`) both call this one function."""
+    check_args(txs)
+    check_standing(StoreView(read), txs)
+
+
 def reexecute(read: Reader, genesis: Genesis, block: Block | None, prev_state_root: str = "") -> ApplyResult:
     """The re-executor the audit is handed (chain/ may not import contracts/).
 
-    With block None: the genesis state. Otherwise the block's txs, args checked first.
+    With block None: the genesis state. Otherwise the block's txs, admission checked first.
     """
     if block is None:
         return genesis_state(genesis)
-    check_args(block.txs)
+    check_block_txs(read, block.txs)
     return apply_txs(read, prev_state_root, block.txs, block.height)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from chain.encoding import Value
 from chain.tx import Tx, TxError
 from contracts import args as a
-from contracts import assets, governance
+from contracts import assets, governance, standing
 from contracts.result import Effects, Rejection
 from contracts.state import StateView
 
@@ -75,6 +75,8 @@ def validate_args(op: str, args: dict[str, Any]) -> None:
 def execute(view: StateView, tx: Tx, height: int, index: int) -> tuple[dict[str, Value | None], dict[str, Any]]:
     """(writes, receipt) of one tx at (height, index); writes are {} when it is rejected.
 
+    An accepted tx's writes include the standing its effects confer (contracts/standing.py).
+
     Precondition: validate_args(tx.op, tx.args) passed (an unknown op raises TxError here).
     """
     spec = OP_TABLE.get(tx.op)
@@ -85,4 +87,6 @@ def execute(view: StateView, tx: Tx, height: int, index: int) -> tuple[dict[str,
         effects = spec.handler(view, tx, height)
     except Rejection as r:
         return {}, {**receipt, "status": "rejected", "error": {"code": r.code, "message": r.message}, "events": []}
-    return dict(effects.writes), {**receipt, "status": "ok", "error": None, "events": list(effects.events)}
+    writes = dict(effects.writes)
+    writes.update(standing.gained(view, writes, height))
+    return writes, {**receipt, "status": "ok", "error": None, "events": list(effects.events)}

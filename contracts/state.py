@@ -5,6 +5,8 @@ Keys (every value is a plain value, chain.encoding):
     asset/<asset_id>   the asset, exactly the fields of SPEC §4; stays forever, redeemed or not
     doc/<doc_hash>     asset_id of the one non-redeemed asset holding this document hash
     role/<account>     the account's grants, one per role, sorted by role; absent if it has none
+    standing/<account> height at which the account first held a role, owned an asset or held one
+                       in pledge; never removed (contracts/standing.py: who may submit at all)
     proposal/<id>      a governance proposal (id = the tx_id that opened it)
     validators         the validator set, in chain.validators plain form (order = primary order)
     gov                {"threshold": int | None, "member_count": int}
@@ -26,6 +28,7 @@ from chain.validators import ValidatorSet
 ASSET_PREFIX = "asset/"
 DOC_PREFIX = "doc/"
 ROLE_PREFIX = "role/"
+STANDING_PREFIX = "standing/"
 PROPOSAL_PREFIX = "proposal/"
 VALIDATORS_KEY = "validators"
 GOV_KEY = "gov"
@@ -47,6 +50,10 @@ def doc_key(doc_hash: str) -> str:
 
 def roles_key(account: str) -> str:
     return ROLE_PREFIX + account
+
+
+def standing_key(account: str) -> str:
+    return STANDING_PREFIX + account
 
 
 def proposal_key(proposal_id: str) -> str:

@@ -58,7 +58,8 @@ class NodeApi(Protocol):
 
         Raises chain.tx.TxError; codes: malformed, too_large, bad_signature, wrong_chain, expired,
         expires_too_far, unknown_op, invalid_args (422 except malformed 400 and too_large 413),
-        duplicate (409: already pending or committed), mempool_full (429).
+        not_permitted (403: the signer has no standing), duplicate (409: already pending or
+        committed), mempool_full and quota_exceeded (429).
         """
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:

@@ -232,7 +232,7 @@ def _batch_body(encoded: Sequence[bytes]) -> bytes:
     return b'{"txs":[' + b",".join(encoded) + b"]}"
 
 
-RETRY_CODES = frozenset({"mempool_full", "not_ready", "rate_limited"})
+RETRY_CODES = frozenset({"mempool_full", "quota_exceeded", "not_ready", "rate_limited"})
 
 
 async def _submit_chunk(http: httpx.AsyncClient, chunk: list[tuple[str, bytes]], tracker: _Tracker) -> list[tuple[str, bytes]]:

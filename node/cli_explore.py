@@ -312,12 +312,19 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, names: Names
     show(t)
 
 
+def _standing_text(since: int | None) -> str:
+    if since is None:
+        return "none: the ledger does not know this account; nodes refuse its txs (403 not_permitted)"
+    return "from the genesis: may submit" if since == 0 else f"since height {since}: may submit"
+
+
 @explore.command("account")
 @click.argument("account", callback=account_argument)
 @names_option
 @source_options
 def account_cmd(account: str, source: SourceChoice, as_json: bool, names: Names) -> None:
-    """An account's roles (member, issuer of which classes, regulator, auditor) and the assets it owns."""
+    """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
+    and whether it has standing (may submit transactions at all)."""
     with reading(source) as src:
         acc = src.account(account)
     if as_json:
@@ -327,6 +334,7 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool, names: Names)
     rows: list[tuple[str, Any]] = [
         ("account", names(acc["account"])),
         ("roles", ", ".join(roles) or "none"),
+        ("standing", _standing_text(acc["standing_since"])),
         ("assets", len(acc["assets"])),
         *(("", a) for a in acc["assets"]),
     ]

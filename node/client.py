@@ -9,8 +9,12 @@ sends a tx signed elsewhere (`sign`, or `titlechain tx --sign-only`). A node tha
 (busy) or 503 (not ready) is asked again after the `Retry-After` it gives, or with exponential
 backoff, a bounded number of times (`Retry`); every other answer is returned or raised at once.
 
-Every non-2xx answer raises `RpcError` carrying the HTTP status and the SPEC error code, so a
-program can tell a duplicate (409) from a full mempool (429) from a bad signature (422). A node
+Every non-2xx answer raises `RpcError` carrying the HTTP status and the error code, so a
+program can tell a duplicate (409) from a full mempool (429) from a bad signature (422). Two
+answers have classes of their own, since a program acts on them differently: `NotPermitted`
+(403 not_permitted: the signing key has no standing on the ledger, and retrying will not help
+until it is granted a role or an asset) and `RetryLater` (429: mempool full, the signer's quota
+or the client's rate limit; `retry_after_s` says when, from the node's Retry-After). A node
 that cannot be reached at all (refused, reset, timed out) raises `NodeUnreachable`, an RpcError
 with status 0, so callers handle every failure of a call with one except clause.
 HTTP goes through httpx (sync and async clients from one library); this is its only user.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -74,11 +79,23 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class RpcError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
+    def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None) -> None:
+        later = f" (retry after {retry_after_s} s)" if retry_after_s is not None else ""
+        super().__init__(f"{status} {code}: {message}{later}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class NotPermitted(RpcError):
+    """403 not_permitted: the tx's signer has no standing (holds no role, never owned or held in
+    pledge an asset), so no node admits its txs."""
+
+
+class RetryLater(RpcError):
+    """429: the node's mempool is full, the signer has its quota of txs in flight, or this client
+    spent its rate limit. Send again after `retry_after_s` seconds."""
 
 
 class NodeUnreachable(RpcError):
@@ -116,6 +133,10 @@ def _raise_for(r: httpx.Response) -> Any:
         code, message = str(err["code"]), str(err["message"])
     except (ValueError, KeyError, TypeError):
         code, message = "http_error", r.text[:200] or r.reason_phrase
+    if r.status_code == 403 and code == "not_permitted":
+        raise NotPermitted(r.status_code, code, message)
+    if r.status_code == 429:
+        raise RetryLater(r.status_code, code, message, _retry_after(r.headers.get("Retry-After")))
     raise RpcError(r.status_code, code, message)
 
 
@@ -123,6 +144,12 @@ def _need(value: str | None, what: str) -> str:
     if value is None:
         raise TypeError(f"submit(key, op, args): {what} is required with a key")
     return value
+
+
+def _retry_after(raw: str | None) -> int | None:
+    """Retry-After in whole seconds, rounded up (RetryLater.retry_after_s)."""
+    seconds = retry_after_seconds(raw)
+    return None if seconds is None else math.ceil(seconds)
 
 
 def _tx_json(tx: Tx | dict[str, Any]) -> dict[str, Any]:

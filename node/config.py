@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chain.validators import ADDRESS_PATTERN
+from node.mempool import DEFAULT_MAX_PER_SIGNER
+from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
+from node.rpc_models import MAX_BATCH_TXS
 
 
 class ConfigError(ValueError):
@@ -45,6 +48,17 @@ class NodeConfig(BaseModel):
     rpc_tokens: tuple[RpcToken, ...] = ()
     mempool_max_txs: int = Field(100_000, gt=0)
     mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    mempool_max_per_signer: int = Field(
+        DEFAULT_MAX_PER_SIGNER, gt=0, description="txs one signer may have pending here; beyond, 429 quota_exceeded"
+    )
+    rpc_rate_per_s: float = Field(
+        DEFAULT_RATE_PER_S, gt=0, allow_inf_nan=False,
+        description="units a second each bearer token (or, with no tokens, each client address) may spend: "
+        "one per request, one per submitted tx",
+    )
+    rpc_rate_burst: int = Field(
+        DEFAULT_BURST, ge=MAX_BATCH_TXS, description="units a client may spend at once; at least a full batch"
+    )
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

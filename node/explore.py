@@ -82,7 +82,8 @@ def rpc_call(where: str, call: Callable[[], T]) -> T:
     except RpcError as e:
         if e.status == 404:
             raise NotFound(e.message) from None
-        raise SourceError(f"the node answered {e.status} {e.code}: {e.message}") from None
+        later = f"; retry after {e.retry_after_s} s" if e.retry_after_s is not None else ""
+        raise SourceError(f"the node answered {e.status} {e.code}: {e.message}{later}") from None
     except httpx.HTTPError as e:  # protocol-level trouble the SDK does not translate
         raise SourceError(f"talking to the node at {where} failed: {e}") from None
     except ValueError as e:  # a 2xx whose body is not JSON

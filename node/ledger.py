@@ -28,15 +28,17 @@ from contracts.apply import (
     ApplyResult,
     StoreView,
     apply_txs,
-    check_args,
+    check_block_txs,
     genesis_state,
     reexecute,
     state_key,
 )
 from contracts.proofs import ProofError, build_ownership_proof
-from contracts.state import asset_key, read_roles
+from contracts.standing import has_standing
+from contracts.state import asset_key, read_roles, standing_key
 
 RESULT_CACHE = 16
+STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
 NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
 
 
@@ -61,6 +63,7 @@ class Ledger:
         self._results: OrderedDict[str, ApplyResult] = OrderedDict()
         self._nodes: dict[bytes, bytes] = {}
         self._valsets = self._load_valsets()
+        self._standing: set[str] = set()
 
     @classmethod
     def open(cls, path: str | Path, genesis: Genesis) -> Ledger:
@@ -185,7 +188,7 @@ class Ledger:
                     check_signature(tx)
                 if self.store.tx_location(tx.tx_id) is not None:
                     raise TxError("duplicate", f"tx {tx.tx_id} is already committed")
-            check_args(block.txs)
+            check_block_txs(self._read, block.txs)
         except TxError as e:
             raise LedgerError(f"block {height}: tx refused ({e.code}): {e.message}") from None
         result = self._results.get(block.block_hash) or self.execute(block.txs, height)
@@ -236,6 +239,18 @@ class Ledger:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.state(asset_key(asset_id))
 
+    def has_standing(self, account: str) -> bool:
+        """Whether the committed state knows the account (contracts/standing.py): the mempool's
+        admission rule. Standing is never lost, so a yes is remembered; a no is asked again."""
+        if account in self._standing:
+            return True
+        if not has_standing(StoreView(self.store.get), account):
+            return False
+        if len(self._standing) >= STANDING_CACHE:
+            self._standing.clear()
+        self._standing.add(account)
+        return True
+
     def history(self, asset_id: str) -> list[dict[str, Any]]:
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
         return [decode(v) for _, v in self.store.iterate(prefix)]
@@ -283,7 +298,13 @@ class Ledger:
             return None
 
     def account_answer(self, account: str) -> dict[str, Any]:
-        return {"account": account, "roles": read_roles(StoreView(self.store.get), account), "assets": self.account_assets(account)}
+        view = StoreView(self.store.get)
+        return {
+            "account": account,
+            "roles": read_roles(view, account),
+            "assets": self.account_assets(account),
+            "standing_since": view.get(standing_key(account)),
+        }
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

@@ -2,8 +2,8 @@
 
 Usage, from the validator process (no asyncio here; call it from the event loop thread):
 
-    pool = Mempool(chain_id, arg_validator=contracts.validate_args,
-                   is_committed=store_has_tx, on_admitted=gossip_to_validators)
+    pool = Mempool(chain_id, arg_validator=contracts.validate_args, is_committed=store_has_tx,
+                   has_standing=ledger.has_standing, on_admitted=gossip_to_validators)
     pool.add(tx, next_height)                    # RPC; raises TxError
     pool.add_many(txs, next_height, gossip=False)  # from a peer's gossip; one result per tx
     batch = pool.take_batch(max_txs, max_bytes, next_height)   # the primary's proposal
@@ -11,11 +11,19 @@ Usage, from the validator process (no asyncio here; call it from the event loop 
     pool.remove_committed(block_tx_ids); pool.evict_expired(next_height)   # after each commit
 
 Admission (`add`, `add_many`) runs every check a tx must pass before it may enter a block, cheap
-ones first so junk costs little: chain id and expiry window against the next height, op and args
-(the injected `arg_validator`, normally `contracts.validate_args`), already pending, already
-committed (the injected `is_committed`), room left, and last the Ed25519 signature, verified
-exactly once here. Every refusal is a `chain.tx.TxError`; the codes added by this module are
-`duplicate` (already pending or committed; RPC 409) and `mempool_full` (RPC 429).
+ones first so junk costs little: chain id and expiry window against the next height, the
+signer's standing on the committed state (the injected `has_standing`: only parties the ledger
+knows may submit, contracts/standing.py), op and args (the injected `arg_validator`, normally
+`contracts.validate_args`), already pending, already committed (the injected `is_committed`),
+the signer's in-flight quota, room left, and last the Ed25519 signature, verified exactly once
+here. Every refusal is a `chain.tx.TxError`; the codes added by this module are `not_permitted`
+(no standing; RPC 403), `duplicate` (already pending or committed; RPC 409), `quota_exceeded`
+(the signer already has `max_per_signer` txs pending; RPC 429) and `mempool_full` (RPC 429).
+
+Standing is checked before the signature: it is public state, so refusing an outsider's tx
+unverified tells nobody anything, and an outsider's flood costs a lookup per tx, not a verify.
+A tx that names a known signer but carries a forged signature still fails at the signature.
+Standing is never lost, so a tx admitted here stays admissible in every later block.
 
 The consensus path asks `verified(tx)` instead of verifying again. It is keyed by tx_id AND
 signature: the tx_id covers only the body, so a Byzantine primary could pair a known body with a
@@ -47,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.tx import Tx, TxError, check_for_chain
+from contracts.standing import NOT_PERMITTED, not_permitted_message
 
 log = logging.getLogger("titlechain.mempool")
 
@@ -55,6 +64,8 @@ ArgValidator = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_MAX_TXS = 50_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# One signer may have thousands of txs in flight, but no single one may fill the pool for the rest.
+DEFAULT_MAX_PER_SIGNER = 5_000
 
 
 def verify_signatures(txs: Sequence[Tx]) -> list[bool]:
@@ -75,19 +86,24 @@ class Mempool:
         *,
         arg_validator: ArgValidator,
         is_committed: Callable[[str], bool],
+        has_standing: Callable[[str], bool],
         max_txs: int = DEFAULT_MAX_TXS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_per_signer: int = DEFAULT_MAX_PER_SIGNER,
         on_admitted: Callable[[Sequence[Tx]], None] | None = None,
     ) -> None:
-        if max_txs <= 0 or max_bytes <= 0:
+        if max_txs <= 0 or max_bytes <= 0 or max_per_signer <= 0:
             raise ValueError("mempool bounds must be positive")
         self.chain_id = chain_id
         self.max_txs = max_txs
         self.max_bytes = max_bytes
+        self.max_per_signer = max_per_signer
         self._arg_validator = arg_validator
         self._is_committed = is_committed
+        self._has_standing = has_standing
         self._on_admitted = on_admitted
         self._pending: dict[str, _Entry] = {}
+        self._per_signer: dict[str, int] = {}  # signer -> txs pending; absent at 0
         self._bytes = 0
 
     # -- admission -------------------------------------------------------------------------
@@ -109,18 +125,21 @@ class Mempool:
         results: list[TxError | None] = [None] * len(txs)
         candidates: list[int] = []
         claimed: set[str] = set()
+        claimed_by: dict[str, int] = {}  # signer -> txs of this batch holding a place in its quota
         room_txs = self.max_txs - len(self._pending)
         room_bytes = self.max_bytes - self._bytes
         sizes: dict[int, int] = {}
         for i, tx in enumerate(txs):
             try:
                 size = self._precheck(tx, next_height, claimed)
+                self._check_quota(tx.signer, claimed_by.get(tx.signer, 0))
                 if room_txs <= 0 or size > room_bytes:
                     raise TxError("mempool_full", "the mempool is full; retry later")
             except TxError as e:
                 results[i] = e
                 continue
             claimed.add(tx.tx_id)
+            claimed_by[tx.signer] = claimed_by.get(tx.signer, 0) + 1
             room_txs -= 1
             room_bytes -= size
             sizes[i] = size
@@ -134,6 +153,7 @@ class Mempool:
                 continue
             self._pending[tx.tx_id] = _Entry(tx, sizes[i])
             self._bytes += sizes[i]
+            self._per_signer[tx.signer] = self._per_signer.get(tx.signer, 0) + 1
             admitted.append(tx)
         if admitted and gossip and self._on_admitted is not None:
             self._on_admitted(admitted)
@@ -142,6 +162,8 @@ class Mempool:
     def _precheck(self, tx: Tx, next_height: int, claimed: Set[str]) -> int:
         """Every check but the signature and the bound; returns the tx's encoded size."""
         check_for_chain(tx, self.chain_id, next_height)
+        if not self._has_standing(tx.signer):
+            raise TxError(NOT_PERMITTED, not_permitted_message(tx.signer))
         self._arg_validator(tx.op, tx.args)
         tx_id = tx.tx_id
         if tx_id in self._pending or tx_id in claimed:
@@ -149,6 +171,13 @@ class Mempool:
         if self._is_committed(tx_id):
             raise TxError("duplicate", f"tx {tx_id} is already committed")
         return len(tx.encode())
+
+    def _check_quota(self, signer: str, claimed: int) -> None:
+        if self._per_signer.get(signer, 0) + claimed >= self.max_per_signer:
+            raise TxError(
+                "quota_exceeded",
+                f"signer {signer[:16]}… already has {self.max_per_signer} txs pending here; retry as they commit",
+            )
 
     # -- the consensus side ----------------------------------------------------------------
 
@@ -184,15 +213,24 @@ class Mempool:
         for tx_id in tx_ids:
             entry = self._pending.pop(tx_id, None)
             if entry is not None:
-                self._bytes -= entry.size
+                self._forget(entry)
                 removed += 1
         return removed
+
+    def _forget(self, entry: _Entry) -> None:
+        self._bytes -= entry.size
+        signer = entry.tx.signer
+        left = self._per_signer[signer] - 1
+        if left:
+            self._per_signer[signer] = left
+        else:
+            del self._per_signer[signer]
 
     def evict_expired(self, next_height: int) -> list[str]:
         """Drop txs that can no longer be included at next_height or later; returns their ids."""
         gone = [tx_id for tx_id, e in self._pending.items() if e.tx.expires < next_height]
         for tx_id in gone:
-            self._bytes -= self._pending.pop(tx_id).size
+            self._forget(self._pending.pop(tx_id))
         if gone:
             log.info("evicted %d expired txs before height %d", len(gone), next_height)
         return gone
@@ -211,6 +249,10 @@ class Mempool:
     def get(self, tx_id: str) -> Tx | None:
         entry = self._pending.get(tx_id)
         return entry.tx if entry is not None else None
+
+    def pending_of(self, signer: str) -> int:
+        """How many of the signer's txs are pending (its in-flight count against the quota)."""
+        return self._per_signer.get(signer, 0)
 
     @property
     def size_bytes(self) -> int:

@@ -40,6 +40,7 @@ from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from node.ratelimit import RateLimited, RateLimiter
 from node.version import version
 
 log = logging.getLogger("titlechain.rpc")
@@ -60,7 +61,15 @@ WRITE_TIMEOUT_S = 30.0
 MAX_STREAMS = 256
 BATCH_YIELD_EVERY = 256  # let other requests run while a 10,000-tx batch is checked
 
-TX_ERROR_STATUS = {"malformed": 400, "too_large": 413, "duplicate": 409, "mempool_full": 429}
+TX_ERROR_STATUS = {
+    "malformed": 400,
+    "not_permitted": 403,
+    "too_large": 413,
+    "duplicate": 409,
+    "mempool_full": 429,
+    "quota_exceeded": 429,
+}
+RETRY_AFTER_S = 1  # what a 429 from the mempool (full, or the signer's quota) asks a client to wait
 HTTP_ERROR_CODE = {
     400: "malformed",
     401: "unauthorized",
@@ -97,7 +106,8 @@ def error_response(status: int, code: str, message: str, headers: Mapping[str, s
 
 
 def tx_error(e: TxError) -> ApiError:
-    return ApiError(TX_ERROR_STATUS.get(e.code, 422), e.code, e.message)
+    status = TX_ERROR_STATUS.get(e.code, 422)
+    return ApiError(status, e.code, e.message, {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None)
 
 
 # -- the route table ---------------------------------------------------------------------------
@@ -129,7 +139,8 @@ class Route:
 
     @property
     def responses(self) -> dict[int, type[BaseModel] | None]:
-        return {self.ok[0]: self.ok[1], **dict(self.also_ok), **{s: m.ErrorResponse for s in self.errors}}
+        # every route may answer 429: every request is rate limited (_rate_limit)
+        return {self.ok[0]: self.ok[1], **dict(self.also_ok), **{s: m.ErrorResponse for s in (*self.errors, 429)}}
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class RpcConfig:
     heartbeat_s: float
     write_timeout_s: float
     max_streams: int
+    limiter: RateLimiter
 
 
 # Keys of the application's state.
@@ -148,6 +160,7 @@ STREAMS = web.AppKey("streams", set)
 INTERNAL_ERRORS = web.AppKey("internal_errors", list)
 OPENAPI = web.AppKey("openapi", dict)
 ROUTE_OF = web.AppKey("route_of", dict)
+CLIENT = web.RequestKey("client", str)  # whom the rate limiter charges (set by _auth when tokens are on)
 
 
 # -- request helpers ---------------------------------------------------------------------------
@@ -157,12 +170,12 @@ def _api(request: web.Request) -> NodeApi:
     return request.app[API]
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
 
 
 def _require_ready(api: NodeApi) -> None:
@@ -289,7 +302,10 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
     txs = obj["txs"]
     if len(txs) > m.MAX_BATCH_TXS:
         raise ApiError(413, "too_large", f"{len(txs)} txs; a batch holds at most {m.MAX_BATCH_TXS}")
+    if len(txs) > 1:  # the request itself paid for one tx in _rate_limit
+        _charge(request, len(txs) - 1)
     results: list[dict[str, Any]] = []
+    retry = False
     for i, raw in enumerate(txs):
         if i and i % BATCH_YIELD_EVERY == 0:
             await asyncio.sleep(0)
@@ -298,9 +314,12 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
             api.submit(tx)
         except (ApiError, TxError) as e:
             results.append({"error": {"code": e.code, "message": e.message}})
+            retry = retry or TX_ERROR_STATUS.get(e.code) == 429
         else:
             results.append({"tx_id": tx.tx_id, "status": "pending"})
-    return _json({"results": results}, 202)
+    # entries refused for a full mempool or a signer's quota may be sent again: say when
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
+    return web.json_response({"results": results}, status=202, headers=headers, dumps=_dumps)
 
 
 async def get_tx(request: web.Request) -> web.StreamResponse:
@@ -495,7 +514,7 @@ _ASSET = Param("asset_id", "path", {"type": "string", "pattern": m.ASSET_ID_PATT
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/v1/txs", submit_tx, "Submit one signed transaction", "submit",
-        ok=(202, m.TxAccepted), also_ok=((200, m.TxCommitted),), errors=(400, 409, 413, 422, 429, 503, 504),
+        ok=(202, m.TxAccepted), also_ok=((200, m.TxCommitted),), errors=(400, 403, 409, 413, 422, 429, 503, 504),
         request=m.TxModel, max_body=MAX_TX_BODY,
         params=(
             Param("wait", "query", {"type": "boolean", "default": False},
@@ -644,7 +663,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(503, "internal", "internal error; the node logged it")
 
 
-def _token_scopes(cfg: RpcConfig, header: str | None) -> frozenset[str] | None:
+def _token_scopes(cfg: RpcConfig, header: str | None) -> tuple[int, frozenset[str]] | None:
+    """(index of the token in the config, its scopes) for the header's bearer token, or None."""
     if header is None:
         return None
     scheme, _, presented = header.strip().partition(" ")
@@ -654,10 +674,10 @@ def _token_scopes(cfg: RpcConfig, header: str | None) -> frozenset[str] | None:
         given = presented.strip().encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return None
-    found: frozenset[str] | None = None
-    for token, scopes in cfg.tokens:  # compare with every token, so the time does not tell which matched
+    found: tuple[int, frozenset[str]] | None = None
+    for i, (token, scopes) in enumerate(cfg.tokens):  # compare with every token, so the time does not tell which matched
         if hmac.compare_digest(token, given):
-            found = scopes
+            found = (i, scopes)
     return found
 
 
@@ -667,14 +687,34 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not cfg.tokens:
         return await handler(request)
     header = request.headers.get("Authorization")
-    scopes = _token_scopes(cfg, header)
-    if scopes is None:
+    found = _token_scopes(cfg, header)
+    if found is None:
         challenge = 'Bearer realm="titlechain"' + ("" if header is None else ', error="invalid_token"')
         what = "missing Authorization: Bearer <token>" if header is None else "invalid token"
         raise ApiError(401, "unauthorized", what, {"WWW-Authenticate": challenge})
+    index, scopes = found
+    request[CLIENT] = f"token:{index}"  # the rate limit follows the token, wherever it is used from
     route = request.app[ROUTE_OF].get(request.match_info.route)
     if route is not None and route.scope not in scopes:
         raise ApiError(403, "forbidden", f"this token lacks the {route.scope!r} scope")
+    return await handler(request)
+
+
+def _charge(request: web.Request, cost: int) -> None:
+    """Charge the request's client `cost` units of its rate limit, or answer 429 with Retry-After."""
+    client = request.get(CLIENT) or f"address:{request.remote or 'unknown'}"
+    try:
+        request.app[CONFIG].limiter.take(client, cost)
+    except RateLimited as e:
+        raise ApiError(429, "rate_limited", e.message, {"Retry-After": str(e.retry_after_s)}) from None
+
+
+@web.middleware
+async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One unit per request, charged before the body is read; a batch pays for its other txs
+    once its size is known (submit_batch). Runs after _auth, so a token's requests share one bucket
+    and a request with no valid token is refused before it costs anyone's allowance."""
+    _charge(request, 1)
     return await handler(request)
 
 
@@ -694,12 +734,14 @@ def make_app(
     heartbeat_s: float = HEARTBEAT_S,
     write_timeout_s: float = WRITE_TIMEOUT_S,
     max_streams: int = MAX_STREAMS,
+    rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
+    """The RPC application; `rate_limiter` None gives one with the default limits."""
     if not (max_body_bytes > 0 and heartbeat_s > 0 and write_timeout_s > 0 and max_streams > 0):
         raise ValueError("max_body_bytes, heartbeat_s, write_timeout_s and max_streams must be positive")
     if not all(math.isfinite(x) for x in (heartbeat_s, write_timeout_s)):
         raise ValueError("heartbeat_s and write_timeout_s must be finite")
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[_errors, _auth, _rate_limit], client_max_size=max_body_bytes)
     app[API] = api
     app[CONFIG] = RpcConfig(
         tokens=tuple((t.token.encode("utf-8", "surrogateescape"), frozenset(t.scopes)) for t in tokens),
@@ -707,6 +749,7 @@ def make_app(
         heartbeat_s=heartbeat_s,
         write_timeout_s=write_timeout_s,
         max_streams=max_streams,
+        limiter=rate_limiter or RateLimiter(),
     )
     app[STREAMS] = set()
     app[INTERNAL_ERRORS] = []

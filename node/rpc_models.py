@@ -37,9 +37,9 @@ class _Request(BaseModel):
 
 class ErrorDetail(_Request):
     code: str = Field(
-        description="machine-readable: malformed, too_large, duplicate, mempool_full, bad_signature, wrong_chain, "
-        "expired, expires_too_far, unknown_op, invalid_args, not_found, unauthorized, forbidden, not_ready, "
-        "timeout, method_not_allowed, internal"
+        description="machine-readable: malformed, too_large, duplicate, mempool_full, quota_exceeded, rate_limited, "
+        "not_permitted, bad_signature, wrong_chain, expired, expires_too_far, unknown_op, invalid_args, not_found, "
+        "unauthorized, forbidden, not_ready, too_many_streams, timeout, method_not_allowed, internal"
     )
     message: str = Field(description="for humans; may change between versions")
 
@@ -150,6 +150,10 @@ class AccountInfo(_Answer):
     account: str = Field(pattern=HEX64)
     roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')
     assets: list[str] = Field(description="asset ids the account owns")
+    standing_since: int | None = Field(
+        description="the height from which the account has standing and so may submit txs (0: the genesis); "
+        "null: the ledger does not know it, and every node refuses its txs with 403 not_permitted"
+    )
 
 
 # -- blocks ------------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ log = logging.getLogger("titlechain.transport")
 #   2: PRE-PREPARE names its block by hash; blocks travel as block frames
 #   3: commit votes and certificates name their view (commit signatures v2): a peer of an older
 #      version signs commits this node cannot check
-PROTOCOL_VERSION = 3
+#   4: a block holding a tx from a signer without standing is invalid, and state roots include
+#      standing: a peer of an older version would vote for blocks this node refuses
+PROTOCOL_VERSION = 4
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 

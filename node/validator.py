@@ -61,6 +61,7 @@ from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.pbft_messages import MessageError
+from node.ratelimit import RateLimiter
 from node.rpc import serve
 from node.transport import Transport
 from node.version import version
@@ -181,8 +182,10 @@ class Validator:
             genesis.chain_id,
             arg_validator=validate_args,
             is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
+            has_standing=ledger.has_standing,
             max_txs=cfg.mempool_max_txs,
             max_bytes=cfg.mempool_max_bytes,
+            max_per_signer=cfg.mempool_max_per_signer,
             on_admitted=self._gossip,
         )
         self.app = LedgerApp(ledger, self.mempool, key)
@@ -232,7 +235,10 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            self._runner = await serve(self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens)
+            limiter = RateLimiter(self.cfg.rpc_rate_per_s, self.cfg.rpc_rate_burst)
+            self._runner = await serve(
+                self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens, rate_limiter=limiter
+            )
         except OSError as e:
             await self.transport.close()
             raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None

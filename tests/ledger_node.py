@@ -2,7 +2,7 @@
 
 `LedgerNode` is a `NodeApi` over a `LedgerChain` (tests/ledger_fixtures.py): reads come from the
 ledger through `node.explore.LedgerSource` (the same shapes a validator serves), a submitted tx is
-checked like a node would (signature, chain, expiry window, args, duplicates) and committed in a
+checked like a node would (signature, chain, expiry window, standing, args, duplicates) and committed in a
 block of its own on the next turn of the event loop, with real certificates. No consensus, one
 process: enough for the CLI to submit, wait for receipts, explore, fetch proofs and audit.
 
@@ -23,6 +23,7 @@ from ledger_fixtures import LedgerChain, build_story
 
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
+from contracts.standing import NOT_PERMITTED, not_permitted_message
 from node.api import CommittedBlockEvent
 from node.explore import LedgerSource, NotFound
 from node.metrics import NodeMetrics
@@ -74,6 +75,8 @@ class LedgerNode:
     def submit(self, tx: Tx) -> None:
         check_signature(tx)
         check_for_chain(tx, self.chain_id, self.height + 1)
+        if not self.ledger.has_standing(tx.signer):
+            raise TxError(NOT_PERMITTED, not_permitted_message(tx.signer))
         check_args([tx])
         if tx.tx_id in self.pending or self.ledger.tx(tx.tx_id) is not None:
             raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")

@@ -130,7 +130,8 @@ class FakeNode:
         if account in self.genesis.members:
             roles.insert(0, {"role": "member"})
         owned = sorted(a for a, s in self.assets.items() if s["owner"] == account)
-        return {"account": account, "roles": roles, "assets": owned}
+        since = 0 if roles else min((self.assets[a]["registered_at"] for a in owned), default=None)
+        return {"account": account, "roles": roles, "assets": owned, "standing_since": since}
 
     def block(self, height: int) -> dict[str, Any] | None:
         if not 1 <= height <= self.height:

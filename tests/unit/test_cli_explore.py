@@ -99,6 +99,7 @@ def test_json_content(story: Story) -> None:
         "account": u[0].public,
         "roles": [],
         "assets": ["WR-3"],
+        "standing_since": 1,
     }
     issuer = read_json(story, "data_dir", "account", story.ch.c.issuer.public)
     assert issuer["roles"] == [{"role": "issuer", "classes": ["property_deed", "receivable", "warehouse_receipt"]}]
@@ -140,7 +141,9 @@ def test_tables(story: Story, kind: str) -> None:
     asset = table("asset", "WR-1")
     assert u[4].public in asset.replace("\n", "").replace(" ", "") and "active" in asset
     assert table("history", "WR-1").count("asset.transfer") == 3
-    assert "WR-3" in table("account", u[0].public)
+    assert "WR-3" in table("account", u[0].public) and "since height 1: may submit" in table("account", u[0].public)
+    assert "none: the ledger does not know" in table("account", u[7].public)  # never given anything
+    assert "from the genesis" in table("account", story.ch.c.issuer.public)
 
 
 @pytest.mark.parametrize("kind", ["rpc", "data_dir"])

@@ -280,3 +280,43 @@ def test_a_wait_that_runs_out_exits_1_naming_the_tx(tmp_path: Path) -> None:
     [tx_id] = node.mempool
     assert result.exit_code == 1
     assert "504 timeout" in result.stderr and f"(tx {tx_id})" in result.stderr
+
+
+# -- admission: 403 for a key the ledger does not know, 429 with when to retry -----------------------
+
+
+def test_a_key_without_standing_exits_1_with_403_not_permitted(
+    tmp_path: Path, served: tuple[LedgerChain, LedgerNode, str]
+) -> None:
+    ch, node, url = served
+    stranger = key_file(tmp_path, ch.c.users[7], "stranger")  # no role, never owned anything
+    height = ch.ledger.height
+    result = run("tx", "asset.redeem", "--key", stranger, "--rpc", url, "--wait", "asset_id=WR-2")
+    assert result.exit_code == 1
+    assert "403 not_permitted" in result.stderr and "no standing" in result.stderr and "(tx " in result.stderr
+    assert node.pending == {} and ch.ledger.height == height
+
+
+def test_a_full_mempool_exits_1_saying_when_to_retry(tmp_path: Path) -> None:
+    node = FakeNode(mempool_cap=0)
+    issuer = key_file(tmp_path, node.consortium.issuer, "issuer")
+    with serve_in_thread(node) as url:
+        result = run("tx", "asset.redeem", "--key", issuer, "--rpc", url, "asset_id=WR-1")
+    assert result.exit_code == 1
+    assert "429 mempool_full" in result.stderr and "retry after 1 s" in result.stderr
+
+
+def test_the_sdk_raises_not_permitted_and_retry_later(tmp_path: Path, served: tuple[LedgerChain, LedgerNode, str]) -> None:
+    from node.client import Client, NotPermitted, RetryLater, sign
+
+    ch, _, url = served
+    with Client(url) as c:
+        tx = sign(ch.c.users[7], c.chain_id, "asset.redeem", {"asset_id": "WR-2"}, expires=c.height() + 10)
+        with pytest.raises(NotPermitted) as e:
+            c.submit(tx)
+        assert (e.value.status, e.value.code) == (403, "not_permitted")
+    node = FakeNode(mempool_cap=0)
+    with serve_in_thread(node) as url2, Client(url2) as c:
+        with pytest.raises(RetryLater) as later:
+            c.submit(sign(node.consortium.issuer, c.chain_id, "asset.redeem", {"asset_id": "WR-1"}, expires=50))
+        assert (later.value.status, later.value.code, later.value.retry_after_s) == (429, "mempool_full", 1)

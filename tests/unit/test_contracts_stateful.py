@@ -23,6 +23,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from chain.crypto import is_account
 from contracts import doc_key, read_asset, read_gov, read_proposal, read_roles, read_validator_set
+from contracts.standing import has_standing
+from contracts.state import standing_key
 from contracts_fixtures import World, doc
 from factories import seeded_key
 
@@ -52,6 +54,7 @@ class Ledger(RuleBasedStateMachine):
         self.accounts = [k.public for k in self.keys]
         self.proposals: list[str] = []
         self.executed: dict[str, dict[str, Any]] = {}
+        self.known: set[str] = set()  # accounts seen holding a role, owning or holding in pledge
         for i, asset_id in enumerate(ASSETS[:2]):
             self.w.register(asset_id, c.users[i], f"d{i}")
 
@@ -107,8 +110,11 @@ class Ledger(RuleBasedStateMachine):
             return
         changed = {a for a in ASSETS if before.get(a) != after.get(a)}
         assert changed == {asset_id}, (op, changed)
-        assert set(writes) <= {f"asset/{asset_id}"} | {doc_key(h) for h in DOCS}
         new, old = after[asset_id], before.get(asset_id)
+        parties = {new["owner"], new["pledgee"]} - {None}
+        assert set(writes) <= {f"asset/{asset_id}"} | {doc_key(h) for h in DOCS} | {standing_key(p) for p in parties}
+        for party in parties:  # whoever the asset now names is known to the ledger from here on
+            assert has_standing(self.w.state, party)
         if old is None:
             assert op == "asset.register" and new["version"] == 1
             return
@@ -175,6 +181,16 @@ class Ledger(RuleBasedStateMachine):
         assert len(live) == live_count, "two live assets share a document hash"
         for h in DOCS:
             assert self.w.state.get(doc_key(h)) == live.get(h)
+
+    @invariant()
+    def standing_is_gained_and_never_lost(self) -> None:
+        for acct in self.accounts:
+            if read_roles(self.w.state, acct):
+                self.known.add(acct)
+        for a in self._assets().values():
+            self.known.update({a["owner"], a["pledgee"]} - {None})
+        for acct in self.accounts:
+            assert has_standing(self.w.state, acct) == (acct in self.known), acct[:12]
 
     @invariant()
     def governance_is_consistent(self) -> None:

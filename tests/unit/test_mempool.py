@@ -45,11 +45,13 @@ class Pool:
 
     def __init__(self, **kw: Any) -> None:
         self.committed: set[str] = set()
+        self.known = {ALICE.public, BOB.public}  # the signers with standing
         self.gossiped: list[Tx] = []
         self.pool = Mempool(
             CHAIN,
             arg_validator=fake_validate_args,
             is_committed=self.committed.__contains__,
+            has_standing=self.known.__contains__,
             on_admitted=self._gossip,
             **kw,
         )
@@ -219,8 +221,79 @@ def test_verified_requires_the_same_signature() -> None:
 def test_with_the_real_contract_arg_validator() -> None:
     import contracts
 
-    pool = Mempool(CHAIN, arg_validator=contracts.validate_args, is_committed=lambda tx_id: False)
+    pool = Mempool(
+        CHAIN, arg_validator=contracts.validate_args, is_committed=lambda tx_id: False, has_standing=lambda a: True
+    )
     pool.add(tx(1, args={"asset_id": "wr-1", "to": BOB.public}), 1)
     assert refusal(pool, tx(2, op="asset.melt")) == "unknown_op"
     assert refusal(pool, tx(3, args={"asset_id": "wr-3", "to": "not-an-account"})) == "invalid_args"
     assert len(pool) == 1
+
+
+# -- admission: standing and the per-signer quota ---------------------------------------------
+
+MALLORY = seeded_key("mallory")  # a fresh key the ledger does not know
+
+
+def test_an_outsider_is_refused_from_clients_and_from_gossip() -> None:
+    p = Pool()
+    assert refusal(p.pool, tx(1, key=MALLORY)) == "not_permitted"
+    results = p.pool.add_many([tx(2, key=MALLORY), tx(3)], 1, gossip=False)  # a peer relays both
+    assert [r.code if r else None for r in results] == ["not_permitted", None]
+    assert len(p.pool) == 1 and p.pool.pending_of(MALLORY.public) == 0 and p.gossiped == []
+
+
+def test_standing_is_checked_before_the_signature_and_does_not_excuse_one() -> None:
+    p = Pool()
+    checked: list[Tx] = []
+    real_verify = chain.tx.Tx.signature_valid
+
+    def spy(self: Tx) -> bool:
+        checked.append(self)
+        return real_verify(self)
+
+    outsider = tx(1, key=MALLORY)
+    impostor = parse_tx({"body": {**tx(2).body}, "sig": outsider.sig})  # names Alice, signed by nobody
+    try:
+        chain.tx.Tx.signature_valid = spy  # type: ignore[method-assign]
+        assert refusal(p.pool, outsider) == "not_permitted"
+        assert checked == []  # an outsider's flood costs no signature verification
+        assert refusal(p.pool, impostor) == "bad_signature"
+    finally:
+        chain.tx.Tx.signature_valid = real_verify  # type: ignore[method-assign]
+
+
+def test_a_signer_gets_standing_while_its_tx_waits() -> None:
+    p = Pool()
+    t = tx(1, key=MALLORY)
+    assert refusal(p.pool, t) == "not_permitted"
+    p.known.add(MALLORY.public)  # e.g. an asset registered to it was committed
+    p.pool.add(t, 1)
+    assert t.tx_id in p.pool
+
+
+def test_per_signer_quota_counts_pending_and_batch_and_frees_on_commit_and_expiry() -> None:
+    p = Pool(max_per_signer=3)
+    short_lived = tx(1, expires=5)
+    p.pool.add(short_lived, 1)
+    results = p.pool.add_many([tx(2), tx(3), tx(4), tx(5, key=BOB)], 1)
+    assert [r.code if r else None for r in results] == [None, None, "quota_exceeded", None]
+    assert p.pool.pending_of(ALICE.public) == 3 and p.pool.pending_of(BOB.public) == 1
+    assert refusal(p.pool, tx(6)) == "quota_exceeded"
+    p.pool.remove_committed([tx(2).tx_id])
+    p.pool.add(tx(6), 1)
+    assert refusal(p.pool, tx(7)) == "quota_exceeded"
+    assert p.pool.evict_expired(6) == [short_lived.tx_id]
+    p.pool.add(tx(7), 6)
+    assert p.pool.pending_of(ALICE.public) == 3
+
+
+def test_a_refused_tx_takes_no_place_in_the_quota() -> None:
+    p = Pool(max_per_signer=2)
+    bad = parse_tx({"body": tx(1).body, "sig": tx(9).sig})
+    results = p.pool.add_many([bad, tx(2), tx(3)], 1)
+    # room is claimed before signatures are checked, like the pool's own bound (see add_many)
+    assert [r.code if r else None for r in results] == ["bad_signature", None, "quota_exceeded"]
+    assert p.pool.pending_of(ALICE.public) == 1
+    p.pool.add(tx(3), 1)
+    assert p.pool.pending_of(ALICE.public) == 2

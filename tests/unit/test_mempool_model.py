@@ -41,7 +41,8 @@ op = st.one_of(
 def test_matches_model(ops: list[tuple[str, object]], max_txs: int) -> None:
     committed: set[str] = set()
     pool = Mempool(
-        CHAIN, arg_validator=lambda op, args: None, is_committed=committed.__contains__, max_txs=max_txs
+        CHAIN, arg_validator=lambda op, args: None, is_committed=committed.__contains__,
+        has_standing=lambda account: True, max_txs=max_txs,
     )
     model: list[Tx] = []  # pending, in arrival order
     height = 1

@@ -92,7 +92,8 @@ def test_token_lookup_checks_every_token() -> None:
     from node.rpc import CONFIG
 
     cfg = make_app(FakeNode(), tokens=TOKENS)[CONFIG]
-    assert _token_scopes(cfg, f"Bearer {BOTH}") == frozenset({"read", "submit"})
-    assert _token_scopes(cfg, f"Bearer {SUBMITTER}") == frozenset({"submit"})
+    both, submitter = (next(i for i, t in enumerate(TOKENS) if t.token == x) for x in (BOTH, SUBMITTER))
+    assert _token_scopes(cfg, f"Bearer {BOTH}") == (both, frozenset({"read", "submit"}))
+    assert _token_scopes(cfg, f"Bearer {SUBMITTER}") == (submitter, frozenset({"submit"}))
     assert _token_scopes(cfg, None) is None
     assert _token_scopes(cfg, "Bearer \udcff") is None

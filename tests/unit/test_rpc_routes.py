@@ -158,8 +158,8 @@ async def test_mempool_full_is_429(node: FakeNode) -> None:
     node.mempool_cap = 1
     async with rpc_client(node) as client:
         assert (await submit(client, signed(node, nonce="a").to_plain()))[0] == 202
-        status, body = await submit(client, signed(node, nonce="b").to_plain())
-        assert (status, body["error"]["code"]) == (429, "mempool_full")
+        r = await client.post("/v1/txs", json=signed(node, nonce="b").to_plain())
+        assert (r.status, (await r.json())["error"]["code"], r.headers["Retry-After"]) == (429, "mempool_full", "1")
 
 
 async def test_not_ready_refuses_submits_with_503_but_reads_answer(client: TestClient, node: FakeNode) -> None:
@@ -224,7 +224,7 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
     status, proof = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-NGB-2026-0001/proof")
     assert status == 200 and proof["asset"]["asset_id"] == "WR-NGB-2026-0001"
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}")
-    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"]}
+    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"], "standing_since": 1}
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{node.consortium.issuer.public}")
     assert acct["roles"][0]["role"] == "issuer"
     for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
