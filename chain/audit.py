@@ -324,26 +324,7 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
         raise _ProofBad("chain_id: not the chain of this genesis")
     if proof["genesis_hash"] != genesis.hash:
         raise _ProofBad("genesis_hash: not the hash of this genesis")
-    changes = proof["validator_changes"]
-    if type(changes) is not list:
-        raise _ProofBad("validator_changes: must be a list")
-    vset = genesis.validators
-    last = 0
-    for i, change in enumerate(changes):
-        where = f"validator_changes[{i}]."
-        if type(change) is not dict or set(change) != {"header", "certificate", "validators"}:
-            raise _ProofBad(f"validator_changes[{i}]: must be {{header, certificate, validators}}")
-        header = _certified(change["header"], change["certificate"], vset, genesis, where)
-        if header.height <= last:
-            raise _ProofBad(f"{where}header.height: changes must ascend")
-        last = header.height
-        try:
-            new = ValidatorSet.from_plain(change["validators"]) if type(change["validators"]) is list else None
-        except ValidatorSetError as e:
-            raise _ProofBad(f"{where}validators: {e}") from None
-        if new is None or new.hash != header.next_validators_hash:
-            raise _ProofBad(f"{where}validators: not the set the header's next_validators_hash names")
-        vset = new
+    vset, last = _follow_changes(proof["validator_changes"], genesis)
     header = _certified(proof["header"], proof["certificate"], vset, genesis, "")
     if header.height <= last:
         raise _ProofBad("header.height: must lie above every validator change")
@@ -363,6 +344,31 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
     return ProofResult(True, "", asset_id, asset, header.height, header.block_hash, header.state_root)
 
 
+def _follow_changes(changes: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:
+    """The validator set after a list of certified validator changes (proofs and evidence carry
+    them in one shape: {header, certificate, validators}, ascending), and the last change's height."""
+    if type(changes) is not list:
+        raise _ProofBad("validator_changes: must be a list")
+    vset = genesis.validators
+    last = 0
+    for i, change in enumerate(changes):
+        where = f"validator_changes[{i}]."
+        if type(change) is not dict or set(change) != {"header", "certificate", "validators"}:
+            raise _ProofBad(f"validator_changes[{i}]: must be {{header, certificate, validators}}")
+        header = _certified(change["header"], change["certificate"], vset, genesis, where)
+        if header.height <= last:
+            raise _ProofBad(f"{where}header.height: changes must ascend")
+        last = header.height
+        try:
+            new = ValidatorSet.from_plain(change["validators"]) if type(change["validators"]) is list else None
+        except ValidatorSetError as e:
+            raise _ProofBad(f"{where}validators: {e}") from None
+        if new is None or new.hash != header.next_validators_hash:
+            raise _ProofBad(f"{where}validators: not the set the header's next_validators_hash names")
+        vset = new
+    return vset, last
+
+
 def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Genesis, where: str) -> Header:
     try:
         header = Header.from_plain(header_obj)
@@ -379,3 +385,23 @@ def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Gene
         raise _ProofBad(f"{where}certificate: {e}") from None
     return header
 
+
+
+class LinkError(ValueError):
+    """Headers, certificates or validator changes that do not link to the genesis."""
+
+
+def follow_validator_changes(changes: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:
+    """`_follow_changes` for other verifiers (node/evidence.py); raises LinkError."""
+    try:
+        return _follow_changes(changes, genesis)
+    except _ProofBad as e:
+        raise LinkError(str(e)) from None
+
+
+def certified_header(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Genesis, where: str) -> Header:
+    """A header of this chain whose certificate verifies under vset; raises LinkError."""
+    try:
+        return _certified(header_obj, cert_obj, vset, genesis, where)
+    except _ProofBad as e:
+        raise LinkError(str(e)) from None

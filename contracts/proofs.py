@@ -36,23 +36,23 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),
         "state_proof": state_proof.to_plain(),
-        **_certified(store, head.height),
-        "validator_changes": _validator_changes(store, head.height),
+        **certified(store, head.height),
+        "validator_changes": validator_changes(store, head.height),
     }
 
 
-def _certified(store: Store, height: int) -> dict[str, Any]:
+def certified(store: Store, height: int) -> dict[str, Any]:
     block, cert = store.get_block(height), store.get_certificate(height)
     if block is None or cert is None:
         raise ProofError(f"the store lacks block or certificate {height}")
     return {"header": block.header.to_plain(), "certificate": cert.to_plain()}
 
 
-def _validator_changes(store: Store, below: int) -> list[dict[str, Any]]:
+def validator_changes(store: Store, below: int) -> list[dict[str, Any]]:
     """For each block before `below` whose txs changed the validator set: header, certificate, new set."""
     out = []
     for key, raw in store.iterate(VALSET_PREFIX):
         first = int(key[len(VALSET_PREFIX) :])  # the set certifies from this height; block first-1 made it
         if 1 < first <= below:
-            out.append({**_certified(store, first - 1), "validators": decode(raw)})
+            out.append({**certified(store, first - 1), "validators": decode(raw)})
     return out

@@ -89,5 +89,8 @@ class NodeApi(Protocol):
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None: ...
 
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        """{"total", "offset", "evidence": [full equivocation records]} (node/evidence.py)."""
+
     def metrics_text(self) -> bytes:
         """Prometheus exposition of the node's metrics."""

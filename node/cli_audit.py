@@ -1,4 +1,5 @@
-"""`titlechain audit …`: verify a whole chain, fetch an ownership proof, check a proof offline.
+"""`titlechain audit …`: verify a whole chain, fetch an ownership proof, check a proof or a piece of
+equivocation evidence offline.
 
 The checks themselves live in chain/audit.py (with the contracts' re-executor plugged in by
 node/ledger.py for data dirs and node/rpc_audit.py for a node's RPC); this module runs them,
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chain.audit import AuditReport, ProofResult, verify_ownership_proof
 from chain.genesis import Genesis
+from node.evidence import EvidenceResult, verify_evidence
 from node.cli_common import (
     EXIT_FAILED,
     RPC_HELP,
@@ -201,17 +203,21 @@ def verify_proof_cmd(file: Path, genesis: Genesis, as_json: bool) -> None:
     header's state root. Prints the owner, the status and the height it is proven at. Exit 0 only
     if the proof is valid; exit 1 with the reason otherwise.
     """
+    proof, not_json = _read_json_file(file)
+    result = ProofResult(False, not_json) if not_json else verify_ownership_proof(proof, genesis)
+    _proof_report(result, as_json)
+
+
+def _read_json_file(file: Path) -> tuple[Any, str | None]:
+    """(value, None), or (None, why it is not JSON); an unreadable file is a usage error (exit 2)."""
     try:
         text = file.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise click.BadParameter(f"cannot read {file}: {e}", param_hint="FILE") from None
     try:
-        proof = json.loads(text)
+        return json.loads(text), None
     except (json.JSONDecodeError, RecursionError) as e:
-        result = ProofResult(False, f"the file is not JSON: {e}")
-    else:
-        result = verify_ownership_proof(proof, genesis)
-    _proof_report(result, as_json)
+        return None, f"the file is not JSON: {e}"
 
 
 def _proof_report(result: ProofResult, as_json: bool) -> None:
@@ -243,5 +249,34 @@ def _proof_report(result: ProofResult, as_json: bool) -> None:
             f"  status  {asset.get('status')}" + (f" (pledgee {asset['pledgee']})" if asset.get("pledgee") else "")
         )
         click.echo(f"  height  {result.height} (block {result.block_hash})")
+    if not result.ok:
+        raise SystemExit(EXIT_FAILED)
+
+
+@audit.command("verify-evidence")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@genesis_required
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify_evidence_cmd(file: Path, genesis: Genesis, as_json: bool) -> None:
+    """Check an equivocation record offline (one entry of GET /v1/evidence), trusting only the genesis.
+
+    Valid means: both messages are signed by the named validator under the consensus domain, are of
+    the same kind, view and height and differ, and the validator belongs to the validator set of
+    that height, reached from the genesis through the record's certified links. Exit 0 only if the
+    record is valid; exit 1 with the reason otherwise.
+    """
+    record, not_json = _read_json_file(file)
+    result = EvidenceResult(False, not_json) if not_json else verify_evidence(record, genesis)
+    if as_json:
+        print_json(result.to_plain())
+    elif not result.ok:
+        click.echo(f"evidence INVALID: {result.reason}")
+    else:
+        ev = result.evidence
+        assert ev is not None
+        click.echo(f"evidence valid: validator {ev.validator} equivocated")
+        click.echo(f"  two different {ev.kind} messages for view {ev.view} height {ev.height}")
+        click.echo(f"  digests {ev.first.digest} {ev.second.digest}")
+        click.echo(f"  record  {ev.evidence_id}")
     if not result.ok:
         raise SystemExit(EXIT_FAILED)

@@ -277,6 +277,13 @@ class Client:
     def blocks(self, start: int, limit: int = 100) -> list[dict[str, Any]]:
         return self._get("/v1/blocks", **{"from": start, "limit": limit})["blocks"]
 
+    def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
+        """{"total", "offset", "evidence": [equivocation records]}; each verifies offline."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if validator is not None:
+            params["validator"] = validator
+        return self._get("/v1/evidence", **params)
+
     def events(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
         """Committed blocks as they come: each {"event", "id", "data": {"height", "block_hash", "receipts"...}}."""
         with self._http.stream("GET", "/v1/events", params={"from": from_height} if from_height else {}, timeout=None) as r:

@@ -48,6 +48,12 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.evidence = Counter(
+            "titlechain_evidence",
+            "Equivocation records this node holds, by the validator they convict (counted from the store at start)",
+            ["validator"],
+            registry=r,
+        )
         self.view_changes = Counter(
             "titlechain_view_changes", "Views this node moved past: each a primary that was slow, absent or faulty", registry=r
         )
@@ -105,6 +111,9 @@ class NodeMetrics:
 
     def set_peers(self, connected: int) -> None:
         self.peers.set(connected)
+
+    def on_evidence(self, validator: str, n: int = 1) -> None:
+        self.evidence.labels(validator=validator).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -344,6 +344,7 @@ class Replica:
         self.timer: tuple[int, int] | None = None
         self.evidence: list[Evidence] = []
         self._seen: dict[tuple[str, str, int, int], Signed] = {}
+        self._convicted: set[tuple[str, str, int, int]] = set()  # keys that have their evidence
         self._out: list[Action] = []
         self._record_saved: VoteRecord | None = None
         self._my_view_change: Signed | None = None
@@ -480,14 +481,33 @@ class Replica:
         """False for a duplicate; equivocation is recorded as evidence and also refused."""
         msg = signed.msg
         key = (signed.sender, msg.kind, msg.view, msg.height)
-        first = self._seen.get(key)
-        if first is None:
+        if key not in self._seen:
             self._seen[key] = signed
             return True
-        if first.digest != signed.digest and msg.kind in ("pre_prepare", "prepare", "commit"):
-            if not any(e.first is first and e.second.digest == signed.digest for e in self.evidence):
-                self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
+        self._witness(signed)
         return False
+
+    def _witness(self, signed: Signed) -> None:
+        """Record evidence if an authentic `signed` conflicts with what its sender sent us directly.
+
+        Called for every message taken (`_record`) and for the authentic messages inside prepared
+        proofs: a primary that sent each peer another PRE-PREPARE is caught when a peer's proof
+        shows us the one we did not get. One piece of evidence per (sender, kind, view, height)
+        is proof enough; more conflicting copies would only let a faulty validator grow our memory.
+        """
+        msg = signed.msg
+        key = (signed.sender, msg.kind, msg.view, msg.height)
+        first = self._seen.get(key)
+        if first is None or first.digest == signed.digest or key in self._convicted:
+            return
+        if msg.kind in ("pre_prepare", "prepare", "commit"):
+            self._convicted.add(key)
+            self.evidence.append(Evidence(signed.sender, msg.kind, msg.view, msg.height, first, signed))
+
+    def take_evidence(self) -> list[Evidence]:
+        """The evidence found since the last call (the driver stores it; the core forgets it)."""
+        out, self.evidence = self.evidence, []
+        return out
 
     # ------------------------------------------------------------ messages in
 
@@ -734,6 +754,7 @@ class Replica:
         self.failed_views = 0
         self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
         self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
+        self._convicted = {k for k in self._convicted if k[3] >= self.height}
         self._prepared_sent = {}
         self._needed = {h: height for h, height in self._needed.items() if height >= self.height}
         self._fetching = set()
@@ -836,6 +857,7 @@ class Replica:
         vset = self.vset(height)
         if pp.sender != vset.primary(msg.view).public or not self._authentic(pp, height):
             return False
+        self._witness(pp)
         senders: set[str] = set()
         for p in proof.prepares:
             m = p.msg
@@ -843,6 +865,7 @@ class Replica:
                 return False
             if p.sender in senders or p.sender == pp.sender or not self._authentic(p, height):
                 return False
+            self._witness(p)
             senders.add(p.sender)
         return len(senders) + 1 >= vset.quorum
 

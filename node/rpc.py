@@ -55,6 +55,9 @@ DEFAULT_WAIT_S = 30.0
 MAX_WAIT_S = 300.0
 DEFAULT_BLOCKS_LIMIT = 20
 MAX_BLOCKS_LIMIT = 100
+DEFAULT_EVIDENCE_LIMIT = 10
+MAX_EVIDENCE_LIMIT = 50  # a record is about a kilobyte; pages also stop at ~8 MiB whatever records come to hold
+MAX_EVIDENCE_OFFSET = 1_000_000
 MAX_HEIGHT = 2**63 - 1
 HEARTBEAT_S = 15.0
 WRITE_TIMEOUT_S = 30.0
@@ -383,6 +386,15 @@ async def list_blocks(request: web.Request) -> web.StreamResponse:
     return _json({"blocks": blocks})
 
 
+async def list_evidence(request: web.Request) -> web.StreamResponse:
+    offset = _query_int(request, "offset", 0, 0, MAX_EVIDENCE_OFFSET) or 0
+    limit = _query_int(request, "limit", DEFAULT_EVIDENCE_LIMIT, 1, MAX_EVIDENCE_LIMIT) or DEFAULT_EVIDENCE_LIMIT
+    validator = request.query.get("validator")
+    if validator is not None and not is_account(validator):
+        raise ApiError(400, "malformed", "validator must be 64 lowercase hex characters (a validator's public key)")
+    return _json(_api(request).evidence(offset, limit, validator))
+
+
 async def get_status(request: web.Request) -> web.StreamResponse:
     return _json(_api(request).status())
 
@@ -552,6 +564,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/blocks/{height}", get_block, "The committed block at a height", "read",
           ok=(200, m.BlockInfo), errors=(400, 404),
           params=(Param("height", "path", {"type": "integer", "minimum": 1}, "a height; blocks start at 1", True),)),
+    Route(
+        "GET", "/v1/evidence", list_evidence,
+        "Equivocation evidence this node holds: self-verifying records "
+        "(verify offline with `titlechain audit verify-evidence`)",
+        "read", ok=(200, m.EvidenceList), errors=(400,),
+        params=(
+            Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_EVIDENCE_OFFSET, "default": 0},
+                  "skip this many records"),
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_EVIDENCE_LIMIT,
+                                     "default": DEFAULT_EVIDENCE_LIMIT},
+                  "at most this many records (pages also stop at ~8 MiB)"),
+            Param("validator", "query", {"type": "string", "pattern": m.HEX64}, "only records against this validator"),
+        ),
+    ),
     Route("GET", "/v1/status", get_status, "The node's view of the chain and its peers", "read", ok=(200, m.NodeStatus)),
     Route("GET", "/v1/genesis", get_genesis, "The genesis document", "read", ok=(200, m.GenesisDoc)),
     Route(

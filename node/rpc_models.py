@@ -146,6 +146,33 @@ class OwnershipProof(_Answer):
     Verify offline with `titlechain audit verify-proof`."""
 
 
+class EvidenceRecord(_Answer):
+    """Two conflicting consensus messages signed by one validator for one kind, view and height, with
+    the certified links from the genesis to that height's validator set (docs/rpc.md). Verify
+    offline with `titlechain audit verify-evidence`."""
+
+    version: int
+    type: Literal["equivocation"]
+    chain_id: str
+    genesis_hash: str = Field(pattern=HEX64)
+    validator: str = Field(pattern=HEX64, description="the validator's public key")
+    kind: Literal["pre_prepare", "prepare", "commit"]
+    view: int
+    height: int
+    first: dict[str, Any] = Field(description="a signed consensus message {body, sender, sig}; the smaller body digest")
+    second: dict[str, Any] = Field(description="the conflicting signed message")
+    validator_changes: list[dict[str, Any]] = Field(description="certified validator-set changes below the height")
+    anchor: dict[str, Any] | None = Field(
+        description="{header, certificate} of block height-1, or null when not needed"
+    )
+
+
+class EvidenceList(_Answer):
+    total: int = Field(description="records this node holds (matching `validator`, if given)")
+    offset: int
+    evidence: list[EvidenceRecord] = Field(description="in (validator, kind, view, height) order from `offset`")
+
+
 class AccountInfo(_Answer):
     account: str = Field(pattern=HEX64)
     roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
 import signal
 import time
@@ -56,11 +57,14 @@ from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.evidence import EquivocationEvidence
+from node.evidence_store import EvidenceStore, EvidenceStoreError
 from node.ledger import Ledger, LedgerError
 from node.logs import setup_logging
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
-from node.pbft_messages import MessageError
+from node.misbehave import Misbehaviour, MisbehaveError, from_environ
+from node.pbft_messages import MessageError, Signed
 from node.ratelimit import RateLimiter
 from node.rpc import serve
 from node.transport import Transport
@@ -189,6 +193,12 @@ class Validator:
             on_admitted=self._gossip,
         )
         self.app = LedgerApp(ledger, self.mempool, key)
+        try:
+            self.evidence_store = EvidenceStore(ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
+        for validator, n in self.evidence_store.by_validator.items():
+            self.metrics.on_evidence(validator, n)
         self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
         self.transport = Transport(
             key,
@@ -197,6 +207,7 @@ class Validator:
             validators=genesis.validators,
             on_message=self._on_peer_message,
         )
+        self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -206,7 +217,6 @@ class Validator:
         self._waiters = _Waiters({})
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
-        self._evidence_seen = 0
         self._view_seen = self.replica.view  # as restored from the vote record: not a view change
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
@@ -223,6 +233,27 @@ class Validator:
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _misbehaviour(self) -> Misbehaviour | None:
+        """Test-only tampering (node/misbehave.py), when the environment both asks and enables it."""
+        try:
+            behaviours = from_environ(os.environ)
+        except MisbehaveError as e:
+            raise NodeStartError(str(e)) from None
+        if not behaviours:
+            return None
+        peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
+        bad = Misbehaviour(
+            behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
+            lambda peer, block: self.transport.send_encoded(peer, BlockPush(block).encode()),
+            self.replica.block_by_hash, self.replica.primary, self._changing_view,
+        )
+        bad.announce()
+        return bad
+
+    def _changing_view(self) -> tuple[int, int, tuple[Signed, ...]] | None:
+        r = self.replica
+        return (r.view, r.height, tuple(r.view_changes.get(r.view, {}).values())) if r.in_view_change else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -295,6 +326,8 @@ class Validator:
                     self._act(action)
                 self._note_evidence()
                 self._note_view()
+                if self.misbehaviour is not None:
+                    self.misbehaviour.after_step()
         except FatalNodeError as e:
             self._die(e)
         finally:
@@ -303,14 +336,17 @@ class Validator:
     def _act(self, action: pbft.Action) -> None:
         # a message too large for a frame (e.g. a NEW-VIEW carrying several full blocks) is lost
         # like any other; the core recovers by timeout, and the rest of this step must still run
+        bad = self.misbehaviour
         if isinstance(action, pbft.Broadcast):
             try:
-                self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
+                if bad is None or not bad.outgoing(action.message, None):
+                    self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
             except ValueError as e:
                 log.error("could not broadcast a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.Send):
             try:
-                self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
+                if bad is None or not bad.outgoing(action.message, action.to):
+                    self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
                 log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
             except ValueError as e:
@@ -354,12 +390,19 @@ class Validator:
             raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
-        for ev in self.replica.evidence[self._evidence_seen :]:
+        """Store what the core convicted (synced: a failed write stops the node) and count it."""
+        for ev in self.replica.take_evidence():
+            record = EquivocationEvidence.of(self.genesis.chain_id, self.genesis.hash, ev.first, ev.second)
+            try:
+                stored = self.evidence_store.add(record)
+            except StoreError as e:
+                raise FatalNodeError(f"cannot store equivocation evidence: {e}") from None
             log.warning(
-                "equivocation by validator %s…: two different %s messages for view %d height %d",
-                ev.sender[:12], ev.kind, ev.view, ev.height,
+                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s… %s)",
+                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], "stored" if stored else "not stored",
             )
-        self._evidence_seen = len(self.replica.evidence)
+            if stored:
+                self.metrics.on_evidence(ev.sender)
 
     def _note_view(self) -> None:
         """Count view changes for the metrics (the core's view only grows)."""
@@ -706,6 +749,10 @@ class Validator:
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)

@@ -25,6 +25,7 @@ from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
 from contracts.standing import NOT_PERMITTED, not_permitted_message
 from node.api import CommittedBlockEvent
+from node.evidence_store import EvidenceStore
 from node.explore import LedgerSource, NotFound
 from node.metrics import NodeMetrics
 from node.rpc import serve
@@ -40,6 +41,7 @@ class LedgerNode:
         self.pending: dict[str, Tx] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.metrics = NodeMetrics()
+        self.evidence_store = EvidenceStore(self.ledger.store)
 
     def _or_none(self, read: Any, *args: Any) -> Any:
         try:
@@ -122,6 +124,10 @@ class LedgerNode:
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         pass
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()

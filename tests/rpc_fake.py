@@ -43,6 +43,7 @@ class FakeNode:
         self.subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
         self.dropped_subscribers = 0
         self.metrics = NodeMetrics()
+        self.evidence_records: list[dict[str, Any]] = []  # full records, in key order (tests set them)
         self.fail_status = False  # makes status() raise, to test the internal-error path
 
     # -- NodeApi -------------------------------------------------------------------------------
@@ -153,6 +154,10 @@ class FakeNode:
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
         if queue in self.subscribers:
             self.subscribers.remove(queue)
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        records = [r for r in self.evidence_records if validator is None or r["validator"] == validator]
+        return {"total": len(records), "offset": offset, "evidence": records[offset : offset + limit]}
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()

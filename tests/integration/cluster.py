@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from node.client import Client, RpcError, sign
 from node.localnet import down, node_pids, start_node, up
 
 T = TypeVar("T")
+
+ISSUER = ("issuers", "northgate-receipts")
+OWNER = ("parties", "riverside-foods")
 
 
 def free_base_port(count: int, start: int = ports.CLUSTER[0], stop: int = ports.CLUSTER[1]) -> int:
@@ -123,10 +127,10 @@ class Cluster:
                     return float(line.split()[1])
         raise AssertionError(f"node {i} reports no metric {name}")
 
-    def restart(self, i: int) -> subprocess.Popen[bytes]:
+    def restart(self, i: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """`titlechain node run --config` on the listed config, as SPEC §7 promises works."""
         config = Path(self.nodes[i]["config"])
-        return start_node(config, config.parent / "restart.log")
+        return start_node(config, config.parent / "restart.log", env)
 
     def register(self, issuer: KeyPair, owner: str, asset_id: str, height: int, asset_class: str = "warehouse_receipt") -> Tx:
         doc = hashlib.sha256(f"{asset_id}/{new_nonce()}".encode()).hexdigest()  # unique: no duplicate_document
@@ -136,3 +140,40 @@ class Cluster:
 
 def read_manifest(root: Path) -> dict[str, Any]:
     return json.loads((root / "localnet.json").read_text())
+
+
+class Load:
+    """Registers assets from a background thread, round-robin over the given nodes, until stopped
+    or `max_txs` were sent (a bound, so no test can flood the machine)."""
+
+    def __init__(self, cluster: Cluster, nodes: list[int], max_txs: int = 5000) -> None:
+        self.cluster = cluster
+        self.max_txs = max_txs
+        self.nodes = nodes
+        self.sent: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        issuer, owner = self.cluster.key(*ISSUER), self.cluster.key(*OWNER)
+        clients = [self.cluster.client(i, timeout=5) for i in self.nodes]
+        height = clients[0].height()
+        i = 0
+        while not self._stop.is_set() and i < self.max_txs:
+            tx = self.cluster.register(issuer, owner.public, f"WR-LOAD-{i}", height)
+            try:
+                clients[i % len(clients)].submit(tx)
+                self.sent.append(tx.tx_id)
+            except (RpcError, OSError) as e:
+                self.errors.append(str(e))
+            i += 1
+            self._stop.wait(0.01)

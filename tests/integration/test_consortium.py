@@ -10,21 +10,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from cluster import Cluster, wait_for
+from cluster import ISSUER, OWNER, Cluster, Load, wait_for
 
 from chain.crypto import KeyPair, write_key_file
 from chain.genesis import Genesis
-from node.client import RpcError
 from node.config import NodeConfig
 from node.ledger import audit_data_dir
 from node.transport import HandshakeError, handshake
-
-ISSUER = ("issuers", "northgate-receipts")
-OWNER = ("parties", "riverside-foods")
 
 
 def _same_head_everywhere(c: Cluster, indexes: list[int], min_height: int) -> tuple[int, str, str] | None:
@@ -65,45 +60,10 @@ def test_txs_commit_on_all_four_and_the_data_audits_clean(cluster: Cluster) -> N
     _audit_all(cluster)
 
 
-class _Load:
-    """Registers assets from a background thread, round-robin over the given nodes, until stopped."""
-
-    def __init__(self, cluster: Cluster, nodes: list[int]) -> None:
-        self.cluster = cluster
-        self.nodes = nodes
-        self.sent: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        issuer, owner = self.cluster.key(*ISSUER), self.cluster.key(*OWNER)
-        clients = [self.cluster.client(i, timeout=5) for i in self.nodes]
-        height = clients[0].height()
-        i = 0
-        while not self._stop.is_set():
-            tx = self.cluster.register(issuer, owner.public, f"WR-LOAD-{i}", height)
-            try:
-                clients[i % len(clients)].submit(tx)
-                self.sent.append(tx.tx_id)
-            except (RpcError, OSError) as e:
-                self.errors.append(str(e))
-            i += 1
-            self._stop.wait(0.01)
-
-
 def test_kill_the_primary_under_load_commits_resume_and_its_restart_catches_up(cluster: Cluster) -> None:
     primary = cluster.index_of(cluster.status(0)["primary"])
     others = [i for i in range(4) if i != primary]
-    with _Load(cluster, others) as load:
+    with Load(cluster, others) as load:
         wait_for(lambda: cluster.status(others[0])["height"] >= 3, 30, "a few blocks under load")
         old_view = cluster.status(others[0])["view"]
         cluster.kill(primary)

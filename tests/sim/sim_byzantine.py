@@ -21,7 +21,7 @@ from simnet import next_state_root
 if TYPE_CHECKING:
     from simnet import Node, World
 
-BEHAVIOURS = ("silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
+BEHAVIOURS = ("silent", "equivocate", "split", "double_vote", "bad_root", "invalid_tx", "replay", "forge")
 
 OUTSIDER = seeded_key("sim-outsider")
 
@@ -40,14 +40,17 @@ def install(world: World, node: Node) -> None:
         others = [n for n in world.nodes if n is not node]
         msg = signed.msg
         block = node.replica.block_by_hash(msg.block_hash) if isinstance(msg, PrePrepare) else None
-        if "equivocate" in behaviours and isinstance(msg, PrePrepare) and block is not None:
-            # a second block for the same (view, height), pushed and proposed to every other peer
+        if ("equivocate" in behaviours or "split" in behaviours) and isinstance(msg, PrePrepare) and block is not None:
+            # a second block for the same (view, height), pushed and proposed to other peers:
+            # equivocate: every other peer (a quorum may still form); split: all but the first,
+            # so neither block can commit in this view
             alt = _with_header(block, time=block.header.time + 1)
             alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt.block_hash)).to_plain()
             for i, dst in enumerate(others):
-                if i % 2 == 1:
+                ours = i == 0 if "split" in behaviours else i % 2 == 0
+                if not ours:
                     world.push_block(node, dst, alt)
-                world.transmit(node, dst, message if i % 2 == 0 else alt_msg)
+                world.transmit(node, dst, message if ours else alt_msg)
         elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
             other_hash = hash_hex(msg.block_hash.encode())
             if isinstance(msg, Prepare):

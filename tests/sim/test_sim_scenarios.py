@@ -88,7 +88,7 @@ def test_restart_resumes_after_the_recorded_view() -> None:
 
 
 @pytest.mark.parametrize(
-    "behaviour", ["silent", "equivocate", "double_vote", "bad_root", "invalid_tx", "replay", "forge"]
+    "behaviour", ["silent", "equivocate", "split", "double_vote", "bad_root", "invalid_tx", "replay", "forge"]
 )
 @pytest.mark.parametrize("n", [4, 7])
 def test_byzantine_primary(behaviour: str, n: int) -> None:
@@ -104,6 +104,17 @@ def test_double_voting_is_recorded_as_evidence() -> None:
     evidence = [e for node in world.honest() for e in node.replica.evidence]
     assert evidence and all(e.sender == world.nodes[1].key.public for e in evidence)
     assert all(e.first.msg.block_hash != e.second.msg.block_hash for e in evidence)
+
+
+def test_a_primary_that_splits_its_pre_prepares_is_convicted_through_the_view_change_proofs() -> None:
+    # the one peer that got the primary's own PRE-PREPARE never receives the other directly: it
+    # sees it only inside the prepared proofs of the others' VIEW-CHANGEs (pbft.Replica._witness)
+    world = run(World(14, n=4, byzantine={0: frozenset({"split"})}), 8)
+    bad = world.nodes[0].key.public
+    evidence = [e for node in world.honest() for e in node.replica.evidence]
+    assert any(e.kind == "pre_prepare" and e.view == 0 for e in evidence), evidence
+    assert all(e.sender == bad and e.first.digest != e.second.digest for e in evidence)
+    assert all(node.replica.view >= 1 for node in world.honest())
 
 
 def test_timeouts_double_on_failed_views_and_reset_on_progress() -> None:

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from chain.encoding import hash_hex
 from chain.tx import EXPIRY_WINDOW
+from node.evidence import EquivocationEvidence, verify_evidence
+from node.pbft_messages import Prepare, Signed
 from node.rpc import INTERNAL_ERRORS
 from node.rpc_models import MAX_BATCH_TXS
 from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
@@ -271,6 +274,20 @@ async def test_status_genesis_metrics(client: TestClient, node: FakeNode) -> Non
     for line in ("titlechain_height 1.0", 'titlechain_txs_committed_total{status="ok"} 1.0', "titlechain_mempool_txs 0.0",
                  "titlechain_commit_latency_seconds_count 1.0", "titlechain_peers_connected", "titlechain_view"):
         assert line in text
+
+
+async def test_evidence_lists_verifiable_records_in_pages_and_refuses_bad_queries(client: TestClient, node: FakeNode) -> None:
+    g, keys = node.genesis, node.consortium.validator_keys
+    for i in (1, 2):
+        a, b = (Signed.sign(keys[i], Prepare(0, 1, hash_hex(x))) for x in (b"a", b"b"))
+        node.evidence_records.append(EquivocationEvidence.of(g.chain_id, g.hash, a, b).to_plain([], None))
+    status, body = await call(client, "GET", "/v1/evidence")
+    assert status == 200 and body["total"] == 2 and all(verify_evidence(r, g).ok for r in body["evidence"])
+    status, body = await call(client, "GET", "/v1/evidence", f"/v1/evidence?offset=1&limit=1&validator={keys[2].public}")
+    assert (status, body["total"], body["evidence"]) == (200, 1, [])
+    for query in ("limit=0", "limit=51", "offset=-1", "validator=zz", "offset=x"):
+        status, body = await call(client, "GET", "/v1/evidence", f"/v1/evidence?{query}")
+        assert status == 400 and body["error"]["code"] == "malformed", query
 
 
 async def test_unknown_route_and_method_answer_json_errors(client: TestClient) -> None:
