@@ -4,15 +4,18 @@ The default base 27000 keeps clear of a developer's localnet on 26600. Each kind
 its own range above the base, so concurrent runs of different kinds never collide:
 
     base + 0    .. base + 1500   tests/integration/cluster.py (four-node consortia)
-    base + 1600 .. base + 2000   tests/integration/test_bench.py
-    base + 2000 .. base + 2900   tests/integration/test_demo.py
+    base + 1500 .. base + 2600   tests/integration/test_bench.py
+    base + 2600 .. base + 3600   tests/integration/test_demo.py
+
+Each range is wider than the spread of starting points the tests pick by process id (up to
+1,000 ports above its start), so every starting point leaves room for a consortium.
 """
 
 from __future__ import annotations
 
 import os
 
-SPAN = 2900
+SPAN = 3600
 
 
 def _base() -> int:
@@ -28,5 +31,5 @@ def _base() -> int:
 
 BASE = _base()
 CLUSTER = (BASE, BASE + 1500)
-BENCH = (BASE + 1600, BASE + 2000)
-DEMO = (BASE + 2000, BASE + 2900)
+BENCH = (BASE + 1500, BASE + 2600)
+DEMO = (BASE + 2600, BASE + 3600)
