@@ -9,7 +9,6 @@ nothing else. It is validated field by field, and a refusal names the field that
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -17,11 +16,12 @@ from typing import Any
 
 from chain.crypto import is_account
 from chain.encoding import EncodingError, hash_value, normalize
+from chain.patterns import WholePattern
 from chain.validators import ValidatorSet, ValidatorSetError
 
 ROLES = frozenset({"member", "issuer", "regulator", "auditor"})
-CLASS_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-CHAIN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CLASS_PATTERN = WholePattern(r"^[a-z][a-z0-9_]{0,31}$")
+CHAIN_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REQUIRED = frozenset({"chain_id", "time", "validators", "members", "roles"})
 OPTIONAL = frozenset({"gov_threshold", "params"})
 
@@ -30,6 +30,12 @@ class GenesisError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"genesis.{field}: {message}")
         self.field = field
+
+
+# A block travels in one peer frame (16 MiB, node/framing.py) as a push, a fetch answer or a sync
+# answer with its certificate: its txs may take all but 1 MiB of it, left for the header, the
+# certificate and the envelopes. A larger block could be certified and then never sent again.
+MAX_BLOCK_BYTES_LIMIT = 15 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,10 @@ class Params:
             if type(v) is not int or v <= 0:
                 raise GenesisError(f"params.{k}", "must be a positive integer")
         p = cls(**obj)
+        if p.max_block_bytes > MAX_BLOCK_BYTES_LIMIT:
+            raise GenesisError(
+                "params.max_block_bytes", f"must be at most {MAX_BLOCK_BYTES_LIMIT} (a block must fit in a peer frame)"
+            )
         if p.max_view_timeout_ms < p.view_timeout_ms:
             raise GenesisError("params.max_view_timeout_ms", "must be at least view_timeout_ms")
         return p
@@ -68,7 +78,7 @@ def parse_grant(obj: Any, where: str) -> dict[str, Any]:
         if set(obj) != {"role", "classes"}:
             raise GenesisError(where, 'an issuer grant is {"role": "issuer", "classes": [...]}')
         classes = obj["classes"]
-        if type(classes) is not list or not classes or not all(type(c) is str and CLASS_PATTERN.match(c) for c in classes):
+        if type(classes) is not list or not classes or not all(CLASS_PATTERN.matches(c) for c in classes):
             raise GenesisError(f"{where}.classes", "a non-empty list of class names like 'warehouse_receipt'")
         if len(set(classes)) != len(classes):
             raise GenesisError(f"{where}.classes", "a class is listed twice")
@@ -107,7 +117,7 @@ class Genesis:
         unknown = doc.keys() - REQUIRED - OPTIONAL
         if unknown:
             raise GenesisError(sorted(unknown)[0], "unknown field")
-        if type(doc["chain_id"]) is not str or not CHAIN_ID_PATTERN.match(doc["chain_id"]):
+        if not CHAIN_ID_PATTERN.matches(doc["chain_id"]):
             raise GenesisError("chain_id", "1-64 of letters, digits, '_', '.', '-'")
         if type(doc["time"]) is not int or doc["time"] < 0:
             raise GenesisError("time", "milliseconds since the epoch, a non-negative integer")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,20 @@ from chain.genesis import Genesis
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
 #      so the chain restarts from a new genesis
 #   3: the state holds standing/<account> (admission), so state roots differ from version 2
-SCHEMA_VERSION = b"3"
+#   4: history is indexed only under ids an asset holds (contracts/apply.py), so a version-3 data
+#      dir may hold entries that a version-4 audit would not recompute
+SCHEMA_VERSION = b"4"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 
 class StoreError(RuntimeError):
     pass
+
+
+class StoreFault(StoreError):
+    """The database failed under us: a write that did not land (disk full, file-size limit, I/O
+    error) or a record that fails its checksum. Never retried or ignored: whoever holds the store
+    must stop, since its memory and its disk may now disagree."""
 
 
 def height_key(prefix: bytes, height: int) -> bytes:
@@ -71,6 +79,8 @@ class Store:
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
+        # called with every StoreFault before it is raised (the validator stops on it)
+        self.on_fault: Callable[[StoreFault], None] | None = None
         self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
         self._head = self._load_head()
 
@@ -86,7 +96,10 @@ class Store:
         identity records, so a store either does not exist or has its whole genesis state.
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # the data dir holds the chain and the node's vote record: its owner's alone
+            path.mkdir(mode=0o700, parents=True)
+            path.chmod(0o700)  # mkdir's mode is filtered by the umask; make it exact
         db = _open_db(path, create=True)
         if db.get(b"m/schema") is None:
             if next(db.iterator(include_value=False), None) is not None:
@@ -147,17 +160,22 @@ class Store:
     # -- head ----------------------------------------------------------------------------------
 
     def _load_head(self) -> Head | None:
-        raw = self._db.get(b"m/head")
+        raw = self._get(b"m/head")
         if raw is None:
-            if self._db.get(height_key(b"b/", 1)) is not None:
+            if self._get(height_key(b"b/", 1)) is not None:
                 raise StoreError(f"{self.path}: blocks exist but no head record")
             return None
-        h = decode(raw)
-        head = Head(h["height"], h["block_hash"], h["state_root"])
-        block = self.get_block(head.height)
+        try:
+            h = decode(raw)
+            head = Head(h["height"], h["block_hash"], h["state_root"])
+            block = self.get_block(head.height)
+        except StoreError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:  # decodes no more: damaged, not a bug to crash on
+            raise StoreError(f"{self.path}: damaged data: the head record or its block does not decode: {e}") from None
         if block is None or block.block_hash != head.block_hash or block.header.state_root != head.state_root:
             raise StoreError(f"{self.path}: head record disagrees with block {head.height}")
-        if self._db.get(height_key(b"b/", head.height + 1)) is not None:
+        if self._get(height_key(b"b/", head.height + 1)) is not None:
             raise StoreError(f"{self.path}: a block exists above the head {head.height}")
         return head
 
@@ -170,47 +188,67 @@ class Store:
         return self._head.height if self._head else 0
 
     def genesis_doc(self) -> dict[str, Any]:
-        return decode(self._db.get(b"m/genesis"))
+        return decode(self._get(b"m/genesis"))
 
     # -- reads ---------------------------------------------------------------------------------
 
     def get_block_bytes(self, height: int) -> bytes | None:
-        return self._db.get(height_key(b"b/", height))
+        return self._get(height_key(b"b/", height))
 
     def get_block(self, height: int) -> Block | None:
         raw = self.get_block_bytes(height)
         return Block.decode(raw) if raw is not None else None
 
     def get_certificate(self, height: int) -> Certificate | None:
-        raw = self._db.get(height_key(b"c/", height))
+        raw = self._get(height_key(b"c/", height))
         return Certificate.from_plain(decode(raw)) if raw is not None else None
 
     def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
-        raw = self._db.get(height_key(b"r/", height))
+        raw = self._get(height_key(b"r/", height))
         return decode(raw) if raw is not None else None
 
     def height_of(self, block_hash: str) -> int | None:
-        raw = self._db.get(b"x/" + block_hash.encode())
+        raw = self._get(b"x/" + block_hash.encode())
         return int(raw) if raw is not None else None
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
-        raw = self._db.get(b"t/" + tx_id.encode())
+        raw = self._get(b"t/" + tx_id.encode())
         if raw is None:
             return None
         height, index = decode(raw)
         return height, index
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        return self._get(key)
 
-    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        return self._db.iterator(prefix=prefix, reverse=reverse)
+    def _get(self, key: bytes) -> bytes | None:
+        # every read checks the CRC of the table block it comes from (a block already in the
+        # cache was checked when it was loaded): a damaged table must fail loudly, never answer
+        # a wrong owner. Cost measured in docs/operations.md.
+        try:
+            return self._db.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise self._fault(f"reading {key[:40]!r}", e) from None
+
+    def iterate(
+        self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Records under `prefix` in key order (or reversed); with `start`, from that key on."""
+        try:
+            if start is None:
+                it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
+            else:
+                it = self._db.iterator(start=start, include_start=include_start, stop=_prefix_end(prefix),
+                                       reverse=reverse, verify_checksums=True)
+            yield from it
+        except plyvel.Error as e:
+            raise self._fault(f"reading under {prefix[:40]!r}", e) from None
 
     # -- writes --------------------------------------------------------------------------------
 
     def get_meta(self, name: str) -> bytes | None:
         """A node-local record kept beside the chain (e.g. the consensus vote record)."""
-        return self._db.get(_meta_key(name))
+        return self._get(_meta_key(name))
 
     def put_meta(self, name: str, value: bytes) -> None:
         """Write a node-local record durably (synced) before returning.
@@ -219,7 +257,11 @@ class Store:
         """
         if self.read_only:
             raise StoreError("store is open read-only")
-        self._db.put(_meta_key(name), value, sync=True)
+        key = _meta_key(name)
+        try:
+            self._db.put(key, value, sync=True)
+        except plyvel.Error as e:
+            raise self._fault(f"writing m/{name}", e) from None
 
     def append(self, commit: BlockCommit) -> Head:
         """Persist one committed block and everything it changes, atomically and durably."""
@@ -234,6 +276,15 @@ class Store:
         if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
             raise StoreError(f"certificate does not name block {block.height}")
         head = Head(block.height, block.block_hash, block.header.state_root)
+        try:
+            self._write_block(commit, head)
+        except plyvel.Error as e:
+            raise self._fault(f"writing block {block.height}", e) from None
+        self._head = head
+        return head
+
+    def _write_block(self, commit: BlockCommit, head: Head) -> None:
+        block = commit.block
         with self._db.write_batch(sync=True, transaction=True) as wb:
             for key, value in commit.writes.items():
                 if key.startswith(RESERVED_PREFIXES):
@@ -250,8 +301,22 @@ class Store:
             for index, tx_id in enumerate(block.tx_ids):
                 wb.put(b"t/" + tx_id.encode(), canonical([block.height, index]))
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
-        self._head = head
-        return head
+
+    def _fault(self, what: str, error: plyvel.Error) -> StoreFault:
+        """A StoreFault for a failed database operation; `on_fault` (the node) hears of it first,
+        so that a failure inside a caller that swallows exceptions still stops the node."""
+        fault = StoreFault(f"{self.path}: {what} failed: {type(error).__name__}: {error}")
+        if self.on_fault is not None:
+            self.on_fault(fault)
+        return fault
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The first key after every key starting with prefix (None: no such key)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 _OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head"})

@@ -11,7 +11,6 @@ Every refusal is a `TxError` whose `code` names the rule broken; the RPC maps co
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,12 +28,13 @@ from chain.encoding import (
     normalize,
     pack_normalized,
 )
+from chain.patterns import WholePattern
 
 EXPIRY_WINDOW = 10_000
 MAX_TX_BYTES = 8 * 1024
 MAX_CHAIN_ID_LEN = 64
 MAX_NONCE_LEN = 128
-OP_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
+OP_PATTERN = WholePattern(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
 
 
@@ -108,7 +108,7 @@ def _check_body_fields(body: dict[str, Any]) -> None:
         raise TxError("malformed", f"chain_id must be a non-empty str of at most {MAX_CHAIN_ID_LEN} characters")
     if not is_account(body["signer"]):
         raise TxError("malformed", "signer must be an account: 64 lowercase hex characters")
-    if type(body["op"]) is not str or not OP_PATTERN.match(body["op"]):
+    if not OP_PATTERN.matches(body["op"]):
         raise TxError("malformed", "op must look like 'asset.transfer'")
     if type(body["args"]) is not dict:
         raise TxError("malformed", "args must be an object")
@@ -131,8 +131,10 @@ def parse_tx(obj: Value) -> Tx:
     packs to exactly its canonical bytes (a decoded body is already in canonical order), which
     makes it the same tx; anything else is parsed in full. A pure memo: the result is the same.
     """
-    if type(obj) is dict and len(obj) == 2:
-        known = _recent.get(obj.get("sig"))  # type: ignore[arg-type]
+    # only a str sig is looked up: a list or object sig is unhashable, and it is the parser's
+    # job (not a TypeError's) to refuse it as malformed
+    if type(obj) is dict and len(obj) == 2 and type(obj.get("sig")) is str:
+        known = _recent.get(obj["sig"])
         if known is not None and type(obj.get("body")) is dict and _packs_to(obj["body"], known.body_bytes):
             return known
     tx = _parse_tx(obj)

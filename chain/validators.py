@@ -8,7 +8,6 @@ n = 5, say, two sets of 2f+1 = 3 share a single validator, which may be the faul
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,9 +15,10 @@ from typing import Any
 
 from chain.crypto import is_account
 from chain.encoding import hash_value
+from chain.patterns import WholePattern
 
-NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ADDRESS_PATTERN = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
+NODE_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ADDRESS_PATTERN = WholePattern(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
 
 
 class ValidatorSetError(ValueError):
@@ -35,11 +35,11 @@ class Validator:
     def from_plain(cls, obj: Any, where: str = "validator") -> Validator:
         if type(obj) is not dict or set(obj) != {"node_id", "public", "address"}:
             raise ValidatorSetError(f'{where}: must be {{"node_id", "public", "address"}}')
-        if type(obj["node_id"]) is not str or not NODE_ID_PATTERN.match(obj["node_id"]):
+        if not NODE_ID_PATTERN.matches(obj["node_id"]):
             raise ValidatorSetError(f"{where}.node_id: 1-64 of letters, digits, '_', '.', '-'")
         if not is_account(obj["public"]):
             raise ValidatorSetError(f"{where}.public: must be 64 lowercase hex characters")
-        if type(obj["address"]) is not str or not ADDRESS_PATTERN.match(obj["address"]):
+        if not ADDRESS_PATTERN.matches(obj["address"]):
             raise ValidatorSetError(f"{where}.address: must be host:port")
         return cls(obj["node_id"], obj["public"], obj["address"])
 

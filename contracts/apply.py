@@ -4,7 +4,7 @@ Store keys written here (beside the store's own, chain/store.py):
 
     s/<state key>                          canonical state value (contracts/state.py keys)
     n/<node hash>                          authenticated-state tree node (chain/smt.py)
-    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming the asset
+    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming an existing asset
     o/<account>/<asset_id>                 b"": the account owns the asset (redeemed ones too)
     v/<height:012d>                        canonical validator list certifying blocks from height on
 
@@ -31,7 +31,7 @@ from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
 from contracts.registry import execute, validate_args
 from contracts.standing import check_standing
-from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, read_validator_set
+from contracts.state import ASSET_PREFIX, VALIDATORS_KEY, MemoryView, asset_key, read_validator_set
 
 Reader = Callable[[bytes], bytes | None]  # raw store key -> bytes
 
@@ -148,7 +148,10 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
             changed.update(tx_writes)
         receipts.append(receipt)
         asset_id = tx.args.get("asset_id")
-        if type(asset_id) is str:
+        # indexed only under an id an asset holds (after this tx: a registration creates it). A
+        # rejected tx naming an unregistered id stays committed with its receipt, but must not
+        # seed a history that a later registration of that id would inherit.
+        if type(asset_id) is str and overlay.get(asset_key(asset_id)) is not None:
             writes[history_key(asset_id, height, index)] = pack(
                 {
                     "height": height,

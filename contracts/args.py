@@ -8,11 +8,11 @@ naming the arg; unknown args are refused too, so a typo never passes as a silent
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chain.patterns import WholePattern
 from chain.crypto import is_account
 from chain.encoding import EncodingError, canonical, is_hex
 from chain.genesis import CLASS_PATTERN, ROLES
@@ -23,7 +23,7 @@ Check = Callable[[Any], str | None]  # what is wrong with a value, or None if no
 
 # Deliberately equal to the RPC's pattern (node/rpc_models.py), which must accept every id
 # the contracts do. No '/', so an id can never reach into another state key.
-ASSET_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+ASSET_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_META_BYTES = 4096
 MAX_REASON_CHARS = 512
 MAX_CLASSES = 64
@@ -38,13 +38,13 @@ def hash_hex(v: Any) -> str | None:
 
 
 def asset_id(v: Any) -> str | None:
-    if type(v) is str and ASSET_ID_PATTERN.match(v):
+    if ASSET_ID_PATTERN.matches(v):
         return None
     return "must be 1-128 of letters, digits, '_', '.', ':', '-', starting with a letter or digit"
 
 
 def class_name(v: Any) -> str | None:
-    if type(v) is str and CLASS_PATTERN.match(v):
+    if CLASS_PATTERN.matches(v):
         return None
     return "must be a class name like 'warehouse_receipt' (lowercase, digits, '_', at most 32)"
 
@@ -88,13 +88,13 @@ def classes(v: Any) -> str | None:
 
 
 def node_id(v: Any) -> str | None:
-    if type(v) is str and NODE_ID_PATTERN.match(v):
+    if NODE_ID_PATTERN.matches(v):
         return None
     return "must be 1-64 of letters, digits, '_', '.', '-'"
 
 
 def address(v: Any) -> str | None:
-    return None if type(v) is str and ADDRESS_PATTERN.match(v) else "must be host:port"
+    return None if ADDRESS_PATTERN.matches(v) else "must be host:port"
 
 
 def one_of(allowed: frozenset[str]) -> Check:

@@ -70,13 +70,15 @@ class NodeApi(Protocol):
 
     def asset(self, asset_id: str) -> dict[str, Any] | None: ...
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        """Entries oldest first; None if the asset was never named by any committed tx."""
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        """{"asset_id", "entries", "next"}: a page of entries oldest first (node/paging.py); None for
+        an id no asset holds. Raises node.paging.CursorError for a cursor no page can have."""
 
     def proof(self, asset_id: str) -> dict[str, Any] | None: ...
 
-    def account(self, account: str) -> dict[str, Any]:
-        """{"account", "roles", "assets"}; an unknown account has no roles and no assets."""
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}, assets paged like history; an unknown account has
+        no roles and no assets."""
 
     def block(self, height: int) -> dict[str, Any] | None:
         """{"header", "block_hash", "tx_ids", "certificate"} or None beyond the head."""

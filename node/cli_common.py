@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from rich.console import Console
 from chain.crypto import KeyFileError, KeyPair, is_account, load_key_file
 from chain.encoding import is_hex
 from chain.genesis import Genesis, GenesisError
+from chain.patterns import WholePattern
 from contracts.args import ASSET_ID_PATTERN
 
 EXIT_FAILED = 1
@@ -32,7 +32,7 @@ EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_URL = WholePattern(r"^https?://[^\s/\x00-\x1f\x7f-\x9f]+(/[^\s\x00-\x1f\x7f-\x9f]*)?$")
 
 
 def fail(message: str) -> NoReturn:
@@ -83,7 +83,7 @@ def short(h: str | None, n: int = 16) -> str:
 
 
 def url_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _URL.match(value):
+    if value is not None and not _URL.matches(value):
         raise click.BadParameter("a node's RPC URL, like http://127.0.0.1:26601")
     return value
 
@@ -121,7 +121,7 @@ def tx_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> st
 
 
 def asset_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not ASSET_ID_PATTERN.match(value):
+    if not ASSET_ID_PATTERN.matches(value):
         raise click.BadParameter("1-128 of letters, digits, '_', '.', ':', '-', starting with a letter or digit")
     return value
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chain.crypto import is_account
+from node import paging
 from node.cli_common import (
     SourceChoice,
     account_argument,
@@ -293,14 +294,42 @@ def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool, names: Names) 
     show(_fields(rows))
 
 
+def _pages(fetch: Any, key: str, cursor: str | None, limit: int | None) -> dict[str, Any]:
+    """One page if a cursor or limit is given; else every page, joined (`next` then null)."""
+    page = fetch(cursor, limit or paging.DEFAULT_LIMIT)
+    if cursor is not None or limit is not None:
+        return page
+    while page["next"] is not None:
+        more = fetch(page["next"], paging.MAX_LIMIT)
+        page = {**more, key: page[key] + more[key]}
+    return page
+
+
+_page_options = [
+    click.option("--cursor", default=None, help="start at this page (a previous answer's `next`); shows one page"),
+    click.option("--limit", type=click.IntRange(1, paging.MAX_LIMIT), default=None, help="show one page of at most N"),
+]
+
+
+def page_options(f: Any) -> Any:
+    for option in reversed(_page_options):
+        f = option(f)
+    return f
+
+
 @explore.command("history")
 @click.argument("asset_id", callback=asset_id_argument)
 @names_option
 @source_options
-def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, names: Names) -> None:
-    """Every committed tx that named the asset, rejected ones included, oldest first."""
+@page_options
+def history_cmd(
+    asset_id: str, source: SourceChoice, as_json: bool, names: Names, cursor: str | None, limit: int | None
+) -> None:
+    """Every committed tx that named the asset, rejected ones included, oldest first.
+
+    Without --cursor or --limit every page is read."""
     with reading(source) as src:
-        hist = src.history(asset_id)
+        hist = _pages(lambda c, n: src.history(asset_id, c, n), "entries", cursor, limit)
     if as_json:
         print_json(hist)
         return
@@ -309,7 +338,7 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, names: Names
         t.add_column(col, justify="right" if col == "height" else "left", no_wrap=True)
     for e in hist["entries"]:
         t.add_row(str(e["height"]), e["tx_id"], e["op"], names(e["signer"]), _receipt_text(e, brief=True))
-    show(t)
+    show(t, *([f"more: --cursor {hist['next']}"] if hist["next"] is not None else []))
 
 
 def _standing_text(since: int | None) -> str:
@@ -322,11 +351,16 @@ def _standing_text(since: int | None) -> str:
 @click.argument("account", callback=account_argument)
 @names_option
 @source_options
-def account_cmd(account: str, source: SourceChoice, as_json: bool, names: Names) -> None:
+@page_options
+def account_cmd(
+    account: str, source: SourceChoice, as_json: bool, names: Names, cursor: str | None, limit: int | None
+) -> None:
     """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
-    and whether it has standing (may submit transactions at all)."""
+    and whether it has standing (may submit transactions at all).
+
+    Without --cursor or --limit every page of assets is read."""
     with reading(source) as src:
-        acc = src.account(account)
+        acc = _pages(lambda c, n: src.account(account, c, n), "assets", cursor, limit)
     if as_json:
         print_json(acc)
         return
@@ -338,4 +372,6 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool, names: Names)
         ("assets", len(acc["assets"])),
         *(("", a) for a in acc["assets"]),
     ]
+    if acc["next"] is not None:
+        rows.append(("more", f"--cursor {acc['next']}"))
     show(_fields(rows))

@@ -10,7 +10,6 @@ ARGS syntax (docs/cli.md), modelled on HTTPie's so that shells need little quoti
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,13 @@ import click
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, normalize
 from chain.genesis import Genesis
+from chain.patterns import WholePattern
 from chain.tx import EXPIRY_WINDOW, Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
 from node.cli_common import TOKEN_HELP, fail, genesis_option, optional_key_option, print_json, url_option
 
 DEFAULT_EXPIRES_IN = 100
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+NAME = WholePattern(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class ArgsError(ValueError):
@@ -43,7 +43,7 @@ def parse_tx_args(items: Sequence[str]) -> dict[str, Any]:
         as_json = name.endswith(":")
         name = name[:-1] if as_json else name
         path = tuple(name.split("."))
-        if not all(NAME.match(part) for part in path):
+        if not all(NAME.matches(part) for part in path):
             raise ArgsError(f"{item!r}: {name!r} is not a name (letters, digits, '_', '-'; dots between levels)")
         for earlier in given:
             n = min(len(earlier), len(path))

@@ -164,6 +164,36 @@ def _submit_call(tx: Tx | dict[str, Any], wait: bool, timeout: float | None) -> 
     return {"json": _tx_json(tx), "params": params, "timeout": max(DEFAULT_TIMEOUT, (timeout or 0) + 5)}
 
 
+def _follow(fetch: Any, key: str) -> Iterator[Any]:
+    """The items under `key` of every page, fetching the next with the previous page's `next`."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page[key]
+        cursor = page.get("next")
+        if cursor is None:
+            return
+
+
+async def _afollow(fetch: Any, key: str) -> AsyncIterator[Any]:
+    """`_follow` for the async client: `fetch(cursor)` is awaited."""
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        for item in page[key]:
+            yield item
+        cursor = page.get("next")
+        if cursor is None:
+            return
+
+
+def _evidence_params(offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"offset": offset, "limit": limit}
+    if validator is not None:
+        params["validator"] = validator
+    return params
+
+
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """Server-Sent Events: `event:`/`data:`/`id:` fields, an empty line ends an event."""
     event: dict[str, Any] = {}
@@ -262,14 +292,24 @@ class Client:
     def asset(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}")
 
-    def history(self, asset_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/assets/{asset_id}/history")
+    def history(self, asset_id: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page: {"asset_id", "entries", "next"}; pass `next` back as `cursor` for the following one."""
+        return self._get(f"/v1/assets/{asset_id}/history", cursor=cursor, limit=limit)
+
+    def history_entries(self, asset_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every history entry of the asset, oldest first, fetched page by page."""
+        return _follow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
 
     def proof(self, asset_id: str) -> dict[str, Any]:
         return self._get(f"/v1/assets/{asset_id}/proof")
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self._get(f"/v1/accounts/{account}")
+    def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}: one page of the assets it owns."""
+        return self._get(f"/v1/accounts/{account}", cursor=cursor, limit=limit)
+
+    def account_assets(self, account: str, *, page_size: int | None = None) -> Iterator[str]:
+        """Every asset id the account owns, in id order, fetched page by page."""
+        return _follow(lambda cursor: self.account(account, cursor=cursor, limit=page_size), "assets")
 
     def block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._get(f"/v1/blocks/{height}")
@@ -279,10 +319,7 @@ class Client:
 
     def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
         """{"total", "offset", "evidence": [equivocation records]}; each verifies offline."""
-        params: dict[str, Any] = {"offset": offset, "limit": limit}
-        if validator is not None:
-            params["validator"] = validator
-        return self._get("/v1/evidence", **params)
+        return self._get("/v1/evidence", **_evidence_params(offset, limit, validator))
 
     def events(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
         """Committed blocks as they come: each {"event", "id", "data": {"height", "block_hash", "receipts"...}}."""
@@ -363,20 +400,31 @@ class AsyncClient:
     async def asset(self, asset_id: str) -> dict[str, Any]:
         return await self._get(f"/v1/assets/{asset_id}")
 
-    async def history(self, asset_id: str) -> dict[str, Any]:
-        return await self._get(f"/v1/assets/{asset_id}/history")
+    async def history(self, asset_id: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"/v1/assets/{asset_id}/history", cursor=cursor, limit=limit)
+
+    def history_entries(self, asset_id: str, *, page_size: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """`async for` over every history entry of the asset, oldest first, fetched page by page."""
+        return _afollow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
 
     async def proof(self, asset_id: str) -> dict[str, Any]:
         return await self._get(f"/v1/assets/{asset_id}/proof")
 
-    async def account(self, account: str) -> dict[str, Any]:
-        return await self._get(f"/v1/accounts/{account}")
+    async def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"/v1/accounts/{account}", cursor=cursor, limit=limit)
+
+    def account_assets(self, account: str, *, page_size: int | None = None) -> AsyncIterator[str]:
+        """`async for` over every asset id the account owns, fetched page by page."""
+        return _afollow(lambda cursor: self.account(account, cursor=cursor, limit=page_size), "assets")
 
     async def block(self, height: int | str = "latest") -> dict[str, Any]:
         return await self._get(f"/v1/blocks/{height}")
 
     async def blocks(self, start: int, limit: int = 100) -> list[dict[str, Any]]:
         return (await self._get("/v1/blocks", **{"from": start, "limit": limit}))["blocks"]
+
+    async def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
+        return await self._get("/v1/evidence", **_evidence_params(offset, limit, validator))
 
     async def events(self, from_height: int | None = None) -> AsyncIterator[dict[str, Any]]:
         params = {"from": from_height} if from_height else {}

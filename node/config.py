@@ -7,15 +7,21 @@ moved or copied whole. Unknown fields are refused: a misspelt option must not be
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN
 from node.mempool import DEFAULT_MAX_PER_SIGNER
 from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc_models import MAX_BATCH_TXS
+
+
+HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IPv6 address, no port
 
 
 class ConfigError(ValueError):
@@ -46,6 +52,13 @@ class NodeConfig(BaseModel):
     peer_listen: str = Field(description="host:port the peer transport binds")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
+    rpc_allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names served besides loopback when no tokens are set"
+    )
+    rpc_header_timeout_s: float = Field(10.0, gt=0, le=3600, description="to deliver a request head")
+    rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
+    rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
+    rpc_access_log: bool = Field(True, description="log every request (with the token's name, never its value)")
     mempool_max_txs: int = Field(100_000, gt=0)
     mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
     mempool_max_per_signer: int = Field(
@@ -65,8 +78,16 @@ class NodeConfig(BaseModel):
     @field_validator("peer_listen", "rpc_listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
-        if not ADDRESS_PATTERN.match(v):
+        if not ADDRESS_PATTERN.matches(v):
             raise ValueError("must be host:port")
+        return v
+
+    @field_validator("rpc_allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not HOST_NAME.matches(name):
+                raise ValueError(f"{name!r} is not a host name (letters, digits, '.', '-', or an IP address)")
         return v
 
     @model_validator(mode="after")
@@ -97,6 +118,7 @@ class NodeConfig(BaseModel):
     def load(cls, path: str | Path) -> NodeConfig:
         path = Path(path)
         try:
+            mode = path.stat().st_mode
             raw = json.loads(path.read_text())
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
@@ -108,6 +130,11 @@ class NodeConfig(BaseModel):
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "$"
             raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        if cfg.rpc_tokens and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{path}: holds rpc_tokens but is accessible by group or others "
+                f"(mode {oct(mode & 0o777)}); chmod 600 it"
+            )
         base = path.resolve().parent
         resolved = {
             name: base / getattr(cfg, name)
@@ -117,4 +144,8 @@ class NodeConfig(BaseModel):
         return cfg.model_copy(update=resolved)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+        """Write the config with mode 0600: it may hold RPC tokens, and names the key file."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_TRUNC
+            f.write(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
 from chain.tx import Tx
+from node import paging
 from node import rpc_models as m
 from node.client import Client, NodeUnreachable, RpcError
 from node.ledger import Ledger, LedgerError
@@ -62,10 +63,11 @@ class Source(Protocol):
 
     def asset(self, asset_id: str) -> Plain: ...
 
-    def history(self, asset_id: str) -> Plain:
-        """{"asset_id", "entries"}; NotFound if no committed tx ever named the asset."""
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        """{"asset_id", "entries", "next"}, one page (node/paging.py); NotFound for an id no asset holds."""
 
-    def account(self, account: str) -> Plain: ...
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        """{"account", "roles", "assets", "next"}, assets paged like history."""
 
     def close(self) -> None: ...
 
@@ -129,11 +131,11 @@ class RpcSource:
     def asset(self, asset_id: str) -> Plain:
         return self._get(m.AssetState, lambda: self.client.asset(asset_id))
 
-    def history(self, asset_id: str) -> Plain:
-        return self._get(m.AssetHistory, lambda: self.client.history(asset_id))
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        return self._get(m.AssetHistory, lambda: self.client.history(asset_id, cursor=cursor, limit=limit))
 
-    def account(self, account: str) -> Plain:
-        return self._get(m.AccountInfo, lambda: self.client.account(account))
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        return self._get(m.AccountInfo, lambda: self.client.account(account, cursor=cursor, limit=limit))
 
     def submit(self, tx: Tx, *, wait: bool, timeout: float | None) -> Plain:
         """POST /v1/txs: {"tx_id", "status": "pending"}, or with `wait` {"tx_id", "status": "committed", "receipt"}."""
@@ -212,14 +214,20 @@ class LedgerSource:
             raise NotFound(f"no asset {asset_id!r}")
         return state
 
-    def history(self, asset_id: str) -> Plain:
-        entries = self.ledger.history(asset_id)
-        if not entries:
-            raise NotFound(f"no committed tx names asset {asset_id!r}")
-        return {"asset_id": asset_id, "entries": entries}
+    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        try:
+            page = self.ledger.history_answer(asset_id, cursor, limit)
+        except paging.CursorError as e:
+            raise SourceError(str(e)) from None
+        if page is None:
+            raise NotFound(f"no asset {asset_id!r}")
+        return page
 
-    def account(self, account: str) -> Plain:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+        try:
+            return self.ledger.account_answer(account, cursor, limit)
+        except paging.CursorError as e:
+            raise SourceError(str(e)) from None
 
     def close(self) -> None:
         self.ledger.close()

@@ -6,13 +6,14 @@ certificate); the RPC reads through the query methods. Synchronous: no asyncio h
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chain import audit
+from chain import audit, smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
@@ -30,12 +31,14 @@ from contracts.apply import (
     apply_txs,
     check_block_txs,
     genesis_state,
+    history_key,
     reexecute,
     state_key,
 )
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
 from contracts.state import asset_key, read_roles, standing_key
+from node import paging
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
@@ -70,7 +73,42 @@ class Ledger:
         """Open a node's data dir, creating it with the genesis state if new."""
         initial = genesis_state(genesis)
         writes = {k: v for k, v in initial.writes.items() if v is not None}
-        return cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+        ledger = cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+        try:
+            ledger.check_head()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def check_head(self) -> None:
+        """Refuse a data dir whose head is damaged: the head block, its certificate against the
+        validator set of its height, and the state tree's root node under the header's state_root.
+
+        The store already holds the head record equal to the block's hash and root (chain/store.py)
+        and every read checks its table's checksums; this catches what decodes but is wrong, in a
+        constant time whatever the chain's length (a full check is `titlechain audit`)."""
+        head = self.store.head
+        if head is None:
+            return
+        where = f"{self.store.path}: damaged data at the head (block {head.height})"
+        try:
+            cert = self.store.get_certificate(head.height)
+        except (ValueError, KeyError, TypeError) as e:
+            raise LedgerError(f"{where}: its commit certificate does not decode: {e}") from None
+        if cert is None:
+            raise LedgerError(f"{where}: its commit certificate is missing")
+        try:
+            cert.verify(self.genesis.chain_id, head.height, head.block_hash, self.validator_set_at(head.height))
+        except ValueError as e:
+            raise LedgerError(
+                f"{where}: its commit certificate does not verify against its validator set: {e}"
+            ) from None
+        if head.state_root != smt.EMPTY_ROOT:
+            root = bytes.fromhex(head.state_root)
+            node = self.store.get(smt.node_key(root))
+            if node is None or hashlib.sha256(node).digest() != root:
+                raise LedgerError(f"{where}: the state tree's root node does not hash to the header's state_root")
 
     def close(self) -> None:
         self.store.close()
@@ -297,12 +335,37 @@ class Ledger:
         except ProofError:
             return None
 
-    def account_answer(self, account: str) -> dict[str, Any]:
+    def history_answer(
+        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> dict[str, Any] | None:
+        """{"asset_id", "entries", "next"}: one page of the asset's history, oldest first; None for an
+        id no asset holds (rejected txs naming such an id are not indexed under it). Raises
+        paging.CursorError for a cursor or limit no page can have."""
+        paging.check_limit(limit)
+        start = None if cursor is None else history_key(asset_id, *paging.parse_history_cursor(cursor))
+        if self.asset(asset_id) is None:
+            return None
+        prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
+        rows = (decode(v) for _, v in self.store.iterate(prefix, start=start))
+        entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
+        return {"asset_id": asset_id, "entries": entries, "next": nxt}
+
+    def account_answer(
+        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> dict[str, Any]:
+        """{"account", "roles", "assets", "next"}: the account's roles and one page of the ids of the
+        assets it owns, in id order. Raises paging.CursorError as history_answer does."""
+        paging.check_limit(limit)
+        prefix = OWNER_PREFIX + account.encode() + b"/"
+        start = None if cursor is None else prefix + paging.check_account_cursor(cursor).encode()
+        ids = (k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix, start=start))
+        assets, nxt = paging.take_page(ids, limit, lambda a: a)
         view = StoreView(self.store.get)
         return {
             "account": account,
             "roles": read_roles(view, account),
-            "assets": self.account_assets(account),
+            "assets": assets,
+            "next": nxt,
             "standing_since": view.get(standing_key(account)),
         }
 

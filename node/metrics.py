@@ -38,7 +38,8 @@ class NodeMetrics:
         self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
         self.consensus_frame_max = Gauge(
             "titlechain_consensus_frame_max_bytes",
-            "Largest consensus message frame this node has sent (bytes); bounded by the validator count, not the block size",
+            "Largest consensus message frame this node has sent (bytes); "
+            "bounded by the validator count, not the block size",
             registry=r,
         )
         self._consensus_frame_max = 0

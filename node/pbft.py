@@ -78,7 +78,6 @@ from node.pbft_messages import (
 HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
 VIEW_WINDOW = 64  # likewise for views
 BLOCK_HEIGHTS = 2  # blocks are kept for heights h .. h+BLOCK_HEIGHTS-1 only (memory bound)
-PREPARED_BLOCKS_KEPT = 8  # blocks of our own PREPAREs at h, for the latest views (fetchable by peers)
 VOTE_RECORD_VERSION = 2  # 2: the prepared proof names its block by hash; the block is kept beside it
 
 VerifyFn = Callable[[str, Domain, bytes, str], bool]
@@ -353,7 +352,7 @@ class Replica:
         self._loose: dict[tuple[str, int], Block] = {}  # (sender, height) -> a block no message named yet
         self._fetching: set[str] = set()  # hashes asked of the driver since the last timeout
         self._needed: dict[str, int] = {}  # hash -> height: named by a commit quorum
-        self._prepared_sent: dict[int, str] = {}  # view -> hash of our PREPARE (or proposal) at h
+        self._proof_blocks: set[str] = set()  # as the next primary: blocks of the VIEW-CHANGEs' proofs
 
     # ------------------------------------------------------------ entry point
 
@@ -585,9 +584,10 @@ class Replica:
     def _wanted_hashes(self) -> set[str]:
         """The hashes of the blocks we may still need; nothing else is kept (memory bound).
 
-        Per height at most: the current view's pre-prepare at h and h+1, our prepared proof,
-        the blocks of our own PREPAREs at h in the latest views (an honest preparer must be able
-        to serve what a NEW-VIEW may re-propose), and hashes a commit quorum names.
+        At most: the current view's pre-prepare at h and at h+1, our prepared proof (an honest
+        replica must be able to serve the block its VIEW-CHANGE vouches for), the hashes a commit
+        quorum names, and, as the primary of the view we are changing to, the blocks of the
+        proofs in its VIEW-CHANGEs (one per validator).
         """
         top = self.height + BLOCK_HEIGHTS - 1
         wanted = {
@@ -596,8 +596,8 @@ class Replica:
         }
         if self.best_prepared is not None:
             wanted.add(self.best_prepared.block_hash)
-        wanted.update(self._prepared_sent.values())
         wanted.update(self._needed)
+        wanted.update(self._proof_blocks)
         return wanted
 
     def _prune_blocks(self) -> None:
@@ -625,6 +625,7 @@ class Replica:
         self.blocks[block_hash] = block
         if height == self.height:
             self._progress(self.view, self.height)
+            self._upon_view_change_quorum()  # a proof's block we waited for, as the next primary
 
     def _block(self, block_hash: str, height: int) -> Block | None:
         """The block with this hash, from the cache or the loose blocks; if we hold neither,
@@ -670,7 +671,7 @@ class Replica:
             self._upon_commit_quorum(slot)
 
     def _upon_pre_prepare(self, slot: Slot, block: Block) -> None:
-        """Upon a PRE-PREPARE from the primary for our view and height, and the block it names: validate, then PREPARE."""
+        """Upon a PRE-PREPARE from the primary for our (view, height) and the block it names: validate, PREPARE."""
         assert slot.pre_prepare is not None and block.block_hash == slot.block_hash
         header = block.header
         vset = self.vset()
@@ -683,6 +684,7 @@ class Replica:
             and header.height == self.height
             and header.prev_hash == self.prev_hash
             and (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal)
+            and self._within_limits(block)
             and self.app.validate(block)
         )
         slot.valid = ok
@@ -690,17 +692,17 @@ class Replica:
             self._start_view_change(self.view + 1)  # the primary proposed something invalid
             return
         self._arm_timer()
-        self._note_prepared_sent(block.block_hash)
         if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
             slot.sent_prepare = True
             self._broadcast(Prepare(self.view, self.height, block.block_hash))
 
-    def _note_prepared_sent(self, block_hash: str) -> None:
-        """Keep the block we vouched for in this view: a proof of it may be re-proposed later, and
-        an honest replica that prepared it must be able to serve it then."""
-        self._prepared_sent[self.view] = block_hash
-        for view in sorted(self._prepared_sent)[:-PREPARED_BLOCKS_KEPT]:
-            del self._prepared_sent[view]
+    def _within_limits(self, block: Block) -> bool:
+        """A proposal holds at most max_block_txs txs of at most max_block_bytes encoded in all (the
+        genesis limits, counted as the mempool counts them). An honest primary never exceeds them;
+        a larger block could outgrow the frames that carry it (push, fetch, sync), and a block
+        certified but too big to send would stop every lagging node from catching up."""
+        p = self.params
+        return len(block.txs) <= p.max_block_txs and sum(len(t.encode()) for t in block.txs) <= p.max_block_bytes
 
     def _upon_prepare_quorum(self, slot: Slot) -> None:
         """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""
@@ -755,7 +757,7 @@ class Replica:
         self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
         self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
         self._convicted = {k for k in self._convicted if k[3] >= self.height}
-        self._prepared_sent = {}
+        self._proof_blocks = set()
         self._needed = {h: height for h, height in self._needed.items() if height >= self.height}
         self._fetching = set()
         self._prune_blocks()
@@ -839,6 +841,7 @@ class Replica:
         self.failed_views += 1
         self.view = view
         self.in_view_change = True
+        self._proof_blocks = set()
         self._prune_blocks()
         self._my_view_change = self._broadcast(ViewChange(view, self.height, self.best_prepared))
         self._arm_timer()
@@ -928,16 +931,40 @@ class Replica:
             if len(votes) >= quorum:
                 self._request_sync(max(v.msg.height for v in votes.values()) - 1)
             return
-        chosen = tuple(usable[s] for s in sorted(usable)[:quorum])
+        chosen = self._choose_view_changes(usable, quorum)
         proof = _highest_proof(chosen, self.height)
         pre_prepare = None
         if proof is not None:
+            block = self.blocks.get(proof.block_hash)
+            if block is None:
+                return  # we fetch the proofs' blocks; each arrival brings us back here
             pre_prepare = Signed.sign(self.key, PrePrepare(view, self.height, proof.block_hash))
-            held = self.blocks.get(proof.block_hash)
-            if held is not None:
-                self._out.append(BroadcastBlock(held))  # saves the others a fetch; else they fetch it
+            self._out.append(BroadcastBlock(block))  # ahead of the NEW-VIEW; we can serve it, too
         self.sent_new_view.add(view)
         self._broadcast(NewView(view, self.height, chosen, pre_prepare))
+
+    def _choose_view_changes(self, usable: dict[str, Signed], quorum: int) -> tuple[Signed, ...]:
+        """q of the usable VIEW-CHANGEs, those whose proof's block we hold first; ask for the rest.
+
+        Any q valid VIEW-CHANGEs make a safe NEW-VIEW (every quorum holds a proof of whatever may
+        have been committed, see "Why it is safe"), so the choice is free. Preferring the proofs
+        whose blocks we hold means we re-propose only a block we can serve, and a Byzantine
+        VIEW-CHANGE whose proof names a block nobody gives us is left out once q others are here:
+        an honest sender keeps the block of its proof (persisted with its vote record), so the
+        blocks of the honest VIEW-CHANGEs all arrive.
+        """
+        def held(vc: Signed) -> bool:
+            m = vc.msg
+            assert isinstance(m, ViewChange)
+            return m.prepared is None or m.height != self.height or m.prepared.block_hash in self.blocks
+
+        for vc in usable.values():
+            m = vc.msg
+            if not held(vc) and isinstance(m, ViewChange) and m.prepared is not None:
+                self._proof_blocks.add(m.prepared.block_hash)
+                self._block(m.prepared.block_hash, self.height)  # from the loose blocks, or fetched
+        order = sorted(usable, key=lambda s: (not held(usable[s]), s))
+        return tuple(usable[s] for s in order[:quorum])
 
     def _check_new_view(self, signed: Signed, msg: NewView) -> bool:
         """Whether a NEW-VIEW for a height whose set we know proves that view `msg.view` may start.
@@ -979,6 +1006,7 @@ class Replica:
             return
         self.view = msg.view
         self.in_view_change = False
+        self._proof_blocks = set()  # the re-proposal, if any, is now the pre-prepare of our slot
         self.new_view_msg = signed
         self.view_changes = {v: s for v, s in self.view_changes.items() if v > self.view}
         self.pending_new_views = {v: s for v, s in self.pending_new_views.items() if v > self.view}

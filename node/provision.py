@@ -25,6 +25,7 @@ from typing import Any
 from chain.crypto import KeyPair, write_key_file
 from chain.encoding import H
 from chain.genesis import Genesis, GenesisError
+from chain.validators import NODE_ID_PATTERN
 from node.config import NodeConfig
 from seeds import seed_path
 
@@ -95,6 +96,25 @@ def load_seed(path: str | Path) -> dict[str, Any]:
     return seed
 
 
+def _check_file_names(seed: dict[str, Any]) -> None:
+    """Every seed name becomes a file name (keys/<group>/<name>.json, nodes/<node_id>/): refuse one
+    that could reach outside the output dir ('../../x', '/etc/x') or is no plain name, before
+    anything is written."""
+    named = [("institutions", "node_id"), ("issuers", "name"), ("regulators", "name"), ("auditors", "name"),
+             ("parties", "name")]
+    for group, field in named:
+        entries = seed.get(group, [])
+        if type(entries) is not list:
+            raise ProvisionError(f"the seed's {group!r} must be a list")
+        for entry in entries:
+            name = entry.get(field) if type(entry) is dict else None
+            if not NODE_ID_PATTERN.matches(name):
+                raise ProvisionError(
+                    f"the seed's {group} entry {field} {name!r} is not a safe file name: 1-64 letters, digits, "
+                    "'_', '.', '-', starting with a letter or digit"
+                )
+
+
 def init_consortium(
     out: str | Path,
     *,
@@ -110,6 +130,7 @@ def init_consortium(
     if out.exists() and any(out.iterdir()):
         raise ProvisionError(f"{out}: exists and is not empty; refusing to overwrite a consortium")
     seed = load_seed(seed_path)
+    _check_file_names(seed)
     if not 1024 <= base_port <= 65535 - 2 * validators:
         raise ProvisionError(f"--base-port {base_port}: needs {2 * validators} ports from it, within 1024..65535")
     out.mkdir(parents=True, exist_ok=True)

@@ -23,19 +23,23 @@ import hmac
 import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from chain.crypto import is_account
 from chain.encoding import is_hex
+from chain.patterns import WholePattern
+from chain.store import StoreFault
 from chain.tx import Tx, TxError, parse_tx
+from contracts.args import ASSET_ID_PATTERN
+from node import paging
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
@@ -62,6 +66,11 @@ MAX_HEIGHT = 2**63 - 1
 HEARTBEAT_S = 15.0
 WRITE_TIMEOUT_S = 30.0
 MAX_STREAMS = 256
+HEADER_TIMEOUT_S = 10.0  # from accept (or the end of the last answer) to a whole request head
+BODY_TIMEOUT_S = 30.0  # to read a whole body once its head has arrived
+LINGER_S = 2.0
+MAX_CONNECTIONS = 1024  # open RPC connections; more are closed at once (keep it below `ulimit -n`)
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_YIELD_EVERY = 256  # let other requests run while a 10,000-tx batch is checked
 
 TX_ERROR_STATUS = {
@@ -88,9 +97,8 @@ HTTP_ERROR_CODE = {
     431: "too_large",
 }
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
-_ASSET_ID = re.compile(m.ASSET_ID_PATTERN)
+_DIGITS = WholePattern(r"^[0-9]{1,19}$")
+_SECONDS = WholePattern(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
 
 
 class ApiError(Exception):
@@ -147,8 +155,18 @@ class Route:
 
 
 @dataclass(frozen=True)
+class TokenEntry:
+    index: int  # its place in the config (the rate limiter charges "token:<index>")
+    secret: bytes
+    scopes: frozenset[str]
+    name: str  # for the access log; the secret is never logged
+
+
+@dataclass(frozen=True)
 class RpcConfig:
-    tokens: tuple[tuple[bytes, frozenset[str]], ...]
+    tokens: tuple[TokenEntry, ...]
+    allowed_hosts: frozenset[str] | None  # Host names served; None: any (tokens guard the RPC)
+    body_timeout_s: float
     max_body_bytes: int
     heartbeat_s: float
     write_timeout_s: float
@@ -163,6 +181,7 @@ STREAMS = web.AppKey("streams", set)
 INTERNAL_ERRORS = web.AppKey("internal_errors", list)
 OPENAPI = web.AppKey("openapi", dict)
 ROUTE_OF = web.AppKey("route_of", dict)
+TOKEN_NAME = "titlechain.token_name"  # request key: the name of the token that authorised it
 CLIENT = web.RequestKey("client", str)  # whom the rate limiter charges (set by _auth when tokens are on)
 
 
@@ -191,7 +210,7 @@ def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not _DIGITS.match(raw) or not lo <= int(raw) <= hi:
+    if not _DIGITS.matches(raw) or not lo <= int(raw) <= hi:
         raise ApiError(400, "malformed", f"query parameter {name!r} must be an integer from {lo} to {hi}")
     return int(raw)
 
@@ -209,7 +228,7 @@ def _query_seconds(request: web.Request, name: str, default: float, hi: float) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not _SECONDS.match(raw) or not 0 < float(raw) <= hi:
+    if not _SECONDS.matches(raw) or not 0 < float(raw) <= hi:
         raise ApiError(400, "malformed", f"query parameter {name!r} must be seconds, more than 0 and at most {hi:g}")
     return float(raw)
 
@@ -220,14 +239,21 @@ async def _read_json(request: web.Request, route: Route) -> Any:
         raise ApiError(413, "too_large", f"body of {request.content_length} bytes; the limit here is {cap}")
     chunks: list[bytes] = []
     size = 0
+    timeout = request.app[CONFIG].body_timeout_s
     # Content-Length may be absent (chunked) or lie, and a compressed body inflates as it is read:
-    # count the bytes that actually arrive, after decoding.
+    # count the bytes that actually arrive, after decoding. A body that trickles in is cut off
+    # at the body timeout (a slowloris holds a connection and a handler for as long as it may).
     try:
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > cap:
-                raise ApiError(413, "too_large", f"body exceeds the limit of {cap} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > cap:
+                    raise ApiError(413, "too_large", f"body exceeds the limit of {cap} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "timeout", f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
+        ) from None
     except web.RequestPayloadError as e:  # a Content-Encoding that does not decode, a broken chunk
         raise ApiError(400, "malformed", f"body could not be read: {str(e.__cause__ or e).strip()}") from None
     if not size:
@@ -258,7 +284,7 @@ def _path_tx_id(request: web.Request) -> str:
 
 def _path_asset_id(request: web.Request) -> str:
     asset_id = request.match_info["asset_id"]
-    if not _ASSET_ID.match(asset_id):
+    if not ASSET_ID_PATTERN.matches(asset_id):
         raise ApiError(400, "malformed", f"asset_id must match {m.ASSET_ID_PATTERN}")
     return asset_id
 
@@ -335,10 +361,21 @@ async def get_asset(request: web.Request) -> web.StreamResponse:
     return _json(_found(_api(request).asset(asset_id), f"asset {asset_id!r}"))
 
 
+def _page_query(request: web.Request) -> tuple[str | None, int]:
+    """?cursor= (as a page's `next` gave it) and ?limit= of a paged list."""
+    cursor = request.query.get("cursor") or None
+    limit = _query_int(request, "limit", paging.DEFAULT_LIMIT, 1, paging.MAX_LIMIT) or paging.DEFAULT_LIMIT
+    return cursor, limit
+
+
 async def get_history(request: web.Request) -> web.StreamResponse:
     asset_id = _path_asset_id(request)
-    entries = _found(_api(request).history(asset_id), f"asset {asset_id!r}")
-    return _json({"asset_id": asset_id, "entries": entries})
+    cursor, limit = _page_query(request)
+    try:
+        page = _api(request).history(asset_id, cursor, limit)
+    except paging.CursorError as e:
+        raise ApiError(400, "malformed", str(e)) from None
+    return _json(_found(page, f"asset {asset_id!r}"))
 
 
 async def get_proof(request: web.Request) -> web.StreamResponse:
@@ -350,7 +387,11 @@ async def get_account(request: web.Request) -> web.StreamResponse:
     account = request.match_info["account"]
     if not is_account(account):
         raise ApiError(400, "malformed", "account must be 64 lowercase hex characters (an Ed25519 public key)")
-    return _json(_api(request).account(account))
+    cursor, limit = _page_query(request)
+    try:
+        return _json(_api(request).account(account, cursor, limit))
+    except paging.CursorError as e:
+        raise ApiError(400, "malformed", str(e)) from None
 
 
 def _block_at(api: NodeApi, height: int) -> dict[str, Any]:
@@ -361,7 +402,7 @@ def _block_at(api: NodeApi, height: int) -> dict[str, Any]:
 
 async def get_block(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["height"]
-    if not _DIGITS.match(raw) or int(raw) > MAX_HEIGHT:
+    if not _DIGITS.matches(raw) or int(raw) > MAX_HEIGHT:
         raise ApiError(400, "malformed", "height must be a non-negative integer, or 'latest'")
     return _json(_block_at(_api(request), int(raw)))
 
@@ -383,7 +424,8 @@ async def list_blocks(request: web.Request) -> web.StreamResponse:
         if block is None:
             break
         blocks.append(block)
-    return _json({"blocks": blocks})
+    after = start + len(blocks)
+    return _json({"blocks": blocks, "next": after if blocks and after <= api.height else None})
 
 
 async def list_evidence(request: web.Request) -> web.StreamResponse:
@@ -433,7 +475,7 @@ def _sse_block(ev: CommittedBlockEvent) -> bytes:
 def _events_start(request: web.Request, api: NodeApi) -> int:
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None and last_id.strip() != "":
-        if not _DIGITS.match(last_id.strip()) or int(last_id) >= MAX_HEIGHT:
+        if not _DIGITS.matches(last_id.strip()) or int(last_id) >= MAX_HEIGHT:
             raise ApiError(400, "malformed", "Last-Event-ID must be the height of the last block received")
         return int(last_id) + 1  # a reconnect resumes after what it has; it wins over ?from
     start = _query_int(request, "from", None, 0, MAX_HEIGHT)
@@ -522,6 +564,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 _TX_ID = Param("tx_id", "path", {"type": "string", "pattern": m.HEX64}, "64 lowercase hex characters", True)
 _ASSET = Param("asset_id", "path", {"type": "string", "pattern": m.ASSET_ID_PATTERN}, "the asset's id", True)
+_LIMIT = Param(
+    "limit", "query",
+    {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
+    "at most this many items in the page",
+)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -544,13 +591,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/assets/{asset_id}", get_asset, "The current state of an asset", "read",
           ok=(200, m.AssetState), errors=(400, 404), params=(_ASSET,)),
     Route("GET", "/v1/assets/{asset_id}/history", get_history,
-          "Every committed tx naming the asset, rejected ones included, oldest first", "read",
-          ok=(200, m.AssetHistory), errors=(400, 404), params=(_ASSET,)),
+          "Every committed tx naming the asset, rejected ones included, oldest first, paged", "read",
+          ok=(200, m.AssetHistory), errors=(400, 404),
+          params=(_ASSET, Param("cursor", "query", {"type": "string", "pattern": paging.HISTORY_CURSOR.pattern},
+                                "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (SPEC §8)", "read",
           ok=(200, m.OwnershipProof), errors=(400, 404), params=(_ASSET,)),
-    Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns", "read",
+    Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns, paged", "read",
           ok=(200, m.AccountInfo), errors=(400,),
-          params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),)),
+          params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),
+                  Param("cursor", "query", {"type": "string", "pattern": m.ASSET_ID_PATTERN},
+                        "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route(
         "GET", "/v1/blocks", list_blocks, "Consecutive committed blocks", "read", ok=(200, m.BlockList), errors=(400,),
         params=(
@@ -672,7 +723,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:
-        return error_response(e.status, e.code, e.message, e.headers)
+        resp = error_response(e.status, e.code, e.message, e.headers)
+        if e.status == 408:
+            resp.force_close()  # the rest of a body that timed out is not worth waiting for
+        return resp
     except web.HTTPException as e:  # the router's 404/405, aiohttp's own 413
         if e.status < 400:
             raise
@@ -683,14 +737,17 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = HTTP_ERROR_CODE.get(e.status, "malformed")
         headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(e.status, code, e.reason or HTTPStatus(e.status).phrase, headers)
+    except StoreFault as e:  # the node is stopping on it (node/validator.py); the client may retry elsewhere
+        log.error("storage fault answering %s %s: %s", request.method, request.path, e)
+        return error_response(503, "internal", "storage fault; the node is stopping")
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         request.app[INTERNAL_ERRORS].append(f"{request.method} {request.path}")
         return error_response(503, "internal", "internal error; the node logged it")
 
 
-def _token_scopes(cfg: RpcConfig, header: str | None) -> tuple[int, frozenset[str]] | None:
-    """(index of the token in the config, its scopes) for the header's bearer token, or None."""
+def _token(cfg: RpcConfig, header: str | None) -> TokenEntry | None:
+    """The configured token the header's bearer token is, or None."""
     if header is None:
         return None
     scheme, _, presented = header.strip().partition(" ")
@@ -700,11 +757,56 @@ def _token_scopes(cfg: RpcConfig, header: str | None) -> tuple[int, frozenset[st
         given = presented.strip().encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return None
-    found: tuple[int, frozenset[str]] | None = None
-    for i, (token, scopes) in enumerate(cfg.tokens):  # compare with every token, so the time does not tell which matched
-        if hmac.compare_digest(token, given):
-            found = (i, scopes)
+    found: TokenEntry | None = None
+    for entry in cfg.tokens:  # compare with every token, so the time does not tell which matched
+        if hmac.compare_digest(entry.secret, given):
+            found = entry
     return found
+
+
+def _host_name(value: str) -> str:
+    """The name part of a Host or Origin authority: without port, brackets or a final dot, lowercase."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0].rstrip(".") if value.count(":") == 1 else value.rstrip(".")
+
+
+def _origin_host(origin: str) -> str | None:
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None  # "null" (a sandboxed page, a file: URL) or anything odd: cross-site
+    return _host_name(rest.split("/", 1)[0])
+
+
+@web.middleware
+async def _browser_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """DNS rebinding and cross-site writes from a browser.
+
+    Without tokens only loopback names and configured names may appear in Host: a page whose
+    name an attacker re-points at 127.0.0.1 is refused. A write must be JSON (a browser cannot
+    send `application/json` cross-site without a CORS preflight, which this node never grants),
+    and is refused if the browser says it comes from another site (Sec-Fetch-Site, Origin)."""
+    cfg = request.app[CONFIG]
+    allowed = cfg.allowed_hosts
+    host = _host_name(request.headers.get("Host", ""))
+    if allowed is not None and host not in allowed:
+        raise ApiError(
+            403, "forbidden", f"Host {host!r} is not served here; an operator can add it to rpc_allowed_hosts"
+        )
+    if request.method not in WRITE_METHODS or request.match_info.http_exception is not None:
+        return await handler(request)  # a read, or no such route/method: the router's 404/405 follows
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if fetch_site not in ("", "same-origin", "none"):
+        raise ApiError(403, "forbidden", f"cross-site write refused (Sec-Fetch-Site: {fetch_site})")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        origin_host = _origin_host(origin)
+        if origin_host is None or origin_host != host or (allowed is not None and origin_host not in allowed):
+            raise ApiError(403, "forbidden", f"cross-site write refused (Origin: {origin[:100]})")
+    if request.body_exists and request.content_type != "application/json":
+        raise ApiError(403, "forbidden", "a write must be sent with Content-Type: application/json")
+    return await handler(request)
 
 
 @web.middleware
@@ -713,15 +815,15 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not cfg.tokens:
         return await handler(request)
     header = request.headers.get("Authorization")
-    found = _token_scopes(cfg, header)
-    if found is None:
+    token = _token(cfg, header)
+    if token is None:
         challenge = 'Bearer realm="titlechain"' + ("" if header is None else ', error="invalid_token"')
         what = "missing Authorization: Bearer <token>" if header is None else "invalid token"
         raise ApiError(401, "unauthorized", what, {"WWW-Authenticate": challenge})
-    index, scopes = found
-    request[CLIENT] = f"token:{index}"  # the rate limit follows the token, wherever it is used from
+    request[TOKEN_NAME] = token.name
+    request[CLIENT] = f"token:{token.index}"  # the rate limit follows the token, wherever it is used from
     route = request.app[ROUTE_OF].get(request.match_info.route)
-    if route is not None and route.scope not in scopes:
+    if route is not None and route.scope not in token.scopes:
         raise ApiError(403, "forbidden", f"this token lacks the {route.scope!r} scope")
     return await handler(request)
 
@@ -752,25 +854,38 @@ async def _stop_streams(app: web.Application) -> None:
         task.cancel()
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
 def make_app(
     api: NodeApi,
     *,
     tokens: Sequence[RpcToken] = (),
+    allowed_hosts: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     heartbeat_s: float = HEARTBEAT_S,
     write_timeout_s: float = WRITE_TIMEOUT_S,
     max_streams: int = MAX_STREAMS,
     rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
-    """The RPC application; `rate_limiter` None gives one with the default limits."""
-    if not (max_body_bytes > 0 and heartbeat_s > 0 and write_timeout_s > 0 and max_streams > 0):
-        raise ValueError("max_body_bytes, heartbeat_s, write_timeout_s and max_streams must be positive")
-    if not all(math.isfinite(x) for x in (heartbeat_s, write_timeout_s)):
-        raise ValueError("heartbeat_s and write_timeout_s must be finite")
-    app = web.Application(middlewares=[_errors, _auth, _rate_limit], client_max_size=max_body_bytes)
+    """The RPC application; `rate_limiter` None gives one with the default limits. Without tokens,
+    only loopback names and `allowed_hosts` are served."""
+    if not (max_body_bytes > 0 and heartbeat_s > 0 and write_timeout_s > 0 and max_streams > 0 and body_timeout_s > 0):
+        raise ValueError(
+            "max_body_bytes, body_timeout_s, heartbeat_s, write_timeout_s and max_streams must be positive"
+        )
+    if not all(math.isfinite(x) for x in (heartbeat_s, write_timeout_s, body_timeout_s)):
+        raise ValueError("heartbeat_s, write_timeout_s and body_timeout_s must be finite")
+    app = web.Application(middlewares=[_errors, _browser_guard, _auth, _rate_limit], client_max_size=max_body_bytes)
     app[API] = api
     app[CONFIG] = RpcConfig(
-        tokens=tuple((t.token.encode("utf-8", "surrogateescape"), frozenset(t.scopes)) for t in tokens),
+        tokens=tuple(
+            TokenEntry(i, t.token.encode("utf-8", "surrogateescape"), frozenset(t.scopes), t.name or f"token#{i + 1}")
+            for i, t in enumerate(tokens)
+        ),
+        allowed_hosts=None if tokens else LOOPBACK_NAMES | {_host_name(h) for h in allowed_hosts},
+        body_timeout_s=body_timeout_s,
         max_body_bytes=max_body_bytes,
         heartbeat_s=heartbeat_s,
         write_timeout_s=write_timeout_s,
@@ -789,16 +904,81 @@ def make_app(
     return app
 
 
+class AccessLog(AbstractAccessLogger):
+    """One line per request: who (the token's name, never its value), what, the answer, how long."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1fms token=%s",
+            request.remote, request.method, request.path, response.status, time * 1000, request.get(TOKEN_NAME, "-"),
+        )
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: closed at once, before it costs a handler."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
+
+
+class _CappedSite(web.TCPSite):
+    """A TCP site that accepts at most `max_connections` open connections; the rest are closed at once
+    (a slowloris must not exhaust the process's file descriptors)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, max_connections: int) -> None:
+        super().__init__(runner, host, port)
+        self.max_connections = max_connections
+        self.refused = 0
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+
+        def protocol() -> asyncio.Protocol:
+            if len(server.connections) >= self.max_connections:
+                self.refused += 1
+                if self.refused % 1000 == 1:
+                    log.warning("RPC connection cap (%d) reached: closing new connections (%d so far)",
+                                self.max_connections, self.refused)
+                return _Refused()
+            return server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog)
+
+
 async def serve(
-    api: NodeApi, host: str, port: int, tokens: Sequence[RpcToken] = (), **options: Any
+    api: NodeApi,
+    host: str,
+    port: int,
+    tokens: Sequence[RpcToken] = (),
+    *,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
+    access_log: bool = True,
+    **options: Any,
 ) -> web.AppRunner:
     """Start the RPC on host:port; stop it with `await runner.cleanup()`.
 
-    `port` 0 binds a free port: read it back from `runner.addresses`.
+    `port` 0 binds a free port: read it back from `runner.addresses`. A connection must deliver a
+    whole request head within `header_timeout_s` of being accepted or of its last answer (aiohttp's
+    keep-alive timer, which a trickle of bytes does not reset), or it is closed.
     """
-    runner = web.AppRunner(make_app(api, tokens=tokens, **options), access_log=None, shutdown_timeout=5.0)
+    if not (header_timeout_s > 0 and math.isfinite(header_timeout_s) and max_connections > 0):
+        raise ValueError("header_timeout_s and max_connections must be positive")
+    runner = web.AppRunner(
+        make_app(api, tokens=tokens, **options),
+        access_log=logging.getLogger("titlechain.access") if access_log else None,
+        access_log_class=AccessLog,
+        keepalive_timeout=header_timeout_s,
+        # after an answer sent before its body was read (413, 408), aiohttp drains the rest for this
+        # long so the client sees the answer, not a reset; a slow client must not stretch it
+        lingering_time=min(LINGER_S, options.get("body_timeout_s", BODY_TIMEOUT_S)),
+        shutdown_timeout=5.0,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = _CappedSite(runner, host, port, max_connections)
     try:
         await site.start()
     except BaseException:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chain.tx import OP_PATTERN
 from contracts.args import ASSET_ID_PATTERN as _ASSET_ID_RE
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -54,7 +55,7 @@ class ErrorResponse(_Request):
 class TxBody(_Request):
     chain_id: str = Field(min_length=1, max_length=64)
     signer: str = Field(pattern=HEX64, description="the signer's account (hex Ed25519 public key)")
-    op: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$", examples=["asset.transfer"])
+    op: str = Field(pattern=OP_PATTERN.pattern, examples=["asset.transfer"])
     args: dict[str, Any]
     nonce: str = Field(min_length=1, max_length=128, description="unique per signer; 16 random bytes in hex is fine")
     expires: int = Field(ge=0, description="the last height at which the tx may be included")
@@ -137,7 +138,10 @@ class HistoryEntry(_Answer):
 
 class AssetHistory(_Answer):
     asset_id: str
-    entries: list[HistoryEntry] = Field(description="every committed tx naming the asset, rejected ones included, oldest first")
+    entries: list[HistoryEntry] = Field(
+        description="a page of the committed txs naming the asset, rejected ones included, oldest first"
+    )
+    next: str | None = Field(description="the cursor of the following page (`?cursor=`), null on the last")
 
 
 class OwnershipProof(_Answer):
@@ -176,7 +180,8 @@ class EvidenceList(_Answer):
 class AccountInfo(_Answer):
     account: str = Field(pattern=HEX64)
     roles: list[dict[str, Any]] = Field(description='grants, e.g. {"role": "issuer", "classes": [...]}')
-    assets: list[str] = Field(description="asset ids the account owns")
+    assets: list[str] = Field(description="a page of the ids of the assets the account owns, in id order")
+    next: str | None = Field(description="the cursor of the following page (`?cursor=`), null on the last")
     standing_since: int | None = Field(
         description="the height from which the account has standing and so may submit txs (0: the genesis); "
         "null: the ledger does not know it, and every node refuses its txs with 403 not_permitted"
@@ -223,6 +228,7 @@ class BlockInfo(_Answer):
 
 class BlockList(_Answer):
     blocks: list[BlockInfo] = Field(description="consecutive heights from `from`; empty beyond the head")
+    next: int | None = Field(None, description="the `from` of the following page, null if this one reaches the head")
 
 
 class BlockEvent(_Answer):

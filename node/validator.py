@@ -50,7 +50,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
-from chain.store import StoreError
+from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
@@ -181,6 +181,9 @@ class Validator:
         self.genesis = genesis
         self.key = key
         self.ledger = ledger
+        # a failed write or a checksum error anywhere (consensus, sync, an RPC read) stops the
+        # node, even where the caller (the transport, a timer) would swallow the exception
+        ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
         self.mempool = Mempool(
             genesis.chain_id,
@@ -266,9 +269,13 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            limiter = RateLimiter(self.cfg.rpc_rate_per_s, self.cfg.rpc_rate_burst)
+            cfg = self.cfg
+            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
             self._runner = await serve(
-                self, self.cfg.rpc_host, self.cfg.rpc_port, tokens=self.cfg.rpc_tokens, rate_limiter=limiter
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
+                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
+                access_log=cfg.rpc_access_log,
             )
         except OSError as e:
             await self.transport.close()
@@ -295,11 +302,13 @@ class Validator:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
@@ -330,6 +339,8 @@ class Validator:
                     self.misbehaviour.after_step()
         except FatalNodeError as e:
             self._die(e)
+        except StoreError as e:
+            self._die(FatalNodeError(f"the store failed: {e}"))
         finally:
             self._pumping = False
 
@@ -415,7 +426,12 @@ class Validator:
         by_key = {v.public: v.node_id for v in vset.validators}
         self.metrics.on_certificate(by_key.values(), (by_key.get(pub, "") for pub, _ in certificate.signatures))
 
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
     def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
         log.critical("%s; stopping the node", error)
         self.fatal = error
         asyncio.get_running_loop().create_task(self.stop())
@@ -722,14 +738,14 @@ class Validator:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.asset(asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        return self.ledger.history(asset_id) or None
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.ledger.account_answer(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self.ledger.block_answer(height)

@@ -103,15 +103,14 @@ class LedgerNode:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self._or_none(self.reads.asset, asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        found = self._or_none(self.reads.history, asset_id)
-        return None if found is None else found["entries"]
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         return self.ledger.proof_answer(asset_id)
 
-    def account(self, account: str) -> dict[str, Any]:
-        return self.reads.account(account)
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self._or_none(self.reads.block, height)

@@ -15,6 +15,7 @@ from typing import Any
 from chain.block import Block, Certificate
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.args import ASSET_ID_PATTERN
+from node import paging
 from node.api import CommittedBlockEvent
 from node.metrics import NodeMetrics
 from factories import Consortium, make_block, make_consortium
@@ -87,7 +88,7 @@ class FakeNode:
         check_for_chain(tx, self.chain_id, self.height + 1)
         if tx.op not in KNOWN_OPS:
             raise TxError("unknown_op", f"no operation {tx.op!r}")
-        if tx.op.startswith("asset.") and not (type(tx.args.get("asset_id")) is str and ASSET_ID_PATTERN.match(tx.args["asset_id"])):
+        if tx.op.startswith("asset.") and not ASSET_ID_PATTERN.matches(tx.args.get("asset_id")):
             raise TxError("invalid_args", "args.asset_id: must be an asset id")
         if tx.tx_id in self.mempool or tx.tx_id in self.committed:
             raise TxError("duplicate", f"tx {tx.tx_id} is already pending or committed")
@@ -116,8 +117,16 @@ class FakeNode:
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.assets.get(asset_id)
 
-    def history(self, asset_id: str) -> list[dict[str, Any]] | None:
-        return self.histories.get(asset_id)
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        entries = self.histories.get(asset_id, [])
+        start = 0
+        if cursor is not None:
+            at = paging.parse_history_cursor(cursor)
+            start = next((i for i, e in enumerate(entries) if (e["height"], e["index"]) >= at), len(entries))
+        if asset_id not in self.assets:
+            return None
+        page, nxt = paging.page_of(entries, start, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
+        return {"asset_id": asset_id, "entries": page, "next": nxt}
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
         state = self.assets.get(asset_id)
@@ -126,13 +135,15 @@ class FakeNode:
         block, cert, _ = self.blocks[-1]
         return {"asset": state, "header": block.header.to_plain(), "certificate": cert.to_plain(), "path": []}
 
-    def account(self, account: str) -> dict[str, Any]:
+    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any]:
         roles = [dict(g) for g in self.genesis.roles.get(account, ())]
         if account in self.genesis.members:
             roles.insert(0, {"role": "member"})
         owned = sorted(a for a, s in self.assets.items() if s["owner"] == account)
         since = 0 if roles else min((self.assets[a]["registered_at"] for a in owned), default=None)
-        return {"account": account, "roles": roles, "assets": owned, "standing_since": since}
+        start = 0 if cursor is None else sum(1 for a in owned if a < paging.check_account_cursor(cursor))
+        page, nxt = paging.page_of(owned, start, limit, lambda a: a)
+        return {"account": account, "roles": roles, "assets": page, "next": nxt, "standing_since": since}
 
     def block(self, height: int) -> dict[str, Any] | None:
         if not 1 <= height <= self.height:
@@ -176,7 +187,7 @@ class FakeNode:
         for index, tx in enumerate(txs):
             receipts.append({"tx_id": tx.tx_id, "height": height, "index": index, "status": "ok", "error": None, "events": []})
             self.committed[tx.tx_id] = (height, index)
-            self._apply(tx, height)
+            self._apply(tx, height, index)
         self.blocks.append((block, cert, receipts))
         self.metrics.on_commit(height, len(txs), 0, [0.01] * len(txs))
         self.metrics.set_mempool(0)
@@ -199,7 +210,7 @@ class FakeNode:
         height, index = self.committed[tx_id]
         return self.blocks[height - 1][2][index]
 
-    def _apply(self, tx: Tx, height: int) -> None:
+    def _apply(self, tx: Tx, height: int, index: int) -> None:
         asset_id = tx.args.get("asset_id")
         if type(asset_id) is not str:
             return
@@ -213,9 +224,10 @@ class FakeNode:
         elif tx.op == "asset.transfer" and asset_id in self.assets:
             s = self.assets[asset_id]
             s.update(owner=tx.args.get("to", s["owner"]), updated_at=height, version=s["version"] + 1)
-        self.histories.setdefault(asset_id, []).append(
-            {"height": height, "tx_id": tx.tx_id, "op": tx.op, "signer": tx.signer, "status": "ok"}
-        )
+        if asset_id in self.assets:  # as the ledger: only ids an asset holds are indexed
+            self.histories.setdefault(asset_id, []).append(
+                {"height": height, "index": index, "tx_id": tx.tx_id, "op": tx.op, "signer": tx.signer, "status": "ok"}
+            )
 
 
 # -- test helpers shared by tests/unit/test_rpc_*.py ---------------------------------------------

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
+from solo import Solo
 
 
 @pytest.fixture
@@ -13,3 +14,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         c.stop()
         assert not any(c.pids(i) for i in range(len(c.nodes))), "a node process outlived localnet down"
+
+
+@pytest.fixture
+def solo(tmp_path: Path) -> Iterator[Solo]:
+    """One validator process's files, not started; stopped after the test if it was."""
+    s = Solo(tmp_path / "solo")
+    try:
+        yield s
+    finally:
+        s.stop()

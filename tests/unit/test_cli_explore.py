@@ -99,6 +99,7 @@ def test_json_content(story: Story) -> None:
         "account": u[0].public,
         "roles": [],
         "assets": ["WR-3"],
+        "next": None,
         "standing_since": 1,
     }
     issuer = read_json(story, "data_dir", "account", story.ch.c.issuer.public)
@@ -193,7 +194,9 @@ def test_the_rpc_path_against_the_fake_node() -> None:
         status = run("explore", "status", "--rpc", url, "--json")
         blocks = run("explore", "blocks", "--rpc", url, "--json")
         # a node answering a shape SPEC §6 does not promise: refused at the source, not a traceback
-        node.account = lambda a: {"account": a, "roles": "all of them", "assets": []}  # type: ignore[method-assign]
+        node.account = lambda a, c, n: {  # type: ignore[method-assign]
+            "account": a, "roles": "all of them", "assets": [], "next": None
+        }
         malformed = run("explore", "account", "ab" * 32, "--rpc", url)
     assert status.exit_code == 0 and json.loads(status.stdout)["height"] == 2
     assert [b["header"]["height"] for b in json.loads(blocks.stdout)["blocks"]] == [1, 2]

@@ -38,7 +38,8 @@ def block_of(c: Consortium, size: int) -> Block:
     pad = MAX_TX_BYTES - 400  # each tx just under the tx limit
     txs, total, i = [], 0, 0
     while total < size:
-        tx = sign_tx(user, chain_id=c.genesis.chain_id, op="asset.transfer", args={"i": i, "pad": "x" * min(pad, size)}, expires=9, nonce=f"n{i}")
+        args = {"i": i, "pad": "x" * min(pad, size)}
+        tx = sign_tx(user, chain_id=c.genesis.chain_id, op="asset.transfer", args=args, expires=9, nonce=f"n{i}")
         txs.append(tx)
         total += len(tx.encode())
         i += 1
@@ -95,3 +96,16 @@ def test_an_old_vote_record_is_refused_naming_both_versions() -> None:
     old = {"view": 3, "prepared": None, "view_change": None}  # version 1 had no version field
     with pytest.raises(ValueError, match="vote record version 1, this titlechain reads version 2"):
         VoteRecord.from_plain(decode(canonical(old)))
+
+
+def test_the_largest_allowed_block_fits_a_frame_with_its_certificate() -> None:
+    """A block at the genesis limit, in a sync answer with a certificate of 100 validators, is
+    still under the frame cap; a genesis asking for more is refused."""
+    from chain.genesis import MAX_BLOCK_BYTES_LIMIT, GenesisError
+
+    header_and_envelopes = 4096
+    certificate = 100 * (64 + 128 + 32)
+    assert MAX_BLOCK_BYTES_LIMIT + header_and_envelopes + certificate < DEFAULT_MAX_FRAME
+    assert Params.from_plain({"max_block_bytes": MAX_BLOCK_BYTES_LIMIT}).max_block_bytes == MAX_BLOCK_BYTES_LIMIT
+    with pytest.raises(GenesisError, match="max_block_bytes"):
+        Params.from_plain({"max_block_bytes": MAX_BLOCK_BYTES_LIMIT + 1})

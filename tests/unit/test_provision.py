@@ -85,6 +85,7 @@ def test_config_exposes_the_rpc_beyond_loopback_only_with_tokens(tmp_path: Path)
             NodeConfig.load(p)
     token = {"token": "s" * 24, "scopes": ["read"]}
     p.write_text(json.dumps({**base, "rpc_listen": "0.0.0.0:2", "rpc_tokens": [token]}))
+    p.chmod(0o600)  # it holds a token
     assert NodeConfig.load(p).rpc_host == "0.0.0.0"
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "[::1]"):
         p.write_text(json.dumps({**base, "rpc_listen": f"{host}:2"}))

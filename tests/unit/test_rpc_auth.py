@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.config import RpcToken
-from node.rpc import ROUTES, _token_scopes, make_app
+from node.rpc import ROUTES, _token, make_app
 from rpc_fake import FakeNode, rpc_client, signed
 
 READER = "r" * 16 + "-reader"
@@ -92,8 +92,9 @@ def test_token_lookup_checks_every_token() -> None:
     from node.rpc import CONFIG
 
     cfg = make_app(FakeNode(), tokens=TOKENS)[CONFIG]
-    both, submitter = (next(i for i, t in enumerate(TOKENS) if t.token == x) for x in (BOTH, SUBMITTER))
-    assert _token_scopes(cfg, f"Bearer {BOTH}") == (both, frozenset({"read", "submit"}))
-    assert _token_scopes(cfg, f"Bearer {SUBMITTER}") == (submitter, frozenset({"submit"}))
-    assert _token_scopes(cfg, None) is None
-    assert _token_scopes(cfg, "Bearer \udcff") is None
+    both, submitter = _token(cfg, f"Bearer {BOTH}"), _token(cfg, f"Bearer {SUBMITTER}")
+    assert both is not None and both.scopes == frozenset({"read", "submit"})
+    assert (both.index, both.name) == (2, "token#3")
+    assert submitter is not None and submitter.scopes == frozenset({"submit"}) and submitter.name == "back office"
+    assert _token(cfg, None) is None
+    assert _token(cfg, "Bearer \udcff") is None

@@ -7,127 +7,25 @@ each example is one HTTP request, and after it `/v1/status` must still answer 20
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from factories import make_consortium
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rpc_fake import FakeNode, signed
+from rpc_servers import BASE_TX_HOLDER, Server, running_server
 
-from chain.crypto import write_key_file
-from node.config import NodeConfig
-from node.rpc import INTERNAL_ERRORS, ROUTES, serve
-from node.validator import open_validator
-
-
-class Server:
-    def __init__(self) -> None:
-        self.node = FakeNode()
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-        self.app: Any = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        runner = self.loop.run_until_complete(serve(self.node, "127.0.0.1", 0, heartbeat_s=0.2))
-        self.app = runner.app
-        self.port = runner.addresses[0][1]
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
-        leftover = asyncio.all_tasks(self.loop)  # handlers of connections reset mid-request
-        for task in leftover:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        self.loop.close()
-
-    def call(self, fn: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result(10)
-
-
-async def _call(fn: Any) -> Any:
-    return fn()
-
-
-class ValidatorServer(Server):
-    """The same, around a real single-validator node (its own ledger, mempool and consensus)."""
-
-    def __init__(self, tmp: Path) -> None:
-        super().__init__()
-        c = self.node.consortium = make_consortium(1, params={"batch_delay_ms": 1})
-        c.genesis.write(tmp / "genesis.json")
-        write_key_file(tmp / "v0.json", c.validator_keys[0])
-        self.cfg = NodeConfig(node_id="v0", genesis=tmp / "genesis.json", key=tmp / "v0.json", data_dir=tmp / "data",
-                              peer_listen="127.0.0.1:0", rpc_listen="127.0.0.1:0")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        validator = open_validator(self.cfg)
-        self.loop.run_until_complete(validator.start())
-        self.validator = validator
-        self.app = validator._runner.app  # type: ignore[union-attr]
-        self.port = validator.rpc_port
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(validator.stop())
-        leftover = asyncio.all_tasks(self.loop)
-        for task in leftover:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        self.loop.close()
-
-
-def _seed_validator(s: ValidatorServer) -> None:
-    """Commit a few registrations, then leave one tx pending-or-committed as the fuzzed base."""
-    for i in range(3):
-        tx = signed(s.node, nonce=f"seed{i}", expires=50)
-        s.call(lambda tx=tx: s.validator.submit(tx))
-    wait = asyncio.run_coroutine_threadsafe(_wait_height(s.validator, 1), s.loop)
-    wait.result(10)
-    BASE_TX_HOLDER["tx"] = signed(s.node, nonce="base", expires=50)
-    s.call(lambda: s.validator.submit(BASE_TX_HOLDER["tx"]))
-
-
-async def _wait_height(v: Any, height: int) -> None:
-    while v.height < height:
-        await asyncio.sleep(0.01)
+from node.rpc import INTERNAL_ERRORS, ROUTES
 
 
 @pytest.fixture(scope="module", params=["fake", "validator"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if request.param == "validator":
-        v = ValidatorServer(tmp_path_factory.mktemp("fuzz-node"))
-        v.thread.start()
-        assert v.started.wait(10)
-        _seed_validator(v)
-        yield v
-        v.loop.call_soon_threadsafe(v.loop.stop)
-        v.thread.join(10)
-        return
-    s = Server()
-    s.thread.start()
-    assert s.started.wait(10)
-    # A few blocks and an asset, so reads have something to find; the base tx is already
-    # submitted, so re-sending it unchanged is a duplicate and never waits for a commit.
-    s.call(lambda: [s.node.submit(signed(s.node, nonce=f"seed{i}")) for i in range(3)])
-    s.call(s.node.commit)
-    s.call(lambda: s.node.submit(BASE_TX_HOLDER.setdefault("tx", signed(s.node, nonce="base"))))
-    yield s
-    s.loop.call_soon_threadsafe(s.loop.stop)
-    s.thread.join(10)
+    with running_server(request.param, tmp_path_factory) as s:
+        yield s
 
 
-BASE_TX_HOLDER: dict[str, Any] = {}
 ASCII = st.characters(min_codepoint=32, max_codepoint=126)
 SEGMENTS = st.one_of(
     st.sampled_from(["latest", "0", "1", "-1", "ab" * 32, "WR-seed0-" + "x" * 6, "%00", "..", "%2F", "9" * 40, ""]),
@@ -154,9 +52,13 @@ json_values = st.recursive(
 @st.composite
 def mutated_tx(draw: st.DrawFn) -> bytes:
     tx = json.loads(json.dumps(BASE_TX_HOLDER["tx"].to_plain()))
-    where = draw(st.sampled_from(["sig", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]))
+    where = draw(st.sampled_from(
+        ["sig", "sig_any", "body", "chain_id", "signer", "op", "args", "nonce", "expires", "none"]
+    ))
     if where == "sig":
         tx["sig"] = draw(st.text(max_size=130))
+    elif where in ("sig_any", "body"):  # any JSON value where a hex string or an object belongs
+        tx[where.removesuffix("_any")] = draw(json_values)
     elif where != "none":
         tx["body"][where] = draw(json_values)
     return json.dumps(tx).encode()

@@ -18,6 +18,9 @@ from node.rpc_models import MAX_BATCH_TXS
 from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()
@@ -146,14 +149,14 @@ async def test_tx_over_the_encoded_limit_is_413(client: TestClient, node: FakeNo
 
 async def test_body_over_the_cap_is_413_by_content_length_and_by_bytes_read(client: TestClient) -> None:
     big = b'{"x": "' + b"a" * 70_000 + b'"}'
-    status, body = await call(client, "POST", "/v1/txs", data=big)
+    status, body = await call(client, "POST", "/v1/txs", data=big, headers=JSON)
     assert (status, body["error"]["code"]) == (413, "too_large")
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked transfer encoding
         for _ in range(20):
             yield b"a" * 4096
 
-    status, body = await call(client, "POST", "/v1/txs", data=chunks())
+    status, body = await call(client, "POST", "/v1/txs", data=chunks(), headers=JSON)
     assert (status, body["error"]["code"]) == (413, "too_large")
 
 
@@ -198,6 +201,17 @@ async def test_batch_of_wrong_shape_is_400(client: TestClient, obj: Any) -> None
     assert (status, body["error"]["code"]) == (400, "malformed")
 
 
+@pytest.mark.parametrize("sig", [{}, [], ["0" * 128], {"hex": "0" * 128}, None, 7])
+async def test_a_sig_of_the_wrong_type_is_400_not_an_internal_error(client: TestClient, node: FakeNode, sig: Any) -> None:
+    # an unhashable sig (object, list) used to reach a dict lookup in the parser: 503 internal
+    tx = signed(node).to_plain()
+    tx["sig"] = sig
+    status, body = await submit(client, tx)
+    assert (status, body["error"]["code"]) == (400, "malformed")
+    status, body = await call(client, "POST", "/v1/txs/batch", json={"txs": [tx, tx]})
+    assert status == 202 and [r["error"]["code"] for r in body["results"]] == ["malformed", "malformed"]
+
+
 async def test_batch_over_10000_is_413(client: TestClient, node: FakeNode) -> None:
     status, body = await call(client, "POST", "/v1/txs/batch", json={"txs": [0] * (MAX_BATCH_TXS + 1)})
     assert (status, body["error"]["code"]) == (413, "too_large")
@@ -227,7 +241,8 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
     status, proof = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-NGB-2026-0001/proof")
     assert status == 200 and proof["asset"]["asset_id"] == "WR-NGB-2026-0001"
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}")
-    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"], "standing_since": 1}
+    assert status == 200 and acct == {"account": owner, "roles": [], "assets": ["WR-NGB-2026-0001"], "next": None,
+                                      "standing_since": 1}
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{node.consortium.issuer.public}")
     assert acct["roles"][0]["role"] == "issuer"
     for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
@@ -238,9 +253,53 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
     assert (status, body["error"]["code"]) == (400, "malformed")
 
 
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%7F", "%0A%0A"])
+async def test_ids_with_a_newline_or_control_character_in_the_path_are_400(client: TestClient, node: FakeNode,
+                                                                            suffix: str) -> None:
+    # the FakeNode would find "WR-1\n" under "WR-1" if the id check let it through (it strips nothing,
+    # but a `$`-anchored pattern did: Python's $ matches before a final newline)
+    owner = node.consortium.users[0].public
+    await submit(client, signed(node, args={"asset_id": "WR-1", "class": "warehouse_receipt", "owner": owner,
+                                            "doc_hash": "cd" * 32, "meta": {}}).to_plain())
+    node.commit()
+    for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
+        status, body = await call(client, "GET", template, template.replace("{asset_id}", "WR-1" + suffix))
+        assert (status, body["error"]["code"]) == (400, "malformed"), (template, suffix)
+    for template, good in (("/v1/txs/{tx_id}", "ab" * 32), ("/v1/accounts/{account}", owner), ("/v1/blocks/{height}", "1")):
+        status, body = await call(client, "GET", template, template.split("{")[0] + good + suffix)
+        assert (status, body["error"]["code"]) == (400, "malformed"), (template, suffix)
+
+
+async def test_history_and_account_are_paged_and_an_unregistered_id_is_404(client: TestClient, node: FakeNode) -> None:
+    owner = node.consortium.users[0].public
+    for i in range(5):
+        await submit(client, signed(node, args={"asset_id": f"WR-p{i}", "class": "warehouse_receipt", "owner": owner,
+                                                "doc_hash": "cd" * 32, "meta": {}}).to_plain())
+    node.commit()
+    assets, cursor = [], None
+    while True:
+        status, page = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}?limit=2"
+                                  + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200 and len(page["assets"]) <= 2
+        assets += page["assets"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert assets == [f"WR-p{i}" for i in range(5)]
+    status, hist = await call(client, "GET", "/v1/assets/{asset_id}/history", "/v1/assets/WR-p1/history?limit=1")
+    assert status == 200 and len(hist["entries"]) == 1 and hist["next"] is None
+    status, body = await call(client, "GET", "/v1/assets/{asset_id}/history", "/v1/assets/WR-never/history")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    for query in ("cursor=x", "cursor=1.2%0A", "limit=0", "limit=1001"):
+        status, body = await call(client, "GET", "/v1/assets/{asset_id}/history", f"/v1/assets/WR-p1/history?{query}")
+        assert (status, body["error"]["code"]) == (400, "malformed"), query
+    status, body = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{owner}?cursor=WR%0A")
+    assert (status, body["error"]["code"]) == (400, "malformed")
+
+
 async def test_blocks(client: TestClient, node: FakeNode) -> None:
     assert (await call(client, "GET", "/v1/blocks/latest"))[0] == 404
-    assert await call(client, "GET", "/v1/blocks") == (200, {"blocks": []})
+    assert await call(client, "GET", "/v1/blocks") == (200, {"blocks": [], "next": None})
     for i in range(25):
         if i % 2:
             await submit(client, signed(node, nonce=f"n{i}").to_plain())
@@ -250,10 +309,10 @@ async def test_blocks(client: TestClient, node: FakeNode) -> None:
     status, b3 = await call(client, "GET", "/v1/blocks/{height}", "/v1/blocks/3")
     assert status == 200 and b3 == node.block(3) and b3["certificate"]["block_hash"] == b3["block_hash"]
     status, page = await call(client, "GET", "/v1/blocks")
-    assert [b["header"]["height"] for b in page["blocks"]] == list(range(1, 21))
+    assert [b["header"]["height"] for b in page["blocks"]] == list(range(1, 21)) and page["next"] == 21
     status, page = await call(client, "GET", "/v1/blocks", "/v1/blocks?from=20&limit=100")
-    assert [b["header"]["height"] for b in page["blocks"]] == list(range(20, 26))
-    assert (await call(client, "GET", "/v1/blocks", "/v1/blocks?from=26"))[1] == {"blocks": []}
+    assert [b["header"]["height"] for b in page["blocks"]] == list(range(20, 26)) and page["next"] is None
+    assert (await call(client, "GET", "/v1/blocks", "/v1/blocks?from=26"))[1] == {"blocks": [], "next": None}
     for q in ("limit=101", "limit=0", "from=-1", "from=x", "limit=1.5", "from=99999999999999999999"):
         status, body = await call(client, "GET", "/v1/blocks", "/v1/blocks?" + q)
         assert (status, body["error"]["code"]) == (400, "malformed"), q
@@ -312,10 +371,10 @@ async def test_compressed_bodies_are_decoded_capped_and_bad_ones_are_400(client:
 
     tx = signed(node)
     status, _ = await call(client, "POST", "/v1/txs", data=zlib.compress(json.dumps(tx.to_plain()).encode()),
-                           headers={"Content-Encoding": "deflate"})
+                           headers={**JSON, "Content-Encoding": "deflate"})
     assert status == 202 and tx.tx_id in node.mempool
     bomb = zlib.compress(b'{"a": "' + b"x" * 5_000_000 + b'"}')  # 5 KB on the wire, 5 MB inflated
-    status, body = await call(client, "POST", "/v1/txs", data=bomb, headers={"Content-Encoding": "deflate"})
+    status, body = await call(client, "POST", "/v1/txs", data=bomb, headers={**JSON, "Content-Encoding": "deflate"})
     assert (status, body["error"]["code"]) == (413, "too_large")
-    status, body = await call(client, "POST", "/v1/txs/batch", data=b"\x1bR" * 100, headers={"Content-Encoding": "gzip"})
+    status, body = await call(client, "POST", "/v1/txs/batch", data=b"\x1bR" * 100, headers={**JSON, "Content-Encoding": "gzip"})
     assert (status, body["error"]["code"]) == (400, "malformed")

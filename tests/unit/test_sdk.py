@@ -29,6 +29,7 @@ def public_methods(cls: type) -> set[str]:
     return {n for n, v in vars(cls).items() if not n.startswith("_") and inspect.isfunction(v)}
 
 
+
 def test_sync_and_async_clients_have_the_same_methods() -> None:
     sync, asyn = public_methods(Client), public_methods(AsyncClient)
     assert sync == asyn, (sync ^ asyn)
@@ -63,6 +64,9 @@ async def test_async_client_reads_and_submits(served: tuple[LedgerChain, LedgerN
         assert (await c.account(u[1].public))["assets"].count("WR-77") == 1
         assert (await c.proof("WR-77"))["asset"]["owner"] == u[1].public
         assert [b["header"]["height"] for b in await c.blocks(1, 2)] == [1, 2]
+        assert [e["tx_id"] async for e in c.history_entries("WR-77", page_size=1)] == [answer["tx_id"]]
+        assert "WR-77" in [a async for a in c.account_assets(u[1].public, page_size=1)]
+        assert (await c.evidence())["total"] == 0
         assert (await c.genesis())["chain_id"] == ch.c.genesis.chain_id == (await c.status())["chain_id"]
 
 

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from factories import seeded_key
 
 from chain.crypto import Domain
@@ -13,6 +15,7 @@ from chain.tx import (
     parse_tx,
     sign_tx,
 )
+from contracts import validate_args
 
 KEY = seeded_key("signer")
 
@@ -115,3 +118,33 @@ def test_a_reparsed_tx_is_the_remembered_one_only_when_its_body_is_byte_identica
     # a hand-built body in another key order is parsed in full, to the same tx
     reordered = {"sig": tx.sig, "body": dict(reversed(list(tx.body.items())))}
     assert parse_tx(reordered).tx_id == tx.tx_id
+
+
+# Every shape a client can send: each field (and the envelope) replaced by any JSON value.
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(where=st.sampled_from(["tx", "body", "sig", "chain_id", "signer", "op", "args", "nonce", "expires", "args.*"]),
+       value=_json, op=st.sampled_from(["asset.register", "asset.transfer", "asset.pledge", "asset.amend", "gov.propose"]))
+def test_any_tx_shape_is_a_tx_or_a_tx_error(where: str, value: object, op: str) -> None:
+    """The whole class behind `"sig": {}` answering 503: bad input must end in a TxError, never another exception."""
+    obj = make(op=op).to_plain()
+    obj["body"] = dict(obj["body"])
+    if where == "tx":
+        obj = value
+    elif where in ("body", "sig"):
+        obj[where] = value
+    elif where == "args.*":
+        obj["body"]["args"] = {k: value for k in ("asset_id", "to", "class", "doc_hash", "meta", "pledgee", "kind", "account")}
+    else:
+        obj["body"][where] = value
+    try:
+        tx = parse_tx(obj)
+        validate_args(tx.op, tx.args)
+    except TxError:
+        pass

@@ -71,7 +71,7 @@ def _submit(c: Cluster, nodes: list[int], txs: list[Tx], errors: list[str]) -> N
             errors.append(str(e))
 
 
-def test_full_blocks_and_a_frozen_primary_commits_resume_and_consensus_frames_stay_small(full_blocks_cluster: Cluster) -> None:
+def test_full_blocks_and_a_frozen_primary_commits_resume_and_frames_stay_small(full_blocks_cluster: Cluster) -> None:
     c = full_blocks_cluster
     primary = c.index_of(c.status(0)["primary"])
     others = [i for i in range(4) if i != primary]
