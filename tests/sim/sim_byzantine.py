@@ -1,7 +1,10 @@
 """Byzantine behaviours for simulated replicas (at most f per run).
 
 A Byzantine node runs an honest core but tampers with what leaves it: the network and the
-oracles see only its output. Behaviours combine; each is a name in `Node.byzantine`.
+oracles see only its output. Behaviours combine; each is a name in `Node.byzantine`. The
+behaviours here tamper with single messages; the attacks on view changes, certificates and
+validator-set changes are the strategies of `sim_adversary` (names in its STRATEGIES), and
+every message either makes is crafted by `sim_craft.Crafter`.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from chain.block import Block, sign_commit
-from chain.crypto import Domain
+from chain.block import Block
 from chain.encoding import decode, hash_hex
 from chain.merkle import tx_root
 from chain.tx import parse_tx
 from factories import seeded_key
-from node.pbft_messages import Commit, PrePrepare, Prepare, Signed, parse_signed
+from node.pbft_messages import Commit, PrePrepare, Prepare, parse_signed
+from sim_adversary import STRATEGIES, Adversary
+from sim_craft import Crafter
 from simnet import next_state_root
 
 if TYPE_CHECKING:
@@ -28,10 +32,17 @@ OUTSIDER = seeded_key("sim-outsider")
 
 def install(world: World, node: Node) -> None:
     behaviours = node.byzantine
+    if behaviours & set(STRATEGIES):
+        node.adversary = Adversary(world, node, behaviours)
+    craft = Crafter(world.chain_id, node.key)
+    outsider = Crafter(world.chain_id, OUTSIDER)
     if "bad_root" in behaviours:
         node.app.propose_hook = lambda b: _with_header(b, state_root=hash_hex(b.header.state_root.encode()))
     if "invalid_tx" in behaviours:
         node.app.propose_hook = lambda b: _with_forged_tx(world, node, b)
+
+    if not behaviours & set(BEHAVIOURS):
+        return
 
     def on_broadcast(message: dict[str, Any]) -> None:
         if "silent" in behaviours:
@@ -45,20 +56,16 @@ def install(world: World, node: Node) -> None:
             # equivocate: every other peer (a quorum may still form); split: all but the first,
             # so neither block can commit in this view
             alt = _with_header(block, time=block.header.time + 1)
-            alt_msg = Signed.sign(node.key, PrePrepare(msg.view, msg.height, alt.block_hash)).to_plain()
+            alt_msg = craft.pre_prepare(msg.view, msg.height, alt).to_plain()
             for i, dst in enumerate(others):
                 ours = i == 0 if "split" in behaviours else i % 2 == 0
                 if not ours:
                     world.push_block(node, dst, alt)
                 world.transmit(node, dst, message if ours else alt_msg)
         elif "double_vote" in behaviours and isinstance(msg, (Prepare, Commit)):
-            other_hash = hash_hex(msg.block_hash.encode())
-            if isinstance(msg, Prepare):
-                alt: Any = Prepare(msg.view, msg.height, other_hash)
-            else:
-                sig = sign_commit(node.key, world.chain_id, msg.height, msg.view, other_hash)
-                alt = Commit(msg.view, msg.height, other_hash, sig)
-            alt_plain = Signed.sign(node.key, alt).to_plain()
+            other_hash = craft.other_hash(msg.block_hash)
+            make = craft.prepare if isinstance(msg, Prepare) else craft.commit
+            alt_plain = make(msg.view, msg.height, other_hash).to_plain()
             for i, dst in enumerate(others):
                 world.transmit(node, dst, message)
                 if i % 2 == 1:
@@ -73,8 +80,7 @@ def install(world: World, node: Node) -> None:
             dst = world.rng.choice(others)
             bad_sig = dict(message, sig=("0" if message["sig"][0] != "0" else "1") + message["sig"][1:])
             world.transmit(node, dst, bad_sig)
-            outsider = Signed(msg, OUTSIDER.public, OUTSIDER.sign(Domain.CONSENSUS, signed.body_bytes))
-            world.transmit(node, dst, outsider.to_plain())
+            world.transmit(node, dst, outsider.plain(msg))
             world.transmit(node, dst, {"body": {"kind": "prepare", "view": -1}, "sender": 7, "sig": None})
             world.transmit(node, dst, {"body": message["body"], "sender": node.key.public, "sig": "zz"})
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from chain.tx import Tx, sign_tx
+from factories import seeded_key
 from sim_byzantine import BEHAVIOURS
-from simnet import Faults, World
+from simnet import GOV_OP, Faults, World
 
 LIVENESS_BOUND_MS = 40_000  # after the last fault and the last submission, every tx commits by then
 
@@ -21,21 +23,17 @@ class Outcome:
     virtual_ms: float
 
 
-def random_world(seed: int, n: int) -> tuple[World, float]:
-    """A world with up to f Byzantine nodes, faults until some time, and txs submitted over time."""
-    rng = random.Random(f"titlechain-sim/{n}/{seed}")
-    f = (n - 1) // 3
-    byz_idx = rng.sample(range(n), rng.randint(0, f))
-    byzantine = {i: frozenset(rng.sample(BEHAVIOURS, rng.randint(1, 2))) for i in byz_idx}
-    until = rng.randint(300, 4000)
-    faults = Faults(
+def _faults(rng: random.Random, until: int) -> Faults:
+    return Faults(
         drop=rng.choice([0.0, 0.02, 0.1, 0.3]),
         duplicate=rng.choice([0.0, 0.05, 0.2]),
         max_delay_ms=rng.choice([5, 30, 150]),
         until_ms=until,
     )
-    world = World(seed, n=n, byzantine=byzantine, faults=faults)
-    honest = [i for i in range(n) if i not in byz_idx]
+
+
+def _crash_and_partition(world: World, rng: random.Random, honest: list[int], until: int) -> None:
+    n = len(world.nodes)
     if rng.random() < 0.5:
         victim = rng.choice(honest)
         t = rng.uniform(0, until)
@@ -49,17 +47,67 @@ def random_world(seed: int, n: int) -> tuple[World, float]:
         groups = [set(nodes[:cut]), set(nodes[cut:])]
         world.at(rng.uniform(0, until), lambda: setattr(world, "partition", groups))
     world.at(until, world.heal)
-    txs = world.make_txs(rng.randint(3, 40))
+
+
+def _submit_over_time(world: World, rng: random.Random, txs: list[Tx], until: float) -> float:
     last = 0.0
     for tx in txs:
-        t = rng.uniform(0, until + 500)
+        t = rng.uniform(0, until)
         last = max(last, t)
         world.at(t, lambda tx=tx: world.submit(tx))
+    return last
+
+
+def gov_tx(world: World, args: dict[str, str], nonce: str) -> Tx:
+    return sign_tx(seeded_key("sim-gov"), chain_id=world.chain_id, op=GOV_OP, args=args, expires=10**6, nonce=nonce)
+
+
+def random_world(seed: int, n: int) -> tuple[World, float]:
+    """A world with up to f Byzantine nodes, faults until some time, and txs submitted over time."""
+    rng = random.Random(f"titlechain-sim/{n}/{seed}")
+    f = (n - 1) // 3
+    byz_idx = rng.sample(range(n), rng.randint(0, f))
+    byzantine = {i: frozenset(rng.sample(BEHAVIOURS, rng.randint(1, 2))) for i in byz_idx}
+    until = rng.randint(300, 4000)
+    world = World(seed, n=n, byzantine=byzantine, faults=_faults(rng, until))
+    _crash_and_partition(world, rng, [i for i in range(n) if i not in byz_idx], until)
+    last = _submit_over_time(world, rng, world.make_txs(rng.randint(3, 40)), until + 500)
     return world, max(until, last)
 
 
-def run_seed(seed: int, n: int) -> Outcome:
-    world, quiet_from = random_world(seed, n)
+def byzantine_world(seed: int, n: int, strategies: tuple[str, ...]) -> tuple[World, float]:
+    """Exactly f Byzantine validators running adversary strategies (and now and then an older
+    behaviour), on top of the random faults; in some runs the set changes mid-run: a standby
+    validator is added and/or a Byzantine one removed (it goes on voting)."""
+    rng = random.Random(f"titlechain-sim-byz/{n}/{seed}")
+    f = (n - 1) // 3
+    byz_idx = rng.sample(range(n), f)
+    byzantine = {}
+    for i in byz_idx:
+        chosen = set(rng.sample(strategies, min(len(strategies), rng.randint(1, 3))))
+        if rng.random() < 0.2:
+            chosen.add(rng.choice([b for b in BEHAVIOURS if b != "silent"]))
+        byzantine[i] = frozenset(chosen)
+    until = rng.randint(300, 4000)
+    change = rng.random() < 0.4
+    world = World(
+        seed, n=n, byzantine=byzantine, faults=_faults(rng, until), standby=1 if change else 0, idle_probe_ms=3000
+    )
+    honest = [i for i in range(n) if i not in byz_idx]
+    _crash_and_partition(world, rng, honest, until)
+    txs = world.make_txs(rng.randint(3, 40))
+    if change:
+        if rng.random() < 0.7:
+            txs.append(gov_tx(world, {"add": world.nodes[n].key.public}, "add"))
+        if rng.random() < 0.7:
+            txs.append(gov_tx(world, {"remove": world.nodes[rng.choice(byz_idx)].key.public}, "remove"))
+    last = _submit_over_time(world, rng, txs, until + 500)
+    return world, max(until, last)
+
+
+def run_seed(seed: int, n: int, strategies: tuple[str, ...] | None = None) -> Outcome:
+    """One schedule; with `strategies`, a Byzantine one (byzantine_world) drawing from them."""
+    world, quiet_from = random_world(seed, n) if strategies is None else byzantine_world(seed, n, strategies)
     world.run_until(quiet_from + 1)
     world.check_liveness(quiet_from + LIVENESS_BOUND_MS)
     return Outcome(

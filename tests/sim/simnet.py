@@ -9,6 +9,12 @@ above `max_frame` (recorded in `oversize`; the largest sent is `max_consensus_fr
 travel beside the messages (`BroadcastBlock`) and are fetched by hash from peers (`FetchBlock`),
 with the same drops, delays and partitions. Oracles are checked after every event: a violation
 raises `Violation` with the seed in its message.
+
+Two ways to drive a world: timed (`run_until`: the seeded rng picks delays, drops and
+duplicates) and controlled (`controlled=True`: nothing is scheduled; every message, timer
+expiry and sync reply waits in `pending` until an explorer picks it, see
+scripts/sim_explore.py). The validator set may change mid-run through `GOV_OP` txs, which
+take effect from the height after the block that carries them, as in the real ledger.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from chain.encoding import canonical, decode, hash_hex
 from chain.genesis import Params
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx, sign_tx
-from chain.validators import ValidatorSet
+from chain.validators import Validator, ValidatorSet
 from factories import Consortium, make_consortium, seeded_key
-from node import pbft
+from node import pbft, pbft_messages
 
 MAX_BLOCK_TXS = 16
+GOV_OP = "sim.validators"  # args {"add": public} or {"remove": public}: the sim's governance
 FETCH_TIMEOUT_MS = 100  # a fetch with no answer by then moves on to the next peer
 
 
@@ -37,8 +44,51 @@ class Violation(AssertionError):
     pass
 
 
+# A frame is decoded once and the same plain value goes to all its recipients, so the core's
+# parse of it can be shared too: `pbft.parse_signed` answers from here for exactly those values
+# (by identity, the value kept alive) and parses anything else itself. Pure speed: the result is
+# the one parse_signed gives; a frame that fails to parse is not remembered.
+_PARSED: dict[int, tuple[Any, Any]] = {}
+_parse_signed = pbft_messages.parse_signed
+
+
+def _shared_parse(obj: Any, depth: int = 0) -> Any:
+    hit = _PARSED.get(id(obj)) if depth == 0 else None
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    return _parse_signed(obj, depth)
+
+
+pbft.parse_signed = _shared_parse  # type: ignore[attr-defined]
+
+
 def next_state_root(prev_root: str, tx_ids: list[str]) -> str:
     return hash_hex(bytes.fromhex(prev_root) + b"".join(bytes.fromhex(t) for t in tx_ids))
+
+
+def next_validators(world: World, vset: ValidatorSet, txs: tuple[Tx, ...] | list[Tx]) -> ValidatorSet:
+    """The set after a block's governance txs: an add of a standby key or a remove of a member;
+    anything else (unknown key, a remove that would leave fewer than 3) changes nothing."""
+    members = list(vset.validators)
+    for tx in txs:
+        if tx.op != GOV_OP:
+            continue
+        args = tx.args
+        if "add" in args and args["add"] in world.standby and all(v.public != args["add"] for v in members):
+            members.append(world.standby[args["add"]])
+        elif "remove" in args and len(members) > 3:
+            members = [v for v in members if v.public != args["remove"]]
+    return vset if len(members) == vset.n and all(a == b for a, b in zip(members, vset.validators)) else ValidatorSet(tuple(members))
+
+
+def set_at(valsets: list[tuple[int, ValidatorSet]], height: int) -> ValidatorSet:
+    """The set certifying `height` from a list of (first height, set); later heights than any
+    known change get the latest set: a replica cannot know more until it commits."""
+    found = valsets[0][1]
+    for start, vset in valsets:
+        if start <= height:
+            found = vset
+    return found
 
 
 class SimApp:
@@ -52,6 +102,7 @@ class SimApp:
         self.committed: set[str] = set()
         self.state_root = EMPTY_ROOT
         self.propose_hook: Callable[[Block], Block] | None = None  # Byzantine tampering
+        self.valsets: list[tuple[int, ValidatorSet]] = [(1, world.vset)]  # (first height, set)
 
     def head(self) -> pbft.ChainHead:
         if not self.chain:
@@ -60,7 +111,7 @@ class SimApp:
         return pbft.ChainHead(block.height, block.block_hash, cert)
 
     def validator_set(self, height: int) -> ValidatorSet:
-        return self.world.vset
+        return set_at(self.valsets, height)
 
     def pending(self) -> list[Tx]:
         return [t for t in self.world.arrived[self.idx] if t.tx_id not in self.committed]
@@ -69,17 +120,22 @@ class SimApp:
         return any(t.tx_id not in self.committed for t in self.world.arrived[self.idx])
 
     def build(self, height: int, view: int, txs: list[Tx], proposer: str, time_offset: int = 0) -> Block:
+        if height <= len(self.chain):  # a block beside one we hold (a Byzantine proposer's rewrite)
+            prev_hash = self.chain[height - 2][0].block_hash if height > 1 else self.world.genesis.hash
+            prev_root = self.chain[height - 2][0].header.state_root if height > 1 else EMPTY_ROOT
+        else:
+            prev_hash, prev_root = self.head().block_hash, self.state_root
         ids = [t.tx_id for t in txs]
-        vhash = self.world.vset.hash
+        vset = self.validator_set(height)
         header = Header(
             chain_id=self.world.chain_id,
             height=height,
-            prev_hash=self.head().block_hash,
+            prev_hash=prev_hash,
             tx_root=tx_root(ids),
-            state_root=next_state_root(self.state_root, ids),
+            state_root=next_state_root(prev_root, ids),
             receipts_root=EMPTY_ROOT,
-            validators_hash=vhash,
-            next_validators_hash=vhash,
+            validators_hash=vset.hash,
+            next_validators_hash=next_validators(self.world, vset, txs).hash,
             proposer=proposer,
             view=view,
             time=self.world.genesis.time + height + time_offset,
@@ -87,20 +143,22 @@ class SimApp:
         return Block(header, tuple(txs))
 
     def propose(self, height: int, view: int) -> Block | None:
-        txs = self.pending()[:MAX_BLOCK_TXS]
+        txs = self.pending()[: self.world.block_txs]
         if not txs:
             return None
-        block = self.build(height, view, txs, self.world.vset.primary(view).public)
+        block = self.build(height, view, txs, self.validator_set(height).primary(view).public)
         return self.propose_hook(block) if self.propose_hook else block
 
     def validate(self, block: Block) -> bool:
         h = block.header
-        vhash = self.world.vset.hash
         if h.height != len(self.chain) + 1 or h.prev_hash != self.head().block_hash:
             return False
-        if h.chain_id != self.world.chain_id or h.validators_hash != vhash or h.next_validators_hash != vhash:
+        vset = self.validator_set(h.height)
+        if h.chain_id != self.world.chain_id or h.validators_hash != vset.hash:
             return False
-        if h.proposer != self.world.vset.primary(h.view).public or not block.txs:
+        if h.next_validators_hash != next_validators(self.world, vset, block.txs).hash:
+            return False
+        if h.proposer != vset.primary(h.view).public or not block.txs:
             return False
         if tx_root(block.tx_ids) != h.tx_root or len(set(block.tx_ids)) != len(block.tx_ids):
             return False
@@ -113,6 +171,10 @@ class SimApp:
         self.chain.append((block, cert))
         self.committed.update(block.tx_ids)
         self.state_root = block.header.state_root
+        vset = self.validator_set(block.height)
+        nxt = next_validators(self.world, vset, block.txs)
+        if nxt is not vset:
+            self.valsets.append((block.height + 1, nxt))
 
 
 @dataclass
@@ -126,8 +188,11 @@ class Node:
     timer_gen: int = 0
     received: list[bytes] = field(default_factory=list)  # what a replaying Byzantine node may resend
     on_broadcast: Callable[[dict[str, Any]], None] | None = None  # Byzantine output
+    adversary: Any = None  # a sim_adversary.Adversary: sees the node's input, rewrites its output
     on_block: Callable[[Block], None] | None = None  # Byzantine block pushes
     timers: list[tuple[int, int, int]] = field(default_factory=list)  # (view, height, ms) as set
+    armed: tuple[int, int] | None = None  # controlled mode: the timer a Timeout may fire for
+    checked_new_view: Any = None  # the last NEW-VIEW the S5 oracle checked
     syncs: int = 0
 
 
@@ -147,6 +212,10 @@ class World:
         byzantine: dict[int, frozenset[str]] | None = None,
         faults: Faults | None = None,
         params: Params | None = None,
+        standby: int = 0,
+        controlled: bool = False,
+        block_txs: int = MAX_BLOCK_TXS,
+        idle_probe_ms: int = 0,
         max_frame: int | None = None,
         tx_pad: int = 0,
     ) -> None:
@@ -158,8 +227,20 @@ class World:
         self.genesis = self.consortium.genesis
         self.chain_id = self.genesis.chain_id
         self.vset = self.genesis.validators
+        # keys that run a replica but join the set only through a GOV_OP "add"
+        standby_keys = [seeded_key(f"validator-{n + j}") for j in range(standby)]
+        self.standby = {
+            k.public: Validator(f"v{n + j}", k.public, f"127.0.0.1:{27000 + n + j}") for j, k in enumerate(standby_keys)
+        }
         self.params = params or Params(view_timeout_ms=200, max_view_timeout_ms=3200)
         self.faults = faults or Faults()
+        self.controlled = controlled
+        self.block_txs = block_txs
+        # node/validator.py probes a peer for blocks after IDLE_PROBE_S without a commit (a node
+        # behind on an idle chain hears no consensus traffic); 0 leaves it out, as older seeds ran
+        self.idle_probe_ms = idle_probe_ms
+        self.pending: list[tuple[Any, ...]] = []  # controlled mode: what may happen next
+        self.blocks: dict[str, Block] = {}  # controlled mode: the blocks of pending block frames
         self.max_frame = max_frame
         self.tx_pad = tx_pad
         self.max_consensus_frame = 0  # bytes, the largest consensus message sent
@@ -171,16 +252,20 @@ class World:
         self._seq = 0
         self._verified: dict[tuple[str, Domain, bytes, str], bool] = {}
         self._tx_ok: dict[str, bool] = {}
-        self.arrived: list[list[Tx]] = [[] for _ in range(n)]
+        self._decoded: dict[bytes, Any] = {}
+        keys = [*self.consortium.validator_keys, *standby_keys]
+        self.arrived: list[list[Tx]] = [[] for _ in keys]
         self.submitted: list[Tx] = []
         self.partition: list[set[int]] | None = None
         self.steps = 0
         # oracle state
         self.committed_hash: dict[int, str] = {}
+        self.canon_valsets: list[tuple[int, ValidatorSet]] = [(1, self.vset)]  # along the committed chain
         self.votes: dict[tuple[str, str, int, int], str] = {}
+        self.commit_views: dict[tuple[str, int, str], set[int]] = {}  # (signer, height, hash) -> views
         byz = byzantine or {}
         self.nodes: list[Node] = []
-        for i, key in enumerate(self.consortium.validator_keys):
+        for i, key in enumerate(keys):
             app = SimApp(self, i)
             node = Node(i, key, app, self._new_replica(key, app), byz.get(i, frozenset()))
             self.nodes.append(node)
@@ -191,6 +276,8 @@ class World:
                 install(self, node)
         for node in self.nodes:
             self._run(node, None)
+            if idle_probe_ms and not controlled:
+                self.schedule(idle_probe_ms, "probe", (node.idx, 0))
 
     # ------------------------------------------------------------ harness plumbing
 
@@ -227,6 +314,10 @@ class World:
                 return n
         return None
 
+    def vset_at(self, height: int) -> ValidatorSet:
+        """The set of `height` along the chain the honest replicas committed."""
+        return set_at(self.canon_valsets, height)
+
     # ------------------------------------------------------------ the network
 
     def _delays(self, src: Node, dst: Node) -> list[float]:
@@ -245,11 +336,18 @@ class World:
         return [1 + self.rng.random() * max_delay for _ in range(copies)]
 
     def transmit(self, src: Node, dst: Node, message: dict[str, Any], wire: bytes | None = None) -> None:
+        body = message.get("body") if type(message) is dict else None
+        if type(body) is dict and body.get("kind") == "commit":
+            self._note_commit(message)
         data = wire if wire is not None else canonical(message)
         if self.max_frame is not None and len(data) > self.max_frame:
             self.oversize += 1  # the real transport refuses to frame it; the driver logs and goes on
             return
         self.max_consensus_frame = max(self.max_consensus_frame, len(data))
+        if self.controlled:
+            if src is not dst:
+                self.pending.append(("deliver", dst.idx, data))
+            return
         if self.drop_filter is not None and src is not dst and self.drop_filter(src, dst, message):
             return
         for delay in self._delays(src, dst):
@@ -262,6 +360,11 @@ class World:
 
     def push_block(self, src: Node, dst: Node, block: Block) -> None:
         """A block frame (not a consensus message: not capped by max_frame, like the real one)."""
+        if self.controlled:
+            if src is not dst:
+                self.blocks[block.block_hash] = block
+                self.pending.append(("block", dst.idx, src.key.public, block.block_hash))
+            return
         for delay in self._delays(src, dst):
             self.schedule(delay, "block", (dst.idx, src.key.public, block))
 
@@ -277,12 +380,17 @@ class World:
         self.schedule(FETCH_TIMEOUT_MS, "fetch", (idx, block_hash, height, (*tried, peer.idx)))
         if peer.crashed or "silent" in peer.byzantine or not self._delays(node, peer):
             return
+        block = self._held_block(peer, block_hash, height)
+        if block is not None:
+            self.push_block(peer, node, block)
+
+    @staticmethod
+    def _held_block(peer: Node, block_hash: str, height: int) -> Block | None:
         block = peer.replica.block_by_hash(block_hash)
         if block is None and len(peer.app.chain) >= height:
             stored = peer.app.chain[height - 1][0]
             block = stored if stored.block_hash == block_hash else None
-        if block is not None:
-            self.push_block(peer, node, block)
+        return block
 
     def submit(self, tx: Tx) -> None:
         self.submit_many([tx])
@@ -318,27 +426,37 @@ class World:
     def _act(self, node: Node, action: pbft.Action, queue: list[pbft.Event | None]) -> None:
         if isinstance(action, pbft.Broadcast):
             self._check_vote(node, action.message)
-            if node.on_broadcast is not None:
+            if node.adversary is not None:
+                node.adversary.on_broadcast(action.message)
+            elif node.on_broadcast is not None:
                 node.on_broadcast(action.message)
             else:
                 self.broadcast(node, action.message)
         elif isinstance(action, pbft.Send):
             dst = self.by_public(action.to)
-            if dst is not None and "silent" not in node.byzantine:
+            if dst is not None and node.adversary is not None:
+                node.adversary.on_send(dst, action.message)
+            elif dst is not None and "silent" not in node.byzantine:
                 self.transmit(node, dst, action.message)
         elif isinstance(action, pbft.SetTimer):
             node.timer_gen += 1
             node.timers.append((action.view, action.height, action.ms))
-            self.schedule(action.ms, "timer", (node.idx, node.timer_gen, action.view, action.height))
+            node.armed = (action.view, action.height)
+            if not self.controlled:
+                self.schedule(action.ms, "timer", (node.idx, node.timer_gen, action.view, action.height))
         elif isinstance(action, pbft.CancelTimer):
             node.timer_gen += 1
+            node.armed = None
         elif isinstance(action, pbft.CommitBlock):
             self._check_commit(node, action.block, action.certificate)
             node.app.persist(action.block, action.certificate)
             queue.append(pbft.Persisted(action.block.height))
         elif isinstance(action, pbft.RequestSync):
             node.syncs += 1
-            self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
+            if self.controlled:
+                self.pending.append(("sync", node.idx, action.from_height, action.to_height))
+            else:
+                self.schedule(5 + self.rng.random() * 20, "sync", (node.idx, action.from_height, action.to_height))
         elif isinstance(action, pbft.SaveVotes):
             node.app.record = action.record
         elif isinstance(action, pbft.BroadcastBlock):
@@ -349,7 +467,10 @@ class World:
                     self.push_block(node, dst, action.block)
         elif isinstance(action, pbft.FetchBlock):
             self.fetches += 1
-            self.schedule(5 + self.rng.random() * 20, "fetch", (node.idx, action.block_hash, action.height, ()))
+            if self.controlled:
+                self.pending.append(("fetch", node.idx, action.block_hash, action.height))
+            else:
+                self.schedule(5 + self.rng.random() * 20, "fetch", (node.idx, action.block_hash, action.height, ()))
 
     def step(self) -> bool:
         if not self._heap:
@@ -358,12 +479,7 @@ class World:
         self.now = t
         self.steps += 1
         if kind == "deliver":
-            idx, wire = data
-            node = self.nodes[idx]
-            if not node.crashed:
-                if "replay" in node.byzantine and len(node.received) < 2000:
-                    node.received.append(wire)
-                self._run(node, pbft.Received(decode(wire)))
+            self.deliver(*data)
         elif kind == "timer":
             idx, gen, view, height = data
             node = self.nodes[idx]
@@ -378,9 +494,60 @@ class World:
             self._fetch(*data)
         elif kind == "sync":
             self._serve_sync(*data)
+        elif kind == "probe":
+            idx, height_then = data
+            node = self.nodes[idx]
+            if not node.crashed and len(node.app.chain) == height_then:
+                self._serve_sync(idx, height_then + 1, height_then + 64)
+            self.schedule(self.idle_probe_ms, "probe", (idx, len(node.app.chain)))
         elif kind == "call":
             data()
         return True
+
+    def deliver(self, idx: int, wire: bytes) -> None:
+        node = self.nodes[idx]
+        if node.crashed:
+            return
+        if "replay" in node.byzantine and len(node.received) < 2000:
+            node.received.append(wire)
+        plain = self._decoded.get(wire)
+        if plain is None:  # one decode per distinct frame, shared by its recipients (nobody mutates it)
+            if len(self._decoded) > 4096:
+                self._decoded.clear()
+            plain = self._decoded[wire] = decode(wire)
+            try:
+                if len(_PARSED) > 4096:
+                    _PARSED.clear()
+                _PARSED[id(plain)] = (plain, _parse_signed(plain))
+            except (pbft_messages.MessageError, RecursionError):
+                pass
+        if node.adversary is not None:
+            node.adversary.on_receive(plain)
+        self._run(node, pbft.Received(plain))
+
+    def fire(self, event: tuple[Any, ...]) -> None:
+        """Controlled mode: carry out one entry of `pending` (the caller removed it)."""
+        self.steps += 1
+        if event[0] == "deliver":
+            self.deliver(event[1], event[2])
+        elif event[0] == "timeout":
+            node = self.nodes[event[1]]
+            if node.armed is not None:
+                view, height = node.armed
+                node.armed = None
+                self._run(node, pbft.Timeout(view, height))
+        elif event[0] == "sync":
+            self._serve_sync(*event[1:])
+        elif event[0] == "block":
+            node = self.nodes[event[1]]
+            self._run(node, pbft.BlockReceived(event[2], self.blocks[event[3]]))
+        elif event[0] == "fetch":  # answered by the first peer that holds the block
+            idx, block_hash, height = event[1:]
+            for peer in self.nodes:
+                block = None if peer.idx == idx else self._held_block(peer, block_hash, height)
+                if block is not None:
+                    self.push_block(peer, self.nodes[idx], block)
+                    break
 
     def _serve_sync(self, idx: int, from_height: int, to_height: int) -> None:
         node = self.nodes[idx]
@@ -389,8 +556,10 @@ class World:
         sources = [n for n in self.nodes if n is not node and not n.crashed and len(n.app.chain) >= from_height]
         if not sources:
             return
-        src = self.rng.choice(sources)
-        for block, cert in src.app.chain[from_height - 1 : to_height]:
+        # controlled runs stay free of the rng: the first source (a Byzantine one serves its own way)
+        src = sources[0] if self.controlled else self.rng.choice(sources)
+        served = src.adversary.serve_sync(from_height, to_height) if src.adversary is not None else None
+        for block, cert in served if served is not None else src.app.chain[from_height - 1 : to_height]:
             self._run(node, pbft.SyncedBlock(block, cert))
 
     def at(self, time_ms: float, fn: Callable[[], None]) -> None:
@@ -436,33 +605,85 @@ class World:
         if self.votes.setdefault(key, digest) != digest:
             self.fail(f"honest v{node.idx} sent two different {body['kind']} for view {body['view']} height {body['height']}")
 
+    def _note_commit(self, message: dict[str, Any]) -> None:
+        body, signer = message["body"], message.get("sender")
+        if type(body.get("view")) is int and type(body.get("height")) is int and type(signer) is str:
+            self.commit_views.setdefault((signer, body["height"], str(body.get("block_hash"))), set()).add(body["view"])
+
     def _check_commit(self, node: Node, block: Block, cert: Certificate) -> None:
         if node.byzantine:
             return
-        try:
-            cert.verify(self.chain_id, block.height, block.block_hash, self.vset)
-        except CertificateError as e:
-            self.fail(f"v{node.idx} committed height {block.height} with a bad certificate: {e}")
-        first = self.committed_hash.setdefault(block.height, block.block_hash)
-        if first != block.block_hash:
-            self.fail(f"two certificates/blocks at height {block.height}: {first[:12]} and {block.block_hash[:12]}")
+        h = block.height
         if block.height != len(node.app.chain) + 1:
-            self.fail(f"v{node.idx} committed height {block.height} on a chain of {len(node.app.chain)}")
+            self.fail(f"v{node.idx} committed height {h} on a chain of {len(node.app.chain)}")
+        new = h not in self.committed_hash
+        first = self.committed_hash.setdefault(h, block.block_hash)
+        if first != block.block_hash:
+            self.fail(f"two certificates/blocks at height {h}: {first[:12]} and {block.block_hash[:12]} (v{node.idx})")
+        try:
+            cert.verify(self.chain_id, h, block.block_hash, self.vset_at(h))
+        except CertificateError as e:
+            self.fail(f"v{node.idx} committed height {h} with a certificate that fails the set of its height: {e}")
+        self._check_one_view(node, block, cert)
+        if new:  # the first commit of h: its successor set joins the canonical record
+            vset = self.vset_at(h)
+            nxt = next_validators(self, vset, block.txs)
+            if nxt is not vset:
+                self.canon_valsets.append((h + 1, nxt))
+
+    def _check_one_view(self, node: Node, block: Block, cert: Certificate) -> None:
+        """Every certificate's signatures come from COMMITs of one view (the one it names, if any).
+
+        A Byzantine signer may have signed any view, and a commit a test injected past the
+        network was not seen, so only honest signers whose COMMITs went through it constrain it."""
+        byzantine = {n.key.public for n in self.nodes if n.byzantine}
+        seen = [
+            self.commit_views[key]
+            for signer, _ in cert.signatures
+            if signer not in byzantine and (key := (signer, block.height, block.block_hash)) in self.commit_views
+        ]
+        claimed = getattr(cert, "view", None)
+        if claimed is not None:
+            mixed = any(claimed not in views for views in seen)
+        else:
+            mixed = bool(seen) and not set.intersection(*seen)
+        if mixed:
+            self.fail(
+                f"v{node.idx} committed height {block.height} with a certificate mixing views "
+                f"(its honest signers sent no COMMIT of one view{'' if claimed is None else f' {claimed}'} for it)"
+            )
 
     def _check_step(self) -> None:
         for node in self.honest():
             if node.replica.height != len(node.app.chain) + 1:
                 self.fail(f"v{node.idx} core at height {node.replica.height} but chain has {len(node.app.chain)}")
+            settled_by = getattr(node.replica, "new_view_msg", None)
+            if settled_by is not None and settled_by is not node.checked_new_view:
+                node.checked_new_view = settled_by
+                self._check_new_view_signed(node, settled_by)
+
+    def _check_new_view_signed(self, node: Node, nv: Any) -> None:
+        """S5: an honest replica settles a view only on a NEW-VIEW its primary really signed."""
+        msg = nv.msg
+        primary = node.app.validator_set(max(1, msg.height)).primary(msg.view).public
+        if nv.sender != primary or not self.verify(nv.sender, Domain.CONSENSUS, nv.body_bytes, nv.sig):
+            self.fail(f"v{node.idx} settled view {msg.view} on a NEW-VIEW its primary did not sign")
+
+    def bound_to_progress(self) -> list[Node]:
+        """The honest nodes liveness is owed to: validators of the latest set. A standby key that
+        was never added runs a replica too, but nothing obliges validators to keep it informed."""
+        members = self.vset_at(max(self.committed_hash, default=0) + 1).publics
+        return [n for n in self.honest() if n.key.public in members or n.key.public in self.vset.publics]
 
     def all_committed(self) -> bool:
         want = {t.tx_id for t in self.submitted}
-        return all(want <= n.app.committed for n in self.honest())
+        return all(want <= n.app.committed for n in self.bound_to_progress())
 
     def check_liveness(self, deadline_ms: float) -> None:
         self.run_until(deadline_ms, self.all_committed)
         if not self.all_committed():
             missing = {
-                n.idx: len({t.tx_id for t in self.submitted} - n.app.committed) for n in self.honest()
+                n.idx: len({t.tx_id for t in self.submitted} - n.app.committed) for n in self.bound_to_progress()
             }
             views = {n.idx: (n.replica.view, n.replica.in_view_change, n.replica.height) for n in self.nodes}
             self.fail(f"liveness: txs not committed by t={deadline_ms}: missing {missing}; (view, changing, height) {views}")
