@@ -1,4 +1,4 @@
-"""Verification that trusts nothing but the genesis: whole chains, and ownership proofs.
+"""Verification that trusts nothing but the genesis: whole chains, and ownership and absence proofs.
 
 `verify_chain` replays a store from the genesis and compares everything the store holds with
 what replay yields. Re-execution is the contracts' business and chain/ may not import them, so
@@ -15,25 +15,40 @@ from typing import Any, Protocol
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
 from chain.encoding import EncodingError, canonical, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.patterns import WholePattern
+from chain.receipt import Receipt
 from chain.store import RESERVED_PREFIXES, Store, StoreError
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
 
 # must equal contracts.state.ASSET_PREFIX (a test holds them together; chain/ may not import it)
 ASSET_STATE_PREFIX = "asset/"
+# must equal contracts.args.ASSET_ID_PATTERN's text (a test holds them together): a proof, of
+# absence above all, speaks only of an id the contracts could ever have registered
+ASSET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_ASSET_ID = WholePattern(ASSET_ID_RE)
 # 2: the certificates a proof carries name their view (commit signatures v2)
-PROOF_VERSION = 2
+# 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
+PROOF_VERSION = 3
+OWNERSHIP, ABSENCE = "ownership", "absence"
 
 Reader = Callable[[bytes], bytes | None]
 
 
 class Replay(Protocol):
-    writes: Mapping[bytes, bytes | None]
-    receipts: list[dict[str, Any]]
-    state_root: str
-    receipts_root: str
-    next_validators: ValidatorSet
+    # read-only members, so that a frozen dataclass (contracts.apply.ApplyResult) satisfies it
+    @property
+    def writes(self) -> Mapping[bytes, bytes | None]: ...
+    @property
+    def receipts(self) -> list[Receipt]: ...
+    @property
+    def state_root(self) -> str: ...
+    @property
+    def receipts_root(self) -> str: ...
+    @property
+    def next_validators(self) -> ValidatorSet: ...
 
 
 # (reader of the replayed store at height-1, genesis, block or None for the genesis state,
@@ -57,7 +72,7 @@ class ChainSource(Protocol):
 
     def get_certificate(self, height: int) -> Certificate | None: ...
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None: ...
+    def get_receipts(self, height: int) -> list[Receipt] | None: ...
 
     def height_of(self, block_hash: str) -> int | None: ...
 
@@ -246,8 +261,8 @@ def _check_indexes(
             where = written_at.get(key, head)
             what = "altered" if replay.get(key) is not None else "not written by any block"
             bad.append((where, f"stored record {key[:48]!r} is {what}"))
-    for key, value in replay.items():
-        if value is not None and key not in stored_keys:
+    for key, replayed in replay.items():
+        if replayed is not None and key not in stored_keys:
             bad.append((written_at[key], f"record {key[:48]!r} is missing from the store"))
     if bad:
         height, reason = min(bad)
@@ -273,7 +288,7 @@ def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: 
         store.close()
 
 
-# -- ownership proofs (docs/protocol.md, "Ownership proofs") ---------------------------------------
+# -- ownership and absence proofs (docs/protocol.md, "Ownership and absence proofs") ------------
 
 
 @dataclass(frozen=True)
@@ -290,13 +305,19 @@ class ProofResult:
     def owner(self) -> str | None:
         return None if self.asset is None else self.asset.get("owner")
 
+    @property
+    def absent(self) -> bool:
+        """A valid proof that no asset holds asset_id as of height."""
+        return self.ok and self.asset is None
+
 
 class _ProofBad(Exception):
     pass
 
 
 def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
-    """Check a proof (contracts/proofs.py, docs/architecture.md) holding only the genesis."""
+    """Check a proof of ownership or of absence (contracts/proofs.py, docs/protocol.md) holding only
+    the genesis. A valid absence proof has ok and asset None (`.absent`)."""
     try:
         return _verify_proof(proof, genesis)
     except _ProofBad as e:
@@ -305,21 +326,24 @@ def verify_ownership_proof(proof: Any, genesis: Genesis) -> ProofResult:
 
 PROOF_FIELDS = frozenset(
     {
-        "version", "chain_id", "genesis_hash", "asset_id", "asset",
+        "version", "claim", "chain_id", "genesis_hash", "asset_id", "asset",
         "state_proof", "header", "certificate", "validator_changes",
     }
 )
 
 
 def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
-    if type(proof) is not dict or set(proof) != PROOF_FIELDS:
-        raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
-    if type(proof["version"]) is not int:
+    if type(proof) is not dict:
+        raise _ProofBad(f"proof: must be an object with exactly the fields {sorted(PROOF_FIELDS)}")
+    # the version first: a proof of another version has other fields, and should be told so
+    if type(proof.get("version")) is not int:
         raise _ProofBad(f"version: must be an integer (this verifier reads version {PROOF_VERSION})")
     if proof["version"] != PROOF_VERSION:
         raise _ProofBad(
             f"version: the proof is version {proof['version']}, this verifier reads version {PROOF_VERSION}"
         )
+    if set(proof) != PROOF_FIELDS:
+        raise _ProofBad(f"proof: must have exactly the fields {sorted(PROOF_FIELDS)}")
     if proof["chain_id"] != genesis.chain_id:
         raise _ProofBad("chain_id: not the chain of this genesis")
     if proof["genesis_hash"] != genesis.hash:
@@ -328,11 +352,7 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
     header = _certified(proof["header"], proof["certificate"], vset, genesis, "")
     if header.height <= last:
         raise _ProofBad("header.height: must lie above every validator change")
-    asset_id, asset = proof["asset_id"], proof["asset"]
-    if type(asset_id) is not str or not asset_id:
-        raise _ProofBad("asset_id: must be a non-empty string")
-    if asset is not None and (type(asset) is not dict or asset.get("asset_id") != asset_id):
-        raise _ProofBad("asset: must be null or the asset's state, naming asset_id")
+    asset_id, asset = _claimed(proof)
     try:
         state_proof = smt.Proof.from_plain(proof["state_proof"])
         value = None if asset is None else canonical(asset)
@@ -340,8 +360,26 @@ def _verify_proof(proof: Any, genesis: Genesis) -> ProofResult:
         raise _ProofBad(f"state_proof: {e}") from None
     key = (ASSET_STATE_PREFIX + asset_id).encode()
     if not smt.verify_proof(header.state_root, key, value, state_proof):
+        if asset is None:
+            raise _ProofBad(f"state_proof: does not show {key.decode()!r} absent under header.state_root")
         raise _ProofBad("asset/state_proof: does not lead to header.state_root")
     return ProofResult(True, "", asset_id, asset, header.height, header.block_hash, header.state_root)
+
+
+def _claimed(proof: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The asset id and the state the proof claims for it: a map for ownership, None for absence."""
+    claim, asset_id, asset = proof["claim"], proof["asset_id"], proof["asset"]
+    if not _ASSET_ID.matches(asset_id):
+        raise _ProofBad("asset_id: not an asset id the contracts accept (1-128 of letters, digits, '_', '.', ':', '-')")
+    if claim == OWNERSHIP:
+        if type(asset) is not dict or asset.get("asset_id") != asset_id:
+            raise _ProofBad("asset: an ownership proof carries the asset's state, naming asset_id")
+    elif claim == ABSENCE:
+        if asset is not None:
+            raise _ProofBad("asset: an absence proof carries null")
+    else:
+        raise _ProofBad(f"claim: must be {OWNERSHIP!r} or {ABSENCE!r}")
+    return asset_id, asset
 
 
 def _follow_changes(changes: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:
@@ -387,7 +425,7 @@ def _certified(header_obj: Any, cert_obj: Any, vset: ValidatorSet, genesis: Gene
 
 
 
-class LinkError(ValueError):
+class LinkError(ChainError, ValueError):
     """Headers, certificates or validator changes that do not link to the genesis."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from chain.crypto import Domain, KeyPair, verify
 from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, decode, hash_hex, is_hex
+from chain.errors import ChainError
 from chain.merkle import tx_root
 from chain.tx import Tx, TxError, parse_tx
 from chain.validators import ValidatorSet
@@ -23,11 +24,11 @@ HASH_FIELDS = ("prev_hash", "tx_root", "state_root", "receipts_root", "validator
 HEADER_FIELDS = frozenset({"chain_id", "height", "proposer", "view", "time", *HASH_FIELDS})
 
 
-class BlockError(ValueError):
+class BlockError(ChainError, ValueError):
     pass
 
 
-class CertificateError(ValueError):
+class CertificateError(ChainError, ValueError):
     pass
 
 

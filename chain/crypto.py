@@ -22,6 +22,7 @@ import nacl.exceptions
 import nacl.signing
 
 from chain.encoding import is_hex
+from chain.errors import ChainError
 
 
 class Domain(bytes, enum.Enum):
@@ -31,9 +32,12 @@ class Domain(bytes, enum.Enum):
     COMMIT = b"titlechain/commit/v2\n"
     CONSENSUS = b"titlechain/consensus/v1\n"
     HANDSHAKE = b"titlechain/handshake/v1\n"
+    # an institution's request to join a consortium's genesis (chain/ceremony.py), signed by its
+    # account key and by its validator node key; nothing else is ever signed under this domain
+    MEMBERSHIP = b"titlechain/membership/v1\n"
 
 
-class KeyFileError(ValueError):
+class KeyFileError(ChainError, ValueError):
     """A key or key file is malformed or unreadable."""
 
 

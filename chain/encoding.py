@@ -1,4 +1,4 @@
-"""Canonical encoding and hashing (SPEC §2).
+"""Canonical encoding and hashing (docs/protocol.md, Canonical encoding).
 
 Every signed or hashed object is a *plain value*: str, int in [-2^63, 2^64-1], bool, None,
 list, and dict with str keys. `canonical(v)` is msgpack of v with dict keys sorted by their
@@ -13,9 +13,12 @@ point order), so `sorted()` on the str keys is exact, provided every string is e
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeGuard
 
 import msgpack
+
+from chain.errors import ChainError
 
 Value: TypeAlias = Any  # a plain value as described above; checked at run time, not by types
 
@@ -24,7 +27,7 @@ INT_MAX = 2**64 - 1
 MAX_DEPTH = 32
 
 
-class EncodingError(ValueError):
+class EncodingError(ChainError, ValueError):
     """A value is not a plain value, or bytes are not the canonical encoding of one."""
 
 
@@ -55,7 +58,7 @@ def _normalize(v: Value, depth: int, path: str) -> Value:
     raise EncodingError(f"{path}: {t.__name__} is not a plain value (str, int, bool, None, list, dict)")
 
 
-def _key_order(path: str):  # noqa: ANN202 - a sort key function
+def _key_order(path: str) -> Callable[[object], str]:
     def key(k: object) -> str:
         if type(k) is not str:
             raise EncodingError(f"{path}: dict key {k!r} is not a str")
@@ -111,9 +114,11 @@ def _is_normal(v: Value, depth: int) -> bool:
     with the same order; checked without copying (decode's test of what it unpacked)."""
     t = type(v)
     if t is str:
-        return v.isascii() or _utf8(v)
+        ascii_or_utf8: bool = v.isascii() or _utf8(v)  # v is a str here; Value is Any to the checker
+        return ascii_or_utf8
     if t is int:
-        return INT_MIN <= v <= INT_MAX
+        in_range: bool = INT_MIN <= v <= INT_MAX
+        return in_range
     if t is dict:
         if depth >= MAX_DEPTH:
             return False
@@ -137,12 +142,14 @@ def normalize(v: Value) -> Value:
 
 def canonical(v: Value) -> bytes:
     """The canonical msgpack bytes of a plain value."""
-    return msgpack.packb(normalize(v), use_bin_type=True)
+    out: bytes = msgpack.packb(normalize(v), use_bin_type=True)  # msgpack is untyped
+    return out
 
 
 def pack_normalized(v: Value) -> bytes:
     """canonical(v) for a v that `normalize` returned: skips normalising it a second time."""
-    return msgpack.packb(v, use_bin_type=True)
+    out: bytes = msgpack.packb(v, use_bin_type=True)
+    return out
 
 
 def canonical_map(fields: dict[str, bytes]) -> bytes:
@@ -161,7 +168,8 @@ def canonical_map(fields: dict[str, bytes]) -> bytes:
 
 def canonical_array(items: list[bytes]) -> bytes:
     """canonical([v, ...]) where each v is given already as canonical bytes."""
-    return msgpack.Packer(use_bin_type=True).pack_array_header(len(items)) + b"".join(items)
+    header: bytes = msgpack.Packer(use_bin_type=True).pack_array_header(len(items))
+    return header + b"".join(items)
 
 
 def decode(data: bytes) -> Value:
@@ -202,6 +210,6 @@ def hash_value(v: Value) -> str:
 _HEX = frozenset("0123456789abcdef")
 
 
-def is_hex(s: object, nbytes: int) -> bool:
+def is_hex(s: object, nbytes: int) -> TypeGuard[str]:
     """True if s is lowercase hex of exactly nbytes bytes."""
     return type(s) is str and len(s) == 2 * nbytes and _HEX.issuperset(s)

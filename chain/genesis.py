@@ -1,4 +1,4 @@
-"""The genesis document (SPEC §9): load, validate, hash.
+"""The genesis document (docs/protocol.md, Genesis): load, validate, hash.
 
 The genesis is the one thing every participant trusts: an auditor or a proof checker holds
 nothing else. It is validated field by field, and a refusal names the field that is wrong.
@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from chain.crypto import is_account
 from chain.encoding import EncodingError, hash_value, normalize
+from chain.errors import ChainError
 from chain.patterns import WholePattern
 from chain.validators import ValidatorSet, ValidatorSetError
 
@@ -26,7 +27,7 @@ REQUIRED = frozenset({"chain_id", "time", "validators", "members", "roles"})
 OPTIONAL = frozenset({"gov_threshold", "params"})
 
 
-class GenesisError(ValueError):
+class GenesisError(ChainError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"genesis.{field}: {message}")
         self.field = field
@@ -70,7 +71,14 @@ class Params:
         return p
 
 
-def parse_grant(obj: Any, where: str) -> dict[str, Any]:
+class Grant(TypedDict):
+    """A role grant as the genesis and the role records hold it: `classes` for issuers only."""
+
+    role: str
+    classes: NotRequired[list[str]]
+
+
+def parse_grant(obj: Any, where: str) -> Grant:
     """A role grant: {"role": r} or, for issuers, {"role": "issuer", "classes": [...]}."""
     if type(obj) is not dict or obj.get("role") not in ROLES:
         raise GenesisError(where, f'a grant is {{"role": one of {sorted(ROLES)}}}')
@@ -95,7 +103,7 @@ class Genesis:
     time: int
     validators: ValidatorSet
     members: tuple[str, ...]
-    roles: dict[str, tuple[dict[str, Any], ...]]
+    roles: dict[str, tuple[Grant, ...]]
     gov_threshold: int
     params: Params
 
@@ -137,7 +145,7 @@ class Genesis:
             raise GenesisError("members", "an account is listed twice")
         if type(doc["roles"]) is not dict:
             raise GenesisError("roles", "an object: account -> list of grants")
-        roles: dict[str, tuple[dict[str, Any], ...]] = {}
+        roles: dict[str, tuple[Grant, ...]] = {}
         for account, grants in doc["roles"].items():
             if not is_account(account):
                 raise GenesisError(f"roles.{account}", "keys are accounts (64 lowercase hex characters)")

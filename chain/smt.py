@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chain.errors import ChainError
+
 LEAF = b"\x00"
 INNER = b"\x01"
 EMPTY = bytes(32)
@@ -31,7 +33,7 @@ MAX_DEPTH = 256
 NodeReader = Callable[[bytes], bytes | None]  # node hash -> its preimage
 
 
-class SmtError(ValueError):
+class SmtError(ChainError, ValueError):
     """A node the tree needs is missing or malformed: the store is damaged."""
 
 

@@ -23,13 +23,15 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import plyvel
 
 from chain.block import Block, Certificate
 from chain.encoding import canonical, decode
+from chain.errors import ChainError
 from chain.genesis import Genesis
+from chain.receipt import Receipt
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
@@ -41,7 +43,7 @@ SCHEMA_VERSION = b"4"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"r/", b"x/", b"t/")
 
 
-class StoreError(RuntimeError):
+class StoreError(ChainError, RuntimeError):
     pass
 
 
@@ -68,14 +70,30 @@ class BlockCommit:
 
     block: Block
     certificate: Certificate
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]
     writes: Mapping[bytes, bytes | None]  # apply-path keys; None deletes
     receipts_bytes: bytes | None = None  # canonical(receipts) if the caller has it already (the apply path does)
 
 
+class _LevelDB(Protocol):
+    """The part of `plyvel.DB` the store uses: plyvel ships no type stubs, so without this every
+    read would be `Any` and a wrong return type would go unnoticed."""
+
+    @property
+    def closed(self) -> bool: ...
+    def get(self, key: bytes, *, verify_checksums: bool = False) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
+    def iterator(
+        self, *, prefix: bytes | None = None, start: bytes | None = None, stop: bytes | None = None,
+        include_start: bool = True, reverse: bool = False, verify_checksums: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+    def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
+    def close(self) -> None: ...
+
+
 class Store:
     def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
-        self._db = db
+        self._db: _LevelDB = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
@@ -188,7 +206,11 @@ class Store:
         return self._head.height if self._head else 0
 
     def genesis_doc(self) -> dict[str, Any]:
-        return decode(self._get(b"m/genesis"))
+        raw = self._get(b"m/genesis")
+        if raw is None:  # written with the store and checked when it was opened: the store is damaged
+            raise StoreError("the store holds no genesis record")
+        doc: dict[str, Any] = decode(raw)
+        return doc
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -203,9 +225,12 @@ class Store:
         raw = self._get(height_key(b"c/", height))
         return Certificate.from_plain(decode(raw)) if raw is not None else None
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
+    def get_receipts(self, height: int) -> list[Receipt] | None:
         raw = self._get(height_key(b"r/", height))
-        return decode(raw) if raw is not None else None
+        if raw is None:
+            return None
+        receipts: list[Receipt] = decode(raw)
+        return receipts
 
     def height_of(self, block_hash: str) -> int | None:
         raw = self._get(b"x/" + block_hash.encode())

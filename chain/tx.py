@@ -1,4 +1,4 @@
-"""Transactions: build, sign, parse and check (SPEC §4).
+"""Transactions: build, sign, parse and check (docs/protocol.md, Transactions).
 
 A tx is `{"body": body, "sig": hex}`; its id is hex(H(canonical(body))) and its signature is
 over `Domain.TX + canonical(body)`. This module checks everything a tx must satisfy on its own
@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import (
@@ -28,6 +28,7 @@ from chain.encoding import (
     normalize,
     pack_normalized,
 )
+from chain.errors import ChainError
 from chain.patterns import WholePattern
 
 EXPIRY_WINDOW = 10_000
@@ -38,7 +39,18 @@ OP_PATTERN = WholePattern(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
 
 
-class TxError(ValueError):
+class TxBody(TypedDict):
+    """The signed part of a tx, as `parse_tx` has checked it (docs/protocol.md, Transactions)."""
+
+    chain_id: str
+    signer: str
+    op: str
+    args: dict[str, Any]
+    nonce: str
+    expires: int
+
+
+class TxError(ChainError, ValueError):
     """A tx that must never enter a block. `code` is one of:
 
     malformed, too_large, bad_signature, wrong_chain, expired, expires_too_far,
@@ -53,7 +65,7 @@ class TxError(ValueError):
 
 @dataclass(frozen=True)
 class Tx:
-    body: dict[str, Any]
+    body: TxBody
     sig: str
     body_bytes: bytes = field(repr=False, compare=False)
 

@@ -2,7 +2,7 @@
 
 With n validators, f = floor((n-1)/3) may be faulty. A quorum is the smallest number of
 validators such that any two quorums share more than f of them: floor((n+f)/2) + 1. For
-n = 3f+1 that is exactly 2f+1 (SPEC §5); for other n it is larger than 2f+1, because with
+n = 3f+1 that is exactly 2f+1 (docs/consensus.md); for other n it is larger than 2f+1, because with
 n = 5, say, two sets of 2f+1 = 3 share a single validator, which may be the faulty one.
 """
 
@@ -15,13 +15,14 @@ from typing import Any
 
 from chain.crypto import is_account
 from chain.encoding import hash_value
+from chain.errors import ChainError
 from chain.patterns import WholePattern
 
 NODE_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ADDRESS_PATTERN = WholePattern(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
 
 
-class ValidatorSetError(ValueError):
+class ValidatorSetError(ChainError, ValueError):
     pass
 
 

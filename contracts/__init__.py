@@ -1,4 +1,4 @@
-"""The deterministic state machine of assets, roles and governance (SPEC §4).
+"""The deterministic state machine of assets, roles and governance (docs/contracts.md).
 
 Pure functions of (state view, tx, height): no clock, randomness, I/O or floats, and nothing
 depends on the iteration order of untrusted dicts. See docs/contracts.md.

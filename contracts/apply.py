@@ -15,7 +15,7 @@ and receipts; the audit recomputes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from chain.block import Block
 from chain.encoding import H, Value, canonical, canonical_array
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
+from chain.receipt import Receipt
 from chain.tx import Tx
 from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
@@ -60,7 +61,7 @@ def valset_key(height: int) -> bytes:
 @dataclass(frozen=True)
 class ApplyResult:
     writes: dict[bytes, bytes | None]
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]
     state_root: str
     receipts_root: str
     next_validators: ValidatorSet
@@ -74,7 +75,8 @@ def pack(v: Value) -> bytes:
     node of each. Contract outputs are plain values by construction (a test holds the two
     encoders equal), so only the key order needs establishing here.
     """
-    return msgpack.packb(_sorted(v), use_bin_type=True)
+    out: bytes = msgpack.packb(_sorted(v), use_bin_type=True)  # msgpack is untyped
+    return out
 
 
 def _sorted(v: Value) -> Value:
@@ -108,11 +110,11 @@ class StoreView:
             return value
 
 
-def receipts_root(receipts: Sequence[dict[str, Any]]) -> str:
+def receipts_root(receipts: Sequence[Receipt]) -> str:
     return _receipts_encoded(receipts)[0]
 
 
-def _receipts_encoded(receipts: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
+def _receipts_encoded(receipts: Sequence[Receipt]) -> tuple[str, bytes]:
     """(receipts root, canonical bytes of the list), each receipt packed once for both."""
     packed = [pack(r) for r in receipts]
     return merkle_root([H(p) for p in packed]), canonical_array(packed)
@@ -139,7 +141,7 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
     base = StoreView(read)
     overlay = MemoryView(base=base)
     changed: dict[str, Value | None] = {}
-    receipts: list[dict[str, Any]] = []
+    receipts: list[Receipt] = []
     writes: dict[bytes, bytes | None] = {}
     for index, tx in enumerate(txs):
         tx_writes, receipt = execute(overlay, tx, height, index)
@@ -219,14 +221,3 @@ def reexecute(read: Reader, genesis: Genesis, block: Block | None, prev_state_ro
         return genesis_state(genesis)
     check_block_txs(read, block.txs)
     return apply_txs(read, prev_state_root, block.txs, block.height)
-
-
-def merge_reader(read: Reader, pending: Mapping[bytes, bytes | None]) -> Reader:
-    """A reader that sees pending writes over read (for applying blocks not yet stored)."""
-
-    def get(key: bytes) -> bytes | None:
-        if key in pending:
-            return pending[key]
-        return read(key)
-
-    return get

@@ -5,7 +5,7 @@ the asset exists (asset_not_found), the signer may act (not_owner / not_pledgee 
 not_authorized), the asset is not redeemed (asset_redeemed), it is not locked (asset_locked),
 then the op's own argument rules (invalid_args).
 
-Where SPEC §4 is silent (see docs/contracts.md):
+Decisions the protocol leaves open (docs/contracts.md):
 - transfer / force_transfer to the current owner, and pledge to the owner, are invalid_args: a
   move that moves nothing is almost surely a client mistake, and would only bump the version.
 - pledge needs an `active` asset: a pledged asset cannot be pledged again (asset_locked), which
@@ -23,22 +23,31 @@ Where SPEC §4 is silent (see docs/contracts.md):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict, Unpack
 
 from chain.tx import Tx
 from contracts.result import Effects, Rejection
 from contracts.roles import can_issue, holds
-from contracts.state import StateView, asset_key, doc_key, read_asset, read_roles
+from contracts.state import AssetState, AssetStatus, StateView, asset_key, doc_key, read_asset, read_roles
 
 
-def _existing(view: StateView, asset_id: str) -> dict[str, Any]:
+class AssetChanges(TypedDict, total=False):
+    """What an op may change in an asset; `_save` bumps version and updated_at itself."""
+
+    owner: str
+    status: AssetStatus
+    pledgee: str | None
+    doc_hash: str
+
+
+def _existing(view: StateView, asset_id: str) -> AssetState:
     asset = read_asset(view, asset_id)
     if asset is None:
         raise Rejection("asset_not_found", f"no asset {asset_id!r}")
-    return dict(asset)
+    return asset.copy()
 
 
-def _require_owner(asset: dict[str, Any], tx: Tx) -> None:
+def _require_owner(asset: AssetState, tx: Tx) -> None:
     if tx.signer != asset["owner"]:
         raise Rejection("not_owner", f"only the owner of {asset['asset_id']!r} may do this")
 
@@ -48,22 +57,22 @@ def _require_regulator(view: StateView, tx: Tx) -> None:
         raise Rejection("not_authorized", "only a regulator may do this")
 
 
-def _require_not_redeemed(asset: dict[str, Any]) -> None:
+def _require_not_redeemed(asset: AssetState) -> None:
     if asset["status"] == "redeemed":
         raise Rejection("asset_redeemed", f"{asset['asset_id']!r} is redeemed; it never changes again")
 
 
-def _require_unlocked(asset: dict[str, Any]) -> None:
+def _require_unlocked(asset: AssetState) -> None:
     if asset["status"] in ("pledged", "frozen"):
         raise Rejection("asset_locked", f"{asset['asset_id']!r} is {asset['status']}")
 
 
-def _save(asset: dict[str, Any], height: int, **changes: Any) -> dict[str, Any]:
+def _save(asset: AssetState, height: int, **changes: Unpack[AssetChanges]) -> AssetState:
     """The asset with changes, its version bumped and updated_at set: every change does both."""
     return {**asset, **changes, "version": asset["version"] + 1, "updated_at": height}
 
 
-def _moved(asset: dict[str, Any], new_owner: str, height: int) -> dict[str, Any]:
+def _moved(asset: AssetState, new_owner: str, height: int) -> AssetState:
     if new_owner == asset["owner"]:
         raise Rejection("invalid_args", "args.to is already the owner")
     return _save(asset, height, owner=new_owner)
@@ -164,7 +173,7 @@ def process_unfreeze(view: StateView, tx: Tx, height: int) -> Effects:
     _require_not_redeemed(asset)
     if asset["status"] != "frozen":
         raise Rejection("invalid_args", f"{asset['asset_id']!r} is not frozen")
-    status = "pledged" if asset["pledgee"] is not None else "active"
+    status: AssetStatus = "pledged" if asset["pledgee"] is not None else "active"
     new = _save(asset, height, status=status)
     event = {"type": "asset.unfrozen", "asset_id": asset["asset_id"], "status": status, "reason": tx.args["reason"]}
     return Effects({asset_key(asset["asset_id"]): new}, (event,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chain.encoding import Value
-from chain.genesis import Genesis
+from chain.genesis import Genesis, Grant
 from contracts.roles import holds, merge_grants
 from contracts.state import GOV_KEY, VALIDATORS_KEY, GovConfig, roles_key, standing_key
 
@@ -15,7 +15,7 @@ def genesis_writes(genesis: Genesis) -> dict[str, Value]:
     The threshold is the genesis `gov_threshold` if the document states one; left out, it is
     None: a majority of whoever the members are at the time (not frozen at the genesis count).
     """
-    grants: dict[str, list[dict]] = {m: [{"role": "member"}] for m in genesis.members}
+    grants: dict[str, list[Grant]] = {m: [{"role": "member"}] for m in genesis.members}
     for account, extra in genesis.roles.items():
         grants[account] = [*grants.get(account, []), *extra]
     writes: dict[str, Value] = {}

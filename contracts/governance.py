@@ -4,7 +4,7 @@ A member opens a proposal (gov.propose); its id is the tx_id, and the proposer's
 Each member approves at most once (gov.approve). When the approvals of accounts that are members
 *at that moment* reach the threshold, the action executes inside the tx that reached it, once.
 
-Where SPEC §4 is silent (see docs/contracts.md):
+Decisions the protocol leaves open (docs/contracts.md):
 - Threshold: the genesis `gov_threshold`, or, when the genesis leaves it out, a majority of the
   current members. Either way it is capped at the current member count (so revocations can
   never lock governance out), and the last member cannot be revoked.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chain.tx import Tx, TxError
+from chain.tx import Tx
 from chain.validators import Validator
 from contracts import args as a
 from contracts.result import Effects, Rejection
@@ -257,10 +257,3 @@ def process_approve(view: StateView, tx: Tx, height: int) -> Effects:
     updated = {**proposal, "approvals": sorted([*proposal["approvals"], tx.signer])}
     approved = {"type": "gov.approved", "proposal_id": pid, "approver": tx.signer}
     return Effects(events=(approved,)).then(_settle(view, updated, height))
-
-
-def validate_action(action: str, params: Any) -> None:
-    """Static check of one action's params (for clients building proposals)."""
-    if action not in ACTIONS:
-        raise TxError("invalid_args", f"action must be one of {', '.join(sorted(ACTIONS))}")
-    ACTIONS[action].params.validate(params, "params")

@@ -1,8 +1,13 @@
-"""Ownership proofs, built from a store; verified by chain.audit.verify_ownership_proof.
+"""Ownership and absence proofs, built from a store; verified by chain.audit.verify_ownership_proof.
 
-A proof is a plain JSON-able dict (format in docs/protocol.md, "Ownership proofs"): the asset's state and its
-path in the state tree to the head's state_root, the head header and its certificate, and for
-each block that changed the validator set, that header, its certificate and the new set.
+A proof is a plain JSON-able dict (format in docs/protocol.md, "Ownership and absence proofs"): its
+claim, the asset's state (null for absence) and the state-tree path of its key to the head's
+state_root, the head header and its certificate, and for each block that changed the validator
+set, that header, its certificate and the new set.
+
+An id no asset holds gets a proof of absence. The contracts never delete an asset's state (a
+redeemed asset stays, status "redeemed"), so absence at a height means no asset was ever
+registered under that id up to it; txs that named the id and were rejected leave no state.
 """
 
 from __future__ import annotations
@@ -10,28 +15,36 @@ from __future__ import annotations
 from typing import Any
 
 from chain import smt
-from chain.audit import PROOF_VERSION
+from chain.audit import ABSENCE, OWNERSHIP, PROOF_VERSION
 from chain.encoding import decode
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key
+from contracts.errors import ContractError
 from contracts.state import asset_key
 
 
-class ProofError(LookupError):
+class ProofError(ContractError, LookupError):
     """No proof can be built (an empty chain, or a store missing records it should hold)."""
 
 
 def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
-    """A proof of asset_id's state (or absence) as of the store's head."""
+    """A proof of asset_id's state, or of its absence, as of the store's head."""
     head = store.head
     if head is None:
         raise ProofError("no block is committed yet: there is no certified state root to prove against")
     key = asset_key(asset_id)
     raw = store.get(state_key(key))
     state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
+    head_block = store.get_block(head.height)
+    if head_block is None:  # the head record names a block the store does not hold
+        raise ProofError(f"the store's head block {head.height} is missing: audit this data dir")
+    # the state record and the tree must agree, or the proof would not verify: say so here
+    if not smt.verify_proof(head.state_root, key.encode(), raw, state_proof):
+        raise smt.SmtError(f"the state tree at height {head.height} disagrees with the stored {key!r}")
     return {
         "version": PROOF_VERSION,
-        "chain_id": store.get_block(head.height).header.chain_id,
+        "claim": ABSENCE if raw is None else OWNERSHIP,
+        "chain_id": head_block.header.chain_id,
         "genesis_hash": store.genesis_hash,
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.encoding import Value
+from chain.receipt import Receipt, ReceiptError
 from chain.tx import Tx, TxError
 from contracts import args as a
 from contracts import assets, governance, standing
@@ -72,7 +73,7 @@ def validate_args(op: str, args: dict[str, Any]) -> None:
     spec.schema.validate(args)
 
 
-def execute(view: StateView, tx: Tx, height: int, index: int) -> tuple[dict[str, Value | None], dict[str, Any]]:
+def execute(view: StateView, tx: Tx, height: int, index: int) -> tuple[dict[str, Value | None], Receipt]:
     """(writes, receipt) of one tx at (height, index); writes are {} when it is rejected.
 
     An accepted tx's writes include the standing its effects confer (contracts/standing.py).
@@ -82,11 +83,11 @@ def execute(view: StateView, tx: Tx, height: int, index: int) -> tuple[dict[str,
     spec = OP_TABLE.get(tx.op)
     if spec is None:
         raise TxError("unknown_op", f"unknown op {tx.op!r}")
-    receipt: dict[str, Any] = {"tx_id": tx.tx_id, "height": height, "index": index}
     try:
         effects = spec.handler(view, tx, height)
     except Rejection as r:
-        return {}, {**receipt, "status": "rejected", "error": {"code": r.code, "message": r.message}, "events": []}
+        error: ReceiptError = {"code": r.code, "message": r.message}
+        return {}, Receipt(tx_id=tx.tx_id, height=height, index=index, status="rejected", error=error, events=[])
     writes = dict(effects.writes)
     writes.update(standing.gained(view, writes, height))
-    return writes, {**receipt, "status": "ok", "error": None, "events": list(effects.events)}
+    return writes, Receipt(tx_id=tx.tx_id, height=height, index=index, status="ok", error=None, events=list(effects.events))

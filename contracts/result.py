@@ -1,10 +1,11 @@
-"""What a handler hands back: its effects, or a Rejection carrying a SPEC rejection code."""
+"""What a handler hands back: its effects, or a Rejection carrying a rejection code of docs/contracts.md."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.errors import ContractError
 from contracts.state import Writes
 
 REJECTION_CODES = frozenset(
@@ -24,12 +25,12 @@ REJECTION_CODES = frozenset(
 )
 
 
-class Rejection(Exception):
+class Rejection(ContractError):
     """A well-formed tx whose contract checks fail: committed with status "rejected"."""
 
     def __init__(self, code: str, message: str) -> None:
         if code not in REJECTION_CODES:
-            raise ValueError(f"{code!r} is not a SPEC rejection code")
+            raise ValueError(f"{code!r} is not a rejection code")
         super().__init__(message)
         self.code = code
         self.message = message

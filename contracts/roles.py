@@ -8,9 +8,8 @@ classes narrows it, and revoking the last class (or the role without classes) re
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-Grant = dict[str, Any]
+from chain.genesis import Grant
 
 
 def holds(grants: Iterable[Grant], role: str) -> bool:

@@ -2,7 +2,7 @@
 
 Keys (every value is a plain value, chain.encoding):
 
-    asset/<asset_id>   the asset, exactly the fields of SPEC §4; stays forever, redeemed or not
+    asset/<asset_id>   the asset, exactly the fields of docs/contracts.md; stays forever, redeemed or not
     doc/<doc_hash>     asset_id of the one non-redeemed asset holding this document hash
     role/<account>     the account's grants, one per role, sorted by role; absent if it has none
     standing/<account> height at which the account first held a role, owned an asset or held one
@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 from chain.encoding import Value
+from chain.genesis import Grant
 from chain.validators import ValidatorSet
 
 ASSET_PREFIX = "asset/"
@@ -32,6 +33,26 @@ STANDING_PREFIX = "standing/"
 PROPOSAL_PREFIX = "proposal/"
 VALIDATORS_KEY = "validators"
 GOV_KEY = "gov"
+
+AssetStatus = Literal["active", "pledged", "frozen", "redeemed"]
+
+# An asset record, exactly the fields of docs/contracts.md ("class" is a keyword, hence this form).
+AssetState = TypedDict(
+    "AssetState",
+    {
+        "asset_id": str,
+        "class": str,
+        "issuer": str,
+        "owner": str,
+        "status": AssetStatus,
+        "doc_hash": str,
+        "meta": dict[str, str],
+        "pledgee": str | None,
+        "registered_at": int,
+        "updated_at": int,
+        "version": int,
+    },
+)
 
 Writes = dict[str, Value | None]  # state key -> new value; None deletes
 
@@ -96,12 +117,14 @@ class GovConfig:
         return {"threshold": self.threshold, "member_count": self.member_count}
 
 
-def read_asset(view: StateView, asset_id: str) -> dict[str, Any] | None:
-    return view.get(asset_key(asset_id))
+def read_asset(view: StateView, asset_id: str) -> AssetState | None:
+    asset: AssetState | None = view.get(asset_key(asset_id))  # only process_register writes these
+    return asset
 
 
-def read_roles(view: StateView, account: str) -> list[dict[str, Any]]:
-    return view.get(roles_key(account)) or []
+def read_roles(view: StateView, account: str) -> list[Grant]:
+    grants: list[Grant] = view.get(roles_key(account)) or []  # only contracts.roles builds these
+    return grants
 
 
 def read_proposal(view: StateView, proposal_id: str) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 The RPC never touches the ledger, mempool or consensus directly; it calls this protocol, so it can
 be tested against a small in-process node and the validator can change inside without the RPC
-noticing. All values crossing it are plain JSON-able values in the shapes of SPEC §6.
+noticing. All values crossing it are plain JSON-able values in the shapes of docs/rpc.md.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chain.receipt import Receipt
 from chain.tx import Tx
 
 
@@ -22,7 +23,7 @@ class CommittedBlockEvent:
     block_hash: str
     header: dict[str, Any]
     tx_ids: tuple[str, ...]
-    receipts: tuple[dict[str, Any], ...]
+    receipts: tuple[Receipt, ...]
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -49,7 +50,7 @@ class NodeApi(Protocol):
         """Why `ready` is False, for people (e.g. "connected to 1 of 3 peers, a quorum needs 2"); None when ready."""
 
     def status(self) -> dict[str, Any]:
-        """/v1/status: node_id, chain_id, height, view, primary, validators, peers, mempool, ready, not_ready, version."""
+        """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready, not_ready, version."""
 
     def genesis_doc(self) -> dict[str, Any]: ...
 
@@ -62,7 +63,7 @@ class NodeApi(Protocol):
         committed), mempool_full and quota_exceeded (429).
         """
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         """A future resolved with the tx's receipt when it commits (at once if it already has)."""
 
     def tx_info(self, tx_id: str) -> dict[str, Any] | None:
@@ -74,7 +75,9 @@ class NodeApi(Protocol):
         """{"asset_id", "entries", "next"}: a page of entries oldest first (node/paging.py); None for
         an id no asset holds. Raises node.paging.CursorError for a cursor no page can have."""
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None: ...
+    def proof(self, asset_id: str) -> dict[str, Any] | None:
+        """A proof of ownership, or of absence for an id no asset holds, as of the head
+        (contracts/proofs.py); None only before the first block (nothing certified yet)."""
 
     def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
         """{"account", "roles", "assets", "next"}, assets paged like history; an unknown account has

@@ -1,4 +1,4 @@
-"""`titlechain bench`: the load benchmark (SPEC §7, DESIGN.md "Benchmarks").
+"""`titlechain bench`: the load benchmark (docs/cli.md; results in docs/performance.md).
 
 Theory of operation
 -------------------
@@ -57,16 +57,16 @@ import httpx
 from chain.crypto import KeyPair, load_key_file
 from chain.encoding import H
 from chain.genesis import Genesis
-from chain.tx import Tx
+from chain.tx import EXPIRY_WINDOW, Tx
 from node.client import AsyncClient, Client, sign
+from node.errors import NodeError
 from node.localnet import down, manifest_path, up
-from node.provision import DEFAULT_SEED, Consortium, load_seed
+from node.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
 
 # Genesis params for a bench consortium (recorded with every result): the demo seed's values,
 # spelled out so that an edit of the demo never silently changes what the bench measures.
 # `--param NAME=INT` overrides one (docs/performance.md, consortium benchmark).
 BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
-DEFAULT_BASE_PORT = 26800
 DEFAULT_CHUNK = 250
 DEFAULT_WINDOW = 1000  # txs in flight: Little: latency ≈ window / throughput (docs/performance.md)
 EXPIRY_MARGIN = 1000  # heights the chain may advance between planning and the last submission
@@ -75,7 +75,7 @@ PROGRESS_EVERY_S = 0.25
 STOP_JOIN_S = 5.0
 
 
-class BenchError(RuntimeError):
+class BenchError(NodeError, RuntimeError):
     """The run failed; the message says why (exit 1)."""
 
 
@@ -84,7 +84,7 @@ class BenchOptions:
     validators: int = 4
     txs: int = 2000
     clients: int = 2
-    base_port: int = DEFAULT_BASE_PORT
+    base_port: int = BENCH_BASE_PORT
     root: Path | None = None  # the consortium dir; a temp dir when None
     keep_dir: bool = False
     chunk: int = DEFAULT_CHUNK
@@ -248,8 +248,7 @@ async def _submit_chunk(http: httpx.AsyncClient, chunk: list[tuple[str, bytes]],
         if r.status_code == 202:
             results = r.json()["results"]
         else:
-            code = _error_code(r)
-            results = [{"error": {"code": code}}] * len(chunk)
+            results = [{"error": {"code": _error_code(r)}}] * len(chunk)
     retry = []
     for (tx_id, body), res in zip(chunk, results, strict=True):
         code = (res.get("error") or {}).get("code")
@@ -380,9 +379,9 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def ports_free(base_port: int, validators: int) -> list[int]:
-    """The ports of [base, base + 2n) that something already listens on."""
+    """The ports of the consortium that something already listens on."""
     busy = []
-    for port in range(base_port, base_port + 2 * validators):
+    for port in consortium_ports(base_port, validators):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -435,7 +434,7 @@ def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int) -
         jobs.append(ClientJob(
             index=k, chain_id=cons.chain_id, rpcs=rpcs, events_rpc=rpcs[k % len(rpcs)], issuers=tuple(issuers),
             parties=parties, registers=share - share // 2, transfers=share // 2,
-            expires=height + 10_000 - EXPIRY_MARGIN, tag=tag, chunk=opts.chunk,
+            expires=height + EXPIRY_WINDOW - EXPIRY_MARGIN, tag=tag, chunk=opts.chunk,
             window=max(opts.chunk, opts.window // opts.clients), deadline_s=opts.phase_deadline(),
         ))
     return jobs

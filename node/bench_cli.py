@@ -14,7 +14,12 @@ from typing import Any
 
 import click
 
-EXIT_FAILED = 1
+from node.errors import EXIT_FAILED, LAYER_ERRORS
+from node.provision import BENCH_BASE_PORT, PORT_LAYOUT
+from node.rpc_models import MAX_BATCH_TXS
+
+# BenchError, LocalnetError, ProvisionError, a StoreError, a busy port…; ValueError from the seed and params
+_FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 
 
 @click.command("bench")
@@ -22,10 +27,10 @@ EXIT_FAILED = 1
 @click.option("--txs", default=2000, show_default=True, type=click.IntRange(2, 10_000_000), help="measured txs (half registrations, half transfers)")
 @click.option("--clients", default=2, show_default=True, type=click.IntRange(1, 64), help="client processes submitting")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="also write the result as JSON here")
-@click.option("--base-port", default=None, type=click.IntRange(1024, 65000), help="node i listens on P+2i (peers) and P+2i+1 (RPC)  [default: 26800]")
+@click.option("--base-port", default=None, type=click.IntRange(1024, 65000), help=f"{PORT_LAYOUT}  [default: {BENCH_BASE_PORT}]")
 @click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), help="the consortium dir (default: a temp dir, removed at the end)")
 @click.option("--keep-dir", is_flag=True, help="keep the temp consortium dir (logs, data) for inspection")
-@click.option("--chunk", default=None, type=click.IntRange(1, 10_000), help="txs per POST /v1/txs/batch  [default: 250]")
+@click.option("--chunk", default=None, type=click.IntRange(1, MAX_BATCH_TXS), help="txs per POST /v1/txs/batch  [default: 250]")
 @click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
@@ -47,7 +52,7 @@ def bench(
         validators=validators,
         txs=txs,
         clients=clients,
-        base_port=base_port if base_port is not None else b.DEFAULT_BASE_PORT,
+        base_port=base_port if base_port is not None else BENCH_BASE_PORT,
         root=root,
         keep_dir=keep_dir,
         chunk=chunk or b.DEFAULT_CHUNK,
@@ -99,8 +104,8 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             err.print(f"[red]bench failed:[/red] {e}")
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
-            return EXIT_FAILED  # SPEC §7 knows 0, 1 and 2 only
-        except (b.BenchError, OSError, ValueError) as e:  # LocalnetError and ProvisionError included
+            return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
+        except _FAILURES as e:
             err.print(f"[red]bench failed:[/red] {e}")
             return EXIT_FAILED
     if summary is not None:

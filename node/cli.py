@@ -1,6 +1,7 @@
-"""The `titlechain` command line (SPEC §7).
+"""The `titlechain` command line (docs/cli.md).
 
-Exit codes: 0 success, 1 a check failed or the node answered an error, 2 usage error.
+Exit codes (node/errors.py): 0 success, 1 a check failed or the node answered an error, 2 usage
+error. Every command runs under `LayerErrorsGroup`, which turns the layers' errors into them.
 """
 
 from __future__ import annotations
@@ -11,16 +12,23 @@ from typing import Any
 
 import click
 
-from chain.crypto import KeyFileError, KeyPair, write_key_file
+from chain.crypto import KeyPair, write_key_file
 from node.cli_audit import audit
+from node.cli_ceremony import ceremony, genesis_group
+from node.cli_common import LayerErrorsGroup
+from node.errors import EXIT_FAILED
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
+from node.provision import DEFAULT_BASE_PORT, PORT_LAYOUT
 from node.version import version
 
-EXIT_FAILED = 1
+INIT_WARNING = (
+    "every key in one directory: for a demo or a local test consortium only; "
+    "a real consortium uses the ceremony: docs/operations.md"
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version(), "--version", "-V", prog_name="titlechain", message="%(prog)s %(version)s")
 def main() -> None:
     """titlechain: a permissioned ledger for the rights to real assets.
@@ -33,14 +41,14 @@ def main() -> None:
 
 @main.command("demo")
 @click.option("--keep", is_flag=True, help="leave the consortium running at the end (stop it with `titlechain localnet down --dir D`)")
-@click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
 @click.option("--dir", "workdir", default=None, type=click.Path(file_okay=False, path_type=Path), help="a new or empty directory for the consortium, kept afterwards (default: a temp dir, removed)")
 def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
     """The whole story on a local four-validator consortium from seeds/demo.json.
 
     Registrations, sales, a pledge and its release, a double-spend settled by consensus, a
-    court-ordered freeze and transfer, a refused duplicate document, an ownership proof checked
-    offline, and an audit of every node. Exit 0 only if every expected outcome happened.
+    court-ordered freeze and transfer, a refused duplicate document, an ownership proof and a proof
+    of absence checked offline, and an audit of every node. Exit 0 only if every expected outcome happened.
     """
     from node.demo import run_demo
 
@@ -50,6 +58,8 @@ def demo_cmd(keep: bool, base_port: int, workdir: Path | None) -> None:
 main.add_command(tx_cmd)
 main.add_command(explore)
 main.add_command(audit)
+main.add_command(ceremony)
+main.add_command(genesis_group)
 
 
 @main.group()
@@ -62,11 +72,7 @@ def key() -> None:
 def key_new(out: Path) -> None:
     """Create a new key file and print its account."""
     k = KeyPair.generate()
-    try:
-        write_key_file(out, k)
-    except (KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    write_key_file(out, k)
     click.echo(k.public)
 
 
@@ -76,33 +82,29 @@ def key_show(file: Path) -> None:
     """Print the account of key file FILE (checked: mode 0600, halves agree); never the private half."""
     from chain.crypto import load_key_file
 
-    try:
-        k = load_key_file(file)
-    except KeyFileError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo(k.public)
+    click.echo(load_key_file(file).public)  # a KeyFileError exits 1 (LayerErrorsGroup)
 
 
 @main.command("init")
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes (n = 3f+1 tolerates f faulty)")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="an empty or new directory for the consortium")
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
-@click.option("--base-port", default=26600, show_default=True, type=int, help="node i listens for peers on P+2i and RPC on P+2i+1")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
 def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> None:
-    """Create a consortium: genesis, validator and institution keys, node configs.
+    """A demo or local test consortium: genesis, every key, node configs, in one directory.
+
+    Writes every key in one directory: for a demo or a local test consortium only; a real
+    consortium uses the ceremony: docs/operations.md (`titlechain ceremony`). Whoever holds OUT
+    holds every member key, and with them every governance vote.
 
     Writes OUT/genesis.json, OUT/consortium.json (the manifest), OUT/keys/<role>/*.json (mode 0600)
     and OUT/nodes/<node_id>/config.json for `titlechain node run --config`.
     """
-    from node.provision import DEFAULT_SEED, ProvisionError, init_consortium
+    from node.provision import DEFAULT_SEED, init_consortium
 
-    try:
-        c = init_consortium(out, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
-    except (ProvisionError, KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    c = init_consortium(out, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
     click.echo(f"consortium {c.chain_id} in {c.root}: {len(c.nodes)} validators")
+    click.echo(INIT_WARNING)
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
     click.echo(
@@ -111,24 +113,6 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
         f"peer_listen to match; the genesis hash covers the addresses, so every node, client and auditor "
         f"must then hold that same final file (compare `titlechain genesis hash {c.genesis}`)"
     )
-
-
-@main.group()
-def genesis() -> None:
-    """Genesis files."""
-
-
-@genesis.command("hash")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def genesis_hash(file: Path) -> None:
-    """Print the hash of genesis FILE, to compare out of band that every node holds the same file."""
-    from chain.genesis import Genesis, GenesisError
-
-    try:
-        click.echo(Genesis.load(file).hash)
-    except (GenesisError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
 
 
 @main.group()
@@ -147,19 +131,14 @@ def node_run(config: Path) -> None:
     config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
     from node.config import ConfigError, NodeConfig
-    from node.validator import NodeStartError, run_node
+    from node.validator import run_node
 
     try:
         cfg = NodeConfig.load(config)
     except ConfigError as e:  # the file was given; what it says fails a check: exit 1, not a usage error
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    try:
-        code = run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True))
-    except NodeStartError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
-    sys.exit(code)
+    sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
 
 
 def started_line(node: Any) -> str:
@@ -181,18 +160,13 @@ def localnet() -> None:
 @localnet.command("up")
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path), help="the consortium directory (created with `init` on first use)")
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes, on first use (n = 3f+1 tolerates f faulty)")
-@click.option("--base-port", default=26600, show_default=True, type=int, help="on first use: node i listens for peers on P+2i and RPC on P+2i+1")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=f"on first use: {PORT_LAYOUT}")
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
     """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""
-    from node.localnet import LocalnetError, up
-    from node.provision import ProvisionError
+    from node.localnet import up
 
-    try:
-        up(root, validators=validators, base_port=base_port, seed=seed, say=click.echo)
-    except (LocalnetError, ProvisionError, KeyFileError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    up(root, validators=validators, base_port=base_port, seed=seed, say=click.echo)
     click.echo(f"localnet running; {root / 'localnet.json'} lists the nodes and key files")
 
 
@@ -200,13 +174,9 @@ def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) 
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="the consortium directory given to `localnet up`")
 def localnet_down(root: Path) -> None:
     """Stop the validators listed in DIR/localnet.json (SIGTERM, then SIGKILL after 15 s)."""
-    from node.localnet import LocalnetError, down
+    from node.localnet import down
 
-    try:
-        down(root, say=click.echo)
-    except LocalnetError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    down(root, say=click.echo)
 
 
 # `titlechain bench` lives in its own module (node/bench_cli.py); it imports the bench only when run.

@@ -1,4 +1,4 @@
-"""`titlechain audit …`: verify a whole chain, fetch an ownership proof, check a proof or a piece of
+"""`titlechain audit …`: verify a whole chain, fetch a proof of ownership or absence, check a proof or a piece of
 equivocation evidence offline.
 
 The checks themselves live in chain/audit.py (with the contracts' re-executor plugged in by
@@ -50,7 +50,7 @@ genesis_required = click.option(
 
 @click.group()
 def audit() -> None:
-    """Verify the chain from the genesis alone: every block, or one asset's ownership proof."""
+    """Verify the chain from the genesis alone: every block, or a proof of one asset's ownership or absence."""
 
 
 # -- audit verify ------------------------------------------------------------------------------------
@@ -166,12 +166,13 @@ def _report(report: AuditReport, where: str, as_json: bool) -> None:
     help="write the proof here (default: stdout)",
 )
 def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> None:
-    """Fetch an ownership proof of ASSET_ID as of the node's head, as JSON.
+    """Fetch a proof of ASSET_ID's state as of the node's head, as JSON; for an id no asset holds,
+    a proof of its absence.
 
-    The proof holds the asset's state, its path to the state root of a certified block header, and
-    the validator-set changes linking that header to the genesis. Anyone holding the genesis file
-    can check it offline with `titlechain audit verify-proof FILE --genesis FILE`; nothing in it
-    needs to be trusted, including the node it came from.
+    The proof holds the asset's state (null for absence), its key's path to the state root of a
+    certified block header, and the validator-set changes linking that header to the genesis.
+    Anyone holding the genesis file can check it offline with `titlechain audit verify-proof FILE
+    --genesis FILE`; nothing in it needs to be trusted, including the node it came from.
     """
     with reading(SourceChoice(rpc, None, None, token)) as source:
         proof = source.proof(asset_id)
@@ -196,12 +197,13 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
 @genesis_required
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def verify_proof_cmd(file: Path, genesis: Genesis, as_json: bool) -> None:
-    """Check an ownership proof offline, trusting only the genesis.
+    """Check a proof of ownership or of absence offline, trusting only the genesis.
 
     Valid means: the header was certified by a quorum of the validator set reached from the genesis
     through the proof's validator-set changes, and the asset's state (or its absence) leads to that
-    header's state root. Prints the owner, the status and the height it is proven at. Exit 0 only
-    if the proof is valid; exit 1 with the reason otherwise.
+    header's state root. Prints the owner, the status and the height it is proven at, or that the
+    asset is absent as of that height. Exit 0 only if the proof is valid; exit 1 with the reason
+    otherwise.
     """
     proof, not_json = _read_json_file(file)
     result = ProofResult(False, not_json) if not_json else verify_ownership_proof(proof, genesis)
@@ -228,6 +230,7 @@ def _proof_report(result: ProofResult, as_json: bool) -> None:
                 "ok": result.ok,
                 "reason": result.reason,
                 "asset_id": result.asset_id,
+                "claim": None if not result.ok else "absence" if result.absent else "ownership",
                 "exists": asset is not None if result.ok else None,
                 "owner": result.owner,
                 "status": None if asset is None else asset.get("status"),
@@ -240,8 +243,8 @@ def _proof_report(result: ProofResult, as_json: bool) -> None:
     elif not result.ok:
         click.echo(f"proof INVALID: {result.reason}")
     elif asset is None:
-        click.echo(f"proof valid: asset {result.asset_id} does not exist as of height {result.height}")
-        click.echo(f"  block {result.block_hash}")
+        click.echo(f"proof valid: asset {result.asset_id} is absent as of height {result.height}")
+        click.echo(f"  no asset was registered under this id up to that height (block {result.block_hash})")
     else:
         click.echo(f"proof valid: asset {result.asset_id}")
         click.echo(f"  owner   {result.owner}")

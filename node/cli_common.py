@@ -26,9 +26,7 @@ from chain.encoding import is_hex
 from chain.genesis import Genesis, GenesisError
 from chain.patterns import WholePattern
 from contracts.args import ASSET_ID_PATTERN
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from node.errors import EXIT_FAILED, EXIT_USAGE, LAYER_ERRORS, NodeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +37,26 @@ def fail(message: str) -> NoReturn:
     """Stop with exit 1: a check failed or the source answered an error."""
     click.echo(f"error: {message}", err=True)
     raise SystemExit(EXIT_FAILED)
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """The one place the layers' errors become exit codes: `error: …` on stderr, then exit 1, or
+    a NodeError's own `exit_code` (2 for a config file that cannot be used). Anything else is a
+    bug and keeps its traceback."""
+    try:
+        yield
+    except LAYER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(e.exit_code if isinstance(e, NodeError) else EXIT_FAILED) from None
+
+
+class LayerErrorsGroup(click.Group):
+    """A command group whose every subcommand runs under `exit_on_error`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with exit_on_error():
+            return super().invoke(ctx)
 
 
 def print_json(obj: Any) -> None:
@@ -180,25 +198,27 @@ def source_options(f: F) -> F:
             help="with --data-dir: the genesis the data must belong to (default: the data dir's own copy)",
         ),
         click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP),
-        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the SPEC §6 RPC shape)"),
+        click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the RPC's shape, docs/rpc.md)"),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
+    # the wrapper takes the four options in place of `source`: not the signature F names, on purpose
     return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
 def reading(choice: SourceChoice) -> Iterator[Any]:
     """The chosen source, open; its failures end the command with exit 1."""
-    from node.explore import NotFound, SourceError, open_data_dir, open_rpc
+    from node.explore import NotFound, Source, SourceError, open_data_dir, open_rpc
 
     choice.check()
     try:
-        source = (
-            open_rpc(choice.rpc, choice.token)
-            if choice.rpc is not None
-            else open_data_dir(choice.data_dir, choice.genesis)
-        )  # type: ignore[arg-type]
+        source: Source
+        if choice.rpc is not None:
+            source = open_rpc(choice.rpc, choice.token)
+        else:
+            assert choice.data_dir is not None  # check() holds exactly one of the two
+            source = open_data_dir(choice.data_dir, choice.genesis)
     except SourceError as e:
         fail(str(e))
     try:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.console import JustifyMethod
 
 from chain.crypto import is_account
 from node import paging
@@ -170,9 +171,15 @@ def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: boo
         title=f"{status['chain_id']}: blocks {start}…{start + len(blocks) - 1} of {status['height']}",
         title_justify="left",
     )
-    for col, justify in (("height", "right"), ("time", "left"), ("txs", "right"), ("proposer", "left"),
-                         ("block hash", "left")):
-        t.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("height", "right"),
+        ("time", "left"),
+        ("txs", "right"),
+        ("proposer", "left"),
+        ("block hash", "left"),
+    )
+    for col, justify in columns:
+        t.add_column(col, justify=justify, no_wrap=True)
     for b in blocks:
         h = b["header"]
         t.add_row(str(h["height"]), fmt_time(h["time"]), str(len(b["tx_ids"])), names(h["proposer"]), b["block_hash"])

@@ -22,13 +22,14 @@ from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.tx import EXPIRY_WINDOW, Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
-from node.cli_common import TOKEN_HELP, fail, genesis_option, optional_key_option, print_json, url_option
+from node.cli_common import EXIT_FAILED, TOKEN_HELP, fail, genesis_option, optional_key_option, print_json, url_option
+from node.errors import NodeError
 
 DEFAULT_EXPIRES_IN = 100
 NAME = WholePattern(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
-class ArgsError(ValueError):
+class ArgsError(NodeError, ValueError):
     """An ARG that is not `name=text`, `name:=json` or a dotted form of them."""
 
 
@@ -277,4 +278,4 @@ def _report(answer: dict[str, Any], as_json: bool) -> None:
             for ev in receipt["events"]:
                 click.echo(f"event    {json.dumps(ev, ensure_ascii=False, sort_keys=True)}")
     if rejected:
-        raise SystemExit(1)  # committed, but the contract refused it: a check failed (SPEC §4)
+        raise SystemExit(EXIT_FAILED)  # committed, but the contract refused it: a check failed (docs/cli.md, exit codes)

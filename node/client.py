@@ -36,6 +36,7 @@ import httpx
 
 from chain.crypto import KeyPair
 from chain.tx import Tx, sign_tx
+from node.errors import NodeError
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EXPIRES_IN = 100  # heights: ample for a tx to commit, short enough that a lost one dies soon
@@ -78,7 +79,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-class RpcError(Exception):
+class RpcError(NodeError):
     def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None) -> None:
         later = f" (retry after {retry_after_s} s)" if retry_after_s is not None else ""
         super().__init__(f"{status} {code}: {message}{later}")
@@ -116,7 +117,7 @@ def _unreachable_reason(error: Exception) -> str:
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
-    """Build and sign a tx (SPEC §4); `expires` is the last height at which it may be included."""
+    """Build and sign a tx (docs/protocol.md, Transactions); `expires` is the last height at which it may be included."""
     return sign_tx(key, chain_id=chain_id, op=op, args=args, expires=expires, nonce=nonce)
 
 
@@ -301,6 +302,9 @@ class Client:
         return _follow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
 
     def proof(self, asset_id: str) -> dict[str, Any]:
+        """A proof of the asset's state as of the node's head, or for an id no asset holds, of its
+        absence (`claim` says which). Check it offline with chain.audit.verify_ownership_proof:
+        trust the result, not the node. 503 not_ready before the first block."""
         return self._get(f"/v1/assets/{asset_id}/proof")
 
     def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN
-from node.mempool import DEFAULT_MAX_PER_SIGNER
+from node.errors import EXIT_USAGE, NodeError
+from node.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
 from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc_models import MAX_BATCH_TXS
 
@@ -24,8 +25,10 @@ from node.rpc_models import MAX_BATCH_TXS
 HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IPv6 address, no port
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(NodeError, ValueError):
+    """A config file that cannot be used: the operator's input, so a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 def is_loopback(host: str) -> bool:
@@ -59,8 +62,8 @@ class NodeConfig(BaseModel):
     rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
     rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
     rpc_access_log: bool = Field(True, description="log every request (with the token's name, never its value)")
-    mempool_max_txs: int = Field(100_000, gt=0)
-    mempool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    mempool_max_txs: int = Field(DEFAULT_MAX_TXS, gt=0)
+    mempool_max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
     mempool_max_per_signer: int = Field(
         DEFAULT_MAX_PER_SIGNER, gt=0, description="txs one signer may have pending here; beyond, 429 quota_exceeded"
     )

@@ -34,19 +34,17 @@ from chain.genesis import Genesis
 from chain.tx import Tx
 from node.cli_common import console as pipe_safe_console
 from node.client import Client, RpcError, sign
+from node.errors import EXIT_FAILED, EXIT_USAGE, NodeError
 from node.ledger import audit_data_dir
 from node.localnet import LocalnetError, down, manifest_path, node_pids, up
-from node.provision import Consortium
+from node.provision import DEFAULT_BASE_PORT, Consortium, consortium_ports
 
 VALIDATORS = 4
-PORTS_PER_NODE = 2  # peer and RPC (node/provision.py)
-DEFAULT_BASE_PORT = 26600
 EXPIRY = 200  # heights a demo tx stays valid: far more than the whole story needs
 RECEIPT_TIMEOUT_S = 20.0  # a commit takes milliseconds; this only bounds a stuck consortium
 AGREE_DEADLINE_S = 15.0  # for every node to reach a height the submitting node has committed
 STOPPED_DEADLINE_S = 5.0  # for a process that `localnet down` killed to be gone
 KEY_GROUPS = ("issuers", "regulators", "auditors", "parties")  # the keys that sign in the story
-EXIT_FAILED, EXIT_USAGE = 1, 2
 
 # the seed's assets the story follows
 COPPER = "WR-NGB-2026-0001"
@@ -54,19 +52,19 @@ DEED = "DEED-CLR-7741-0093"
 INVOICE = "RCV-MF-2026-1187"
 
 
-class DemoError(RuntimeError):
+class DemoError(NodeError, RuntimeError):
     """The demo cannot start here (a busy port, a used directory); nothing was started."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
-class DemoFailed(RuntimeError):
+class DemoFailed(NodeError, RuntimeError):
     """An outcome the story did not expect."""
 
 
-class StepFailed(RuntimeError):
+class StepFailed(NodeError, RuntimeError):
     def __init__(self, number: int, title: str, why: str) -> None:
         super().__init__(f"step {number} ({title}) failed: {why}")
 
@@ -77,12 +75,13 @@ class StepFailed(RuntimeError):
 def check_ports_free(base_port: int, host: str = "127.0.0.1") -> None:
     """Refuse up front when a port the consortium needs is taken: a node that cannot bind would
     otherwise only show up as a process that exited, with its log in a temp dir."""
-    count = VALIDATORS * PORTS_PER_NODE
+    ports = consortium_ports(base_port, VALIDATORS)
+    count = len(ports)
     if not 1024 <= base_port <= 65535 - count:
         raise DemoError(
             f"--base-port {base_port}: the demo needs {count} ports from it, within 1024..65535", EXIT_USAGE
         )
-    for port in range(base_port, base_port + count):
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             # as the nodes bind: a port held only by TIME_WAIT connections is usable
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -559,6 +558,20 @@ class Story:
         thin = copy.deepcopy(proof)
         thin["certificate"]["signatures"] = thin["certificate"]["signatures"][: genesis.validators.quorum - 1]
         self._refused("the proof with its certificate cut below a quorum of signatures", thin, genesis)
+        self._absence(genesis)
+
+    def _absence(self, genesis: Genesis) -> None:
+        """What a lender asks before lending against a receipt number: was it ever issued?"""
+        never = "WR-NGB-2026-0999"
+        absent = self.net.clients[0].proof(never)
+        result = verify_ownership_proof(absent, genesis)
+        if not result.absent:
+            raise DemoFailed(f"no proof of absence for {never}: {result.reason or 'the node claims it exists'}")
+        self.out.print(
+            f"  [green]✓[/] {never} was never issued: absent as of block {result.height}, "
+            "proven the same way (its key's path ends where no asset is)"
+        )
+        self._refused(f"that proof of absence relabelled to {COPPER}", {**absent, "asset_id": COPPER}, genesis)
 
     def _refused(self, what: str, proof: dict[str, Any], genesis: Genesis) -> None:
         result = verify_ownership_proof(proof, genesis)

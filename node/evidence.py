@@ -33,6 +33,7 @@ from chain.audit import LinkError, certified_header, follow_validator_changes
 from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis
+from node.errors import NodeError
 from node.pbft_messages import MessageError, Signed, parse_signed
 
 EVIDENCE_VERSION = 1
@@ -44,7 +45,7 @@ CORE_FIELDS = frozenset(
 LINK_FIELDS = frozenset({"validator_changes", "anchor"})
 
 
-class EvidenceError(ValueError):
+class EvidenceError(NodeError, ValueError):
     """A record that does not prove what it claims; the message says which part and why."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from chain.encoding import EncodingError, decode
 from chain.store import Store
 from contracts.proofs import certified, validator_changes
+from node.errors import NodeError
 from node.evidence import EquivocationEvidence, EvidenceError, parse_core
 
 log = logging.getLogger("titlechain.node")
@@ -31,7 +32,7 @@ MAX_RECORDS = 256
 MAX_BYTES = 16 * 1024 * 1024
 
 
-class EvidenceStoreError(RuntimeError):
+class EvidenceStoreError(NodeError, RuntimeError):
     """A stored record cannot be read back: the data dir is damaged."""
 
 

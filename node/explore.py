@@ -1,6 +1,6 @@
 """Reading the chain: one `Source` answered by a node's RPC or by an offline copy of its data dir.
 
-Both kinds answer in the JSON shapes of SPEC §6 (`GET /v1/status`, `/v1/blocks/…`, `/v1/txs/…`,
+Both kinds answer in the JSON shapes of docs/rpc.md (`GET /v1/status`, `/v1/blocks/…`, `/v1/txs/…`,
 `/v1/assets/…`, `/v1/accounts/…`), so `titlechain explore` renders or prints whichever it is given
 and a program reading `--json` cannot tell them apart (except in `status`, below). The answers are
 plain dicts on purpose: they ARE the wire contract, and `--json` must print them unchanged. RPC
@@ -28,15 +28,16 @@ from chain.tx import Tx
 from node import paging
 from node import rpc_models as m
 from node.client import Client, NodeUnreachable, RpcError
+from node.errors import NodeError
 from node.ledger import Ledger, LedgerError
 
-Plain = dict[str, Any]  # one answer of SPEC §6, as JSON would carry it
+Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
 T = TypeVar("T")
 
 MAX_BLOCKS = 100  # per `blocks` call, as the RPC allows
 
 
-class SourceError(Exception):
+class SourceError(NodeError):
     """The source could not answer: the node answered an error or is unreachable, the data is unreadable."""
 
 
@@ -45,7 +46,7 @@ class NotFound(SourceError):
 
 
 class Source(Protocol):
-    """Where `titlechain explore` reads from; every answer is the SPEC §6 shape."""
+    """Where `titlechain explore` reads from; every answer is the shape of docs/rpc.md."""
 
     @property
     def where(self) -> str:
@@ -143,7 +144,7 @@ class RpcSource:
         return self._get(model, lambda: self.client.submit(tx, wait=wait, timeout=timeout if wait else None))
 
     def proof(self, asset_id: str) -> Plain:
-        """An ownership proof (SPEC §8); checked by `chain.audit.verify_ownership_proof`, not here."""
+        """An ownership proof (docs/protocol.md); checked by `chain.audit.verify_ownership_proof`, not here."""
         return rpc_call(self.where, lambda: self.client.proof(asset_id))
 
     def close(self) -> None:

@@ -11,12 +11,13 @@ import asyncio
 import struct
 
 from chain.encoding import EncodingError, Value, canonical, decode
+from node.errors import NodeError
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 _LEN = struct.Struct(">I")
 
 
-class FrameError(ValueError):
+class FrameError(NodeError, ValueError):
     """The peer sent something that is not a frame we accept; the connection must be dropped."""
 
 

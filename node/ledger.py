@@ -18,6 +18,7 @@ from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
+from chain.receipt import Receipt
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, check_for_chain, check_signature
@@ -39,13 +40,14 @@ from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
 from contracts.state import asset_key, read_roles, standing_key
 from node import paging
+from node.errors import NodeError
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
 NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
 
 
-class LedgerError(ValueError):
+class LedgerError(NodeError, ValueError):
     """A block that must not be voted for or committed; the message says why."""
 
 
@@ -54,7 +56,7 @@ class TxRecord:
     tx: Tx
     height: int
     index: int
-    receipt: dict[str, Any]
+    receipt: Receipt
 
 
 class Ledger:
@@ -130,10 +132,6 @@ class Ledger:
             if start <= height:
                 found = vset
         return found
-
-    def validator_set_changes(self) -> list[int]:
-        """Heights from which a new set certifies (1 is the genesis set)."""
-        return [h for h, _ in self._valsets]
 
     # -- head -----------------------------------------------------------------------------------
 
@@ -308,7 +306,7 @@ class Ledger:
             return None
         return TxRecord(block.txs[index], height, index, receipts[index])
 
-    # -- answers in the shapes of SPEC §6 (the RPC and the offline explorer share them) ---------
+    # -- answers in the shapes of docs/rpc.md (the RPC and the offline explorer share them) ---------
 
     def block_answer(self, height: int) -> dict[str, Any] | None:
         """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
@@ -326,10 +324,8 @@ class Ledger:
         return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
 
     def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
-        """An ownership proof (SPEC §8) as of the head, or None for an asset this chain never held
-        or before the first block (no certified state root yet)."""
-        if self.asset(asset_id) is None:
-            return None
+        """A proof of the asset's state, or of its absence, as of the head (docs/protocol.md,
+        "Ownership and absence proofs"); None before the first block (no certified state root yet)."""
         try:
             return build_ownership_proof(self.store, asset_id)
         except ProofError:

@@ -1,4 +1,4 @@
-"""`titlechain localnet up/down`: a local consortium as background processes (SPEC §7).
+"""`titlechain localnet up/down`: a local consortium as background processes (docs/cli.md).
 
 `up` creates the consortium directory on first use (`init`), starts one `titlechain node run
 --config` process per validator in its own session (so a terminal's Ctrl-C does not reach them),
@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from node.client import Client, RpcError
-from node.provision import DEFAULT_SEED, Consortium, init_consortium
+from node.errors import NodeError
+from node.provision import DEFAULT_BASE_PORT, DEFAULT_SEED, Consortium, init_consortium
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
 
 
-class LocalnetError(RuntimeError):
+class LocalnetError(NodeError, RuntimeError):
     pass
 
 
@@ -78,7 +79,7 @@ def up(
     root: str | Path,
     *,
     validators: int = 4,
-    base_port: int = 26600,
+    base_port: int = DEFAULT_BASE_PORT,
     seed: str | Path | None = None,
     say: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def _is_our_node(pid: int, config: str) -> bool:
 
 def node_pids(config: str) -> list[int]:
     """Every running process that serves this config: the one `up` started, or a restart of it
-    by `titlechain node run --config` (SPEC §7), whose pid the manifest cannot know."""
+    by `titlechain node run --config` (docs/cli.md), whose pid the manifest cannot know."""
     want = Path(config).resolve()
     pids = []
     for entry in Path("/proc").iterdir():

@@ -62,8 +62,9 @@ log = logging.getLogger("titlechain.mempool")
 ArgValidator = Callable[[str, dict[str, Any]], None]
 """Raises TxError("unknown_op" | "invalid_args") for an op or args no block may hold."""
 
-DEFAULT_MAX_TXS = 50_000
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# The node's defaults (node/config.py takes them from here; docs/operations.md states them).
+DEFAULT_MAX_TXS = 100_000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 # One signer may have thousands of txs in flight, but no single one may fill the pool for the rest.
 DEFAULT_MAX_PER_SIGNER = 5_000
 
@@ -241,9 +242,6 @@ class Mempool:
         return len(self._pending)
 
     def __contains__(self, tx_id: object) -> bool:
-        return tx_id in self._pending
-
-    def contains(self, tx_id: str) -> bool:
         return tx_id in self._pending
 
     def get(self, tx_id: str) -> Tx | None:

@@ -1,4 +1,4 @@
-"""A node's Prometheus metrics (SPEC §6 `GET /metrics`).
+"""A node's Prometheus metrics (`GET /metrics`, docs/rpc.md).
 
 Each node owns a private `CollectorRegistry`, so two nodes in one process (tests, the simulator)
 never mix their figures and the process-wide default registry stays untouched. The node calls the

@@ -33,6 +33,7 @@ from typing import Any
 from chain.block import Block
 from chain.crypto import Domain, KeyPair
 from chain.encoding import hash_hex
+from node.errors import NodeError
 from node.pbft import _commit_bytes  # the core's own definition of what a commit signature covers
 from node.pbft_messages import (
     Commit,
@@ -54,11 +55,11 @@ ENABLE_ENV = "TITLECHAIN_MISBEHAVE_ENABLE"
 ENABLE_PHRASE = "this node attacks its consortium: tests only"
 BEHAVIOURS = frozenset({"equivocate", "forge_relay"})
 
-Send = Callable[[str, Any], None]  # (peer public key, plain message)
-PushBlock = Callable[[str, Block], None]  # (peer public key, block): a block frame
+Send = Callable[[str, Any], object]  # (peer public key, plain message); its result is ignored
+PushBlock = Callable[[str, Block], object]  # (peer public key, block): a block frame; result ignored
 
 
-class MisbehaveError(ValueError):
+class MisbehaveError(NodeError, ValueError):
     """The environment asks for misbehaviour without enabling it, or names an unknown one."""
 
 

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from chain.patterns import WholePattern
 from contracts.args import ASSET_ID_PATTERN
+from node.errors import NodeError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -25,7 +26,7 @@ HISTORY_CURSOR = WholePattern(r"^[0-9]{1,12}\.[0-9]{1,6}$")
 T = TypeVar("T")
 
 
-class CursorError(ValueError):
+class CursorError(NodeError, ValueError):
     """A cursor no page of this list can have; the message says which form is expected."""
 
 

@@ -306,7 +306,10 @@ class Slot:
         return msg.block_hash
 
     def votes_for(self, votes: dict[str, Signed], block_hash: str) -> dict[str, Signed]:
-        return {s: m for s, m in votes.items() if m.msg.block_hash == block_hash}  # type: ignore[union-attr]
+        # votes holds PREPAREs or COMMITs only (`_record` files them by kind); the isinstance says so to the checker
+        return {
+            s: m for s, m in votes.items() if isinstance(m.msg, (Prepare, Commit)) and m.msg.block_hash == block_hash
+        }
 
 
 class Replica:

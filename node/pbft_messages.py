@@ -21,11 +21,12 @@ from typing import Any, Union
 from chain.block import BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
 from chain.encoding import EncodingError, canonical, canonical_map, hash_hex, is_hex, pack_normalized
+from node.errors import NodeError
 
 MAX_PROOF_MESSAGES = 1024
 
 
-class MessageError(ValueError):
+class MessageError(NodeError, ValueError):
     """A peer sent something that is not a well-formed consensus message."""
 
 

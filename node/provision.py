@@ -27,14 +27,30 @@ from chain.encoding import H
 from chain.genesis import Genesis, GenesisError
 from chain.validators import NODE_ID_PATTERN
 from node.config import NodeConfig
+from node.errors import NodeError
 from seeds import seed_path
 
 DEFAULT_SEED = seed_path("demo.json")  # package data: found in site-packages by a plain install too
-PEER_PORT_OFFSET = 0
-RPC_PORT_OFFSET = 1
+
+# The port layout of every local consortium (init, localnet, demo, bench), stated once here.
+DEFAULT_BASE_PORT = 26600  # init, localnet and the demo
+BENCH_BASE_PORT = 26800  # the bench: apart from a developer's localnet on the default
+PORTS_PER_NODE = 2
+PORT_LAYOUT = "node i listens for peers on P+2i and RPC on P+2i+1"
 
 
-class ProvisionError(ValueError):
+def node_ports(base_port: int, index: int) -> tuple[int, int]:
+    """(peer port, RPC port) of node `index` of a consortium on base_port (PORT_LAYOUT)."""
+    peer = base_port + PORTS_PER_NODE * index
+    return peer, peer + 1
+
+
+def consortium_ports(base_port: int, validators: int) -> range:
+    """Every port a consortium of `validators` nodes on base_port listens on."""
+    return range(base_port, base_port + PORTS_PER_NODE * validators)
+
+
+class ProvisionError(NodeError, ValueError):
     pass
 
 
@@ -120,7 +136,7 @@ def init_consortium(
     *,
     validators: int = 4,
     seed_path: str | Path = DEFAULT_SEED,
-    base_port: int = 26600,
+    base_port: int = DEFAULT_BASE_PORT,
     host: str = "127.0.0.1",
 ) -> Consortium:
     """Create keys, genesis and node configs for a new consortium in `out` (which must be empty)."""
@@ -158,7 +174,7 @@ def init_consortium(
     for i, inst in enumerate(institutions):
         vk = new_key("validators", inst["node_id"], f"{inst['name']} (validator node)")
         mk = new_key("members", inst["node_id"], inst["name"])
-        peer, rpc = base_port + 2 * i + PEER_PORT_OFFSET, base_port + 2 * i + RPC_PORT_OFFSET
+        peer, rpc = node_ports(base_port, i)
         vals.append({"node_id": inst["node_id"], "public": vk.public, "address": f"{host}:{peer}"})
         members.append(mk.public)
         nodes.append((inst, peer, rpc))

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node.errors import NodeError
+
 # Defaults of the node config (node/config.py); a consortium bench runs about 1,700 tx/s over all
 # its clients on one address, so these leave honest load alone and stop a runaway client.
 DEFAULT_RATE_PER_S = 5_000.0
@@ -33,7 +35,7 @@ class _Bucket:
     updated: float
 
 
-class RateLimited(Exception):
+class RateLimited(NodeError):
     def __init__(self, retry_after_s: int, message: str) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s

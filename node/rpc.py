@@ -1,4 +1,4 @@
-"""The node's HTTP RPC (SPEC §6): an aiohttp application over the `NodeApi` seam.
+"""The node's HTTP RPC (docs/rpc.md): an aiohttp application over the `NodeApi` seam.
 
 One table, `ROUTES`, lists every route with its method, path, parameters, request model, answer
 models by status, scope and summary; the aiohttp router and the OpenAPI document are both built
@@ -7,7 +7,7 @@ from it, so the two cannot drift apart.
 Input is never trusted: path and query parameters are checked here, bodies are read up to a per
 route cap (the Content-Length is checked first, then the bytes actually read), JSON is parsed
 defensively and txs go through `chain.tx.parse_tx`, so bad input always ends in a 4xx with a
-SPEC error code. Anything unexpected is logged and answered 503 `internal`, never a 500.
+error code of docs/rpc.md. Anything unexpected is logged and answered 503 `internal`, never a 500.
 
 The event stream (`GET /v1/events`) subscribes to the node BEFORE replaying past blocks from the
 store, then skips the heights it has already sent, so there is neither a gap nor a duplicate at
@@ -43,6 +43,7 @@ from node import paging
 from node import rpc_models as m
 from node.api import CommittedBlockEvent, NodeApi
 from node.config import RpcToken
+from node.errors import NodeError
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.ratelimit import RateLimited, RateLimiter
 from node.version import version
@@ -101,8 +102,8 @@ _DIGITS = WholePattern(r"^[0-9]{1,19}$")
 _SECONDS = WholePattern(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
 
 
-class ApiError(Exception):
-    """An answer other than success, in SPEC's error shape."""
+class ApiError(NodeError):
+    """An answer other than success, in the error shape of docs/rpc.md."""
 
     def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -379,8 +380,12 @@ async def get_history(request: web.Request) -> web.StreamResponse:
 
 
 async def get_proof(request: web.Request) -> web.StreamResponse:
+    """A proof of ownership, or for an id no asset holds, of absence: never a 404."""
     asset_id = _path_asset_id(request)
-    return _json(_found(_api(request).proof(asset_id), f"asset {asset_id!r}"))
+    proof = _api(request).proof(asset_id)
+    if proof is None:
+        raise ApiError(503, "not_ready", "no block is committed yet: there is no certified state root to prove against")
+    return _json(proof)
 
 
 async def get_account(request: web.Request) -> web.StreamResponse:
@@ -595,8 +600,9 @@ ROUTES: tuple[Route, ...] = (
           ok=(200, m.AssetHistory), errors=(400, 404),
           params=(_ASSET, Param("cursor", "query", {"type": "string", "pattern": paging.HISTORY_CURSOR.pattern},
                                 "the `next` of the previous page; omit for the first"), _LIMIT)),
-    Route("GET", "/v1/assets/{asset_id}/proof", get_proof, "An ownership proof, verifiable offline (SPEC §8)", "read",
-          ok=(200, m.OwnershipProof), errors=(400, 404), params=(_ASSET,)),
+    Route("GET", "/v1/assets/{asset_id}/proof", get_proof,
+          "A proof of the asset's state, or for an id no asset holds, of its absence; verifiable offline", "read",
+          ok=(200, m.OwnershipProof), errors=(400, 503), params=(_ASSET,)),
     Route("GET", "/v1/accounts/{account}", get_account, "An account's roles and the assets it owns, paged", "read",
           ok=(200, m.AccountInfo), errors=(400,),
           params=(Param("account", "path", {"type": "string", "pattern": m.HEX64}, "hex Ed25519 public key", True),
@@ -687,7 +693,7 @@ def openapi_document(routes: Sequence[Route] = ROUTES, *, secured: bool = False)
             answers.update({401: m.ErrorResponse, 403: m.ErrorResponse})
         for status, model in sorted(answers.items()):
             answer: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-            if status < 400 and r.media_type == "text/event-stream":
+            if status < 400 and r.media_type == "text/event-stream" and model is not None:
                 answer["description"] = "a stream of `block` events; each event's data is a BlockEvent"
                 answer["content"] = {r.media_type: {"schema": {"type": "string"}, "x-event-data": refs[(model, "serialization")]}}
             elif model is not None:
@@ -703,7 +709,7 @@ def openapi_document(routes: Sequence[Route] = ROUTES, *, secured: bool = False)
         "info": {
             "title": "titlechain node RPC",
             "version": API_VERSION,
-            "description": "Register and transfer the rights to real assets on a permissioned BFT ledger (SPEC §6).",
+            "description": "Register and transfer the rights to real assets on a permissioned BFT ledger.",
         },
         "paths": paths,
         "components": {"schemas": top.get("$defs", {})},
@@ -850,7 +856,8 @@ async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _stop_streams(app: web.Application) -> None:
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[None]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 

@@ -21,6 +21,7 @@ from typing import Any, Self
 from chain import audit
 from chain.block import Block, BlockError, Certificate, Header
 from chain.genesis import Genesis, GenesisError
+from chain.receipt import Receipt
 from chain.tx import Tx, TxError, parse_tx
 from contracts.apply import reexecute
 from node.client import Client
@@ -35,7 +36,7 @@ class _Height:
 
     block: Block
     certificate: Any  # the plain certificate; parsed when the audit asks, so its errors land there
-    receipts: list[dict[str, Any]]
+    receipts: list[Receipt]  # as the node served them: the audit checks them against its own replay
     locations: dict[str, tuple[int, int]]  # tx_id -> (height, index), as the node reports it
 
 
@@ -115,7 +116,7 @@ class RpcChain:
         at = self._at(height)
         return None if at is None else Certificate.from_plain(at.certificate)
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]] | None:
+    def get_receipts(self, height: int) -> list[Receipt] | None:
         at = self._at(height)
         return None if at is None else at.receipts
 

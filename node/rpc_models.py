@@ -145,9 +145,23 @@ class AssetHistory(_Answer):
 
 
 class OwnershipProof(_Answer):
-    """The asset's state, its path to a header's state_root, the header, its certificate and the
-    validator-set changes linking it to the genesis (docs/protocol.md, "Ownership proofs").
-    Verify offline with `titlechain audit verify-proof`."""
+    """The asset's state (or, for an id no asset holds, null), its key's path to a header's
+    state_root, the header, its certificate and the validator-set changes linking it to the genesis
+    (docs/protocol.md, "Ownership and absence proofs"). Verify offline with
+    `titlechain audit verify-proof`; nothing in it need be trusted."""
+
+    version: int = Field(description="the proof format's version (3)")
+    claim: Literal["ownership", "absence"] = Field(description="absence: no asset holds asset_id as of header.height")
+    chain_id: str
+    genesis_hash: str = Field(pattern=HEX64)
+    asset_id: str = Field(pattern=ASSET_ID_PATTERN)
+    asset: AssetState | None = Field(description="the asset's state; null exactly when the claim is absence")
+    state_proof: dict[str, Any] = Field(
+        description='{"siblings": [hex32, ...], "leaf": null | {"key_hash", "value_hash"}}'
+    )
+    header: dict[str, Any] = Field(description="the certified header whose state_root the path leads to")
+    certificate: dict[str, Any] = Field(description="that header's commit certificate")
+    validator_changes: list[dict[str, Any]] = Field(description="certified validator-set changes below header.height")
 
 
 class EvidenceRecord(_Answer):

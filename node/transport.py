@@ -64,6 +64,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, verify
 from chain.encoding import Value, canonical, canonical_map, is_hex
 from chain.validators import ValidatorSet
+from node.errors import NodeError
 from node.framing import DEFAULT_MAX_FRAME, FrameError, encode_frame, frame_bytes, read_frame
 
 log = logging.getLogger("titlechain.transport")
@@ -110,7 +111,7 @@ class PeerStatus:
         return {"node_id": self.node_id, "connected": self.connected}
 
 
-class HandshakeError(Exception):
+class HandshakeError(NodeError):
     """The other end did not prove it is a validator we may talk to, on this chain."""
 
 

@@ -50,6 +50,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
+from chain.receipt import Receipt
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
@@ -57,6 +58,7 @@ from contracts import validate_args
 from node import pbft
 from node.api import CommittedBlockEvent
 from node.config import NodeConfig
+from node.errors import NodeError
 from node.evidence import EquivocationEvidence
 from node.evidence_store import EvidenceStore, EvidenceStoreError
 from node.ledger import Ledger, LedgerError
@@ -100,11 +102,11 @@ BLOCK_REPLY_TIMEOUT_S = 5.0  # per peer asked; a block is at most max_block_byte
 BLOCK_SERVE_PER_S = 8  # block answers per peer per second; more requests are ignored
 
 
-class NodeStartError(RuntimeError):
+class NodeStartError(NodeError, RuntimeError):
     """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
 
 
-class FatalNodeError(RuntimeError):
+class FatalNodeError(NodeError, RuntimeError):
     """The node must stop to protect its data (a certified block its ledger refuses)."""
 
 
@@ -132,7 +134,7 @@ class LedgerApp:
         txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
         if not txs:
             return None
-        # the proposer's clock, informational only (SPEC §5); never before the genesis
+        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
         now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
         return self.ledger.propose(txs, view, self.key.public, now_ms)
 
@@ -152,12 +154,12 @@ class LedgerApp:
 class _Waiters:
     """The RPC's `?wait=true` futures, by tx_id."""
 
-    by_tx: dict[str, list[asyncio.Future[dict[str, Any]]]]
+    by_tx: dict[str, list[asyncio.Future[Receipt]]]
 
-    def add(self, tx_id: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
         self.by_tx.setdefault(tx_id, []).append(fut)
 
-    def resolve(self, tx_id: str, receipt: dict[str, Any]) -> None:
+    def resolve(self, tx_id: str, receipt: Receipt) -> None:
         for fut in self.by_tx.pop(tx_id, ()):
             if not fut.done():
                 fut.set_result(receipt)
@@ -720,8 +722,8 @@ class Validator:
         self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
         self._admitted()
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         record = self.ledger.tx(tx_id)
         if record is not None:
             fut.set_result(record.receipt)

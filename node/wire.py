@@ -1,7 +1,8 @@
 """The validator-to-validator messages that are not consensus votes: tx gossip, blocks, catch-up.
 
-Consensus messages (node/pbft_messages.py) are signed objects `{"body", "sig"}`; the messages here
-carry a `"t"` field instead and need no signature of their own: the transport has authenticated the
+Both kinds travel as the `body` of a transport frame `{"kind": "msg", "body": ...}` (node/transport.py).
+Consensus messages (node/pbft_messages.py) are signed objects `{"body", "sender", "sig"}`; the messages
+here carry a `"t"` field instead and need no signature of their own: the transport has authenticated the
 sending validator, every tx carries its signer's signature, every synced block travels with its
 commit certificate, which the receiver checks against the validator set of its height, and a
 proposed block is only ever used by the hash a signed PRE-PREPARE or proof names (the consensus
@@ -26,13 +27,14 @@ from typing import Any, Union
 from chain.block import Block, Certificate
 from chain.encoding import canonical, canonical_map, is_hex
 from chain.tx import Tx, TxError, parse_tx
+from node.errors import NodeError
 
 MAX_GOSSIP_TXS = 1000  # per message; well under the frame cap for txs of the maximum size
 MAX_SYNC_BLOCKS = 64  # per response
 SYNC_RESPONSE_BYTES = 4 * 1024 * 1024  # a response stops adding blocks past this size
 
 
-class WireError(ValueError):
+class WireError(NodeError, ValueError):
     pass
 
 

@@ -12,24 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from chain import smt  # noqa: E402
-from chain.block import Certificate, sign_commit  # noqa: E402
-from chain.crypto import Domain, verify  # noqa: E402
-from chain.encoding import H, canonical  # noqa: E402
-from chain.store import Store  # noqa: E402
-from chain.tx import Tx, parse_tx, sign_tx  # noqa: E402
-from contracts import MemoryView, execute  # noqa: E402
-from contracts.apply import OWNER_PREFIX, genesis_state, owner_key, state_key  # noqa: E402
-from factories import Consortium, make_consortium  # noqa: E402
-from node.ledger import Ledger  # noqa: E402
+from chain import smt
+from chain.block import Certificate, sign_commit
+from chain.crypto import Domain, verify
+from chain.devnet import Consortium, make_consortium
+from chain.encoding import H, canonical
+from chain.store import Store
+from chain.tx import Tx, parse_tx, sign_tx
+from contracts import MemoryView, execute
+from contracts.apply import OWNER_PREFIX, genesis_state, owner_key, state_key
+from node.ledger import Ledger
 
 CLASS = "warehouse_receipt"
 

@@ -1,56 +1,22 @@
-"""Deterministic test consortia: keys from fixed seeds, a genesis, signed blocks."""
+"""Test helpers over the deterministic devnet (chain/devnet.py): signed blocks, mixed-view certificates,
+free ports."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+
+import ports
 
 from chain.block import Block, Certificate, Header, sign_commit
 from chain.crypto import KeyPair
-from chain.encoding import H
-from chain.genesis import Genesis
+from chain.devnet import Consortium, make_consortium, seeded_key
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx
 
-
-def seeded_key(label: str) -> KeyPair:
-    return KeyPair.from_seed(H(b"titlechain-test-key/" + label.encode()))
-
-
-@dataclass
-class Consortium:
-    genesis: Genesis
-    validator_keys: list[KeyPair]
-    members: list[KeyPair]
-    issuer: KeyPair
-    regulator: KeyPair
-    auditor: KeyPair
-    users: list[KeyPair]
-
-
-def make_consortium(n: int = 4, chain_id: str = "test-chain", params: dict[str, Any] | None = None) -> Consortium:
-    vkeys = [seeded_key(f"validator-{i}") for i in range(n)]
-    members = [seeded_key(f"member-{i}") for i in range(n)]
-    issuer, regulator, auditor = seeded_key("issuer"), seeded_key("regulator"), seeded_key("auditor")
-    doc: dict[str, Any] = {
-        "chain_id": chain_id,
-        "time": 1_700_000_000_000,
-        "validators": [
-            {"node_id": f"v{i}", "public": k.public, "address": f"127.0.0.1:{27000 + i}"} for i, k in enumerate(vkeys)
-        ],
-        "members": [m.public for m in members],
-        "roles": {
-            issuer.public: [{"role": "issuer", "classes": ["warehouse_receipt", "property_deed", "receivable"]}],
-            regulator.public: [{"role": "regulator"}],
-            auditor.public: [{"role": "auditor"}],
-        },
-        "gov_threshold": n // 2 + 1,
-    }
-    if params:
-        doc["params"] = params
-    users = [seeded_key(f"user-{i}") for i in range(8)]
-    return Consortium(Genesis.from_plain(doc), vkeys, members, issuer, regulator, auditor, users)
+# the devnet's names stay importable from here, where most tests have always found them
+__all__ = ["Consortium", "free_base_port", "make_block", "make_consortium", "mix_views", "seeded_key"]
 
 
 def make_block(
@@ -88,3 +54,21 @@ def mix_views(cert: Certificate, keys: Iterable[KeyPair], chain_id: str, other_v
     sigs = {first: first_sig}
     sigs |= {v: sign_commit(by_public[v], chain_id, cert.height, other_view, cert.block_hash) for v, _ in rest}
     return Certificate.build(cert.height, other_view, cert.block_hash, sigs)
+
+
+def free_base_port(count: int, start: int = ports.CLUSTER[0], stop: int = ports.CLUSTER[1]) -> int:
+    """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
+    for base in range(start + (os.getpid() % 50) * 20, stop, count):
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports in {start}..{stop}")

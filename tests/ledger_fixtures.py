@@ -9,7 +9,7 @@ from chain.block import Block, Certificate, sign_commit
 from chain.crypto import KeyPair
 from chain.encoding import H
 from chain.tx import Tx, sign_tx
-from factories import Consortium, make_consortium
+from factories import Consortium, make_consortium, seeded_key
 from node.ledger import Ledger
 
 
@@ -77,4 +77,17 @@ def build_story(path: Path) -> LedgerChain:
     ch.block([ch.transfer("WR-2", u[1], u[0]), ch.transfer("WR-1", u[2], u[4])])
     ch.block([])
     ch.block([ch.sign(u[0], "asset.redeem", {"asset_id": "WR-3"}), ch.transfer("WR-2", u[0], u[5])])
+    return ch
+
+
+def build_story_across_a_set_change(path: Path) -> LedgerChain:
+    """build_story, then a fifth validator added by governance (blocks 6-7) and a block 8
+    certified by the new set of five: a proof of height 8 must carry one validator change."""
+    ch = build_story(path)
+    m = ch.c.members
+    params = {"node_id": "v4", "public": seeded_key("validator-new").public, "address": "10.0.0.5:27004"}
+    propose = ch.sign(m[0], "gov.propose", {"action": "add_validator", "params": params})
+    ch.block([propose])
+    ch.block([ch.sign(m[i], "gov.approve", {"proposal_id": propose.tx_id}) for i in (1, 2)])
+    ch.block([ch.transfer("WR-1", ch.c.users[4], ch.c.users[6])])
     return ch

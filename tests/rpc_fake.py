@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from chain.audit import PROOF_VERSION
 from chain.block import Block, Certificate
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.args import ASSET_ID_PATTERN
@@ -129,11 +130,17 @@ class FakeNode:
         return {"asset_id": asset_id, "entries": page, "next": nxt}
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
-        state = self.assets.get(asset_id)
-        if state is None:
+        """The shape of a proof, but its state path is empty: the fake keeps no state tree."""
+        if not self.blocks:
             return None
+        state = self.assets.get(asset_id)
         block, cert, _ = self.blocks[-1]
-        return {"asset": state, "header": block.header.to_plain(), "certificate": cert.to_plain(), "path": []}
+        return {
+            "version": PROOF_VERSION, "claim": "absence" if state is None else "ownership",
+            "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash, "asset_id": asset_id,
+            "asset": state, "state_proof": {"siblings": [], "leaf": None},
+            "header": block.header.to_plain(), "certificate": cert.to_plain(), "validator_changes": [],
+        }
 
     def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> dict[str, Any]:
         roles = [dict(g) for g in self.genesis.roles.get(account, ())]

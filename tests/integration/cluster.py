@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,35 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import ports
+from factories import free_base_port
 
 from chain.crypto import KeyPair, load_key_file
 from chain.tx import Tx, new_nonce
 from node.client import Client, RpcError, sign
 from node.localnet import down, node_pids, start_node, up
+from node.provision import consortium_ports
 
 T = TypeVar("T")
 
 ISSUER = ("issuers", "northgate-receipts")
 OWNER = ("parties", "riverside-foods")
-
-
-def free_base_port(count: int, start: int = ports.CLUSTER[0], stop: int = ports.CLUSTER[1]) -> int:
-    """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
-    for base in range(start + (os.getpid() % 50) * 20, stop, count):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports in {start}..{stop}")
 
 
 def wait_for(condition: Callable[[], T], deadline_s: float, what: str, interval: float = 0.05) -> T:
@@ -73,7 +55,7 @@ class Cluster:
     @classmethod
     def start(cls, root: Path, validators: int = 4, seed: Path | None = None) -> Cluster:
         """`seed`: a consortium seed file (e.g. with other genesis params); None: the demo seed."""
-        base = free_base_port(2 * validators)
+        base = free_base_port(len(consortium_ports(0, validators)))
         return cls(root, up(root, validators=validators, base_port=base, seed=seed))
 
     def stop(self) -> None:
@@ -128,7 +110,7 @@ class Cluster:
         raise AssertionError(f"node {i} reports no metric {name}")
 
     def restart(self, i: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """`titlechain node run --config` on the listed config, as SPEC §7 promises works."""
+        """`titlechain node run --config` on the listed config, as docs/cli.md promises works."""
         config = Path(self.nodes[i]["config"])
         return start_node(config, config.parent / "restart.log", env)
 

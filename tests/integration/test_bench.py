@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import ports
-from cluster import free_base_port
+from factories import free_base_port
+
+from node.provision import consortium_ports
 
 VALIDATORS = 4
-PORTS = 2 * VALIDATORS
+PORTS = len(consortium_ports(0, VALIDATORS))
 BENCH_PORTS = ports.BENCH  # apart from the other integration tests' ranges (tests/ports.py)
 
 

@@ -21,8 +21,9 @@ from rich.console import Console
 import ports
 from node import demo
 from node.localnet import node_pids
+from node.provision import consortium_ports
 
-PORTS = demo.VALIDATORS * demo.PORTS_PER_NODE
+PORTS = len(consortium_ports(0, demo.VALIDATORS))
 
 
 def free_base_port(count: int = PORTS, start: int = ports.DEMO[0], stop: int = ports.DEMO[1]) -> int:
@@ -90,6 +91,7 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
         "not_owner",
         "asset_redeemed",
         "is refused",
+        "was never issued: absent as of block",
         "clean",
         "every validator process has exited",
         "Every expected outcome happened",

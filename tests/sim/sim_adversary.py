@@ -5,7 +5,7 @@ produces well-formed messages); the `Adversary` sees everything the node receive
 what leaves it. It signs only with its own key, through `sim_craft.Crafter`. Strategies are
 names in `Node.byzantine` and combine; each one says which open defect it targets, so CI can
 leave out the attacks that today's core is known to lose to (see `OPEN_DEFECTS`) while the
-soak (`scripts/sim_soak.py --byzantine`) runs them all.
+soak (`tests/sim/soak.py --byzantine`) runs them all.
 
 In a controlled world (the explorer) the adversary draws no random numbers: it sends every
 message to every peer, and the explorer's choice of what to deliver, and what never to,

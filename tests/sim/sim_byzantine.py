@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chain.block import Block
+from chain.devnet import seeded_key
 from chain.encoding import decode, hash_hex
 from chain.merkle import tx_root
 from chain.tx import parse_tx
-from factories import seeded_key
 from node.pbft_messages import Commit, PrePrepare, Prepare, parse_signed
 from sim_adversary import STRATEGIES, Adversary
 from sim_craft import Crafter

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from chain.devnet import seeded_key
 from chain.tx import Tx, sign_tx
-from factories import seeded_key
 from sim_byzantine import BEHAVIOURS
 from simnet import GOV_OP, Faults, World
 

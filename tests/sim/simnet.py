@@ -13,7 +13,7 @@ raises `Violation` with the seed in its message.
 Two ways to drive a world: timed (`run_until`: the seeded rng picks delays, drops and
 duplicates) and controlled (`controlled=True`: nothing is scheduled; every message, timer
 expiry and sync reply waits in `pending` until an explorer picks it, see
-scripts/sim_explore.py). The validator set may change mid-run through `GOV_OP` txs, which
+tests/sim/sim_explore.py). The validator set may change mid-run through `GOV_OP` txs, which
 take effect from the height after the block that carries them, as in the real ledger.
 """
 
@@ -27,12 +27,12 @@ from typing import Any
 
 from chain.block import Block, Certificate, CertificateError, Header
 from chain.crypto import Domain, KeyPair, verify
+from chain.devnet import Consortium, make_consortium, seeded_key
 from chain.encoding import canonical, decode, hash_hex
 from chain.genesis import Params
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx, sign_tx
 from chain.validators import Validator, ValidatorSet
-from factories import Consortium, make_consortium, seeded_key
 from node import pbft, pbft_messages
 
 MAX_BLOCK_TXS = 16

@@ -15,7 +15,7 @@ from chain.block import Block
 from chain.encoding import canonical, decode
 from chain.merkle import tx_root
 from chain.store import RESERVED_PREFIXES, Store
-from contracts.apply import apply_txs, genesis_state, merge_reader, pack, unpack
+from contracts.apply import apply_txs, genesis_state, pack, unpack
 from node import paging
 from node.ledger import Ledger, LedgerError
 
@@ -152,11 +152,6 @@ def _proposed(ch: LedgerChain, txs: list) -> Block:
         time=0,
     )
     return Block(header, tuple(txs))
-
-
-def test_pending_writes_reader() -> None:
-    read = merge_reader({b"a": b"1", b"b": b"2"}.get, {b"a": None, b"c": b"3"})
-    assert (read(b"a"), read(b"b"), read(b"c")) == (None, b"2", b"3")
 
 
 def test_genesis_state_holds_validators_and_roles(tmp_path: Path) -> None:

@@ -229,17 +229,21 @@ def test_an_unreachable_node_exits_1(original: Original) -> None:
 # -- proofs -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def proof_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("proof")
+def fetched_proof(original: Original, root: Path, asset_id: str) -> Path:
+    """`audit proof ASSET_ID --out FILE` from the story (head 5) served over the RPC."""
     copy = root / "node"
     shutil.copytree(original.path, copy)
-    out = root / "wr-1.json"
+    out = root / f"{asset_id}.json"
     with serving(copy, original.c) as url:
-        result = run("audit", "proof", "WR-1", "--rpc", url, "--out", str(out))
+        result = run("audit", "proof", asset_id, "--rpc", url, "--out", str(out))
     assert result.exit_code == 0, result.stderr
-    assert f"proof of WR-1 as of height 5 written to {out}" in result.stderr
+    assert f"proof of {asset_id} as of height 5 written to {out}" in result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def proof_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fetched_proof(original, tmp_path_factory.mktemp("proof"), "WR-1")
 
 
 def test_proof_to_stdout_is_the_same_json(original: Original, proof_file: Path, tmp_path: Path) -> None:
@@ -249,7 +253,9 @@ def test_proof_to_stdout_is_the_same_json(original: Original, proof_file: Path, 
         missing = run("audit", "proof", "NO-SUCH", "--rpc", url)
     assert result.exit_code == 0
     assert json.loads(result.stdout) == json.loads(proof_file.read_text())
-    assert missing.exit_code == 1 and "not found" in missing.stderr
+    # an id no asset holds is answered with a proof of its absence, not an error
+    assert missing.exit_code == 0, missing.stderr
+    assert (json.loads(missing.stdout)["claim"], json.loads(missing.stdout)["asset"]) == ("absence", None)
 
 
 def test_a_valid_proof_names_owner_status_and_height(original: Original, proof_file: Path) -> None:
@@ -287,7 +293,7 @@ def _altered(proof_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], 
         (lambda p: p["certificate"]["signatures"].pop(), "certificate"),
         (lambda p: p.update(certificate=_mixed(p["certificate"])), "not its commit to this block in view 2"),
         (lambda p: p["certificate"].pop("view"), "certificate: a certificate is exactly"),
-        (lambda p: p.update(version=1), "version: the proof is version 1, this verifier reads version 2"),
+        (lambda p: p.update(version=2), "version: the proof is version 2, this verifier reads version 3"),
         (lambda p: p.pop("validator_changes"), "fields"),
     ],
     ids=["owner", "header", "signature", "mixed-views", "no-view", "old-version", "field"],
@@ -295,6 +301,10 @@ def _altered(proof_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], 
 def test_an_altered_proof_fails_with_the_reason(
     original: Original, proof_file: Path, tmp_path: Path, edit: Any, why: str
 ) -> None:
+    _refused(original, proof_file, tmp_path, edit, why)
+
+
+def _refused(original: Original, proof_file: Path, tmp_path: Path, edit: Any, why: str) -> None:
     result = run("audit", "verify-proof", _altered(proof_file, tmp_path, edit), "--genesis", original.genesis)
     assert result.exit_code == 1
     assert result.stdout.startswith("proof INVALID:") and why in result.stdout
@@ -324,4 +334,41 @@ def test_a_fake_nodes_proof_is_fetched_and_refused(original: Original, tmp_path:
     assert fetched.exit_code == 0, fetched.stderr
     node.genesis.write(tmp_path / "genesis.json")
     result = run("audit", "verify-proof", str(out), "--genesis", str(tmp_path / "genesis.json"))
-    assert result.exit_code == 1 and "must have exactly the fields" in result.stdout
+    assert result.exit_code == 1 and "state_proof" in result.stdout
+
+
+# -- absence proofs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def absence_file(original: Original, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fetched_proof(original, tmp_path_factory.mktemp("absence"), "WR-NEVER")
+
+
+def test_a_valid_absence_proof_says_so_with_its_height(original: Original, absence_file: Path) -> None:
+    result = run("audit", "verify-proof", str(absence_file), "--genesis", original.genesis)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("proof valid: asset WR-NEVER is absent as of height 5\n")
+    as_json = json.loads(
+        run("audit", "verify-proof", str(absence_file), "--genesis", original.genesis, "--json").stdout
+    )
+    assert (as_json["ok"], as_json["claim"], as_json["exists"], as_json["owner"], as_json["height"]) == (
+        True, "absence", False, None, 5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda p: p.update(asset_id="WR-1"), "state_proof: does not show 'asset/WR-1' absent"),
+        (lambda p: p.update(asset_id="WR-3"), "state_proof: does not show 'asset/WR-3' absent"),  # redeemed
+        (lambda p: p.update(claim="ownership"), "asset: an ownership proof carries"),
+        (lambda p: p.update(certificate=_mixed(p["certificate"])), "not its commit to this block in view 2"),
+        (lambda p: p["header"].update(state_root="00" * 32), "certificate"),
+    ],
+    ids=["registered", "redeemed", "claim", "mixed-views", "root"],
+)
+def test_an_altered_absence_proof_fails_with_the_reason(
+    original: Original, absence_file: Path, tmp_path: Path, edit: Any, why: str
+) -> None:
+    _refused(original, absence_file, tmp_path, edit, why)

@@ -193,7 +193,7 @@ def test_the_rpc_path_against_the_fake_node() -> None:
     with serve_in_thread(node) as url:
         status = run("explore", "status", "--rpc", url, "--json")
         blocks = run("explore", "blocks", "--rpc", url, "--json")
-        # a node answering a shape SPEC §6 does not promise: refused at the source, not a traceback
+        # a node answering a shape docs/rpc.md does not promise: refused at the source, not a traceback
         node.account = lambda a, c, n: {  # type: ignore[method-assign]
             "account": a, "roles": "all of them", "assets": [], "next": None
         }

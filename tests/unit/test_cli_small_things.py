@@ -1,5 +1,5 @@
 """The small frictions: init says what to do before starting, consortium.json holds nothing that
-goes stale when the addresses are edited, `genesis hash`, every option has help, and `node run`
+goes stale when the addresses are edited (`genesis hash` shows the real hash), every option has help, and `node run`
 on a bad config file exits 1 (a failed check), not 2 (a usage error)."""
 
 from __future__ import annotations
@@ -36,13 +36,6 @@ def test_init_reminds_to_set_addresses_and_the_manifest_does_not_go_stale(tmp_pa
     assert manifest["chain_id"] == edited.chain_id and Consortium.load(out).genesis == out / "genesis.json"
     shown = run("genesis", "hash", str(out / "genesis.json"))
     assert shown.exit_code == 0 and shown.stdout == edited.hash + "\n"
-
-
-def test_genesis_hash_of_a_bad_file_exits_1(tmp_path: Path) -> None:
-    bad = tmp_path / "genesis.json"
-    bad.write_text("{}")
-    r = run("genesis", "hash", str(bad))
-    assert r.exit_code == 1 and r.output.startswith("error:")
 
 
 def test_every_option_of_every_command_has_help() -> None:

@@ -178,9 +178,9 @@ def test_execute_refuses_an_op_that_never_passed_validation() -> None:
     assert e.value.code == "unknown_op"
 
 
-def test_rejections_carry_only_spec_codes() -> None:
+def test_rejections_carry_only_documented_codes() -> None:
     from contracts import REJECTION_CODES, Rejection
 
     assert len(REJECTION_CODES) == 11
     with pytest.raises(ValueError):
-        Rejection("nope", "not a SPEC code")
+        Rejection("nope", "not a rejection code")

@@ -55,6 +55,7 @@ class Ledger(RuleBasedStateMachine):
         self.proposals: list[str] = []
         self.executed: dict[str, dict[str, Any]] = {}
         self.known: set[str] = set()  # accounts seen holding a role, owning or holding in pledge
+        self.ever_registered: set[str] = set()
         for i, asset_id in enumerate(ASSETS[:2]):
             self.w.register(asset_id, c.users[i], f"d{i}")
 
@@ -173,6 +174,14 @@ class Ledger(RuleBasedStateMachine):
                 assert a["pledgee"] is not None
             if a["status"] in ("active", "redeemed"):
                 assert a["pledgee"] is None
+
+    @invariant()
+    def a_registered_id_stays_registered(self) -> None:
+        """Absence proofs rest on this: no op deletes an asset's state (a redeemed one stays), so
+        an id absent at a height was never registered up to it."""
+        now = set(self._assets())
+        assert self.ever_registered <= now, f"{sorted(self.ever_registered - now)} vanished"
+        self.ever_registered |= now
 
     @invariant()
     def document_index_agrees_with_assets(self) -> None:

@@ -71,7 +71,7 @@ def test_admits_and_gossips_once() -> None:
     p = Pool()
     t = tx(1)
     p.pool.add(t, 1)
-    assert len(p.pool) == 1 and p.pool.contains(t.tx_id) and t.tx_id in p.pool
+    assert len(p.pool) == 1 and t.tx_id in p.pool
     assert p.pool.get(t.tx_id) == t
     assert p.gossiped == [t]
 

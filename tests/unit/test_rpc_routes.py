@@ -1,4 +1,4 @@
-"""Every route of SPEC §6 and every error status, against the in-memory node."""
+"""Every route of docs/rpc.md and every error status, against the in-memory node."""
 
 from __future__ import annotations
 
@@ -245,12 +245,23 @@ async def test_asset_history_proof_and_account(client: TestClient, node: FakeNod
                                       "standing_since": 1}
     status, acct = await call(client, "GET", "/v1/accounts/{account}", f"/v1/accounts/{node.consortium.issuer.public}")
     assert acct["roles"][0]["role"] == "issuer"
-    for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
+    for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history"):
         assert (await call(client, "GET", template, template.replace("{asset_id}", "WR-none")))[0] == 404
+    # an id no asset holds has a proof too: of its absence
+    status, proof = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-none/proof")
+    assert (status, proof["claim"], proof["asset_id"], proof["asset"]) == (200, "absence", "WR-none", None)
+    for template in ("/v1/assets/{asset_id}", "/v1/assets/{asset_id}/history", "/v1/assets/{asset_id}/proof"):
         status, body = await call(client, "GET", template, template.replace("{asset_id}", "-bad%20id"))
         assert (status, body["error"]["code"]) == (400, "malformed")
     status, body = await call(client, "GET", "/v1/accounts/{account}", "/v1/accounts/alice")
     assert (status, body["error"]["code"]) == (400, "malformed")
+
+
+async def test_no_proof_before_the_first_block(client: TestClient) -> None:
+    """No certified state root yet: neither ownership nor absence can be proven, and the node says why."""
+    status, body = await call(client, "GET", "/v1/assets/{asset_id}/proof", "/v1/assets/WR-1/proof")
+    assert (status, body["error"]["code"]) == (503, "not_ready")
+    assert "no block is committed yet" in body["error"]["message"]
 
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%7F", "%0A%0A"])

@@ -79,7 +79,8 @@ async def test_a_tx_submitted_over_http_commits_and_every_read_route_answers(nod
         assert block["tx_ids"] == [tx.tx_id] and block["certificate"]["height"] == 1
         proof = await (await http.get(f"{url}/v1/assets/WR-1/proof")).json()
         assert verify_ownership_proof(proof, c.genesis).owner == c.users[0].public
-        assert (await http.get(f"{url}/v1/assets/WR-404/proof")).status == 404
+        absent = await (await http.get(f"{url}/v1/assets/WR-404/proof")).json()
+        assert verify_ownership_proof(absent, c.genesis).absent
         metrics = await (await http.get(f"{url}/metrics")).text()
         assert "titlechain_height 1.0" in metrics
 
@@ -95,7 +96,7 @@ async def test_a_contract_refusal_is_committed_with_a_rejected_receipt(node: Val
     receipt = await asyncio.wait_for(node.wait_committed(twin.tx_id), 10)
     assert receipt["status"] == "rejected" and receipt["error"]["code"] == "duplicate_document"
     assert node.asset("WR-B") is None
-    # committed with its receipt, but not indexed under an id no asset holds (SPEC: 404 for it)
+    # committed with its receipt, but not indexed under an id no asset holds (docs/rpc.md: 404 for it)
     assert node.history("WR-B", None, 100) is None and node.tx_info(twin.tx_id)["receipt"] == receipt
 
 
