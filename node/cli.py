@@ -16,7 +16,6 @@ from chain.crypto import KeyPair, write_key_file
 from node.cli_audit import audit
 from node.cli_ceremony import ceremony, genesis_group
 from node.cli_common import LayerErrorsGroup
-from node.errors import EXIT_FAILED
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
 from node.provision import DEFAULT_BASE_PORT, PORT_LAYOUT
@@ -130,14 +129,10 @@ def node_run(config: Path) -> None:
     Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
     config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
-    from node.config import ConfigError, NodeConfig
+    from node.config import NodeConfig
     from node.validator import run_node
 
-    try:
-        cfg = NodeConfig.load(config)
-    except ConfigError as e:  # the file was given; what it says fails a check: exit 1, not a usage error
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+    cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
     sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
 
 
