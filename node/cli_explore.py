@@ -105,7 +105,7 @@ def names_option(f: F) -> F:
         callback=load_names,
         metavar="FILE",
         help="show names beside accounts, from a consortium.json (or a JSON map account -> name)",
-    )(f)  # type: ignore[return-value]
+    )(f)
 
 
 # -- status ----------------------------------------------------------------------------------------
