@@ -22,7 +22,7 @@ from typing import Any
 
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import EncodingError, canonical, hash_value, is_hex
-from chain.genesis import CHAIN_ID_PATTERN, Genesis, GenesisError, Params, parse_grant
+from chain.genesis import CHAIN_ID_PATTERN, Genesis, GenesisError, Grant, Params, parse_grant
 from chain.validators import ADDRESS_PATTERN, Validator, ValidatorSetError
 
 MANIFEST_VERSION = 1
@@ -91,10 +91,10 @@ def check_address(address: Any) -> str:
         raise CeremonyError(
             f"address {address!r}: {host or 'an empty host'} cannot be dialled; give the host the others reach"
         )
-    return address
+    return str(address)  # a str: ADDRESS_PATTERN matched it
 
 
-def check_roles(roles: Any) -> tuple[dict[str, Any], ...]:
+def check_roles(roles: Any) -> tuple[Grant, ...]:
     """The grants asked for: at most one per role, in canonical form (sorted by role; issuer
     classes sorted), so that one request has one byte form."""
     if type(roles) is not list:
@@ -115,7 +115,7 @@ def check_roles(roles: Any) -> tuple[dict[str, Any], ...]:
     return tuple(parsed)
 
 
-def canonical_roles(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def canonical_roles(grants: list[dict[str, Any]]) -> list[Grant]:
     """Grants as check_roles wants them; for whoever builds a request."""
     return sorted((parse_grant(g, "roles") for g in grants), key=lambda g: g["role"])
 
@@ -128,7 +128,7 @@ class MembershipRequest:
     chain_id: str
     name: str
     account: str  # the institution's key: signs the request, holds its roles and member vote
-    roles: tuple[dict[str, Any], ...]
+    roles: tuple[Grant, ...]
     validator: Validator | None  # its node, if it runs one
     sig: str  # by account
     node_sig: str | None  # by validator.public, iff validator
@@ -161,7 +161,7 @@ class MembershipRequest:
         chain_id: str,
         name: str,
         account: KeyPair,
-        roles: list[dict[str, Any]],
+        roles: list[Grant],
         node: KeyPair | None = None,
         node_id: str | None = None,
         address: str | None = None,

@@ -34,7 +34,7 @@ from chain.ceremony import (
     verify_genesis,
 )
 from chain.crypto import KeyFileError, KeyPair, load_key_file, write_key_file
-from chain.genesis import Genesis, GenesisError
+from chain.genesis import Genesis, GenesisError, Grant
 from node.cli_common import fail
 
 ACCOUNT_KEY = "account.json"  # the institution's key: signs its request, holds its roles and vote
@@ -80,7 +80,7 @@ def load_request(path: Path) -> MembershipRequest:
         fail(f"{path}: {e}")
 
 
-def parse_roles(values: tuple[str, ...]) -> tuple[list[dict[str, Any]], bool]:
+def parse_roles(values: tuple[str, ...]) -> tuple[list[Grant], bool]:
     """--role values as genesis grants, and whether `validator` was among them."""
     grants: list[dict[str, Any]] = []
     validator = False
