@@ -46,8 +46,11 @@ class NodeApi(Protocol):
     @property
     def height(self) -> int: ...
 
+    def not_ready_reason(self) -> str | None:
+        """Why `ready` is False, for people (e.g. "connected to 1 of 3 peers, a quorum needs 2"); None when ready."""
+
     def status(self) -> dict[str, Any]:
-        """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready."""
+        """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready, not_ready, version."""
 
     def genesis_doc(self) -> dict[str, Any]: ...
 

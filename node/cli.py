@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +19,7 @@ from node.cli_common import LayerErrorsGroup
 from node.cli_explore import explore
 from node.cli_tx import tx_cmd
 from node.provision import DEFAULT_BASE_PORT, PORT_LAYOUT
+from node.version import version
 
 INIT_WARNING = (
     "every key in one directory: for a demo or a local test consortium only; "
@@ -26,6 +28,7 @@ INIT_WARNING = (
 
 
 @click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", "-V", prog_name="titlechain", message="%(prog)s %(version)s")
 def main() -> None:
     """titlechain: a permissioned ledger for the rights to real assets.
 
@@ -72,6 +75,15 @@ def key_new(out: Path) -> None:
     click.echo(k.public)
 
 
+@key.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def key_show(file: Path) -> None:
+    """Print the account of key file FILE (checked: mode 0600, halves agree); never the private half."""
+    from chain.crypto import load_key_file
+
+    click.echo(load_key_file(file).public)  # a KeyFileError exits 1 (LayerErrorsGroup)
+
+
 @main.command("init")
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes (n = 3f+1 tolerates f faulty)")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="an empty or new directory for the consortium")
@@ -94,6 +106,12 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
     click.echo(INIT_WARNING)
     for n in c.nodes:
         click.echo(f"  {n.node_id:<24} {n.rpc:<26} titlechain node run --config {n.config}")
+    click.echo(
+        f"before any node starts: set each validators[].address in {c.genesis} to the host:port where the "
+        f"other validators reach that node (now all 127.0.0.1, right for one machine only), and each node's "
+        f"peer_listen to match; the genesis hash covers the addresses, so every node, client and auditor "
+        f"must then hold that same final file (compare `titlechain genesis hash {c.genesis}`)"
+    )
 
 
 @main.group()
@@ -108,12 +126,25 @@ def node_run(config: Path) -> None:
 
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
     RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
+    config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
     from node.config import NodeConfig
     from node.validator import run_node
 
-    cfg = NodeConfig.load(config)  # a ConfigError exits 2, a NodeStartError 1 (LayerErrorsGroup)
-    sys.exit(run_node(cfg))
+    cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
+    sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
+
+
+def started_line(node: Any) -> str:
+    """The one line a foreground `node run` prints when it serves: where, what, and where its logs go."""
+    cfg = node.cfg
+    logs = f"logs to {cfg.log_file}" if cfg.log_file is not None else "logs on stderr"
+    state = "ready" if node.ready else f"not ready yet: {node.not_ready_reason()}"
+    return (
+        f"titlechain {version()}: node {cfg.node_id} of {node.chain_id} at height {node.height}; peers on "
+        f"{cfg.peer_listen}, RPC on http://{cfg.rpc_listen}; {state}; {logs}"
+    )
 
 
 @main.group()
@@ -123,8 +154,8 @@ def localnet() -> None:
 
 @localnet.command("up")
 @click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path), help="the consortium directory (created with `init` on first use)")
-@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100))
-@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=PORT_LAYOUT)
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="how many validator nodes, on first use (n = 3f+1 tolerates f faulty)")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int, help=f"on first use: {PORT_LAYOUT}")
 @click.option("--seed", "seed", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the consortium seed file (default: seeds/demo.json)")
 def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) -> None:
     """Start every validator of DIR; return once all answer ready; write DIR/localnet.json."""
@@ -135,7 +166,7 @@ def localnet_up(root: Path, validators: int, base_port: int, seed: Path | None) 
 
 
 @localnet.command("down")
-@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="the consortium directory given to `localnet up`")
 def localnet_down(root: Path) -> None:
     """Stop the validators listed in DIR/localnet.json (SIGTERM, then SIGKILL after 15 s)."""
     from node.localnet import down

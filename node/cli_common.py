@@ -64,9 +64,27 @@ def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-def console() -> Console:
-    # resolved per call so that click's test runner (which swaps sys.stdout) captures it
-    return Console(highlight=False)
+PIPE_WIDTH = 1000  # piped output: rich's default of 80 columns cut hashes and sentences in two
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that never breaks a line of text (soft wrap) and, piped, is wide enough for any
+    table, so `| grep` and copy-paste get whole hashes. Resolved per call so that click's test
+    runner (which swaps sys.stdout) captures it."""
+    c = Console(highlight=False, stderr=stderr, soft_wrap=True)
+    if not c.is_terminal:
+        c = Console(highlight=False, stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)
+    return c
+
+
+def show(*renderables: Any) -> None:
+    """Print tables whole: the console widens to the widest, so no cell is wrapped or cut (on a
+    narrow terminal the terminal folds the long line; the printed line itself stays intact)."""
+    out = console()
+    need = max((out.measure(r).maximum for r in renderables if not isinstance(r, str)), default=0)
+    out.width = max(out.width, need)
+    for r in renderables:
+        out.print(r, crop=False)
 
 
 def fmt_time(ms: int) -> str:
@@ -102,6 +120,10 @@ def key_option(ctx: click.Context, param: click.Parameter, value: Path) -> KeyPa
         return load_key_file(value)
     except KeyFileError as e:
         raise click.BadParameter(str(e)) from None
+
+
+def optional_key_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> KeyPair | None:
+    return None if value is None else key_option(ctx, param, value)
 
 
 def data_dir_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

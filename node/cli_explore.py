@@ -7,25 +7,31 @@ prints that shape unchanged.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 from rich.table import Table
 from rich.console import JustifyMethod
 
+from chain.crypto import is_account
 from node import paging
 from node.cli_common import (
     SourceChoice,
     account_argument,
     asset_id_argument,
-    console,
     fmt_time,
     print_json,
     reading,
-    short,
+    show,
     source_options,
     tx_id_argument,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_BLOCKS = 20
 
@@ -45,48 +51,84 @@ def explore() -> None:
 def _fields(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
     t = Table(show_header=False, title=title, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold", no_wrap=True)
-    t.add_column(overflow="fold")
+    t.add_column(no_wrap=True)
     for name, value in rows:
         t.add_row(name, "-" if value is None else str(value))
     return t
 
 
-def _names(status: dict[str, Any]) -> dict[str, str]:
-    """Validator public key -> node_id, to show proposers and signers by name."""
-    return {v["public"]: v["node_id"] for v in status.get("validators", [])}
+# -- names beside accounts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Names:
+    """Display names of accounts (from --names FILE) and validator keys (node ids, from the
+    chain's status). An account is always printed whole, its name beside it in parentheses."""
+
+    by_account: dict[str, str] = field(default_factory=dict)
+
+    def with_validators(self, status: dict[str, Any]) -> Names:
+        nodes = {v["public"]: v["node_id"] for v in status.get("validators", [])}
+        return Names({**nodes, **self.by_account})
+
+    def __call__(self, account: str | None) -> str:
+        if account is None:
+            return "-"
+        name = self.by_account.get(account)
+        return account if name is None else f"{account} ({escape(name)})"
+
+    def value(self, v: Any) -> str:
+        """An arg's value: accounts labelled, other strings as they are, the rest as JSON."""
+        if isinstance(v, str):
+            return self(v) if is_account(v) else escape(v)
+        return escape(json.dumps(v, ensure_ascii=False))
+
+
+def load_names(ctx: click.Context, param: click.Parameter, value: Path | None) -> Names:
+    """--names FILE: a consortium.json (its "names" map) or a JSON object account -> name."""
+    if value is None:
+        return Names()
+    try:
+        doc = json.loads(value.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"{value}: not a readable JSON file: {e}") from None
+    names = doc.get("names", doc) if isinstance(doc, dict) else None
+    if not isinstance(names, dict) or not all(is_account(k) and isinstance(v, str) for k, v in names.items()):
+        raise click.BadParameter(f'{value}: expected a consortium.json or {{"<account hex>": "name", ...}}')
+    return Names(names)
+
+
+def names_option(f: F) -> F:
+    return click.option(
+        "--names",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=load_names,
+        metavar="FILE",
+        help="show names beside accounts, from a consortium.json (or a JSON map account -> name)",
+    )(f)
 
 
 # -- status ----------------------------------------------------------------------------------------
 
 
 @explore.command("status")
+@names_option
 @source_options
-def status_cmd(source: SourceChoice, as_json: bool) -> None:
-    """The chain's height, the validators and (from a node) its peers and mempool."""
+def status_cmd(source: SourceChoice, as_json: bool, names: Names) -> None:
+    """The chain's height, the validators and (from a node) its peers, mempool and readiness."""
     with reading(source) as src:
         st = src.status()
     if as_json:
         print_json(st)
         return
-    out = console()
     node = st["node_id"] if st["node_id"] is not None else f"(offline copy of {st.get('data_dir', '?')})"
-    out.print(
-        _fields(
-            [
-                ("chain", st["chain_id"]),
-                ("height", st["height"]),
-                ("view", st["view"]),
-                ("primary", st["primary"]),
-                ("node", node),
-                ("ready", "yes" if st["ready"] else "no"),
-                ("mempool", f"{st['mempool']} txs"),
-            ]
-        )
-    )
+    ready = "yes" if st["ready"] else "no" + (f": {escape(st['not_ready'])}" if st.get("not_ready") else "")
+    rows = [("chain", st["chain_id"]), ("height", st["height"]), ("view", st["view"]), ("primary", st["primary"]),
+            ("node", node), ("version", st.get("version")), ("ready", ready), ("mempool", f"{st['mempool']} txs")]
     connected = {p["node_id"]: p["connected"] for p in st["peers"]}
     t = Table(title=f"validators ({len(st['validators'])})", title_justify="left")
     for col in ("node_id", "public key", "address", "link"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for v in st["validators"]:
         if v["node_id"] == st["node_id"]:
             link = "this node"
@@ -94,8 +136,8 @@ def status_cmd(source: SourceChoice, as_json: bool) -> None:
             link = "connected" if connected[v["node_id"]] else "[red]disconnected[/]"
         else:
             link = "-"
-        t.add_row(v["node_id"], short(v["public"]), v["address"], link)
-    out.print(t)
+        t.add_row(v["node_id"], names(v["public"]), v["address"], link)
+    show(_fields([(k, v) for k, v in rows if v is not None]), t)
 
 
 # -- blocks ----------------------------------------------------------------------------------------
@@ -106,8 +148,9 @@ def status_cmd(source: SourceChoice, as_json: bool) -> None:
     "--from", "start", type=click.IntRange(min=1), default=None, help="first height (default: the latest blocks)"
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=DEFAULT_BLOCKS, show_default=True, help="how many blocks")
+@names_option
 @source_options
-def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: bool) -> None:
+def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: bool, names: Names) -> None:
     """A range of blocks: height, time, tx count, proposer, hash.
 
     Without --from, the latest LIMIT blocks. The JSON is {"blocks": [...]}, as GET /v1/blocks.
@@ -120,7 +163,10 @@ def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: boo
     if as_json:
         print_json({"blocks": blocks})
         return
-    names = _names(status)
+    if not blocks:
+        show(f"no blocks from height {start} (the head is {status['height']})")
+        return
+    names = names.with_validators(status)
     t = Table(
         title=f"{status['chain_id']}: blocks {start}…{start + len(blocks) - 1} of {status['height']}",
         title_justify="left",
@@ -133,18 +179,11 @@ def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: boo
         ("block hash", "left"),
     )
     for col, justify in columns:
-        t.add_column(col, justify=justify)
+        t.add_column(col, justify=justify, no_wrap=True)
     for b in blocks:
         h = b["header"]
-        t.add_row(
-            str(h["height"]),
-            fmt_time(h["time"]),
-            str(len(b["tx_ids"])),
-            names.get(h["proposer"], short(h["proposer"])),
-            short(b["block_hash"]),
-        )
-    out = console()
-    out.print(t if blocks else f"no blocks from height {start} (the head is {status['height']})")
+        t.add_row(str(h["height"]), fmt_time(h["time"]), str(len(b["tx_ids"])), names(h["proposer"]), b["block_hash"])
+    show(t)
 
 
 def _height(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
@@ -157,40 +196,36 @@ def _height(ctx: click.Context, param: click.Parameter, value: str) -> int | Non
 
 @explore.command("block")
 @click.argument("height", callback=_height, metavar="HEIGHT|latest")
+@names_option
 @source_options
-def block_cmd(height: int | None, source: SourceChoice, as_json: bool) -> None:
+def block_cmd(height: int | None, source: SourceChoice, as_json: bool, names: Names) -> None:
     """One block: its header, hash, certificate signers and tx ids."""
     with reading(source) as src:
         b = src.block(height)
-        names = _names(src.status()) if not as_json else {}
+        status = src.status() if not as_json else {}
     if as_json:
         print_json(b)
         return
+    names = names.with_validators(status)
     h, cert = b["header"], b["certificate"]
-    signers = ", ".join(names.get(s["validator"], short(s["validator"])) for s in cert["signatures"])
-    out = console()
-    out.print(
-        _fields(
-            [
-                ("height", h["height"]),
-                ("block hash", b["block_hash"]),
-                ("time", fmt_time(h["time"])),
-                ("proposer", names.get(h["proposer"], h["proposer"])),
-                ("view", h["view"]),
-                ("prev hash", h["prev_hash"]),
-                ("state root", h["state_root"]),
-                ("tx root", h["tx_root"]),
-                ("receipts root", h["receipts_root"]),
-                ("validators", h["validators_hash"]),
-                ("next validators", h["next_validators_hash"]),
-                ("certificate", f"{len(cert['signatures'])} signatures in view {cert['view']}: {signers}"),
-                ("txs", len(b["tx_ids"])),
-            ],
-            title=f"block {h['height']} of {h['chain_id']}",
-        )
-    )
-    for tx_id in b["tx_ids"]:
-        out.print(f"  {tx_id}")
+    rows: list[tuple[str, Any]] = [
+        ("height", h["height"]),
+        ("block hash", b["block_hash"]),
+        ("time", fmt_time(h["time"])),
+        ("proposer", names(h["proposer"])),
+        ("view", h["view"]),
+        ("prev hash", h["prev_hash"]),
+        ("state root", h["state_root"]),
+        ("tx root", h["tx_root"]),
+        ("receipts root", h["receipts_root"]),
+        ("validators", h["validators_hash"]),
+        ("next validators", h["next_validators_hash"]),
+        ("certificate", f"{len(cert['signatures'])} signatures in view {cert['view']}"),
+        *(("  signed by", names(s["validator"])) for s in cert["signatures"]),
+        ("txs", len(b["tx_ids"])),
+        *(("", tx_id) for tx_id in b["tx_ids"]),
+    ]
+    show(_fields(rows, title=f"block {h['height']} of {h['chain_id']}"))
 
 
 # -- txs, assets, accounts -------------------------------------------------------------------------
@@ -203,13 +238,14 @@ def _receipt_text(receipt: dict[str, Any] | None, brief: bool = False) -> str:
     if receipt["status"] == "ok":
         return "[green]ok[/]"
     err = receipt.get("error") or {}
-    return f"[red]rejected[/]: {err.get('code')}" + ("" if brief else f": {err.get('message')}")
+    return f"[red]rejected[/]: {escape(str(err.get('code')))}" + ("" if brief else f": {escape(str(err.get('message')))}")
 
 
 @explore.command("tx")
 @click.argument("tx_id", callback=tx_id_argument)
+@names_option
 @source_options
-def tx_cmd(tx_id: str, source: SourceChoice, as_json: bool) -> None:
+def tx_cmd(tx_id: str, source: SourceChoice, as_json: bool, names: Names) -> None:
     """One transaction: what it asked, who signed it, where it was committed and its receipt."""
     with reading(source) as src:
         info = src.tx(tx_id)
@@ -225,24 +261,22 @@ def tx_cmd(tx_id: str, source: SourceChoice, as_json: bool) -> None:
         ("tx", info["tx_id"]),
         ("status", where),
         ("op", body["op"]),
-        ("signer", body["signer"]),
-        *(
-            (f"  {k}", v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
-            for k, v in sorted(body["args"].items())
-        ),
-        ("nonce", body["nonce"]),
+        ("signer", names(body["signer"])),
+        *((f"  {k}", names.value(v)) for k, v in sorted(body["args"].items())),
+        ("nonce", escape(body["nonce"])),
         ("expires", f"height {body['expires']}"),
         ("receipt", _receipt_text(receipt)),
     ]
     for ev in (receipt or {}).get("events", []):
-        rows.append(("event", json.dumps(ev, ensure_ascii=False, sort_keys=True)))
-    console().print(_fields(rows))
+        rows.append(("event", escape(json.dumps(ev, ensure_ascii=False, sort_keys=True))))
+    show(_fields(rows))
 
 
 @explore.command("asset")
 @click.argument("asset_id", callback=asset_id_argument)
+@names_option
 @source_options
-def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
+def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool, names: Names) -> None:
     """An asset's current state: class, issuer, owner, status, document hash, metadata."""
     with reading(source) as src:
         a = src.asset(asset_id)
@@ -250,21 +284,21 @@ def asset_cmd(asset_id: str, source: SourceChoice, as_json: bool) -> None:
         print_json(a)
         return
     status = {"active": "[green]active[/]", "redeemed": "[dim]redeemed[/]"}.get(
-        a["status"], f"[yellow]{a['status']}[/]"
+        a["status"], f"[yellow]{escape(a['status'])}[/]"
     )
     rows: list[tuple[str, Any]] = [
         ("asset", a["asset_id"]),
         ("class", a["class"]),
         ("status", status),
-        ("owner", a["owner"]),
-        ("pledgee", a["pledgee"]),
-        ("issuer", a["issuer"]),
+        ("owner", names(a["owner"])),
+        ("pledgee", names(a["pledgee"])),
+        ("issuer", names(a["issuer"])),
         ("document", a["doc_hash"]),
-        *((f"  meta {k}", v) for k, v in sorted(a["meta"].items())),
+        *((f"  meta {k}", names.value(v)) for k, v in sorted(a["meta"].items())),
         ("registered", f"height {a['registered_at']}"),
         ("updated", f"height {a['updated_at']} (version {a['version']})"),
     ]
-    console().print(_fields(rows))
+    show(_fields(rows))
 
 
 def _pages(fetch: Any, key: str, cursor: str | None, limit: int | None) -> dict[str, Any]:
@@ -292,9 +326,12 @@ def page_options(f: Any) -> Any:
 
 @explore.command("history")
 @click.argument("asset_id", callback=asset_id_argument)
+@names_option
 @source_options
 @page_options
-def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, cursor: str | None, limit: int | None) -> None:
+def history_cmd(
+    asset_id: str, source: SourceChoice, as_json: bool, names: Names, cursor: str | None, limit: int | None
+) -> None:
     """Every committed tx that named the asset, rejected ones included, oldest first.
 
     Without --cursor or --limit every page is read."""
@@ -305,12 +342,10 @@ def history_cmd(asset_id: str, source: SourceChoice, as_json: bool, cursor: str 
         return
     t = Table(title=f"history of {hist['asset_id']}", title_justify="left")
     for col in ("height", "tx", "op", "signer", "result"):
-        t.add_column(col, justify="right" if col == "height" else "left", no_wrap=col in ("op", "result"))
+        t.add_column(col, justify="right" if col == "height" else "left", no_wrap=True)
     for e in hist["entries"]:
-        t.add_row(str(e["height"]), short(e["tx_id"]), e["op"], short(e["signer"]), _receipt_text(e, brief=True))
-    console().print(t)
-    if hist["next"] is not None:
-        console().print(f"more: --cursor {hist['next']}")
+        t.add_row(str(e["height"]), e["tx_id"], e["op"], names(e["signer"]), _receipt_text(e, brief=True))
+    show(t, *([f"more: --cursor {hist['next']}"] if hist["next"] is not None else []))
 
 
 def _standing_text(since: int | None) -> str:
@@ -321,9 +356,12 @@ def _standing_text(since: int | None) -> str:
 
 @explore.command("account")
 @click.argument("account", callback=account_argument)
+@names_option
 @source_options
 @page_options
-def account_cmd(account: str, source: SourceChoice, as_json: bool, cursor: str | None, limit: int | None) -> None:
+def account_cmd(
+    account: str, source: SourceChoice, as_json: bool, names: Names, cursor: str | None, limit: int | None
+) -> None:
     """An account's roles (member, issuer of which classes, regulator, auditor), the assets it owns,
     and whether it has standing (may submit transactions at all).
 
@@ -335,7 +373,7 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool, cursor: str |
         return
     roles = [g["role"] + (f" ({', '.join(g['classes'])})" if g.get("classes") else "") for g in acc["roles"]]
     rows: list[tuple[str, Any]] = [
-        ("account", acc["account"]),
+        ("account", names(acc["account"])),
         ("roles", ", ".join(roles) or "none"),
         ("standing", _standing_text(acc["standing_since"])),
         ("assets", len(acc["assets"])),
@@ -343,4 +381,4 @@ def account_cmd(account: str, source: SourceChoice, as_json: bool, cursor: str |
     ]
     if acc["next"] is not None:
         rows.append(("more", f"--cursor {acc['next']}"))
-    console().print(_fields(rows))
+    show(_fields(rows))

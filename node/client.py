@@ -1,9 +1,13 @@
-"""The titlechain SDK: what an issuer's back office calls (docs/rpc.md), sync and async.
+"""The titlechain SDK: what an issuer's back office calls, sync and async (docs/sdk.md).
 
-    from node.client import Client, sign
+    from node.client import Client
     with Client("http://127.0.0.1:26601") as c:
-        tx = sign(key, c.chain_id, "asset.transfer", {"asset_id": "WR-1", "to": buyer}, expires=c.height() + 100)
-        receipt = c.submit(tx, wait=True)["receipt"]
+        receipt = c.submit(key, "asset.transfer", {"asset_id": "WR-1", "to": buyer}, wait=True)["receipt"]
+
+`submit(key, op, args)` fills in the chain id, a fresh nonce and an expiry height; `submit(tx)`
+sends a tx signed elsewhere (`sign`, or `titlechain tx --sign-only`). A node that answers 429
+(busy) or 503 (not ready) is asked again after the `Retry-After` it gives, or with exponential
+backoff, a bounded number of times (`Retry`); every other answer is returned or raised at once.
 
 Every non-2xx answer raises `RpcError` carrying the HTTP status and the error code, so a
 program can tell a duplicate (409) from a full mempool (429) from a bad signature (422). Two
@@ -18,8 +22,14 @@ HTTP goes through httpx (sync and async clients from one library); this is its o
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import random
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -29,6 +39,44 @@ from chain.tx import Tx, sign_tx
 from node.errors import NodeError
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_EXPIRES_IN = 100  # heights: ample for a tx to commit, short enough that a lost one dies soon
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often to ask again when a node answers 429 or 503: `attempts` calls in all, waiting
+    what its Retry-After says (at most `cap` seconds) or `base * 2**n` seconds with jitter."""
+
+    attempts: int = 4
+    base: float = 0.25
+    cap: float = 10.0
+
+    def delay(self, r: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before asking again, or None to take this answer as final."""
+        if r.status_code not in RETRY_STATUSES or attempt + 1 >= self.attempts:
+            return None
+        after = retry_after_seconds(r.headers.get("Retry-After"))
+        if after is None:
+            after = self.base * 2**attempt * (0.5 + random.random() / 2)  # jitter: clients do not retry in step
+        return min(self.cap, after)
+
+
+NO_RETRY = Retry(attempts=1)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class RpcError(NodeError):
@@ -55,12 +103,27 @@ class NodeUnreachable(RpcError):
     """No HTTP answer at all: connection refused or reset, or no answer within the timeout."""
 
     def __init__(self, rpc: str, error: Exception) -> None:
-        super().__init__(0, "unreachable", f"{rpc}: {type(error).__name__}: {error}")
+        super().__init__(0, "unreachable", f"{rpc}: {_unreachable_reason(error)}")
+
+
+def _unreachable_reason(error: Exception) -> str:
+    if isinstance(error, httpx.RemoteProtocolError):
+        # a validator's peer port answers a connection with its binary hello frame, not HTTP
+        return (
+            "the answer is not HTTP: that address speaks the peer protocol, not the RPC "
+            "(use the node's rpc_listen address; `titlechain init` puts it at the peer port + 1)"
+        )
+    return f"{type(error).__name__}: {error}"
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
     """Build and sign a tx (docs/protocol.md, Transactions); `expires` is the last height at which it may be included."""
     return sign_tx(key, chain_id=chain_id, op=op, args=args, expires=expires, nonce=nonce)
+
+
+def new_tx(key: KeyPair, status: dict[str, Any], op: str, args: dict[str, Any], expires_in: int, nonce: str | None) -> Tx:
+    """A tx for the chain and height a node's status names, expiring `expires_in` heights above it."""
+    return sign(key, status["chain_id"], op, args, expires=int(status["height"]) + expires_in, nonce=nonce)
 
 
 def _raise_for(r: httpx.Response) -> Any:
@@ -78,22 +141,28 @@ def _raise_for(r: httpx.Response) -> Any:
     raise RpcError(r.status_code, code, message)
 
 
+def _need(value: str | None, what: str) -> str:
+    if value is None:
+        raise TypeError(f"submit(key, op, args): {what} is required with a key")
+    return value
+
+
 def _retry_after(raw: str | None) -> int | None:
-    """Retry-After in whole seconds (the node sends delay-seconds; an HTTP date is not expected)."""
-    if raw is not None and raw.strip().isdigit():
-        return int(raw.strip())
-    return None
+    """Retry-After in whole seconds, rounded up (RetryLater.retry_after_s)."""
+    seconds = retry_after_seconds(raw)
+    return None if seconds is None else math.ceil(seconds)
 
 
 def _tx_json(tx: Tx | dict[str, Any]) -> dict[str, Any]:
     return tx.to_plain() if isinstance(tx, Tx) else tx
 
 
-def _submit_params(wait: bool, timeout: float | None) -> dict[str, str]:
+def _submit_call(tx: Tx | dict[str, Any], wait: bool, timeout: float | None) -> dict[str, Any]:
+    """The request arguments of POST /v1/txs; the HTTP timeout outlasts the node's wait."""
     params = {"wait": "true"} if wait else {}
     if wait and timeout is not None:
         params["timeout"] = f"{timeout:g}"
-    return params
+    return {"json": _tx_json(tx), "params": params, "timeout": max(DEFAULT_TIMEOUT, (timeout or 0) + 5)}
 
 
 def _follow(fetch: Any, key: str) -> Iterator[Any]:
@@ -105,6 +174,25 @@ def _follow(fetch: Any, key: str) -> Iterator[Any]:
         cursor = page.get("next")
         if cursor is None:
             return
+
+
+async def _afollow(fetch: Any, key: str) -> AsyncIterator[Any]:
+    """`_follow` for the async client: `fetch(cursor)` is awaited."""
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        for item in page[key]:
+            yield item
+        cursor = page.get("next")
+        if cursor is None:
+            return
+
+
+def _evidence_params(offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"offset": offset, "limit": limit}
+    if validator is not None:
+        params["validator"] = validator
+    return params
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -131,9 +219,12 @@ def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 class Client:
     """A synchronous client of one node's RPC."""
 
-    def __init__(self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry()
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.rpc = rpc.rstrip("/")
+        self.retry = retry
         self._http = httpx.Client(base_url=self.rpc, headers=headers, timeout=timeout)
         self._chain_id: str | None = None
 
@@ -147,10 +238,17 @@ class Client:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return _raise_for(self._http.request(method, path, **kwargs))
-        except httpx.TransportError as e:
-            raise NodeUnreachable(self.rpc, e) from e
+        attempt = 0
+        while True:
+            try:
+                r = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as e:
+                raise NodeUnreachable(self.rpc, e) from e
+            wait = self.retry.delay(r, attempt)
+            if wait is None:
+                return _raise_for(r)
+            time.sleep(wait)
+            attempt += 1
 
     def _get(self, path: str, **params: Any) -> Any:
         return self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -170,9 +268,21 @@ class Client:
     def genesis(self) -> dict[str, Any]:
         return self._get("/v1/genesis")
 
-    def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
-        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        return self._request("POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout)
+    def submit(
+        self,
+        tx: Tx | dict[str, Any] | KeyPair,
+        op: str | None = None,
+        args: dict[str, Any] | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        expires_in: int = DEFAULT_EXPIRES_IN,
+        nonce: str | None = None,
+    ) -> dict[str, Any]:
+        """POST /v1/txs: `submit(tx)` a signed tx, or `submit(key, op, args)` to sign one here."""
+        if isinstance(tx, KeyPair):
+            tx = new_tx(tx, self.status(), _need(op, "op"), args or {}, expires_in, nonce)
+        return self._request("POST", "/v1/txs", **_submit_call(tx, wait, timeout))
 
     def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
         return self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]})["results"]
@@ -213,10 +323,7 @@ class Client:
 
     def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
         """{"total", "offset", "evidence": [equivocation records]}; each verifies offline."""
-        params: dict[str, Any] = {"offset": offset, "limit": limit}
-        if validator is not None:
-            params["validator"] = validator
-        return self._get("/v1/evidence", **params)
+        return self._get("/v1/evidence", **_evidence_params(offset, limit, validator))
 
     def events(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
         """Committed blocks as they come: each {"event", "id", "data": {"height", "block_hash", "receipts"...}}."""
@@ -230,9 +337,12 @@ class Client:
 class AsyncClient:
     """The same client for asyncio programs."""
 
-    def __init__(self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry()
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.rpc = rpc.rstrip("/")
+        self.retry = retry
         self._http = httpx.AsyncClient(base_url=self.rpc, headers=headers, timeout=timeout)
 
     async def __aenter__(self) -> AsyncClient:
@@ -245,10 +355,17 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return _raise_for(await self._http.request(method, path, **kwargs))
-        except httpx.TransportError as e:
-            raise NodeUnreachable(self.rpc, e) from e
+        attempt = 0
+        while True:
+            try:
+                r = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as e:
+                raise NodeUnreachable(self.rpc, e) from e
+            wait = self.retry.delay(r, attempt)
+            if wait is None:
+                return _raise_for(r)
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def _get(self, path: str, **params: Any) -> Any:
         return await self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -256,11 +373,27 @@ class AsyncClient:
     async def status(self) -> dict[str, Any]:
         return await self._get("/v1/status")
 
-    async def submit(self, tx: Tx | dict[str, Any], *, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
-        http_timeout = max(DEFAULT_TIMEOUT, (timeout or 0) + 5)
-        return await self._request(
-            "POST", "/v1/txs", json=_tx_json(tx), params=_submit_params(wait, timeout), timeout=http_timeout
-        )
+    async def height(self) -> int:
+        return int((await self.status())["height"])
+
+    async def genesis(self) -> dict[str, Any]:
+        return await self._get("/v1/genesis")
+
+    async def submit(
+        self,
+        tx: Tx | dict[str, Any] | KeyPair,
+        op: str | None = None,
+        args: dict[str, Any] | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        expires_in: int = DEFAULT_EXPIRES_IN,
+        nonce: str | None = None,
+    ) -> dict[str, Any]:
+        """POST /v1/txs: `submit(tx)` a signed tx, or `submit(key, op, args)` to sign one here."""
+        if isinstance(tx, KeyPair):
+            tx = new_tx(tx, await self.status(), _need(op, "op"), args or {}, expires_in, nonce)
+        return await self._request("POST", "/v1/txs", **_submit_call(tx, wait, timeout))
 
     async def submit_batch(self, txs: list[Tx | dict[str, Any]]) -> list[dict[str, Any]]:
         return (await self._request("POST", "/v1/txs/batch", json={"txs": [_tx_json(t) for t in txs]}))["results"]
@@ -271,8 +404,31 @@ class AsyncClient:
     async def asset(self, asset_id: str) -> dict[str, Any]:
         return await self._get(f"/v1/assets/{asset_id}")
 
+    async def history(self, asset_id: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"/v1/assets/{asset_id}/history", cursor=cursor, limit=limit)
+
+    def history_entries(self, asset_id: str, *, page_size: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """`async for` over every history entry of the asset, oldest first, fetched page by page."""
+        return _afollow(lambda cursor: self.history(asset_id, cursor=cursor, limit=page_size), "entries")
+
+    async def proof(self, asset_id: str) -> dict[str, Any]:
+        return await self._get(f"/v1/assets/{asset_id}/proof")
+
+    async def account(self, account: str, *, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"/v1/accounts/{account}", cursor=cursor, limit=limit)
+
+    def account_assets(self, account: str, *, page_size: int | None = None) -> AsyncIterator[str]:
+        """`async for` over every asset id the account owns, fetched page by page."""
+        return _afollow(lambda cursor: self.account(account, cursor=cursor, limit=page_size), "assets")
+
     async def block(self, height: int | str = "latest") -> dict[str, Any]:
         return await self._get(f"/v1/blocks/{height}")
+
+    async def blocks(self, start: int, limit: int = 100) -> list[dict[str, Any]]:
+        return (await self._get("/v1/blocks", **{"from": start, "limit": limit}))["blocks"]
+
+    async def evidence(self, offset: int = 0, limit: int = 10, validator: str | None = None) -> dict[str, Any]:
+        return await self._get("/v1/evidence", **_evidence_params(offset, limit, validator))
 
     async def events(self, from_height: int | None = None) -> AsyncIterator[dict[str, Any]]:
         params = {"from": from_height} if from_height else {}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN
-from node.errors import EXIT_USAGE, NodeError
+from node.errors import EXIT_FAILED, NodeError
 from node.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
 from node.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc_models import MAX_BATCH_TXS
@@ -26,9 +26,10 @@ HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IP
 
 
 class ConfigError(NodeError, ValueError):
-    """A config file that cannot be used: the operator's input, so a usage error."""
+    """A config file that cannot be used. The file was given as asked and what it says fails a
+    check, so `node run` exits 1 (docs/cli.md); 2 is kept for a command line that is wrong."""
 
-    exit_code = EXIT_USAGE
+    exit_code = EXIT_FAILED
 
 
 def is_loopback(host: str) -> bool:

@@ -32,6 +32,7 @@ from chain.crypto import KeyPair, load_key_file
 from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx
+from node.cli_common import console as pipe_safe_console
 from node.client import Client, RpcError, sign
 from node.errors import EXIT_FAILED, EXIT_USAGE, NodeError
 from node.ledger import audit_data_dir
@@ -752,8 +753,8 @@ def run_demo(
     console: Console | None = None,
 ) -> int:
     """The demo; the process exit code (0 only if every expected outcome happened)."""
-    out = console or Console()
-    err = console or Console(stderr=True)
+    out = console or pipe_safe_console()  # piped, rich's 80 columns broke sentences mid-way
+    err = console or pipe_safe_console(stderr=True)
     t0 = time.monotonic()
     try:
         check_ports_free(base_port)

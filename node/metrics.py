@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+
+from node.version import version
 
 # The classic text format: every Prometheus server and most scrapers read it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -53,6 +55,18 @@ class NodeMetrics:
             ["validator"],
             registry=r,
         )
+        self.view_changes = Counter(
+            "titlechain_view_changes", "Views this node moved past: each a primary that was slow, absent or faulty", registry=r
+        )
+        self.votes_missed = Counter(
+            "titlechain_votes_missed",
+            "Blocks committed here whose certificate lacks this validator's commit (a certificate holds the first "
+            "quorum to arrive, so a slow validator misses some; one that climbs steadily is down or cut off)",
+            ["validator"],
+            registry=r,
+        )
+        Info("titlechain_build", "The titlechain build this node runs", registry=r).info({"version": version()})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds…
         # Both label values exist from the start, so a scrape shows 0 rather than nothing.
         self.txs_committed.labels(status="ok")
         self.txs_committed.labels(status="rejected")
@@ -68,6 +82,17 @@ class NodeMetrics:
             self.txs_committed.labels(status="rejected").inc(n_rejected)
         for seconds in latencies:
             self.commit_latency.observe(max(0.0, seconds))
+
+    def on_view_change(self, views: int) -> None:
+        self.view_changes.inc(views)
+
+    def on_certificate(self, validators: Iterable[str], signed: Iterable[str]) -> None:
+        """A committed block's certificate: every validator (node id) of its set, and those that signed."""
+        signers = set(signed)
+        for node_id in validators:
+            counter = self.votes_missed.labels(validator=node_id)  # created at 0 for those that signed
+            if node_id not in signers:
+                counter.inc()
 
     def set_height(self, height: int) -> None:
         """At start-up, after recovering from the store (no block was committed by this run)."""

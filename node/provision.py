@@ -28,8 +28,9 @@ from chain.genesis import Genesis, GenesisError
 from chain.validators import NODE_ID_PATTERN
 from node.config import NodeConfig
 from node.errors import NodeError
+from seeds import seed_path
 
-DEFAULT_SEED = Path(__file__).resolve().parent.parent / "seeds" / "demo.json"
+DEFAULT_SEED = seed_path("demo.json")  # package data: found in site-packages by a plain install too
 
 # The port layout of every local consortium (init, localnet, demo, bench), stated once here.
 DEFAULT_BASE_PORT = 26600  # init, localnet and the demo
@@ -230,8 +231,7 @@ def init_consortium(
     assets = [_resolve_asset(a, accounts) for a in seed.get("assets", [])]
     manifest = {
         "chain_id": genesis.chain_id,
-        "genesis": "genesis.json",
-        "genesis_hash": genesis.hash,
+        "genesis": "genesis.json",  # its hash is not copied here: editing the addresses changes it
         "nodes": manifest_nodes,
         "keys": keys,
         "names": names,

@@ -46,6 +46,7 @@ from node.config import RpcToken
 from node.errors import NodeError
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.ratelimit import RateLimited, RateLimiter
+from node.version import version
 
 log = logging.getLogger("titlechain.rpc")
 
@@ -202,7 +203,8 @@ def _json(obj: Any, status: int = 200) -> web.Response:
 
 def _require_ready(api: NodeApi) -> None:
     if not api.ready:
-        raise ApiError(503, "not_ready", "the node is starting or catching up; retry shortly", {"Retry-After": "1"})
+        why = api.not_ready_reason() or "the node is starting or catching up"
+        raise ApiError(503, "not_ready", f"{why}; retry shortly", {"Retry-After": "1"})
 
 
 def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -448,6 +450,17 @@ async def get_genesis(request: web.Request) -> web.StreamResponse:
     return _json(_api(request).genesis_doc())
 
 
+async def get_health(request: web.Request) -> web.StreamResponse:
+    """Liveness: answering at all is the check (a supervisor restarts a node that stops answering)."""
+    return _json({"status": "alive", "version": version()})
+
+
+async def get_ready(request: web.Request) -> web.StreamResponse:
+    """Readiness: 200 when the node accepts submits, else 503 not_ready saying why."""
+    _require_ready(_api(request))
+    return _json({"ready": True})
+
+
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=_api(request).metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
@@ -635,6 +648,9 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", "read", ok=(200, None), media_type="text/plain"),
+    Route("GET", "/health", get_health, "Liveness: the process answers", "read", ok=(200, m.Health)),
+    Route("GET", "/ready", get_ready, "Readiness: 200 when submits are accepted, else 503 saying why", "read",
+          ok=(200, m.Readiness), errors=(503,)),
     Route("GET", "/v1/openapi.json", get_openapi, "This document", "read", ok=(200, m.OpenApiDoc)),
 )
 

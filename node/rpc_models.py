@@ -279,6 +279,10 @@ class NodeStatus(_Answer):
     peers: list[PeerInfo]
     mempool: int = Field(description="transactions waiting in the mempool")
     ready: bool
+    not_ready: str | None = Field(
+        None, description="why the node is not ready (null when it is): starting, short of a quorum of peers, catching up"
+    )
+    version: str | None = Field(None, description="the titlechain version the node runs")
 
 
 class GenesisDoc(_Answer):
@@ -293,3 +297,16 @@ class OpenApiDoc(_Answer):
     openapi: str
     info: dict[str, Any]
     paths: dict[str, Any]
+
+
+class Health(_Answer):
+    """GET /health: the process is alive and serving HTTP (liveness, not readiness)."""
+
+    status: str = Field(description='always "alive"')
+    version: str = Field(description="the titlechain version the node runs")
+
+
+class Readiness(_Answer):
+    """GET /ready when ready (503 not_ready, with the reason as its message, when not)."""
+
+    ready: bool

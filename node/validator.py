@@ -40,7 +40,7 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,7 @@ from node.pbft_messages import MessageError, Signed
 from node.ratelimit import RateLimiter
 from node.rpc import serve
 from node.transport import Transport
+from node.version import version
 from node.wire import (
     MAX_GOSSIP_TXS,
     MAX_SYNC_BLOCKS,
@@ -93,6 +94,9 @@ SYNC_REPLY_TIMEOUT_S = 5.0
 SYNC_GRACE_S = 0.5  # how long a RequestSync waits for the normal commit path before fetching
 IDLE_PROBE_S = 3.0  # with no commit for this long, ask a peer whether we are behind
 GOSSIP_FLUSH_S = 0.005
+# Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
+# expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
+READY_LAG = 50
 BLOCK_FETCH_GRACE_S = 0.1  # a missing block is usually a push still on its way: wait this first
 BLOCK_REPLY_TIMEOUT_S = 5.0  # per peer asked; a block is at most max_block_bytes
 BLOCK_SERVE_PER_S = 8  # block answers per peer per second; more requests are ignored
@@ -222,6 +226,7 @@ class Validator:
         self._waiters = _Waiters({})
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
+        self._view_seen = self.replica.view  # as restored from the vote record: not a view change
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
         self._head_moved = asyncio.Event()
@@ -335,6 +340,7 @@ class Validator:
                 for action in actions:
                     self._act(action)
                 self._note_evidence()
+                self._note_view()
                 if self.misbehaviour is not None:
                     self.misbehaviour.after_step()
         except FatalNodeError as e:
@@ -415,6 +421,17 @@ class Validator:
             if stored:
                 self.metrics.on_evidence(ev.sender)
 
+    def _note_view(self) -> None:
+        """Count view changes for the metrics (the core's view only grows)."""
+        if self.replica.view > self._view_seen:
+            self.metrics.on_view_change(self.replica.view - self._view_seen)
+            self._view_seen = self.replica.view
+
+    def _note_certificate(self, height: int, certificate: Certificate) -> None:
+        vset = self.ledger.validator_set_at(height)
+        by_key = {v.public: v.node_id for v in vset.validators}
+        self.metrics.on_certificate(by_key.values(), (by_key.get(pub, "") for pub, _ in certificate.signatures))
+
     def _on_store_fault(self, fault: StoreFault) -> None:
         self._die(FatalNodeError(f"storage fault: {fault}"))
 
@@ -428,6 +445,7 @@ class Validator:
     # ------------------------------------------------------------------ committing
 
     def _persist(self, block: Block, certificate: Certificate) -> None:
+        self._note_certificate(block.height, certificate)
         try:
             committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
@@ -660,10 +678,21 @@ class Validator:
 
     @property
     def ready(self) -> bool:
-        if not self._started or self.fatal is not None:
-            return False
-        connected = sum(1 for p in self.transport.peer_status() if p.connected)
-        return connected + 1 >= self.genesis.validators.quorum
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why this node refuses submits now, in words an operator can act on; None when ready."""
+        if self.fatal is not None:
+            return f"stopped after a fatal error: {self.fatal}"
+        if not self._started:
+            return "starting: recovering from the data dir, not yet serving consensus"
+        peers = self.transport.peer_status()
+        connected, need = sum(1 for p in peers if p.connected), self.genesis.validators.quorum - 1
+        if connected < need:
+            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
+        if self._sync_target - self.ledger.height > READY_LAG:
+            return f"catching up from height {self.ledger.height} to {self._sync_target}"
+        return None
 
     @property
     def chain_id(self) -> str:
@@ -685,6 +714,8 @@ class Validator:
             "peers": [p.to_plain() for p in self.transport.peer_status()],
             "mempool": len(self.mempool),
             "ready": self.ready,
+            "not_ready": self.not_ready_reason(),
+            "version": version(),
         }
 
     def genesis_doc(self) -> dict[str, Any]:
@@ -780,7 +811,7 @@ def open_validator(cfg: NodeConfig) -> Validator:
         raise
 
 
-async def _serve_until_signalled(cfg: NodeConfig) -> int:
+async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None) -> int:
     node = open_validator(cfg)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -791,6 +822,8 @@ async def _serve_until_signalled(cfg: NodeConfig) -> int:
     except BaseException:
         node.ledger.close()
         raise
+    if announce is not None:
+        announce(node)
     stop_wait = loop.create_task(stop.wait())
     died = loop.create_task(node.stopped.wait())
     await asyncio.wait({stop_wait, died}, return_when=asyncio.FIRST_COMPLETED)
@@ -802,11 +835,12 @@ async def _serve_until_signalled(cfg: NodeConfig) -> int:
     return 1 if node.fatal is not None else 0
 
 
-def run_node(cfg: NodeConfig) -> int:
-    """Run one validator until SIGTERM/SIGINT; the process exit code."""
+def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None) -> int:
+    """Run one validator until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once
+    the node serves its peers and RPC (the CLI's one-line start-up message)."""
     setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
     # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
     # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
     # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
     gc.set_threshold(50_000, 20, 20)
-    return asyncio.run(_serve_until_signalled(cfg))
+    return asyncio.run(_serve_until_signalled(cfg, announce))

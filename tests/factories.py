@@ -7,6 +7,8 @@ import os
 import socket
 from collections.abc import Iterable
 
+import ports
+
 from chain.block import Block, Certificate, Header, sign_commit
 from chain.crypto import KeyPair
 from chain.devnet import Consortium, make_consortium, seeded_key
@@ -54,9 +56,15 @@ def mix_views(cert: Certificate, keys: Iterable[KeyPair], chain_id: str, other_v
     return Certificate.build(cert.height, other_view, cert.block_hash, sigs)
 
 
-def free_base_port(count: int, start: int = 27000, stop: int = 28500) -> int:
-    """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
-    for base in range(start + (os.getpid() % 50) * 20, stop, count):
+def free_base_port(count: int, start: int = ports.CLUSTER[0], stop: int = ports.CLUSTER[1]) -> int:
+    """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now.
+
+    Concurrent runs start at different points (by process id) to avoid racing for the same ports;
+    the starting point wraps within [start, stop), so a narrow range is searched whole too (it
+    used to start up to 980 ports in, past the end of a range narrower than that)."""
+    span = stop - start - count
+    first = (os.getpid() % 50) * 20 % (span + 1) if span >= 0 else 0
+    for base in [*range(start + first, stop - count + 1, count), *range(start, start + first, count)]:
         socks = []
         try:
             for port in range(base, base + count):

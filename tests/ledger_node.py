@@ -16,9 +16,10 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from ledger_fixtures import LedgerChain
+from ledger_fixtures import LedgerChain, build_story
 
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
@@ -53,6 +54,9 @@ class LedgerNode:
     @property
     def ready(self) -> bool:
         return self.ready_flag
+
+    def not_ready_reason(self) -> str | None:
+        return None if self.ready_flag else "connected to 0 of 3 peers, a quorum needs 2"
 
     @property
     def chain_id(self) -> str:
@@ -174,3 +178,15 @@ def serve_in_thread(api: Any) -> Iterator[str]:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@contextmanager
+def story_served(path: Path) -> Iterator[tuple[LedgerChain, LedgerNode, str]]:
+    """The five-block story (tests/ledger_fixtures.py) in `path`, served over HTTP: (chain, node, url)."""
+    ch = build_story(path)
+    node = LedgerNode(ch)
+    try:
+        with serve_in_thread(node) as url:
+            yield ch, node, url
+    finally:
+        ch.close()

@@ -54,6 +54,9 @@ class FakeNode:
     def ready(self) -> bool:
         return self.ready_flag
 
+    def not_ready_reason(self) -> str | None:
+        return None if self.ready_flag else "connected to 0 of 3 peers, a quorum needs 2"
+
     @property
     def chain_id(self) -> str:
         return self.genesis.chain_id

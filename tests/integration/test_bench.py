@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ports
 from factories import free_base_port
 
 from node.provision import consortium_ports
 
 VALIDATORS = 4
 PORTS = len(consortium_ports(0, VALIDATORS))
-BENCH_PORTS = (28600, 29600)  # apart from the other integration tests' 27000-28500
+BENCH_PORTS = ports.BENCH  # apart from the other integration tests' ranges (tests/ports.py)
 
 
 def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

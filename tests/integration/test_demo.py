@@ -1,7 +1,7 @@
 """`titlechain demo` end to end: the story on four real validator processes, and its cleanup.
 
-Ports come from 29000-29900 so these runs never collide with the other integration tests
-(27xxx-28xxx) or with a developer's localnet on the default 26600.
+Ports come from their own range (tests/ports.py, movable with TITLECHAIN_TEST_BASE_PORT) so these
+runs never collide with the other integration tests or with a developer's localnet on 26600.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import ports
 from node import demo
 from node.localnet import node_pids
 from node.provision import consortium_ports
@@ -25,7 +26,7 @@ from node.provision import consortium_ports
 PORTS = len(consortium_ports(0, demo.VALIDATORS))
 
 
-def free_base_port(count: int = PORTS, start: int = 29000, stop: int = 29900) -> int:
+def free_base_port(count: int = PORTS, start: int = ports.DEMO[0], stop: int = ports.DEMO[1]) -> int:
     """A base port P such that P .. P+count-1 can all be bound on 127.0.0.1 right now."""
     for base in range(start + (os.getpid() % 40) * 20, stop - count, count):
         try:
@@ -72,7 +73,7 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
     # the real command, as the README runs it; its temp dir goes under our TMPDIR to be checked
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
+    env = {**os.environ, "TMPDIR": str(tmp), "COLUMNS": "60"}
     proc = subprocess.run(
         [sys.executable, "-m", "node", "demo", "--base-port", str(free_base_port())],
         check=False,
@@ -96,6 +97,9 @@ def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
         "Every expected outcome happened",
     ):
         assert outcome in out, f"{outcome!r} missing from the demo's output:\n{out}"
+    # piped, no sentence is broken across lines (rich's default 80 columns used to fold them)
+    sentence = next(line for line in out.splitlines() if "signs two sales of the same receipt" in line)
+    assert "submits them at the same instant, to" in sentence, out
     assert processes_under(tmp) == []
     assert list(tmp.iterdir()) == [], "the demo left its temp dir (or an audit copy) behind"
 

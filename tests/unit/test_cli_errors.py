@@ -18,7 +18,7 @@ from contracts.result import Rejection
 from node.bench import BenchError
 from node.cli import main
 from node.config import ConfigError
-from node.errors import EXIT_FAILED, EXIT_USAGE, NodeError
+from node.errors import EXIT_FAILED, NodeError
 from node.localnet import LocalnetError, node_pids
 from node.provision import DEFAULT_SEED, consortium_ports, init_consortium
 
@@ -38,11 +38,12 @@ def test_a_localnet_error_is_exit_1_with_its_message(tmp_path: Path) -> None:
     assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
-def test_an_unusable_node_config_is_a_usage_error(tmp_path: Path) -> None:
+def test_an_unusable_node_config_is_a_failed_check(tmp_path: Path) -> None:
+    # the file was given as asked; what it says fails a check: exit 1 (docs/cli.md), 2 is for usage
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"node_id": "n0"}))
     r = CliRunner().invoke(main, ["node", "run", "--config", str(cfg)])
-    assert r.exit_code == EXIT_USAGE, r.output
+    assert r.exit_code == EXIT_FAILED, r.output
     assert r.stderr.startswith("error:") and "Traceback" not in r.output
 
 
