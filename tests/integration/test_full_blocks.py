@@ -96,6 +96,8 @@ def test_full_blocks_and_a_frozen_primary_commits_resume_and_frames_stay_small(f
     assert not errors, errors[:3]
     time.sleep(max(0.0, STOP_S - (time.monotonic() - stopped_at)))  # the freeze itself is the scenario
     c.signal(primary, signal.SIGCONT)
+    # thawed, the old primary first catches up on the blocks it missed and says so (503 until then)
+    wait_for(lambda: c.status(primary)["ready"], 30, "the thawed primary ready again")
     more = _txs(c, 250, BACKLOG_TXS)
     _submit(c, [primary, *others], more, errors)
     assert not errors, errors[:3]
