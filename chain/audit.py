@@ -19,6 +19,7 @@ from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.receipt import Receipt
+from chain.sigcheck import Fetched, fetch_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError, decode_tx_entry
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
@@ -54,7 +55,7 @@ class Replay(Protocol):
 # (reader of the replayed store at height-1, genesis, block or None for the genesis state,
 #  previous state root) -> what the block writes; raises on a tx the contracts refuse
 Reexecute = Callable[[Reader, Genesis, Block | None, str], Replay]
-Progress = Callable[[int, int], None]  # (height done, head height)
+Progress = Callable[[int, int, int], None]  # (height done, head height, txs done)
 
 
 class ChainSource(Protocol):
@@ -105,12 +106,16 @@ def verify_chain(
     progress: Progress | None = None,
     *,
     records: bool = True,
+    workers: int = 1,
 ) -> AuditReport:
     """Check every block of store from the genesis; the report names the first bad height.
 
     With `records` false the store's own apply-path records (state, history, indexes) are not
     compared with replay: for a source that holds only blocks, certificates and receipts, such
     as a node's RPC. Everything the blocks and certificates commit to is still checked.
+    With `workers` above 1, tx signatures are checked ahead in that many processes
+    (chain/sigcheck.py); everything else, re-execution above all, stays here and in order, so
+    the report is the same for any number of workers.
     """
     if store.genesis_hash != genesis.hash:
         return AuditReport(False, 0, "the store belongs to another genesis")
@@ -123,9 +128,9 @@ def verify_chain(
         _absorb(replay, written_at, g.writes, 0)
         root, vset, prev = g.state_root, g.next_validators, genesis.hash
         head = store.height
-        for height in range(1, head + 1):
+        for height, fetched in fetch_blocks(store.get_block, 1, head, workers):
             try:
-                block, result = _check_height(store, genesis, reexecute, replay, seen_tx, height, prev, vset, root)
+                block, result = _check_height(store, genesis, reexecute, replay, seen_tx, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
                 # a record altered into something that does not even parse
                 raise _Bad(height, f"unreadable record: {type(e).__name__}: {e}") from None
@@ -134,7 +139,7 @@ def verify_chain(
             blocks += 1
             txs += len(block.txs)
             if progress is not None:
-                progress(height, head)
+                progress(height, head, txs)
         if records:
             _check_indexes(store, replay, written_at, seen_tx, head)
     except _Bad as bad:
@@ -148,12 +153,13 @@ def _check_height(
     reexecute: Reexecute,
     replay: dict[bytes, bytes | None],
     seen_tx: dict[str, tuple[int, int]],
+    fetched: Fetched,
     height: int,
     prev: str,
     vset: ValidatorSet,
     root: str,
 ) -> tuple[Block, Replay]:
-    block = _check_block(store, genesis, height, prev, vset)
+    block = _check_block(store, genesis, fetched, height, prev, vset)
     for index, tx in enumerate(block.txs):
         if tx.tx_id in seen_tx:
             raise _Bad(height, f"tx {tx.tx_id} was already committed at height {seen_tx[tx.tx_id][0]}")
@@ -174,11 +180,14 @@ def _absorb(
         written_at[key] = height
 
 
-def _check_block(store: ChainSource, genesis: Genesis, height: int, prev: str, vset: ValidatorSet) -> Block:
-    try:
-        block = store.get_block(height)
-    except (BlockError, EncodingError, TxError) as e:
-        raise _Bad(height, f"block does not decode: {e}") from None
+def _check_block(
+    store: ChainSource, genesis: Genesis, fetched: Fetched, height: int, prev: str, vset: ValidatorSet
+) -> Block:
+    if isinstance(fetched.error, (BlockError, EncodingError, TxError)):
+        raise _Bad(height, f"block does not decode: {fetched.error}")
+    if fetched.error is not None:
+        raise fetched.error  # reported by the caller as an unreadable record, as any other
+    block = fetched.block
     if block is None:
         raise _Bad(height, "block is missing")
     h = block.header
@@ -195,7 +204,7 @@ def _check_block(store: ChainSource, genesis: Genesis, height: int, prev: str, v
     except BlockError as e:
         raise _Bad(height, str(e)) from None
     for index, tx in enumerate(block.txs):
-        if not tx.signature_valid():
+        if index in fetched.bad_sigs:  # checked ahead (chain/sigcheck.py)
             raise _Bad(height, f"tx {index} ({tx.tx_id[:16]}…): bad signature")
         try:
             check_for_chain(tx, genesis.chain_id, height)
@@ -282,14 +291,16 @@ def _location(raw: bytes) -> tuple[int, int] | None:
     return entry.height, entry.index
 
 
-def audit_data_dir(path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None) -> AuditReport:
+def audit_data_dir(
+    path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None, workers: int = 1
+) -> AuditReport:
     """Audit a data dir through a private read-only copy (safe while its node runs)."""
     try:
         store = Store.open_read_only(path, genesis.hash)
     except StoreError as e:
         return AuditReport(False, 0, str(e))
     try:
-        return verify_chain(store, genesis, reexecute, progress)
+        return verify_chain(store, genesis, reexecute, progress, workers=workers)
     finally:
         store.close()
 

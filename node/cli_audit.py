@@ -10,6 +10,8 @@ code says which (0 all holds, 1 a check failed or the node answered an error, 2 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -56,25 +58,48 @@ def audit() -> None:
 # -- audit verify ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _progress_bar(show: bool | None) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress callback drawing a bar on stderr, or None.
+# a long audit on a log (not a terminal) says how far it is this often
+PROGRESS_LINE_EVERY_S = 5.0
 
-    By default (`show` None) the bar is drawn only on a terminal and vanishes when done. Asked for
-    explicitly, it is drawn anyway and its final state stays (on a log, that one line is what shows).
+
+@contextmanager
+def _progress(show: bool | None) -> Iterator[Callable[[int, int, int], None] | None]:
+    """A progress callback reporting on stderr (never stdout: that is the report's), or None.
+
+    On a terminal (or asked for with --progress) a bar that, by default, vanishes when done; on a
+    log, a plain line every PROGRESS_LINE_EVERY_S seconds (height/head, txs, tx/s), so that a
+    long audit run by a script shows it is alive. --no-progress, --quiet and --json silence both.
     """
     err = Console(stderr=True)
-    if show is False or (show is None and not err.is_terminal):
+    start = time.monotonic()
+
+    def rate(txs: int) -> str:
+        return f"{txs / max(time.monotonic() - start, 1e-9):,.0f} tx/s"
+
+    if show is False:
         yield None
-        return
-    columns = (TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=show is None) as bar:
-        task = bar.add_task("audit", total=None)
+    elif show is None and not err.is_terminal:
+        last = [start]
 
-        def advance(height: int, head: int) -> None:
-            bar.update(task, completed=height, total=head)
+        def line(height: int, head: int, txs: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_LINE_EVERY_S:
+                last[0] = now
+                click.echo(f"auditing: height {height}/{head}, {txs:,} txs, {rate(txs)}", err=True)
 
-        yield advance
+        yield line
+    else:
+        columns = (
+            TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=show is None) as bar:
+            task = bar.add_task("audit", total=None, rate="")
+
+            def advance(height: int, head: int, txs: int) -> None:
+                bar.update(task, completed=height, total=head, rate=rate(txs))
+
+            yield advance
 
 
 @audit.command("verify")
@@ -89,11 +114,28 @@ def _progress_bar(show: bool | None) -> Iterator[Callable[[int, int], None] | No
 @genesis_required
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
 @click.option(
-    "--progress/--no-progress", default=None, help="draw a progress bar on stderr (default: when it is a terminal)"
+    "--progress/--no-progress",
+    default=None,
+    help="draw a progress bar on stderr (default: a bar on a terminal, else a line every few seconds)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--quiet", "-q", is_flag=True, help="no progress at all (as --no-progress)")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    metavar="N",
+    help="processes checking tx signatures (default: one per core); 1 checks them in this process",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (no progress)")
 def verify_cmd(
-    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, progress: bool | None, as_json: bool
+    rpc: str | None,
+    data_dir: Path | None,
+    genesis: Genesis,
+    token: str | None,
+    progress: bool | None,
+    quiet: bool,
+    workers: int | None,
+    as_json: bool,
 ) -> None:
     """Verify every block from the genesis, from a node's RPC or a data dir.
 
@@ -106,27 +148,31 @@ def verify_cmd(
     with the replay too. Over --rpc the txs and receipts are fetched one by one (the block
     answers name only their ids), so a long chain takes a while.
 
+    With --data-dir, tx signatures are checked in --workers processes while re-execution runs
+    in order in this one; the report is the same for any number of workers.
+
     Exit 0 only if everything holds; otherwise exit 1 naming the first bad height and why.
     """
     from node.explore import SourceError
 
     SourceChoice(rpc, data_dir, None, token).check()
     where = rpc if rpc is not None else str(data_dir)
+    show = False if quiet or as_json else progress
     try:
-        with _progress_bar(progress) as advance:
-            report = _run_audit(rpc, data_dir, genesis, token, advance)
+        with _progress(show) as advance:
+            report = _run_audit(rpc, data_dir, genesis, token, advance, workers or os.cpu_count() or 1)
     except SourceError as e:
         fail(str(e))
     _report(report, where, as_json)
 
 
 def _run_audit(
-    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, advance: Any
+    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, advance: Any, workers: int
 ) -> AuditReport:
     if data_dir is not None:
         from node.ledger import audit_data_dir
 
-        return audit_data_dir(data_dir, genesis, advance)
+        return audit_data_dir(data_dir, genesis, advance, workers)
     from node.client import Client
     from node.rpc_audit import audit_rpc
 

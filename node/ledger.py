@@ -365,6 +365,8 @@ class Ledger:
         return self.store.get(state_key(key))
 
 
-def audit_data_dir(path: str | Path, genesis: Genesis, progress: audit.Progress | None = None) -> audit.AuditReport:
+def audit_data_dir(
+    path: str | Path, genesis: Genesis, progress: audit.Progress | None = None, workers: int = 1
+) -> audit.AuditReport:
     """chain.audit.audit_data_dir with the contracts' re-executor plugged in (CLI, demo)."""
-    return audit.audit_data_dir(path, genesis, reexecute, progress)
+    return audit.audit_data_dir(path, genesis, reexecute, progress, workers)

@@ -47,7 +47,7 @@ def test_untampered_chain_passes(original: tuple[Path, LedgerChain]) -> None:
     seen: list[int] = []
     store = Store.open_read_only(path)
     try:
-        report = verify_chain(store, ch.c.genesis, reexecute, lambda h, head: seen.append(h))
+        report = verify_chain(store, ch.c.genesis, reexecute, lambda h, head, txs: seen.append(h))
     finally:
         store.close()
     assert report.ok, report
