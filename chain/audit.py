@@ -19,7 +19,7 @@ from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.receipt import Receipt
-from chain.sigcheck import Fetched, fetch_blocks
+from chain.sigcheck import BlockReader, Fetched, fetch_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError, decode_tx_entry
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
@@ -128,7 +128,7 @@ def verify_chain(
         _absorb(replay, written_at, g.writes, 0)
         root, vset, prev = g.state_root, g.next_validators, genesis.hash
         head = store.height
-        for height, fetched in fetch_blocks(store.get_block, 1, head, workers):
+        for height, fetched in fetch_blocks(_reader(store), 1, head, workers):
             try:
                 block, result = _check_height(store, genesis, reexecute, replay, seen_tx, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
@@ -145,6 +145,14 @@ def verify_chain(
     except _Bad as bad:
         return AuditReport(False, bad.height, bad.reason, blocks, txs)
     return AuditReport(True, None, "", blocks, txs, root)
+
+
+def _reader(store: ChainSource) -> BlockReader:
+    """A store reads a block and its receipts in one pass over its tx records; another source
+    (an RPC) block by block, its receipts asked for later."""
+    if isinstance(store, Store):
+        return store.read_block
+    return lambda height: (store.get_block(height), None)
 
 
 def _check_height(
@@ -168,7 +176,7 @@ def _check_height(
         result = reexecute(replay.get, genesis, block, root)
     except TxError as e:
         raise _Bad(height, f"a tx the contracts refuse ({e.code}): {e.message}") from None
-    _check_results(store, block, result)
+    _check_results(store, fetched, block, result)
     return block, result
 
 
@@ -225,7 +233,7 @@ def _check_block(
     return block
 
 
-def _check_results(store: ChainSource, block: Block, result: Replay) -> None:
+def _check_results(store: ChainSource, fetched: Fetched, block: Block, result: Replay) -> None:
     h = block.header
     height = block.height
     if result.state_root != h.state_root:
@@ -234,12 +242,17 @@ def _check_results(store: ChainSource, block: Block, result: Replay) -> None:
         raise _Bad(height, "receipts_root differs from re-execution")
     if result.next_validators.hash != h.next_validators_hash:
         raise _Bad(height, "next_validators_hash differs from re-execution")
-    try:
-        stored = store.get_receipts(height)
-    except (ValueError, KeyError, TypeError) as e:  # a damaged summary or tx record
-        raise _Bad(height, f"stored receipts (tx records, t/) do not decode: {e}") from None
+    if fetched.receipts is not None:
+        stored = fetched.receipts
+    else:
+        try:
+            stored = store.get_receipts(height)
+        except (ValueError, KeyError, TypeError) as e:  # a damaged summary or tx record
+            raise _Bad(height, f"stored receipts (tx records, t/) do not decode: {e}") from None
     if stored != result.receipts:
         raise _Bad(height, "stored receipts differ from re-execution")
+    if fetched.receipts is not None:
+        return  # read from the same records as the block, each checked to sit at its place
     for index, tx in enumerate(block.txs):
         try:
             location = store.tx_location(tx.tx_id)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from chain.block import Block, BlockError
 from chain.crypto import Domain, verify
 from chain.encoding import EncodingError
+from chain.receipt import Receipt
 from chain.tx import TxError
 
 # a batch is sent once it holds this many txs (or BATCH_BLOCKS blocks): large enough that pickling
@@ -40,6 +41,13 @@ class Fetched:
     block: Block | None
     error: Exception | None
     bad_sigs: frozenset[int]  # indexes of the block's txs whose signature does not verify
+    # the stored receipts, when read with the block from the same tx records (Store.read_block,
+    # which checks that each record sits at its place); None: the caller asks its source
+    receipts: list[Receipt] | None = None
+
+
+# reads one height: (block, its stored receipts or None), or raises
+BlockReader = Callable[[int], tuple[Block | None, list[Receipt] | None]]
 
 
 def bad_signatures(jobs: list[SigJob]) -> list[tuple[int, int]]:
@@ -47,11 +55,11 @@ def bad_signatures(jobs: list[SigJob]) -> list[tuple[int, int]]:
     return [(h, i) for h, i, signer, body, sig in jobs if not verify(signer, Domain.TX, body, sig)]
 
 
-def _read(get_block: Callable[[int], Block | None], height: int) -> tuple[Block | None, Exception | None]:
+def _read(read: BlockReader, height: int) -> tuple[Block | None, list[Receipt] | None, Exception | None]:
     try:
-        return get_block(height), None
+        return (*read(height), None)
     except READ_ERRORS as e:
-        return None, e
+        return None, None, e
 
 
 def _jobs(height: int, block: Block | None) -> list[SigJob]:
@@ -61,45 +69,46 @@ def _jobs(height: int, block: Block | None) -> list[SigJob]:
 
 
 def fetch_blocks(
-    get_block: Callable[[int], Block | None], first: int, last: int, workers: int
+    read: BlockReader, first: int, last: int, workers: int
 ) -> Iterator[tuple[int, Fetched]]:
     """(height, Fetched) for first..last in order; signatures checked by `workers` processes
     (1: here, in this process, block by block)."""
     if workers <= 1:
         for height in range(first, last + 1):
-            block, error = _read(get_block, height)
-            yield height, Fetched(block, error, frozenset(i for _, i in bad_signatures(_jobs(height, block))))
+            block, receipts, error = _read(read, height)
+            bad = frozenset(i for _, i in bad_signatures(_jobs(height, block)))
+            yield height, Fetched(block, error, bad, receipts)
         return
     # spawn, not fork: the caller holds an open LevelDB and maybe threads, which a fork would copy
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        yield from _pipelined(pool, get_block, first, last, workers * BATCHES_PER_WORKER)
+        yield from _pipelined(pool, read, first, last, workers * BATCHES_PER_WORKER)
     finally:
         # the caller may stop at the first bad height: drop the batches nobody will read
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-Batch = tuple[list[tuple[int, Block | None, Exception | None]], "Future[list[tuple[int, int]]]"]
+Read = tuple[int, Block | None, list[Receipt] | None, Exception | None]
+Batch = tuple[list[Read], "Future[list[tuple[int, int]]]"]
 
 
 def _pipelined(
-    pool: ProcessPoolExecutor, get_block: Callable[[int], Block | None], first: int, last: int, in_flight: int
+    pool: ProcessPoolExecutor, read: BlockReader, first: int, last: int, in_flight: int
 ) -> Iterator[tuple[int, Fetched]]:
     pending: deque[Batch] = deque()
     height = first
     while height <= last or pending:
         while height <= last and len(pending) < in_flight:
-            read: list[tuple[int, Block | None, Exception | None]] = []
+            batch: list[Read] = []
             jobs: list[SigJob] = []
-            while height <= last and len(jobs) < BATCH_TXS and len(read) < BATCH_BLOCKS:
-                block, error = _read(get_block, height)
-                read.append((height, block, error))
-                jobs.extend(_jobs(height, block))
+            while height <= last and len(jobs) < BATCH_TXS and len(batch) < BATCH_BLOCKS:
+                batch.append((height, *_read(read, height)))
+                jobs.extend(_jobs(height, batch[-1][1]))
                 height += 1
-            pending.append((read, pool.submit(bad_signatures, jobs)))
-        read, future = pending.popleft()
+            pending.append((batch, pool.submit(bad_signatures, jobs)))
+        batch, future = pending.popleft()
         bad: dict[int, set[int]] = {}
         for h, i in future.result():
             bad.setdefault(h, set()).add(i)
-        for h, block, error in read:
-            yield h, Fetched(block, error, frozenset(bad.get(h, ())))
+        for h, block, receipts, error in batch:
+            yield h, Fetched(block, error, frozenset(bad.get(h, ())), receipts)

@@ -249,11 +249,18 @@ class Store:
     def get_block(self, height: int) -> Block | None:
         """The whole block: its summary and each tx's record. Raises BlockError (or TxError for a
         malformed tx) if a record is missing or is not the tx the summary names at that place."""
+        read = self.read_block(height)
+        return None if read is None else read[0]
+
+    def read_block(self, height: int) -> tuple[Block, list[Receipt]] | None:
+        """`get_block` and `get_receipts` from one read of each tx record (the audit's path: a
+        record decoded once, not once per question). Every record is checked to sit at its place."""
         summary = self.get_summary(height)
         if summary is None:
             return None
         header, tx_ids = summary
         txs = []
+        receipts: list[Receipt] = []
         for index, tx_id in enumerate(tx_ids):
             where = f"block {height}: the record (t/) of tx {index} ({tx_id[:16]}…)"
             try:
@@ -266,7 +273,8 @@ class Store:
             if (entry.height, entry.index, tx.tx_id) != (height, index, tx_id):
                 raise BlockError(f"{where} holds another tx or place")
             txs.append(tx)
-        return Block(header, tuple(txs))
+            receipts.append(entry.receipt)
+        return Block(header, tuple(txs)), receipts
 
     def get_certificate(self, height: int) -> Certificate | None:
         raw = self._get(height_key(b"c/", height))
