@@ -18,7 +18,9 @@ from ledger_node import LedgerNode, serve_in_thread
 from rpc_fake import FakeNode, signed
 
 from chain.block import Certificate
+from chain.crypto import Domain, KeyPair
 from chain.encoding import canonical, decode
+from chain.tx import parse_tx
 from node.cli import main
 
 
@@ -373,3 +375,29 @@ def test_an_altered_absence_proof_fails_with_the_reason(
     original: Original, absence_file: Path, tmp_path: Path, edit: Any, why: str
 ) -> None:
     _refused(original, absence_file, tmp_path, edit, why)
+
+
+def forge_tx_signature(height: int) -> Edit:
+    """The block's first tx re-signed by a key other than its signer's: a real, well-formed Ed25519
+    signature (what anyone holding a key and write access to the data dir could make), but not the
+    signer's. tx ids and the tx root hash the body only, so only the signature check can see it."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"t/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode()
+        record = decode(db.get(key))
+        tx = parse_tx(record[2])
+        record[2]["sig"] = KeyPair.generate().sign(Domain.TX, tx.body_bytes)
+        db.put(key, canonical(record))
+
+    return edit
+
+
+def test_parallel_signature_checks_name_the_forged_tx_height(original: Original, tmp_path: Path) -> None:
+    copy = tampered(original, tmp_path, forge_tx_signature(3))
+    args = ["audit", "verify", "--data-dir", str(copy), "--genesis", original.genesis, "--quiet"]
+    parallel = run(*args, "--workers", "2")
+    assert parallel.exit_code == 1, parallel.stdout + parallel.stderr
+    assert "first bad height: 3" in parallel.stdout and "tx 0 (" in parallel.stdout
+    assert "bad signature" in parallel.stdout
+    # the same report, word for word, as the checks made in this one process
+    assert run(*args, "--workers", "1").stdout == parallel.stdout
