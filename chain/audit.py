@@ -151,7 +151,8 @@ def _reader(store: ChainSource) -> BlockReader:
     """A store reads a block and its receipts in one pass over its tx records; another source
     (an RPC) block by block, its receipts asked for later."""
     if isinstance(store, Store):
-        return store.read_block
+        read = store.read_block
+        return lambda height: read(height) or (None, None)
     return lambda height: (store.get_block(height), None)
 
 
@@ -242,9 +243,8 @@ def _check_results(store: ChainSource, fetched: Fetched, block: Block, result: R
         raise _Bad(height, "receipts_root differs from re-execution")
     if result.next_validators.hash != h.next_validators_hash:
         raise _Bad(height, "next_validators_hash differs from re-execution")
-    if fetched.receipts is not None:
-        stored = fetched.receipts
-    else:
+    stored: list[Receipt] | None = fetched.receipts
+    if stored is None:
         try:
             stored = store.get_receipts(height)
         except (ValueError, KeyError, TypeError) as e:  # a damaged summary or tx record

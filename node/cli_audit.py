@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -163,6 +164,8 @@ def verify_cmd(
             report = _run_audit(rpc, data_dir, genesis, token, advance, workers or os.cpu_count() or 1)
     except SourceError as e:
         fail(str(e))
+    except BrokenProcessPool as e:  # a worker killed (out of memory, a signal): no verdict either way
+        fail(f"the audit stopped: a signature-checking worker process died ({e})")
     _report(report, where, as_json)
 
 
