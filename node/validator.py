@@ -268,6 +268,7 @@ class Validator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
         self._last_commit = loop.time()
         self.metrics.set_height(self.ledger.height)
         try:
@@ -281,15 +282,16 @@ class Validator:
                 self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
                 allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
                 body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
-                access_log=cfg.rpc_access_log,
+                access_log=cfg.rpc_access_log, ssl_context=ssl_context,
             )
         except OSError as e:
             await self.transport.close()
             raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
         self._started = True
         log.info(
-            "node %s started at height %d (view %d); peers on %s, RPC on %s",
-            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_listen,
+            "node %s started at height %d (view %d); peers on %s, RPC on %s://%s",
+            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen,
+            "https" if ssl_context else "http", self.cfg.rpc_listen,
         )
         self._tasks = [loop.create_task(self._sync_loop(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
         self._feed(None)

@@ -1,0 +1,162 @@
+"""HTTPS on the RPC (docs/operations.md, "TLS on the RPC"): a real single-validator node started from
+a config file naming a certificate and key, both made here with `cryptography` (self-signed, SAN
+127.0.0.1 and localhost), reached by the SDK and the CLI with and without the certificate to trust."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import ssl
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from rpc_servers import ValidatorServer
+
+from node.cli import main
+from node.client import NO_RETRY, Client, NodeUnreachable
+from node.config import ConfigError, NodeConfig
+
+
+def write_self_signed(cert_path: Path, key_path: Path) -> None:
+    """A self-signed server certificate for 127.0.0.1 and localhost; the key written with mode 0600."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "titlechain test node")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def write_config(tmp: Path, server: ValidatorServer | None = None, **fields: object) -> Path:
+    """The config of a ValidatorServer in `tmp`, as a file there, with `fields` (TLS files relative to it)."""
+    base = (server or ValidatorServer(tmp)).cfg.model_dump(mode="json")
+    path = tmp / "node.json"
+    path.write_text(json.dumps({**base, **fields}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def https_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("tls-node")
+    write_self_signed(tmp / "rpc-cert.pem", tmp / "rpc-key.pem")
+    server = ValidatorServer(tmp)
+    server.cfg = NodeConfig.load(write_config(tmp, server, rpc_tls_cert="rpc-cert.pem", rpc_tls_key="rpc-key.pem"))
+    assert server.cfg.rpc_tls_key == tmp / "rpc-key.pem"  # resolved against the config file's directory
+    server.thread.start()
+    assert server.started.wait(10), "the node did not start"
+    try:
+        yield f"https://127.0.0.1:{server.port}", tmp / "rpc-cert.pem"
+    finally:
+        server.loop.call_soon_threadsafe(server.loop.stop)
+        server.thread.join(10)
+
+
+def test_status_over_https_with_the_ca(https_node: tuple[str, Path]) -> None:
+    url, ca = https_node
+    with Client(url, ca=ca) as c:
+        assert c.status()["node_id"] == "v0"
+    with Client(url.replace("127.0.0.1", "localhost"), ca=ca) as c:  # the other name in the certificate
+        assert c.status()["chain_id"]
+
+
+def test_tls_below_1_2_is_refused(https_node: tuple[str, Path]) -> None:
+    url, ca = https_node
+    old = ssl.create_default_context(cafile=str(ca))
+    with warnings.catch_warnings():  # the deprecation is the point: this client is out of date
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client even offer TLS 1.1, so the server is what refuses
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v1/status", verify=old, timeout=5)
+
+
+def test_plain_http_to_the_https_port_fails(https_node: tuple[str, Path]) -> None:
+    url, _ = https_node
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url.replace("https://", "http://") + "/v1/status", timeout=5)
+
+
+def test_a_client_without_the_ca_is_told_the_fix(https_node: tuple[str, Path]) -> None:
+    url, _ = https_node
+    with Client(url) as c, pytest.raises(NodeUnreachable) as e:
+        c.status()
+    assert "not trusted" in e.value.message and "--cacert FILE" in e.value.message
+    result = CliRunner().invoke(main, ["explore", "status", "--rpc", url])
+    assert result.exit_code == 1 and "--cacert FILE" in result.output
+    ok = CliRunner().invoke(main, ["explore", "status", "--rpc", url, "--cacert", str(https_node[1])])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_https_url_to_a_plain_node_names_the_fix(tmp_path: Path) -> None:
+    server = ValidatorServer(tmp_path)
+    server.thread.start()
+    assert server.started.wait(10)
+    try:
+        with Client(f"https://127.0.0.1:{server.port}") as c, pytest.raises(NodeUnreachable) as e:
+            c.status()
+        assert "plain HTTP, not TLS: use an http:// URL" in e.value.message
+    finally:
+        server.loop.call_soon_threadsafe(server.loop.stop)
+        server.thread.join(10)
+
+
+def test_a_key_file_others_can_read_is_refused_at_load(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    os.chmod(tmp_path / "k.pem", 0o644)
+    path = write_config(tmp_path, rpc_tls_cert="c.pem", rpc_tls_key="k.pem")
+    with pytest.raises(ConfigError, match=r"accessible by group or others \(mode 0o644\); chmod 600 it"):
+        NodeConfig.load(path)
+
+
+def test_cert_without_key_is_a_config_error(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    with pytest.raises(ConfigError, match="rpc_tls_cert and rpc_tls_key go together"):
+        NodeConfig.load(write_config(tmp_path, rpc_tls_cert="c.pem"))
+
+
+def test_a_key_that_is_not_the_certificates_is_a_config_error(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    write_self_signed(tmp_path / "c2.pem", tmp_path / "k2.pem")
+    cfg = NodeConfig.load(write_config(tmp_path, rpc_tls_cert="c.pem", rpc_tls_key="k2.pem"))
+    with pytest.raises(ConfigError, match="cannot load"):
+        cfg.rpc_ssl_context()
+
+
+def test_tls_does_not_replace_tokens(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    path = write_config(tmp_path, rpc_tls_cert="c.pem", rpc_tls_key="k.pem", rpc_listen="0.0.0.0:49555")
+    with pytest.raises(ConfigError, match="not a loopback address: list rpc_tokens"):
+        NodeConfig.load(path)
+
+
+def test_sdk_over_plain_http_to_the_https_port_names_https(https_node: tuple[str, Path]) -> None:
+    url, _ = https_node
+    with Client(url.replace("https://", "http://"), retry=NO_RETRY) as c, pytest.raises(NodeUnreachable) as e:
+        c.status()
+    assert "the node's RPC serves HTTPS (rpc_tls_cert is set): use an https:// URL" in e.value.message
