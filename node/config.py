@@ -144,6 +144,11 @@ class NodeConfig(BaseModel):
         return context
 
     @property
+    def rpc_url(self) -> str:
+        """The RPC's URL as this node serves it (https:// with rpc_tls_cert)."""
+        return f"{'https' if self.rpc_tls_cert is not None else 'http'}://{self.rpc_listen}"
+
+    @property
     def rpc_host(self) -> str:
         return self.rpc_listen.rsplit(":", 1)[0]
 
@@ -189,6 +194,7 @@ class NodeConfig(BaseModel):
         cfg = cfg.model_copy(update=resolved)
         if cfg.rpc_tls_key is not None:
             _check_private(cfg.rpc_tls_key, "rpc_tls_key")
+            cfg.rpc_ssl_context()  # an unreadable or mismatched pair fails here, before the node opens anything
         return cfg
 
     def write(self, path: str | Path) -> None:

@@ -289,9 +289,8 @@ class Validator:
             raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
         self._started = True
         log.info(
-            "node %s started at height %d (view %d); peers on %s, RPC on %s://%s",
-            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen,
-            "https" if ssl_context else "http", self.cfg.rpc_listen,
+            "node %s started at height %d (view %d); peers on %s, RPC on %s",
+            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
         )
         self._tasks = [loop.create_task(self._sync_loop(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
         self._feed(None)

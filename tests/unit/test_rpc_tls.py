@@ -11,6 +11,7 @@ import os
 import ssl
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from rpc_fake import signed
 from rpc_servers import ValidatorServer
 
 from node.cli import main
@@ -61,8 +63,16 @@ def write_config(tmp: Path, server: ValidatorServer | None = None, **fields: obj
     return path
 
 
+@dataclass(frozen=True)
+class HttpsNode:
+    url: str
+    ca: Path
+    server: ValidatorServer
+    dir: Path
+
+
 @pytest.fixture(scope="module")
-def https_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsNode]:
     tmp = tmp_path_factory.mktemp("tls-node")
     write_self_signed(tmp / "rpc-cert.pem", tmp / "rpc-key.pem")
     server = ValidatorServer(tmp)
@@ -71,22 +81,22 @@ def https_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     server.thread.start()
     assert server.started.wait(10), "the node did not start"
     try:
-        yield f"https://127.0.0.1:{server.port}", tmp / "rpc-cert.pem"
+        yield HttpsNode(f"https://127.0.0.1:{server.port}", tmp / "rpc-cert.pem", server, tmp)
     finally:
         server.loop.call_soon_threadsafe(server.loop.stop)
         server.thread.join(10)
 
 
-def test_status_over_https_with_the_ca(https_node: tuple[str, Path]) -> None:
-    url, ca = https_node
+def test_status_over_https_with_the_ca(node: HttpsNode) -> None:
+    url, ca = node.url, node.ca
     with Client(url, ca=ca) as c:
         assert c.status()["node_id"] == "v0"
     with Client(url.replace("127.0.0.1", "localhost"), ca=ca) as c:  # the other name in the certificate
         assert c.status()["chain_id"]
 
 
-def test_tls_below_1_2_is_refused(https_node: tuple[str, Path]) -> None:
-    url, ca = https_node
+def test_tls_below_1_2_is_refused(node: HttpsNode) -> None:
+    url, ca = node.url, node.ca
     old = ssl.create_default_context(cafile=str(ca))
     with warnings.catch_warnings():  # the deprecation is the point: this client is out of date
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -96,20 +106,20 @@ def test_tls_below_1_2_is_refused(https_node: tuple[str, Path]) -> None:
         httpx.get(f"{url}/v1/status", verify=old, timeout=5)
 
 
-def test_plain_http_to_the_https_port_fails(https_node: tuple[str, Path]) -> None:
-    url, _ = https_node
+def test_plain_http_to_the_https_port_fails(node: HttpsNode) -> None:
+    url = node.url
     with pytest.raises(httpx.TransportError):
         httpx.get(url.replace("https://", "http://") + "/v1/status", timeout=5)
 
 
-def test_a_client_without_the_ca_is_told_the_fix(https_node: tuple[str, Path]) -> None:
-    url, _ = https_node
+def test_a_client_without_the_ca_is_told_the_fix(node: HttpsNode) -> None:
+    url = node.url
     with Client(url) as c, pytest.raises(NodeUnreachable) as e:
         c.status()
     assert "not trusted" in e.value.message and "--cacert FILE" in e.value.message
     result = CliRunner().invoke(main, ["explore", "status", "--rpc", url])
     assert result.exit_code == 1 and "--cacert FILE" in result.output
-    ok = CliRunner().invoke(main, ["explore", "status", "--rpc", url, "--cacert", str(https_node[1])])
+    ok = CliRunner().invoke(main, ["explore", "status", "--rpc", url, "--cacert", str(node.ca)])
     assert ok.exit_code == 0, ok.output
 
 
@@ -143,9 +153,8 @@ def test_cert_without_key_is_a_config_error(tmp_path: Path) -> None:
 def test_a_key_that_is_not_the_certificates_is_a_config_error(tmp_path: Path) -> None:
     write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
     write_self_signed(tmp_path / "c2.pem", tmp_path / "k2.pem")
-    cfg = NodeConfig.load(write_config(tmp_path, rpc_tls_cert="c.pem", rpc_tls_key="k2.pem"))
-    with pytest.raises(ConfigError, match="cannot load"):
-        cfg.rpc_ssl_context()
+    with pytest.raises(ConfigError, match="cannot load"):  # at load, before the node opens its data dir
+        NodeConfig.load(write_config(tmp_path, rpc_tls_cert="c.pem", rpc_tls_key="k2.pem"))
 
 
 def test_tls_does_not_replace_tokens(tmp_path: Path) -> None:
@@ -155,8 +164,22 @@ def test_tls_does_not_replace_tokens(tmp_path: Path) -> None:
         NodeConfig.load(path)
 
 
-def test_sdk_over_plain_http_to_the_https_port_names_https(https_node: tuple[str, Path]) -> None:
-    url, _ = https_node
+def test_sdk_over_plain_http_to_the_https_port_names_https(node: HttpsNode) -> None:
+    url = node.url
     with Client(url.replace("https://", "http://"), retry=NO_RETRY) as c, pytest.raises(NodeUnreachable) as e:
         c.status()
     assert "the node's RPC serves HTTPS (rpc_tls_cert is set): use an https:// URL" in e.value.message
+
+
+def test_cli_submits_and_audits_over_https(node: HttpsNode) -> None:
+    tx = signed(node.server.node, nonce="over-tls", expires=90)
+    tx_file = node.dir / "tx.json"
+    tx_file.write_text(json.dumps(tx.to_plain()))
+    sent = CliRunner().invoke(main, ["tx", "--send", str(tx_file), "--rpc", node.url, "--cacert", str(node.ca), "--wait"])
+    assert sent.exit_code == 0 and "committed" in sent.output, sent.output
+    audit = CliRunner().invoke(
+        main, ["audit", "verify", "--rpc", node.url, "--cacert", str(node.ca), "--genesis", str(node.dir / "genesis.json")]
+    )
+    assert audit.exit_code == 0 and "audit ok" in audit.output, audit.output
+    proof = CliRunner().invoke(main, ["audit", "proof", tx.args["asset_id"], "--rpc", node.url, "--cacert", str(node.ca)])
+    assert proof.exit_code == 0 and json.loads(proof.output)["asset"]["asset_id"] == tx.args["asset_id"], proof.output
