@@ -8,7 +8,9 @@ import datetime
 import ipaddress
 import json
 import os
+import socket
 import ssl
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,3 +185,45 @@ def test_cli_submits_and_audits_over_https(node: HttpsNode) -> None:
     assert audit.exit_code == 0 and "audit ok" in audit.output, audit.output
     proof = CliRunner().invoke(main, ["audit", "proof", tx.args["asset_id"], "--rpc", node.url, "--cacert", str(node.ca)])
     assert proof.exit_code == 0 and json.loads(proof.output)["asset"]["asset_id"] == tx.args["asset_id"], proof.output
+
+
+def _https_get_health(conn: ssl.SSLSocket) -> bytes:
+    conn.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    return conn.recv(4096)
+
+
+def test_the_connection_cap_holds_over_tls(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    server = ValidatorServer(tmp_path)
+    server.cfg = NodeConfig.load(
+        write_config(tmp_path, server, rpc_tls_cert="c.pem", rpc_tls_key="k.pem", rpc_max_connections=2)
+    )
+    server.thread.start()
+    assert server.started.wait(10)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    held: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(2):  # two keep-alive connections, each answered, so the node counts both
+            held.append(ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1"))
+            assert _https_get_health(held[-1]).startswith(b"HTTP/1.1 200")
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as third:
+            try:
+                answer = _https_get_health(third)
+            except (ConnectionError, ssl.SSLError):
+                answer = b""
+            assert answer == b"", "a connection over the cap was served"
+        held.pop().close()  # below the cap again: a new connection is served
+        deadline = time.monotonic() + 5
+        while True:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as c:
+                try:
+                    if _https_get_health(c).startswith(b"HTTP/1.1 200"):
+                        break
+                except (ConnectionError, ssl.SSLError):
+                    pass
+            assert time.monotonic() < deadline, "the node did not serve again after a connection closed"
+    finally:
+        for c in held:
+            c.close()
+        server.loop.call_soon_threadsafe(server.loop.stop)
+        server.thread.join(10)
