@@ -47,6 +47,7 @@ from node.config import RpcToken
 from node.errors import NodeError
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.ratelimit import RateLimited, RateLimiter
+from node.rpc_tls import Handshakes
 from node.version import version
 
 log = logging.getLogger("titlechain.rpc")
@@ -939,6 +940,7 @@ class _CappedSite(web.TCPSite):
     ) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context)
         self.handshake_timeout_s = handshake_timeout_s
+        self._handshakes: Handshakes | None = None
         self.max_connections = max_connections
         self.refused = 0
 
@@ -946,22 +948,26 @@ class _CappedSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
+        tls = Handshakes(self._ssl_context, self.handshake_timeout_s) if self._ssl_context else None
+        self._handshakes = tls
 
         def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= self.max_connections:
+            # with TLS, sockets still in their handshake count too (node/rpc_tls.py says why)
+            if len(server.connections) + (tls.count if tls is not None else 0) >= self.max_connections:
                 self.refused += 1
                 if self.refused % 1000 == 1:
                     log.warning("RPC connection cap (%d) reached: closing new connections (%d so far)",
                                 self.max_connections, self.refused)
                 return _Refused()
-            return server()
+            return tls.protocol(server) if tls is not None else server()
 
         loop = asyncio.get_running_loop()
-        # with TLS aiohttp registers a connection (and so counts it against the cap) only once its
-        # handshake is done; a client stalling the handshake is cut off after the header timeout
-        # rather than asyncio's default 60 s, which bounds how long such a socket is held
-        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self.handshake_timeout_s} if self._ssl_context else {}
-        self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog, **tls)
+        self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog)
+
+    async def stop(self) -> None:
+        if self._handshakes is not None:
+            await self._handshakes.close()
+        await super().stop()
 
 
 async def serve(

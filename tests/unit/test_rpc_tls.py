@@ -206,24 +206,58 @@ def test_the_connection_cap_holds_over_tls(tmp_path: Path) -> None:
         for _ in range(2):  # two keep-alive connections, each answered, so the node counts both
             held.append(ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1"))
             assert _https_get_health(held[-1]).startswith(b"HTTP/1.1 200")
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as third:
-            try:
+        try:  # closed before or right after its handshake, unserved
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as third:
                 answer = _https_get_health(third)
-            except (ConnectionError, ssl.SSLError):
-                answer = b""
-            assert answer == b"", "a connection over the cap was served"
+        except (ConnectionError, ssl.SSLError):
+            answer = b""
+        assert answer == b"", "a connection over the cap was served"
         held.pop().close()  # below the cap again: a new connection is served
         deadline = time.monotonic() + 5
         while True:
-            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as c:
-                try:
+            try:
+                with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), 5), server_hostname="127.0.0.1") as c:
                     if _https_get_health(c).startswith(b"HTTP/1.1 200"):
                         break
-                except (ConnectionError, ssl.SSLError):
-                    pass
+            except (ConnectionError, ssl.SSLError):
+                pass
             assert time.monotonic() < deadline, "the node did not serve again after a connection closed"
     finally:
         for c in held:
             c.close()
+        server.loop.call_soon_threadsafe(server.loop.stop)
+        server.thread.join(10)
+
+
+def test_connections_stalled_before_the_handshake_count_against_the_cap(tmp_path: Path) -> None:
+    """An attacker opening TCP connections and never starting TLS must hit the cap like a slowloris
+    does on plain HTTP: the third connection (cap 2) is closed at once, without a handshake, and the
+    stalled ones are closed when the header timeout (here 1 s) ends their handshake."""
+    write_self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    server = ValidatorServer(tmp_path)
+    server.cfg = NodeConfig.load(
+        write_config(
+            tmp_path, server, rpc_tls_cert="c.pem", rpc_tls_key="k.pem", rpc_max_connections=2, rpc_header_timeout_s=1
+        )
+    )
+    server.thread.start()
+    assert server.started.wait(10)
+    silent = [socket.create_connection(("127.0.0.1", server.port), 5) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), 5) as third:
+            third.settimeout(0.5)  # well before the stalled ones time out
+            try:
+                assert third.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        for s in silent:
+            s.settimeout(5)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in silent:
+            s.close()
         server.loop.call_soon_threadsafe(server.loop.stop)
         server.thread.join(10)
