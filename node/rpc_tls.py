@@ -32,7 +32,7 @@ class Handshakes:
         self.count += 1
         return _Upgrade(self, handler)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
         self.count -= 1
 
@@ -55,7 +55,7 @@ class _Upgrade(asyncio.Protocol):
         transport.pause_reading()  # the ClientHello is for the TLS layer start_tls puts in between
         task = asyncio.get_running_loop().create_task(self._upgrade(transport))
         self.handshakes.pending.add(task)
-        task.add_done_callback(self.handshakes._done)
+        task.add_done_callback(self.handshakes.finished)
 
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         handler = self.handler()
