@@ -270,7 +270,8 @@ class Validator:
         loop = asyncio.get_running_loop()
         ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
         self._last_commit = loop.time()
-        self.metrics.set_height(self.ledger.height)
+        next_set = self.ledger.validator_set_at(self.ledger.height + 1)
+        self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
         try:
             await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
         except OSError as e:
