@@ -143,7 +143,7 @@ def started_line(node: Any) -> str:
     state = "ready" if node.ready else f"not ready yet: {node.not_ready_reason()}"
     return (
         f"titlechain {version()}: node {cfg.node_id} of {node.chain_id} at height {node.height}; peers on "
-        f"{cfg.peer_listen}, RPC on http://{cfg.rpc_listen}; {state}; {logs}"
+        f"{cfg.peer_listen}, RPC on {cfg.rpc_url}; {state}; {logs}"
     )
 
 

@@ -30,6 +30,7 @@ from node.cli_common import (
     EXIT_FAILED,
     RPC_HELP,
     TOKEN_HELP,
+    cacert_option,
     SourceChoice,
     asset_id_argument,
     data_dir_option,
@@ -114,6 +115,7 @@ def _progress(show: bool | None) -> Iterator[Callable[[int, int, int], None] | N
 )
 @genesis_required
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@cacert_option
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -133,6 +135,7 @@ def verify_cmd(
     data_dir: Path | None,
     genesis: Genesis,
     token: str | None,
+    cacert: Path | None,
     progress: bool | None,
     quiet: bool,
     workers: int | None,
@@ -156,12 +159,12 @@ def verify_cmd(
     """
     from node.explore import SourceError
 
-    SourceChoice(rpc, data_dir, None, token).check()
+    SourceChoice(rpc, data_dir, None, token, cacert).check()
     where = rpc if rpc is not None else str(data_dir)
     show = False if quiet or as_json else progress
     try:
         with _progress(show) as advance:
-            report = _run_audit(rpc, data_dir, genesis, token, advance, workers or os.cpu_count() or 1)
+            report = _run_audit(rpc, data_dir, genesis, token, cacert, advance, workers or os.cpu_count() or 1)
     except SourceError as e:
         fail(str(e))
     except BrokenProcessPool as e:  # a worker killed (out of memory, a signal): no verdict either way
@@ -170,7 +173,13 @@ def verify_cmd(
 
 
 def _run_audit(
-    rpc: str | None, data_dir: Path | None, genesis: Genesis, token: str | None, advance: Any, workers: int
+    rpc: str | None,
+    data_dir: Path | None,
+    genesis: Genesis,
+    token: str | None,
+    cacert: Path | None,
+    advance: Any,
+    workers: int,
 ) -> AuditReport:
     if data_dir is not None:
         from node.ledger import audit_data_dir
@@ -180,7 +189,7 @@ def _run_audit(
     from node.rpc_audit import audit_rpc
 
     assert rpc is not None
-    with Client(rpc, token=token) as client:
+    with Client(rpc, token=token, ca=cacert) as client:
         return audit_rpc(client, genesis, advance)
 
 
@@ -207,6 +216,7 @@ def _report(report: AuditReport, where: str, as_json: bool) -> None:
 @click.argument("asset_id", callback=asset_id_argument)
 @click.option("--rpc", required=True, callback=url_option, metavar="URL", help="the node to ask")
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@cacert_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -214,7 +224,7 @@ def _report(report: AuditReport, where: str, as_json: bool) -> None:
     metavar="FILE",
     help="write the proof here (default: stdout)",
 )
-def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> None:
+def proof_cmd(asset_id: str, rpc: str, token: str | None, cacert: Path | None, out: Path | None) -> None:
     """Fetch a proof of ASSET_ID's state as of the node's head, as JSON; for an id no asset holds,
     a proof of its absence.
 
@@ -223,7 +233,7 @@ def proof_cmd(asset_id: str, rpc: str, token: str | None, out: Path | None) -> N
     Anyone holding the genesis file can check it offline with `titlechain audit verify-proof FILE
     --genesis FILE`; nothing in it needs to be trusted, including the node it came from.
     """
-    with reading(SourceChoice(rpc, None, None, token)) as source:
+    with reading(SourceChoice(rpc, None, None, token, cacert)) as source:
         proof = source.proof(asset_id)
     text = json.dumps(proof, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if out is None:

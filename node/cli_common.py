@@ -154,6 +154,14 @@ def account_argument(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 RPC_HELP = "read from this node's RPC, e.g. http://127.0.0.1:26601"
 TOKEN_HELP = "bearer token for a node whose RPC requires one (or set TITLECHAIN_TOKEN)"
+cacert_option = click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TITLECHAIN_CACERT",
+    metavar="FILE",
+    help="for an https:// --rpc: trust only the CA certificate(s) in this PEM file, not the system's "
+    "(a node's self-signed certificate, or the consortium's CA; or set TITLECHAIN_CACERT)",
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class SourceChoice:
     data_dir: Path | None
     genesis: Genesis | None
     token: str | None
+    ca: Path | None = None
 
     def check(self) -> None:
         if (self.rpc is None) == (self.data_dir is None):
@@ -173,13 +182,15 @@ class SourceChoice:
 
 
 def source_options(f: F) -> F:
-    """--rpc, --data-dir, --genesis, --token, --json; the command receives `source: SourceChoice` and `as_json`."""
+    """--rpc, --data-dir, --genesis, --token, --cacert, --json; the command receives `source: SourceChoice`
+    and `as_json`."""
 
     @functools.wraps(f)
     def wrapper(
-        *args: Any, rpc: str | None, data_dir: Path | None, genesis: Genesis | None, token: str | None, **kw: Any
+        *args: Any, rpc: str | None, data_dir: Path | None, genesis: Genesis | None, token: str | None,
+        cacert: Path | None, **kw: Any,
     ) -> Any:
-        return f(*args, source=SourceChoice(rpc, data_dir, genesis, token), **kw)
+        return f(*args, source=SourceChoice(rpc, data_dir, genesis, token, cacert), **kw)
 
     options = [
         click.option("--rpc", callback=url_option, metavar="URL", help=RPC_HELP),
@@ -198,11 +209,12 @@ def source_options(f: F) -> F:
             help="with --data-dir: the genesis the data must belong to (default: the data dir's own copy)",
         ),
         click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP),
+        cacert_option,
         click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the RPC's shape, docs/rpc.md)"),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
-    # the wrapper takes the four options in place of `source`: not the signature F names, on purpose
+    # the wrapper takes the five options in place of `source`: not the signature F names, on purpose
     return wrapper  # type: ignore[return-value]
 
 
@@ -215,7 +227,7 @@ def reading(choice: SourceChoice) -> Iterator[Any]:
     try:
         source: Source
         if choice.rpc is not None:
-            source = open_rpc(choice.rpc, choice.token)
+            source = open_rpc(choice.rpc, choice.token, choice.ca)
         else:
             assert choice.data_dir is not None  # check() holds exactly one of the two
             source = open_data_dir(choice.data_dir, choice.genesis)

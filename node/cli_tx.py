@@ -22,7 +22,7 @@ from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.tx import EXPIRY_WINDOW, Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
-from node.cli_common import EXIT_FAILED, TOKEN_HELP, fail, genesis_option, optional_key_option, print_json, url_option
+from node.cli_common import EXIT_FAILED, TOKEN_HELP, cacert_option, fail, genesis_option, optional_key_option, print_json, url_option
 from node.errors import NodeError
 
 DEFAULT_EXPIRES_IN = 100
@@ -92,6 +92,7 @@ def _json_value(raw: str, item: str) -> Any:
     help="the node to submit to, e.g. http://127.0.0.1:26601",
 )
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
+@cacert_option
 @click.option("--wait", is_flag=True, help="wait until the tx is committed and show its receipt")
 @click.option(
     "--timeout",
@@ -125,6 +126,7 @@ def tx_cmd(
     key: KeyPair | None,
     rpc: str | None,
     token: str | None,
+    cacert: Path | None,
     wait: bool,
     timeout: float,
     expires_in: int,
@@ -164,7 +166,7 @@ def tx_cmd(
     if send is not None:
         if op is not None or args or key is not None or sign_only:
             raise click.UsageError("--send FILE submits a tx signed earlier: give no OP, ARGS, --key or --sign-only")
-        _submit(load_tx_file(send), _need_rpc(rpc), token, wait, timeout, as_json)
+        _submit(load_tx_file(send), _need_rpc(rpc), (token, cacert), wait, timeout, as_json)
         return
     if op is None or key is None:
         raise click.UsageError("give OP and --key (or --send FILE to submit a tx signed earlier)")
@@ -176,7 +178,7 @@ def tx_cmd(
         return
     if genesis is not None or out is not None:
         raise click.UsageError("--genesis and --out go with --sign-only")
-    _sign_and_submit(key, op, tx_args, _need_rpc(rpc), token, wait, timeout, expires_in, expires, as_json)
+    _sign_and_submit(key, op, tx_args, _need_rpc(rpc), (token, cacert), wait, timeout, expires_in, expires, as_json)
 
 
 def _need_rpc(rpc: str | None) -> str:
@@ -230,13 +232,16 @@ def load_tx_file(path: Path) -> Tx:
     return tx
 
 
+Auth = tuple[str | None, Path | None]  # --token, --cacert
+
+
 def _sign_and_submit(
-    key: KeyPair, op: str, tx_args: dict[str, Any], rpc: str, token: str | None, wait: bool, timeout: float,
+    key: KeyPair, op: str, tx_args: dict[str, Any], rpc: str, auth: Auth, wait: bool, timeout: float,
     expires_in: int, expires: int | None, as_json: bool,
 ) -> None:
     from node.explore import SourceError, open_rpc
 
-    node = open_rpc(rpc, token)
+    node = open_rpc(rpc, *auth)
     try:
         status = node.status()
     except SourceError as e:
@@ -244,13 +249,13 @@ def _sign_and_submit(
     finally:
         node.close()
     tx = _signed(key, status["chain_id"], op, tx_args, expires if expires is not None else status["height"] + expires_in)
-    _submit(tx, rpc, token, wait, timeout, as_json)
+    _submit(tx, rpc, auth, wait, timeout, as_json)
 
 
-def _submit(tx: Tx, rpc: str, token: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+def _submit(tx: Tx, rpc: str, auth: Auth, wait: bool, timeout: float, as_json: bool) -> None:
     from node.explore import SourceError, open_rpc
 
-    node = open_rpc(rpc, token)
+    node = open_rpc(rpc, *auth)
     try:
         answer = node.submit(tx, wait=wait, timeout=timeout)
     except SourceError as e:

@@ -17,6 +17,8 @@ until it is granted a role or an asset) and `RetryLater` (429: mempool full, the
 or the client's rate limit; `retry_after_s` says when, from the node's Retry-After). A node
 that cannot be reached at all (refused, reset, timed out) raises `NodeUnreachable`, an RpcError
 with status 0, so callers handle every failure of a call with one except clause.
+An https:// node is checked against the system trust store, or with `ca=FILE` against the CA
+certificate(s) in that PEM file only (a consortium's own CA, or a node's self-signed certificate).
 HTTP goes through httpx (sync and async clients from one library); this is its only user.
 """
 
@@ -25,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -106,14 +110,47 @@ class NodeUnreachable(RpcError):
         super().__init__(0, "unreachable", f"{rpc}: {_unreachable_reason(error)}")
 
 
+def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
+    """The TLS failure under httpx's ConnectError (it wraps httpcore's, which wraps the ssl module's)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # bounded: a cause chain may loop
+        if seen is None or isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _unreachable_reason(error: Exception) -> str:
-    if isinstance(error, httpx.RemoteProtocolError):
-        # a validator's peer port answers a connection with its binary hello frame, not HTTP
+    cause = _ssl_cause(error)
+    if isinstance(cause, ssl.SSLCertVerificationError):
         return (
-            "the answer is not HTTP: that address speaks the peer protocol, not the RPC "
+            f"the node's TLS certificate is not trusted ({cause.verify_message}): pass the CA certificate "
+            "that signed it with --cacert FILE (SDK: ca=FILE), or add that CA to the system trust store"
+        )
+    if isinstance(cause, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(cause):
+        return "the node answered in plain HTTP, not TLS: use an http:// URL (its config sets no rpc_tls_cert)"
+    if isinstance(error, httpx.RemoteProtocolError):
+        # a validator's peer port answers HTTP with a binary hello frame or a close; an HTTPS RPC
+        # closes a plain HTTP connection without a byte, so a silent close may be either mistake
+        peer = (
+            "that address speaks the peer protocol, not the RPC "
             "(use the node's rpc_listen address; `titlechain init` puts it at the peer port + 1)"
         )
+        if "without sending a response" in str(error):
+            return f"no HTTP answer: either {peer}, or the node's RPC serves HTTPS (rpc_tls_cert is set): use an https:// URL"
+        return f"the answer is not HTTP: {peer}"
     return f"{type(error).__name__}: {error}"
+
+
+def tls_verify(ca: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    """httpx's `verify=`: the system trust store, or only the CA certificate(s) in the PEM file `ca`
+    (a consortium's own CA or a node's self-signed certificate)."""
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca))
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError: not PEM, no certificate in it
+        raise NodeError(f"{os.fspath(ca)}: cannot load CA certificate: {getattr(e, 'strerror', None) or e}") from None
 
 
 def sign(key: KeyPair, chain_id: str, op: str, args: dict[str, Any], *, expires: int, nonce: str | None = None) -> Tx:
@@ -220,12 +257,13 @@ class Client:
     """A synchronous client of one node's RPC."""
 
     def __init__(
-        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry()
+        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry(),
+        ca: str | os.PathLike[str] | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.rpc = rpc.rstrip("/")
         self.retry = retry
-        self._http = httpx.Client(base_url=self.rpc, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.rpc, headers=headers, timeout=timeout, verify=tls_verify(ca))
         self._chain_id: str | None = None
 
     def __enter__(self) -> Client:
@@ -338,12 +376,13 @@ class AsyncClient:
     """The same client for asyncio programs."""
 
     def __init__(
-        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry()
+        self, rpc: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, retry: Retry = Retry(),
+        ca: str | os.PathLike[str] | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.rpc = rpc.rstrip("/")
         self.retry = retry
-        self._http = httpx.AsyncClient(base_url=self.rpc, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.rpc, headers=headers, timeout=timeout, verify=tls_verify(ca))
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
 from pathlib import Path
 from typing import Literal
@@ -61,6 +62,10 @@ class NodeConfig(BaseModel):
         description="node_id -> host:port to dial instead of the genesis address (a relay, NAT or moved host); "
         "links stay bound to the genesis keys, whatever address answers",
     )
+    rpc_tls_cert: Path | None = Field(
+        None, description="PEM certificate chain; with rpc_tls_key the RPC serves HTTPS only (TLS 1.2 or later)"
+    )
+    rpc_tls_key: Path | None = Field(None, description="PEM private key of rpc_tls_cert; mode 0600")
     rpc_allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names served besides loopback when no tokens are set"
     )
@@ -115,6 +120,34 @@ class NodeConfig(BaseModel):
             raise ValueError(f"rpc_listen {self.rpc_listen} is not a loopback address: list rpc_tokens to expose the RPC")
         return self
 
+    @model_validator(mode="after")
+    def _tls_cert_with_key(self) -> NodeConfig:
+        # one without the other is a half-made setup: serving plain HTTP then would be a silent downgrade
+        if (self.rpc_tls_cert is None) != (self.rpc_tls_key is None):
+            raise ValueError("rpc_tls_cert and rpc_tls_key go together: give both (HTTPS) or neither (HTTP)")
+        return self
+
+    def rpc_ssl_context(self) -> ssl.SSLContext | None:
+        """The RPC's TLS server context (TLS 1.2 minimum), or None to serve plain HTTP."""
+        if self.rpc_tls_cert is None or self.rpc_tls_key is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.rpc_tls_cert, self.rpc_tls_key)
+        except OSError as e:  # ssl.SSLError is an OSError too
+            what = e.strerror or getattr(e, "reason", None) or str(e)
+            raise ConfigError(
+                f"rpc_tls_cert {self.rpc_tls_cert} / rpc_tls_key {self.rpc_tls_key}: cannot load: {what} "
+                "(both must be PEM, and the key must be the certificate's)"
+            ) from None
+        return context
+
+    @property
+    def rpc_url(self) -> str:
+        """The RPC's URL as this node serves it (https:// with rpc_tls_cert)."""
+        return f"{'https' if self.rpc_tls_cert is not None else 'http'}://{self.rpc_listen}"
+
     @property
     def rpc_host(self) -> str:
         return self.rpc_listen.rsplit(":", 1)[0]
@@ -155,10 +188,14 @@ class NodeConfig(BaseModel):
         base = path.resolve().parent
         resolved = {
             name: base / getattr(cfg, name)
-            for name in ("genesis", "key", "data_dir", "log_file")
+            for name in ("genesis", "key", "data_dir", "log_file", "rpc_tls_cert", "rpc_tls_key")
             if getattr(cfg, name) is not None and not getattr(cfg, name).is_absolute()
         }
-        return cfg.model_copy(update=resolved)
+        cfg = cfg.model_copy(update=resolved)
+        if cfg.rpc_tls_key is not None:
+            _check_private(cfg.rpc_tls_key, "rpc_tls_key")
+            cfg.rpc_ssl_context()  # an unreadable or mismatched pair fails here, before the node opens anything
+        return cfg
 
     def write(self, path: str | Path) -> None:
         """Write the config with mode 0600: it may hold RPC tokens, and names the key file."""
@@ -166,3 +203,15 @@ class NodeConfig(BaseModel):
         with os.fdopen(fd, "w") as f:
             os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_TRUNC
             f.write(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+
+
+def _check_private(path: Path, field: str) -> None:
+    """Refuse a secret file that others on the host may read, as key files and token configs are."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ConfigError(f"{field} {path}: cannot read: {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{field} {path}: the TLS private key is accessible by group or others (mode {oct(mode & 0o777)}); chmod 600 it"
+        )

@@ -151,8 +151,12 @@ class RpcSource:
         self.client.close()
 
 
-def open_rpc(url: str, token: str | None = None) -> RpcSource:
-    return RpcSource(Client(url, token=token))
+def open_rpc(url: str, token: str | None = None, ca: Path | None = None) -> RpcSource:
+    """A node's RPC; `ca` a PEM file of the CA(s) to trust for an https:// URL instead of the system's."""
+    try:
+        return RpcSource(Client(url, token=token, ca=ca))
+    except NodeError as e:  # the CA file cannot be loaded
+        raise SourceError(str(e)) from None
 
 
 # -- an offline copy of a data dir ---------------------------------------------------------------

@@ -94,9 +94,13 @@ class NodeMetrics:
             if node_id not in signers:
                 counter.inc()
 
-    def set_height(self, height: int) -> None:
-        """At start-up, after recovering from the store (no block was committed by this run)."""
+    def set_height(self, height: int, validators: Iterable[str] = ()) -> None:
+        """At start-up, after recovering from the store (no block was committed by this run): the
+        head's height, and a votes-missed series at 0 for each validator (node id) of the next
+        height's set, so a scrape shows every validator before the first commit of this run."""
         self.height.set(height)
+        for node_id in validators:
+            self.votes_missed.labels(validator=node_id)
 
     def set_view(self, view: int) -> None:
         self.view.set(view)

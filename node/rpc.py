@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import math
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -46,6 +47,7 @@ from node.config import RpcToken
 from node.errors import NodeError
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.ratelimit import RateLimited, RateLimiter
+from node.rpc_tls import Handshakes
 from node.version import version
 
 log = logging.getLogger("titlechain.rpc")
@@ -932,8 +934,13 @@ class _CappedSite(web.TCPSite):
     """A TCP site that accepts at most `max_connections` open connections; the rest are closed at once
     (a slowloris must not exhaust the process's file descriptors)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, max_connections: int) -> None:
-        super().__init__(runner, host, port)
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, max_connections: int,
+        ssl_context: ssl.SSLContext | None = None, handshake_timeout_s: float = HEADER_TIMEOUT_S,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self.handshake_timeout_s = handshake_timeout_s
+        self._handshakes: Handshakes | None = None
         self.max_connections = max_connections
         self.refused = 0
 
@@ -941,18 +948,26 @@ class _CappedSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
+        tls = Handshakes(self._ssl_context, self.handshake_timeout_s) if self._ssl_context else None
+        self._handshakes = tls
 
         def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= self.max_connections:
+            # with TLS, sockets still in their handshake count too (node/rpc_tls.py says why)
+            if len(server.connections) + (tls.count if tls is not None else 0) >= self.max_connections:
                 self.refused += 1
                 if self.refused % 1000 == 1:
                     log.warning("RPC connection cap (%d) reached: closing new connections (%d so far)",
                                 self.max_connections, self.refused)
                 return _Refused()
-            return server()
+            return tls.protocol(server) if tls is not None else server()
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog)
+
+    async def stop(self) -> None:
+        if self._handshakes is not None:
+            await self._handshakes.close()
+        await super().stop()
 
 
 async def serve(
@@ -964,13 +979,15 @@ async def serve(
     header_timeout_s: float = HEADER_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
     access_log: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
     **options: Any,
 ) -> web.AppRunner:
     """Start the RPC on host:port; stop it with `await runner.cleanup()`.
 
     `port` 0 binds a free port: read it back from `runner.addresses`. A connection must deliver a
     whole request head within `header_timeout_s` of being accepted or of its last answer (aiohttp's
-    keep-alive timer, which a trickle of bytes does not reset), or it is closed.
+    keep-alive timer, which a trickle of bytes does not reset), or it is closed. With `ssl_context`
+    the site speaks HTTPS only (a plain HTTP request to it fails the TLS handshake).
     """
     if not (header_timeout_s > 0 and math.isfinite(header_timeout_s) and max_connections > 0):
         raise ValueError("header_timeout_s and max_connections must be positive")
@@ -985,7 +1002,7 @@ async def serve(
         shutdown_timeout=5.0,
     )
     await runner.setup()
-    site = _CappedSite(runner, host, port, max_connections)
+    site = _CappedSite(runner, host, port, max_connections, ssl_context, header_timeout_s)
     try:
         await site.start()
     except BaseException:

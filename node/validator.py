@@ -268,8 +268,10 @@ class Validator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
         self._last_commit = loop.time()
-        self.metrics.set_height(self.ledger.height)
+        next_set = self.ledger.validator_set_at(self.ledger.height + 1)
+        self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
         try:
             await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
         except OSError as e:
@@ -281,7 +283,7 @@ class Validator:
                 self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
                 allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
                 body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
-                access_log=cfg.rpc_access_log,
+                access_log=cfg.rpc_access_log, ssl_context=ssl_context,
             )
         except OSError as e:
             await self.transport.close()
@@ -289,7 +291,7 @@ class Validator:
         self._started = True
         log.info(
             "node %s started at height %d (view %d); peers on %s, RPC on %s",
-            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_listen,
+            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
         )
         self._tasks = [loop.create_task(self._sync_loop(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
         self._feed(None)

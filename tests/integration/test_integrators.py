@@ -86,7 +86,7 @@ def test_health_metrics_and_a_peer_port_mistaken_for_the_rpc(net: Cluster) -> No
     metrics = httpx.get(f"{rpc}/metrics", timeout=10).text
     assert f'titlechain_build_info{{version="{version()}"}} 1.0' in metrics
     assert "process_resident_memory_bytes" in metrics and "titlechain_view_changes_total" in metrics
-    for n in net.nodes:  # every validator has a votes-missed series from the first committed block
+    for n in net.nodes:  # every validator has a votes-missed series from the start, before any commit
         assert f'titlechain_votes_missed_total{{validator="{n["node_id"]}"}}' in metrics
     status = net.status(0)
     assert status["ready"] and status["not_ready"] is None and status["version"] == version()
