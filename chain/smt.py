@@ -5,8 +5,10 @@ empty subtree is 32 zero bytes. A subtree holding a single leaf is that leaf, wh
 so a tree of N random keys is about log2(N) deep rather than 256. Distinct tag bytes keep a leaf
 from ever posing as an inner node.
 
-Nodes are content-addressed: `n/<node hash>` holds the node's preimage (65 bytes either kind).
-Nodes are never deleted, so every past root stays readable and provable (no pruning; see
+Nodes are content-addressed: `n/<node hash>` holds the node's preimage (65 bytes either kind),
+and `l/<leaf hash>` holds what a leaf stands for, its key and value (`leaf_data`): a node can
+then list the whole state under any root it holds, in path order, from the tree alone (a state
+snapshot, chain/snapshot.py; an audit from a synced node's base). Nodes are never deleted, so every past root stays readable and provable (no pruning; see
 docs/architecture.md for the cost and how pruning would be added).
 
 `update` takes a whole block's changes at once, sorted by path, and walks each affected path
@@ -28,6 +30,8 @@ INNER = b"\x01"
 EMPTY = bytes(32)
 EMPTY_ROOT = EMPTY.hex()
 NODE_PREFIX = b"n/"
+LEAF_DATA_PREFIX = b"l/"
+MAX_KEY_BYTES = 0xFFFF  # a leaf's key length is written in two bytes (leaf_data)
 MAX_DEPTH = 256
 
 NodeReader = Callable[[bytes], bytes | None]  # node hash -> its preimage
@@ -47,6 +51,25 @@ def node_key(node_hash: bytes) -> bytes:
 
 def leaf_hash(key_hash: bytes, value_hash: bytes) -> bytes:
     return _sha(LEAF + key_hash + value_hash)
+
+
+def leaf_data_key(leaf: bytes) -> bytes:
+    return LEAF_DATA_PREFIX + leaf
+
+
+def leaf_data(key: bytes, value: bytes) -> bytes:
+    """The l/ record of a leaf: its key's length (2 bytes, big-endian), the key, the value."""
+    if len(key) > MAX_KEY_BYTES:
+        raise SmtError(f"a state key of {len(key)} bytes; at most {MAX_KEY_BYTES}")
+    return len(key).to_bytes(2, "big") + key + value
+
+
+def split_leaf_data(raw: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of an l/ record; raises SmtError for one too short to hold its key."""
+    if len(raw) < 2 or len(raw) < 2 + int.from_bytes(raw[:2], "big"):
+        raise SmtError("a leaf-data record (l/) is shorter than the key it announces")
+    n = int.from_bytes(raw[:2], "big")
+    return raw[2 : 2 + n], raw[2 + n :]
 
 
 def _bit(path: bytes, depth: int) -> int:
@@ -136,10 +159,22 @@ def _split(items: list[tuple[bytes, Any]], depth: int) -> int:
 
 
 def update(root: str, changes: Mapping[bytes, bytes | None], read: NodeReader) -> tuple[str, dict[bytes, bytes]]:
-    """(new root, node writes keyed `n/<hash>`) after setting each key to its value (None deletes)."""
-    items = sorted((_sha(k), None if v is None else _sha(v)) for k, v in changes.items())
+    """(new root, writes) after setting each key to its value (None deletes): the new nodes keyed
+    `n/<hash>` and each new leaf's data keyed `l/<leaf hash>`."""
+    items: list[tuple[bytes, bytes | None]] = []
+    data: dict[bytes, bytes] = {}
+    for k, v in changes.items():
+        kh = _sha(k)
+        if v is None:
+            items.append((kh, None))
+            continue
+        vh = _sha(v)
+        items.append((kh, vh))
+        data[LEAF_DATA_PREFIX + _sha(LEAF + kh + vh)] = leaf_data(k, v)
+    items.sort()
     updater = _Updater(read)
     new = updater.update(bytes.fromhex(root), 0, items)
+    updater.writes.update(data)
     return new[0].hex(), updater.writes
 
 
