@@ -8,6 +8,19 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
     x/<block_hash>      height
     t/<tx_id>           canonical [height, index, tx, receipt]
 
+A store made by state sync (chain/store_sync.py, docs/protocol.md "State sync") starts at a base
+height S instead of the genesis, and holds beside these:
+
+    m/base              canonical {"height": S, "block_hash", "state_root"}
+    m/syncing           present while the import runs; such a store is refused (sync again)
+    k/<height>          canonical {"header", "certificate", "validators"}: a validator-set change
+                        at or below S, certified (what links S's certificate to the genesis)
+    y/<height>          canonical {"header", "tx_ids"} of each block of the tx-id window below S
+    w/<tx_id>           canonical [height, index]: a tx committed in the window (at most once)
+
+Block S itself is kept as its summary (b/) and certificate (c/), without its txs' records;
+blocks below S are not held at all (`base_height`, `get_block` answers None for them).
+
 A block is kept as its header and tx ids, and each of its txs once, in its own record with its
 receipt: a tx is answered with one small read whatever the size of its block (reading and
 decoding a 4,000-tx block, ~1.6 MB, for one tx took ~100-300 ms), a header without decoding any
@@ -48,8 +61,10 @@ from chain.tx import parse_tx
 #      dir may hold entries that a version-4 audit would not recompute
 #   5: b/<height> holds the header and tx ids; each tx and its receipt are in t/<tx_id>
 #      ([height, index, tx, receipt]); no per-block receipts list (O(1) tx and header reads)
-SCHEMA_VERSION = b"5"
-RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
+#   6: l/<leaf hash> holds each state leaf's key and value (state snapshots), and a store may
+#      start at a base height (state sync: m/base, k/, y/, w/)
+SCHEMA_VERSION = b"6"
+RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"k/", b"y/", b"w/")
 
 # LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
 # filled while the previous one (as large) is flushed, and table blocks are cached up to
@@ -126,6 +141,7 @@ class Store:
         # called with every StoreFault before it is raised (the validator stops on it)
         self.on_fault: Callable[[StoreFault], None] | None = None
         self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
+        self.base: Head | None = self._load_base()
         self._head = self._load_head()
 
     # -- opening -------------------------------------------------------------------------------
@@ -203,6 +219,28 @@ class Store:
 
     # -- head ----------------------------------------------------------------------------------
 
+    def _load_base(self) -> Head | None:
+        """The base of a store made by state sync (None: a store that holds the chain from the genesis)."""
+        if self._get(b"m/syncing") is not None:
+            raise StoreError(
+                f"{self.path}: an unfinished state sync (the import stopped before it was whole); "
+                "remove the data dir and sync again"
+            )
+        raw = self._get(b"m/base")
+        if raw is None:
+            return None
+        try:
+            b = decode(raw)
+            return Head(b["height"], b["block_hash"], b["state_root"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"{self.path}: damaged data: the base record does not decode: {e}") from None
+
+    @property
+    def base_height(self) -> int:
+        """The first height whose state this store holds: 0 from the genesis, S after a state sync.
+        Blocks, txs and history below it are not held (docs/rpc.md, before_base)."""
+        return self.base.height if self.base is not None else 0
+
     def _load_head(self) -> Head | None:
         raw = self._get(b"m/head")
         if raw is None:
@@ -255,6 +293,8 @@ class Store:
     def read_block(self, height: int) -> tuple[Block, list[Receipt]] | None:
         """`get_block` and `get_receipts` from one read of each tx record (the audit's path: a
         record decoded once, not once per question). Every record is checked to sit at its place."""
+        if height <= self.base_height:
+            return None  # the base block's summary is held, its txs are not
         summary = self.get_summary(height)
         if summary is None:
             return None
@@ -279,6 +319,18 @@ class Store:
     def get_certificate(self, height: int) -> Certificate | None:
         raw = self._get(height_key(b"c/", height))
         return Certificate.from_plain(decode(raw)) if raw is not None else None
+
+    def certified_header(self, height: int) -> tuple[Header, Certificate] | None:
+        """A header and its certificate: a held block's, or (a synced store, below its base) a
+        validator-set change's kept from the sync (k/). None if the store holds neither."""
+        summary, cert = self.get_summary(height), self.get_certificate(height)
+        if summary is not None and cert is not None:
+            return summary[0], cert
+        raw = self._get(height_key(b"k/", height))
+        if raw is None:
+            return None
+        change = decode(raw)
+        return Header.from_plain(change["header"]), Certificate.from_plain(change["certificate"])
 
     def get_summary(self, height: int) -> tuple[Header, list[str]] | None:
         """The block's header and tx ids, read without decoding its txs. Raises BlockError for a
@@ -313,8 +365,18 @@ class Store:
         return int(raw) if raw is not None else None
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
+        """Where a tx was committed, if it was: from its record, or (a synced store) from the
+        tx-id window below the base, whose txs are not held but must never commit again."""
         entry = self.get_tx_entry(tx_id)
-        return None if entry is None else (entry.height, entry.index)
+        if entry is not None:
+            return entry.height, entry.index
+        if self.base is None:
+            return None
+        raw = self._get(b"w/" + tx_id.encode())
+        if raw is None:
+            return None
+        height, index = decode(raw)
+        return height, index
 
     def get_tx_entry(self, tx_id: str) -> TxEntry | None:
         """A committed tx's record: one read of a few hundred bytes, whatever its block's size."""
@@ -446,7 +508,7 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head"})
+_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head", "base", "syncing"})
 
 
 def _meta_key(name: str) -> bytes:
