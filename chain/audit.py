@@ -90,6 +90,7 @@ class AuditReport:
     blocks: int = 0
     txs: int = 0
     state_root: str = ""
+    base: int = 0  # the height the audit started from: 0 (the genesis), or a synced store's base
 
 
 class _Bad(Exception):
@@ -107,8 +108,13 @@ def verify_chain(
     *,
     records: bool = True,
     workers: int = 1,
+    base_rules: Any = None,
 ) -> AuditReport:
     """Check every block of store from the genesis; the report names the first bad height.
+
+    A store made by state sync holds no block below its base S: its base is checked from the
+    genesis instead (chain/audit_base.py, with the contracts' `base_rules`) and the blocks from
+    S + 1 on as usual; the report's `base` says so.
 
     With `records` false the store's own apply-path records (state, history, indexes) are not
     compared with replay: for a source that holds only blocks, certificates and receipts, such
@@ -123,12 +129,11 @@ def verify_chain(
     replay: dict[bytes, bytes | None] = {}
     written_at: dict[bytes, int] = {}
     seen_tx: dict[str, tuple[int, int]] = {}
+    base = store.base_height if isinstance(store, Store) else 0
     try:
-        g = reexecute(replay.get, genesis, None, smt.EMPTY_ROOT)
-        _absorb(replay, written_at, g.writes, 0)
-        root, vset, prev = g.state_root, g.next_validators, genesis.hash
+        root, vset, prev = _start(store, genesis, reexecute, replay, written_at, seen_tx, base_rules)
         head = store.height
-        for height, fetched in fetch_blocks(_reader(store), 1, head, workers):
+        for height, fetched in fetch_blocks(_reader(store), base + 1, head, workers):
             try:
                 block, result = _check_height(store, genesis, reexecute, replay, seen_tx, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
@@ -145,8 +150,36 @@ def verify_chain(
             # and checked to sit at its place: the same bytes need not be decoded again here
             _check_indexes(store, replay, written_at, seen_tx, head, placed=isinstance(store, Store))
     except _Bad as bad:
-        return AuditReport(False, bad.height, bad.reason, blocks, txs)
-    return AuditReport(True, None, "", blocks, txs, root)
+        return AuditReport(False, bad.height, bad.reason, blocks, txs, base=base)
+    return AuditReport(True, None, "", blocks, txs, root, base=base)
+
+
+def _start(
+    store: ChainSource,
+    genesis: Genesis,
+    reexecute: Reexecute,
+    replay: dict[bytes, bytes | None],
+    written_at: dict[bytes, int],
+    seen_tx: dict[str, tuple[int, int]],
+    base_rules: Any,
+) -> tuple[str, ValidatorSet, str]:
+    """The replay's starting point: the genesis state, or a synced store's checked base.
+    Returns (state root, validator set of the next height, hash of the block before it)."""
+    if not isinstance(store, Store) or store.base is None:
+        g = reexecute(replay.get, genesis, None, smt.EMPTY_ROOT)
+        _absorb(replay, written_at, g.writes, 0)
+        return g.state_root, g.next_validators, genesis.hash
+    from chain import audit_base  # it builds on this module's proof checks: imported when used
+
+    if base_rules is None:
+        raise _Bad(store.base.height, "a state-synced data dir: the audit needs the contracts' base rules")
+    try:
+        start = audit_base.base_start(store, genesis, base_rules)
+    except audit_base.BaseError as e:
+        raise _Bad(e.height, e.reason) from None
+    _absorb(replay, written_at, start.records, start.height)
+    seen_tx.update(start.window)
+    return start.state_root, start.next_validators, start.block_hash
 
 
 def _reader(store: ChainSource) -> BlockReader:
@@ -311,7 +344,8 @@ def _location(raw: bytes) -> tuple[int, int] | None:
 
 
 def audit_data_dir(
-    path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None, workers: int = 1
+    path: Any, genesis: Genesis, reexecute: Reexecute, progress: Progress | None = None, workers: int = 1,
+    base_rules: Any = None,
 ) -> AuditReport:
     """Audit a data dir through a private read-only copy (safe while its node runs)."""
     try:
@@ -319,7 +353,7 @@ def audit_data_dir(
     except StoreError as e:
         return AuditReport(False, 0, str(e))
     try:
-        return verify_chain(store, genesis, reexecute, progress, workers=workers)
+        return verify_chain(store, genesis, reexecute, progress, workers=workers, base_rules=base_rules)
     finally:
         store.close()
 

@@ -35,8 +35,8 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
     key = asset_key(asset_id)
     raw = store.get(state_key(key))
     state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
-    head_block = store.get_block(head.height)
-    if head_block is None:  # the head record names a block the store does not hold
+    head_summary = store.get_summary(head.height)
+    if head_summary is None:  # the head record names a block the store does not hold
         raise ProofError(f"the store's head block {head.height} is missing: audit this data dir")
     # the state record and the tree must agree, or the proof would not verify: say so here
     if not smt.verify_proof(head.state_root, key.encode(), raw, state_proof):
@@ -44,7 +44,7 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
     return {
         "version": PROOF_VERSION,
         "claim": ABSENCE if raw is None else OWNERSHIP,
-        "chain_id": head_block.header.chain_id,
+        "chain_id": head_summary[0].chain_id,
         "genesis_hash": store.genesis_hash,
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),
@@ -55,10 +55,12 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
 
 
 def certified(store: Store, height: int) -> dict[str, Any]:
-    block, cert = store.get_block(height), store.get_certificate(height)
-    if block is None or cert is None:
+    """The header and certificate of a height (a synced store keeps those of its validator-set
+    changes below its base, chain/store.py)."""
+    found = store.certified_header(height)
+    if found is None:
         raise ProofError(f"the store lacks block or certificate {height}")
-    return {"header": block.header.to_plain(), "certificate": cert.to_plain()}
+    return {"header": found[0].to_plain(), "certificate": found[1].to_plain()}
 
 
 def validator_changes(store: Store, below: int) -> list[dict[str, Any]]:
