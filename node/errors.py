@@ -21,5 +21,18 @@ class NodeError(Exception):
     exit_code = EXIT_FAILED
 
 
+class BeforeBase(NodeError, LookupError):
+    """What was asked lies below the base height of a node that joined by state sync: it never
+    held it (docs/rpc.md, `before_base`); an archive node does. The message says where the base is."""
+
+    def __init__(self, what: str, base: int) -> None:
+        super().__init__(
+            f"{what} lies below this node's base height {base}: it joined by state sync and holds "
+            f"blocks, txs and history from height {base + 1} on (the block {base} itself as header and "
+            "certificate); ask a node that replayed from the genesis"
+        )
+        self.base = base
+
+
 # what a command reports as `error: …` and exit 1 (or the error's own exit_code) rather than a traceback
 LAYER_ERRORS: tuple[type[Exception], ...] = (ChainError, ContractError, NodeError, OSError)

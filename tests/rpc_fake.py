@@ -65,6 +65,10 @@ class FakeNode:
     def height(self) -> int:
         return len(self.blocks)
 
+    @property
+    def base_height(self) -> int:
+        return 0  # a node that replayed from the genesis
+
     def status(self) -> dict[str, Any]:
         if self.fail_status:
             raise RuntimeError("status broke (test)")

@@ -121,11 +121,14 @@ def node() -> None:
 
 @node.command("run")
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
-def node_run(config: Path) -> None:
+@click.option("--state-sync", "state_sync", is_flag=True, help="with an empty data dir: join from a certified recent state fetched from the peers instead of replaying from the genesis (docs/operations.md)")
+def node_run(config: Path, state_sync: bool) -> None:
     """Run one validator until SIGTERM or SIGINT.
 
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
     RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    With --state-sync and an empty data dir, it first fetches and verifies the state at a recent
+    height from its peers, then follows the chain from there (a data dir holding a chain starts as is).
     Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
     config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
@@ -133,7 +136,7 @@ def node_run(config: Path) -> None:
     from node.runtime.validator import run_node
 
     cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
-    sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
+    sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True), state_sync=state_sync))
 
 
 def started_line(node: Any) -> str:

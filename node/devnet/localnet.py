@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,16 @@ def node_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "node", "node", "run", "--config", str(config)]
 
 
-def start_node(config: Path, log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_node(
+    config: Path, log_path: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """Start one validator process, detached from our session; its stdout/stderr go to log_path.
-    `env` adds variables to ours (tests: a misbehaving node, node/runtime/misbehave.py)."""
+    `env` adds variables to ours (tests: a misbehaving node, node/runtime/misbehave.py); `args`
+    go after `node run --config FILE` (e.g. --state-sync)."""
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
-            node_command(config), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [*node_command(config), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env=None if env is None else {**os.environ, **env},
         )
     finally:

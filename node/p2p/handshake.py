@@ -46,7 +46,9 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #      standing: a peer of an older version would vote for blocks this node refuses
 #   5: hellos carry a signed X25519 key, and every frame after the handshake is sealed
 #      (ChaCha20-Poly1305): a peer of an older version sends frames in the clear
-PROTOCOL_VERSION = 5
+#   6: state sync (node/p2p/sync_wire.py: snap_* requests and answers); the state root's leaves
+#      are listed from l/ records a version-5 node does not keep, so it could not serve them
+PROTOCOL_VERSION = 6
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
 

@@ -49,6 +49,10 @@ class NodeApi(Protocol):
     @property
     def height(self) -> int: ...
 
+    @property
+    def base_height(self) -> int:
+        """0, or the base height of a node that joined by state sync (below it: 410 before_base)."""
+
     def not_ready_reason(self) -> str | None:
         """Why `ready` is False, for people (e.g. "connected to 1 of 3 peers, a quorum needs 2"); None when ready."""
 

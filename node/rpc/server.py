@@ -44,7 +44,7 @@ from node.rpc import paging
 from node.rpc import models as m
 from node.rpc.api import METRICS_CONTENT_TYPE, CommittedBlockEvent, NodeApi
 from node.rpc.models import RpcToken
-from node.errors import NodeError
+from node.errors import BeforeBase, NodeError
 from node.rpc.ratelimit import RateLimited, RateLimiter
 from node.rpc.tls import Handshakes
 from node.version import version
@@ -497,6 +497,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     streams = request.app[STREAMS]
     start = _events_start(request, api)
+    if start <= api.base_height:  # the base block's receipts and all below it are not held
+        raise BeforeBase(f"block {start} (the stream's first event)", api.base_height)
     if len(streams) >= cfg.max_streams:
         raise ApiError(429, "too_many_streams", f"this node serves at most {cfg.max_streams} event streams")
     task = asyncio.current_task()
@@ -593,12 +595,12 @@ ROUTES: tuple[Route, ...] = (
         "submit", ok=(202, m.BatchResponse), errors=(400, 413, 503), request=m.BatchRequest, max_body=DEFAULT_MAX_BODY,
     ),
     Route("GET", "/v1/txs/{tx_id}", get_tx, "A transaction, pending or committed, with its receipt", "read",
-          ok=(200, m.TxInfo), errors=(400, 404), params=(_TX_ID,)),
+          ok=(200, m.TxInfo), errors=(400, 404, 410), params=(_TX_ID,)),
     Route("GET", "/v1/assets/{asset_id}", get_asset, "The current state of an asset", "read",
           ok=(200, m.AssetState), errors=(400, 404), params=(_ASSET,)),
     Route("GET", "/v1/assets/{asset_id}/history", get_history,
           "Every committed tx naming the asset, rejected ones included, oldest first, paged", "read",
-          ok=(200, m.AssetHistory), errors=(400, 404),
+          ok=(200, m.AssetHistory), errors=(400, 404, 410),
           params=(_ASSET, Param("cursor", "query", {"type": "string", "pattern": paging.HISTORY_CURSOR.pattern},
                                 "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route("GET", "/v1/assets/{asset_id}/proof", get_proof,
@@ -610,7 +612,7 @@ ROUTES: tuple[Route, ...] = (
                   Param("cursor", "query", {"type": "string", "pattern": m.ASSET_ID_PATTERN},
                         "the `next` of the previous page; omit for the first"), _LIMIT)),
     Route(
-        "GET", "/v1/blocks", list_blocks, "Consecutive committed blocks", "read", ok=(200, m.BlockList), errors=(400,),
+        "GET", "/v1/blocks", list_blocks, "Consecutive committed blocks", "read", ok=(200, m.BlockList), errors=(400, 410),
         params=(
             Param("from", "query", {"type": "integer", "minimum": 0, "default": 1}, "the first height"),
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_BLOCKS_LIMIT,
@@ -620,7 +622,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/blocks/latest", get_latest_block, "The last committed block", "read",
           ok=(200, m.BlockInfo), errors=(404,)),
     Route("GET", "/v1/blocks/{height}", get_block, "The committed block at a height", "read",
-          ok=(200, m.BlockInfo), errors=(400, 404),
+          ok=(200, m.BlockInfo), errors=(400, 404, 410),
           params=(Param("height", "path", {"type": "integer", "minimum": 1}, "a height; blocks start at 1", True),)),
     Route(
         "GET", "/v1/evidence", list_evidence,
@@ -640,7 +642,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/genesis", get_genesis, "The genesis document", "read", ok=(200, m.GenesisDoc)),
     Route(
         "GET", "/v1/events", events, "Server-Sent Events: one `block` event per committed block, with its receipts",
-        "read", ok=(200, m.BlockEvent), errors=(400, 429), media_type="text/event-stream",
+        "read", ok=(200, m.BlockEvent), errors=(400, 410, 429), media_type="text/event-stream",
         params=(
             Param("from", "query", {"type": "integer", "minimum": 0},
                   "replay committed blocks from this height first (default: only new blocks)"),
@@ -744,6 +746,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = HTTP_ERROR_CODE.get(e.status, "malformed")
         headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(e.status, code, e.reason or HTTPStatus(e.status).phrase, headers)
+    except BeforeBase as e:  # a node that joined by state sync never held it: gone from here, not unknown
+        return error_response(410, "before_base", str(e))
     except StoreFault as e:  # the node is stopping on it (node/runtime/validator.py); the client may retry elsewhere
         log.error("storage fault answering %s %s: %s", request.method, request.path, e)
         return error_response(503, "internal", "storage fault; the node is stopping")

@@ -36,11 +36,12 @@ from contracts.apply import (
     reexecute,
     state_key,
 )
+from contracts.snapshot_rules import RULES
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
 from contracts.state import asset_key, read_roles, standing_key
 from node.rpc import paging
-from node.errors import NodeError
+from node.errors import BeforeBase, NodeError
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
@@ -307,6 +308,8 @@ class Ledger:
         """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
         if height < 1:
             return None
+        if height < self.store.base_height:
+            raise BeforeBase(f"block {height}", self.store.base_height)
         summary, cert = self.store.get_summary(height), self.store.get_certificate(height)
         if summary is None or cert is None:
             return None
@@ -316,6 +319,9 @@ class Ledger:
     def committed_tx_answer(self, tx_id: str) -> dict[str, Any] | None:
         record = self.tx(tx_id)
         if record is None:
+            where = self.store.tx_location(tx_id) if self.store.base is not None else None
+            if where is not None:  # in the window a synced node keeps the ids (not the txs) of
+                raise BeforeBase(f"tx {tx_id} (committed at height {where[0]})", self.store.base_height)
             return None
         return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
 
@@ -335,8 +341,12 @@ class Ledger:
         paging.CursorError for a cursor or limit no page can have."""
         paging.check_limit(limit)
         start = None if cursor is None else history_key(asset_id, *paging.parse_history_cursor(cursor))
-        if self.asset(asset_id) is None:
+        asset = self.asset(asset_id)
+        if asset is None:
             return None
+        if self.store.base is not None and asset["registered_at"] <= self.store.base_height:  # part of its history lies below the base
+            raise BeforeBase(f"the history of asset {asset_id!r} (registered at height {asset['registered_at']})",
+                             self.store.base_height)
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
         rows = (decode(v) for _, v in self.store.iterate(prefix, start=start))
         entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
@@ -368,5 +378,6 @@ class Ledger:
 def audit_data_dir(
     path: str | Path, genesis: Genesis, progress: audit.Progress | None = None, workers: int = 1
 ) -> audit.AuditReport:
-    """chain.audit.audit_data_dir with the contracts' re-executor plugged in (CLI, demo)."""
-    return audit.audit_data_dir(path, genesis, reexecute, progress, workers)
+    """chain.audit.audit_data_dir with the contracts' re-executor and, for a data dir made by state
+    sync, the records they keep for its base state plugged in (CLI, demo)."""
+    return audit.audit_data_dir(path, genesis, reexecute, progress, workers, base_rules=RULES)

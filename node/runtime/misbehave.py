@@ -16,6 +16,11 @@ validator has. Behaviours:
   dropped); and while it changes views, every peer gets unsolicited STATUSes whose NEW-VIEW is
   attributed to the view's real primary, carries the VIEW-CHANGEs this node holds, and bears a
   signature that is not that primary's (a STATUS relays a NEW-VIEW: it must be authenticated).
+- `snapshot_alter_chunk`: every state chunk it serves to a syncing peer has one byte of a leaf's
+  value changed (a well-formed chunk that no longer rebuilds the state root).
+- `snapshot_forge_anchor`: the anchor it serves names a header with another state root, under a
+  certificate holding its own valid commit signature of that header and the others' signatures
+  copied from the real certificate (which do not cover the forged header).
 
 It cannot be switched on by accident: the node reads TITLECHAIN_MISBEHAVE only when
 TITLECHAIN_MISBEHAVE_ENABLE holds ENABLE_PHRASE word for word, refuses to start if the first is set
@@ -30,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chain.block import Block
+from chain.block import Block, Header, sign_commit
 from chain.crypto import Domain, KeyPair
 from chain.encoding import hash_hex
 from node.errors import NodeError
@@ -53,7 +58,7 @@ log = logging.getLogger("titlechain.misbehave")
 ENV = "TITLECHAIN_MISBEHAVE"
 ENABLE_ENV = "TITLECHAIN_MISBEHAVE_ENABLE"
 ENABLE_PHRASE = "this node attacks its consortium: tests only"
-BEHAVIOURS = frozenset({"equivocate", "forge_relay"})
+BEHAVIOURS = frozenset({"equivocate", "forge_relay", "snapshot_alter_chunk", "snapshot_forge_anchor"})
 
 Send = Callable[[str, Any], object]  # (peer public key, plain message); its result is ignored
 PushBlock = Callable[[str, Block], object]  # (peer public key, block): a block frame; result ignored
@@ -175,6 +180,34 @@ class Misbehaviour:
 
     def _sign(self, msg: Any) -> dict[str, Any]:
         return Signed.sign(self.key, msg).to_plain()
+
+    def tamper_snapshot(self, peer: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """A state-sync answer as this node sends it (node/p2p/snapshot_serve.py)."""
+        kind = answer.get("t")
+        if kind == "snap_chunk" and "snapshot_alter_chunk" in self.behaviours:
+            chunk = answer["chunk"]
+            if chunk["leaves"]:
+                key, value = chunk["leaves"][0]
+                flipped = ("1" if value[:1] == "0" else "0") + value[1:] if value else "00"
+                chunk = {**chunk, "leaves": [[key, flipped], *chunk["leaves"][1:]]}
+            else:
+                chunk = {**chunk, "outside": [o or "00" * 32 for o in chunk["outside"]]}
+            answer = {**answer, "chunk": chunk}
+        elif kind == "snap_anchor" and "snapshot_forge_anchor" in self.behaviours:
+            answer = {**answer, **self._forged_anchor(answer["header"], answer["certificate"])}
+        else:
+            return answer
+        self.tampered += 1
+        log.warning("misbehaving: tampered with a %s for peer %s…", kind, peer[:12])
+        return answer
+
+    def _forged_anchor(self, header: dict[str, Any], cert: dict[str, Any]) -> dict[str, Any]:
+        forged = Header.from_plain({**header, "state_root": hash_hex(b"misbehave/" + header["state_root"].encode())})
+        own = sign_commit(self.key, self.chain_id, forged.height, cert["view"], forged.block_hash)
+        sigs = [{"validator": self.key.public, "sig": own}]
+        sigs += [s for s in cert["signatures"] if s["validator"] != self.key.public]
+        return {"header": forged.to_plain(),
+                "certificate": {**cert, "block_hash": forged.block_hash, "signatures": sorted(sigs, key=lambda s: s["validator"])}}
 
     def _other_vote(self, msg: Prepare | Commit) -> Prepare | Commit:
         other = hash_hex(b"misbehave/" + msg.block_hash.encode())

@@ -65,6 +65,8 @@ from node.consensus.messages import MessageError, Signed
 from node.rpc.ratelimit import RateLimiter
 from node.rpc.server import serve
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
+from node.p2p.snapshot_serve import SnapshotServer
+from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
 from node.version import version
 from node.p2p.messages import (
@@ -226,6 +228,8 @@ class Validator:
         )
         self.fetcher = BlockFetcher(host, rng)
         self.catch_up = CatchUp(host, rng)
+        tamper = self.misbehaviour.tamper_snapshot if self.misbehaviour is not None else None
+        self.snapshots = SnapshotServer(self.transport.send, lambda: self.ledger.store, tamper)
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
@@ -498,6 +502,9 @@ class Validator:
         if not is_wire(msg):
             self._feed(pbft.Received(msg))
             return
+        if is_sync_message(msg):
+            self.snapshots.serve(sender, msg)
+            return
         try:
             wire = parse_wire(msg)
         except WireError as e:
@@ -554,6 +561,10 @@ class Validator:
     @property
     def height(self) -> int:
         return self.ledger.height
+
+    @property
+    def base_height(self) -> int:
+        return self.ledger.store.base_height
 
     def status(self) -> dict[str, Any]:
         vset = self.ledger.validator_set_at(self.ledger.height + 1)
@@ -643,16 +654,20 @@ def _kind(message: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- the process
 
 
-def open_validator(cfg: NodeConfig) -> Validator:
-    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+def _genesis_and_key(cfg: NodeConfig) -> tuple[Genesis, KeyPair]:
     try:
         genesis = Genesis.load(cfg.genesis)
     except (GenesisError, OSError, ValueError) as e:
         raise NodeStartError(f"{cfg.genesis}: {e}") from None
     try:
-        key = load_key_file(cfg.key)
+        return genesis, load_key_file(cfg.key)
     except KeyFileError as e:
         raise NodeStartError(str(e)) from None
+
+
+def open_validator(cfg: NodeConfig) -> Validator:
+    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+    genesis, key = _genesis_and_key(cfg)
     try:
         ledger = Ledger.open(cfg.data_dir, genesis)
     except (StoreError, LedgerError) as e:
@@ -664,7 +679,9 @@ def open_validator(cfg: NodeConfig) -> Validator:
         raise
 
 
-async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None) -> int:
+async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None, state_sync: bool) -> int:
+    if state_sync:
+        await _join(cfg)
     node = open_validator(cfg)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -688,12 +705,24 @@ async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator]
     return 1 if node.fatal is not None else 0
 
 
-def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None) -> int:
+async def _join(cfg: NodeConfig) -> None:
+    """--state-sync: make the data dir from the peers first (node/runtime/join.py)."""
+    from node.runtime.join import JoinError, join_by_state_sync
+
+    genesis, key = _genesis_and_key(cfg)
+    try:
+        await join_by_state_sync(cfg, genesis, key)
+    except (JoinError, StoreError) as e:
+        raise NodeStartError(str(e)) from None
+
+
+def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None, state_sync: bool = False) -> int:
     """Run one validator until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once
-    the node serves its peers and RPC (the CLI's one-line start-up message)."""
+    the node serves its peers and RPC (the CLI's one-line start-up message). `state_sync`: an
+    empty data dir is made by state sync first."""
     setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
     # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
     # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
     # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
     gc.set_threshold(50_000, 20, 20)
-    return asyncio.run(_serve_until_signalled(cfg, announce))
+    return asyncio.run(_serve_until_signalled(cfg, announce, state_sync))

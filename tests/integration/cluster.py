@@ -109,10 +109,10 @@ class Cluster:
                     return float(line.split()[1])
         raise AssertionError(f"node {i} reports no metric {name}")
 
-    def restart(self, i: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def restart(self, i: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         """`titlechain node run --config` on the listed config, as docs/cli.md promises works."""
         config = Path(self.nodes[i]["config"])
-        return start_node(config, config.parent / "restart.log", env)
+        return start_node(config, config.parent / "restart.log", env, args)
 
     def register(self, issuer: KeyPair, owner: str, asset_id: str, height: int, asset_class: str = "warehouse_receipt") -> Tx:
         doc = hashlib.sha256(f"{asset_id}/{new_nonce()}".encode()).hexdigest()  # unique: no duplicate_document

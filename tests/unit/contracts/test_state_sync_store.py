@@ -23,7 +23,7 @@ from contracts.snapshot_rules import RULES
 from contracts.snapshot_source import SnapshotSource, Unavailable
 from contracts.state_sync import StateSync
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change
-from node.ledger import Ledger, LedgerError
+from node.runtime.ledger import Ledger, LedgerError
 
 APPLY_PREFIXES = (b"s/", b"o/", b"v/")  # records of the state now (n/ and l/ also keep past trees)
 

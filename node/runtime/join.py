@@ -1,0 +1,82 @@
+"""`titlechain node run --state-sync`: make the data dir by state sync before the node starts.
+
+The sync runs over a transport of its own on the node's peer address (peers with a lower key dial
+in, as they would to the node itself) and ends with a data dir at a base height S
+(node/p2p/state_sync.py). The transport is then closed and the node starts as on any restart:
+its catch-up follows the blocks from S + 1 and, a validator, it votes. A data dir that already
+holds a chain is started as it is: state sync is only for joining.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from chain.crypto import KeyPair
+from chain.genesis import Genesis
+from chain.store import StoreError
+from node.p2p.state_sync import StateSyncClient, StateSyncError
+from node.p2p.sync_wire import is_sync_message
+from node.p2p.transport import Transport
+from node.runtime.config import NodeConfig
+
+log = logging.getLogger("titlechain.statesync")
+
+
+class JoinError(StateSyncError):
+    pass
+
+
+def needs_sync(data_dir: Path) -> bool:
+    """Whether the data dir is empty (or absent, or an unfinished sync's): a chain is started as is."""
+    if not data_dir.exists() or not any(data_dir.iterdir()):
+        return True
+    from chain.store import Store  # opened only to ask; closed at once
+
+    try:
+        Store.open_read_only(data_dir).close()
+    except StoreError as e:
+        if "unfinished state sync" in str(e):
+            return True
+        raise
+    return False
+
+
+async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> None:
+    """Sync cfg.data_dir from the peers (if it holds no chain yet); raises JoinError on failure."""
+    if not needs_sync(cfg.data_dir):
+        log.info("state sync: %s already holds a chain; starting from it", cfg.data_dir)
+        return
+    by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+    names = {public: node_id for node_id, public in by_node_id.items()}
+    client: StateSyncClient | None = None
+
+    def on_message(peer: str, msg: object) -> None:
+        if client is not None and is_sync_message(msg):
+            client.on_message(peer, msg)
+        # anything else (consensus traffic, gossip) is for the node once it runs
+
+    transport = Transport(
+        key, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
+        on_message=on_message,
+        addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items() if n in by_node_id},
+    )
+
+    def connected() -> list[str]:
+        return [p.public for p in transport.peer_status() if p.connected]
+
+    client = StateSyncClient(transport.send, connected, genesis, cfg.data_dir, names)
+    started = time.monotonic()
+    try:
+        await transport.start(cfg.peer_host, cfg.peer_port)
+    except OSError as e:
+        raise JoinError(f"cannot listen for peers on {cfg.peer_listen}: {e.strerror or e}") from None
+    try:
+        store = await client.run()
+        height = store.height
+        store.close()
+    finally:
+        await transport.close()
+    log.info("state sync: %s holds the state at height %d after %.1f s; starting the node", cfg.data_dir,
+             height, time.monotonic() - started)
