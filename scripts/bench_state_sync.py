@@ -33,11 +33,11 @@ from chain.crypto import KeyPair, load_key_file
 from chain.encoding import H
 from chain.genesis import Genesis
 from chain.tx import Tx, sign_tx
-from node.sdk.client import Client
-from node.runtime.config import NodeConfig
-from node.runtime.ledger import Ledger
 from node.devnet.localnet import node_command, start_node, stop_pid, wait_ready
 from node.devnet.provision import init_consortium
+from node.runtime.config import NodeConfig
+from node.runtime.ledger import Ledger
+from node.sdk.client import Client
 
 PARTIES = 8
 

@@ -1,8 +1,8 @@
 """Serving state sync to joining peers (docs/protocol.md, "State sync"; the joining side is
 node/p2p/state_sync.py).
 
-Each `snap_*` request is answered from the store through contracts/snapshot_source.py, at a
-bounded rate per peer (a chunk costs a tree walk of up to a few thousand leaves), with
+Each `snap_*` request is answered from the store through a `SnapshotReader` (the runtime lends
+contracts/snapshot_source.py, which this layer may not import), at a bounded rate per peer (a chunk costs a tree walk of up to a few thousand leaves), with
 `snap_none` when this node cannot serve it. Nothing here is trusted by the asker: every answer is
 verified on its side, so a wrong answer costs it only this peer.
 """
@@ -13,24 +13,46 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from chain.store import Store
-from contracts.snapshot_source import SnapshotSource, Unavailable
+from chain.snapshot import StateChunk
 from node.p2p.sync_wire import MAX_WHY, SnapRequest, WireError, parse_sync
 
 log = logging.getLogger("titlechain.node")
 
 SERVE_PER_S = 32  # snapshot answers per peer per second; more requests are ignored
 
+class AnchorAnswer(Protocol):
+    @property
+    def header(self) -> dict[str, Any]: ...
+    @property
+    def certificate(self) -> dict[str, Any]: ...
+    @property
+    def changes(self) -> list[dict[str, Any]]: ...
+    @property
+    def total_changes(self) -> int: ...
+
+
+class SnapshotReader(Protocol):
+    """What is served, read from the store; each raises LookupError for what it cannot serve."""
+
+    def offer(self) -> int: ...
+
+    def anchor(self, height: int, start: int) -> AnchorAnswer: ...
+
+    def window(self, top: int, base: int) -> list[dict[str, Any]]: ...
+
+    def state_chunk(self, height: int, lo: int, limit: int) -> StateChunk: ...
+
+
 Send = Callable[[str, dict[str, Any]], object]
 Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]  # test-only (node/runtime/misbehave.py)
 
 
 class SnapshotServer:
-    def __init__(self, send: Send, store: Callable[[], Store], tamper: Tamper | None = None) -> None:
+    def __init__(self, send: Send, reader: Callable[[], SnapshotReader], tamper: Tamper | None = None) -> None:
         self._send = send
-        self._store = store
+        self._reader = reader
         self._tamper = tamper
         self._served: dict[str, deque[float]] = {}
 
@@ -47,7 +69,7 @@ class SnapshotServer:
             return
         try:
             answer = self._answer(req)
-        except Unavailable as e:
+        except LookupError as e:  # a height or record this node does not hold
             answer = {"t": "snap_none", "why": str(e)[:MAX_WHY]}
         answer["id"] = req.req_id
         if self._tamper is not None:
@@ -68,7 +90,7 @@ class SnapshotServer:
         return True
 
     def _answer(self, req: SnapRequest) -> dict[str, Any]:
-        source = SnapshotSource(self._store())
+        source = self._reader()
         if req.kind == "snap_offer_req":
             return {"t": "snap_offer", "height": source.offer()}
         if req.kind == "snap_anchor_req":

@@ -1,6 +1,7 @@
 """Joining by state sync: fetch a certified state from several peers, verify every answer, import.
 
-The network side of contracts/state_sync.py (docs/protocol.md, "State sync"). It runs before the
+The network side of contracts/state_sync.py (docs/protocol.md, "State sync"), which the runtime
+lends as a `SyncImporter` (this layer may not import the contracts). It runs before the
 node opens its ledger, over a transport of its own, and ends with a data dir at base height S;
 the node then starts as usual and its catch-up follows blocks from S + 1.
 
@@ -23,14 +24,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chain.genesis import Genesis
-from chain.snapshot import SnapshotError, split_space
+from chain.snapshot import Coverage, SnapshotError, StateChunk, split_space
 from chain.store import Store
-from chain.sync_anchor import SyncVerifyError, verify_anchor
-from contracts.state_sync import StateSync
+from chain.sync_anchor import Anchor, SyncVerifyError, verify_anchor
 from node.errors import NodeError
 from node.p2p.sync_wire import SnapAnswer, WireError, parse_sync, path_hex
 
@@ -43,6 +42,26 @@ PEER_GRACE_S = 2.0
 PROGRESS_EVERY_S = 2.0
 
 Send = Callable[[str, dict[str, Any]], object]  # (peer public key, plain message)
+
+
+class SyncImporter(Protocol):
+    """contracts.state_sync.StateSync: verifies each answer (raising SyncVerifyError or
+    SnapshotError) before it writes it, and finishes the data dir once the state is whole."""
+
+    coverage: Coverage
+
+    @property
+    def window_next(self) -> int | None: ...
+
+    def take_anchor(self, changes: list[Any], header: Any, certificate: Any) -> Anchor: ...
+
+    def take_window(self, summaries: Any) -> int: ...
+
+    def take_chunk(self, chunk: StateChunk) -> int: ...
+
+    def finish(self) -> Store: ...
+
+    def abandon(self) -> None: ...
 
 
 class StateSyncError(NodeError, RuntimeError):
@@ -69,12 +88,12 @@ class SyncProgress:
 
 
 class StateSyncClient:
-    def __init__(self, send: Send, peers: Callable[[], list[str]], genesis: Genesis, data_dir: Path,
-                 names: dict[str, str] | None = None) -> None:
+    def __init__(self, send: Send, peers: Callable[[], list[str]], genesis: Genesis,
+                 begin: Callable[[], SyncImporter], names: dict[str, str] | None = None) -> None:
         self._send = send
         self._peers = peers  # the peers connected now
         self.genesis = genesis
-        self.data_dir = data_dir
+        self._begin = begin  # a fresh importer over the data dir
         self.f = genesis.validators.f
         self.peer_count = genesis.validators.n - 1
         self._names = names or {}
@@ -112,7 +131,7 @@ class StateSyncClient:
         try:
             self._send(peer, {**msg, "id": req_id})
             answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise PeerFailed(f"no answer to {msg['t']} within {REQUEST_TIMEOUT_S:.0f} s") from None
         except (KeyError, ValueError) as e:  # not connected any more, or a frame over the cap
             raise PeerFailed(f"cannot send {msg['t']}: {e}") from None
@@ -138,12 +157,12 @@ class StateSyncClient:
     # -- the sync ----------------------------------------------------------------------------
 
     async def run(self) -> Store:
-        """Sync into data_dir; returns the store at its base. Raises StateSyncError."""
+        """Sync into the importer's data dir; returns the store at its base. Raises StateSyncError."""
         await self._wait_for_peers()
         base = await self._choose_base()
         self.progress.base = base
         log.info("state sync: base height %d chosen from the offers of %d peers", base, len(self._usable()))
-        sync = StateSync(self.data_dir, self.genesis)
+        sync = self._begin()
         try:
             await self._anchor(sync, base)
             await self._window(sync, base)
@@ -209,7 +228,7 @@ class StateSyncClient:
             except (PeerFailed, SyncVerifyError, SnapshotError) as e:
                 self._drop(peer, f"{what}: {e}")
 
-    async def _anchor(self, sync: StateSync, base: int) -> None:
+    async def _anchor(self, sync: SyncImporter, base: int) -> None:
         """The anchor from every usable peer at once, each verified on its own: a peer with a wrong
         one is dropped here, and two certified headers of S that differ mean the consortium broke
         its fault assumption (the sync stops rather than pick one)."""
@@ -243,7 +262,7 @@ class StateSyncClient:
         verify_anchor(self.genesis, changes, body["header"], body["certificate"])  # raises for a bad one
         return changes, body["header"], body["certificate"]
 
-    async def _window(self, sync: StateSync, base: int) -> None:
+    async def _window(self, sync: SyncImporter, base: int) -> None:
         while sync.window_next is not None:
             top = sync.window_next
 
@@ -254,7 +273,7 @@ class StateSyncClient:
             await self._one_peer(f"the tx-id window at {top}", attempt)
         log.info("state sync: tx-id window of %d blocks taken", self.progress.window_blocks)
 
-    async def _state(self, sync: StateSync, base: int) -> None:
+    async def _state(self, sync: SyncImporter, base: int) -> None:
         queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         for part in split_space(PARTS):
             queue.put_nowait(part)
@@ -265,7 +284,7 @@ class StateSyncClient:
             workers = [asyncio.create_task(self._worker(sync, base, peer, queue)) for peer in peers]
             await asyncio.gather(*workers)  # each ends when the queue is empty or its peer is dropped
 
-    async def _worker(self, sync: StateSync, base: int, peer: str, queue: asyncio.Queue[tuple[int, int]]) -> None:
+    async def _worker(self, sync: SyncImporter, base: int, peer: str, queue: asyncio.Queue[tuple[int, int]]) -> None:
         while not queue.empty() and peer not in self.progress.refused:
             lo, hi = queue.get_nowait()
             try:
@@ -287,7 +306,7 @@ class StateSyncClient:
                 queue.put_nowait((lo, hi))
                 return
 
-    def _log_progress(self, sync: StateSync) -> None:
+    def _log_progress(self, sync: SyncImporter) -> None:
         now = time.monotonic()
         if now - self._last_log >= PROGRESS_EVERY_S:
             self._last_log = now

@@ -19,7 +19,7 @@ peer. Parsing raises only WireError; every list is bounded (chain/sync_anchor.py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from chain.snapshot import SnapshotError, StateChunk
 from chain.sync_anchor import MAX_CHANGES_PER_PAGE, MAX_WINDOW_SUMMARIES
@@ -63,7 +63,7 @@ class SnapAnswer:
     chunk: StateChunk | None = None  # snap_chunk: parsed, not yet verified
 
 
-SyncMessage = Union[SnapRequest, SnapAnswer]
+SyncMessage = SnapRequest | SnapAnswer
 
 
 def _int(obj: dict[str, Any], name: str, lo: int = 0) -> int:

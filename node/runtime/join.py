@@ -16,6 +16,7 @@ from pathlib import Path
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.store import StoreError
+from contracts.state_sync import StateSync
 from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
@@ -66,7 +67,7 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
     def connected() -> list[str]:
         return [p.public for p in transport.peer_status() if p.connected]
 
-    client = StateSyncClient(transport.send, connected, genesis, cfg.data_dir, names)
+    client = StateSyncClient(transport.send, connected, genesis, lambda: StateSync(cfg.data_dir, genesis), names)
     started = time.monotonic()
     try:
         await transport.start(cfg.peer_host, cfg.peer_port)

@@ -50,6 +50,7 @@ from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
+from contracts.snapshot_source import SnapshotSource
 from node.consensus import pbft
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
@@ -229,7 +230,7 @@ class Validator:
         self.fetcher = BlockFetcher(host, rng)
         self.catch_up = CatchUp(host, rng)
         tamper = self.misbehaviour.tamper_snapshot if self.misbehaviour is not None else None
-        self.snapshots = SnapshotServer(self.transport.send, lambda: self.ledger.store, tamper)
+        self.snapshots = SnapshotServer(self.transport.send, lambda: SnapshotSource(self.ledger.store), tamper)
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ledger_fixtures import LedgerChain, build_story_across_a_set_change
 
 from chain import snapshot
 from chain.audit import audit_data_dir, verify_ownership_proof
@@ -22,7 +23,6 @@ from contracts.proofs import build_ownership_proof
 from contracts.snapshot_rules import RULES
 from contracts.snapshot_source import SnapshotSource, Unavailable
 from contracts.state_sync import StateSync
-from ledger_fixtures import LedgerChain, build_story_across_a_set_change
 from node.runtime.ledger import Ledger, LedgerError
 
 APPLY_PREFIXES = (b"s/", b"o/", b"v/")  # records of the state now (n/ and l/ also keep past trees)
