@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from factories import Consortium, make_consortium, seeded_key
+
+from chain import snapshot
 from chain.block import Block, Certificate, sign_commit
 from chain.crypto import KeyPair
 from chain.encoding import H
+from chain.snapshot import StateChunk
+from chain.store import Store
 from chain.tx import Tx, sign_tx
-from factories import Consortium, make_consortium, seeded_key
+from contracts.snapshot_source import SnapshotSource
+from contracts.state_sync import StateSync
 from node.runtime.ledger import Ledger
 
 
@@ -91,3 +97,24 @@ def build_story_across_a_set_change(path: Path) -> LedgerChain:
     ch.block([ch.sign(m[i], "gov.approve", {"proposal_id": propose.tx_id}) for i in (1, 2)])
     ch.block([ch.transfer("WR-1", ch.c.users[4], ch.c.users[6])])
     return ch
+
+
+def sync_locally(source: Store, path: Path, ch: LedgerChain, height: int, parts: int = 4) -> Store:
+    """What the node's sync does, minus the network: anchor, window, chunks of every part."""
+    src = SnapshotSource(source)
+    sync = StateSync(path, ch.c.genesis)
+    first = src.anchor(height, 0)
+    changes = list(first.changes)
+    while len(changes) < first.total_changes:
+        changes += src.anchor(height, len(changes)).changes
+    sync.take_anchor(changes, first.header, first.certificate)
+    while sync.window_next is not None:
+        sync.take_window(src.window(sync.window_next, height))
+    for lo, hi in snapshot.split_space(parts):
+        while True:
+            chunk = src.state_chunk(height, lo, hi)
+            sync.take_chunk(StateChunk.decode(chunk.encode()))
+            if chunk.hi == hi:
+                break
+            lo = chunk.hi + 1
+    return sync.finish()

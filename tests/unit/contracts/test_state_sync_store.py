@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ledger_fixtures import LedgerChain, build_story_across_a_set_change
+from ledger_fixtures import LedgerChain, build_story_across_a_set_change, sync_locally
 
 from chain import snapshot
 from chain.audit import audit_data_dir, verify_ownership_proof
@@ -33,27 +33,6 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> LedgerChain:
     ch = build_story_across_a_set_change(tmp_path_factory.mktemp("sync") / "full")
     yield ch
     ch.close()
-
-
-def sync_locally(source: Store, path: Path, ch: LedgerChain, height: int, parts: int = 4) -> Store:
-    """What the node's sync does, minus the network: anchor, window, chunks of every part."""
-    src = SnapshotSource(source)
-    sync = StateSync(path, ch.c.genesis)
-    first = src.anchor(height, 0)
-    changes = list(first.changes)
-    while len(changes) < first.total_changes:
-        changes += src.anchor(height, len(changes)).changes
-    sync.take_anchor(changes, first.header, first.certificate)
-    while sync.window_next is not None:
-        sync.take_window(src.window(sync.window_next, height))
-    for lo, hi in snapshot.split_space(parts):
-        while True:
-            chunk = src.state_chunk(height, lo, hi)
-            sync.take_chunk(StateChunk.decode(chunk.encode()))
-            if chunk.hi == hi:
-                break
-            lo = chunk.hi + 1
-    return sync.finish()
 
 
 def records(store: Store, prefixes: tuple[bytes, ...] = APPLY_PREFIXES) -> dict[bytes, bytes]:
