@@ -246,6 +246,15 @@ class Transport:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def set_on_message(self, on_message: OnMessage) -> None:
+        """Hand the links to another receiver (a node taking over its state sync's transport, so
+        that its peers need not reconnect)."""
+        self._on_message = on_message
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
     def set_address(self, public: str, address: str) -> None:
         """Dial a peer at a new "host:port" from the next attempt on."""
         peer = self._peers[public]

@@ -1,8 +1,9 @@
 """`titlechain node run --state-sync`: make the data dir by state sync before the node starts.
 
-The sync runs over a transport of its own on the node's peer address (peers with a lower key dial
-in, as they would to the node itself) and ends with a data dir at a base height S
-(node/p2p/state_sync.py). The transport is then closed and the node starts as on any restart:
+The sync runs over a transport on the node's peer address (peers with a lower key dial in, as
+they would to the node itself) and ends with a data dir at a base height S
+(node/p2p/state_sync.py). The node then takes the transport over, links and all (a reconnect
+would cost seconds of the peers' dial backoff), and starts as on any restart:
 its catch-up follows the blocks from S + 1 and, a validator, it votes. A data dir that already
 holds a chain is started as it is: state sync is only for joining.
 """
@@ -44,11 +45,13 @@ def needs_sync(data_dir: Path) -> bool:
     return False
 
 
-async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> None:
-    """Sync cfg.data_dir from the peers (if it holds no chain yet); raises JoinError on failure."""
+async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> Transport | None:
+    """Sync cfg.data_dir from the peers (if it holds no chain yet); raises JoinError on failure.
+    Returns the sync's transport, still linked to the peers, for the node to take over (None if
+    no sync was needed)."""
     if not needs_sync(cfg.data_dir):
         log.info("state sync: %s already holds a chain; starting from it", cfg.data_dir)
-        return
+        return None
     by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
     names = {public: node_id for node_id, public in by_node_id.items()}
     client: StateSyncClient | None = None
@@ -77,7 +80,9 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
         store = await client.run()
         height = store.height
         store.close()
-    finally:
+    except BaseException:
         await transport.close()
+        raise
     log.info("state sync: %s holds the state at height %d after %.1f s; starting the node", cfg.data_dir,
              height, time.monotonic() - started)
+    return transport

@@ -164,7 +164,9 @@ class _Waiters:
 class Validator:
     """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
 
-    def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
+    def __init__(
+        self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger, transport: Transport | None = None
+    ) -> None:
         me = genesis.validators.by_public.get(key.public)
         if me is None:
             raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
@@ -199,14 +201,18 @@ class Validator:
         for validator, n in self.evidence_store.by_validator.items():
             self.metrics.on_evidence(validator, n)
         self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
-        self.transport = Transport(
-            key,
-            chain_id=genesis.chain_id,
-            genesis_hash=genesis.hash,
-            validators=genesis.validators,
-            on_message=self._on_peer_message,
-            addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
-        )
+        if transport is not None:  # the state sync's, already linked (node/runtime/join.py)
+            transport.set_on_message(self._on_peer_message)
+            self.transport = transport
+        else:
+            self.transport = Transport(
+                key,
+                chain_id=genesis.chain_id,
+                genesis_hash=genesis.hash,
+                validators=genesis.validators,
+                on_message=self._on_peer_message,
+                addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+            )
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
@@ -265,7 +271,8 @@ class Validator:
         next_set = self.ledger.validator_set_at(self.ledger.height + 1)
         self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
         try:
-            await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
+            if not self.transport.started:
+                await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
@@ -666,24 +673,29 @@ def _genesis_and_key(cfg: NodeConfig) -> tuple[Genesis, KeyPair]:
         raise NodeStartError(str(e)) from None
 
 
-def open_validator(cfg: NodeConfig) -> Validator:
-    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+def open_validator(cfg: NodeConfig, transport: Transport | None = None) -> Validator:
+    """Load genesis and key, open the data dir; every failure a NodeStartError that says what.
+    `transport`: links already made (by a state sync) for the node to take over."""
     genesis, key = _genesis_and_key(cfg)
     try:
         ledger = Ledger.open(cfg.data_dir, genesis)
     except (StoreError, LedgerError) as e:
         raise NodeStartError(str(e)) from None
     try:
-        return Validator(cfg, genesis, key, ledger)
+        return Validator(cfg, genesis, key, ledger, transport)
     except BaseException:
         ledger.close()
         raise
 
 
 async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None, state_sync: bool) -> int:
-    if state_sync:
-        await _join(cfg)
-    node = open_validator(cfg)
+    transport = await _join(cfg) if state_sync else None
+    try:
+        node = open_validator(cfg, transport)
+    except BaseException:
+        if transport is not None:
+            await transport.close()
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -706,13 +718,14 @@ async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator]
     return 1 if node.fatal is not None else 0
 
 
-async def _join(cfg: NodeConfig) -> None:
-    """--state-sync: make the data dir from the peers first (node/runtime/join.py)."""
+async def _join(cfg: NodeConfig) -> Transport | None:
+    """--state-sync: make the data dir from the peers first (node/runtime/join.py); the sync's
+    transport, if one ran, for the node to take over."""
     from node.runtime.join import JoinError, join_by_state_sync
 
     genesis, key = _genesis_and_key(cfg)
     try:
-        await join_by_state_sync(cfg, genesis, key)
+        return await join_by_state_sync(cfg, genesis, key)
     except (JoinError, StoreError) as e:
         raise NodeStartError(str(e)) from None
 
