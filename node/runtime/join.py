@@ -14,8 +14,8 @@ import logging
 import time
 from pathlib import Path
 
-from chain.crypto import KeyPair
-from chain.genesis import Genesis
+from chain.crypto import KeyFileError, KeyPair, load_key_file
+from chain.genesis import Genesis, GenesisError
 from chain.store import StoreError
 from contracts.state_sync import StateSync
 from node.p2p.state_sync import StateSyncClient, StateSyncError
@@ -28,6 +28,24 @@ log = logging.getLogger("titlechain.statesync")
 
 class JoinError(StateSyncError):
     pass
+
+
+async def join(cfg: NodeConfig) -> Transport | None:
+    """`join_by_state_sync` from the node's config; every failure a JoinError that says what."""
+    try:
+        genesis = Genesis.load(cfg.genesis)
+    except (GenesisError, OSError, ValueError) as e:
+        raise JoinError(f"{cfg.genesis}: {e}") from None
+    try:
+        key = load_key_file(cfg.key)
+    except KeyFileError as e:
+        raise JoinError(str(e)) from None
+    if key.public not in genesis.validators.publics:
+        raise JoinError(f"{cfg.key}: this key is not a validator of the genesis; state sync links to the validators")
+    try:
+        return await join_by_state_sync(cfg, genesis, key)
+    except StoreError as e:
+        raise JoinError(str(e)) from None
 
 
 def needs_sync(data_dir: Path) -> bool:
