@@ -18,6 +18,7 @@ from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.genesis import Genesis, GenesisError
 from chain.store import StoreError
 from contracts.state_sync import StateSync
+from node.errors import NodeError
 from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
@@ -30,15 +31,27 @@ class JoinError(StateSyncError):
     pass
 
 
-async def join(cfg: NodeConfig) -> Transport | None:
-    """`join_by_state_sync` from the node's config; every failure a JoinError that says what."""
+class IdentityError(NodeError, ValueError):
+    """The config's genesis or key file is unusable; the message says which and why."""
+
+
+def load_identity(cfg: NodeConfig) -> tuple[Genesis, KeyPair]:
+    """The genesis and validator key a node's config names (the node and its state sync alike)."""
     try:
         genesis = Genesis.load(cfg.genesis)
     except (GenesisError, OSError, ValueError) as e:
-        raise JoinError(f"{cfg.genesis}: {e}") from None
+        raise IdentityError(f"{cfg.genesis}: {e}") from None
     try:
-        key = load_key_file(cfg.key)
+        return genesis, load_key_file(cfg.key)
     except KeyFileError as e:
+        raise IdentityError(str(e)) from None
+
+
+async def join(cfg: NodeConfig) -> Transport | None:
+    """`join_by_state_sync` from the node's config; every failure a JoinError that says what."""
+    try:
+        genesis, key = load_identity(cfg)
+    except IdentityError as e:
         raise JoinError(str(e)) from None
     if key.public not in genesis.validators.publics:
         raise JoinError(f"{cfg.key}: this key is not a validator of the genesis; state sync links to the validators")

@@ -40,9 +40,9 @@ from typing import Any
 from aiohttp import web
 
 from chain.block import Block, Certificate
-from chain.crypto import KeyFileError, KeyPair, load_key_file
+from chain.crypto import KeyPair
 from chain.encoding import EncodingError, decode
-from chain.genesis import Genesis, GenesisError
+from chain.genesis import Genesis
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from contracts import validate_args
@@ -67,7 +67,7 @@ from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
 from node.runtime.service import NodeService
 from node.runtime.consensus_app import LedgerApp
-from node.runtime.join import join
+from node.runtime.join import IdentityError, join, load_identity
 from node.p2p.messages import (
     MAX_GOSSIP_TXS,
     BlockPush,
@@ -484,12 +484,8 @@ def open_validator(cfg: NodeConfig, transport: Transport | None = None) -> Valid
     """Load genesis and key, open the data dir; every failure a NodeStartError that says what.
     `transport`: links already made by a state sync, for the node to take over."""
     try:
-        genesis = Genesis.load(cfg.genesis)
-    except (GenesisError, OSError, ValueError) as e:
-        raise NodeStartError(f"{cfg.genesis}: {e}") from None
-    try:
-        key = load_key_file(cfg.key)
-    except KeyFileError as e:
+        genesis, key = load_identity(cfg)
+    except IdentityError as e:
         raise NodeStartError(str(e)) from None
     try:
         ledger = Ledger.open(cfg.data_dir, genesis)
