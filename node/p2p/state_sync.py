@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chain.audit import LinkError, follow_validator_changes
 from chain.genesis import Genesis
 from chain.snapshot import Coverage, SnapshotError, StateChunk, split_space
 from chain.store import Store
@@ -257,6 +258,12 @@ class StateSyncClient:
             answer = await self._ask(peer, {"t": "snap_anchor_req", "height": base, "start": len(changes)}, "snap_anchor")
             body = answer.body
             changes += body["changes"]
+            # each page checked as it comes: only certified changes can fill one, so a peer that
+            # claims a huge `total` runs out of real changes at once instead of paging for ever
+            try:
+                follow_validator_changes(changes, self.genesis)
+            except LinkError as e:
+                raise PeerFailed(f"validator changes: {e}") from None
             if len(changes) >= body["total"] or not body["changes"]:
                 break
         verify_anchor(self.genesis, changes, body["header"], body["certificate"])  # raises for a bad one
