@@ -22,6 +22,7 @@ from typing import Any
 
 from chain.audit import LinkError, certified_header, follow_validator_changes
 from chain.block import BlockError, Certificate, CertificateError, Header
+from chain.encoding import is_hex
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.merkle import tx_root
@@ -127,8 +128,8 @@ def parse_window(obj: Any) -> list[WindowSummary]:
     for i, s in enumerate(obj):
         if type(s) is not dict or set(s) != {"header", "tx_ids"} or type(s["tx_ids"]) is not list:
             raise SyncVerifyError(f"window[{i}]: a summary is {{header, tx_ids}}")
-        if any(type(t) is not str for t in s["tx_ids"]):
-            raise SyncVerifyError(f"window[{i}].tx_ids: a list of tx ids")
+        if not all(is_hex(t, 32) for t in s["tx_ids"]):
+            raise SyncVerifyError(f"window[{i}].tx_ids: a list of tx ids (64 lowercase hex characters each)")
         try:
             out.append(WindowSummary(Header.from_plain(s["header"]), tuple(s["tx_ids"])))
         except BlockError as e:

@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change, sync_locally
 
 from chain import snapshot
 from chain.audit import audit_data_dir, verify_ownership_proof
-from chain.encoding import canonical
+from chain.encoding import EncodingError, canonical, decode
 from chain.snapshot import SnapshotError, StateChunk
 from chain.store import Store, StoreError
-from chain.sync_anchor import SyncVerifyError
+from chain.sync_anchor import SyncVerifyError, parse_window, verify_anchor, verify_window
 from contracts.apply import reexecute
 from contracts.proofs import build_ownership_proof
 from contracts.snapshot_rules import RULES
@@ -137,3 +139,34 @@ def test_a_source_serves_only_heights_it_holds(full: LedgerChain, tmp_path: Path
         synced.close()
     with pytest.raises(StoreError, match="already holds a chain"):
         StateSync(tmp_path / "second", full.c.genesis)
+
+
+def _flip(data: st.DataObject, raw: bytes) -> bytes:
+    out = bytearray(raw)
+    at = data.draw(st.integers(0, len(out) - 1))
+    out[at] ^= data.draw(st.integers(1, 255))
+    return bytes(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_byte_altered_in_an_anchor_or_a_window_chunk_fails(full: LedgerChain, data: st.DataObject) -> None:
+    src = SnapshotSource(full.ledger.store)
+    a = src.anchor(8, 0)
+    anchor = canonical({"changes": a.changes, "header": a.header, "certificate": a.certificate})
+    try:
+        altered = decode(_flip(data, anchor))
+        parts = altered["changes"], altered["header"], altered["certificate"]
+    except (EncodingError, KeyError):
+        parts = None  # no longer canonical, or a field renamed: the message parser refuses it
+    if parts is not None:
+        with pytest.raises(SyncVerifyError):  # and nothing else: a peer's bytes never crash the sync
+            verify_anchor(full.c.genesis, *parts)
+    head = full.ledger.store.get_summary(8)[0]
+    window = canonical(src.window(8, 8))
+    try:
+        summaries = parse_window(decode(_flip(data, window)))
+    except (EncodingError, SyncVerifyError):
+        return
+    with pytest.raises(SyncVerifyError):
+        verify_window(summaries, 8, head.block_hash)
