@@ -145,6 +145,15 @@ def time_join(root: Path, head: int, extra: list[str], label: str) -> float:
         stop_pid(proc.pid, str(path))
 
 
+def _sync_summary(root: Path) -> str:
+    """What the joining node's log says it fetched (its `state sync: done` line)."""
+    log = _config(root, 3).log_file
+    for line in reversed(log.read_text().splitlines() if log is not None and log.exists() else []):
+        if "state sync: done" in line:
+            return json.loads(line)["msg"]
+    return "(no 'state sync: done' line in the joining node's log)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--txs", type=int, default=100_000)
@@ -169,6 +178,7 @@ def main() -> None:
         print(f"join by replay:     {replay:7.1f} s")
         synced = time_join(root, head, ["--state-sync"], "join-state-sync")
         print(f"join by state sync: {synced:7.1f} s  ({replay / synced:.1f}x faster)")
+        print(f"  {_sync_summary(root)}")
     finally:
         for proc, i in procs:
             stop_pid(proc.pid, str(_config_path(root, i)))
