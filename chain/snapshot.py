@@ -159,26 +159,28 @@ def _leaf_pair(x: Any, i: int) -> tuple[bytes, bytes]:
 
 _Ref = tuple[bytes, tuple[bytes, bytes] | None]  # (subtree hash, (key hash, value hash) if a lone leaf)
 _EMPTY: _Ref = (smt.EMPTY, None)
+# the exporter's view of a subtree: its _Ref and, for an inner node, its preimage (read once)
+_Node = tuple[bytes, tuple[bytes, bytes] | None, bytes | None]
+_EMPTY_NODE: _Node = (smt.EMPTY, None, None)
 
 
-def _load(reader: TreeReader, h: bytes) -> _Ref:
+def _load(reader: TreeReader, h: bytes) -> _Node:
     if h == smt.EMPTY:
-        return _EMPTY
+        return _EMPTY_NODE
     raw = reader.node(h)
     if raw is None or len(raw) != 65 or raw[:1] not in (smt.LEAF, smt.INNER):
         raise smt.SmtError(f"state tree node {h.hex()[:16]}… is missing or malformed")
-    return (h, (raw[1:33], raw[33:])) if raw[:1] == smt.LEAF else (h, None)
+    return (h, (raw[1:33], raw[33:]), None) if raw[:1] == smt.LEAF else (h, None, raw)
 
 
-def _children(reader: TreeReader, ref: _Ref, depth: int) -> tuple[_Ref, _Ref]:
-    """The two halves of the subtree `ref` at depth (a lone leaf sits in the half of its path)."""
-    h, leaf = ref
+def _children(reader: TreeReader, node: _Node, depth: int) -> tuple[_Node, _Node]:
+    """The two halves of the subtree `node` at depth (a lone leaf sits in the half of its path)."""
+    h, leaf, raw = node
     if h == smt.EMPTY:
-        return _EMPTY, _EMPTY
+        return _EMPTY_NODE, _EMPTY_NODE
     if leaf is not None:
-        return (_EMPTY, ref) if _bit(leaf[0], depth) else (ref, _EMPTY)
-    raw = reader.node(h)
-    assert raw is not None  # _load checked it
+        return (_EMPTY_NODE, node) if _bit(leaf[0], depth) else (node, _EMPTY_NODE)
+    assert raw is not None  # an inner node's preimage, read by _load
     return _load(reader, raw[1:33]), _load(reader, raw[33:])
 
 
@@ -186,8 +188,8 @@ def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-def _encode_outside(ref: _Ref) -> str:
-    h, leaf = ref
+def _encode_outside(node: _Node) -> str:
+    h, leaf, _ = node
     if h == smt.EMPTY:
         return ""
     return (leaf[0] + leaf[1]).hex() if leaf is not None else h.hex()
@@ -197,21 +199,26 @@ def _span(depth: int, start: int) -> int:
     return start + (1 << (PATH_BITS - depth)) - 1
 
 
-def _leaf_paths(reader: TreeReader, ref: _Ref, depth: int, start: int, lo: int, hi: int) -> Iterator[tuple[bytes, bytes]]:
-    """(key hash, value hash) of every leaf with its path in [lo, hi], ascending."""
-    if ref[0] == smt.EMPTY or _span(depth, start) < lo or start > hi:
-        return
-    if ref[1] is not None:
-        if lo <= int.from_bytes(ref[1][0], "big") <= hi:
-            yield ref[1]
-        return
-    left, right = _children(reader, ref, depth)
-    half = 1 << (PATH_BITS - depth - 1)
-    yield from _leaf_paths(reader, left, depth + 1, start, lo, hi)
-    yield from _leaf_paths(reader, right, depth + 1, start + half, lo, hi)
+def _leaf_paths(reader: TreeReader, root: bytes, lo: int, hi: int) -> Iterator[tuple[bytes, bytes]]:
+    """(key hash, value hash) of every leaf with its path in [lo, hi], ascending. A stack, not
+    nested generators: each leaf would otherwise pass up through one generator per level."""
+    stack = [(root, 0, 0)]  # (subtree hash, depth, first path), read when popped
+    while stack:
+        h, depth, start = stack.pop()
+        if h == smt.EMPTY or _span(depth, start) < lo or start > hi:
+            continue
+        _, leaf, raw = _load(reader, h)
+        if leaf is not None:
+            if lo <= int.from_bytes(leaf[0], "big") <= hi:
+                yield leaf
+            continue
+        assert raw is not None
+        half = 1 << (PATH_BITS - depth - 1)
+        stack.append((raw[33:], depth + 1, start + half))  # the right half after the left
+        stack.append((raw[1:33], depth + 1, start))
 
 
-def _outside(reader: TreeReader, ref: _Ref, depth: int, start: int, lo: int, hi: int, out: list[str]) -> None:
+def _outside(reader: TreeReader, ref: _Node, depth: int, start: int, lo: int, hi: int, out: list[str]) -> None:
     end = _span(depth, start)
     if end < lo or start > hi:
         out.append(_encode_outside(ref))
@@ -235,12 +242,13 @@ def export_chunk(reader: TreeReader, state_root: str, lo: int, limit: int) -> St
     """
     if not 0 <= lo <= limit <= TOP:
         raise SnapshotError("a chunk range needs 0 <= lo <= limit < 2^256")
-    root = _load(reader, bytes.fromhex(state_root))
+    root_hash = bytes.fromhex(state_root)
+    root = _load(reader, root_hash)
     leaves: list[tuple[bytes, bytes]] = []
     last = b""
     size = 0
     hi = limit
-    for kh, vh in _leaf_paths(reader, root, 0, 0, lo, limit):
+    for kh, vh in _leaf_paths(reader, root_hash, lo, limit):
         if len(leaves) >= MAX_CHUNK_LEAVES or size >= CHUNK_TARGET_BYTES:
             hi = _cut_below(last, kh)
             break

@@ -177,6 +177,13 @@ class Store:
         return cls(db, path, read_only=False, tmp_copy=None)
 
     @classmethod
+    def from_handle(cls, db: plyvel.DB, path: Path, genesis: Genesis) -> Store:
+        """A store over a database this process has just written (a state sync's import), with
+        the checks of an open: schema, genesis, base and head."""
+        _check_identity(db, path, genesis.hash)
+        return cls(db, path, read_only=False, tmp_copy=None)
+
+    @classmethod
     def open_read_only(cls, path: str | Path, genesis_hash: str | None = None) -> Store:
         """Open a copy of a data dir for reading (audits, explorers), even while a node runs.
 
