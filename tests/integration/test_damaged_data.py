@@ -28,17 +28,20 @@ def _committed_data_dir(solo: Solo) -> None:
 
 
 def _flip_hex_digit(data_dir: Path, value: bytes, within: bytes) -> None:
-    """Change one hex digit of `within` (a part of `value`) where `value` lies in a table file."""
+    """Change one hex digit of `within` (a part of `value`) wherever `value` lies in a table file:
+    a state value is stored twice, in its s/ record and in its tree leaf's data (l/)."""
     at = value.index(within) + len(within) // 2
+    found = 0
     for table in sorted(data_dir.glob("*.ldb")):
         raw = bytearray(table.read_bytes())
         pos = raw.find(value)
-        if pos >= 0:
+        while pos >= 0:
             old = raw[pos + at]
             raw[pos + at] = ord("0") if old != ord("0") else ord("1")
-            table.write_bytes(bytes(raw))
-            return
-    raise AssertionError("the value is in no table file")
+            found += 1
+            pos = raw.find(value, pos + 1)
+        table.write_bytes(bytes(raw))
+    assert found, "the value is in no table file"
 
 
 def _read_unchecked(data_dir: Path, key: bytes) -> bytes | None:
