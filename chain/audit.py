@@ -90,6 +90,18 @@ class AuditReport:
     blocks: int = 0
     txs: int = 0
     state_root: str = ""
+    # the heights whose state trees were compared node for node with the store's (a pruned store
+    # keeps them from its m/state_from on); None when records were not compared. Every height's
+    # root is re-computed from the genesis either way.
+    state_versions: tuple[int, int] | None = None
+
+    @property
+    def coverage(self) -> str:
+        if self.state_versions is None:
+            return "the store's own records were not compared (blocks, certificates and receipts were)"
+        first, last = self.state_versions
+        pruned = f"; those of heights 0..{first - 1} were pruned from it" if first > 0 else ""
+        return f"state versions of heights {first}..{last} compared with the store{pruned}"
 
 
 class _Bad(Exception):
@@ -140,13 +152,31 @@ def verify_chain(
             txs += len(block.txs)
             if progress is not None:
                 progress(height, head, txs)
+        versions = None
         if records:
+            state_from = store.state_from if isinstance(store, Store) else 0
+            _prune_replay(replay, written_at, state_from)
             # a Store's blocks were read from their t/ records (read_block), each decoded in full
             # and checked to sit at its place: the same bytes need not be decoded again here
             _check_indexes(store, replay, written_at, seen_tx, head, placed=isinstance(store, Store))
+            versions = (min(state_from, head), head)
     except _Bad as bad:
         return AuditReport(False, bad.height, bad.reason, blocks, txs)
-    return AuditReport(True, None, "", blocks, txs, root)
+    return AuditReport(True, None, "", blocks, txs, root, versions)
+
+
+def _prune_replay(replay: dict[bytes, bytes | None], written_at: dict[bytes, int], state_from: int) -> None:
+    """Drop from the replay what a store pruned to `state_from` no longer holds (chain/store.py,
+    `_prune`): the nodes retired at or below it, their marks, and the roots below it. What stays
+    must then match the store exactly, as for an archive."""
+    if state_from <= 0:
+        return
+    doomed = [k for k in replay if k.startswith(smt.STALE_PREFIX) and smt.stale_height(k) <= state_from]
+    doomed += [smt.stale_node_key(k) for k in doomed]
+    doomed += [smt.root_key(h) for h in range(state_from)]
+    for key in doomed:
+        replay.pop(key, None)
+        written_at.pop(key, None)
 
 
 def _reader(store: ChainSource) -> BlockReader:

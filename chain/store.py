@@ -4,6 +4,7 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
 
     m/schema            schema version            m/genesis_hash   m/genesis (canonical doc)
     m/head              canonical {"height", "block_hash", "state_root"}
+    m/state_from        the first height whose state tree is kept whole (absent: 0, every height)
     b/<height>          canonical {"header", "tx_ids"}  c/<height>  canonical certificate
     x/<block_hash>      height
     t/<tx_id>           canonical [height, index, tx, receipt]
@@ -18,7 +19,8 @@ Everything else (state records, authenticated-state nodes, history, indexes) bel
 apply path, which hands its writes to `append` so that a block and all it changes land in
 ONE synced write batch: after a crash the store holds all of a block or none of it. The head
 record is derived from the blocks, so `open` checks it against them and refuses to start if
-they disagree.
+they disagree. A store opened with a pruning `Retention` (chain/retention.py) also deletes, in
+that same batch, the state-tree nodes that no kept state version holds any more.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from typing import Any, Protocol
 
 import plyvel
 
+from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import canonical, canonical_array, canonical_map, decode
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.receipt import Receipt
+from chain.retention import ARCHIVE, Retention
 from chain.tx import parse_tx
 
 # The version of the data dir; a store of another version is refused, never converted.
@@ -48,7 +52,9 @@ from chain.tx import parse_tx
 #      dir may hold entries that a version-4 audit would not recompute
 #   5: b/<height> holds the header and tx ids; each tx and its receipt are in t/<tx_id>
 #      ([height, index, tx, receipt]); no per-block receipts list (O(1) tx and header reads)
-SCHEMA_VERSION = b"5"
+#   6: state-tree nodes keyed by the height that wrote them (n/<version><hash>, chain/smt.py), with
+#      root records r/<height> and retired-node marks z/; m/state_from when pruned
+SCHEMA_VERSION = b"6"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
 
 # LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
@@ -118,26 +124,36 @@ class _LevelDB(Protocol):
 
 
 class Store:
-    def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
+    def __init__(
+        self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None, retention: Retention = ARCHIVE
+    ) -> None:
         self._db: _LevelDB = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
+        self.retention = retention
         # called with every StoreFault before it is raised (the validator stops on it)
         self.on_fault: Callable[[StoreFault], None] | None = None
         self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
         self._head = self._load_head()
+        raw_from = db.get(b"m/state_from")
+        self._state_from = int(raw_from) if raw_from is not None else 0
 
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
     def create_or_open(
-        cls, path: str | Path, genesis: Genesis, initial_writes: Mapping[bytes, bytes] | None = None
+        cls,
+        path: str | Path,
+        genesis: Genesis,
+        initial_writes: Mapping[bytes, bytes] | None = None,
+        retention: Retention = ARCHIVE,
     ) -> Store:
         """Open a node's data dir, creating it for this genesis if it does not exist yet.
 
         `initial_writes` (the genesis state, height 0) go into the same synced batch as the
         identity records, so a store either does not exist or has its whole genesis state.
+        `retention` says which state versions each commit keeps (chain/retention.py).
         """
         path = Path(path)
         if not path.exists():
@@ -158,7 +174,7 @@ class Store:
                         raise StoreError(f"genesis write to a store-owned key {key[:16]!r}")
                     wb.put(key, value)
         _check_identity(db, path, genesis.hash)
-        return cls(db, path, read_only=False, tmp_copy=None)
+        return cls(db, path, read_only=False, tmp_copy=None, retention=retention)
 
     @classmethod
     def open_read_only(cls, path: str | Path, genesis_hash: str | None = None) -> Store:
@@ -231,6 +247,12 @@ class Store:
     @property
     def height(self) -> int:
         return self._head.height if self._head else 0
+
+    @property
+    def state_from(self) -> int:
+        """The first height whose state tree this store holds whole (0: every height, an archive
+        or a store that has not pruned yet); the trees of lower heights were pruned."""
+        return self._state_from
 
     def genesis_doc(self) -> dict[str, Any]:
         raw = self._get(b"m/genesis")
@@ -336,14 +358,16 @@ class Store:
             raise self._fault(f"reading {key[:40]!r}", e) from None
 
     def iterate(
-        self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True
+        self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,
+        stop: bytes | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Records under `prefix` in key order (or reversed); with `start`, from that key on."""
+        """Records under `prefix` in key order (or reversed); with `start`, from that key on; with
+        `stop` (and `start`), up to that key, excluded."""
         try:
             if start is None:
                 it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
             else:
-                it = self._db.iterator(start=start, include_start=include_start, stop=_prefix_end(prefix),
+                it = self._db.iterator(start=start, include_start=include_start, stop=stop or _prefix_end(prefix),
                                        reverse=reverse, verify_checksums=True)
             yield from it
         except plyvel.Error as e:
@@ -384,16 +408,33 @@ class Store:
         if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
             raise StoreError(f"certificate does not name block {block.height}")
         head = Head(block.height, block.block_hash, block.header.state_root)
+        state_from = max(self._state_from, self.retention.horizon(block.height))
         try:
-            self._write_block(commit, head)
+            self._write_block(commit, head, state_from)
         except plyvel.Error as e:
             raise self._fault(f"writing block {block.height}", e) from None
         self._head = head
+        self._state_from = state_from
         return head
 
-    def _write_block(self, commit: BlockCommit, head: Head) -> None:
+    def _prune(self, wb: Any, state_from: int) -> None:
+        """Delete, in the commit's batch, the tree nodes no state of height >= state_from holds:
+        those retired at a height <= state_from (chain/smt.py), and the roots below it. The marks
+        sort by the height that retired them, so this reads only what it deletes."""
+        start = smt.stale_key(self._state_from, bytes(8), b"")
+        stop = smt.stale_key(state_from + 1, bytes(8), b"")
+        for key, _ in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
+            wb.delete(smt.stale_node_key(key))
+            wb.delete(key)
+        for height in range(self._state_from, state_from):
+            wb.delete(smt.root_key(height))
+        wb.put(b"m/state_from", b"%d" % state_from)
+
+    def _write_block(self, commit: BlockCommit, head: Head, state_from: int) -> None:
         block = commit.block
         with self._db.write_batch(sync=True, transaction=True) as wb:
+            if state_from > self._state_from:
+                self._prune(wb, state_from)
             for key, value in commit.writes.items():
                 if key.startswith(RESERVED_PREFIXES):
                     raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
@@ -446,7 +487,7 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head"})
+_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head", "state_from"})
 
 
 def _meta_key(name: str) -> bytes:
@@ -486,8 +527,10 @@ def _check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None) -> None
         db.close()
         raise StoreError(
             f"{path}: store schema version {_schema_name(schema)}, this titlechain reads version "
-            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place: "
-            "start the chain again from a new genesis with an empty data dir (docs/protocol.md, Versions)"
+            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place "
+            "(there is no migration command): move it aside and start the node with an empty data dir, to "
+            "fetch the chain again from its peers (a chain begun under schema 2 or older needs a new genesis: "
+            "docs/protocol.md, Versions)"
         )
     stored = db.get(b"m/genesis_hash", b"").decode()
     if genesis_hash is not None and stored != genesis_hash:

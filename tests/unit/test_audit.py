@@ -12,7 +12,7 @@ import pytest
 from chain.audit import audit_data_dir, verify_chain
 from chain.block import Certificate
 from chain.encoding import canonical, decode
-from chain.smt import node_key
+from chain.smt import node_key, version_bytes
 from chain.store import Store
 from chain.tx import parse_tx
 from contracts.apply import genesis_state, history_key, owner_key, reexecute, state_key
@@ -179,7 +179,7 @@ def test_tampering_is_found_at_its_height(
         )
     finally:
         src_db.close()
-    genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root))
+    genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root), version_bytes(0))
 
     def receipts(db: plyvel.DB) -> None:
         key = b"t/" + tx2.tx_id.encode()
