@@ -120,6 +120,8 @@ class _LevelDB(Protocol):
         include_start: bool = True, reverse: bool = False, verify_checksums: bool = False,
     ) -> Iterator[tuple[bytes, bytes]]: ...
     def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
+    def get_property(self, name: bytes) -> bytes | None: ...
+    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -356,6 +358,26 @@ class Store:
             return self._db.get(key, verify_checksums=True)
         except plyvel.Error as e:
             raise self._fault(f"reading {key[:40]!r}", e) from None
+
+    def compact(self) -> None:
+        """Compact the whole key range now (after a bulk load, so that what follows meets a
+        settled store, as an aged node's is)."""
+        try:
+            self._db.compact_range()
+        except plyvel.Error as e:
+            raise self._fault("compacting", e) from None
+
+    def compaction_mb(self) -> tuple[float, float]:
+        """(MB read, MB written) by LevelDB's flushes and compactions since the store was opened,
+        summed over its levels (`leveldb.stats`): what the layout costs beyond the batches."""
+        stats = self._db.get_property(b"leveldb.stats") or b""
+        read = written = 0.0
+        for line in stats.decode().splitlines():
+            cols = line.split()
+            if len(cols) == 6 and cols[0].isdigit():
+                read += float(cols[4])
+                written += float(cols[5])
+        return read, written
 
     def iterate(
         self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,
