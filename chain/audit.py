@@ -19,7 +19,7 @@ from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.receipt import Receipt
-from chain.sigcheck import BlockReader, Fetched, fetch_blocks
+from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError, decode_tx_entry
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
@@ -140,7 +140,7 @@ def verify_chain(
         _absorb(replay, written_at, g.writes, 0)
         root, vset, prev = g.state_root, g.next_validators, genesis.hash
         head = store.height
-        for height, fetched in fetch_blocks(_reader(store), 1, head, workers):
+        for height, fetched in _fetch(store, head, workers):
             try:
                 block, result = _check_height(store, genesis, reexecute, replay, seen_tx, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
@@ -179,13 +179,14 @@ def _prune_replay(replay: dict[bytes, bytes | None], written_at: dict[bytes, int
         written_at.pop(key, None)
 
 
-def _reader(store: ChainSource) -> BlockReader:
-    """A store reads a block and its receipts in one pass over its tx records; another source
-    (an RPC) block by block, its receipts asked for later."""
+def _fetch(store: ChainSource, head: int, workers: int) -> Iterator[tuple[int, Fetched]]:
+    """A store's blocks come as their records, decoded and checked with their signatures in the
+    workers, with their receipts; another source's (an RPC's) block by block, decoded here, its
+    receipts asked for later."""
     if isinstance(store, Store):
-        read = store.read_block
-        return lambda height: read(height) or (None, None)
-    return lambda height: (store.get_block(height), None)
+        return fetch_raw_blocks(store.read_raw_block, 1, head, workers)
+    read: BlockReader = lambda height: (store.get_block(height), None)  # noqa: E731
+    return fetch_blocks(read, 1, head, workers)
 
 
 def _check_height(

@@ -113,7 +113,7 @@ def verify_batch(txs: list[Tx], pool: ProcessPoolExecutor | None, workers: int) 
 def make_txs(c: Consortium, total: int, state_size: int, start_height: int, batch: int) -> list[list[Tx]]:
     """Blocks of txs: even ones register new assets, odd ones transfer a pre-built asset once."""
     blocks = []
-    owners = {u.public: u for u in c.users}
+    held: dict[int, int] = {}  # asset j -> index of the user owning it now (a state smaller than the run's transfers moves some twice)
     for b in range(0, total, batch):
         txs = []
         height = start_height + b // batch
@@ -123,9 +123,10 @@ def make_txs(c: Consortium, total: int, state_size: int, start_height: int, batc
                              args=_register_args(f"B-{i}", c.users[i % 8].public), expires=height + 100, nonce=f"r{i}")
             else:
                 j = (i * 7919) % state_size
-                owner = owners[c.users[j % len(c.users)].public]
-                tx = sign_tx(owner, chain_id=c.genesis.chain_id, op="asset.transfer",
-                             args={"asset_id": f"A-{j}", "to": c.users[(j + 1) % len(c.users)].public},
+                owner = held.get(j, j % len(c.users))
+                held[j] = (owner + 1) % len(c.users)
+                tx = sign_tx(c.users[owner], chain_id=c.genesis.chain_id, op="asset.transfer",
+                             args={"asset_id": f"A-{j}", "to": c.users[held[j]].public},
                              expires=height + 100, nonce=f"t{i}")
             txs.append(tx)
         blocks.append(txs)
