@@ -13,7 +13,7 @@ from chain.store import Store
 from chain.tx import Tx, sign_tx
 from contracts.apply import genesis_state
 from factories import Consortium, make_consortium, seeded_key
-from node.ledger import Ledger
+from node.runtime.ledger import Ledger
 
 
 def doc(label: str) -> str:
