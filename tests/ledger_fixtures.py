@@ -8,10 +8,8 @@ from typing import Any
 from chain.block import Block, Certificate, sign_commit
 from chain.crypto import KeyPair
 from chain.encoding import H
-from chain.retention import Retention
-from chain.store import Store
+from chain.retention import ARCHIVE, Retention
 from chain.tx import Tx, sign_tx
-from contracts.apply import genesis_state
 from factories import Consortium, make_consortium, seeded_key
 from node.runtime.ledger import Ledger
 
@@ -24,12 +22,7 @@ class LedgerChain:
     def __init__(self, path: Path, consortium: Consortium | None = None, retention: Retention | None = None) -> None:
         self.c = consortium or make_consortium()
         self.path = path
-        if retention is None:
-            self.ledger = Ledger.open(path, self.c.genesis)
-        else:  # a store that prunes old state versions as it commits (chain/retention.py)
-            writes = {k: v for k, v in genesis_state(self.c.genesis).writes.items() if v is not None}
-            store = Store.create_or_open(path, self.c.genesis, writes, retention)
-            self.ledger = Ledger(store, self.c.genesis)
+        self.ledger = Ledger.open(path, self.c.genesis, retention or ARCHIVE)
         self._nonce = 0
 
     def sign(self, key: KeyPair, op: str, args: dict[str, Any]) -> Tx:

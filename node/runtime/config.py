@@ -77,6 +77,12 @@ class NodeConfig(BaseModel):
     rpc_rate_burst: int = Field(
         DEFAULT_BURST, ge=MAX_BATCH_TXS, description="units a client may spend at once; at least a full batch"
     )
+    state_retention: int | None = Field(
+        None, ge=1,
+        description="keep the state trees of this many latest heights (and of the two latest snapshot heights "
+        "a joining node may sync from); older versions are pruned as blocks commit. null: an archive, every "
+        "version kept (docs/operations.md, Retention)",
+    )
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -46,6 +46,7 @@ from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
 from chain.receipt import Receipt
+from chain.retention import Retention
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
@@ -654,7 +655,7 @@ def open_validator(cfg: NodeConfig) -> Validator:
     except KeyFileError as e:
         raise NodeStartError(str(e)) from None
     try:
-        ledger = Ledger.open(cfg.data_dir, genesis)
+        ledger = Ledger.open(cfg.data_dir, genesis, Retention(cfg.state_retention))
     except (StoreError, LedgerError) as e:
         raise NodeStartError(str(e)) from None
     try:
