@@ -20,7 +20,15 @@ from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.receipt import Receipt
 from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
-from chain.store import RESERVED_PREFIXES, Store, StoreError, decode_tx_entry
+from chain.store import (
+    RESERVED_PREFIXES,
+    TX_INDEX_PREFIX,
+    TX_RECORD_PREFIX,
+    Store,
+    StoreError,
+    decode_tx_entry,
+    tx_place,
+)
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
 
@@ -185,7 +193,7 @@ def _fetch(store: ChainSource, head: int, workers: int) -> Iterator[tuple[int, F
     receipts asked for later."""
     if isinstance(store, Store):
         return fetch_raw_blocks(store.read_raw_block, 1, head, workers)
-    read: BlockReader = lambda height: (store.get_block(height), None)  # noqa: E731
+    read: BlockReader = lambda height: (store.get_block(height), None)
     return fetch_blocks(read, 1, head, workers)
 
 
@@ -309,15 +317,12 @@ def _check_indexes(
     `placed`: the t/ records of the blocks' txs were already checked to sit at their places."""
     bad: list[tuple[int, str]] = []
     stored_keys = set()
+    places = {tx_place(*where): tx_id for tx_id, where in seen_tx.items()}
+    indexed = 0
     for key, value in store.iterate(b""):
-        if key.startswith(b"t/"):
-            tx_id = key[2:].decode(errors="replace")
-            if tx_id not in seen_tx:
-                bad.append((head, f"tx record (t/) names a tx {tx_id[:16]}… in no block"))
-            elif not placed and _location(value) != seen_tx[tx_id]:
-                bad.append((seen_tx[tx_id][0], f"tx record (t/) of {tx_id[:16]}… is altered"))
-            continue
         if key.startswith(RESERVED_PREFIXES):
+            if key.startswith((TX_RECORD_PREFIX, TX_INDEX_PREFIX)):
+                indexed += _check_tx_key(key, value, places, seen_tx, head, bad, placed)
             continue
         stored_keys.add(key)
         if replay.get(key) != value:
@@ -327,9 +332,43 @@ def _check_indexes(
     for key, replayed in replay.items():
         if replayed is not None and key not in stored_keys:
             bad.append((written_at[key], f"record {key[:48]!r} is missing from the store"))
+    if indexed < len(seen_tx):  # a committed tx that its id no longer finds
+        found = {k[len(TX_INDEX_PREFIX) :].decode(errors="replace") for k, _ in store.iterate(TX_INDEX_PREFIX)}
+        for tx_id, (height, index) in seen_tx.items():
+            if tx_id not in found:
+                bad.append((height, f"tx index (i/) of tx {index} ({tx_id[:16]}…) is missing"))
     if bad:
         height, reason = min(bad)
         raise _Bad(height, reason)
+
+
+def _check_tx_key(
+    key: bytes,
+    value: bytes,
+    places: dict[bytes, str],
+    seen_tx: dict[str, tuple[int, int]],
+    head: int,
+    bad: list[tuple[int, str]],
+    placed: bool,
+) -> int:
+    """A t/ record must sit at a block's tx place; an i/ pointer must name its tx's place. Returns 1
+    for a sound i/ pointer (the caller counts them against the committed txs)."""
+    if key.startswith(TX_RECORD_PREFIX):
+        place = key[len(TX_RECORD_PREFIX) :]
+        if place not in places:
+            bad.append((head, f"tx record (t/) at {place[:40]!r} is the place of no block's tx"))
+        elif not placed and _location(value) != seen_tx[places[place]]:
+            bad.append((seen_tx[places[place]][0], f"tx record (t/) at {place!r} is altered"))
+        return 0
+    tx_id = key[len(TX_INDEX_PREFIX) :].decode(errors="replace")
+    where = seen_tx.get(tx_id)
+    if where is None:
+        bad.append((head, f"tx index (i/) names a tx {tx_id[:16]}… in no block"))
+        return 0
+    if value != tx_place(*where):
+        bad.append((where[0], f"tx index (i/) of {tx_id[:16]}… does not point at its place"))
+        return 0
+    return 1
 
 
 def _location(raw: bytes) -> tuple[int, int] | None:

@@ -7,13 +7,17 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
     m/state_from        the first height whose state tree is kept whole (absent: 0, every height)
     b/<height>          canonical {"header", "tx_ids"}  c/<height>  canonical certificate
     x/<block_hash>      height
-    t/<tx_id>           canonical [height, index, tx, receipt]
+    t/<height><index>   canonical [height, index, tx, receipt]   (index: 6 zero-padded digits)
+    i/<tx_id>           <height><index> of its t/ record, as in that key (24 bytes)
 
 A block is kept as its header and tx ids, and each of its txs once, in its own record with its
 receipt: a tx is answered with one small read whatever the size of its block (reading and
 decoding a 4,000-tx block, ~1.6 MB, for one tx took ~100-300 ms), a header without decoding any
 tx, and no tx's bytes are written twice (the commit is the node's hot path: docs/performance.md,
-Reads). A whole block (audits, catch-up) is its summary plus its txs' records, read in order.
+Reads). A whole block (audits, catch-up) is its summary plus its txs' records, one range read.
+The records are keyed by their place, so each block's sort after every earlier one and LevelDB's
+compactions do not rewrite them again and again as the chain grows; only the small i/ pointers
+land all over the key space (docs/performance.md, Store layout).
 
 Everything else (state records, authenticated-state nodes, history, indexes) belongs to the
 apply path, which hands its writes to `append` so that a block and all it changes land in
@@ -54,9 +58,12 @@ from chain.tx import Tx, parse_tx
 #   5: b/<height> holds the header and tx ids; each tx and its receipt are in t/<tx_id>
 #      ([height, index, tx, receipt]); no per-block receipts list (O(1) tx and header reads)
 #   6: state-tree nodes keyed by the height that wrote them (n/<version><hash>, chain/smt.py), with
-#      root records r/<height> and retired-node marks z/; m/state_from when pruned
+#      root records r/<height> and retired-node marks z/; m/state_from when pruned; tx records
+#      keyed by their place (t/<height><index>), found by id through i/<tx_id>
 SCHEMA_VERSION = b"6"
-RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
+RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/")
+TX_RECORD_PREFIX = b"t/"
+TX_INDEX_PREFIX = b"i/"
 
 # LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
 # filled while the previous one (as large) is flushed, and table blocks are cached up to
@@ -77,6 +84,18 @@ class StoreFault(StoreError):
 
 def height_key(prefix: bytes, height: int) -> bytes:
     return prefix + b"%012d" % height
+
+
+def tx_place(height: int, index: int) -> bytes:
+    return b"%012d%06d" % (height, index)
+
+
+def tx_record_key(height: int, index: int) -> bytes:
+    return TX_RECORD_PREFIX + tx_place(height, index)
+
+
+def tx_index_key(tx_id: str) -> bytes:
+    return TX_INDEX_PREFIX + tx_id.encode()
 
 
 @dataclass(frozen=True)
@@ -289,7 +308,13 @@ class Store:
         if summary is None:
             return None
         header, tx_ids = summary
-        return RawBlock(height, header, tx_ids, [self._get(b"t/" + tx_id.encode()) for tx_id in tx_ids])
+        records: list[bytes | None] = [None] * len(tx_ids)
+        prefix = height_key(TX_RECORD_PREFIX, height)
+        for key, value in self.iterate(prefix):
+            index = int(key[len(prefix) :])
+            if index < len(records):  # one beyond the block's txs is the audit's to report
+                records[index] = value
+        return RawBlock(height, header, tx_ids, records)
 
     def get_certificate(self, height: int) -> Certificate | None:
         raw = self._get(height_key(b"c/", height))
@@ -312,30 +337,32 @@ class Store:
     def get_receipts(self, height: int) -> list[Receipt] | None:
         """The block's receipts, in tx order, from its txs' records (None: no such block, or a record
         is missing)."""
-        summary = self.get_summary(height)
-        if summary is None:
+        raw = self.read_raw_block(height)
+        if raw is None or None in raw.records:
             return None
-        receipts: list[Receipt] = []
-        for tx_id in summary[1]:
-            entry = self.get_tx_entry(tx_id)
-            if entry is None:
-                return None
-            receipts.append(entry.receipt)
-        return receipts
+        return [decode_tx_entry(record).receipt for record in raw.records]  # type: ignore[arg-type]
 
     def height_of(self, block_hash: str) -> int | None:
         raw = self._get(b"x/" + block_hash.encode())
         return int(raw) if raw is not None else None
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
-        entry = self.get_tx_entry(tx_id)
-        return None if entry is None else (entry.height, entry.index)
+        """Where a committed tx is (None: not committed): its i/ pointer alone, no record decoded."""
+        place = self._get(tx_index_key(tx_id))
+        if place is None:
+            return None
+        if len(place) != 18 or not place.isdigit():
+            raise StoreError(f"{self.path}: damaged data: the tx index (i/) of {tx_id[:16]}… is not a place")
+        return int(place[:12]), int(place[12:])
 
     def get_tx_entry(self, tx_id: str) -> TxEntry | None:
-        """A committed tx's record: one read of a few hundred bytes, whatever its block's size."""
-        raw = self._get(b"t/" + tx_id.encode())
-        if raw is None:
+        """A committed tx's record: two reads of a few hundred bytes, whatever its block's size."""
+        place = self.tx_location(tx_id)
+        if place is None:
             return None
+        raw = self._get(tx_record_key(*place))
+        if raw is None:
+            raise StoreError(f"{self.path}: damaged data: the record (t/) of tx {tx_id[:16]}… is missing")
         return decode_tx_entry(raw)
 
     def get(self, key: bytes) -> bytes | None:
@@ -466,7 +493,9 @@ class Store:
             if len(packed) != len(tx_ids):
                 raise StoreError(f"block {block.height}: {len(packed)} receipts for {len(tx_ids)} txs")
             for index, (tx, tx_id) in enumerate(zip(block.txs, tx_ids, strict=True)):
-                wb.put(b"t/" + tx_id.encode(), tx_entry_bytes(block.height, index, tx.encode(), packed[index]))
+                place = tx_place(block.height, index)
+                wb.put(TX_RECORD_PREFIX + place, tx_entry_bytes(block.height, index, tx.encode(), packed[index]))
+                wb.put(TX_INDEX_PREFIX + tx_id.encode(), place)
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
 
     def _fault(self, what: str, error: plyvel.Error) -> StoreFault:

@@ -22,7 +22,7 @@ PRUNING = Retention(keep=2, snapshot_interval=2)
 def test_the_horizon_keeps_recent_heights_and_the_two_latest_snapshots() -> None:
     assert Retention().horizon(10**6) == 0  # archive
     r = Retention(keep=10, snapshot_interval=100)
-    for head in range(0, 1000):
+    for head in range(1000):
         h = r.horizon(head)
         assert 0 <= h <= head - 9 or h == 0
         # the latest snapshot and the one before it are kept whole
@@ -60,7 +60,7 @@ def _keys(path: Path, prefix: bytes) -> list[bytes]:
 
 
 def test_a_pruning_store_keeps_every_version_from_its_horizon(pruned: tuple[Path, Path, LedgerChain]) -> None:
-    archive, path, ch = pruned
+    archive, path, _ = pruned
     with Store.open_read_only(path) as store:
         head = store.height
         assert head == 11 and store.state_from == PRUNING.horizon(head) == 8

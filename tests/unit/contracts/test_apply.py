@@ -14,7 +14,7 @@ from chain import smt
 from chain.block import Block
 from chain.encoding import canonical, decode
 from chain.merkle import tx_root
-from chain.store import RESERVED_PREFIXES, Store
+from chain.store import RESERVED_PREFIXES, Store, tx_record_key
 from contracts.apply import apply_txs, genesis_state, pack, unpack
 from node.rpc import paging
 from node.runtime.ledger import Ledger, LedgerError
@@ -46,7 +46,7 @@ def test_replay_from_genesis_reproduces_every_root_and_write(story: LedgerChain)
         assert result.receipts == store.get_receipts(height)
         assert list(result.packed_receipts) == [canonical(r) for r in result.receipts]
         for index, tx in enumerate(block.txs):
-            assert store.get(b"t/" + tx.tx_id.encode()) == canonical([height, index, tx.to_plain(), result.receipts[index]])
+            assert store.get(tx_record_key(height, index)) == canonical([height, index, tx.to_plain(), result.receipts[index]])
         replay.update(result.writes)
         root = result.state_root
     assert {k: v for k, v in replay.items() if v is not None} == _derived(store)
