@@ -19,7 +19,7 @@ from chain.tx import Tx
 from node.sdk.client import sign
 
 if TYPE_CHECKING:
-    from node.devnet.bench import ClientJob
+    from node.devnet.bench_client import ClientJob
 
 Chunk = list[tuple[str, bytes]]  # (tx_id, the tx as JSON)
 

@@ -9,7 +9,7 @@ from factories import make_consortium
 
 from chain.crypto import write_key_file
 from chain.tx import parse_tx
-from node.devnet.bench import ClientJob
+from node.devnet.bench_client import ClientJob
 from node.devnet.bench_spool import plan_txs
 
 
