@@ -118,9 +118,11 @@ def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-# A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf,
-# the version its node is stored at). A plain tuple: the update makes one per touched node, and a
-# frozen dataclass's constructor cost a fifth of the update's time.
+# A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf
+# (None: an inner node or empty; _UNKNOWN: not read, see `update`), the version its node is stored
+# at). A plain tuple: the update makes one per touched node, and a frozen dataclass's constructor
+# cost a fifth of the update's time.
+_UNKNOWN = (b"", b"")
 _Ref = tuple[bytes, tuple[bytes, bytes] | None, bytes]
 _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
@@ -141,10 +143,6 @@ class _Updater:
         self.writes: dict[bytes, bytes] = {}
         self._stale = STALE_PREFIX + self.version
 
-    def retire(self, h: bytes, version: bytes) -> None:
-        """The node (version, h) is not part of the new state: mark it for pruning."""
-        self.writes[self._stale + version + h] = b""
-
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
         h = _sha(pre)
@@ -154,14 +152,26 @@ class _Updater:
     def join(self, left: _Ref, right: _Ref) -> _Ref:
         # collapse: a subtree whose only content is one leaf is that leaf
         if left[0] == EMPTY:
-            if right[0] == EMPTY or right[1] is not None:
+            if right[0] == EMPTY:
                 return right
-        elif right[0] == EMPTY and left[1] is not None:
-            return left
+            right = self._known(right)
+            if right[1] is not None:
+                return right
+        elif right[0] == EMPTY:
+            left = self._known(left)
+            if left[1] is not None:
+                return left
         pre = INNER + left[0] + right[0]
         h = _sha(pre)
         self.writes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
         return (h, None, self.version)
+
+    def _known(self, ref: _Ref) -> _Ref:
+        """ref with its leaf-ness read, if the update left it unread."""
+        if ref[1] is not _UNKNOWN:
+            return ref
+        raw = load_node(self.read, ref[0], ref[2])
+        return (ref[0], (raw[1:33], raw[33:65]) if raw[:1] == LEAF else None, ref[2])
 
     def build(self, depth: int, items: list[tuple[bytes, bytes]]) -> _Ref:
         """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct."""
@@ -174,27 +184,28 @@ class _Updater:
 
     def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
         """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
-        None deletes). Every stored node it replaces is retired."""
+        None deletes). Every stored node it replaces is retired. A subtree no change reaches is not
+        read: whether it is a single leaf matters only when its sibling empties (`join`), and
+        reading every untouched sibling doubled the reads of an update."""
+        if not items:
+            return _EMPTY_REF if ref_hash == EMPTY else (ref_hash, _UNKNOWN, version)
         if ref_hash == EMPTY:
-            if not items:
-                return _EMPTY_REF
             return self.build(depth, [(k, v) for k, v in items if v is not None])
         raw = load_node(self.read, ref_hash, version)
+        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
         if raw[:1] == LEAF:
             kh, vh = raw[1:33], raw[33:]
-            if not items:
-                return (ref_hash, (kh, vh), version)
-            self.retire(ref_hash, version)
             merged = {k: v for k, v in items}
             if kh not in merged:
                 merged[kh] = vh
             return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None))
-        if not items:
-            return (ref_hash, None, version)
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
-        self.retire(ref_hash, version)
-        split = _split(items, depth)
+        if len(items) == 1:  # most paths below the top levels carry one change
+            kh = items[0][0]
+            split = 1 - ((kh[depth >> 3] >> (7 - (depth & 7))) & 1)  # index of the first item going right
+        else:
+            split = _split(items, depth)
         left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
         right = self.update(raw[33:65], raw[73:81], depth + 1, items[split:])
         return self.join(left, right)
