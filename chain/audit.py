@@ -20,16 +20,8 @@ from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.receipt import Receipt
 from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
-from chain.store import (
-    RESERVED_PREFIXES,
-    TX_INDEX_PREFIX,
-    TX_RECORD_PREFIX,
-    Store,
-    StoreError,
-    decode_tx_entry,
-    tx_index_key,
-    tx_place,
-)
+from chain.store import RESERVED_PREFIXES, Store, StoreError
+from chain.txrecords import TX_INDEX_PREFIX, TX_RECORD_PREFIX, decode_tx_entry, tx_index_key, tx_place
 from chain.tx import TxError, check_for_chain
 from chain.validators import ValidatorSet, ValidatorSetError
 

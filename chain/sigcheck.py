@@ -26,7 +26,7 @@ from chain.block import Block, BlockError
 from chain.crypto import Domain, verify
 from chain.encoding import EncodingError
 from chain.receipt import Receipt
-from chain.store import RawBlock, block_from_records
+from chain.txrecords import RawBlock, block_from_records
 from chain.tx import TxError
 
 # a batch is sent once it holds this many txs (or BATCH_BLOCKS blocks): large enough that pickling

@@ -30,7 +30,7 @@ in the block's single write batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,21 @@ def check_root(read: NodeReader, height: int, state_root: str) -> None:
 
 def root_record(root: RootRef) -> bytes:
     return root[1] + root[0]
+
+
+def node_keys(read: NodeReader, root: RootRef) -> Iterator[bytes]:
+    """The store key of every node of the tree stored at `root`, parents first: what a store must
+    hold for that state version (a state-sync server sends these; the retention tests check that
+    pruning keeps exactly them)."""
+    todo = [root]
+    while todo:
+        h, version = todo.pop()
+        if h == EMPTY:
+            continue
+        yield NODE_PREFIX + version + h
+        raw = load_node(read, h, version)
+        if raw[:1] == INNER:
+            todo += [(raw[1:33], raw[65:73]), (raw[33:65], raw[73:81])]
 
 
 def _bit(path: bytes, depth: int) -> int:

@@ -157,22 +157,24 @@ def smt_updates_per_second(store: Store, batch: int, rounds: int = 10) -> float:
     return len(keys) / (time.perf_counter() - start)
 
 
-def phase_rows(per_block: list[tuple[float, float, float, float]], phases: int, batch: int) -> list[dict]:
-    """Mean per-block times and LevelDB compaction traffic for `phases` equal slices of the run."""
+def phase_rows(per_block: list[tuple[float, float, float, float, float]], phases: int, batch: int) -> list[dict]:
+    """Mean per-block times, process CPU (all threads: the least disturbed by other work on a
+    shared machine) and LevelDB compaction traffic for `phases` equal slices of the run."""
     rows = []
     size = max(1, len(per_block) // max(1, phases))
-    prev_read = prev_written = 0.0
+    prev_read = prev_written = prev_cpu = 0.0
     for i in range(0, len(per_block), size):
         part = per_block[i : i + size]
-        read, written = part[-1][2], part[-1][3]
+        read, written, cpu = part[-1][2], part[-1][3], part[-1][4]
         rows.append({
             "blocks": f"{i + 1}-{i + len(part)}",
             "execute_ms": round(1000 * sum(p[0] for p in part) / len(part), 1),
             "commit_ms": round(1000 * sum(p[1] for p in part) / len(part), 1),
             "compaction_mb_read": round((read - prev_read) / len(part), 2),
             "compaction_mb_written": round((written - prev_written) / len(part), 2),
+            "process_cpu_ms": round(1000 * (cpu - prev_cpu) / len(part), 1),
         })
-        prev_read, prev_written = read, written
+        prev_read, prev_written, prev_cpu = read, written, cpu
     return rows
 
 
@@ -203,7 +205,9 @@ def main() -> None:
 
         t_verify = t_exec = t_commit = 0.0
         ok = rejected = 0
-        per_block: list[tuple[float, float, float, float]] = []  # execute, commit, compaction MB read, written
+        # execute, commit, compaction MB read and written, process CPU (every thread: LevelDB compacts in its own)
+        per_block: list[tuple[float, float, float, float, float]] = []
+        cpu_start = time.process_time()
         base_read, base_written = store.compaction_mb()
         start = time.perf_counter()
         # with a pool, block k+1's signatures are checked while block k executes and commits
@@ -228,7 +232,7 @@ def main() -> None:
             e = time.perf_counter()
             t_verify, t_exec, t_commit = t_verify + b - a, t_exec + d - b, t_commit + e - d
             read_mb, written_mb = store.compaction_mb()
-            per_block.append((d - b, e - d, read_mb - base_read, written_mb - base_written))
+            per_block.append((d - b, e - d, read_mb - base_read, written_mb - base_written, time.process_time() - cpu_start))
             receipts = store.get_receipts(height) or []
             ok += sum(r["status"] == "ok" for r in receipts)
             rejected += sum(r["status"] != "ok" for r in receipts)
@@ -268,9 +272,9 @@ def main() -> None:
             print(f"{k:<22}{v:>10}")
         print(f"{'end to end':<22}{1000 * elapsed / len(blocks):>10.2f}   -> {result['tps']:,} tx/s")
         print(f"{'verify only':<22}{'':>10}   -> {result['verify_only_tps']:,} tx/s ({opts.workers} worker(s))")
-        print(f"{'slice':<8}{'execute ms':>12}{'commit ms':>12}{'compaction MB read/written per block':>40}")
+        print(f"{'slice':<8}{'execute ms':>12}{'commit ms':>12}{'CPU ms':>10}{'compaction MB read/written per block':>40}")
         for row in result["phases"]:
-            print(f"{row['blocks']:<8}{row['execute_ms']:>12}{row['commit_ms']:>12}"
+            print(f"{row['blocks']:<8}{row['execute_ms']:>12}{row['commit_ms']:>12}{row['process_cpu_ms']:>10}"
                   f"{row['compaction_mb_read']:>28} / {row['compaction_mb_written']}")
         print(f"state tree alone: {smt_rate:,.0f} key updates/s in batches of {opts.batch} (nodes in memory)")
         print(f"setup (initial state): {setup:.1f} s")

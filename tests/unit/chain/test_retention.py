@@ -85,15 +85,7 @@ def test_every_node_of_a_kept_version_is_reachable(pruned: tuple[Path, Path, Led
     with Store.open_read_only(path) as store:
         reachable: set[bytes] = set()
         for height in range(store.state_from, store.height + 1):
-            todo = [smt.root_at(store.get, height)]
-            while todo:
-                h, version = todo.pop()
-                if h == smt.EMPTY:
-                    continue
-                reachable.add(smt.node_key(h, version))
-                raw = smt.load_node(store.get, h, version)
-                if raw[:1] == smt.INNER:
-                    todo += [(raw[1:33], raw[65:73]), (raw[33:65], raw[73:81])]
+            reachable.update(smt.node_keys(store.get, smt.root_at(store.get, height)))
         assert {k for k, _ in store.iterate(smt.NODE_PREFIX)} == reachable
 
 

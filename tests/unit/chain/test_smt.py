@@ -171,19 +171,6 @@ def _prune(nodes: Nodes, state_from: int) -> None:
         nodes.pop(smt.root_key(height), None)
 
 
-def _reachable(nodes: Nodes, root: smt.RootRef) -> set[bytes]:
-    out, todo = set(), [root]
-    while todo:
-        h, version = todo.pop()
-        if h == smt.EMPTY:
-            continue
-        out.add(smt.node_key(h, version))
-        raw = smt.load_node(nodes.read, h, version)
-        if raw[:1] == smt.INNER:
-            todo += [(raw[1:33], raw[65:73]), (raw[33:65], raw[73:81])]
-    return out
-
-
 BATCHES = st.lists(st.dictionaries(st.sampled_from([b"k%d" % i for i in range(24)]), st.none() | VALUES, max_size=8),
                    min_size=1, max_size=12)
 
@@ -209,7 +196,7 @@ def test_pruning_keeps_every_state_from_the_horizon_and_nothing_else(batches: li
             assert smt.get(ref, key, nodes.read) == (None if value is None else smt._sha(value))
     # and the store holds exactly the nodes of the states kept: no node a kept state needs was
     # retired, and every node replaced was marked (pruning to the head leaves only the head's tree)
-    kept = set().union(*(_reachable(nodes, smt.root_at(nodes.read, h)) for h in range(state_from, head + 1)))
+    kept = set().union(*(smt.node_keys(nodes.read, smt.root_at(nodes.read, h)) for h in range(state_from, head + 1)))
     assert {k for k in nodes if k.startswith(smt.NODE_PREFIX)} == kept
     if state_from > 0:
         with pytest.raises(smt.SmtError):

@@ -14,7 +14,8 @@ from chain import smt
 from chain.block import Block
 from chain.encoding import canonical, decode
 from chain.merkle import tx_root
-from chain.store import RESERVED_PREFIXES, Store, tx_record_key
+from chain.store import RESERVED_PREFIXES, Store
+from chain.txrecords import tx_record_key
 from contracts.apply import apply_txs, genesis_state, pack, unpack
 from node.rpc import paging
 from node.runtime.ledger import Ledger, LedgerError
