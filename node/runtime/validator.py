@@ -43,7 +43,6 @@ from aiohttp import web
 
 from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
-from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
 from chain.receipt import Receipt
 from chain.store import StoreError, StoreFault
@@ -58,10 +57,12 @@ from node.consensus.evidence import EquivocationEvidence
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.logs import setup_logging
+from node.runtime.membership import Membership, start_problem
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
 from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
-from node.consensus.messages import MessageError, Signed
+from node.runtime.votes import VoteRecordError, VoteStore
+from node.consensus.messages import Signed
 from node.rpc.ratelimit import RateLimiter
 from node.rpc.server import serve
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
@@ -82,7 +83,6 @@ from node.p2p.messages import (
 
 log = logging.getLogger("titlechain.node")
 
-VOTES_RECORD = "votes"
 SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
 GOSSIP_FLUSH_S = 0.005
 # Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
@@ -162,14 +162,12 @@ class Validator:
     """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
-        me = genesis.validators.by_public.get(key.public)
-        if me is None:
-            raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
-        if me.node_id != cfg.node_id:
-            raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
-        by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+        head_set = ledger.validator_set_at(ledger.height + 1)
+        if problem := start_problem(head_set, key, cfg.node_id, cfg.peers, ledger.height + 1):
+            raise NodeStartError(f"{cfg.key}: {problem}")
+        by_node_id = {v.node_id: v.public for v in head_set.validators if v.public != key.public}
         if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the set at height {ledger.height + 1}")
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -195,15 +193,22 @@ class Validator:
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
         for validator, n in self.evidence_store.by_validator.items():
             self.metrics.on_evidence(validator, n)
-        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
+        self.votes = VoteStore(ledger.store, key, cfg.data_dir)
+        try:
+            record = self.votes.load()
+        except VoteRecordError as e:
+            raise NodeStartError(str(e)) from None
+        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=record)
         self.transport = Transport(
             key,
             chain_id=genesis.chain_id,
             genesis_hash=genesis.hash,
-            validators=genesis.validators,
+            validators=head_set,
             on_message=self._on_peer_message,
             addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+            bootstrap=cfg.peers,
         )
+        self.membership = Membership(key, cfg.node_id, head_set, self.transport)
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
@@ -354,7 +359,7 @@ class Validator:
                 if bad is None or not bad.outgoing(action.message, action.to):
                     self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
-                log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+                log.warning("no link to validator %s… (not in the set this node links to)", action.to[:12])
             except ValueError as e:
                 log.error("could not send a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.SetTimer):
@@ -372,8 +377,7 @@ class Validator:
         elif isinstance(action, pbft.RequestSync):
             self.catch_up.want(action.to_height)
         elif isinstance(action, pbft.SaveVotes):
-            # built from the block's own bytes: the record holds the prepared block beside its proof
-            self.ledger.store.put_meta(VOTES_RECORD, action.record.encode())
+            self.votes.save(action.record)
         elif isinstance(action, pbft.BroadcastBlock):
             try:
                 self.transport.broadcast_encoded(BlockPush(action.block).encode())
@@ -384,15 +388,6 @@ class Validator:
             if task is not None:
                 self._tasks.append(task)
                 task.add_done_callback(self._tasks.remove)
-
-    def _load_votes(self) -> pbft.VoteRecord | None:
-        raw = self.ledger.store.get_meta(VOTES_RECORD)
-        if raw is None:
-            return None
-        try:
-            return pbft.VoteRecord.from_plain(decode(raw))
-        except (MessageError, EncodingError) as e:
-            raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
         """Store what the core convicted (synced: a failed write stops the node) and count it."""
@@ -438,6 +433,8 @@ class Validator:
             committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
             raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
+        if block.header.next_validators_hash != self.membership.linked_set.hash:
+            self.membership.follow(block.height + 1, self.ledger.validator_set_at(block.height + 1))
         now = asyncio.get_running_loop().time()
         self.catch_up.committed()
         receipts = committed.receipts
@@ -539,10 +536,8 @@ class Validator:
             return f"stopped after a fatal error: {self.fatal}"
         if not self._started:
             return "starting: recovering from the data dir, not yet serving consensus"
-        peers = self.transport.peer_status()
-        connected, need = sum(1 for p in peers if p.connected), self.genesis.validators.quorum - 1
-        if connected < need:
-            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
+        if (reason := self.membership.not_ready_reason(self.ledger.height + 1)) is not None:
+            return reason
         if self.catch_up.target - self.ledger.height > READY_LAG:
             return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
         return None
@@ -564,7 +559,7 @@ class Validator:
             "view": self.replica.view,
             "primary": vset.primary(self.replica.view).node_id,
             "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.transport.peer_status()],
+            "peers": [p.to_plain() for p in self.transport.peer_status() if not p.guest],
             "mempool": len(self.mempool),
             "ready": self.ready,
             "not_ready": self.not_ready_reason(),

@@ -30,7 +30,7 @@ async def _newcomer(net: Net, key: KeyPair, bootstrap: tuple[str, ...] = ()) -> 
     t = Transport(key, chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash,
                   validators=net.c.genesis.validators, on_message=inbox, config=FAST, bootstrap=bootstrap)
     port = await t.start("127.0.0.1", 0)
-    for j, other in net.nodes.items():
+    for j in net.nodes:
         t.set_address(net.keys[j].public, f"127.0.0.1:{net.ports[j]}")
     return t, inbox, port
 
