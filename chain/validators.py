@@ -26,12 +26,15 @@ UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 
 def dial_address_problem(address: Any) -> str | None:
     """What keeps `address` from being a peer address the other validators can dial (host:port,
-    at most 259 characters, port 1-65535, not an unspecified host); None when nothing does."""
+    at most 259 characters, port 1-65535, an IPv6 host in brackets, not an unspecified host);
+    None when nothing does."""
     if not ADDRESS_PATTERN.matches(address):
         return "must be host:port (letters, digits, '.', '-', ':', '[]')"
     host, port = address.rsplit(":", 1)
     if not 1 <= int(port) <= 65535:
         return "port must be 1-65535"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return "an IPv6 host goes in brackets, e.g. [2001:db8::1]:26600"
     if host in UNSPECIFIED_HOSTS:
         return f"{host or 'an empty host'} cannot be dialled; give the host the others reach"
     return None
