@@ -57,6 +57,8 @@ class Membership:
                 "and serves the chain up to height %d (a rotated seat: restart with the new key)", height, height - 1,
             )
             return
+        if is_member:
+            self.left_at = None  # re-added while its node kept running: it links and votes again
         added, removed = self._transport.set_validators(vset)
         log.info(
             "the validator set changes at height %d (n=%d, quorum %d): links added %s, dropped %s%s",

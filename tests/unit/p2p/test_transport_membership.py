@@ -139,3 +139,8 @@ async def test_a_retired_node_closes_every_link_and_dials_nobody(net: Net) -> No
     assert net.nodes[0].peer_status() == [] and not net.nodes[0].member
     await refused(net, 0, net.keys[1])  # it accepts nobody either
     assert not net.nodes[1].is_connected(net.keys[0].public)
+    # added back by governance while it kept running: it links again
+    net.nodes[0].set_validators(net.c.genesis.validators)
+    for j in (1, 2):
+        net.nodes[0].set_address(net.keys[j].public, f"127.0.0.1:{net.ports[j]}")
+    await until(net.all_linked)
