@@ -135,8 +135,9 @@ def test_grow_shrink_and_rotate_a_running_consortium(cluster: Cluster, tmp_path:
     # grow to five: the new node knows the genesis and two validators' addresses, nothing more
     peers = [genesis.validators.validators[i].address for i in (stopped, judge)]
     new_key, new_config, new_address = _new_node(c, tmp_path / "v5", "v5", peers)
+    _start_and_list(c, "v5", new_config)  # before the vote: until it commits, every validator refuses it
+    wait_for(lambda: "joining" in str(c.status(4)["not_ready"]), 20, "the new node to serve, joining")
     added_at = gov.execute(judge, "add_validator", {"node_id": "v5", "public": new_key.public, "address": new_address})
-    _start_and_list(c, "v5", new_config)
     wait_for(lambda: c.status(4)["height"] >= added_at, 30, "the new node to catch up to its join height")
     joined = _signed_after(c, judge, new_key.public, added_at, "GROWN")
     print(f"v5 added at height {added_at}; its first certificate signature at height {joined}")
