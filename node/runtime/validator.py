@@ -33,10 +33,8 @@ import logging
 import os
 import random
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -44,7 +42,6 @@ from aiohttp import web
 from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.genesis import Genesis, GenesisError
-from chain.receipt import Receipt
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
@@ -57,9 +54,9 @@ from node.consensus.evidence import EquivocationEvidence
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.logs import setup_logging
-from node.runtime.membership import Membership, start_problem
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
+from node.runtime.membership import Membership, start_problem
 from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
 from node.runtime.votes import VoteRecordError, VoteStore
 from node.consensus.messages import Signed
@@ -67,7 +64,8 @@ from node.rpc.ratelimit import RateLimiter
 from node.rpc.server import serve
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
 from node.p2p.transport import Transport
-from node.version import version
+from node.runtime.service import NodeService
+from node.runtime.consensus_app import LedgerApp
 from node.p2p.messages import (
     MAX_GOSSIP_TXS,
     BlockPush,
@@ -83,11 +81,7 @@ from node.p2p.messages import (
 
 log = logging.getLogger("titlechain.node")
 
-SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
 GOSSIP_FLUSH_S = 0.005
-# Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
-# expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
-READY_LAG = 50
 
 
 class NodeStartError(NodeError, RuntimeError):
@@ -98,76 +92,12 @@ class FatalNodeError(NodeError, RuntimeError):
     """The node must stop to protect its data (a certified block its ledger refuses)."""
 
 
-class LedgerApp:
-    """The consensus core's view of the ledger and the mempool (`pbft.Application`)."""
-
-    def __init__(self, ledger: Ledger, mempool: Mempool, key: KeyPair) -> None:
-        self.ledger = ledger
-        self.mempool = mempool
-        self.key = key
-        self.params = ledger.genesis.params
-
-    def head(self) -> pbft.ChainHead:
-        head = self.ledger.head
-        if head is None:
-            return pbft.ChainHead(0, self.ledger.genesis.hash, None)
-        return pbft.ChainHead(head.height, head.block_hash, self.ledger.store.get_certificate(head.height))
-
-    def validator_set(self, height: int) -> ValidatorSet:
-        return self.ledger.validator_set_at(height)
-
-    def propose(self, height: int, view: int) -> Block | None:
-        if height != self.ledger.height + 1:
-            return None
-        txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
-        if not txs:
-            return None
-        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
-        now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
-        return self.ledger.propose(txs, view, self.key.public, now_ms)
-
-    def validate(self, block: Block) -> bool:
-        try:
-            self.ledger.validate(block, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
-        except LedgerError as e:
-            log.warning("refusing the proposal for height %d from %s…: %s", block.height, block.header.proposer[:12], e)
-            return False
-        return True
-
-    def has_pending(self) -> bool:
-        return len(self.mempool) > 0
-
-
-@dataclass
-class _Waiters:
-    """The RPC's `?wait=true` futures, by tx_id."""
-
-    by_tx: dict[str, list[asyncio.Future[Receipt]]]
-
-    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
-        self.by_tx.setdefault(tx_id, []).append(fut)
-
-    def resolve(self, tx_id: str, receipt: Receipt) -> None:
-        for fut in self.by_tx.pop(tx_id, ()):
-            if not fut.done():
-                fut.set_result(receipt)
-
-    def fail(self, tx_id: str, error: Exception) -> None:
-        for fut in self.by_tx.pop(tx_id, ()):
-            if not fut.done():
-                fut.set_exception(error)
-
-
 class Validator:
-    """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
+    """One validator node: drives the consensus core; `service` answers the RPC."""
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
         head_set = ledger.validator_set_at(ledger.height + 1)
-        if problem := start_problem(head_set, key, cfg.node_id, cfg.peers, ledger.height + 1):
-            raise NodeStartError(f"{cfg.key}: {problem}")
-        by_node_id = {v.node_id: v.public for v in head_set.validators if v.public != key.public}
-        if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the set at height {ledger.height + 1}")
+        peer_keys = _peer_keys(cfg, head_set, key, ledger.height + 1)
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -176,16 +106,7 @@ class Validator:
         # node, even where the caller (the transport, a timer) would swallow the exception
         ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
-        self.mempool = Mempool(
-            genesis.chain_id,
-            arg_validator=validate_args,
-            is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
-            has_standing=ledger.has_standing,
-            max_txs=cfg.mempool_max_txs,
-            max_bytes=cfg.mempool_max_bytes,
-            max_per_signer=cfg.mempool_max_per_signer,
-            on_admitted=self._gossip,
-        )
+        self.mempool = self._new_mempool()
         self.app = LedgerApp(ledger, self.mempool, key)
         try:
             self.evidence_store = EvidenceStore(ledger.store)
@@ -205,7 +126,7 @@ class Validator:
             genesis_hash=genesis.hash,
             validators=head_set,
             on_message=self._on_peer_message,
-            addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+            addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
             bootstrap=cfg.peers,
         )
         self.membership = Membership(key, cfg.node_id, head_set, self.transport)
@@ -216,11 +137,8 @@ class Validator:
         self._pending_nudge: asyncio.TimerHandle | None = None
         self._gossip_out: list[Tx] = []
         self._gossip_flush: asyncio.TimerHandle | None = None
-        self._waiters = _Waiters({})
-        self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
-        self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
         self._view_seen = self.replica.view  # as restored from the vote record: not a view change
-        self._started = False
+        self.serving = False
         self._stopping = False
         rng = random.Random()
         host = SyncHost(
@@ -231,10 +149,24 @@ class Validator:
         )
         self.fetcher = BlockFetcher(host, rng)
         self.catch_up = CatchUp(host, rng)
+        self.service = NodeService(self)
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _new_mempool(self) -> Mempool:
+        store = self.ledger.store
+        return Mempool(
+            self.genesis.chain_id,
+            arg_validator=validate_args,
+            is_committed=lambda tx_id: store.tx_location(tx_id) is not None,
+            has_standing=self.ledger.has_standing,
+            max_txs=self.cfg.mempool_max_txs,
+            max_bytes=self.cfg.mempool_max_bytes,
+            max_per_signer=self.cfg.mempool_max_per_signer,
+            on_admitted=self._gossip,
+        )
 
     def _misbehaviour(self) -> Misbehaviour | None:
         """Test-only tampering (node/runtime/misbehave.py), when the environment both asks and enables it."""
@@ -272,7 +204,7 @@ class Validator:
             cfg = self.cfg
             limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
             self._runner = await serve(
-                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                self.service, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
                 allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
                 body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
                 access_log=cfg.rpc_access_log, ssl_context=ssl_context,
@@ -280,7 +212,7 @@ class Validator:
         except OSError as e:
             await self.transport.close()
             raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
-        self._started = True
+        self.serving = True
         log.info(
             "node %s started at height %d (view %d); peers on %s, RPC on %s",
             self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
@@ -295,7 +227,7 @@ class Validator:
             await self.stopped.wait()
             return
         self._stopping = True
-        self._started = False
+        self.serving = False
         for handle in (self._timer, self._pending_nudge, self._gossip_flush):
             if handle is not None:
                 handle.cancel()
@@ -304,8 +236,7 @@ class Validator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
         # node stopping on a fault must exit in seconds, not when the last waiter times out
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
+        self.service.fail_all(TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
@@ -439,15 +370,9 @@ class Validator:
         self.catch_up.committed()
         receipts = committed.receipts
         self.mempool.remove_committed(block.tx_ids)
-        latencies = []
-        for receipt in receipts:
-            arrived = self._arrived.pop(receipt["tx_id"], None)
-            if arrived is not None:
-                latencies.append(now - arrived)
-            self._waiters.resolve(receipt["tx_id"], receipt)
+        latencies = self.service.settled(receipts, now)
         for tx_id in self.mempool.evict_expired(block.height + 1):
-            self._arrived.pop(tx_id, None)
-            self._waiters.fail(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
+            self.service.failed(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
         n_rejected = sum(1 for r in receipts if r["status"] != "ok")
         self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected, latencies)
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
@@ -455,19 +380,15 @@ class Validator:
             "committed block %d (%d txs, %d rejected) %s… view %d",
             block.height, len(receipts), n_rejected, block.block_hash[:12], block.header.view,
         )
-        event = CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
-        for queue in list(self._subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # a stream that cannot keep up is cut loose; it refills from the store (node/rpc/server.py)
-                self._subscribers.remove(queue)
+        self.service.publish(
+            CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        )
 
     # ------------------------------------------------------------------ txs
 
-    def _admitted(self) -> None:
+    def on_txs_admitted(self) -> None:
         """Txs entered the mempool: tell the core, at most once per batch delay."""
-        if self._pending_nudge is None and self._started:
+        if self._pending_nudge is None and self.serving:
             delay = self.genesis.params.batch_delay_ms / 1000
             self._pending_nudge = asyncio.get_running_loop().call_later(delay, self._nudge)
 
@@ -490,7 +411,7 @@ class Validator:
     # ------------------------------------------------------------------ peers
 
     def _on_peer_message(self, sender: str, msg: Any) -> None:
-        if not self._started:
+        if not self.serving:
             return
         if not is_wire(msg):
             self._feed(pbft.Received(msg))
@@ -506,7 +427,7 @@ class Validator:
             if wire.txs:
                 results = self.mempool.add_many(wire.txs, self.ledger.height + 1, gossip=False)
                 if any(r is None for r in results):
-                    self._admitted()
+                    self.on_txs_admitted()
         elif isinstance(wire, BlockPush):
             self._feed(pbft.BlockReceived(sender, wire.block))
         elif isinstance(wire, BlockRequest):
@@ -524,110 +445,16 @@ class Validator:
             self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
             await asyncio.sleep(1.0)
 
-    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
 
-    @property
-    def ready(self) -> bool:
-        return self.not_ready_reason() is None
-
-    def not_ready_reason(self) -> str | None:
-        """Why this node refuses submits now, in words an operator can act on; None when ready."""
-        if self.fatal is not None:
-            return f"stopped after a fatal error: {self.fatal}"
-        if not self._started:
-            return "starting: recovering from the data dir, not yet serving consensus"
-        if (reason := self.membership.not_ready_reason(self.ledger.height + 1)) is not None:
-            return reason
-        if self.catch_up.target - self.ledger.height > READY_LAG:
-            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
-        return None
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    @property
-    def height(self) -> int:
-        return self.ledger.height
-
-    def status(self) -> dict[str, Any]:
-        vset = self.ledger.validator_set_at(self.ledger.height + 1)
-        return {
-            "node_id": self.cfg.node_id,
-            "chain_id": self.chain_id,
-            "height": self.ledger.height,
-            "view": self.replica.view,
-            "primary": vset.primary(self.replica.view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.transport.peer_status() if not p.guest],
-            "mempool": len(self.mempool),
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
-
-    def genesis_doc(self) -> dict[str, Any]:
-        return self.genesis.doc
-
-    def submit(self, tx: Tx) -> None:
-        self.mempool.add(tx, self.ledger.height + 1)
-        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
-        self._admitted()
-
-    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
-        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        record = self.ledger.tx(tx_id)
-        if record is not None:
-            fut.set_result(record.receipt)
-        else:
-            self._waiters.add(tx_id, fut)
-        return fut
-
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
-        pending = self.mempool.get(tx_id)
-        if pending is not None:
-            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        return self.ledger.committed_tx_answer(tx_id)
-
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.ledger.asset(asset_id)
-
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.ledger.history_answer(asset_id, cursor, limit)
-
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self.ledger.proof_answer(asset_id)
-
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self.ledger.account_answer(account, cursor, limit)
-
-    def block(self, height: int) -> dict[str, Any] | None:
-        return self.ledger.block_answer(height)
-
-    def block_event(self, height: int) -> CommittedBlockEvent | None:
-        store = self.ledger.store
-        summary, receipts = store.get_summary(height), store.get_receipts(height)
-        if summary is None or receipts is None:
-            return None
-        header, tx_ids = summary
-        return CommittedBlockEvent(height, header.block_hash, header.to_plain(), tuple(tx_ids), tuple(receipts))
-
-    def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
-        queue: asyncio.Queue[CommittedBlockEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
-        self._subscribers.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
-
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
-        listed = self.evidence_store.listing(offset, limit, validator)
-        return {"total": listed.total, "offset": offset, "evidence": listed.records}
-
-    def metrics_text(self) -> bytes:
-        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
-        return self.metrics.render()
+def _peer_keys(cfg: NodeConfig, head_set: ValidatorSet, key: KeyPair, height: int) -> dict[str, str]:
+    """The other validators' keys by node id, once the config and the key agree with the set of
+    the height after the head (or the node is joining: node/runtime/membership.py)."""
+    if problem := start_problem(head_set, key, cfg.node_id, cfg.peers, height):
+        raise NodeStartError(f"{cfg.key}: {problem}")
+    by_node_id = {v.node_id: v.public for v in head_set.validators if v.public != key.public}
+    if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
+        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the set at height {height}")
+    return by_node_id
 
 
 def _kind(message: dict[str, Any]) -> str:
