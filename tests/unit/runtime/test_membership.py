@@ -84,11 +84,11 @@ async def test_a_rotated_key_retires_the_running_node_and_its_restart_with_the_n
     try:
         args = {"action": "rotate_validator", "params": {"node_id": "v0", "public": fresh.public}}
         tx = sign_tx(c.members[0], chain_id=c.genesis.chain_id, op="gov.propose", args=args, expires=50)
-        node.submit(tx)
-        receipt = await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+        node.service.submit(tx)
+        receipt = await asyncio.wait_for(node.service.wait_committed(tx.tx_id), 10)
         assert receipt["events"][-1]["type"] == "validator.rotated"
         rotated_at = receipt["height"] + 1
-        assert node.not_ready_reason() == f"this node's key is no validator from height {rotated_at} on: it serves the chain up to there"
+        assert node.service.not_ready_reason() == f"this node's key is no validator from height {rotated_at} on: it serves the chain up to there"
         assert node.transport.peer_status() == [] and not node.transport.member
     finally:
         await node.stop()
@@ -98,11 +98,11 @@ async def test_a_rotated_key_retires_the_running_node_and_its_restart_with_the_n
     node = open_validator(_config(tmp_path, c, "fresh.json"))
     await node.start()
     try:
-        assert node.ready
+        assert node.service.ready
         tx = sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", expires=50, args={
             "asset_id": "WR-AFTER", "class": "warehouse_receipt", "owner": c.users[0].public, "doc_hash": "cd" * 32, "meta": {}})
-        node.submit(tx)
-        receipt = await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+        node.service.submit(tx)
+        receipt = await asyncio.wait_for(node.service.wait_committed(tx.tx_id), 10)
         cert = node.ledger.store.get_certificate(receipt["height"])
         assert cert is not None and [v for v, _ in cert.signatures] == [fresh.public]
         assert node.ledger.validator_set_at(receipt["height"]) == ValidatorSet((Seat("v0", fresh.public, c.genesis.validators.validators[0].address),))
