@@ -223,9 +223,11 @@ class Transport:
             peer.dialer = None
         if peer.conn is not None:
             log.info("closing the link to %s: no longer a validator this node links to", peer.node_id)
-            peer.conn.close()
+            conn, peer.conn = peer.conn, None  # first: the closing is ours, not a drop to report
+            conn.close()
         peer.queue.clear()
         peer.queued_bytes = 0
+        peer.drops.close()
 
     def _start_bootstrap(self) -> None:
         self._bootstrappers = [self._spawn(self._bootstrap_loop(a), f"bootstrap {a}") for a in self._bootstrap]
