@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from chain import snapshot
+from chain import smt, snapshot
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.snapshot import KeyReader, SnapshotError
@@ -78,8 +78,10 @@ def base_start(store: Store, genesis: Genesis, rules: BaseRules) -> BaseStart:
     window = _window(store, s, base.block_hash, summary[1])
     records: dict[bytes, bytes] = dict(rules.valset_writes(genesis, anchor.changes))
     try:
-        for chunk in snapshot.iter_chunks(KeyReader(store.get), base.state_root):
-            verified = snapshot.verify_chunk(chunk, base.state_root)
+        root = smt.root_at(store.get, s)
+        records[smt.root_key(s)] = smt.root_record(root)
+        for chunk in snapshot.iter_chunks(KeyReader(store.get), root):
+            verified = snapshot.verify_chunk(chunk, base.state_root, s)
             records.update(snapshot.chunk_writes(verified, rules.leaf_writes))
     except (SnapshotError, ValueError) as e:
         raise BaseError(s, f"the state at the base does not verify against its state_root: {e}") from None

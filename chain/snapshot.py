@@ -49,12 +49,13 @@ class SnapshotError(ChainError, ValueError):
 
 
 class TreeReader(Protocol):
-    """What the exporter reads of a store: the state tree's nodes and leaves' data, both
-    content-addressed (chain/smt.py), so any root the store still holds can be exported."""
+    """What the exporter reads of a store: the state tree's nodes and leaves' data, each by its
+    hash and the version (height) that stored it (chain/smt.py), so any state version the store
+    still holds can be exported."""
 
-    def node(self, node_hash: bytes) -> bytes | None: ...
+    def node(self, node_hash: bytes, version: bytes) -> bytes | None: ...
 
-    def leaf(self, leaf_hash: bytes) -> bytes | None: ...
+    def leaf(self, leaf_hash: bytes, version: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,11 @@ class KeyReader:
 
     get: Callable[[bytes], bytes | None]
 
-    def node(self, node_hash: bytes) -> bytes | None:
-        return self.get(smt.node_key(node_hash))
+    def node(self, node_hash: bytes, version: bytes) -> bytes | None:
+        return self.get(smt.node_key(node_hash, version))
 
-    def leaf(self, leaf_hash: bytes) -> bytes | None:
-        return self.get(smt.leaf_data_key(leaf_hash))
+    def leaf(self, leaf_hash: bytes, version: bytes) -> bytes | None:
+        return self.get(smt.leaf_data_key(leaf_hash, version))
 
 
 @dataclass(frozen=True)
@@ -157,31 +158,30 @@ def _leaf_pair(x: Any, i: int) -> tuple[bytes, bytes]:
 
 # -- the tree as the exporter walks it -----------------------------------------------------------
 
-_Ref = tuple[bytes, tuple[bytes, bytes] | None]  # (subtree hash, (key hash, value hash) if a lone leaf)
-_EMPTY: _Ref = (smt.EMPTY, None)
-# the exporter's view of a subtree: its _Ref and, for an inner node, its preimage (read once)
-_Node = tuple[bytes, tuple[bytes, bytes] | None, bytes | None]
-_EMPTY_NODE: _Node = (smt.EMPTY, None, None)
+# the exporter's view of a subtree: its hash, its (key hash, value hash) if a lone leaf, an inner
+# node's stored record (read once: it names where the children are), and its version
+_Node = tuple[bytes, tuple[bytes, bytes] | None, bytes | None, bytes]
+_EMPTY_NODE: _Node = (smt.EMPTY, None, None, smt.NO_VERSION)
 
 
-def _load(reader: TreeReader, h: bytes) -> _Node:
+def _load(reader: TreeReader, h: bytes, version: bytes) -> _Node:
     if h == smt.EMPTY:
         return _EMPTY_NODE
-    raw = reader.node(h)
-    if raw is None or len(raw) != 65 or raw[:1] not in (smt.LEAF, smt.INNER):
-        raise smt.SmtError(f"state tree node {h.hex()[:16]}… is missing or malformed")
-    return (h, (raw[1:33], raw[33:]), None) if raw[:1] == smt.LEAF else (h, None, raw)
+    raw = reader.node(h, version)
+    if raw is None or not ((len(raw) == 65 and raw[:1] == smt.LEAF) or (len(raw) == 81 and raw[:1] == smt.INNER)):
+        raise smt.SmtError(f"state tree node {h.hex()[:16]}… is missing (pruned?) or malformed")
+    return (h, (raw[1:33], raw[33:65]), None, version) if raw[:1] == smt.LEAF else (h, None, raw, version)
 
 
 def _children(reader: TreeReader, node: _Node, depth: int) -> tuple[_Node, _Node]:
     """The two halves of the subtree `node` at depth (a lone leaf sits in the half of its path)."""
-    h, leaf, raw = node
+    h, leaf, raw, _ = node
     if h == smt.EMPTY:
         return _EMPTY_NODE, _EMPTY_NODE
     if leaf is not None:
         return (_EMPTY_NODE, node) if _bit(leaf[0], depth) else (node, _EMPTY_NODE)
-    assert raw is not None  # an inner node's preimage, read by _load
-    return _load(reader, raw[1:33]), _load(reader, raw[33:])
+    assert raw is not None  # an inner node's record, read by _load
+    return _load(reader, raw[1:33], raw[65:73]), _load(reader, raw[33:65], raw[73:81])
 
 
 def _bit(path: bytes, depth: int) -> int:
@@ -189,7 +189,7 @@ def _bit(path: bytes, depth: int) -> int:
 
 
 def _encode_outside(node: _Node) -> str:
-    h, leaf, _ = node
+    h, leaf, _, _ = node
     if h == smt.EMPTY:
         return ""
     return (leaf[0] + leaf[1]).hex() if leaf is not None else h.hex()
@@ -199,23 +199,23 @@ def _span(depth: int, start: int) -> int:
     return start + (1 << (PATH_BITS - depth)) - 1
 
 
-def _leaf_paths(reader: TreeReader, root: bytes, lo: int, hi: int) -> Iterator[tuple[bytes, bytes]]:
-    """(key hash, value hash) of every leaf with its path in [lo, hi], ascending. A stack, not
-    nested generators: each leaf would otherwise pass up through one generator per level."""
-    stack = [(root, 0, 0)]  # (subtree hash, depth, first path), read when popped
+def _leaf_paths(reader: TreeReader, root: smt.RootRef, lo: int, hi: int) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """(key hash, value hash, version) of every leaf with its path in [lo, hi], ascending. A
+    stack, not nested generators: each leaf would otherwise pass up through one per level."""
+    stack = [(root[0], root[1], 0, 0)]  # (subtree hash, version, depth, first path), read when popped
     while stack:
-        h, depth, start = stack.pop()
+        h, version, depth, start = stack.pop()
         if h == smt.EMPTY or _span(depth, start) < lo or start > hi:
             continue
-        _, leaf, raw = _load(reader, h)
+        _, leaf, raw, _ = _load(reader, h, version)
         if leaf is not None:
             if lo <= int.from_bytes(leaf[0], "big") <= hi:
-                yield leaf
+                yield leaf[0], leaf[1], version
             continue
         assert raw is not None
         half = 1 << (PATH_BITS - depth - 1)
-        stack.append((raw[33:], depth + 1, start + half))  # the right half after the left
-        stack.append((raw[1:33], depth + 1, start))
+        stack.append((raw[33:65], raw[73:81], depth + 1, start + half))  # the right half after the left
+        stack.append((raw[1:33], raw[65:73], depth + 1, start))
 
 
 def _outside(reader: TreeReader, ref: _Node, depth: int, start: int, lo: int, hi: int, out: list[str]) -> None:
@@ -234,36 +234,35 @@ def _outside(reader: TreeReader, ref: _Node, depth: int, start: int, lo: int, hi
 # -- export ----------------------------------------------------------------------------------
 
 
-def export_chunk(reader: TreeReader, state_root: str, lo: int, limit: int) -> StateChunk:
-    """The chunk of the state under state_root from path lo on, ending at limit or sooner.
+def export_chunk(reader: TreeReader, root: smt.RootRef, lo: int, limit: int) -> StateChunk:
+    """The chunk of the state stored at `root` (smt.root_at) from path lo on, ending at limit or sooner.
 
     It ends sooner when it holds MAX_CHUNK_LEAVES leaves or CHUNK_TARGET_BYTES of keys and values:
     then at the path just below the first bit where the next leaf's path leaves the last one's.
     """
     if not 0 <= lo <= limit <= TOP:
         raise SnapshotError("a chunk range needs 0 <= lo <= limit < 2^256")
-    root_hash = bytes.fromhex(state_root)
-    root = _load(reader, root_hash)
+    top = _load(reader, *root)
     leaves: list[tuple[bytes, bytes]] = []
     last = b""
     size = 0
     hi = limit
-    for kh, vh in _leaf_paths(reader, root_hash, lo, limit):
+    for kh, vh, version in _leaf_paths(reader, root, lo, limit):
         if len(leaves) >= MAX_CHUNK_LEAVES or size >= CHUNK_TARGET_BYTES:
             hi = _cut_below(last, kh)
             break
-        key, value = _leaf_contents(reader, kh, vh)
+        key, value = _leaf_contents(reader, kh, vh, version)
         leaves.append((key, value))
         last = kh
         size += len(key) + len(value)
     out: list[str] = []
-    _outside(reader, root, 0, 0, lo, hi, out)
-    return StateChunk(state_root, lo, hi, tuple(leaves), tuple(out))
+    _outside(reader, top, 0, 0, lo, hi, out)
+    return StateChunk(root[0].hex(), lo, hi, tuple(leaves), tuple(out))
 
 
-def _leaf_contents(reader: TreeReader, kh: bytes, vh: bytes) -> tuple[bytes, bytes]:
+def _leaf_contents(reader: TreeReader, kh: bytes, vh: bytes, version: bytes) -> tuple[bytes, bytes]:
     leaf = smt.leaf_hash(kh, vh)
-    raw = reader.leaf(leaf)
+    raw = reader.leaf(leaf, version)
     if raw is None:
         raise smt.SmtError(f"the data of state leaf {leaf.hex()[:16]}… (l/) is missing")
     key, value = smt.split_leaf_data(raw)
@@ -280,11 +279,11 @@ def _cut_below(last: bytes, following: bytes) -> int:
     return ((b >> keep) << keep) - 1
 
 
-def iter_chunks(reader: TreeReader, state_root: str) -> Iterator[StateChunk]:
+def iter_chunks(reader: TreeReader, root: smt.RootRef) -> Iterator[StateChunk]:
     """Every chunk of the state in path order, tiling [0, 2^256 - 1] (tests, local export)."""
     lo = 0
     while True:
-        chunk = export_chunk(reader, state_root, lo, TOP)
+        chunk = export_chunk(reader, root, lo, TOP)
         yield chunk
         if chunk.hi == TOP:
             return
@@ -300,12 +299,14 @@ class VerifiedChunk:
 
     lo: int
     hi: int
+    height: int  # the state version its nodes are keyed at
     leaves: tuple[tuple[bytes, bytes], ...]
     nodes: dict[bytes, bytes] = field(default_factory=dict)
 
 
-def verify_chunk(chunk: StateChunk, state_root: str) -> VerifiedChunk:
-    """Rebuild the root from the chunk alone; raises SnapshotError unless it is state_root."""
+def verify_chunk(chunk: StateChunk, state_root: str, height: int) -> VerifiedChunk:
+    """Rebuild the root from the chunk alone; raises SnapshotError unless it is state_root. The
+    nodes it rebuilt come keyed as the store keeps the state of `height` (version `height`)."""
     if chunk.state_root != state_root:
         raise SnapshotError("the chunk is of another state root")
     if not 0 <= chunk.lo <= chunk.hi <= TOP:
@@ -316,24 +317,24 @@ def verify_chunk(chunk: StateChunk, state_root: str) -> VerifiedChunk:
             raise SnapshotError(f"leaves[{i}]: its path lies outside the chunk's range")
         if i and items[i - 1][0] >= kh:
             raise SnapshotError(f"leaves[{i}]: not in ascending path order, or repeated")
-    builder = _Rebuild(chunk, items)
+    builder = _Rebuild(chunk, items, height)
     got = builder.subtree(0, 0)
     if builder.outside_used != len(chunk.outside):
         raise SnapshotError("outside: more subtrees than the range leaves out")
     if got[0].hex() != state_root:
         raise SnapshotError("the chunk does not rebuild the state root")
-    return VerifiedChunk(chunk.lo, chunk.hi, chunk.leaves, builder.updater.writes)
+    return VerifiedChunk(chunk.lo, chunk.hi, height, chunk.leaves, builder.updater.writes)
 
 
 class _Rebuild:
-    def __init__(self, chunk: StateChunk, items: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, chunk: StateChunk, items: list[tuple[bytes, bytes]], height: int) -> None:
         self.chunk = chunk
         self.items = items
         self.paths = [int.from_bytes(kh, "big") for kh, _ in items]
         self.outside_used = 0
-        self.updater = smt._Updater(lambda h: None)
+        self.updater = smt._Updater(lambda key: None, height)  # every node of the import at version `height`
 
-    def subtree(self, depth: int, start: int) -> _Ref:
+    def subtree(self, depth: int, start: int) -> smt._Ref:
         lo, hi = self.chunk.lo, self.chunk.hi
         end = _span(depth, start)
         if end < lo or start > hi:
@@ -346,20 +347,21 @@ class _Rebuild:
         right = self.subtree(depth + 1, start + half)
         return self.updater.join(left, right)
 
-    def _next_outside(self, depth: int, start: int) -> _Ref:
+    def _next_outside(self, depth: int, start: int) -> smt._Ref:
         if self.outside_used >= len(self.chunk.outside):
             raise SnapshotError("outside: fewer subtrees than the range leaves out")
         raw = self.chunk.outside[self.outside_used]
         self.outside_used += 1
+        # an outside subtree is rebuilt by the chunk that holds it, at the same version as ours
         if raw == "":
-            return _EMPTY
+            return smt._EMPTY_REF
         if len(raw) == 64:
-            return (bytes.fromhex(raw), None)
+            return (bytes.fromhex(raw), None, self.updater.version)
         kh, vh = bytes.fromhex(raw[:64]), bytes.fromhex(raw[64:])
         path = int.from_bytes(kh, "big")
         if not start <= path <= _span(depth, start):  # a lone leaf lies under its own subtree
             raise SnapshotError(f"outside[{self.outside_used - 1}]: a leaf whose path is not under its subtree")
-        return (smt.leaf_hash(kh, vh), (kh, vh))
+        return (smt.leaf_hash(kh, vh), (kh, vh), self.updater.version)
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -372,8 +374,10 @@ value and, for an asset, its owner index); injected because chain/ knows no cont
 def chunk_writes(verified: VerifiedChunk, leaf_writes: LeafWrites) -> dict[bytes, bytes]:
     """Every record a verified chunk puts in a store: tree nodes, leaves' data, what the leaves imply."""
     writes = dict(verified.nodes)
+    version = smt.version_bytes(verified.height)
     for key, value in verified.leaves:
-        writes[smt.leaf_data_key(smt.leaf_hash(smt._sha(key), smt._sha(value)))] = smt.leaf_data(key, value)
+        leaf = smt.leaf_hash(smt._sha(key), smt._sha(value))
+        writes[smt.leaf_data_key(leaf, version)] = smt.leaf_data(key, value)
         writes.update(leaf_writes(key, value))
     return writes
 

@@ -96,6 +96,7 @@ class SyncImport:
                 wb.put(b"x/" + h.block_hash.encode(), b"%d" % h.height)
                 wb.put(b"m/base", head)
                 wb.put(b"m/head", head)
+                wb.put(b"m/state_from", b"%d" % h.height)  # no state below the base is held
                 wb.delete(b"m/syncing")
         except plyvel.Error as e:
             raise StoreError(f"{self.path}: writing the state-sync anchor failed: {e}") from None

@@ -92,6 +92,9 @@ class SnapshotSource:
         if found is None:
             raise Unavailable(f"this node does not hold block {height}")
         try:
-            return snapshot.export_chunk(KeyReader(self.store.get), found[0].state_root, lo, limit)
-        except smt.SmtError as e:  # a tree this node no longer (or never fully) holds
+            root = smt.root_at(self.store.get, height)
+            if root[0].hex() != found[0].state_root:
+                raise smt.SmtError(f"the root record of height {height} is not its header's state root")
+            return snapshot.export_chunk(KeyReader(self.store.get), root, lo, limit)
+        except smt.SmtError as e:  # a tree this node no longer (or never fully) holds: pruned
             raise Unavailable(f"the state of height {height}: {e}") from None

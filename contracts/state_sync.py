@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chain import snapshot
+from chain import smt, snapshot
 from chain.genesis import Genesis
 from chain.snapshot import Coverage, SnapshotError, StateChunk
 from chain.store import Store
@@ -76,7 +76,7 @@ class StateSync:
     def take_chunk(self, chunk: StateChunk) -> int:
         """Verify a state chunk alone against the anchor's state_root and write it; returns its leaves."""
         anchor = self._need_anchor()
-        verified = snapshot.verify_chunk(chunk, anchor.header.state_root)
+        verified = snapshot.verify_chunk(chunk, anchor.header.state_root, anchor.height)
         self.coverage.add(verified.lo, verified.hi, len(verified.leaves))  # refuses an overlap first
         self.importer.put(snapshot.chunk_writes(verified, RULES.leaf_writes))
         return len(verified.leaves)
@@ -85,6 +85,9 @@ class StateSync:
         anchor = self._need_anchor()
         if self._window_next is not None or self.base_tx_ids is None:
             raise SnapshotError("the sync cannot finish: the tx-id window is not whole")
+        if self.coverage.complete:  # where the tree of S is stored: every node at version S
+            root = (bytes.fromhex(anchor.header.state_root), smt.version_bytes(anchor.height))
+            self.importer.put({smt.root_key(anchor.height): smt.root_record(root)})
         return self.importer.finish(anchor, self.base_tx_ids, self.coverage.complete)
 
     def abandon(self) -> None:

@@ -195,18 +195,20 @@ def _run_audit(
 
 def _report(report: AuditReport, where: str, as_json: bool) -> None:
     if as_json:
-        print_json({**asdict(report), "source": where})
+        print_json({**asdict(report), "coverage": report.coverage, "source": where})
     elif report.ok and report.base:
         click.echo(f"audit ok from base height {report.base}: {where}")
         click.echo(f"  a data dir made by state sync: its base block {report.base} verified from the genesis through "
                    "the validator-set changes, the tx-id window and the state at the base against its state root")
         click.echo(f"  then {report.blocks} blocks and {report.txs} txs verified by re-execution")
         click.echo(f"  state root at height {report.base + report.blocks}: {report.state_root}")
+        click.echo(f"  {report.coverage}")
         click.echo("  blocks below the base are not held here: a full audit needs an archive node or a replay from the genesis")
     elif report.ok:
         click.echo(f"audit ok: {where}")
         click.echo(f"  {report.blocks} blocks and {report.txs} txs verified from the genesis")
         click.echo(f"  state root at height {report.blocks}: {report.state_root}")
+        click.echo(f"  {report.coverage}")
     else:
         click.echo(f"audit FAILED: {where}")
         click.echo(f"  first bad height: {report.height}")

@@ -124,14 +124,17 @@ def node() -> None:
 
 @node.command("run")
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
+@click.option("--peers", default=None, metavar="HOST:PORT,...", help="running validators to catch up from while this node's key is not in the set it knows (a validator added by governance); replaces the config's `peers`")
 @click.option("--state-sync", "state_sync", is_flag=True, help="with an empty data dir: join from a certified recent state fetched from the peers instead of replaying from the genesis (docs/operations.md)")
-def node_run(config: Path, state_sync: bool) -> None:
+def node_run(config: Path, peers: str | None, state_sync: bool) -> None:
     """Run one validator until SIGTERM or SIGINT.
 
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
-    RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    RPC. A validator added by governance starts from the genesis with --peers (or the config's
+    `peers`): it catches up and votes from the height whose validator set includes its key. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
     With --state-sync and an empty data dir, it first fetches and verifies the state at a recent
-    height from its peers, then follows the chain from there (a data dir holding a chain starts as is).
+    height from the genesis validators, then follows the chain from there (a data dir holding a
+    chain starts as is).
     Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
     config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
@@ -139,6 +142,8 @@ def node_run(config: Path, state_sync: bool) -> None:
     from node.runtime.validator import run_node
 
     cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
+    if peers is not None:
+        cfg = cfg.with_peers(tuple(p.strip() for p in peers.split(",") if p.strip()))
     sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True), state_sync=state_sync))
 
 
@@ -181,6 +186,6 @@ def localnet_down(root: Path) -> None:
 
 
 # `titlechain bench` lives in its own module (node/cli/bench.py); it imports the bench only when run.
-from node.cli.bench import bench as _bench  # noqa: E402
+from node.cli.bench import bench as _bench
 
 main.add_command(_bench)

@@ -46,9 +46,12 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #      standing: a peer of an older version would vote for blocks this node refuses
 #   5: hellos carry a signed X25519 key, and every frame after the handshake is sealed
 #      (ChaCha20-Poly1305): a peer of an older version sends frames in the clear
-#   6: state sync (node/p2p/sync_wire.py: snap_* requests and answers); the state root's leaves
-#      are listed from l/ records a version-5 node does not keep, so it could not serve them
-PROTOCOL_VERSION = 6
+#   6: governance gains rotate_validator, and add_validator refuses an address nobody can dial or
+#      one already in the set: a peer of an older version executes such txs differently, so it
+#      would refuse blocks this node certifies (or the reverse)
+#   7: state sync (node/p2p/sync_wire.py: snap_* requests and answers); the state's leaves are
+#      listed from l/ records a version-6 node does not keep, so it could not serve them
+PROTOCOL_VERSION = 7
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
 

@@ -53,8 +53,9 @@ async def join(cfg: NodeConfig) -> Transport | None:
         genesis, key = load_identity(cfg)
     except IdentityError as e:
         raise JoinError(str(e)) from None
-    if key.public not in genesis.validators.publics:
-        raise JoinError(f"{cfg.key}: this key is not a validator of the genesis; state sync links to the validators")
+    if key.public not in genesis.validators.publics and not cfg.peers:
+        raise JoinError(f"{cfg.key}: this key is not a validator of the genesis: state sync needs --peers "
+                        "(or the config's `peers`) to reach the running validators")
     try:
         return await join_by_state_sync(cfg, genesis, key)
     except StoreError as e:
@@ -96,6 +97,7 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
         key, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
         on_message=on_message,
         addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items() if n in by_node_id},
+        bootstrap=cfg.peers,
     )
 
     def connected() -> list[str]:

@@ -13,15 +13,18 @@ KEYS = st.binary(min_size=1, max_size=12)
 VALUES = st.binary(min_size=0, max_size=24)
 
 
+HEIGHT = 5  # the state version the test trees are stored at
+
+
 def tree(mapping: dict[bytes, bytes]) -> tuple[str, dict[bytes, bytes]]:
-    root, writes = smt.update(smt.EMPTY_ROOT, dict(mapping), lambda h: None)
+    root, writes = smt.update(smt.EMPTY_REF_ROOT, dict(mapping), lambda key: None, HEIGHT)
     return root, writes
 
 
 def chunks_of(mapping: dict[bytes, bytes], monkeypatch: pytest.MonkeyPatch, per_chunk: int) -> tuple[str, dict[bytes, bytes], list[StateChunk]]:
     monkeypatch.setattr(snapshot, "MAX_CHUNK_LEAVES", per_chunk)
     root, store = tree(mapping)
-    return root, store, list(iter_chunks(KeyReader(store.get), root))
+    return root, store, list(iter_chunks(KeyReader(store.get), smt.root_at(store.get, HEIGHT)))
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,14 +38,14 @@ def test_chunks_tile_the_space_and_rebuild_every_node(mapping: dict[bytes, bytes
     for chunk in chunks:
         again = StateChunk.decode(chunk.encode())  # the wire form round-trips
         assert again == chunk
-        verified = verify_chunk(again, root)
+        verified = verify_chunk(again, root, HEIGHT)
         assert len(verified.leaves) <= per_chunk
         coverage.add(verified.lo, verified.hi, len(verified.leaves))
         rebuilt.update(verified.nodes)
         leaves.update(verified.leaves)
     assert coverage.complete and leaves == mapping
     tree_nodes = {k: v for k, v in store.items() if k.startswith(smt.NODE_PREFIX)}
-    assert rebuilt == tree_nodes  # the import holds exactly the tree, nothing more or less
+    assert rebuilt == tree_nodes  # the import holds exactly the tree, nothing more or less, at its version
 
 
 @settings(max_examples=150, deadline=None)
@@ -55,7 +58,7 @@ def test_any_byte_altered_in_any_chunk_fails(mapping: dict[bytes, bytes], per_ch
     at = data.draw(st.integers(0, len(raw) - 1))
     raw[at] ^= data.draw(st.integers(1, 255))
     with pytest.raises(SnapshotError):
-        verify_chunk(StateChunk.decode(bytes(raw)), root)
+        verify_chunk(StateChunk.decode(bytes(raw)), root, HEIGHT)
 
 
 @settings(max_examples=60, deadline=None)
@@ -68,7 +71,7 @@ def test_a_dropped_or_added_leaf_fails(mapping: dict[bytes, bytes], data: st.Dat
     drop = data.draw(st.integers(0, len(leaves) - 1))
     short = StateChunk(chunk.state_root, chunk.lo, chunk.hi, tuple(leaves[:drop] + leaves[drop + 1 :]), chunk.outside)
     with pytest.raises(SnapshotError):
-        verify_chunk(short, root)
+        verify_chunk(short, root, HEIGHT)
 
 
 def test_a_chunk_of_another_root_or_an_inner_node_posing_as_a_leaf_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,20 +79,20 @@ def test_a_chunk_of_another_root_or_an_inner_node_posing_as_a_leaf_fails(monkeyp
     root, _, chunks = chunks_of(mapping, monkeypatch, 5)
     other, _ = tree({**mapping, b"k0": b"changed"})
     with pytest.raises(SnapshotError, match="another state root"):
-        verify_chunk(chunks[1], other)
+        verify_chunk(chunks[1], other, HEIGHT)
     # an outside inner hash presented as a lone leaf (or any other reading) rebuilds another root
     chunk = next(c for c in chunks if any(len(o) == 64 for o in c.outside))
     i = next(i for i, o in enumerate(chunk.outside) if len(o) == 64)
     posing = chunk.outside[:i] + (chunk.outside[i] + "00" * 32,) + chunk.outside[i + 1 :]
     with pytest.raises(SnapshotError):
-        verify_chunk(StateChunk(chunk.state_root, chunk.lo, chunk.hi, chunk.leaves, posing), root)
+        verify_chunk(StateChunk(chunk.state_root, chunk.lo, chunk.hi, chunk.leaves, posing), root, HEIGHT)
 
 
 def test_export_cuts_ranges_a_few_levels_down_and_bounds_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     mapping = {b"key-%05d" % i: b"x" * 100 for i in range(3000)}
     monkeypatch.setattr(snapshot, "CHUNK_TARGET_BYTES", 20_000)
     root, store = tree(mapping)
-    chunks = list(iter_chunks(KeyReader(store.get), root))
+    chunks = list(iter_chunks(KeyReader(store.get), smt.root_at(store.get, HEIGHT)))
     assert 10 < len(chunks) < 30
     for c in chunks:
         assert len(c.outside) < 64  # edges at aligned cuts, not 256 levels down
@@ -98,9 +101,9 @@ def test_export_cuts_ranges_a_few_levels_down_and_bounds_the_chunk(monkeypatch: 
 
 
 def test_an_empty_state_is_one_chunk() -> None:
-    chunk = export_chunk(KeyReader({}.get), smt.EMPTY_ROOT, 0, snapshot.TOP)
+    chunk = export_chunk(KeyReader({}.get), smt.EMPTY_REF_ROOT, 0, snapshot.TOP)
     assert chunk.leaves == () and chunk.hi == snapshot.TOP
-    assert verify_chunk(chunk, smt.EMPTY_ROOT).nodes == {}
+    assert verify_chunk(chunk, smt.EMPTY_ROOT, HEIGHT).nodes == {}
 
 
 def test_coverage_refuses_overlap_and_knows_when_whole() -> None:
@@ -120,6 +123,6 @@ def test_oversized_or_malformed_chunks_are_refused() -> None:
         StateChunk.decode(b"\x00" * (snapshot.MAX_CHUNK_BYTES + 1))
     with pytest.raises(SnapshotError, match="version"):
         StateChunk.from_plain({"v": 2, "state_root": "", "lo": "", "hi": "", "leaves": [], "outside": []})
-    good = export_chunk(KeyReader({}.get), smt.EMPTY_ROOT, 0, snapshot.TOP).to_plain()
+    good = export_chunk(KeyReader({}.get), smt.EMPTY_REF_ROOT, 0, snapshot.TOP).to_plain()
     with pytest.raises(SnapshotError, match="outside"):
         StateChunk.from_plain({**good, "outside": ["AB" * 32]})
