@@ -466,7 +466,7 @@ class LinkError(ChainError, ValueError):
 
 
 def follow_validator_changes(changes: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:
-    """`_follow_changes` for other verifiers (node/evidence.py); raises LinkError."""
+    """`_follow_changes` for other verifiers (node/consensus/evidence.py); raises LinkError."""
     try:
         return _follow_changes(changes, genesis)
     except _ProofBad as e:

@@ -3,7 +3,7 @@ keys derived from fixed labels, and its genesis. For the simulator, the benchmar
 which need the same consortium on every run without files or a key ceremony.
 
 Never for a real consortium: every key here is derived from a public label, so anyone can
-recompute it. A real one comes from `titlechain init` (node/provision.py).
+recompute it. A real one comes from `titlechain init` (node/devnet/provision.py).
 """
 
 from __future__ import annotations

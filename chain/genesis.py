@@ -33,7 +33,7 @@ class GenesisError(ChainError, ValueError):
         self.field = field
 
 
-# A block travels in one peer frame (16 MiB, node/framing.py) as a push, a fetch answer or a sync
+# A block travels in one peer frame (16 MiB, node/p2p/framing.py) as a push, a fetch answer or a sync
 # answer with its certificate: its txs may take all but 1 MiB of it, left for the header, the
 # certificate and the envelopes. A larger block could be certified and then never sent again.
 MAX_BLOCK_BYTES_LIMIT = 15 * 1024 * 1024

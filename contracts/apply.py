@@ -207,7 +207,7 @@ def check_args(txs: Sequence[Tx]) -> None:
 def check_block_txs(read: Reader, txs: Sequence[Tx]) -> None:
     """The state-dependent admission rules a block's txs must meet, on the block's parent state at
     `read`: ops and args well formed, and every signer with standing (contracts/standing.py).
-    Consensus (node/ledger.py) and the audit (`reexecute`) both call this one function."""
+    Consensus (node/runtime/ledger.py) and the audit (`reexecute`) both call this one function."""
     check_args(txs)
     check_standing(StoreView(read), txs)
 

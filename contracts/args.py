@@ -21,7 +21,7 @@ from chain.validators import ADDRESS_PATTERN, NODE_ID_PATTERN
 
 Check = Callable[[Any], str | None]  # what is wrong with a value, or None if nothing
 
-# Deliberately equal to the RPC's pattern (node/rpc_models.py), which must accept every id
+# Deliberately equal to the RPC's pattern (node/rpc/models.py), which must accept every id
 # the contracts do. No '/', so an id can never reach into another state key.
 ASSET_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_META_BYTES = 4096

@@ -14,7 +14,7 @@ against an older state is still admissible against any later one: the mempool ca
 Block validity: every tx of a block must come from a signer with standing in the block's PARENT
 state (the committed state the block is built on). So an account that gains standing inside a
 block (an asset registered to it) may submit from the next block on, not later in the same
-block; consensus (node/ledger.py), re-execution and the audit (contracts/apply.py) all call
+block; consensus (node/runtime/ledger.py), re-execution and the audit (contracts/apply.py) all call
 `check_standing` on the parent state, the one rule.
 """
 

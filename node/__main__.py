@@ -4,7 +4,7 @@ is complete): how the consortium benchmark's figures were broken down (docs/perf
 
 import os
 
-from node.cli import main
+from node.cli.main import main
 
 _profile_dir = os.environ.get("TITLECHAIN_PROFILE")
 if _profile_dir:

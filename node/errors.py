@@ -1,7 +1,7 @@
 """The root of every error node/ raises, and the exit codes of the `titlechain` command.
 
 Exit codes (docs/cli.md): 0 success; 1 a check failed, the node answered an error or could not
-be reached, or the machine refused (a port, a file); 2 a usage error. `node.cli_common.exit_on_error`
+be reached, or the machine refused (a port, a file); 2 a usage error. `node.cli.common.exit_on_error`
 maps the three layers' error roots to them in one place.
 """
 

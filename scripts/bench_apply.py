@@ -26,7 +26,7 @@ from chain.store import Store
 from chain.tx import Tx, parse_tx, sign_tx
 from contracts import MemoryView, execute
 from contracts.apply import OWNER_PREFIX, genesis_state, owner_key, state_key
-from node.ledger import Ledger
+from node.runtime.ledger import Ledger
 
 CLASS = "warehouse_receipt"
 

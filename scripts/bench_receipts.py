@@ -24,7 +24,7 @@ from chain.block import Block, Certificate, sign_commit
 from chain.devnet import Consortium, make_consortium
 from chain.encoding import H
 from chain.tx import Tx, sign_tx
-from node.ledger import Ledger
+from node.runtime.ledger import Ledger
 
 
 def _register(c: Consortium, asset_id: str, expires: int) -> Tx:

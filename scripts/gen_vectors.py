@@ -9,7 +9,7 @@ For clients and auditors written in other languages (docs/protocol.md states the
   valid certificate for it by a 4-validator set, and certificates that must be refused, each
   saying why (one of them mixes commits cast in two views).
 
-`tests/unit/test_vectors.py` checks that the code still produces them byte for byte, so the
+`tests/unit/chain/test_vectors.py` checks that the code still produces them byte for byte, so the
 files are a promise: regenerate them only when a format in docs/protocol.md changes, and bump
 that format's version when you do.
 

@@ -10,7 +10,7 @@ from chain.crypto import KeyPair
 from chain.encoding import H
 from chain.tx import Tx, sign_tx
 from factories import Consortium, make_consortium, seeded_key
-from node.ledger import Ledger
+from node.runtime.ledger import Ledger
 
 
 def doc(label: str) -> str:

@@ -1,12 +1,12 @@
 """A real ledger behind the real RPC, in-process, for CLI tests that need true answers over HTTP.
 
 `LedgerNode` is a `NodeApi` over a `LedgerChain` (tests/ledger_fixtures.py): reads come from the
-ledger through `node.explore.LedgerSource` (the same shapes a validator serves), a submitted tx is
+ledger through `node.explorer.sources.LedgerSource` (the same shapes a validator serves), a submitted tx is
 checked like a node would (signature, chain, expiry window, standing, args, duplicates) and committed in a
 block of its own on the next turn of the event loop, with real certificates. No consensus, one
 process: enough for the CLI to submit, wait for receipts, explore, fetch proofs and audit.
 
-`serve_in_thread(api)` runs `node.rpc.serve` on 127.0.0.1, port 0, in a background thread with
+`serve_in_thread(api)` runs `node.rpc.server.serve` on 127.0.0.1, port 0, in a background thread with
 its own event loop, and yields the URL.
 """
 
@@ -24,11 +24,11 @@ from ledger_fixtures import LedgerChain, build_story
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
 from contracts.standing import NOT_PERMITTED, not_permitted_message
-from node.api import CommittedBlockEvent
-from node.evidence_store import EvidenceStore
-from node.explore import LedgerSource, NotFound
-from node.metrics import NodeMetrics
-from node.rpc import serve
+from node.rpc.api import CommittedBlockEvent
+from node.runtime.evidence_store import EvidenceStore
+from node.explorer.sources import LedgerSource, NotFound
+from node.runtime.metrics import NodeMetrics
+from node.rpc.server import serve
 
 
 class LedgerNode:

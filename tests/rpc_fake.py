@@ -16,9 +16,9 @@ from chain.audit import PROOF_VERSION
 from chain.block import Block, Certificate
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.args import ASSET_ID_PATTERN
-from node import paging
-from node.api import CommittedBlockEvent
-from node.metrics import NodeMetrics
+from node.rpc import paging
+from node.rpc.api import CommittedBlockEvent
+from node.runtime.metrics import NodeMetrics
 from factories import Consortium, make_block, make_consortium
 
 KNOWN_OPS = frozenset(
@@ -257,14 +257,14 @@ def signed(node: FakeNode, op: str = "asset.register", args: dict[str, Any] | No
 
 def check_answer(method: str, template: str, status: int, body: Any) -> None:
     """Fail unless the route's table row declares this status and body fits the model declared for it."""
-    from node.rpc import find_route
+    from node.rpc.server import find_route
 
     route = find_route(method, template)
     responses = route.responses
     assert status in responses or status in (401, 403), f"{method} {template} answered undeclared status {status}: {body}"
     model = responses.get(status)
     if status >= 400:
-        from node.rpc_models import ErrorResponse
+        from node.rpc.models import ErrorResponse
 
         model = ErrorResponse
     if model is not None:
@@ -275,7 +275,7 @@ def rpc_client(node: FakeNode, **app_options: Any) -> Any:
     """An aiohttp TestClient over make_app(node); use as `async with rpc_client(node) as client`."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    from node.rpc import make_app
+    from node.rpc.server import make_app
 
     return TestClient(TestServer(make_app(node, **app_options)))
 

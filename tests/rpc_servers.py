@@ -17,9 +17,9 @@ from factories import make_consortium
 from rpc_fake import FakeNode, signed
 
 from chain.crypto import write_key_file
-from node.config import NodeConfig
-from node.rpc import serve
-from node.validator import open_validator
+from node.runtime.config import NodeConfig
+from node.rpc.server import serve
+from node.runtime.validator import open_validator
 
 BASE_TX_HOLDER: dict[str, Any] = {}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import ports
 from factories import free_base_port
 
-from node.provision import consortium_ports
+from node.devnet.provision import consortium_ports
 
 VALIDATORS = 4
 PORTS = len(consortium_ports(0, VALIDATORS))

@@ -1,4 +1,4 @@
-"""A real misbehaving validator in a four-process consortium (node/misbehave.py).
+"""A real misbehaving validator in a four-process consortium (node/runtime/misbehave.py).
 
 The primary of view 0 is restarted with TITLECHAIN_MISBEHAVE=equivocate,forge_relay: it splits its
 PRE-PREPAREs, double-votes, sends STATUS with a made-up NEW-VIEW and relays altered VIEW-CHANGEs,
@@ -17,8 +17,8 @@ from pathlib import Path
 from cluster import Cluster, Load, wait_for
 
 from chain.genesis import Genesis
-from node.config import NodeConfig
-from node.misbehave import ENABLE_ENV, ENABLE_PHRASE, ENV
+from node.runtime.config import NodeConfig
+from node.runtime.misbehave import ENABLE_ENV, ENABLE_PHRASE, ENV
 
 MISBEHAVE = {ENV: "equivocate,forge_relay", ENABLE_ENV: ENABLE_PHRASE}
 BLOCKS_UNDER_ATTACK = 8

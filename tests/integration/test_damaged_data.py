@@ -10,7 +10,7 @@ import plyvel
 from solo import Solo
 
 from chain.encoding import decode
-from node.client import Client, RpcError
+from node.sdk.client import Client, RpcError
 
 ASSETS = 6
 

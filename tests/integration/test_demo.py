@@ -19,9 +19,9 @@ import pytest
 from rich.console import Console
 
 import ports
-from node import demo
-from node.localnet import node_pids
-from node.provision import consortium_ports
+from node.devnet import demo
+from node.devnet.localnet import node_pids
+from node.devnet.provision import consortium_ports
 
 PORTS = len(consortium_ports(0, demo.VALIDATORS))
 

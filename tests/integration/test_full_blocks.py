@@ -4,7 +4,7 @@ With blocks near `max_block_bytes`, a NEW-VIEW used to carry whole blocks in its
 exceed the frame cap, so the consortium froze for good once a primary stopped. The genesis here
 sets max_block_bytes to 1 MiB so the test fills blocks in seconds; that the consensus message
 size does not depend on the block size at all (1 KiB and 8 MiB give the same bytes) is
-tests/unit/test_pbft_message_size.py.
+tests/unit/consensus/test_pbft_message_size.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 from cluster import Cluster, wait_for
 
 from chain.tx import Tx, new_nonce
-from node.client import RpcError, sign
-from node.provision import DEFAULT_SEED
+from node.sdk.client import RpcError, sign
+from node.devnet.provision import DEFAULT_SEED
 
 MAX_BLOCK_BYTES = 1024 * 1024
 META_BYTES = 4000  # per tx, under the 4,096-byte meta limit: ~4.3 KB a tx, ~240 a full block

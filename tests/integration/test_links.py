@@ -18,11 +18,11 @@ from relay import Relay
 from chain.crypto import load_key_file
 from chain.encoding import canonical
 from chain.tx import new_nonce
-from node.client import RpcError, sign
-from node.config import NodeConfig
-from node.framing import encode_frame
-from node.localnet import up
-from node.provision import DEFAULT_SEED, init_consortium
+from node.sdk.client import RpcError, sign
+from node.runtime.config import NodeConfig
+from node.p2p.framing import encode_frame
+from node.devnet.localnet import up
+from node.devnet.provision import DEFAULT_SEED, init_consortium
 
 ISSUER = ("issuers", "northgate-receipts")
 OWNER = ("parties", "riverside-foods")

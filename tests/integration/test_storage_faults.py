@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from solo import Solo
 
-from node.client import Client, RpcError
+from node.sdk.client import Client, RpcError
 
 FSIZE_LIMIT = 256 << 10  # bytes any one file of the process may reach: the same EFBIG as a full disk
 

@@ -21,8 +21,8 @@ from chain.block import Block
 from chain.crypto import KeyPair
 from chain.encoding import canonical, decode
 from chain.tx import Tx
-from node import pbft
-from node.pbft_messages import Message, NewView, PrePrepare, Signed, parse_signed
+from node.consensus import pbft
+from node.consensus.messages import Message, NewView, PrePrepare, Signed, parse_signed
 
 
 @dataclass(frozen=True)

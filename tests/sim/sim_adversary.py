@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from chain.block import Block, Certificate, CertificateError
 from chain.encoding import canonical
-from node import pbft
-from node.pbft_messages import (
+from node.consensus import pbft
+from node.consensus.messages import (
     Commit,
     MessageError,
     NewView,

@@ -16,7 +16,7 @@ from chain.encoding import hash_hex
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx
 from chain.validators import ValidatorSet
-from node import pbft
+from node.consensus import pbft
 
 if TYPE_CHECKING:
     from simnet import World

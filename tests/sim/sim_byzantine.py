@@ -17,7 +17,7 @@ from chain.devnet import seeded_key
 from chain.encoding import decode, hash_hex
 from chain.merkle import tx_root
 from chain.tx import parse_tx
-from node.pbft_messages import Commit, PrePrepare, Prepare, parse_signed
+from node.consensus.messages import Commit, PrePrepare, Prepare, parse_signed
 from sim_adversary import STRATEGIES, Adversary
 from sim_craft import Crafter
 from sim_app import next_state_root

@@ -17,7 +17,7 @@ from typing import Any
 from chain.block import Block, Certificate, sign_commit
 from chain.crypto import Domain, KeyPair
 from chain.encoding import canonical, hash_hex
-from node.pbft_messages import (
+from node.consensus.messages import (
     MAX_PROOF_MESSAGES,
     Commit,
     Message,

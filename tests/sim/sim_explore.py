@@ -34,7 +34,7 @@ from typing import Any
 
 from chain.block import Block, Certificate
 from chain.encoding import decode
-from node.pbft_messages import NewView, Signed, parse_signed
+from node.consensus.messages import NewView, Signed, parse_signed
 from simnet import Node, Violation, World
 
 Event = tuple[Any, ...]

@@ -2,7 +2,7 @@
 
 Everything that varies comes from one seeded `random.Random`; time is a virtual clock driven by
 an event heap whose ties break on insertion order, so a seed reproduces a run exactly. Replicas
-are real `node.pbft.Replica`s over real blocks, txs and signatures; the application is a tiny
+are real `node.consensus.pbft.Replica`s over real blocks, txs and signatures; the application is a tiny
 ledger whose state root is a hash chain of committed tx ids. Messages travel as canonical msgpack
 bytes, as they would between processes, and like the real transport refuse a consensus frame
 above `max_frame` (recorded in `oversize`; the largest sent is `max_consensus_frame`). Blocks
@@ -32,7 +32,8 @@ from chain.encoding import canonical, decode, hash_hex
 from chain.genesis import Params
 from chain.tx import Tx, sign_tx
 from chain.validators import Validator, ValidatorSet
-from node import pbft, pbft_messages
+from node.consensus import pbft
+from node.consensus import messages as pbft_messages
 from sim_app import MAX_BLOCK_TXS, SimApp, next_validators, set_at
 
 
@@ -120,7 +121,7 @@ class World:
         self.faults = faults or Faults()
         self.controlled = controlled
         self.block_txs = block_txs
-        # node/validator.py probes a peer for blocks after IDLE_PROBE_S without a commit (a node
+        # node/p2p/catchup.py probes a peer for blocks after IDLE_PROBE_S without a commit (a node
         # behind on an idle chain hears no consensus traffic); 0 leaves it out, as older seeds ran
         self.idle_probe_ms = idle_probe_ms
         self.pending: list[tuple[Any, ...]] = []  # controlled mode: what may happen next

@@ -10,7 +10,7 @@ from scripted import Script
 from simnet import Violation
 
 from chain.block import sign_commit
-from node.pbft_messages import Commit, NewView, Prepare, PrePrepare, Signed, Status, ViewChange
+from node.consensus.messages import Commit, NewView, Prepare, PrePrepare, Signed, Status, ViewChange
 
 
 def commit_b_at_height_1_on_the_primary_only(s: Script, byz: int) -> tuple[int, list[int]]:
@@ -119,7 +119,7 @@ def test_defect2_status_does_not_relay_an_unsigned_new_view() -> None:
 
 def test_defect1_fails_loudly_without_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     """The schedule above really is an attack: with the height check disabled it splits the chain."""
-    from node import pbft
+    from node.consensus import pbft
 
     monkeypatch.setattr(pbft.Replica, "_defer_new_view", lambda self, signed, msg: False)
     s = Script()

@@ -80,7 +80,7 @@ def test_the_next_primary_leaves_out_a_proof_whose_block_nobody_gives_it() -> No
     """
     from scripted import Script
 
-    from node.pbft_messages import NewView, Prepare, PrePrepare, ViewChange
+    from node.consensus.messages import NewView, Prepare, PrePrepare, ViewChange
 
     s = Script()
     byz, p1 = s.primary_idx(0), s.primary_idx(1)
@@ -105,7 +105,7 @@ def test_the_next_primary_leaves_out_a_proof_whose_block_nobody_gives_it() -> No
     s.deliver(new_views[0], [r1, r2])
     s.deliver_all(PrePrepare, to=[r1, r2], view=1, height=1)
     s.deliver_all(Prepare, to=[p1, r1, r2], view=1, height=1, src=[p1, r1, r2])
-    from node.pbft_messages import Commit
+    from node.consensus.messages import Commit
 
     s.deliver_all(Commit, to=[p1, r1, r2], view=1, height=1, src=[p1, r1, r2])
     assert all(len(s.chain(i)) == 1 and s.chain(i)[0].block_hash != x_hash for i in (p1, r1, r2))
@@ -116,8 +116,8 @@ def test_a_validator_pushing_many_blocks_does_not_grow_a_replicas_memory() -> No
     block whose txs do not match its header is never kept, even under a wanted hash."""
     from chain.block import Block
 
-    from node import pbft
-    from node.pbft_messages import PrePrepare, Signed
+    from node.consensus import pbft
+    from node.consensus.messages import PrePrepare, Signed
 
     world = World(31, n=4)
     replica = world.nodes[1].replica
@@ -154,8 +154,8 @@ def test_a_proposal_over_the_genesis_limits_is_refused(limit: str) -> None:
     replicas leave the view, and the next primary's block commits."""
     from chain.genesis import Params
 
-    from node import pbft
-    from node.pbft_messages import Prepare, PrePrepare, Signed, parse_signed
+    from node.consensus import pbft
+    from node.consensus.messages import Prepare, PrePrepare, Signed, parse_signed
 
     small = {"max_block_txs": 4, "max_block_bytes": 1000}[limit]  # 5 txs of ~280 bytes exceed either
     params = Params(view_timeout_ms=200, max_view_timeout_ms=3200, **{limit: small})

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from simnet import Faults, World
 
 from chain.block import Certificate
-from node import pbft
-from node.pbft_messages import NewView, Signed, ViewChange, parse_signed
+from node.consensus import pbft
+from node.consensus.messages import NewView, Signed, ViewChange, parse_signed
 
 DEADLINE = 60_000
 

@@ -1,0 +1,160 @@
+"""`titlechain bench`: the command around node/devnet/bench.py (options, progress, the table, the JSON).
+
+Kept apart from node/cli/main.py so that the CLI's start-up (every `node run` goes through it) imports
+neither multiprocessing nor httpx; node/devnet/bench.py is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from node.errors import EXIT_FAILED, LAYER_ERRORS
+from node.devnet.provision import BENCH_BASE_PORT, PORT_LAYOUT
+from node.rpc.models import MAX_BATCH_TXS
+
+# BenchError, LocalnetError, ProvisionError, a StoreError, a busy port…; ValueError from the seed and params
+_FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
+
+
+@click.command("bench")
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 100), help="validators of the local consortium")
+@click.option("--txs", default=2000, show_default=True, type=click.IntRange(2, 10_000_000), help="measured txs (half registrations, half transfers)")
+@click.option("--clients", default=2, show_default=True, type=click.IntRange(1, 64), help="client processes submitting")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="also write the result as JSON here")
+@click.option("--base-port", default=None, type=click.IntRange(1024, 65000), help=f"{PORT_LAYOUT}  [default: {BENCH_BASE_PORT}]")
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), help="the consortium dir (default: a temp dir, removed at the end)")
+@click.option("--keep-dir", is_flag=True, help="keep the temp consortium dir (logs, data) for inspection")
+@click.option("--chunk", default=None, type=click.IntRange(1, MAX_BATCH_TXS), help="txs per POST /v1/txs/batch  [default: 250]")
+@click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
+@click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
+@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node")
+@click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
+def bench(
+    validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
+    keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, interval: int | None,
+    params: tuple[str, ...],
+) -> None:
+    """The load benchmark: a local consortium driven by concurrent signed transactions.
+
+    Starts its own consortium (stopped at the end, also on Ctrl-C or error), registers the assets
+    to be transferred (setup, not measured), then measures TXS txs, half registrations and half
+    transfers, submitted in batches to every node from CLIENTS separate processes. Reports
+    committed TPS, submit-to-commit latency percentiles, CPU seconds per tx and peak memory per
+    node. With --interval N, also a row every N committed txs as the run goes (tx/s, p99
+    latency, node CPU per tx, resident memory per node), kept in the JSON as `intervals`, so
+    that decay as the chain grows shows in one run. Exit 0 when every tx committed, 1 when the
+    run failed.
+    """
+    from node.devnet import bench as b
+
+    opts = b.BenchOptions(
+        validators=validators,
+        txs=txs,
+        clients=clients,
+        base_port=base_port if base_port is not None else BENCH_BASE_PORT,
+        root=root,
+        keep_dir=keep_dir,
+        chunk=chunk or b.DEFAULT_CHUNK,
+        window=window or b.DEFAULT_WINDOW,
+        deadline_s=deadline_s,
+        params={**b.BENCH_PARAMS, **_parse_params(params)},
+        interval=interval,
+    )
+    sys.exit(_run(b, opts, json_out))
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, int]:
+    from chain.genesis import Params
+
+    known = set(Params.__dataclass_fields__)
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in known or not value.isdigit():
+            raise click.BadParameter(f"{item!r}: NAME=INT with NAME one of {', '.join(sorted(known))}", param_hint="--param")
+        out[name] = int(value)
+    return out
+
+
+def _run(b: Any, opts: Any, json_out: Path | None) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
+    current: dict[str, Any] = {}
+
+    def phase(name: str, total: int) -> None:
+        if "task" in current:
+            progress.update(current["task"], completed=progress.tasks[-1].total)
+        current["task"] = progress.add_task(name, total=total)
+
+    def advance(committed: int) -> None:
+        progress.update(current["task"], completed=committed)
+
+    def row(r: dict[str, Any]) -> None:
+        from node.devnet.bench_interval import HEADER, format_row
+
+        if not current.get("header_shown"):
+            progress.console.print(HEADER)
+            current["header_shown"] = True
+        progress.console.print(format_row(r))
+
+    ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance, row=row)
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the consortium and clients like Ctrl-C
+    summary: dict[str, Any] | None = None
+    code = 0
+    with progress:
+        try:
+            summary = b.run_bench(opts, ui)
+        except b.BenchFailed as e:
+            summary, code = e.summary, EXIT_FAILED
+            err.print(f"[red]bench failed:[/red] {e}")
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
+            return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
+        except _FAILURES as e:
+            err.print(f"[red]bench failed:[/red] {e}")
+            return EXIT_FAILED
+    if summary is not None:
+        Console().print(table(summary))
+        if json_out is not None:
+            json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def table(s: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"titlechain bench: {s['validators']} validators, {s['clients']} clients", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    lat = s["latency_ms"]
+    rows = [
+        ("committed TPS", f"{s['tps']:,.0f}"),
+        ("latency p50 / p95 / p99 (max)", f"{lat['p50']:,.0f} / {lat['p95']:,.0f} / {lat['p99']:,.0f} ms ({lat['max']:,.0f})"),
+        ("txs committed / submitted", f"{s['committed']:,} / {s['txs']:,}"),
+        ("rejected by the contracts", ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "0"),
+        ("seconds", f"{s['seconds']:.2f}"),
+        ("blocks (mean txs per block)", f"{s['blocks']} ({s['committed'] / max(1, s['blocks']):,.0f})"),
+        ("node CPU seconds per tx", f"{s['cpu_s_per_tx'] * 1000:.2f} ms" if s["cpu_s_per_tx"] else "-"),
+        ("node CPU seconds (system share)", ", ".join(f"{v:.1f}" for v in s["cpu_s"].values()) + f" ({s['cpu_system_share']:.0%})"),
+        ("view at the end (0: no view change)", str(s["view"])),
+        ("client CPU seconds (all clients)", f"{s['client_cpu_s']:.1f}"),
+        ("peak memory per node (VmHWM)", ", ".join(f"{v:.0f} MiB" if v else "-" for v in s["peak_rss_mb"].values())),
+        ("genesis params", ", ".join(f"{k}={v}" for k, v in s["params"].items())),
+        ("load average (1 min) / CPUs", f"{s['load_avg_1m']} / {s['cpus']}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t

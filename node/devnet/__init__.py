@@ -1,0 +1,3 @@
+"""Local consortia for demos, tests and benchmarks: `init` provisioning, `localnet`, `demo` and
+the consortium benchmark.
+"""

@@ -1,0 +1,622 @@
+"""`titlechain bench`: the load benchmark (docs/cli.md; results in docs/performance.md).
+
+Theory of operation
+-------------------
+The bench starts its own local consortium (`node.devnet.localnet.up`, in a temp dir unless `--dir` is
+given) and always stops it at the end, on success, error or Ctrl-C. Load comes from C client
+PROCESSES (multiprocessing, spawn), separate from the node processes, so the nodes' CPU figures
+hold only node work.
+
+Workload, per client: the seed's issuers register assets to the seed's parties, and owners
+transfer them. A transfer needs a committed asset, so each client first registers the assets it
+will transfer (setup, not measured), then the measured phase interleaves registrations of new
+assets with one transfer of each setup asset: half and half. Every tx is signed in the client
+and its JSON pre-encoded before the clock starts, so the measured phase costs the client only
+the HTTP requests: what is measured is the consortium, not the load generator.
+
+Submission: `POST /v1/txs/batch` in chunks of `--chunk` txs, one submitter task per node, so
+every node's RPC takes a share. A client keeps at most its share of `--window` txs in flight
+(submitted, not yet seen committed): a closed loop, so the consortium runs at its own pace and
+the latency measured is that of a loaded but not overrun consortium. An open loop faster than the
+chain would only measure the length of the queue it builds.
+
+Latency: each client follows one node's `GET /v1/events` from the height before its first
+submission (a replay covers anything committed before the stream is up) and takes, for each of
+its txs, the time from the POST that carried it to the block event that holds its receipt. Txs
+are never polled. All processes read CLOCK_MONOTONIC (system-wide on Linux), so the phase's
+duration runs from the first client's first POST to the last client's last commit.
+
+CPU: utime + stime of every node process from /proc/<pid>/stat, before and after the measured
+phase. Peak memory: VmHWM from /proc/<pid>/status at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chain.crypto import KeyPair, load_key_file
+from chain.encoding import H
+from chain.genesis import Genesis
+from chain.tx import EXPIRY_WINDOW, Tx
+from node.devnet.bench_interval import Intervals
+from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
+from node.sdk.client import AsyncClient, Client, sign
+from node.errors import NodeError
+from node.devnet.localnet import down, manifest_path, up
+from node.devnet.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
+
+# Genesis params for a bench consortium (recorded with every result): the demo seed's values,
+# spelled out so that an edit of the demo never silently changes what the bench measures.
+# `--param NAME=INT` overrides one (docs/performance.md, consortium benchmark).
+BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
+DEFAULT_CHUNK = 250
+DEFAULT_WINDOW = 1000  # txs in flight: Little: latency ≈ window / throughput (docs/performance.md)
+EXPIRY_MARGIN = 1000  # heights the chain may advance between planning and the last submission
+STAGE_DEADLINE_S = 60.0  # for clients to start, sign and report ready
+PROGRESS_EVERY_S = 0.25
+STOP_JOIN_S = 5.0
+
+
+class BenchError(NodeError, RuntimeError):
+    """The run failed; the message says why (exit 1)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    validators: int = 4
+    txs: int = 2000
+    clients: int = 2
+    base_port: int = BENCH_BASE_PORT
+    root: Path | None = None  # the consortium dir; a temp dir when None
+    keep_dir: bool = False
+    chunk: int = DEFAULT_CHUNK
+    window: int = DEFAULT_WINDOW
+    deadline_s: float | None = None  # per phase; from the tx count when None
+    seed: Path = DEFAULT_SEED
+    params: dict[str, int] = field(default_factory=lambda: dict(BENCH_PARAMS))
+    interval: int | None = None  # a row every this many committed txs (node/devnet/bench_interval.py)
+
+    def phase_deadline(self) -> float:
+        # generous: at 100 tx/s something is badly wrong, and the run says so instead of hanging
+        return self.deadline_s if self.deadline_s is not None else max(60.0, self.txs / 100)
+
+
+# ---------------------------------------------------------------------------- the client side
+
+
+@dataclass(frozen=True)
+class ClientJob:
+    """Everything a client process needs; picklable (it crosses to a spawned process)."""
+
+    index: int
+    chain_id: str
+    rpcs: tuple[str, ...]
+    events_rpc: str
+    issuers: tuple[tuple[str, str], ...]  # (key file, asset class)
+    parties: tuple[str, ...]  # key files of asset holders
+    registers: int  # measured registrations
+    transfers: int  # measured transfers, each of an asset registered in setup
+    expires: int
+    tag: str  # unique per run, so asset ids never collide with an earlier run's
+    chunk: int
+    window: int
+    deadline_s: float
+
+
+@dataclass
+class ClientResult:
+    index: int
+    latencies: list[float]  # seconds, submit to commit, measured phase only
+    first_submit: float
+    last_commit: float
+    submitted: int
+    committed: int
+    rejected: dict[str, int]  # receipt error code -> count
+    refused: dict[str, int]  # RPC refusal code -> count (never entered a mempool)
+    cpu_s: float  # this client's CPU during the measured phase (it competes with the nodes for the cores)
+
+
+def _register(key: KeyPair, job: ClientJob, asset_class: str, asset_id: str, owner: str) -> Tx:
+    args = {"asset_id": asset_id, "class": asset_class, "owner": owner, "doc_hash": H(asset_id.encode()).hex(), "meta": {}}
+    return sign(key, job.chain_id, "asset.register", args, expires=job.expires)
+
+
+def plan_txs(job: ClientJob) -> tuple[list[Tx], list[Tx]]:
+    """(setup, measured): setup registers the assets that the measured phase transfers once each."""
+    issuers = [(load_key_file(path), cls) for path, cls in job.issuers]
+    parties = [load_key_file(path) for path in job.parties]
+    prefix = f"BENCH-{job.tag}-{job.index}"
+    setup = []
+    for i in range(job.transfers):
+        key, cls = issuers[i % len(issuers)]
+        setup.append(_register(key, job, cls, f"{prefix}-s{i}", parties[i % len(parties)].public))
+    transfers = [
+        sign(
+            parties[i % len(parties)],
+            job.chain_id,
+            "asset.transfer",
+            {"asset_id": f"{prefix}-s{i}", "to": parties[(i + 1) % len(parties)].public},
+            expires=job.expires,
+        )
+        for i in range(job.transfers)
+    ]
+    registers = []
+    for j in range(job.registers):
+        key, cls = issuers[j % len(issuers)]
+        registers.append(_register(key, job, cls, f"{prefix}-r{j}", parties[(j + 3) % len(parties)].public))
+    measured = [t for pair in zip(registers, transfers) for t in pair]
+    measured += registers[len(transfers) :] + transfers[len(registers) :]
+    return setup, measured
+
+
+class _Tracker:
+    """This client's txs in flight, resolved by the block events of one node."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.sent: dict[str, float] = {}  # tx_id -> monotonic time of the POST that carried it
+        self.latencies: list[float] = []
+        self.rejected: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self.committed = 0
+        self.last_commit = 0.0
+        self.room = asyncio.Event()  # set when the window has space again
+        self.block_seen = asyncio.Event()  # set on every block event (retry pacing)
+        self.all_done = asyncio.Event()
+        self.expected = 0
+
+    def start_phase(self, expected: int) -> None:
+        self.latencies, self.committed, self.expected = [], 0, expected
+        self.rejected.clear()
+        self.refused.clear()
+        self.all_done.clear()
+        self.room.set()
+        self._check_done()
+
+    def on_block(self, receipts: Sequence[dict[str, Any]], now: float) -> None:
+        for r in receipts:
+            sent = self.sent.pop(r["tx_id"], None)
+            if sent is None:
+                continue
+            self.latencies.append(now - sent)
+            self.committed += 1
+            self.last_commit = now
+            if r["status"] != "ok":
+                self.rejected[(r.get("error") or {}).get("code", r["status"])] += 1
+        self.room.set()
+        self.block_seen.set()
+        self._check_done()
+
+    def give_up(self, tx_id: str, code: str) -> None:
+        """A tx the RPC refused for good: it will never commit."""
+        if self.sent.pop(tx_id, None) is not None:
+            self.refused[code] += 1
+            self.expected -= 1
+            self.room.set()
+            self._check_done()
+
+    def _check_done(self) -> None:
+        if self.committed >= self.expected and not self.sent:
+            self.all_done.set()
+
+    async def wait_room(self, n: int) -> None:
+        while len(self.sent) + n > self.window and self.sent:
+            self.room.clear()
+            await self.room.wait()
+
+
+async def _follow(client: AsyncClient, from_height: int, tracker: _Tracker) -> None:
+    async for ev in client.events(from_height=from_height):
+        if ev.get("event") == "block":
+            tracker.on_block(ev["data"]["receipts"], time.monotonic())
+
+
+def _batch_body(encoded: Sequence[bytes]) -> bytes:
+    return b'{"txs":[' + b",".join(encoded) + b"]}"
+
+
+RETRY_CODES = frozenset({"mempool_full", "quota_exceeded", "not_ready", "rate_limited"})
+
+
+async def _submit_chunk(http: httpx.AsyncClient, chunk: list[tuple[str, bytes]], tracker: _Tracker) -> list[tuple[str, bytes]]:
+    """POST one chunk; returns the txs to retry (mempool full, node busy)."""
+    now = time.monotonic()
+    for tx_id, _ in chunk:
+        tracker.sent[tx_id] = now
+    try:
+        r = await http.post("/v1/txs/batch", content=_batch_body([b for _, b in chunk]), headers={"Content-Type": "application/json"})
+    except httpx.HTTPError:
+        results = [{"error": {"code": "not_ready"}}] * len(chunk)
+    else:
+        if r.status_code == 202:
+            results = r.json()["results"]
+        else:
+            results = [{"error": {"code": _error_code(r)}}] * len(chunk)
+    retry = []
+    for (tx_id, body), res in zip(chunk, results, strict=True):
+        code = (res.get("error") or {}).get("code")
+        if code is None or code == "duplicate":  # duplicate: an earlier attempt got it in
+            continue
+        if code in RETRY_CODES:
+            tracker.sent.pop(tx_id, None)
+            retry.append((tx_id, body))
+        else:
+            tracker.give_up(tx_id, code)
+    return retry
+
+
+def _error_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"http_{r.status_code}"
+
+
+async def _submitter(http: httpx.AsyncClient, work: asyncio.Queue[list[tuple[str, bytes]]], tracker: _Tracker) -> None:
+    while True:
+        chunk = await work.get()
+        await tracker.wait_room(len(chunk))
+        retry = await _submit_chunk(http, chunk, tracker)
+        if retry:
+            tracker.block_seen.clear()
+            await tracker.block_seen.wait()  # the node is full: retry once a block has drained it
+            work.put_nowait(retry)
+        work.task_done()
+
+
+async def _drive(
+    https: Sequence[httpx.AsyncClient], txs: Sequence[Tx], tracker: _Tracker, chunk: int, deadline_s: float,
+    progress: Callable[[int], None],
+) -> None:
+    """Submit txs over all nodes within the window; return once every one committed (or raise)."""
+    encoded = [(t.tx_id, json.dumps(t.to_plain(), separators=(",", ":")).encode()) for t in txs]
+    tracker.start_phase(len(encoded))
+    work: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
+    for i in range(0, len(encoded), chunk):
+        work.put_nowait(encoded[i : i + chunk])
+    tasks = [asyncio.create_task(_submitter(h, work, tracker)) for h in https]
+    deadline = time.monotonic() + deadline_s
+    try:
+        while not tracker.all_done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(tracker.all_done.wait(), min(left, PROGRESS_EVERY_S))
+            except TimeoutError:
+                pass
+            progress(tracker.committed)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        progress(tracker.committed)
+
+
+async def _client(job: ClientJob, go: Any, out: Any) -> None:
+    setup, measured = plan_txs(job)
+    async with AsyncClient(job.events_rpc) as ev_client:
+        start_height = int((await ev_client.status())["height"])
+        tracker = _Tracker(job.window)
+        follower = asyncio.create_task(_follow(ev_client, start_height + 1, tracker))
+        https = [httpx.AsyncClient(base_url=rpc, timeout=60.0) for rpc in job.rpcs]
+        try:
+            def report(phase: str) -> Callable[[int], None]:
+                sent = 0  # measured latencies already reported (the parent's intervals need them)
+
+                def send(n: int) -> None:
+                    nonlocal sent
+                    new = tracker.latencies[sent:] if phase == "run" else []
+                    sent += len(new)
+                    out.put(("progress", job.index, phase, n, new))
+
+                return send
+
+            await _drive(https, setup, tracker, job.chunk, job.deadline_s, report("setup"))
+            if tracker.committed < len(setup) or tracker.rejected or tracker.refused:
+                raise BenchError(
+                    f"client {job.index}: setup committed {tracker.committed} of {len(setup)} registrations"
+                    f" (rejected {dict(tracker.rejected)}, refused {dict(tracker.refused)})"
+                )
+            out.put(("ready", job.index))
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, go.wait, job.deadline_s):
+                raise BenchError(f"client {job.index}: no start signal")
+            first, cpu0 = time.monotonic(), time.process_time()
+            await _drive(https, measured, tracker, job.chunk, job.deadline_s, report("run"))
+            out.put(("done", job.index, ClientResult(
+                job.index, tracker.latencies, first, tracker.last_commit, len(measured), tracker.committed,
+                dict(tracker.rejected), dict(tracker.refused), time.process_time() - cpu0,
+            )))
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            for h in https:
+                await h.aclose()
+
+
+def client_main(job: ClientJob, go: Any, out: Any) -> None:
+    """A client process. Ctrl-C is the parent's to handle: it stops us with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asyncio.run(_client(job, go, out))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the run
+        out.put(("error", job.index, f"{type(e).__name__}: {e}"))
+
+
+# ---------------------------------------------------------------------------- the node side
+
+
+def ports_free(base_port: int, validators: int) -> list[int]:
+    """The ports of the consortium that something already listens on."""
+    busy = []
+    for port in consortium_ports(base_port, validators):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def write_seed(src: Path, params: dict[str, int], dest: Path) -> Path:
+    seed = load_seed(src)
+    seed["params"] = {**seed.get("params", {}), **params}
+    dest.write_text(json.dumps(seed, indent=2) + "\n")
+    return dest
+
+
+# ---------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class Ui:
+    """What the bench tells the user while it runs (the CLI plugs rich in; tests plug nothing)."""
+
+    say: Callable[[str], None] = lambda s: None
+    phase: Callable[[str, int], None] = lambda name, total: None  # a new phase with its tx count
+    advance: Callable[[int], None] = lambda committed: None  # committed so far in the phase
+    row: Callable[[dict[str, Any]], None] = lambda row: None  # an interval's row (--interval)
+
+
+# (phase, client, committed so far, latencies in s of its txs committed since its last report)
+ProgressSink = Callable[[str, int, int, list[float]], None]
+
+
+def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int) -> list[ClientJob]:
+    issuers = []
+    for path in cons.key_paths("issuers"):
+        grants = genesis.roles.get(load_key_file(path).public, ())
+        issuers += [(str(path.resolve()), g["classes"][0]) for g in grants if g["role"] == "issuer"]
+    parties = tuple(str(p.resolve()) for p in cons.key_paths("parties"))
+    if not issuers or len(parties) < 2:
+        raise BenchError("the seed needs at least one issuer and two parties to register and transfer assets")
+    rpcs = tuple(n.rpc for n in cons.nodes)
+    tag = secrets.token_hex(3)
+    jobs = []
+    for k in range(opts.clients):
+        share = opts.txs // opts.clients + (1 if k < opts.txs % opts.clients else 0)
+        jobs.append(ClientJob(
+            index=k, chain_id=cons.chain_id, rpcs=rpcs, events_rpc=rpcs[k % len(rpcs)], issuers=tuple(issuers),
+            parties=parties, registers=share - share // 2, transfers=share // 2,
+            expires=height + EXPIRY_WINDOW - EXPIRY_MARGIN, tag=tag, chunk=opts.chunk,
+            window=max(opts.chunk, opts.window // opts.clients), deadline_s=opts.phase_deadline(),
+        ))
+    return jobs
+
+
+class _Clients:
+    """The client processes and their message queue."""
+
+    def __init__(self, jobs: list[ClientJob]) -> None:
+        ctx = mp.get_context("spawn")
+        self.go = ctx.Event()
+        self.out = ctx.Queue()
+        self.procs = [ctx.Process(target=client_main, args=(j, self.go, self.out), name=f"bench-client-{j.index}") for j in jobs]
+        for p in self.procs:
+            p.start()
+
+    def wait_for(self, kind: str, deadline_s: float, on_progress: ProgressSink) -> dict[int, Any]:
+        """Collect one `kind` message from every client; progress meanwhile; raise on error or deadline."""
+        got: dict[int, Any] = {}
+        deadline = time.monotonic() + deadline_s
+        while len(got) < len(self.procs):
+            try:
+                msg = self.out.get(timeout=min(PROGRESS_EVERY_S, max(0.0, deadline - time.monotonic())))
+            except queue_mod.Empty:
+                self._check_alive(got)
+                if time.monotonic() > deadline:
+                    raise BenchError(f"clients {sorted(set(range(len(self.procs))) - set(got))} did not report {kind!r} within {deadline_s:.0f} s") from None
+                continue
+            if msg[0] == "error":
+                raise BenchError(msg[2])
+            if msg[0] == "progress":
+                on_progress(msg[2], msg[1], msg[3], msg[4])
+            elif msg[0] == kind:
+                got[msg[1]] = msg[2] if len(msg) > 2 else None
+        return got
+
+    def _check_alive(self, got: dict[int, Any]) -> None:
+        for i, p in enumerate(self.procs):
+            if i not in got and p.exitcode is not None:
+                raise BenchError(f"client {i} exited with {p.exitcode} before reporting")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(STOP_JOIN_S)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self.out.close()
+
+
+def _progress_sink(ui: Ui, phase: str, intervals: Intervals | None = None) -> ProgressSink:
+    counts: dict[int, int] = {}
+
+    def on_progress(msg_phase: str, client: int, committed: int, latencies: list[float]) -> None:
+        if msg_phase == phase:
+            counts[client] = committed
+            ui.advance(sum(counts.values()))
+            if intervals is not None:
+                intervals.progress(client, committed, latencies)
+
+    return on_progress
+
+
+def _node_pids(manifest: dict[str, Any]) -> dict[str, int]:
+    return {n["node_id"]: int(n["pid"]) for n in manifest["nodes"]}
+
+
+def _summarise(
+    opts: BenchOptions, results: list[ClientResult], cpu: dict[str, tuple[float, float]], rss: dict[str, float | None],
+    genesis: Genesis, blocks: int, view: int,
+) -> dict[str, Any]:
+    lat = sorted(x for r in results for x in r.latencies)
+    committed = sum(r.committed for r in results)
+    seconds = max(r.last_commit for r in results) - min(r.first_submit for r in results) if committed else math.nan
+    rejected: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    for r in results:
+        rejected.update(r.rejected)
+        refused.update(r.refused)
+    cpu_total = sum(u + s for u, s in cpu.values())
+    return {
+        "tps": round(committed / seconds, 1) if committed else 0.0,
+        "latency_ms": {q: round(percentile(lat, float(q[1:])) * 1000, 1) for q in ("p50", "p95", "p99")}
+        | {"max": round(lat[-1] * 1000, 1) if lat else math.nan},
+        "txs": sum(r.submitted for r in results),
+        "committed": committed,
+        "rejected": dict(rejected),
+        "refused": dict(refused),
+        "seconds": round(seconds, 3),
+        "validators": opts.validators,
+        "clients": opts.clients,
+        "chunk": opts.chunk,
+        "window": opts.window,
+        "blocks": blocks,
+        "view": view,  # the consortium's view at the end: above 0, view changes happened
+        "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,
+        "cpu_s": {k: round(u + s, 2) for k, (u, s) in cpu.items()},
+        "client_cpu_s": round(sum(r.cpu_s for r in results), 2),
+        "cpu_system_share": round(sum(s for _, s in cpu.values()) / cpu_total, 3) if cpu_total else None,
+        "peak_rss_mb": {k: (round(v, 1) if v is not None else None) for k, v in rss.items()},
+        "params": {
+            "max_block_txs": genesis.params.max_block_txs,
+            "batch_delay_ms": genesis.params.batch_delay_ms,
+            "view_timeout_ms": genesis.params.view_timeout_ms,
+        },
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
+
+
+@contextmanager
+def _consortium_dir(opts: BenchOptions, ui: Ui) -> Iterator[Path]:
+    """The consortium dir (a fresh temp dir unless given); removed at the end unless kept or given."""
+    if opts.root is not None:
+        yield opts.root
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="titlechain-bench-"))
+    try:
+        yield tmp / "net"
+    finally:
+        if opts.keep_dir:
+            ui.say(f"kept the consortium dir {tmp / 'net'}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_bench(opts: BenchOptions, ui: Ui | None = None) -> dict[str, Any]:
+    """Run the benchmark; the summary dict (the JSON). Raises BenchError if the run failed."""
+    ui = ui or Ui()
+    busy = ports_free(opts.base_port, opts.validators)
+    if busy:
+        raise BenchError(f"ports {busy} are in use; choose another --base-port")
+    with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-seed-") as seed_dir:
+        seed = write_seed(opts.seed, opts.params, Path(seed_dir) / "seed.json")
+        try:
+            manifest = up(root, validators=opts.validators, base_port=opts.base_port, seed=seed, say=ui.say)
+            return _run_on(opts, ui, root, manifest)
+        finally:
+            # also when interrupted while `up` was still waiting for the nodes to be ready
+            if manifest_path(root).exists():
+                ui.say("stopping the consortium")
+                down(root, say=ui.say)
+
+
+def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    cons = Consortium.load(root)
+    genesis = Genesis.load(cons.genesis)
+    pids = _node_pids(manifest)
+    with Client(cons.nodes[0].rpc) as c:
+        height = c.height()
+    jobs = _jobs(opts, cons, genesis, height)
+    ui.say(f"{opts.clients} client processes: signing {opts.txs} txs plus {sum(j.transfers for j in jobs)} setup registrations")
+    intervals = Intervals(opts.interval, pids, ui.row) if opts.interval else None
+    clients = _Clients(jobs)
+    try:
+        ui.phase("setup", sum(j.transfers for j in jobs))
+        clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
+        cpu0 = {n: cpu_times(p) for n, p in pids.items()}
+        with Client(cons.nodes[0].rpc) as c:
+            h0 = c.height()
+        ui.phase("run", opts.txs)
+        if intervals is not None:
+            intervals.start()
+        clients.go.set()
+        done = clients.wait_for("done", opts.phase_deadline() + STAGE_DEADLINE_S, _progress_sink(ui, "run", intervals))
+        if intervals is not None:
+            intervals.finish()
+        cpu1 = {n: cpu_times(p) for n, p in pids.items()}
+        rss = {n: peak_rss_mb(p) for n, p in pids.items()}
+        with Client(cons.nodes[0].rpc) as c:
+            status = c.status()
+        blocks, view = int(status["height"]) - h0, int(status["view"])
+    finally:
+        clients.stop()
+    results = [done[k] for k in sorted(done)]
+    cpu = {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in pids}
+    summary = _summarise(opts, results, cpu, rss, genesis, blocks, view)
+    if intervals is not None:
+        summary["interval"], summary["intervals"] = opts.interval, intervals.rows
+    missing = summary["txs"] - summary["committed"]
+    if missing:
+        raise BenchFailed(
+            f"{missing} of {summary['txs']} txs not committed within {opts.phase_deadline():.0f} s"
+            + (f" ({summary['refused']} refused by the RPC)" if summary["refused"] else ""),
+            summary,
+        )
+    return summary
+
+
+class BenchFailed(BenchError):
+    """The run completed but not every tx committed; carries the partial summary."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -1,0 +1,105 @@
+"""`titlechain bench --interval N`: the measured phase cut into intervals of N committed txs.
+
+Decay as the chain grows (throughput falling, latency or memory climbing) is invisible in one
+whole-run average, so every N committed txs the bench records one row: the interval's committed
+tx/s, its p99 latency, the nodes' CPU per tx over it and each node's resident memory at its end.
+Rows are printed as they happen and kept in the JSON output (`intervals`).
+
+An interval is the txs the clients REPORTED committed since the previous row (clients report
+every PROGRESS_EVERY_S with the latencies of the txs committed since their last report), so its
+boundaries lag the commits by at most that; throughput and CPU are over the same wall-clock span
+(the parent's CLOCK_MONOTONIC, which the clients read too). CPU is utime + stime of every node
+process from /proc/<pid>/stat; memory is VmRSS from /proc/<pid>/status (the current resident set,
+not the peak: a bounded node's rows level off).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from node.devnet.bench_proc import cpu_times, percentile, rss_mb
+
+
+class Intervals:
+    """Rows of the measured phase, one per `every` committed txs (and one for the remainder); a row
+    spans more than `every` when one report crosses several boundaries."""
+
+    def __init__(self, every: int, pids: Mapping[str, int], on_row: Callable[[dict[str, Any]], None]) -> None:
+        if every < 1:
+            raise ValueError("the interval must be at least one tx")
+        self.every = every
+        self.pids = dict(pids)
+        self.on_row = on_row
+        self.rows: list[dict[str, Any]] = []
+        self._counts: dict[int, int] = {}  # client -> txs it reported committed
+        self._latencies: list[float] = []  # of the txs reported since the last row
+        self._start: tuple[float, int, float] | None = None  # (time, committed, node CPU s) at the last row
+        self._next = every  # the committed total that closes the current row
+
+    def start(self) -> None:
+        """The measured phase begins: the first interval's clock and CPU start here."""
+        self._start = (time.monotonic(), 0, self._cpu())
+
+    def progress(self, client: int, committed: int, latencies: Sequence[float]) -> None:
+        """A client's report: its committed total and the latencies (s) of its txs since its last one."""
+        if self._start is None:
+            return
+        self._counts[client] = committed
+        self._latencies.extend(latencies)
+        if self.total >= self._next:
+            # a report may jump past several boundaries (a block holds many txs): one row for all
+            self._next = (self.total // self.every + 1) * self.every
+            self._row(partial=False)
+
+    def finish(self) -> None:
+        """The phase ended: a last row for txs committed since the last full interval."""
+        if self._start is not None and self.total > self._start[1]:
+            self._row(partial=True)
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts.values())
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for pid in self.pids.values():
+            try:
+                user, system = cpu_times(pid)
+            except OSError:  # a node that died: the run fails on its own; count what is left
+                continue
+            total += user + system
+        return total
+
+    def _row(self, *, partial: bool) -> None:
+        assert self._start is not None
+        t0, n0, cpu0 = self._start
+        now, n, cpu = time.monotonic(), self.total, self._cpu()
+        txs, seconds = n - n0, max(now - t0, 1e-9)
+        lat = sorted(self._latencies)
+        row = {
+            "committed": n,
+            "txs": txs,
+            "seconds": round(seconds, 3),
+            "tps": round(txs / seconds, 1),
+            "p99_ms": round(percentile(lat, 99.0) * 1000, 1) if lat else None,
+            "cpu_ms_per_tx": round((cpu - cpu0) * 1000 / txs, 3) if txs else None,
+            "rss_mb": {node: (round(v, 1) if (v := rss_mb(pid)) is not None else None) for node, pid in self.pids.items()},
+            "partial": partial,
+        }
+        self.rows.append(row)
+        self._latencies = []
+        self._start = (now, n, cpu)
+        self.on_row(row)
+
+
+HEADER = f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node"
+
+
+def format_row(row: Mapping[str, Any]) -> str:
+    p99 = f"{row['p99_ms']:,.0f}" if row["p99_ms"] is not None else "-"
+    cpu = f"{row['cpu_ms_per_tx']:.2f}" if row["cpu_ms_per_tx"] is not None else "-"
+    rss = ", ".join(f"{v:.0f}" if v is not None else "-" for v in row["rss_mb"].values())
+    mark = " (rest)" if row["partial"] else ""
+    return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}{mark}"

@@ -1,0 +1,469 @@
+"""Authenticated, encrypted TCP links between the validators of one consortium (asyncio).
+
+Usage, from the validator process:
+
+    t = Transport(key, chain_id=g.chain_id, genesis_hash=g.hash, validators=g.validators,
+                  on_message=lambda sender_public, msg: ...)
+    port = await t.start("0.0.0.0", 27000)
+    t.send(peer_public, msg); t.broadcast(msg)      # msg: a plain value (docs/protocol.md, "Canonical encoding")
+    t.peer_status()                                 # [PeerStatus]; .to_plain() for /v1/status
+    await t.close()
+
+Messages are delivered by calling `on_message(sender_public, msg)` from the event loop, with the
+sender's verified validator key; it must not block (hand the message to a queue). An exception
+it raises is logged and the connection goes on. `send`/`broadcast` never wait: they append to a
+per-peer queue and return.
+
+Every frame after the handshake is sealed (node/p2p/linkcrypto.py: ChaCha20-Poly1305 under one key per
+direction, derived from an ephemeral X25519 exchange that both validators' handshake signatures
+cover, with counter nonces and the length prefix authenticated). Its plaintext is canonical
+`{"kind": "msg", "body": msg}` or `{"kind": "ping"}`; pings keep an idle link provably alive, and
+a link on which nothing at all arrives for `idle_timeout` is dropped, which also catches
+half-open TCP connections. A frame that fails authentication (altered, replayed, reordered,
+injected) closes the link at once; the dialer then redials and a fresh handshake makes fresh keys.
+So an on-path relay can read nothing but frame sizes and timing, and can only delay or cut the
+link, never change what a validator receives.
+
+The handshake is node/p2p/handshake.py. Inbound handshakes pass node/p2p/linkguard.py's gate: anonymous
+ones are capped per source address and in all (at a cap the oldest is closed, so a flood cannot
+keep a newcomer out), and one whose hello a validator signed gets that key's reserved slot. Every
+failure of an inbound handshake, and every drop of a link, is logged through a summary: the first
+in full, then one line per `log_interval` while they go on.
+
+One connection per pair: the end with the lower key (as hex) dials, the other only accepts,
+and refuses a dial from a higher key. If a second connection from the same peer completes its
+handshake (the peer restarted and our side of the old one is not yet known to be dead), the
+newest wins and the older is closed. The dialer redials forever with exponential backoff and
+jitter (`backoff_initial` doubling to `backoff_max`, each wait drawn from [d/2, d]); the backoff
+resets once a connection has lived `backoff_max` seconds, so a peer that accepts and at once drops
+us is not hammered.
+
+Queues: each peer has its own queue, bounded in frames and bytes, that outlives connections (a
+brief disconnection loses nothing). When it is full the OLDEST frame is dropped: consensus
+tolerates loss and a newer message (a later view or height) is worth more than an old one. A
+peer whose socket takes no bytes for `write_timeout` is disconnected; either way, a slow or dead
+peer never delays the others, since each peer is written by its own task. Messages from one
+peer arrive in the order it sent them, less any it dropped; nothing is retransmitted.
+
+Measured before links were sealed (protocol version 1; sealing adds one ChaCha20-Poly1305 pass
+per frame and peer, see docs/performance.md for the end-to-end cost), between two transports in
+one process on 127.0.0.1 (both ends on one core, the other core busy): 30,000 messages/s of 250
+bytes (canonical encode and decode are most of the cost), 340 MB/s in 30 KB messages, 520 MB/s in
+1 MB messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chain.crypto import KeyPair
+from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
+from chain.validators import ValidatorSet
+from node.p2p.framing import DEFAULT_MAX_FRAME, FrameError
+from node.p2p.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
+from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
+from node.p2p.linkguard import HandshakeGate, LogSummary
+
+__all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
+
+log = logging.getLogger("titlechain.transport")
+
+_WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
+
+OnMessage = Callable[[str, Value], None]
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    max_frame: int = DEFAULT_MAX_FRAME  # plaintext bytes of one frame
+    handshake_timeout: float = 5.0  # a whole handshake
+    hello_timeout: float = 2.0  # from connecting to the other end's hello: what a flood can hold a slot for
+    connect_timeout: float = 5.0
+    queue_frames: int = 10_000
+    queue_bytes: int = 64 * 1024 * 1024
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    ping_interval: float = 2.0
+    idle_timeout: float = 10.0
+    write_timeout: float = 10.0
+    max_handshakes: int = 64  # anonymous inbound handshakes at once (node/p2p/linkguard.py)
+    max_handshakes_per_source: int = 8  # ... from one address
+    log_interval: float = 10.0  # at most one summary line per interval for refusals, and per peer for drops
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    node_id: str
+    public: str
+    connected: bool
+    sent: int  # frames written to a socket
+    received: int  # messages delivered
+    dropped: int  # frames dropped from a full queue
+
+    def to_plain(self) -> dict[str, Any]:
+        """The /v1/status peer entry (docs/rpc.md)."""
+        return {"node_id": self.node_id, "connected": self.connected}
+
+
+# -- peers and connections -------------------------------------------------------------------
+
+
+class _Conn:
+    """One authenticated connection: its socket and the sealing state of each direction."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.sealer = Sealer(shake.keys.send, max_frame)
+        self.opener = Opener(shake.keys.receive, max_frame)
+        self.closed = False
+
+    def close(self) -> None:
+        # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
+        self.closed = True
+        self.writer.transport.abort()
+
+
+class _Peer:
+    def __init__(self, node_id: str, public: str, address: str | None, config: TransportConfig) -> None:
+        self.node_id = node_id
+        self.public = public
+        self.address = address
+        self.address_set = asyncio.Event()
+        if address is not None:
+            self.address_set.set()
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.wake = asyncio.Event()
+        self.conn: _Conn | None = None
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+        self.drops = LogSummary(log, f"link to {node_id} dropped", config.log_interval)
+        self._config = config
+
+    def enqueue(self, frame: bytes) -> None:
+        self.queue.append(frame)
+        self.queued_bytes += len(frame)
+        while len(self.queue) > self._config.queue_frames or self.queued_bytes > self._config.queue_bytes:
+            self.queued_bytes -= len(self.queue.popleft())
+            self.dropped += 1
+        self.wake.set()
+
+    def dequeue(self) -> bytes:
+        frame = self.queue.popleft()
+        self.queued_bytes -= len(frame)
+        return frame
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+_PING = canonical({"kind": "ping"})
+
+
+class Transport:
+    """Links to every other validator of a set; see the module docstring."""
+
+    def __init__(
+        self,
+        key: KeyPair,
+        *,
+        chain_id: str,
+        genesis_hash: str,
+        validators: ValidatorSet,
+        on_message: OnMessage,
+        config: TransportConfig | None = None,
+        addresses: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """`addresses` (public -> "host:port", or None: not yet known, see `set_address`)
+        overrides the genesis addresses to dial."""
+        if key.public not in validators.publics:
+            raise ValueError("this node's key is not a validator of the set")
+        self.key = key
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        self.config = config or TransportConfig()
+        self._on_message = on_message
+        addresses = addresses or {}
+        self._peers: dict[str, _Peer] = {
+            v.public: _Peer(v.node_id, v.public, addresses.get(v.public, v.address), self.config)
+            for v in validators.validators
+            if v.public != key.public
+        }
+        # the dial rule: we accept only from lower keys and dial only higher ones
+        self._accept_from = frozenset(p for p in self._peers if p < key.public)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refusals = LogSummary(log, "refused inbound connection", self.config.log_interval)
+        self._gate = HandshakeGate(
+            self.config.max_handshakes, self.config.max_handshakes_per_source, on_evict=self._refusals.event
+        )
+        self._closing = False
+        self._rng = random.Random()
+        self.port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str = "0.0.0.0", port: int = 0) -> int:
+        """Listen (port 0: any free port) and start dialing; returns the bound port."""
+        self._server = await asyncio.start_server(self._on_inbound, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        for peer in self._peers.values():
+            if peer.public not in self._accept_from:
+                self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening and dialing, close every connection, and wait for all tasks."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for peer in self._peers.values():
+            if peer.conn is not None:
+                peer.conn.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refusals.close()
+        for peer in self._peers.values():
+            peer.drops.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def set_address(self, public: str, address: str) -> None:
+        """Dial a peer at a new "host:port" from the next attempt on."""
+        peer = self._peers[public]
+        peer.address = address
+        peer.address_set.set()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, peer_public: str, msg: Value) -> int:
+        """Queue msg for one peer; the size of its frame in bytes, as sealed on the wire.
+
+        Raises KeyError for a key that is not another validator, and EncodingError or FrameError
+        (both ValueError) for a msg that is not a plain value or exceeds `max_frame`.
+        """
+        return self.send_encoded(peer_public, canonical(msg))
+
+    def broadcast(self, msg: Value) -> int:
+        """Queue msg for every other validator (not for this node itself); its frame's size."""
+        return self.broadcast_encoded(canonical(msg))
+
+    def send_encoded(self, peer_public: str, body: bytes) -> int:
+        """`send` for a msg given as its canonical bytes (a block reuses its own encoding)."""
+        peer = self._peers[peer_public]
+        frame = self._frame(body)
+        peer.enqueue(frame)
+        return len(frame) + SEAL_OVERHEAD
+
+    def broadcast_encoded(self, body: bytes) -> int:
+        frame = self._frame(body)
+        for peer in self._peers.values():
+            peer.enqueue(frame)
+        return len(frame) + SEAL_OVERHEAD
+
+    def _frame(self, body: bytes) -> bytes:
+        """The plaintext of a msg's frame, from the msg's canonical bytes: queued as is, sealed by
+        each link's writer (broadcast encodes once, seals once per peer)."""
+        plain = canonical_map({"kind": canonical("msg"), "body": body})
+        if len(plain) > self.config.max_frame:
+            raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
+        return plain
+
+    # -- status ----------------------------------------------------------------------------
+
+    def peer_status(self) -> list[PeerStatus]:
+        """One entry per other validator, in the order of the validator set."""
+        return [
+            PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped)
+            for p in self._peers.values()
+        ]
+
+    def is_connected(self, peer_public: str) -> bool:
+        return self._peers[peer_public].conn is not None
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _dial_loop(self, peer: _Peer) -> None:
+        cfg = self.config
+        delay = cfg.backoff_initial
+        while not self._closing:
+            await peer.address_set.wait()
+            try:
+                lived = await self._dial_once(peer)
+            except Exception:  # a bug must not end the redialing for good
+                log.exception("dialing %s failed unexpectedly", peer.node_id)
+                lived = 0.0
+            if lived >= cfg.backoff_max:
+                delay = cfg.backoff_initial
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            delay = min(delay * 2, cfg.backoff_max)
+
+    async def _dial_once(self, peer: _Peer) -> float:
+        """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
+        cfg = self.config
+        address = peer.address
+        assert address is not None
+        try:
+            host, port = _split_address(address)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.connect_timeout)
+        except (OSError, TimeoutError, ValueError) as e:
+            log.debug("dial %s at %s failed: %s", peer.node_id, address, e)
+            return 0.0
+        try:
+            shake = await handshake(
+                reader,
+                writer,
+                key=self.key,
+                chain_id=self.chain_id,
+                genesis_hash=self.genesis_hash,
+                allowed={peer.public},
+                timeout=cfg.handshake_timeout,
+                hello_timeout=cfg.hello_timeout,
+            )
+        except HandshakeError as e:
+            log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
+            writer.transport.abort()
+            return 0.0
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._serve(peer, _Conn(reader, writer, shake, cfg.max_frame))
+        return loop.time() - began
+
+    def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a task of our own rather than the server's, so close() can cancel it without asyncio
+        # reporting the cancellation as an unhandled error of the server callback
+        self._spawn(self._handle_inbound(reader, writer), "inbound")
+
+    async def _handle_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._accept(reader, writer)
+        except Exception:  # a bug here must cost one connection, never the node
+            log.exception("inbound connection handler failed")
+        finally:
+            writer.transport.abort()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        source = str(peername[0]) if isinstance(peername, tuple) else str(peername)
+        if self._closing:
+            return
+        ticket = self._gate.admit(source, writer.transport.abort)
+        shake: Handshake | None = None
+        try:
+            shake = await handshake(
+                reader,
+                writer,
+                key=self.key,
+                chain_id=self.chain_id,
+                genesis_hash=self.genesis_hash,
+                allowed=self._accept_from,
+                timeout=self.config.handshake_timeout,
+                hello_timeout=self.config.hello_timeout,
+                on_hello=lambda public: self._gate.claim(ticket, public),
+                dialer=False,
+            )
+        except HandshakeError as e:
+            failure = str(e)
+        finally:
+            evicted = not self._gate.release(ticket)
+        if shake is None:
+            if not evicted:  # an eviction is already counted, under its own reason
+                self._refusals.event(source, failure)
+            return
+        await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
+
+    async def _serve(self, peer: _Peer, conn: _Conn) -> None:
+        """Run one authenticated connection until it fails or is replaced."""
+        if self._closing:
+            conn.close()
+            return
+        old, peer.conn = peer.conn, conn
+        if old is not None:
+            log.info("peer %s connected again; closing its older connection", peer.node_id)
+            old.close()
+        log.info("peer %s connected", peer.node_id)
+        writer_task = asyncio.get_running_loop().create_task(self._write_loop(peer, conn), name=f"write {peer.node_id}")
+        try:
+            await self._read_loop(peer, conn)
+        except (FrameError, OSError, TimeoutError) as e:
+            if peer.conn is conn and not self._closing:
+                where = conn.writer.get_extra_info("peername")
+                reason = str(e) or type(e).__name__
+                if isinstance(e, LinkAuthError):
+                    reason = f"{reason}: someone on the path tampers with the link"
+                peer.drops.event(str(where[0]) if isinstance(where, tuple) else str(where), reason)
+        finally:
+            # closed first: the write loop stops on it even if Python 3.11's wait_for swallows the
+            # cancel (it does when the awaited event fires at the same moment), which left a dead
+            # link's writer looping and pinging forever
+            conn.close()
+            writer_task.cancel()
+            await asyncio.wait([writer_task])
+            if peer.conn is conn:
+                peer.conn = None
+                log.info("peer %s disconnected", peer.node_id)
+
+    async def _read_loop(self, peer: _Peer, conn: _Conn) -> None:
+        cfg = self.config
+        while True:
+            plain = await asyncio.wait_for(conn.opener.read(conn.reader), cfg.idle_timeout)
+            try:
+                frame = decode(plain)
+            except EncodingError as e:  # authentic but malformed: a buggy or Byzantine validator
+                raise FrameError(f"undecodable frame: {e}") from None
+            if type(frame) is not dict:
+                raise FrameError("a frame is {kind, ...}")
+            kind = frame.get("kind")
+            if kind == "ping" and len(frame) == 1:
+                continue
+            if kind != "msg" or set(frame) != {"kind", "body"}:
+                raise FrameError(f"unknown frame kind {kind!r}")
+            peer.received += 1
+            try:
+                self._on_message(peer.public, frame["body"])
+            except Exception:
+                log.exception("on_message failed for a message from %s", peer.node_id)
+
+    async def _write_loop(self, peer: _Peer, conn: _Conn) -> None:
+        cfg = self.config
+        try:
+            while peer.conn is conn and not conn.closed:
+                if not peer.queue:
+                    peer.wake.clear()
+                    try:
+                        await asyncio.wait_for(peer.wake.wait(), cfg.ping_interval)
+                    except TimeoutError:
+                        conn.writer.write(conn.sealer.seal(_PING))
+                        await asyncio.wait_for(conn.writer.drain(), cfg.write_timeout)
+                    continue
+                written = 0
+                while peer.queue and written < _WRITE_CHUNK and peer.conn is conn and not conn.closed:
+                    frame = peer.dequeue()
+                    conn.writer.write(conn.sealer.seal(frame))
+                    written += len(frame)
+                    peer.sent += 1
+                await asyncio.wait_for(conn.writer.drain(), cfg.write_timeout)
+        except TimeoutError:
+            log.warning("peer %s took no data for %ss; disconnecting", peer.node_id, cfg.write_timeout)
+        except OSError as e:
+            log.info("write to %s failed: %s", peer.node_id, e)
+        finally:
+            conn.close()  # wakes the read loop, which ends the connection

@@ -1,0 +1,122 @@
+"""A node's Prometheus metrics (`GET /metrics`, docs/rpc.md).
+
+Each node owns a private `CollectorRegistry`, so two nodes in one process (tests, the simulator)
+never mix their figures and the process-wide default registry stays untouched. The node calls the
+`on_*`/`set_*` methods from its own code paths; the RPC only calls `render()` (via
+`NodeApi.metrics_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+
+from node.version import version
+
+
+# Submit-to-commit latency spans a few tens of milliseconds (idle chain, one block) to minutes
+# (view changes under faults); the buckets cover both ends.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        # No node_id label: the scraper's `instance` label already tells nodes apart.
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.height = Gauge("titlechain_height", "Height of the last committed block", registry=r)
+        self.view = Gauge("titlechain_view", "Current consensus view", registry=r)
+        self.txs_committed = Counter(
+            "titlechain_txs_committed", "Transactions committed (receipt ok or rejected)", ["status"], registry=r
+        )
+        self.blocks_committed = Counter("titlechain_blocks_committed", "Blocks committed by this node", registry=r)
+        self.mempool = Gauge("titlechain_mempool_txs", "Transactions waiting in the mempool", registry=r)
+        self.mempool_bytes = Gauge("titlechain_mempool_bytes", "Encoded bytes of the mempool's transactions", registry=r)
+        self.peers = Gauge("titlechain_peers_connected", "Validator peers with a live, authenticated connection", registry=r)
+        self.consensus_frame_max = Gauge(
+            "titlechain_consensus_frame_max_bytes",
+            "Largest consensus message frame this node has sent (bytes); "
+            "bounded by the validator count, not the block size",
+            registry=r,
+        )
+        self._consensus_frame_max = 0
+        self.commit_latency = Histogram(
+            "titlechain_commit_latency_seconds",
+            "Seconds from a tx's arrival at this node to its commit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.evidence = Counter(
+            "titlechain_evidence",
+            "Equivocation records this node holds, by the validator they convict (counted from the store at start)",
+            ["validator"],
+            registry=r,
+        )
+        self.view_changes = Counter(
+            "titlechain_view_changes", "Views this node moved past: each a primary that was slow, absent or faulty", registry=r
+        )
+        self.votes_missed = Counter(
+            "titlechain_votes_missed",
+            "Blocks committed here whose certificate lacks this validator's commit (a certificate holds the first "
+            "quorum to arrive, so a slow validator misses some; one that climbs steadily is down or cut off)",
+            ["validator"],
+            registry=r,
+        )
+        Info("titlechain_build", "The titlechain build this node runs", registry=r).info({"version": version()})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds…
+        # Both label values exist from the start, so a scrape shows 0 rather than nothing.
+        self.txs_committed.labels(status="ok")
+        self.txs_committed.labels(status="rejected")
+
+    def on_commit(self, height: int, n_ok: int, n_rejected: int = 0, latencies: Iterable[float] = ()) -> None:
+        """A block was committed: its height, how many txs it held, and the submit->commit seconds
+        of those that arrived at this node (txs gossiped from peers have no local submit time)."""
+        self.height.set(height)
+        self.blocks_committed.inc()
+        if n_ok:
+            self.txs_committed.labels(status="ok").inc(n_ok)
+        if n_rejected:
+            self.txs_committed.labels(status="rejected").inc(n_rejected)
+        for seconds in latencies:
+            self.commit_latency.observe(max(0.0, seconds))
+
+    def on_view_change(self, views: int) -> None:
+        self.view_changes.inc(views)
+
+    def on_certificate(self, validators: Iterable[str], signed: Iterable[str]) -> None:
+        """A committed block's certificate: every validator (node id) of its set, and those that signed."""
+        signers = set(signed)
+        for node_id in validators:
+            counter = self.votes_missed.labels(validator=node_id)  # created at 0 for those that signed
+            if node_id not in signers:
+                counter.inc()
+
+    def set_height(self, height: int, validators: Iterable[str] = ()) -> None:
+        """At start-up, after recovering from the store (no block was committed by this run): the
+        head's height, and a votes-missed series at 0 for each validator (node id) of the next
+        height's set, so a scrape shows every validator before the first commit of this run."""
+        self.height.set(height)
+        for node_id in validators:
+            self.votes_missed.labels(validator=node_id)
+
+    def set_view(self, view: int) -> None:
+        self.view.set(view)
+
+    def set_mempool(self, n_txs: int, n_bytes: int = 0) -> None:
+        self.mempool.set(n_txs)
+        self.mempool_bytes.set(n_bytes)
+
+    def on_consensus_frame(self, n_bytes: int) -> None:
+        if n_bytes > self._consensus_frame_max:
+            self._consensus_frame_max = n_bytes
+            self.consensus_frame_max.set(n_bytes)
+
+    def set_peers(self, connected: int) -> None:
+        self.peers.set(connected)
+
+    def on_evidence(self, validator: str, n: int = 1) -> None:
+        self.evidence.labels(validator=validator).inc(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

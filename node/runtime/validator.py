@@ -1,0 +1,699 @@
+"""The validator process: the PBFT core driven by asyncio, the transport, the mempool, the ledger
+and the RPC, in one event loop.
+
+Theory of operation
+-------------------
+Everything runs on one thread. Events for the consensus core (peer messages, timers, "txs are
+pending", "block persisted", synced blocks) go through `_feed`, which hands them to the core one at
+a time and carries out the actions it returns in order: a `CommitBlock` is persisted (one synced
+LevelDB batch) before the core is told `Persisted`; a `SaveVotes` is synced to the store before the
+broadcast that follows it leaves. An event raised while actions are being carried out waits in the
+queue, so the core is never re-entered.
+
+Txs arrive from the RPC (`submit`) or from a peer's gossip; the mempool checks each signature once.
+The core is told `TxsPending` at most once per `batch_delay_ms`, so a busy primary proposes full
+blocks rather than one per tx; while a block is in flight, new txs wait for the next one.
+
+Blocks travel beside the consensus messages: the core's `BroadcastBlock` is one block frame to
+every peer, queued ahead of the PRE-PREPARE that names it (each link keeps order), and its
+`FetchBlock` asks the connected peers for the block by hash (node/p2p/catchup.py `BlockFetcher`).
+So no consensus message holds a block (the largest one sent is a metric). When the core learns it
+is behind (`RequestSync`), or nothing has been committed for a while, `CatchUp` (same module)
+fetches certified blocks, which go to the core as `SyncedBlock`s.
+
+A block the ledger refuses to commit although a quorum certified it means the consortium broke its
+fault assumption or this node's data is damaged: the node stops (exit 1) rather than go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import random
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from chain.block import Block, Certificate
+from chain.crypto import KeyFileError, KeyPair, load_key_file
+from chain.encoding import EncodingError, decode
+from chain.genesis import Genesis, GenesisError
+from chain.receipt import Receipt
+from chain.store import StoreError, StoreFault
+from chain.tx import Tx, TxError
+from chain.validators import ValidatorSet
+from contracts import validate_args
+from node.consensus import pbft
+from node.rpc.api import CommittedBlockEvent
+from node.runtime.config import NodeConfig
+from node.errors import NodeError
+from node.consensus.evidence import EquivocationEvidence
+from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
+from node.runtime.ledger import Ledger, LedgerError
+from node.runtime.logs import setup_logging
+from node.runtime.mempool import Mempool
+from node.runtime.metrics import NodeMetrics
+from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
+from node.consensus.messages import MessageError, Signed
+from node.rpc.ratelimit import RateLimiter
+from node.rpc.server import serve
+from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
+from node.p2p.transport import Transport
+from node.version import version
+from node.p2p.messages import (
+    MAX_GOSSIP_TXS,
+    BlockPush,
+    BlockRequest,
+    BlockResponse,
+    SyncRequest,
+    SyncResponse,
+    TxGossip,
+    WireError,
+    is_wire,
+    parse_wire,
+)
+
+log = logging.getLogger("titlechain.node")
+
+VOTES_RECORD = "votes"
+SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
+GOSSIP_FLUSH_S = 0.005
+# Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
+# expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
+READY_LAG = 50
+
+
+class NodeStartError(NodeError, RuntimeError):
+    """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
+
+
+class FatalNodeError(NodeError, RuntimeError):
+    """The node must stop to protect its data (a certified block its ledger refuses)."""
+
+
+class LedgerApp:
+    """The consensus core's view of the ledger and the mempool (`pbft.Application`)."""
+
+    def __init__(self, ledger: Ledger, mempool: Mempool, key: KeyPair) -> None:
+        self.ledger = ledger
+        self.mempool = mempool
+        self.key = key
+        self.params = ledger.genesis.params
+
+    def head(self) -> pbft.ChainHead:
+        head = self.ledger.head
+        if head is None:
+            return pbft.ChainHead(0, self.ledger.genesis.hash, None)
+        return pbft.ChainHead(head.height, head.block_hash, self.ledger.store.get_certificate(head.height))
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        return self.ledger.validator_set_at(height)
+
+    def propose(self, height: int, view: int) -> Block | None:
+        if height != self.ledger.height + 1:
+            return None
+        txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
+        if not txs:
+            return None
+        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
+        now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
+        return self.ledger.propose(txs, view, self.key.public, now_ms)
+
+    def validate(self, block: Block) -> bool:
+        try:
+            self.ledger.validate(block, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
+        except LedgerError as e:
+            log.warning("refusing the proposal for height %d from %s…: %s", block.height, block.header.proposer[:12], e)
+            return False
+        return True
+
+    def has_pending(self) -> bool:
+        return len(self.mempool) > 0
+
+
+@dataclass
+class _Waiters:
+    """The RPC's `?wait=true` futures, by tx_id."""
+
+    by_tx: dict[str, list[asyncio.Future[Receipt]]]
+
+    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
+        self.by_tx.setdefault(tx_id, []).append(fut)
+
+    def resolve(self, tx_id: str, receipt: Receipt) -> None:
+        for fut in self.by_tx.pop(tx_id, ()):
+            if not fut.done():
+                fut.set_result(receipt)
+
+    def fail(self, tx_id: str, error: Exception) -> None:
+        for fut in self.by_tx.pop(tx_id, ()):
+            if not fut.done():
+                fut.set_exception(error)
+
+
+class Validator:
+    """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
+
+    def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
+        me = genesis.validators.by_public.get(key.public)
+        if me is None:
+            raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
+        if me.node_id != cfg.node_id:
+            raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
+        by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+        if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
+            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+        self.cfg = cfg
+        self.genesis = genesis
+        self.key = key
+        self.ledger = ledger
+        # a failed write or a checksum error anywhere (consensus, sync, an RPC read) stops the
+        # node, even where the caller (the transport, a timer) would swallow the exception
+        ledger.store.on_fault = self._on_store_fault
+        self.metrics = NodeMetrics()
+        self.mempool = Mempool(
+            genesis.chain_id,
+            arg_validator=validate_args,
+            is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
+            has_standing=ledger.has_standing,
+            max_txs=cfg.mempool_max_txs,
+            max_bytes=cfg.mempool_max_bytes,
+            max_per_signer=cfg.mempool_max_per_signer,
+            on_admitted=self._gossip,
+        )
+        self.app = LedgerApp(ledger, self.mempool, key)
+        try:
+            self.evidence_store = EvidenceStore(ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
+        for validator, n in self.evidence_store.by_validator.items():
+            self.metrics.on_evidence(validator, n)
+        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
+        self.transport = Transport(
+            key,
+            chain_id=genesis.chain_id,
+            genesis_hash=genesis.hash,
+            validators=genesis.validators,
+            on_message=self._on_peer_message,
+            addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+        )
+        self.misbehaviour = self._misbehaviour()
+        self._events: deque[pbft.Event | None] = deque()
+        self._pumping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending_nudge: asyncio.TimerHandle | None = None
+        self._gossip_out: list[Tx] = []
+        self._gossip_flush: asyncio.TimerHandle | None = None
+        self._waiters = _Waiters({})
+        self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
+        self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
+        self._view_seen = self.replica.view  # as restored from the vote record: not a view change
+        self._started = False
+        self._stopping = False
+        rng = random.Random()
+        host = SyncHost(
+            self.transport, lambda: self.ledger.store, lambda: self.ledger.height, lambda: self.fatal is not None,
+            self.replica.block_by_hash, self.replica.wants_block,
+            on_block=lambda peer, block: self._feed(pbft.BlockReceived(peer, block)),
+            on_synced=lambda block, certificate: self._feed(pbft.SyncedBlock(block, certificate)),
+        )
+        self.fetcher = BlockFetcher(host, rng)
+        self.catch_up = CatchUp(host, rng)
+        self.stopped = asyncio.Event()
+        self.fatal: FatalNodeError | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _misbehaviour(self) -> Misbehaviour | None:
+        """Test-only tampering (node/runtime/misbehave.py), when the environment both asks and enables it."""
+        try:
+            behaviours = from_environ(os.environ)
+        except MisbehaveError as e:
+            raise NodeStartError(str(e)) from None
+        if not behaviours:
+            return None
+        peers = [v.public for v in self.genesis.validators.validators if v.public != self.key.public]
+        bad = Misbehaviour(
+            behaviours, self.key, self.genesis.chain_id, peers, self.transport.send,
+            lambda peer, block: self.transport.send_encoded(peer, BlockPush(block).encode()),
+            self.replica.block_by_hash, self.replica.primary, self._changing_view,
+        )
+        bad.announce()
+        return bad
+
+    def _changing_view(self) -> tuple[int, int, tuple[Signed, ...]] | None:
+        r = self.replica
+        return (r.view, r.height, tuple(r.view_changes.get(r.view, {}).values())) if r.in_view_change else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
+        next_set = self.ledger.validator_set_at(self.ledger.height + 1)
+        self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
+        try:
+            await self.transport.start(self.cfg.peer_host, self.cfg.peer_port)
+        except OSError as e:
+            raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
+        try:
+            cfg = self.cfg
+            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
+            self._runner = await serve(
+                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
+                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
+                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
+                access_log=cfg.rpc_access_log, ssl_context=ssl_context,
+            )
+        except OSError as e:
+            await self.transport.close()
+            raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
+        self._started = True
+        log.info(
+            "node %s started at height %d (view %d); peers on %s, RPC on %s",
+            self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
+        )
+        self._tasks = [loop.create_task(self.catch_up.run(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
+        self._feed(None)
+
+    async def stop(self) -> None:
+        """Stop serving, close the links and the database. Never interrupts a block being written:
+        writes happen synchronously on this loop, so by the time this runs none is under way."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        self._started = False
+        for handle in (self._timer, self._pending_nudge, self._gossip_flush):
+            if handle is not None:
+                handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        for tx_id in list(self._waiters.by_tx):
+            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.close()
+        self.ledger.close()
+        self.stopped.set()
+        log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
+
+    @property
+    def rpc_port(self) -> int:
+        """The port the RPC listens on (the config may ask for 0: any free port)."""
+        assert self._runner is not None, "the node is not started"
+        return int(self._runner.addresses[0][1])
+
+    # ------------------------------------------------------------------ driving the core
+
+    def _feed(self, event: pbft.Event | None) -> None:
+        """Hand an event to the core (None: start it) and carry out its actions, in order."""
+        self._events.append(event)
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._events and self.fatal is None:
+                ev = self._events.popleft()
+                actions = self.replica.start() if ev is None else self.replica.handle(ev)
+                for action in actions:
+                    self._act(action)
+                self._note_evidence()
+                self._note_view()
+                if self.misbehaviour is not None:
+                    self.misbehaviour.after_step()
+        except FatalNodeError as e:
+            self._die(e)
+        except StoreError as e:
+            self._die(FatalNodeError(f"the store failed: {e}"))
+        finally:
+            self._pumping = False
+
+    def _act(self, action: pbft.Action) -> None:
+        # a message too large for a frame (e.g. a NEW-VIEW carrying several full blocks) is lost
+        # like any other; the core recovers by timeout, and the rest of this step must still run
+        bad = self.misbehaviour
+        if isinstance(action, pbft.Broadcast):
+            try:
+                if bad is None or not bad.outgoing(action.message, None):
+                    self.metrics.on_consensus_frame(self.transport.broadcast(action.message))
+            except ValueError as e:
+                log.error("could not broadcast a %s message: %s", _kind(action.message), e)
+        elif isinstance(action, pbft.Send):
+            try:
+                if bad is None or not bad.outgoing(action.message, action.to):
+                    self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
+            except KeyError:
+                log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+            except ValueError as e:
+                log.error("could not send a %s message: %s", _kind(action.message), e)
+        elif isinstance(action, pbft.SetTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+            timeout = pbft.Timeout(action.view, action.height)
+            self._timer = asyncio.get_running_loop().call_later(action.ms / 1000, self._feed, timeout)
+        elif isinstance(action, pbft.CancelTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif isinstance(action, pbft.CommitBlock):
+            self._persist(action.block, action.certificate)
+            self._events.append(pbft.Persisted(action.block.height))
+        elif isinstance(action, pbft.RequestSync):
+            self.catch_up.want(action.to_height)
+        elif isinstance(action, pbft.SaveVotes):
+            # built from the block's own bytes: the record holds the prepared block beside its proof
+            self.ledger.store.put_meta(VOTES_RECORD, action.record.encode())
+        elif isinstance(action, pbft.BroadcastBlock):
+            try:
+                self.transport.broadcast_encoded(BlockPush(action.block).encode())
+            except ValueError as e:
+                log.error("could not push block %d: %s", action.block.height, e)
+        elif isinstance(action, pbft.FetchBlock):
+            task = self.fetcher.fetch(action.block_hash, action.height)
+            if task is not None:
+                self._tasks.append(task)
+                task.add_done_callback(self._tasks.remove)
+
+    def _load_votes(self) -> pbft.VoteRecord | None:
+        raw = self.ledger.store.get_meta(VOTES_RECORD)
+        if raw is None:
+            return None
+        try:
+            return pbft.VoteRecord.from_plain(decode(raw))
+        except (MessageError, EncodingError) as e:
+            raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
+
+    def _note_evidence(self) -> None:
+        """Store what the core convicted (synced: a failed write stops the node) and count it."""
+        for ev in self.replica.take_evidence():
+            record = EquivocationEvidence.of(self.genesis.chain_id, self.genesis.hash, ev.first, ev.second)
+            try:
+                stored = self.evidence_store.add(record)
+            except StoreError as e:
+                raise FatalNodeError(f"cannot store equivocation evidence: {e}") from None
+            log.warning(
+                "equivocation by validator %s…: two different %s messages for view %d height %d (evidence %s… %s)",
+                ev.sender[:12], ev.kind, ev.view, ev.height, record.evidence_id[:12], "stored" if stored else "not stored",
+            )
+            if stored:
+                self.metrics.on_evidence(ev.sender)
+
+    def _note_view(self) -> None:
+        """Count view changes for the metrics (the core's view only grows)."""
+        if self.replica.view > self._view_seen:
+            self.metrics.on_view_change(self.replica.view - self._view_seen)
+            self._view_seen = self.replica.view
+
+    def _note_certificate(self, height: int, certificate: Certificate) -> None:
+        vset = self.ledger.validator_set_at(height)
+        by_key = {v.public: v.node_id for v in vset.validators}
+        self.metrics.on_certificate(by_key.values(), (by_key.get(pub, "") for pub, _ in certificate.signatures))
+
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
+    def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
+        log.critical("%s; stopping the node", error)
+        self.fatal = error
+        asyncio.get_running_loop().create_task(self.stop())
+
+    # ------------------------------------------------------------------ committing
+
+    def _persist(self, block: Block, certificate: Certificate) -> None:
+        self._note_certificate(block.height, certificate)
+        try:
+            committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
+        except (LedgerError, StoreError) as e:
+            raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
+        now = asyncio.get_running_loop().time()
+        self.catch_up.committed()
+        receipts = committed.receipts
+        self.mempool.remove_committed(block.tx_ids)
+        latencies = []
+        for receipt in receipts:
+            arrived = self._arrived.pop(receipt["tx_id"], None)
+            if arrived is not None:
+                latencies.append(now - arrived)
+            self._waiters.resolve(receipt["tx_id"], receipt)
+        for tx_id in self.mempool.evict_expired(block.height + 1):
+            self._arrived.pop(tx_id, None)
+            self._waiters.fail(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
+        n_rejected = sum(1 for r in receipts if r["status"] != "ok")
+        self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected, latencies)
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        log.info(
+            "committed block %d (%d txs, %d rejected) %s… view %d",
+            block.height, len(receipts), n_rejected, block.block_hash[:12], block.header.view,
+        )
+        event = CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # a stream that cannot keep up is cut loose; it refills from the store (node/rpc/server.py)
+                self._subscribers.remove(queue)
+
+    # ------------------------------------------------------------------ txs
+
+    def _admitted(self) -> None:
+        """Txs entered the mempool: tell the core, at most once per batch delay."""
+        if self._pending_nudge is None and self._started:
+            delay = self.genesis.params.batch_delay_ms / 1000
+            self._pending_nudge = asyncio.get_running_loop().call_later(delay, self._nudge)
+
+    def _nudge(self) -> None:
+        self._pending_nudge = None
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        self._feed(pbft.TxsPending())
+
+    def _gossip(self, txs: Sequence[Tx]) -> None:
+        self._gossip_out.extend(txs)
+        if self._gossip_flush is None:
+            self._gossip_flush = asyncio.get_running_loop().call_later(GOSSIP_FLUSH_S, self._flush_gossip)
+
+    def _flush_gossip(self) -> None:
+        self._gossip_flush = None
+        out, self._gossip_out = self._gossip_out, []
+        for i in range(0, len(out), MAX_GOSSIP_TXS):
+            self.transport.broadcast(TxGossip(tuple(out[i : i + MAX_GOSSIP_TXS]), 0).to_plain())
+
+    # ------------------------------------------------------------------ peers
+
+    def _on_peer_message(self, sender: str, msg: Any) -> None:
+        if not self._started:
+            return
+        if not is_wire(msg):
+            self._feed(pbft.Received(msg))
+            return
+        try:
+            wire = parse_wire(msg)
+        except WireError as e:
+            log.warning("malformed message from validator %s…: %s", sender[:12], e)
+            return
+        if isinstance(wire, TxGossip):
+            if wire.refused:
+                log.warning("validator %s… gossiped %d malformed txs", sender[:12], wire.refused)
+            if wire.txs:
+                results = self.mempool.add_many(wire.txs, self.ledger.height + 1, gossip=False)
+                if any(r is None for r in results):
+                    self._admitted()
+        elif isinstance(wire, BlockPush):
+            self._feed(pbft.BlockReceived(sender, wire.block))
+        elif isinstance(wire, BlockRequest):
+            self.fetcher.serve(sender, wire)
+        elif isinstance(wire, BlockResponse):
+            self.fetcher.answered(sender, wire)
+        elif isinstance(wire, SyncRequest):
+            self.catch_up.serve(sender, wire)
+        elif isinstance(wire, SyncResponse):
+            self.catch_up.answered(sender, wire)
+
+    async def _gauges(self) -> None:
+        while True:
+            self.metrics.set_view(self.replica.view)
+            self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why this node refuses submits now, in words an operator can act on; None when ready."""
+        if self.fatal is not None:
+            return f"stopped after a fatal error: {self.fatal}"
+        if not self._started:
+            return "starting: recovering from the data dir, not yet serving consensus"
+        peers = self.transport.peer_status()
+        connected, need = sum(1 for p in peers if p.connected), self.genesis.validators.quorum - 1
+        if connected < need:
+            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
+        if self.catch_up.target - self.ledger.height > READY_LAG:
+            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
+        return None
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
+
+    def status(self) -> dict[str, Any]:
+        vset = self.ledger.validator_set_at(self.ledger.height + 1)
+        return {
+            "node_id": self.cfg.node_id,
+            "chain_id": self.chain_id,
+            "height": self.ledger.height,
+            "view": self.replica.view,
+            "primary": vset.primary(self.replica.view).node_id,
+            "validators": vset.to_plain(),
+            "peers": [p.to_plain() for p in self.transport.peer_status()],
+            "mempool": len(self.mempool),
+            "ready": self.ready,
+            "not_ready": self.not_ready_reason(),
+            "version": version(),
+        }
+
+    def genesis_doc(self) -> dict[str, Any]:
+        return self.genesis.doc
+
+    def submit(self, tx: Tx) -> None:
+        self.mempool.add(tx, self.ledger.height + 1)
+        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
+        self._admitted()
+
+    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        record = self.ledger.tx(tx_id)
+        if record is not None:
+            fut.set_result(record.receipt)
+        else:
+            self._waiters.add(tx_id, fut)
+        return fut
+
+    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+        pending = self.mempool.get(tx_id)
+        if pending is not None:
+            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
+        return self.ledger.committed_tx_answer(tx_id)
+
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        return self.ledger.asset(asset_id)
+
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+        return self.ledger.history_answer(asset_id, cursor, limit)
+
+    def proof(self, asset_id: str) -> dict[str, Any] | None:
+        return self.ledger.proof_answer(asset_id)
+
+    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        return self.ledger.account_answer(account, cursor, limit)
+
+    def block(self, height: int) -> dict[str, Any] | None:
+        return self.ledger.block_answer(height)
+
+    def block_event(self, height: int) -> CommittedBlockEvent | None:
+        store = self.ledger.store
+        summary, receipts = store.get_summary(height), store.get_receipts(height)
+        if summary is None or receipts is None:
+            return None
+        header, tx_ids = summary
+        return CommittedBlockEvent(height, header.block_hash, header.to_plain(), tuple(tx_ids), tuple(receipts))
+
+    def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
+        queue: asyncio.Queue[CommittedBlockEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+        listed = self.evidence_store.listing(offset, limit, validator)
+        return {"total": listed.total, "offset": offset, "evidence": listed.records}
+
+    def metrics_text(self) -> bytes:
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        return self.metrics.render()
+
+
+def _kind(message: dict[str, Any]) -> str:
+    body = message.get("body")
+    return str(body.get("kind")) if isinstance(body, dict) else "consensus"
+
+
+# ---------------------------------------------------------------------- the process
+
+
+def open_validator(cfg: NodeConfig) -> Validator:
+    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+    try:
+        genesis = Genesis.load(cfg.genesis)
+    except (GenesisError, OSError, ValueError) as e:
+        raise NodeStartError(f"{cfg.genesis}: {e}") from None
+    try:
+        key = load_key_file(cfg.key)
+    except KeyFileError as e:
+        raise NodeStartError(str(e)) from None
+    try:
+        ledger = Ledger.open(cfg.data_dir, genesis)
+    except (StoreError, LedgerError) as e:
+        raise NodeStartError(str(e)) from None
+    try:
+        return Validator(cfg, genesis, key, ledger)
+    except BaseException:
+        ledger.close()
+        raise
+
+
+async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None) -> int:
+    node = open_validator(cfg)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        node.ledger.close()
+        raise
+    if announce is not None:
+        announce(node)
+    stop_wait = loop.create_task(stop.wait())
+    died = loop.create_task(node.stopped.wait())
+    await asyncio.wait({stop_wait, died}, return_when=asyncio.FIRST_COMPLETED)
+    for t in (stop_wait, died):
+        t.cancel()
+    if not node.stopped.is_set():
+        log.info("signal received: stopping")
+        await node.stop()
+    return 1 if node.fatal is not None else 0
+
+
+def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None) -> int:
+    """Run one validator until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once
+    the node serves its peers and RPC (the CLI's one-line start-up message)."""
+    setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
+    # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
+    # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
+    # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
+    gc.set_threshold(50_000, 20, 20)
+    return asyncio.run(_serve_until_signalled(cfg, announce))

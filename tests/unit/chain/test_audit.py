@@ -1,0 +1,228 @@
+"""The chain audit on copies of a real data dir, each tampered in one place with raw plyvel writes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import plyvel
+import pytest
+
+from chain.audit import audit_data_dir, verify_chain
+from chain.block import Certificate
+from chain.encoding import canonical, decode
+from chain.smt import node_key
+from chain.store import Store
+from chain.tx import parse_tx
+from contracts.apply import genesis_state, history_key, owner_key, reexecute, state_key
+from factories import mix_views
+from ledger_fixtures import LedgerChain, build_story
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LedgerChain]:
+    path = tmp_path_factory.mktemp("audit") / "node"
+    ch = build_story(path)
+    ch.close()
+    return path, ch
+
+
+def _tampered(original: tuple[Path, LedgerChain], tmp_path: Path, edit: Callable[[plyvel.DB], None]) -> Path:
+    src, _ = original
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    db = plyvel.DB(str(copy))
+    edit(db)
+    db.close()
+    return copy
+
+
+def _audit(path: Path, ch: LedgerChain):  # noqa: ANN202
+    return audit_data_dir(path, ch.c.genesis, reexecute)
+
+
+def test_untampered_chain_passes(original: tuple[Path, LedgerChain]) -> None:
+    path, ch = original
+    seen: list[int] = []
+    store = Store.open_read_only(path)
+    try:
+        report = verify_chain(store, ch.c.genesis, reexecute, lambda h, head, txs: seen.append(h))
+    finally:
+        store.close()
+    assert report.ok, report
+    assert (report.blocks, report.txs, seen) == (5, 9, [1, 2, 3, 4, 5])
+
+
+def _rewrite_block(height: int, change: Callable[[dict], None]) -> Callable[[plyvel.DB], None]:
+    def edit(db: plyvel.DB) -> None:
+        key = b"b/%012d" % height
+        block = decode(db.get(key))
+        change(block)
+        db.put(key, canonical(block))
+
+    return edit
+
+
+def _header_time(b: dict) -> None:
+    b["header"]["time"] += 1
+
+
+def _tx_args(height: int) -> Callable[[plyvel.DB], None]:
+    """The first tx of the block, altered inside its record (t/), where the block's txs are kept."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"t/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode()
+        record = decode(db.get(key))
+        record[2]["body"]["args"]["to"] = record[2]["body"]["signer"]
+        db.put(key, canonical(record))
+
+    return edit
+
+
+def _drop_view(db: plyvel.DB) -> None:
+    """The version-1 shape of a certificate: no view."""
+    key = b"c/%012d" % 4
+    cert = decode(db.get(key))
+    del cert["view"]
+    db.put(key, canonical(cert))
+
+
+def _drop_sig(db: plyvel.DB) -> None:
+    key = b"c/%012d" % 4
+    cert = Certificate.from_plain(decode(db.get(key))).to_plain()
+    cert["signatures"].pop()
+    db.put(key, canonical(cert))
+
+
+def _mix_views(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
+    """Certificate 4 rebuilt from its block's commits in views 0 and 2 (defect 3)."""
+
+    def edit(db: plyvel.DB) -> None:
+        key = b"c/%012d" % 4
+        cert = Certificate.from_plain(decode(db.get(key)))
+        db.put(key, canonical(mix_views(cert, ch.c.validator_keys, ch.c.genesis.chain_id, 2).to_plain()))
+
+    return edit
+
+
+def _state(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
+    def edit(db: plyvel.DB) -> None:
+        key = state_key("asset/WR-2")
+        asset = decode(db.get(key))
+        asset["owner"] = ch.c.users[7].public
+        db.put(key, canonical(asset))
+
+    return edit
+
+
+def _history(db: plyvel.DB) -> None:
+    key = history_key("WR-1", 2, 1)
+    entry = decode(db.get(key))
+    entry["status"] = "ok"
+    db.put(key, canonical(entry))
+
+
+def _moved(record: bytes, index: int) -> bytes:
+    """A tx record pointing at another index of its block."""
+    value = decode(record)
+    value[1] = index
+    return canonical(value)
+
+
+def _swap_tx_records(a: str, b: str) -> Callable[[plyvel.DB], None]:
+    """Each record keeps its location but holds the other's tx (both well formed and signed)."""
+
+    def edit(db: plyvel.DB) -> None:
+        ra, rb = decode(db.get(b"t/" + a.encode())), decode(db.get(b"t/" + b.encode()))
+        ra[2], rb[2] = rb[2], ra[2]
+        db.put(b"t/" + a.encode(), canonical(ra))
+        db.put(b"t/" + b.encode(), canonical(rb))
+
+    return edit
+
+
+def _drop_last_tx(b: dict) -> None:
+    b["tx_ids"] = b["tx_ids"][:-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_height", "reason_part"),
+    [
+        ("block header", 3, "certificate"),
+        ("tx", 2, "holds another tx"),
+        ("certificate", 4, "signatures"),
+        ("certificate mixing views", 4, "not its commit to this block in view 2"),
+        ("certificate without a view", 4, "certificate does not decode"),
+        ("state record", 5, "s/asset/WR-2"),
+        ("history entry", 2, "h/WR-1"),
+        ("owner index", 3, "o/"),
+        ("tx index", 1, "t/"),
+        ("receipts", 2, "receipts"),
+        ("tx records swapped", 1, "holds another tx"),
+        ("block without its last tx", 3, "tx_root"),
+        ("smt node", 0, "n/"),
+        ("garbage tx index", 3, "(t/) of tx 0 ("),
+        ("garbage certificate", 4, "certificate"),
+    ],
+)
+def test_tampering_is_found_at_its_height(
+    original: tuple[Path, LedgerChain], tmp_path: Path, name: str, expected_height: int, reason_part: str
+) -> None:
+    path, ch = original
+    u = ch.c.users
+    src_db = plyvel.DB(str(path))
+    try:
+        tx1, tx2, tx3 = (
+            parse_tx(decode(src_db.get(b"t/" + decode(src_db.get(b"b/%012d" % h))["tx_ids"][i].encode()))[2])
+            for h, i in ((1, 2), (2, 1), (3, 0))
+        )
+    finally:
+        src_db.close()
+    genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root))
+
+    def receipts(db: plyvel.DB) -> None:
+        key = b"t/" + tx2.tx_id.encode()
+        record = decode(db.get(key))
+        record[3]["status"] = "ok"
+        db.put(key, canonical(record))
+
+    edits: dict[str, Callable[[plyvel.DB], None]] = {
+        "block header": _rewrite_block(3, _header_time),
+        "tx": _tx_args(2),
+        "certificate": _drop_sig,
+        "certificate mixing views": _mix_views(ch),
+        "certificate without a view": _drop_view,
+        "state record": _state(ch),
+        "history entry": _history,
+        "owner index": lambda db: db.put(owner_key(u[2].public, "WR-1"), b""),
+        "tx index": lambda db: db.put(b"t/" + tx1.tx_id.encode(), _moved(db.get(b"t/" + tx1.tx_id.encode()), 0)),
+        "tx records swapped": _swap_tx_records(tx1.tx_id, tx3.tx_id),
+        "block without its last tx": _rewrite_block(3, _drop_last_tx),
+        "receipts": receipts,
+        "smt node": lambda db: db.delete(genesis_root_node),
+        "garbage tx index": lambda db: db.put(b"t/" + tx3.tx_id.encode(), b"\xc1"),
+        "garbage certificate": lambda db: db.put(b"c/%012d" % 4, b"\x93\x01\x02"),
+    }
+    copy = _tampered(original, tmp_path, edits[name])
+    report = _audit(copy, ch)
+    assert not report.ok, name
+    assert report.height == expected_height, (name, report)
+    assert reason_part in report.reason, (name, report.reason)
+
+
+def test_another_genesis_is_refused(original: tuple[Path, LedgerChain]) -> None:
+    from factories import make_consortium
+
+    path, _ = original
+    other = make_consortium(chain_id="other-chain")
+    report = audit_data_dir(path, other.genesis, reexecute)
+    assert not report.ok and report.height == 0
+
+
+def test_ledger_wrapper_plugs_in_the_contracts(original: tuple[Path, LedgerChain]) -> None:
+    from node.runtime.ledger import audit_data_dir as audit_with_contracts
+
+    path, ch = original
+    report = audit_with_contracts(path, ch.c.genesis)
+    assert report.ok and report.blocks == 5 and report.state_root

@@ -1,0 +1,141 @@
+"""The encoding fast paths give exactly what the reference paths give, errors included.
+
+`normalize`/`canonical` try `_fast_normalize` and fall back to `_normalize`; `decode` checks what
+it unpacked with `_is_normal` instead of re-normalising it; consensus messages and the vote record
+are encoded from their parts. Each is compared here with the plain definition it replaces.
+"""
+
+import sys
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.encoding import INT_MAX, INT_MIN, EncodingError, _normalize, canonical, decode, normalize
+from chain.tx import sign_tx
+from node.consensus.pbft import VoteRecord
+from node.consensus.messages import (
+    Commit,
+    NewView,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Signed,
+    ViewChange,
+    encode_body,
+    parse_signed,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from factories import make_block, make_consortium, seeded_key  # noqa: E402
+
+any_text = st.text(max_size=12)  # lone surrogates included: they must fail the same way
+key = any_text | st.integers(-3, 3)
+value = st.recursive(
+    st.none() | st.booleans() | st.integers(INT_MIN - 2, INT_MAX + 2) | any_text | st.floats(allow_nan=False) | st.binary(max_size=3),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(key, children, max_size=4),
+    max_leaves=25,
+)
+
+
+def reference(fn, v):
+    try:
+        return ("ok", fn(v))
+    except EncodingError as e:
+        return ("error", str(e))
+
+
+def reference_decode(data: bytes):
+    """decode() as it was before the fast path."""
+    try:
+        v = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as e:  # noqa: BLE001 - unpacking is not what changed: only that it fails is compared
+        return ("unpack_error", type(e).__name__)
+    try:
+        if msgpack.packb(_normalize(v, 0, "$"), use_bin_type=True) != data:
+            return ("error", "not canonical: re-encoding differs (key order, integer or string form)")
+    except EncodingError as e:
+        return ("error", str(e))
+    return ("ok", v)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value)
+def test_normalize_and_canonical_equal_the_reference(v):
+    assert reference(normalize, v) == reference(lambda x: _normalize(x, 0, "$"), v)
+    got = reference(canonical, v)
+    want = reference(lambda x: msgpack.packb(_normalize(x, 0, "$"), use_bin_type=True), v)
+    assert got == want
+
+
+def test_deep_nesting_fails_the_same_way():
+    v: list = []
+    for _ in range(40):
+        v = [v]
+    assert reference(normalize, v) == reference(lambda x: _normalize(x, 0, "$"), v)
+
+
+def _unsorted_pack(v):
+    """msgpack of v with dict keys in insertion order (often not canonical)."""
+    return msgpack.packb(v, use_bin_type=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value)
+def test_decode_accepts_and_refuses_as_the_reference(v):
+    try:
+        data = _unsorted_pack(v)
+    except (TypeError, ValueError, OverflowError):
+        return
+    got = reference(decode, data)
+    want = reference_decode(data)
+    if want[0] == "unpack_error":
+        assert got[0] == "error"
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize("raw", [msgpack.packb({"b": 1, "a": 2}), b"\x82\xa1a\x01\xa1a\x02", msgpack.packb({"a": 1.5})])
+def test_decode_error_messages_unchanged(raw):
+    with pytest.raises(EncodingError) as got:
+        decode(raw)
+    assert ("error", str(got.value)) == reference_decode(raw)
+
+
+# -- consensus messages ---------------------------------------------------------------------------
+
+
+def _block(n_txs: int, args: dict):
+    c = make_consortium(4)
+    user = seeded_key("fast-user")
+    txs = [sign_tx(user, chain_id="test-chain", op="asset.transfer", args={**args, "i": i}, expires=9, nonce=f"n{i}") for i in range(n_txs)]
+    block, _ = make_block(c, 3, c.genesis.hash, txs)
+    return c, block
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_txs=st.integers(0, 12),
+    args=st.dictionaries(st.text(max_size=6), st.text(max_size=10) | st.integers(0, 2**40), max_size=3),
+    view=st.integers(0, 2**40),
+)
+def test_messages_and_vote_record_encode_as_canonical(n_txs, args, view):
+    c, block = _block(n_txs, args)
+    k0, k1 = c.validator_keys[:2]
+    pp = Signed.sign(k0, PrePrepare(view, block.height, block.block_hash))
+    prep = Signed.sign(k1, Prepare(view, block.height, block.block_hash))
+    commit = Signed.sign(k1, Commit(view, block.height, block.block_hash, "ab" * 64))
+    proof = PreparedProof(pp, (prep,))
+    vc = Signed.sign(k1, ViewChange(view + 1, block.height, proof))
+    nv = Signed.sign(k0, NewView(view + 1, block.height, (vc,), pp))
+    for s in (pp, prep, commit, vc, nv):
+        assert encode_body(s.msg) == canonical(s.msg.to_plain())
+        assert s.body_bytes == canonical(s.msg.to_plain())
+        assert s.encode() == canonical(s.to_plain())
+        assert parse_signed(decode(s.encode())) == s
+    for record in (VoteRecord(view, None, None), VoteRecord(view, proof, None, block), VoteRecord(view + 1, proof, vc, block)):
+        assert record.encode() == canonical(record.to_plain())
+        back = VoteRecord.from_plain(decode(record.encode()))
+        assert back == record and back.block == record.block

@@ -1,0 +1,52 @@
+"""The bench's interval rows (node/devnet/bench_interval.py), fed client reports by hand; the process
+read is this test's own, so CPU and memory are real /proc figures."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from node.devnet.bench_interval import HEADER, Intervals, format_row
+
+
+def test_a_row_every_n_committed_txs_and_one_for_the_rest() -> None:
+    printed: list[dict] = []
+    iv = Intervals(10, {"v0": os.getpid()}, printed.append)
+    iv.progress(0, 5, [0.1] * 5)  # before start(): the setup phase, not measured
+    assert iv.rows == []
+    iv.start()
+    iv.progress(0, 6, [0.2] * 6)
+    iv.progress(1, 3, [0.5, 0.3, 0.9])
+    assert iv.rows == []
+    burn_until = time.process_time() + 0.05  # some CPU for the interval: /proc counts 10 ms ticks
+    while time.process_time() < burn_until:
+        pass
+    iv.progress(1, 5, [0.4, 0.4])  # 6 + 5 = 11 >= 10: a row
+    assert len(iv.rows) == 1 and printed == iv.rows
+    row = iv.rows[0]
+    assert (row["committed"], row["txs"], row["partial"]) == (11, 11, False)
+    assert row["p99_ms"] == 900.0 and row["tps"] > 0 and row["cpu_ms_per_tx"] > 0
+    assert row["rss_mb"]["v0"] > 0
+    iv.progress(0, 9, [0.05] * 3)  # 14: not yet 20
+    iv.progress(0, 9, [])  # the same total again: no row
+    assert len(iv.rows) == 1
+    iv.finish()
+    rest = iv.rows[1]
+    assert (rest["committed"], rest["txs"], rest["partial"], rest["p99_ms"]) == (14, 3, True, 50.0)
+    assert "(rest)" in format_row(rest) and "14" in format_row(rest) and "resident" in HEADER
+
+
+def test_no_rest_row_when_the_last_interval_was_full_and_a_gone_node_reads_as_none() -> None:
+    iv = Intervals(4, {"gone": 2**22 + 12345}, lambda r: None)  # above the default pid_max: no such process
+    iv.start()
+    iv.progress(0, 13, [0.01] * 13)  # past three boundaries at once: one row
+    iv.progress(0, 13, [])
+    assert len(iv.rows) == 1 and iv.rows[0]["txs"] == 13
+    iv.progress(0, 16, [0.01] * 3)  # the next boundary is 16
+    iv.finish()
+    assert [r["committed"] for r in iv.rows] == [13, 16] and iv.rows[0]["rss_mb"] == {"gone": None}
+    assert "-" in format_row(iv.rows[0])
+    with pytest.raises(ValueError):
+        Intervals(0, {}, lambda r: None)

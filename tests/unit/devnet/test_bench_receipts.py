@@ -1,0 +1,33 @@
+"""scripts/bench_receipts.py end to end on small blocks: it builds the chain, answers every sampled
+tx as the route does, checks each answer, and reports each block's figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_receipts_reports_every_block_size(tmp_path: Path) -> None:
+    out = tmp_path / "receipts.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_receipts.py"), "--sizes", "1,40", "--samples", "8",
+         "--json-out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert result["samples"] == 8 and [row["block_txs"] for row in result["rows"]] == [1, 40]
+    for row in result["rows"]:
+        assert row["commit_ms"] > 0
+        assert 0 < row["answer"]["p50_ms"] <= row["answer"]["p99_ms"]
+    assert "block txs" in r.stdout
+
+
+def test_bench_receipts_refuses_repeated_sizes() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_receipts.py"), "--sizes", "5,5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "distinct" in r.stderr
