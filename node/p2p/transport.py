@@ -30,7 +30,16 @@ keep a newcomer out), and one whose hello a validator signed gets that key's res
 failure of an inbound handshake, and every drop of a link, is logged through a summary: the first
 in full, then one line per `log_interval` while they go on.
 
-One connection per pair: the end with the lower key (as hex) dials, the other only accepts,
+Observers (docs/operations.md, "Observer nodes"): a Transport made with `role="observer"` has an
+account key, no listening port, and dials every validator of the set; a validator's Transport
+made with `observers` (node/p2p/observers.py) accepts such links beside its validator links, at most
+`max_observers` accounts at once (one link each, the newest winning), and only while the account
+holds the auditor or regulator role (`recheck_observers` drops those whose role is gone). An
+observer's messages go to `observers.on_message`, never to `on_message` (the consensus side), its
+frames are capped at `observers.max_frame`, and nothing is sent to it but what is sent with
+`send_observer` / `broadcast_observers`: `broadcast` reaches validators only.
+
+One connection per pair of validators: the end with the lower key (as hex) dials, the other only accepts,
 and refuses a dial from a higher key. If a second connection from the same peer completes its
 handshake (the peer restarted and our side of the old one is not yet known to be dead), the
 newest wins and the older is closed. The dialer redials forever with exponential backoff and
@@ -59,16 +68,17 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
 from node.p2p.framing import DEFAULT_MAX_FRAME, FrameError
-from node.p2p.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
+from node.p2p.handshake import MAX_HANDSHAKE_FRAME, OBSERVER, PROTOCOL_VERSION, VALIDATOR, Handshake, HandshakeError, handshake
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
 from node.p2p.linkguard import HandshakeGate, LogSummary
+from node.p2p.observers import ObserverAccess
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -117,11 +127,13 @@ class PeerStatus:
 class _Conn:
     """One authenticated connection: its socket and the sealing state of each direction."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int, receive_max: int | None = None
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.sealer = Sealer(shake.keys.send, max_frame)
-        self.opener = Opener(shake.keys.receive, max_frame)
+        self.opener = Opener(shake.keys.receive, receive_max or max_frame)  # an observer's requests are small
         self.closed = False
 
     def close(self) -> None:
@@ -131,9 +143,11 @@ class _Conn:
 
 
 class _Peer:
-    def __init__(self, node_id: str, public: str, address: str | None, config: TransportConfig) -> None:
+    def __init__(self, node_id: str, public: str, address: str | None, config: TransportConfig, observer: bool = False) -> None:
         self.node_id = node_id
         self.public = public
+        self.observer = observer  # an observer's link (on a validator): its messages never reach consensus
+        self.failure: str | None = None  # why the last dial failed (None once connected)
         self.address = address
         self.address_set = asyncio.Event()
         if address is not None:
@@ -171,7 +185,8 @@ _PING = canonical({"kind": "ping"})
 
 
 class Transport:
-    """Links to every other validator of a set; see the module docstring."""
+    """Links to every other validator of a set (and, on a validator, from observers); see the
+    module docstring."""
 
     def __init__(
         self,
@@ -183,12 +198,20 @@ class Transport:
         on_message: OnMessage,
         config: TransportConfig | None = None,
         addresses: Mapping[str, str | None] | None = None,
+        role: str = VALIDATOR,
+        observers: ObserverAccess | None = None,
     ) -> None:
         """`addresses` (public -> "host:port", or None: not yet known, see `set_address`)
-        overrides the genesis addresses to dial."""
-        if key.public not in validators.publics:
+        overrides the genesis addresses to dial. `role="observer"`: this end follows without
+        voting (an account key, not in the set); `observers`: a validator accepts observers so."""
+        if role == VALIDATOR and key.public not in validators.publics:
             raise ValueError("this node's key is not a validator of the set")
+        if role == OBSERVER and (key.public in validators.publics or observers is not None):
+            raise ValueError("an observer's key is an account, not a validator's, and it accepts no observers")
         self.key = key
+        self.role = role
+        self._observer_access = observers
+        self._observers: dict[str, _Peer] = {}  # account -> a linked observer
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.config = config or TransportConfig()
@@ -199,8 +222,8 @@ class Transport:
             for v in validators.validators
             if v.public != key.public
         }
-        # the dial rule: we accept only from lower keys and dial only higher ones
-        self._accept_from = frozenset(p for p in self._peers if p < key.public)
+        # the dial rule: we accept only from lower keys and dial only higher ones (an observer dials all)
+        self._accept_from = frozenset(p for p in self._peers if p < key.public) if role == VALIDATOR else frozenset()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusals = LogSummary(log, "refused inbound connection", self.config.log_interval)
@@ -217,17 +240,21 @@ class Transport:
         """Listen (port 0: any free port) and start dialing; returns the bound port."""
         self._server = await asyncio.start_server(self._on_inbound, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.dial()
+        return self.port
+
+    def dial(self) -> None:
+        """Start dialing (an observer only dials: it starts with this rather than `start`)."""
         for peer in self._peers.values():
             if peer.public not in self._accept_from:
                 self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
-        return self.port
 
     async def close(self) -> None:
         """Stop listening and dialing, close every connection, and wait for all tasks."""
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for peer in self._peers.values():
+        for peer in [*self._peers.values(), *self._observers.values()]:
             if peer.conn is not None:
                 peer.conn.close()
         tasks = list(self._tasks)
@@ -287,6 +314,39 @@ class Transport:
             raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
         return plain
 
+    def send_observer(self, account: str, msg: Value) -> int:
+        """Queue msg for a linked observer; KeyError if that account has no link (any more)."""
+        frame = self._frame(canonical(msg))
+        self._observers[account].enqueue(frame)
+        return len(frame) + SEAL_OVERHEAD
+
+    def broadcast_observers(self, msg: Value) -> None:
+        """Queue msg for every linked observer (never for a validator)."""
+        if self._observers:
+            frame = self._frame(canonical(msg))
+            for peer in self._observers.values():
+                peer.enqueue(frame)
+
+    # -- observers (on a validator) ---------------------------------------------------------
+
+    def _observer_refusal(self, account: str) -> str | None:
+        """Why an observer's account may not link (now), or None; see ObserverAccess.refusal."""
+        assert self._observer_access is not None
+        return self._observer_access.refusal(account, self._observers, self._peers.keys() | {self.key.public})
+
+    def recheck_observers(self) -> list[str]:
+        """Drop the links of observers whose account no longer holds the role (a validator calls
+        this after each commit); the accounts dropped."""
+        if self._observer_access is None:
+            return []
+        dropped = []
+        for account, peer in list(self._observers.items()):
+            if self._observer_access.role_of(account) is None and peer.conn is not None:
+                log.warning("observer %s… no longer holds the auditor or regulator role; closing its link", account[:12])
+                peer.conn.close()
+                dropped.append(account)
+        return dropped
+
     # -- status ----------------------------------------------------------------------------
 
     def peer_status(self) -> list[PeerStatus]:
@@ -298,6 +358,15 @@ class Transport:
 
     def is_connected(self, peer_public: str) -> bool:
         return self._peers[peer_public].conn is not None
+
+    def observer_status(self) -> list[PeerStatus]:
+        """One entry per linked observer account."""
+        return [PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped) for p in self._observers.values()]
+
+    def failures(self) -> dict[str, str]:
+        """node_id -> why the last dial failed, for the validators not linked now (e.g. the
+        reason a validator gave for refusing this observer)."""
+        return {p.node_id: p.failure for p in self._peers.values() if p.conn is None and p.failure is not None}
 
     # -- connections -----------------------------------------------------------------------
 
@@ -337,11 +406,14 @@ class Transport:
                 allowed={peer.public},
                 timeout=cfg.handshake_timeout,
                 hello_timeout=cfg.hello_timeout,
+                role=self.role,
             )
         except HandshakeError as e:
             log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
+            peer.failure = str(e)
             writer.transport.abort()
             return 0.0
+        peer.failure = None
         loop = asyncio.get_running_loop()
         began = loop.time()
         await self._serve(peer, _Conn(reader, writer, shake, cfg.max_frame))
@@ -379,6 +451,7 @@ class Transport:
                 hello_timeout=self.config.hello_timeout,
                 on_hello=lambda public: self._gate.claim(ticket, public),
                 dialer=False,
+                observers=self._observer_refusal if self._observer_access is not None else None,
             )
         except HandshakeError as e:
             failure = str(e)
@@ -388,7 +461,29 @@ class Transport:
             if not evicted:  # an eviction is already counted, under its own reason
                 self._refusals.event(source, failure)
             return
+        if shake.role == OBSERVER:
+            await self._serve_observer(shake, reader, writer)
+            return
         await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
+
+    async def _serve_observer(self, shake: Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        access = self._observer_access
+        assert access is not None
+        if (reason := self._observer_refusal(shake.peer)) is not None:  # another took the last slot meanwhile
+            self._refusals.event(str(writer.get_extra_info("peername")), reason)
+            return
+        peer = self._observers.get(shake.peer)
+        if peer is None:
+            queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
+            peer = _Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True)
+            self._observers[shake.peer] = peer
+        conn = _Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame)
+        try:
+            await self._serve(peer, conn)
+        finally:
+            if peer.conn is None and self._observers.get(shake.peer) is peer:
+                self._observers.pop(shake.peer)
+                peer.drops.close()
 
     async def _serve(self, peer: _Peer, conn: _Conn) -> None:
         """Run one authenticated connection until it fails or is replaced."""
@@ -438,7 +533,11 @@ class Transport:
                 raise FrameError(f"unknown frame kind {kind!r}")
             peer.received += 1
             try:
-                self._on_message(peer.public, frame["body"])
+                if peer.observer:
+                    assert self._observer_access is not None
+                    self._observer_access.on_message(peer.public, frame["body"])
+                else:
+                    self._on_message(peer.public, frame["body"])
             except Exception:
                 log.exception("on_message failed for a message from %s", peer.node_id)
 
