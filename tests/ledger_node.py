@@ -32,6 +32,8 @@ from node.rpc.server import serve
 
 
 class LedgerNode:
+    role = "validator"
+
     def __init__(self, chain: LedgerChain, node_id: str = "v0") -> None:
         self.chain = chain
         self.ledger = chain.ledger

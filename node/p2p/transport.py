@@ -75,7 +75,15 @@ from chain.crypto import KeyPair
 from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
 from node.p2p.framing import DEFAULT_MAX_FRAME, FrameError
-from node.p2p.handshake import MAX_HANDSHAKE_FRAME, OBSERVER, PROTOCOL_VERSION, VALIDATOR, Handshake, HandshakeError, handshake
+from node.p2p.handshake import (
+    MAX_HANDSHAKE_FRAME,
+    OBSERVER,
+    PROTOCOL_VERSION,
+    VALIDATOR,
+    Handshake,
+    HandshakeError,
+    handshake,
+)
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
 from node.p2p.linkguard import HandshakeGate, LogSummary
 from node.p2p.observers import ObserverAccess

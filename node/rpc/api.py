@@ -39,6 +39,8 @@ class CommittedBlockEvent:
 
 
 class NodeApi(Protocol):
+    role: str  # "validator", or "observer": a node that follows the chain and refuses writes (403 read_only)
+
     @property
     def ready(self) -> bool:
         """True once the node has recovered from its store and is connected enough to commit."""

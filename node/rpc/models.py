@@ -40,7 +40,7 @@ class ErrorDetail(_Request):
     code: str = Field(
         description="machine-readable: malformed, too_large, duplicate, mempool_full, quota_exceeded, rate_limited, "
         "not_permitted, bad_signature, wrong_chain, expired, expires_too_far, unknown_op, invalid_args, not_found, "
-        "unauthorized, forbidden, not_ready, too_many_streams, timeout, method_not_allowed, internal"
+        "unauthorized, forbidden, read_only, not_ready, too_many_streams, timeout, method_not_allowed, internal"
     )
     message: str = Field(description="for humans; may change between versions")
 
@@ -271,6 +271,9 @@ class ValidatorInfo(_Answer):
 
 class NodeStatus(_Answer):
     node_id: str
+    role: Literal["validator", "observer"] = Field(
+        "validator", description="an observer follows the chain by certificates, never votes, and refuses writes"
+    )
     chain_id: str
     height: int
     view: int

@@ -202,6 +202,11 @@ def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
 
 
+def _require_writable(api: NodeApi) -> None:
+    if api.role == "observer":
+        raise ApiError(403, "read_only", "this node is an observer: it accepts no txs; submit them to a validator's RPC")
+
+
 def _require_ready(api: NodeApi) -> None:
     if not api.ready:
         why = api.not_ready_reason() or "the node is starting or catching up"
@@ -302,6 +307,7 @@ def _found(value: Any, what: str) -> Any:
 
 async def submit_tx(request: web.Request) -> web.StreamResponse:
     api = _api(request)
+    _require_writable(api)
     _require_ready(api)
     wait = _query_bool(request, "wait")
     timeout = _query_seconds(request, "timeout", DEFAULT_WAIT_S, MAX_WAIT_S)
@@ -326,6 +332,7 @@ async def submit_tx(request: web.Request) -> web.StreamResponse:
 
 async def submit_batch(request: web.Request) -> web.StreamResponse:
     api = _api(request)
+    _require_writable(api)
     _require_ready(api)
     obj = await _read_json(request, request.app[ROUTE_OF][("POST", "/v1/txs/batch")])
     if type(obj) is not dict or set(obj) != {"txs"} or type(obj["txs"]) is not list:

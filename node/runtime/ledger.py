@@ -37,10 +37,11 @@ from contracts.apply import (
     state_key,
 )
 from contracts.proofs import ProofError, build_ownership_proof
+from contracts.roles import observer_role_at
 from contracts.standing import has_standing
 from contracts.state import asset_key, read_roles, standing_key
-from node.rpc import paging
 from node.errors import NodeError
+from node.rpc import paging
 
 RESULT_CACHE = 16
 STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
@@ -274,6 +275,12 @@ class Ledger:
 
     def asset(self, asset_id: str) -> dict[str, Any] | None:
         return self.state(asset_key(asset_id))
+
+    def observer_role(self, account: str) -> str | None:
+        """The role that lets `account` run an observer, as of the head (contracts/roles.py); None:
+        validators refuse its observer link. Read from the store each time: a revocation counts
+        from the block that commits it."""
+        return observer_role_at(StoreView(self.store.get), account)
 
     def has_standing(self, account: str) -> bool:
         """Whether the committed state knows the account (contracts/standing.py): the mempool's

@@ -21,6 +21,11 @@ So no consensus message holds a block (the largest one sent is a metric). When t
 is behind (`RequestSync`), or nothing has been committed for a while, `CatchUp` (same module)
 fetches certified blocks, which go to the core as `SyncedBlock`s.
 
+Observers (node/runtime/observer.py) link to the transport with an auditor's or a regulator's
+account key; they may ask for committed blocks only (`_on_observer_message`, at a bounded rate per
+account), hear a `head` notice after each commit, and lose their link once their account loses the
+role. Nothing they send reaches the consensus core or the mempool.
+
 A block the ledger refuses to commit although a quorum certified it means the consortium broke its
 fault assumption or this node's data is damaged: the node stops (exit 1) rather than go on.
 """
@@ -28,50 +33,35 @@ fault assumption or this node's data is damaged: the node stops (exit 1) rather 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import random
-import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from chain.block import Block, Certificate
-from chain.crypto import KeyFileError, KeyPair, load_key_file
+from chain.crypto import KeyPair
 from chain.encoding import EncodingError, decode
-from chain.genesis import Genesis, GenesisError
-from chain.receipt import Receipt
+from chain.genesis import Genesis
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
 from node.consensus import pbft
-from node.rpc.api import CommittedBlockEvent
-from node.runtime.config import NodeConfig
-from node.errors import NodeError
 from node.consensus.evidence import EquivocationEvidence
-from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
-from node.runtime.ledger import Ledger, LedgerError
-from node.runtime.logs import setup_logging
-from node.runtime.mempool import Mempool
-from node.runtime.metrics import NodeMetrics
-from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
 from node.consensus.messages import MessageError, Signed
-from node.rpc.ratelimit import RateLimiter
-from node.rpc.server import serve
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
-from node.p2p.transport import Transport
-from node.version import version
+from node.p2p.linkguard import LogSummary
 from node.p2p.messages import (
     MAX_GOSSIP_TXS,
     BlockPush,
     BlockRequest,
     BlockResponse,
+    HeadNotice,
     SyncRequest,
     SyncResponse,
     TxGossip,
@@ -79,23 +69,27 @@ from node.p2p.messages import (
     is_wire,
     parse_wire,
 )
+from node.p2p.observers import ObserverAccess
+from node.p2p.transport import Transport
+from node.rpc.ratelimit import RateLimited, RateLimiter
+from node.runtime.config import NodeConfig
+from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
+from node.runtime.ledger import Ledger, LedgerError
+from node.runtime.mempool import Mempool
+from node.runtime.metrics import NodeMetrics
+from node.runtime.misbehave import MisbehaveError, Misbehaviour, from_environ
+from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, load_node_files, serve_rpc
+from node.version import version
+
+__all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
 
 log = logging.getLogger("titlechain.node")
 
 VOTES_RECORD = "votes"
-SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
 GOSSIP_FLUSH_S = 0.005
 # Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
 # expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
 READY_LAG = 50
-
-
-class NodeStartError(NodeError, RuntimeError):
-    """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
-
-
-class FatalNodeError(NodeError, RuntimeError):
-    """The node must stop to protect its data (a certified block its ledger refuses)."""
 
 
 class LedgerApp:
@@ -138,28 +132,10 @@ class LedgerApp:
         return len(self.mempool) > 0
 
 
-@dataclass
-class _Waiters:
-    """The RPC's `?wait=true` futures, by tx_id."""
-
-    by_tx: dict[str, list[asyncio.Future[Receipt]]]
-
-    def add(self, tx_id: str, fut: asyncio.Future[Receipt]) -> None:
-        self.by_tx.setdefault(tx_id, []).append(fut)
-
-    def resolve(self, tx_id: str, receipt: Receipt) -> None:
-        for fut in self.by_tx.pop(tx_id, ()):
-            if not fut.done():
-                fut.set_result(receipt)
-
-    def fail(self, tx_id: str, error: Exception) -> None:
-        for fut in self.by_tx.pop(tx_id, ()):
-            if not fut.done():
-                fut.set_exception(error)
-
-
-class Validator:
+class Validator(LedgerReads):
     """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
+
+    role = "validator"
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
         me = genesis.validators.by_public.get(key.public)
@@ -203,7 +179,10 @@ class Validator:
             validators=genesis.validators,
             on_message=self._on_peer_message,
             addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+            observers=ObserverAccess(ledger.observer_role, self._on_observer_message, cfg.observers_max) if cfg.observers_max else None,
         )
+        self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
+        self._observer_drops = LogSummary(log, "dropped an observer's message", 10.0)
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
@@ -211,9 +190,8 @@ class Validator:
         self._pending_nudge: asyncio.TimerHandle | None = None
         self._gossip_out: list[Tx] = []
         self._gossip_flush: asyncio.TimerHandle | None = None
-        self._waiters = _Waiters({})
+        self._init_reads()
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
-        self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
         self._view_seen = self.replica.view  # as restored from the vote record: not a view change
         self._started = False
         self._stopping = False
@@ -256,7 +234,7 @@ class Validator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
+        self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
         next_set = self.ledger.validator_set_at(self.ledger.height + 1)
         self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
         try:
@@ -264,17 +242,10 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            cfg = self.cfg
-            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
-            self._runner = await serve(
-                self, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
-                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
-                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
-                access_log=cfg.rpc_access_log, ssl_context=ssl_context,
-            )
-        except OSError as e:
+            self._runner = await serve_rpc(self, self.cfg)
+        except NodeStartError:
             await self.transport.close()
-            raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
+            raise
         self._started = True
         log.info(
             "node %s started at height %d (view %d); peers on %s, RPC on %s",
@@ -297,22 +268,14 @@ class Validator:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
-        # node stopping on a fault must exit in seconds, not when the last waiter times out
-        for tx_id in list(self._waiters.by_tx):
-            self._waiters.fail(tx_id, TxError("not_ready", "the node is shutting down"))
+        self._waiters.fail_all("the node is shutting down")  # first: the runner's cleanup waits for them
+        self._observer_drops.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
-
-    @property
-    def rpc_port(self) -> int:
-        """The port the RPC listens on (the config may ask for 0: any free port)."""
-        assert self._runner is not None, "the node is not started"
-        return int(self._runner.addresses[0][1])
 
     # ------------------------------------------------------------------ driving the core
 
@@ -447,7 +410,6 @@ class Validator:
             arrived = self._arrived.pop(receipt["tx_id"], None)
             if arrived is not None:
                 latencies.append(now - arrived)
-            self._waiters.resolve(receipt["tx_id"], receipt)
         for tx_id in self.mempool.evict_expired(block.height + 1):
             self._arrived.pop(tx_id, None)
             self._waiters.fail(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
@@ -458,13 +420,10 @@ class Validator:
             "committed block %d (%d txs, %d rejected) %s… view %d",
             block.height, len(receipts), n_rejected, block.block_hash[:12], block.header.view,
         )
-        event = CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
-        for queue in list(self._subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # a stream that cannot keep up is cut loose; it refills from the store (node/rpc/server.py)
-                self._subscribers.remove(queue)
+        self._published(block, receipts)
+        # observers: drop those whose role this block revoked, tell the others the head moved
+        self.transport.recheck_observers()
+        self.transport.broadcast_observers(HeadNotice(block.height).to_plain())
 
     # ------------------------------------------------------------------ txs
 
@@ -521,10 +480,41 @@ class Validator:
         elif isinstance(wire, SyncResponse):
             self.catch_up.answered(sender, wire)
 
+    def _on_observer_message(self, account: str, msg: Any) -> None:
+        """An observer may only ask for certified blocks, at `observer_requests_per_s`. Anything
+        else it sends (a vote, even one signed with its own key; tx gossip; a block) is dropped and
+        counted, and reaches neither the consensus core nor the mempool."""
+        if not self._started:
+            return
+        try:
+            wire = parse_wire(msg) if is_wire(msg) else None
+        except WireError:
+            wire = None
+        if not isinstance(wire, SyncRequest):
+            what = type(wire).__name__ if wire is not None else _kind(msg) if isinstance(msg, dict) else "malformed"
+            self._drop_observer_message(account, f"a {what} message (observers may only ask for blocks)")
+            return
+        try:
+            self._observer_rate.take(account)
+        except RateLimited:
+            self._drop_observer_message(account, "requests beyond its rate")
+            return
+        try:
+            self.transport.send_observer(account, self.catch_up.answer(wire))
+        except KeyError:
+            pass  # its link closed meanwhile
+        except ValueError as e:
+            log.error("could not answer an observer's sync request: %s", e)
+
+    def _drop_observer_message(self, account: str, what: str) -> None:
+        self.metrics.on_observer_message_dropped()
+        self._observer_drops.event(f"observer {account[:12]}…", what)
+
     async def _gauges(self) -> None:
         while True:
             self.metrics.set_view(self.replica.view)
             self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
+            self.metrics.set_observers(len(self.transport.observer_status()))
             await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ NodeApi (the RPC's seam)
@@ -547,18 +537,11 @@ class Validator:
             return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
         return None
 
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    @property
-    def height(self) -> int:
-        return self.ledger.height
-
     def status(self) -> dict[str, Any]:
         vset = self.ledger.validator_set_at(self.ledger.height + 1)
         return {
             "node_id": self.cfg.node_id,
+            "role": self.role,
             "chain_id": self.chain_id,
             "height": self.ledger.height,
             "view": self.replica.view,
@@ -571,64 +554,16 @@ class Validator:
             "version": version(),
         }
 
-    def genesis_doc(self) -> dict[str, Any]:
-        return self.genesis.doc
-
     def submit(self, tx: Tx) -> None:
         self.mempool.add(tx, self.ledger.height + 1)
         self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
         self._admitted()
 
-    def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
-        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        record = self.ledger.tx(tx_id)
-        if record is not None:
-            fut.set_result(record.receipt)
-        else:
-            self._waiters.add(tx_id, fut)
-        return fut
-
     def tx_info(self, tx_id: str) -> dict[str, Any] | None:
         pending = self.mempool.get(tx_id)
         if pending is not None:
             return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        return self.ledger.committed_tx_answer(tx_id)
-
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.ledger.asset(asset_id)
-
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.ledger.history_answer(asset_id, cursor, limit)
-
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self.ledger.proof_answer(asset_id)
-
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self.ledger.account_answer(account, cursor, limit)
-
-    def block(self, height: int) -> dict[str, Any] | None:
-        return self.ledger.block_answer(height)
-
-    def block_event(self, height: int) -> CommittedBlockEvent | None:
-        store = self.ledger.store
-        summary, receipts = store.get_summary(height), store.get_receipts(height)
-        if summary is None or receipts is None:
-            return None
-        header, tx_ids = summary
-        return CommittedBlockEvent(height, header.block_hash, header.to_plain(), tuple(tx_ids), tuple(receipts))
-
-    def subscribe(self) -> asyncio.Queue[CommittedBlockEvent]:
-        queue: asyncio.Queue[CommittedBlockEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
-        self._subscribers.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
-
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
-        listed = self.evidence_store.listing(offset, limit, validator)
-        return {"total": listed.total, "offset": offset, "evidence": listed.records}
+        return super().tx_info(tx_id)
 
     def metrics_text(self) -> bytes:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
@@ -645,55 +580,9 @@ def _kind(message: dict[str, Any]) -> str:
 
 def open_validator(cfg: NodeConfig) -> Validator:
     """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
-    try:
-        genesis = Genesis.load(cfg.genesis)
-    except (GenesisError, OSError, ValueError) as e:
-        raise NodeStartError(f"{cfg.genesis}: {e}") from None
-    try:
-        key = load_key_file(cfg.key)
-    except KeyFileError as e:
-        raise NodeStartError(str(e)) from None
-    try:
-        ledger = Ledger.open(cfg.data_dir, genesis)
-    except (StoreError, LedgerError) as e:
-        raise NodeStartError(str(e)) from None
+    genesis, key, ledger = load_node_files(cfg)
     try:
         return Validator(cfg, genesis, key, ledger)
     except BaseException:
         ledger.close()
         raise
-
-
-async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None) -> int:
-    node = open_validator(cfg)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await node.start()
-    except BaseException:
-        node.ledger.close()
-        raise
-    if announce is not None:
-        announce(node)
-    stop_wait = loop.create_task(stop.wait())
-    died = loop.create_task(node.stopped.wait())
-    await asyncio.wait({stop_wait, died}, return_when=asyncio.FIRST_COMPLETED)
-    for t in (stop_wait, died):
-        t.cancel()
-    if not node.stopped.is_set():
-        log.info("signal received: stopping")
-        await node.stop()
-    return 1 if node.fatal is not None else 0
-
-
-def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None) -> int:
-    """Run one validator until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once
-    the node serves its peers and RPC (the CLI's one-line start-up message)."""
-    setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
-    # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
-    # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
-    # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
-    gc.set_threshold(50_000, 20, 20)
-    return asyncio.run(_serve_until_signalled(cfg, announce))

@@ -1,0 +1,231 @@
+"""The observer process: a node that is not a validator. It follows the chain from the validators
+by certificates and serves the read RPC, the event stream, the explorer's and the audit's reads.
+
+What it trusts: nothing it is sent. Each block comes with its commit certificate; the ledger
+commits it only if the certificate holds a quorum of the validator set of the block's height (the
+set the observer's own verified chain gives for that height) and re-executing the block's txs gives
+the header's state, receipts and next-validators roots (`Ledger.commit`). So its data dir holds
+exactly what a validator's does and audits the same way.
+
+What it may do on the network: it dials the validators of the set (never the reverse: it needs no
+listening port) with the key of an account that holds the auditor or regulator role; a validator
+answers its `sync_req`s at a bounded rate, tells it of each new head (`head` notices) and nothing
+else: no consensus message, no tx gossip, no proposal. It never votes, and what it might send
+besides `sync_req` is dropped by the validator, so it is never counted in a quorum.
+
+Following (`_follow_loop`): whenever a validator announces a head above ours, or nothing arrived for
+`FOLLOW_PROBE_S`, ask one connected validator (the announcer first, then the others in random
+order) for the blocks after our head, MAX_SYNC_BLOCKS at a time, until we reach its head. A
+validator that serves a block that does not verify is logged and skipped for this round; a block
+the ledger cannot write (a storage fault) stops the node, as on a validator.
+
+Writes: `submit` is refused (403 `read_only`, docs/rpc.md): an observer holds no mempool and sends
+no txs to the validators; a client submits to a validator's RPC.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from aiohttp import web
+
+from chain.block import Block, Certificate
+from chain.crypto import KeyPair
+from chain.genesis import Genesis
+from chain.store import StoreError, StoreFault
+from chain.tx import Tx, TxError
+from node.p2p.catchup import CatchUp, SyncHost
+from node.p2p.handshake import OBSERVER
+from node.p2p.messages import HeadNotice, SyncResponse, WireError, parse_wire
+from node.p2p.transport import Transport
+from node.runtime.config import NodeConfig
+from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
+from node.runtime.ledger import Ledger, LedgerError
+from node.runtime.metrics import NodeMetrics
+from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, serve_rpc
+from node.version import version
+
+log = logging.getLogger("titlechain.observer")
+
+READY_LAG = 50  # further behind the highest head a validator announced, the observer says it is not ready
+
+
+class Observer(LedgerReads):
+    """One observer node. Implements `node.rpc.api.NodeApi` for the RPC, writes refused."""
+
+    role = "observer"
+
+    def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
+        if key.public in genesis.validators.publics:
+            raise NodeStartError(
+                f"{cfg.key}: this is a validator's node key; an observer runs with the key of an account "
+                "that holds the auditor or regulator role"
+            )
+        by_node_id = {v.node_id: v.public for v in genesis.validators.validators}
+        if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
+            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not a validator of the genesis")
+        self.cfg = cfg
+        self.genesis = genesis
+        self.key = key
+        self.ledger = ledger
+        ledger.store.on_fault = self._on_store_fault  # a failed write or checksum error stops the node
+        self.metrics = NodeMetrics()
+        try:
+            self.evidence_store = EvidenceStore(ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
+        self._init_reads()
+        self.transport = Transport(
+            key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
+            on_message=self._on_validator_message, addresses={by_node_id[n]: a for n, a in cfg.peer_addresses.items()},
+        )
+        host = SyncHost(
+            self.transport, lambda: self.ledger.store, lambda: self.ledger.height, lambda: self.fatal is not None,
+            cached_block=lambda block_hash: None, wants_block=lambda block_hash: False,
+            on_block=lambda peer, block: None, on_synced=self._on_synced,
+        )
+        self.catch_up = CatchUp(host, random.Random(), grace_s=0.0)
+        self._started = False
+        self._stopping = False
+        self.stopped = asyncio.Event()
+        self.fatal: FatalNodeError | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.metrics.set_height(self.ledger.height)
+        self._runner = await serve_rpc(self, self.cfg)
+        self.transport.dial()  # an observer listens for no one
+        self._started = True
+        log.info(
+            "observer %s (account %s…) started at height %d; RPC on %s",
+            self.cfg.node_id, self.key.public[:12], self.ledger.height, self.cfg.rpc_url,
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.catch_up.run(), name="follow"), loop.create_task(self._gauges(), name="gauges")]
+
+    async def stop(self) -> None:
+        """Stop serving, close the links and the database (blocks are written synchronously on this
+        loop, so none is being written when this runs)."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        self._started = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._waiters.fail_all("the node is shutting down")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.close()
+        self.ledger.close()
+        self.stopped.set()
+        log.info("observer %s stopped at height %d", self.cfg.node_id, self.ledger.height)
+
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
+    def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
+        log.critical("%s; stopping the node", error)
+        self.fatal = error
+        asyncio.get_running_loop().create_task(self.stop())
+
+    # ------------------------------------------------------------------ following
+
+    def _on_validator_message(self, sender: str, msg: Any) -> None:
+        if not self._started:
+            return
+        try:
+            wire = parse_wire(msg)
+        except WireError as e:
+            log.warning("malformed message from validator %s…: %s", sender[:12], e)
+            return
+        if isinstance(wire, HeadNotice):
+            if wire.height > self.ledger.height:
+                self.catch_up.want(wire.height)
+        elif isinstance(wire, SyncResponse):
+            self.catch_up.answered(sender, wire)
+        else:  # a validator sends an observer nothing else; a buggy one is ignored
+            log.warning("validator %s… sent this observer a %s message; ignored", sender[:12], type(wire).__name__)
+
+    def _on_synced(self, block: Block, certificate: Certificate) -> None:
+        """A block a validator sent with its certificate: committed only if the certificate holds a
+        quorum of the set of its height and re-execution gives its roots (`Ledger.commit`)."""
+        if block.height != self.ledger.height + 1 or self.fatal is not None:
+            return
+        try:
+            committed = self.ledger.commit(block, certificate)
+        except LedgerError as e:
+            log.warning("refusing block %d %s… from a validator: %s", block.height, block.block_hash[:12], e)
+            return
+        except StoreError as e:
+            self._die(FatalNodeError(f"block {block.height} verified but cannot be written: {e}"))
+            return
+        self.catch_up.committed()
+        receipts = committed.receipts
+        n_rejected = sum(1 for r in receipts if r["status"] != "ok")
+        self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected)
+        log.info("followed block %d (%d txs) %s… view %d", block.height, len(receipts), block.block_hash[:12], certificate.view)
+        self._published(block, receipts)
+
+    async def _gauges(self) -> None:
+        while True:
+            self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why this observer's answers may be stale, in words an operator can act on; None when ready."""
+        if self.fatal is not None:
+            return f"stopped after a fatal error: {self.fatal}"
+        if not self._started:
+            return "starting: recovering from the data dir"
+        peers = self.transport.peer_status()
+        if not any(p.connected for p in peers):
+            failures = sorted(set(self.transport.failures().values()))
+            why = f": {'; '.join(failures)}" if failures else ""
+            return f"linked to none of the {len(peers)} validators{why}"
+        if self.catch_up.target - self.ledger.height > READY_LAG:
+            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
+        return None
+
+    def status(self) -> dict[str, Any]:
+        head = self.ledger.head
+        certificate = self.ledger.store.get_certificate(head.height) if head is not None else None
+        view = certificate.view if certificate is not None else 0  # the view its head was committed in
+        vset = self.ledger.validator_set_at(self.ledger.height + 1)
+        return {
+            "node_id": self.cfg.node_id,
+            "role": self.role,
+            "chain_id": self.chain_id,
+            "height": self.ledger.height,
+            "view": view,
+            "primary": vset.primary(view).node_id,
+            "validators": vset.to_plain(),
+            "peers": [p.to_plain() for p in self.transport.peer_status()],
+            "mempool": 0,
+            "ready": self.ready,
+            "not_ready": self.not_ready_reason(),
+            "version": version(),
+        }
+
+    def submit(self, tx: Tx) -> None:
+        # the RPC refuses writes to an observer before it gets here (403 read_only)
+        raise TxError("read_only", "this node is an observer: it accepts no txs")
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
