@@ -259,7 +259,7 @@ def signed(node: FakeNode, op: str = "asset.register", args: dict[str, Any] | No
 
 def check_answer(method: str, template: str, status: int, body: Any) -> None:
     """Fail unless the route's table row declares this status and body fits the model declared for it."""
-    from node.rpc.server import find_route
+    from node.rpc.routes import find_route
 
     route = find_route(method, template)
     responses = route.responses

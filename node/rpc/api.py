@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from chain.receipt import Receipt
 from chain.tx import Tx
 
-
 # The classic Prometheus text format: every Prometheus server and most scrapers read it.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -18,11 +18,11 @@ from node.cli import common as cli_common
 from node.cli import tx as cli_tx
 from node.runtime import config
 from node.rpc import paging
-from node.rpc import server as rpc
+from node.rpc import base
 
 PATTERNS = {
     "asset_id": ASSET_ID_PATTERN, "class": CLASS_PATTERN, "chain_id": CHAIN_ID_PATTERN, "op": OP_PATTERN,
-    "node_id": NODE_ID_PATTERN, "address": ADDRESS_PATTERN, "rpc digits": rpc._DIGITS, "rpc seconds": rpc._SECONDS,
+    "node_id": NODE_ID_PATTERN, "address": ADDRESS_PATTERN, "rpc digits": base.DIGITS, "rpc seconds": base._SECONDS,
     "cli url": cli_common._URL, "cli arg name": cli_tx.NAME, "host name": config.HOST_NAME,
     "history cursor": paging.HISTORY_CURSOR,
 }
@@ -31,7 +31,7 @@ CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\n", "\r", "\x00"
 
 def test_every_whole_pattern_of_the_project_is_listed_here() -> None:
     import chain.genesis, chain.tx, chain.validators, contracts.args  # noqa: E401
-    modules = (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, rpc)
+    modules = (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, base)
     found = {id(v) for mod in modules for v in vars(mod).values() if isinstance(v, WholePattern)}
     assert found <= {id(p) for p in PATTERNS.values()}
 

@@ -8,7 +8,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.rpc.models import RpcToken
-from node.rpc.server import ROUTES, _token, make_app
+from node.rpc.middleware import token_of
+from node.rpc.routes import ROUTES
+from node.rpc.server import make_app
 from rpc_fake import FakeNode, rpc_client, signed
 
 READER = "r" * 16 + "-reader"
@@ -89,12 +91,12 @@ async def test_without_tokens_no_auth_is_asked(node: FakeNode) -> None:
 
 
 def test_token_lookup_checks_every_token() -> None:
-    from node.rpc.server import CONFIG
+    from node.rpc.base import CONFIG
 
     cfg = make_app(FakeNode(), tokens=TOKENS)[CONFIG]
-    both, submitter = _token(cfg, f"Bearer {BOTH}"), _token(cfg, f"Bearer {SUBMITTER}")
+    both, submitter = token_of(cfg, f"Bearer {BOTH}"), token_of(cfg, f"Bearer {SUBMITTER}")
     assert both is not None and both.scopes == frozenset({"read", "submit"})
     assert (both.index, both.name) == (2, "token#3")
     assert submitter is not None and submitter.scopes == frozenset({"submit"}) and submitter.name == "back office"
-    assert _token(cfg, None) is None
-    assert _token(cfg, "Bearer \udcff") is None
+    assert token_of(cfg, None) is None
+    assert token_of(cfg, "Bearer \udcff") is None

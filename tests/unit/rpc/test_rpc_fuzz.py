@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rpc_servers import BASE_TX_HOLDER, Server, running_server
 
-from node.rpc.server import INTERNAL_ERRORS, ROUTES
+from node.rpc.base import INTERNAL_ERRORS
+from node.rpc.routes import ROUTES
 
 
 @pytest.fixture(scope="module", params=["fake", "validator"])

@@ -11,7 +11,8 @@ import openapi_spec_validator as validator
 from rpc_fake import FakeNode, rpc_client, until
 
 from node.rpc.api import CommittedBlockEvent
-from node.rpc.server import ROUTES, make_app, openapi_document, serve
+from node.rpc.routes import ROUTES, openapi_document
+from node.rpc.server import make_app, serve
 from node.rpc.models import BlockEvent, NodeStatus
 
 

@@ -13,7 +13,7 @@ from chain.encoding import hash_hex
 from chain.tx import EXPIRY_WINDOW
 from node.consensus.evidence import EquivocationEvidence, verify_evidence
 from node.consensus.messages import Prepare, Signed
-from node.rpc.server import INTERNAL_ERRORS
+from node.rpc.base import INTERNAL_ERRORS
 from node.rpc.models import MAX_BATCH_TXS
 from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
 

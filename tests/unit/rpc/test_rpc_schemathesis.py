@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from node.rpc.server import INTERNAL_ERRORS
+from node.rpc.base import INTERNAL_ERRORS
 
 EXAMPLES_PER_OPERATION = 12
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
-from node.rpc.server import INTERNAL_ERRORS
+from node.rpc.base import INTERNAL_ERRORS
 from node.rpc.models import BlockEvent
 from rpc_fake import FakeNode, rpc_client, signed, until
 
