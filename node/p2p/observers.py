@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from chain.encoding import Value
 
@@ -46,3 +47,53 @@ class ObserverAccess:
         if account not in linked and len(linked) >= self.max_observers:
             return f"this validator serves {self.max_observers} observers already"
         return None
+
+
+class LinkedObserver(Protocol):
+    """What the hub needs of a transport's peer object for an observer's link."""
+
+    conn: Any
+
+    def enqueue(self, frame: bytes) -> None: ...
+
+
+P = TypeVar("P", bound=LinkedObserver)
+
+
+class ObserverHub(Generic[P]):
+    """The observers linked to one validator's transport, by account: admitting them (with the
+    access rules above), finding the revoked, and queueing frames for them."""
+
+    def __init__(self, access: ObserverAccess, validator_keys: Callable[[], Collection[str]]) -> None:
+        self.access = access
+        self.linked: dict[str, P] = {}
+        self._validator_keys = validator_keys
+
+    def refusal(self, account: str) -> str | None:
+        """Why `account` may not link (now), or None (see ObserverAccess.refusal)."""
+        return self.access.refusal(account, self.linked, self._validator_keys())
+
+    def adopt(self, account: str, make: Callable[[], P]) -> P:
+        """The account's peer object, made on its first link (a newer link reuses it: the older closes)."""
+        if account not in self.linked:
+            self.linked[account] = make()
+        return self.linked[account]
+
+    def release(self, account: str, peer: P) -> bool:
+        """Forget an account whose last link ended; False if a newer link of it is still up."""
+        if peer.conn is None and self.linked.get(account) is peer:
+            del self.linked[account]
+            return True
+        return False
+
+    def revoked(self) -> list[tuple[str, P]]:
+        """The linked accounts that no longer hold an observer role at the head."""
+        return [(a, p) for a, p in self.linked.items() if p.conn is not None and self.access.role_of(a) is None]
+
+    def enqueue(self, account: str, frame: bytes) -> None:
+        """KeyError if the account has no link (any more)."""
+        self.linked[account].enqueue(frame)
+
+    def enqueue_all(self, frame: bytes) -> None:
+        for peer in self.linked.values():
+            peer.enqueue(frame)

@@ -86,7 +86,7 @@ from node.p2p.handshake import (
 )
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
 from node.p2p.linkguard import HandshakeGate, LogSummary
-from node.p2p.observers import ObserverAccess
+from node.p2p.observers import ObserverAccess, ObserverHub
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -218,8 +218,8 @@ class Transport:
             raise ValueError("an observer's key is an account, not a validator's, and it accepts no observers")
         self.key = key
         self.role = role
-        self._observer_access = observers
-        self._observers: dict[str, _Peer] = {}  # account -> a linked observer
+        # the observers linked to this validator, by account
+        self._hub: ObserverHub[_Peer] | None = ObserverHub(observers, lambda: self._peers.keys() | {key.public}) if observers else None
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.config = config or TransportConfig()
@@ -262,7 +262,7 @@ class Transport:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for peer in [*self._peers.values(), *self._observers.values()]:
+        for peer in [*self._peers.values(), *(self._hub.linked.values() if self._hub else ())]:
             if peer.conn is not None:
                 peer.conn.close()
         tasks = list(self._tasks)
@@ -322,38 +322,27 @@ class Transport:
             raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
         return plain
 
-    def send_observer(self, account: str, msg: Value) -> int:
+    # -- observers (on a validator) ---------------------------------------------------------
+
+    def send_observer(self, account: str, msg: Value) -> None:
         """Queue msg for a linked observer; KeyError if that account has no link (any more)."""
-        frame = self._frame(canonical(msg))
-        self._observers[account].enqueue(frame)
-        return len(frame) + SEAL_OVERHEAD
+        if self._hub is None:
+            raise KeyError(account)
+        self._hub.enqueue(account, self._frame(canonical(msg)))
 
     def broadcast_observers(self, msg: Value) -> None:
         """Queue msg for every linked observer (never for a validator)."""
-        if self._observers:
-            frame = self._frame(canonical(msg))
-            for peer in self._observers.values():
-                peer.enqueue(frame)
-
-    # -- observers (on a validator) ---------------------------------------------------------
-
-    def _observer_refusal(self, account: str) -> str | None:
-        """Why an observer's account may not link (now), or None; see ObserverAccess.refusal."""
-        assert self._observer_access is not None
-        return self._observer_access.refusal(account, self._observers, self._peers.keys() | {self.key.public})
+        if self._hub is not None and self._hub.linked:
+            self._hub.enqueue_all(self._frame(canonical(msg)))
 
     def recheck_observers(self) -> list[str]:
         """Drop the links of observers whose account no longer holds the role (a validator calls
         this after each commit); the accounts dropped."""
-        if self._observer_access is None:
-            return []
-        dropped = []
-        for account, peer in list(self._observers.items()):
-            if self._observer_access.role_of(account) is None and peer.conn is not None:
-                log.warning("observer %s… no longer holds the auditor or regulator role; closing its link", account[:12])
-                peer.conn.close()
-                dropped.append(account)
-        return dropped
+        revoked = self._hub.revoked() if self._hub is not None else []
+        for account, peer in revoked:
+            log.warning("observer %s… no longer holds the auditor or regulator role; closing its link", account[:12])
+            peer.conn.close()  # type: ignore[union-attr]  # revoked() lists linked ones only
+        return [account for account, _ in revoked]
 
     # -- status ----------------------------------------------------------------------------
 
@@ -369,7 +358,8 @@ class Transport:
 
     def observer_status(self) -> list[PeerStatus]:
         """One entry per linked observer account."""
-        return [PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped) for p in self._observers.values()]
+        linked = self._hub.linked.values() if self._hub is not None else ()
+        return [PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped) for p in linked]
 
     def failures(self) -> dict[str, str]:
         """node_id -> why the last dial failed, for the validators not linked now (e.g. the
@@ -459,7 +449,7 @@ class Transport:
                 hello_timeout=self.config.hello_timeout,
                 on_hello=lambda public: self._gate.claim(ticket, public),
                 dialer=False,
-                observers=self._observer_refusal if self._observer_access is not None else None,
+                observers=self._hub.refusal if self._hub is not None else None,
             )
         except HandshakeError as e:
             failure = str(e)
@@ -475,22 +465,18 @@ class Transport:
         await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
 
     async def _serve_observer(self, shake: Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        access = self._observer_access
-        assert access is not None
-        if (reason := self._observer_refusal(shake.peer)) is not None:  # another took the last slot meanwhile
+        hub = self._hub
+        assert hub is not None
+        if (reason := hub.refusal(shake.peer)) is not None:  # another took the last slot meanwhile
             self._refusals.event(str(writer.get_extra_info("peername")), reason)
             return
-        peer = self._observers.get(shake.peer)
-        if peer is None:
-            queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
-            peer = _Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True)
-            self._observers[shake.peer] = peer
-        conn = _Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame)
+        access = hub.access
+        queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
+        peer = hub.adopt(shake.peer, lambda: _Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True))
         try:
-            await self._serve(peer, conn)
+            await self._serve(peer, _Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame))
         finally:
-            if peer.conn is None and self._observers.get(shake.peer) is peer:
-                self._observers.pop(shake.peer)
+            if hub.release(shake.peer, peer):
                 peer.drops.close()
 
     async def _serve(self, peer: _Peer, conn: _Conn) -> None:
@@ -542,8 +528,8 @@ class Transport:
             peer.received += 1
             try:
                 if peer.observer:
-                    assert self._observer_access is not None
-                    self._observer_access.on_message(peer.public, frame["body"])
+                    assert self._hub is not None
+                    self._hub.access.on_message(peer.public, frame["body"])
                 else:
                     self._on_message(peer.public, frame["body"])
             except Exception:
