@@ -11,6 +11,7 @@ block, which answers the waiters and feeds the event streams.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,17 +22,26 @@ from chain.block import Block
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.genesis import Genesis, GenesisError
 from chain.receipt import Receipt
-from chain.store import StoreError
+from chain.store import StoreError, StoreFault
 from chain.tx import TxError
 from node.errors import NodeError
+from node.p2p.catchup import CatchUp
+from node.p2p.transport import Transport
 from node.rpc.api import CommittedBlockEvent, NodeApi
 from node.rpc.ratelimit import RateLimiter
 from node.rpc.server import serve
 from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore
 from node.runtime.ledger import Ledger, LedgerError
+from node.version import version
 
 SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
+# Further behind than this, a node says it is not ready: a validator refuses submits until it has
+# caught up (it cannot judge a tx's expiry window, and its answers would lag), an observer's
+# answers are stale. Closer, the normal path closes the gap in moments.
+READY_LAG = 50
+
+log = logging.getLogger("titlechain.node")
 
 
 class NodeStartError(NodeError, RuntimeError):
@@ -101,11 +111,68 @@ class Waiters:
 
 
 class LedgerReads:
+    role: str
     cfg: NodeConfig
     ledger: Ledger
     genesis: Genesis
     evidence_store: EvidenceStore
+    transport: Transport
+    catch_up: CatchUp
+    fatal: FatalNodeError | None
+    _started: bool
     _runner: web.AppRunner | None
+    _STARTING = "starting: recovering from the data dir"
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def _links_reason(self) -> str | None:
+        """Why the node's links keep it from being ready (each kind of node says it its way)."""
+        raise NotImplementedError
+
+    def _on_store_fault(self, fault: StoreFault) -> None:
+        self._die(FatalNodeError(f"storage fault: {fault}"))
+
+    def _die(self, error: FatalNodeError) -> None:
+        if self.fatal is not None:
+            return
+        log.critical("%s; stopping the node", error)
+        self.fatal = error
+        asyncio.get_running_loop().create_task(self.stop())
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why this node is not ready, in words an operator can act on; None when ready."""
+        if self.fatal is not None:
+            return f"stopped after a fatal error: {self.fatal}"
+        if not self._started:
+            return self._STARTING
+        if (why := self._links_reason()) is not None:
+            return why
+        if self.catch_up.target - self.ledger.height > READY_LAG:
+            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
+        return None
+
+    def _status(self, view: int, mempool: int) -> dict[str, Any]:
+        """/v1/status (docs/rpc.md), given what only the node's kind knows."""
+        vset = self.ledger.validator_set_at(self.ledger.height + 1)
+        return {
+            "node_id": self.cfg.node_id,
+            "role": self.role,
+            "chain_id": self.chain_id,
+            "height": self.ledger.height,
+            "view": view,
+            "primary": vset.primary(view).node_id,
+            "validators": vset.to_plain(),
+            "peers": [p.to_plain() for p in self.transport.peer_status()],
+            "mempool": mempool,
+            "ready": self.ready,
+            "not_ready": self.not_ready_reason(),
+            "version": version(),
+        }
 
     def _init_reads(self) -> None:
         self._waiters = Waiters()

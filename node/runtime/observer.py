@@ -36,7 +36,7 @@ from aiohttp import web
 from chain.block import Block, Certificate
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
-from chain.store import StoreError, StoreFault
+from chain.store import StoreError
 from chain.tx import Tx, TxError
 from node.p2p.catchup import CatchUp, SyncHost
 from node.p2p.handshake import OBSERVER
@@ -47,11 +47,9 @@ from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.metrics import NodeMetrics
 from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, serve_rpc
-from node.version import version
 
 log = logging.getLogger("titlechain.observer")
 
-READY_LAG = 50  # further behind the highest head a validator announced, the observer says it is not ready
 
 
 class Observer(LedgerReads):
@@ -129,16 +127,6 @@ class Observer(LedgerReads):
         self.stopped.set()
         log.info("observer %s stopped at height %d", self.cfg.node_id, self.ledger.height)
 
-    def _on_store_fault(self, fault: StoreFault) -> None:
-        self._die(FatalNodeError(f"storage fault: {fault}"))
-
-    def _die(self, error: FatalNodeError) -> None:
-        if self.fatal is not None:
-            return
-        log.critical("%s; stopping the node", error)
-        self.fatal = error
-        asyncio.get_running_loop().create_task(self.stop())
-
     # ------------------------------------------------------------------ following
 
     def _on_validator_message(self, sender: str, msg: Any) -> None:
@@ -184,44 +172,18 @@ class Observer(LedgerReads):
 
     # ------------------------------------------------------------------ NodeApi (the RPC's seam)
 
-    @property
-    def ready(self) -> bool:
-        return self.not_ready_reason() is None
-
-    def not_ready_reason(self) -> str | None:
-        """Why this observer's answers may be stale, in words an operator can act on; None when ready."""
-        if self.fatal is not None:
-            return f"stopped after a fatal error: {self.fatal}"
-        if not self._started:
-            return "starting: recovering from the data dir"
+    def _links_reason(self) -> str | None:
         peers = self.transport.peer_status()
-        if not any(p.connected for p in peers):
-            failures = sorted(set(self.transport.failures().values()))
-            why = f": {'; '.join(failures)}" if failures else ""
-            return f"linked to none of the {len(peers)} validators{why}"
-        if self.catch_up.target - self.ledger.height > READY_LAG:
-            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
-        return None
+        if any(p.connected for p in peers):
+            return None
+        failures = sorted(set(self.transport.failures().values()))
+        why = f": {'; '.join(failures)}" if failures else ""
+        return f"linked to none of the {len(peers)} validators{why}"
 
     def status(self) -> dict[str, Any]:
         head = self.ledger.head
         certificate = self.ledger.store.get_certificate(head.height) if head is not None else None
-        view = certificate.view if certificate is not None else 0  # the view its head was committed in
-        vset = self.ledger.validator_set_at(self.ledger.height + 1)
-        return {
-            "node_id": self.cfg.node_id,
-            "role": self.role,
-            "chain_id": self.chain_id,
-            "height": self.ledger.height,
-            "view": view,
-            "primary": vset.primary(view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.transport.peer_status()],
-            "mempool": 0,
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
+        return self._status(certificate.view if certificate is not None else 0, 0)  # the view its head was committed in
 
     def submit(self, tx: Tx) -> None:
         # the RPC refuses writes to an observer before it gets here (403 read_only)

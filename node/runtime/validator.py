@@ -47,7 +47,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis
-from chain.store import StoreError, StoreFault
+from chain.store import StoreError
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
@@ -79,7 +79,6 @@ from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
 from node.runtime.misbehave import MisbehaveError, Misbehaviour, from_environ
 from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, load_node_files, serve_rpc
-from node.version import version
 
 __all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
 
@@ -87,9 +86,6 @@ log = logging.getLogger("titlechain.node")
 
 VOTES_RECORD = "votes"
 GOSSIP_FLUSH_S = 0.005
-# Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
-# expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
-READY_LAG = 50
 
 
 class LedgerApp:
@@ -383,16 +379,6 @@ class Validator(LedgerReads):
         by_key = {v.public: v.node_id for v in vset.validators}
         self.metrics.on_certificate(by_key.values(), (by_key.get(pub, "") for pub, _ in certificate.signatures))
 
-    def _on_store_fault(self, fault: StoreFault) -> None:
-        self._die(FatalNodeError(f"storage fault: {fault}"))
-
-    def _die(self, error: FatalNodeError) -> None:
-        if self.fatal is not None:
-            return
-        log.critical("%s; stopping the node", error)
-        self.fatal = error
-        asyncio.get_running_loop().create_task(self.stop())
-
     # ------------------------------------------------------------------ committing
 
     def _persist(self, block: Block, certificate: Certificate) -> None:
@@ -519,40 +505,17 @@ class Validator(LedgerReads):
 
     # ------------------------------------------------------------------ NodeApi (the RPC's seam)
 
-    @property
-    def ready(self) -> bool:
-        return self.not_ready_reason() is None
+    _STARTING = "starting: recovering from the data dir, not yet serving consensus"
 
-    def not_ready_reason(self) -> str | None:
-        """Why this node refuses submits now, in words an operator can act on; None when ready."""
-        if self.fatal is not None:
-            return f"stopped after a fatal error: {self.fatal}"
-        if not self._started:
-            return "starting: recovering from the data dir, not yet serving consensus"
+    def _links_reason(self) -> str | None:
         peers = self.transport.peer_status()
         connected, need = sum(1 for p in peers if p.connected), self.genesis.validators.quorum - 1
         if connected < need:
             return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
-        if self.catch_up.target - self.ledger.height > READY_LAG:
-            return f"catching up from height {self.ledger.height} to {self.catch_up.target}"
         return None
 
     def status(self) -> dict[str, Any]:
-        vset = self.ledger.validator_set_at(self.ledger.height + 1)
-        return {
-            "node_id": self.cfg.node_id,
-            "role": self.role,
-            "chain_id": self.chain_id,
-            "height": self.ledger.height,
-            "view": self.replica.view,
-            "primary": vset.primary(self.replica.view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.transport.peer_status()],
-            "mempool": len(self.mempool),
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
+        return self._status(self.replica.view, len(self.mempool))
 
     def submit(self, tx: Tx) -> None:
         self.mempool.add(tx, self.ledger.height + 1)
