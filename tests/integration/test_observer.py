@@ -24,6 +24,7 @@ from chain.block import sign_commit
 from chain.crypto import KeyPair, load_key_file
 from chain.genesis import Genesis
 from node.consensus.messages import Commit, Signed
+from node.explorer.rpc_audit import audit_rpc
 from node.p2p.handshake import OBSERVER, HandshakeError, handshake
 from node.p2p.messages import SyncRequest
 from node.p2p.transport import Transport
@@ -91,6 +92,9 @@ def test_an_auditor_observer_follows_under_load_serves_reads_and_events_and_audi
         assert seen and seen[-1] >= top, f"events stopped at {seen[-1:]} ({events.error})"
         assert seen == list(range(seen[0], seen[-1] + 1)), "the event stream skipped a height"
         _check_certificates(obs, genesis, top, net.key(*AUDITOR).public)
+        with obs.client(timeout=30) as oc:  # the audit of `titlechain audit verify --rpc`, against the observer
+            served = audit_rpc(oc, genesis)
+        assert served.ok and served.blocks >= top, f"the audit through the observer's RPC: {served}"
     finally:
         code = obs.stop()
     assert code == 0, f"the observer exited {code}; see {obs.log}"
