@@ -3,6 +3,7 @@ start with `titlechain node run --observer`, its stop, and a thread reading its 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,10 +33,8 @@ class ObserverNode:
         root.mkdir(parents=True, exist_ok=True)
         port = free_base_port(1)
         config = root / "config.json"
-        config.write_text(
-            '{"node_id": "%s", "genesis": "%s", "key": "%s", "data_dir": "data", "rpc_listen": "127.0.0.1:%d"}'
-            % (node_id, cluster.manifest["genesis"], key, port)
-        )
+        doc = {"node_id": node_id, "genesis": cluster.manifest["genesis"], "key": str(key), "data_dir": "data", "rpc_listen": f"127.0.0.1:{port}"}
+        config.write_text(json.dumps(doc))
         os.chmod(config, 0o600)
         return cls(config, f"http://127.0.0.1:{port}", root / "data", root / "stdout.log")
 

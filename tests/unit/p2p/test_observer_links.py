@@ -163,7 +163,7 @@ async def test_an_observer_whose_role_is_revoked_is_dropped_and_refused_after(ne
 
 
 def test_an_observer_transport_needs_an_account_key_and_accepts_no_one(net: Net) -> None:
-    kwargs = dict(chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash, validators=net.c.genesis.validators, on_message=Inbox())
+    kwargs = {"chain_id": net.c.genesis.chain_id, "genesis_hash": net.c.genesis.hash, "validators": net.c.genesis.validators, "on_message": Inbox()}
     with pytest.raises(ValueError, match="account"):
         Transport(net.keys[0], role=OBSERVER, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="account"):

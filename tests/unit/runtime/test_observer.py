@@ -14,6 +14,8 @@ from factories import Consortium, make_consortium
 
 from chain.crypto import KeyPair, write_key_file
 from chain.tx import sign_tx
+from node.p2p.handshake import OBSERVER
+from node.p2p.transport import Transport
 from node.runtime.config import ConfigError, NodeConfig
 from node.runtime.node_common import NodeStartError
 from node.runtime.observer import Observer
@@ -126,3 +128,35 @@ def test_a_validator_key_does_not_make_an_observer_and_a_validator_needs_a_peer_
         NodeConfig.load(path)
     assert NodeConfig.load(path, observer=True).observer  # what `node run --observer` does
 
+
+
+async def test_a_validator_answers_an_observer_at_its_rate_and_drops_the_rest(tmp_path: Path, consortium: Consortium) -> None:
+    """An observer (its real auditor key, a valid link) that asks faster than the validator allows,
+    and sends a vote and tx gossip besides: the validator answers `observer_request_burst` requests,
+    drops and counts everything else, and its consensus hears nothing of it."""
+    c = consortium
+    c.genesis.write(tmp_path / "genesis.json")
+    write_key_file(tmp_path / "v0.json", c.validator_keys[0])
+    v = open_validator(NodeConfig(
+        node_id="v0", genesis=tmp_path / "genesis.json", key=tmp_path / "v0.json", data_dir=tmp_path / "v0",
+        peer_listen="127.0.0.1:0", rpc_listen="127.0.0.1:0", observer_requests_per_s=0.01, observer_request_burst=3,
+    ))
+    await v.start()
+    answers: list[object] = []
+    obs = Transport(
+        c.auditor, role=OBSERVER, chain_id=c.genesis.chain_id, genesis_hash=c.genesis.hash, validators=c.genesis.validators,
+        on_message=lambda sender, msg: answers.append(msg), addresses={c.validator_keys[0].public: f"127.0.0.1:{v.transport.port}"},
+    )
+    obs.dial()
+    try:
+        await until(lambda: obs.is_connected(c.validator_keys[0].public), "the observer's link")
+        view_before = v.replica.view
+        for _ in range(10):
+            obs.send(c.validator_keys[0].public, {"t": "sync_req", "from": 1, "limit": 4})
+        obs.send(c.validator_keys[0].public, {"body": {"kind": "view_change", "view": 5}, "sender": c.auditor.public, "sig": "00" * 64})
+        await until(lambda: v.metrics.registry.get_sample_value("titlechain_observer_messages_dropped_total") == 8, "7 requests over the rate and 1 vote dropped")
+        assert [a["t"] for a in answers if isinstance(a, dict)] == ["sync_resp"] * 3
+        assert v.replica.view == view_before
+    finally:
+        await obs.close()
+        await v.stop()
