@@ -186,7 +186,8 @@ def _check_hello(theirs: Value, ours: _Side, ctx: _Context) -> _Side:
 def _refusal(frame: Value) -> str | None:
     """The reason of a `refused` frame, or None if the frame is something else."""
     if type(frame) is dict and frame.get("type") == "refused" and set(frame) == {"type", "reason"} and type(frame["reason"]) is str:
-        return frame["reason"][:MAX_REASON]
+        # unauthenticated text from the other end, bound for our logs and status: one printable line
+        return "".join(ch if ch.isprintable() else "?" for ch in frame["reason"][:MAX_REASON])
     return None
 
 

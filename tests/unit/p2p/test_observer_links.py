@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass, field
 
 import pytest
-from factories import seeded_key
+from factories import make_consortium, seeded_key
 from test_transport import FAST, Inbox, Net, logged, net, until  # noqa: F401
 
 from chain.crypto import KeyPair
+from node.p2p.framing import encode_frame, read_frame
 from node.p2p.handshake import OBSERVER, HandshakeError, handshake
 from node.p2p.observers import ObserverAccess
 from node.p2p.transport import Transport
@@ -168,3 +169,29 @@ def test_an_observer_transport_needs_an_account_key_and_accepts_no_one(net: Net)
         Transport(net.keys[0], role=OBSERVER, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="account"):
         Transport(seeded_key("auditor"), role=OBSERVER, observers=ObserverAccess(lambda a: "auditor", Inbox()), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_refusal_is_shown_as_one_printable_line_whatever_the_other_end_sends() -> None:
+    """The `refused` frame is unauthenticated: an impostor's text must not forge log lines."""
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader, 4096)
+        writer.write(encode_frame({"type": "refused", "reason": "no\nWARNING forged line\x1b[2J" + "x" * 1000}))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(liar, "127.0.0.1", 0)
+    c = make_consortium(4)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        with pytest.raises(HandshakeError) as refused:
+            await handshake(
+                reader, writer, key=seeded_key("auditor"), chain_id=c.genesis.chain_id, genesis_hash=c.genesis.hash,
+                allowed=c.genesis.validators.publics, timeout=5, role=OBSERVER,
+            )
+        writer.close()
+        text = str(refused.value)
+        assert "\n" not in text and "\x1b" not in text and "no?WARNING forged line?[2J" in text and len(text) < 400
+    finally:
+        server.close()
+        await server.wait_closed()
