@@ -87,15 +87,15 @@ def _seed_validator(s: ValidatorServer) -> None:
     """Commit a few registrations, then leave one tx pending-or-committed as the fuzzed base."""
     for i in range(3):
         tx = signed(s.node, nonce=f"seed{i}", expires=50)
-        s.call(lambda tx=tx: s.validator.submit(tx))
+        s.call(lambda tx=tx: s.validator.service.submit(tx))
     wait = asyncio.run_coroutine_threadsafe(_wait_height(s.validator, 1), s.loop)
     wait.result(10)
     BASE_TX_HOLDER["tx"] = signed(s.node, nonce="base", expires=50)
-    s.call(lambda: s.validator.submit(BASE_TX_HOLDER["tx"]))
+    s.call(lambda: s.validator.service.submit(BASE_TX_HOLDER["tx"]))
 
 
 async def _wait_height(v: Any, height: int) -> None:
-    while v.height < height:
+    while v.service.height < height:
         await asyncio.sleep(0.01)
 
 

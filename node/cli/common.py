@@ -26,7 +26,7 @@ from chain.genesis import Genesis, GenesisError
 from chain.patterns import WholePattern
 from contracts.args import ASSET_ID_PATTERN
 from node.console import console
-from node.errors import EXIT_FAILED, EXIT_USAGE, LAYER_ERRORS, NodeError
+from node.errors import EXIT_FAILED, LAYER_ERRORS, NodeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

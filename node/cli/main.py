@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,6 +26,10 @@ INIT_WARNING = (
     "a real consortium uses the ceremony: docs/operations.md"
 )
 
+
+if TYPE_CHECKING:
+    from node.runtime.observer import Observer
+    from node.runtime.validator import Validator
 
 @click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version(), "--version", "-V", prog_name="titlechain", message="%(prog)s %(version)s")
@@ -140,14 +144,14 @@ def node_run(config: Path, observer: bool) -> None:
     sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
 
 
-def started_line(node: Any) -> str:
+def started_line(node: Validator | Observer) -> str:
     """The one line a foreground `node run` prints when it serves: where, what, and where its logs go."""
     cfg = node.cfg
     logs = f"logs to {cfg.log_file}" if cfg.log_file is not None else "logs on stderr"
-    state = "ready" if node.ready else f"not ready yet: {node.not_ready_reason()}"
+    state = "ready" if node.service.ready else f"not ready yet: {node.service.not_ready_reason()}"
     where = "follows the validators as an observer" if node.role == "observer" else f"peers on {cfg.peer_listen}"
     return (
-        f"titlechain {version()}: node {cfg.node_id} of {node.chain_id} at height {node.height}; {where}, "
+        f"titlechain {version()}: node {cfg.node_id} of {node.genesis.chain_id} at height {node.ledger.height}; {where}, "
         f"RPC on {cfg.rpc_url}; {state}; {logs}"
     )
 

@@ -200,3 +200,41 @@ def down(root: str | Path, say: Callable[[str], None] = lambda s: None) -> None:
     for n in manifest["nodes"]:
         pids = node_pids(n["config"]) or [n["pid"]]
         say(f"{n['node_id']}: " + ", ".join(stop_pid(pid, n["config"]) for pid in pids))
+
+
+STOPPED_DEADLINE_S = 5.0  # for a process that `localnet down` killed to be gone
+
+
+def node_log_tails(root: Path) -> str:
+    """The last line each node wrote to stdout/stderr, to say why it did not come up."""
+    lines = []
+    for log in sorted(root.glob("nodes/*/stdout.log")):
+        text = log.read_text(errors="replace").strip().splitlines()
+        if text:
+            lines.append(f"\n    {log.parent.name}: {text[-1][:300]}")
+    return "".join(lines)
+
+
+def down_and_wait(root: Path, say: Callable[[str], None] = lambda s: None) -> None:
+    """`localnet down`, then check that no process serving one of its configs is left."""
+    manifest = json.loads(manifest_path(root).read_text())
+    down(root, say=say)
+    deadline = time.monotonic() + STOPPED_DEADLINE_S
+    while True:
+        for n in manifest["nodes"]:
+            _reap(n["pid"])
+        left = [f"{n['node_id']} (pids {pids})" for n in manifest["nodes"] if (pids := node_pids(n["config"]))]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise LocalnetError(f"still running after `localnet down`: {', '.join(left)}")
+        time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    # the nodes are our children (node/devnet/localnet.py starts them): collect their exit status so no
+    # zombie lingers while the calling process (a test runner, say) goes on
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

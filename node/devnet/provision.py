@@ -154,40 +154,65 @@ def init_consortium(
     institutions = list(seed["institutions"])[:validators]
     for i in range(len(institutions), validators):
         institutions.append({"node_id": f"validator-{i}", "name": f"Validator institution {i}", "role": "member"})
-
-    keys: dict[str, dict[str, str]] = {}
-    names: dict[str, str] = {}
-    accounts: dict[str, str] = {}  # seed name -> account
-
-    def new_key(group: str, name: str, display: str) -> KeyPair:
-        k = KeyPair.generate()
-        rel = Path("keys") / group / f"{name}.json"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        write_key_file(out / rel, k)
-        keys.setdefault(group, {})[name] = str(rel)
-        names[k.public] = display
-        accounts[name] = k.public
-        return k
-
-    vals, members, roles = [], [], {}
-    nodes = []
+    keys = _KeyWriter(out)
+    vals, members, nodes = [], [], []
     for i, inst in enumerate(institutions):
-        vk = new_key("validators", inst["node_id"], f"{inst['name']} (validator node)")
-        mk = new_key("members", inst["node_id"], inst["name"])
+        vk = keys.new("validators", inst["node_id"], f"{inst['name']} (validator node)")
+        mk = keys.new("members", inst["node_id"], inst["name"])
         peer, rpc = node_ports(base_port, i)
         vals.append({"node_id": inst["node_id"], "public": vk.public, "address": f"{host}:{peer}"})
         members.append(mk.public)
-        nodes.append((inst, peer, rpc))
+        nodes.append(_NodePlan(inst["node_id"], inst["name"], peer, rpc))
+    genesis = _genesis(seed, vals, members, _role_keys(seed, keys))
+    genesis.write(out / "genesis.json")
+    manifest = {
+        "chain_id": genesis.chain_id,
+        "genesis": "genesis.json",  # its hash is not copied here: editing the addresses changes it
+        "nodes": [_write_node_config(out, n, host) for n in nodes],
+        "keys": keys.files,
+        "names": keys.names,
+        "assets": [_resolve_asset(a, keys.accounts) for a in seed.get("assets", [])],
+    }
+    (out / "consortium.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return Consortium.load(out)
+
+
+class _KeyWriter:
+    """New key files under OUT/keys/<group>/, with what the manifest lists of them."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.files: dict[str, dict[str, str]] = {}  # group -> name -> key file (relative)
+        self.names: dict[str, str] = {}  # account -> display name
+        self.accounts: dict[str, str] = {}  # seed name -> account
+
+    def new(self, group: str, name: str, display: str) -> KeyPair:
+        k = KeyPair.generate()
+        rel = Path("keys") / group / f"{name}.json"
+        (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_key_file(self.out / rel, k)
+        self.files.setdefault(group, {})[name] = str(rel)
+        self.names[k.public] = display
+        self.accounts[name] = k.public
+        return k
+
+
+def _role_keys(seed: dict[str, Any], keys: _KeyWriter) -> dict[str, list[dict[str, Any]]]:
+    """Keys for the seed's issuers, regulators, auditors and parties; the genesis roles of the first three."""
+    roles: dict[str, list[dict[str, Any]]] = {}
     for iss in seed["issuers"]:
-        k = new_key("issuers", iss["name"], iss.get("display", iss["name"]))
+        k = keys.new("issuers", iss["name"], iss.get("display", iss["name"]))
         roles[k.public] = [{"role": "issuer", "classes": list(iss["classes"])}]
     for group, role in (("regulators", "regulator"), ("auditors", "auditor")):
         for entry in seed[group]:
-            k = new_key(group, entry["name"], entry.get("display", entry["name"]))
+            k = keys.new(group, entry["name"], entry.get("display", entry["name"]))
             roles[k.public] = [{"role": role}]
     for party in seed.get("parties", []):
-        new_key("parties", party["name"], party.get("display", party["name"]))
+        keys.new("parties", party["name"], party.get("display", party["name"]))
+    return roles
 
+
+def _genesis(seed: dict[str, Any], vals: list[dict[str, str]], members: list[str], roles: dict[str, Any]) -> Genesis:
     doc: dict[str, Any] = {
         "chain_id": seed["chain_id"],
         "time": int(time.time() * 1000),
@@ -199,46 +224,39 @@ def init_consortium(
     if "params" in seed:
         doc["params"] = seed["params"]
     try:
-        genesis = Genesis.from_plain(doc)
+        return Genesis.from_plain(doc)
     except GenesisError as e:
         raise ProvisionError(f"the seed makes a bad genesis: {e}") from None
-    genesis.write(out / "genesis.json")
 
-    manifest_nodes = []
-    for inst, peer, rpc in nodes:
-        node_dir = Path("nodes") / inst["node_id"]
-        (out / node_dir).mkdir(parents=True, exist_ok=True)
-        cfg = NodeConfig(
-            node_id=inst["node_id"],
-            genesis=Path("../../genesis.json"),
-            key=Path("../../keys/validators") / f"{inst['node_id']}.json",
-            data_dir=Path("data"),
-            peer_listen=f"{host}:{peer}",
-            rpc_listen=f"127.0.0.1:{rpc}",
-            log_file=Path("node.log"),
-        )
-        cfg.write(out / node_dir / "config.json")
-        manifest_nodes.append(
-            {
-                "node_id": inst["node_id"],
-                "name": inst["name"],
-                "config": str(node_dir / "config.json"),
-                "data_dir": str(node_dir / "data"),
-                "rpc": f"http://127.0.0.1:{rpc}",
-            }
-        )
 
-    assets = [_resolve_asset(a, accounts) for a in seed.get("assets", [])]
-    manifest = {
-        "chain_id": genesis.chain_id,
-        "genesis": "genesis.json",  # its hash is not copied here: editing the addresses changes it
-        "nodes": manifest_nodes,
-        "keys": keys,
-        "names": names,
-        "assets": assets,
+@dataclass(frozen=True)
+class _NodePlan:
+    node_id: str
+    name: str
+    peer_port: int
+    rpc_port: int
+
+
+def _write_node_config(out: Path, node: _NodePlan, host: str) -> dict[str, str]:
+    """OUT/nodes/<node_id>/config.json; the node's entry of the manifest."""
+    node_dir = Path("nodes") / node.node_id
+    (out / node_dir).mkdir(parents=True, exist_ok=True)
+    NodeConfig(
+        node_id=node.node_id,
+        genesis=Path("../../genesis.json"),
+        key=Path("../../keys/validators") / f"{node.node_id}.json",
+        data_dir=Path("data"),
+        peer_listen=f"{host}:{node.peer_port}",
+        rpc_listen=f"127.0.0.1:{node.rpc_port}",
+        log_file=Path("node.log"),
+    ).write(out / node_dir / "config.json")
+    return {
+        "node_id": node.node_id,
+        "name": node.name,
+        "config": str(node_dir / "config.json"),
+        "data_dir": str(node_dir / "data"),
+        "rpc": f"http://127.0.0.1:{node.rpc_port}",
     }
-    (out / "consortium.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return Consortium.load(out)
 
 
 def _resolve_asset(a: dict[str, Any], accounts: dict[str, str]) -> dict[str, Any]:

@@ -40,6 +40,58 @@ class _SlowClient(Exception):
     pass
 
 
+class _Stream:
+    """One client's event stream: replay from the store, then live blocks from the node's queue."""
+
+    def __init__(self, api: NodeApi, resp: web.StreamResponse, write_timeout_s: float) -> None:
+        self.api = api
+        self.resp = resp
+        self.write_timeout_s = write_timeout_s
+        self.queue = api.subscribe()  # before replaying, so that nothing committed meanwhile is missed
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.resp.write(data), self.write_timeout_s)
+        except TimeoutError:
+            raise _SlowClient(f"a write did not complete within {self.write_timeout_s:g} s") from None
+
+    async def replay(self, next_height: int) -> int:
+        """Send stored blocks from next_height up to the head (which may move meanwhile)."""
+        while next_height <= self.api.height:
+            ev = self.api.block_event(next_height)
+            if ev is None:
+                break
+            await self.send(_sse_block(ev))
+            next_height += 1
+            if self.queue.maxsize and self.queue.full():
+                # Our own replay kept us from the queue: renew it; what it missed comes from the store.
+                self.api.unsubscribe(self.queue)
+                self.queue = self.api.subscribe()
+        return next_height
+
+    async def follow(self, start: int, heartbeat_s: float) -> None:
+        next_height = await self.replay(start)
+        while True:
+            try:
+                ev = await asyncio.wait_for(self.queue.get(), heartbeat_s)
+            except TimeoutError:
+                await self.send(b": keep-alive\n\n")
+                next_height = await self.replay(next_height)  # in case the node dropped our queue
+                continue
+            if self.queue.maxsize > 1 and self.queue.qsize() + 1 >= self.queue.maxsize:  # it was full: we fell behind
+                raise _SlowClient("the subscriber queue filled up")
+            if ev.height < next_height:
+                continue  # already sent during the replay
+            while next_height < ev.height:  # the node skipped us (dropped events): fill from the store
+                missing = self.api.block_event(next_height)
+                if missing is None:
+                    raise _SlowClient(f"block {next_height} not available to fill a gap")
+                await self.send(_sse_block(missing))
+                next_height += 1
+            await self.send(_sse_block(ev))
+            next_height = ev.height + 1
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     api = api_of(request)
     cfg = request.app[CONFIG]
@@ -50,54 +102,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None
     streams.add(task)
-    queue = api.subscribe()  # before replaying, so that nothing committed meanwhile is missed
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+    stream = _Stream(api, resp, cfg.write_timeout_s)
     try:
         await resp.prepare(request)
-
-        async def send(data: bytes) -> None:
-            try:
-                await asyncio.wait_for(resp.write(data), cfg.write_timeout_s)
-            except TimeoutError:
-                raise _SlowClient(f"a write did not complete within {cfg.write_timeout_s:g} s") from None
-
-        async def replay(next_height: int) -> int:
-            """Send stored blocks from next_height up to the head (which may move meanwhile)."""
-            nonlocal queue
-            while next_height <= api.height:
-                ev = api.block_event(next_height)
-                if ev is None:
-                    break
-                await send(_sse_block(ev))
-                next_height += 1
-                if queue.maxsize and queue.full():
-                    # Our own replay kept us from the queue: renew it; what it missed comes from the store.
-                    api.unsubscribe(queue)
-                    queue = api.subscribe()
-            return next_height
-
-        next_height = await replay(start)
-        while True:
-            try:
-                ev = await asyncio.wait_for(queue.get(), cfg.heartbeat_s)
-            except TimeoutError:
-                await send(b": keep-alive\n\n")
-                next_height = await replay(next_height)  # in case the node dropped our queue
-                continue
-            if queue.maxsize > 1 and queue.qsize() + 1 >= queue.maxsize:  # it was full: we fell behind
-                raise _SlowClient("the subscriber queue filled up")
-            if ev.height < next_height:
-                continue  # already sent during the replay
-            while next_height < ev.height:  # the node skipped us (dropped events): fill from the store
-                missing = api.block_event(next_height)
-                if missing is None:
-                    raise _SlowClient(f"block {next_height} not available to fill a gap")
-                await send(_sse_block(missing))
-                next_height += 1
-            await send(_sse_block(ev))
-            next_height = ev.height + 1
+        await stream.follow(start, cfg.heartbeat_s)
     except _SlowClient as e:
         log.info("event stream to %s closed: %s; the client resumes with Last-Event-ID", request.remote, e)
         resp.force_close()
@@ -109,6 +120,6 @@ async def events(request: web.Request) -> web.StreamResponse:
         request.app[INTERNAL_ERRORS].append("events")
         resp.force_close()
     finally:
-        api.unsubscribe(queue)
+        api.unsubscribe(stream.queue)
         streams.discard(task)
     return resp

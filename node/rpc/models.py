@@ -1,6 +1,6 @@
 """Pydantic models of every RPC request and response (docs/rpc.md).
 
-They serve two purposes: the OpenAPI document is generated from them (`node/rpc/server.py`), and the
+They serve two purposes: the OpenAPI document is generated from them (`node/rpc/routes.py`), and the
 tests check every answer of the server against the model its route declares for that status.
 Requests are parsed by `chain.tx.parse_tx` (so that each refusal keeps its documented error code) and by
 the route handlers; the models describe the same shapes for clients.

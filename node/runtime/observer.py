@@ -42,18 +42,45 @@ from node.p2p.catchup import CatchUp, SyncHost
 from node.p2p.handshake import OBSERVER
 from node.p2p.messages import HeadNotice, SyncResponse, WireError, parse_wire
 from node.p2p.transport import Transport
+from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.metrics import NodeMetrics
-from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, serve_rpc
+from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, serve_rpc
+from node.runtime.service import LedgerService
 
 log = logging.getLogger("titlechain.observer")
 
+class ObserverService(LedgerService):
+    """An observer's `NodeApi`: the shared reads; no mempool, and writes refused (the RPC answers
+    them 403 read_only before they get here)."""
+
+    role = "observer"
+
+    def __init__(self, node: Observer) -> None:
+        super().__init__(node)
+        self.node = node
+
+    def links_reason(self) -> str | None:
+        peers = self.node.transport.peer_status()
+        if any(p.connected for p in peers):
+            return None
+        failures = sorted(set(self.node.transport.failures().values()))
+        why = f": {'; '.join(failures)}" if failures else ""
+        return f"linked to none of the {len(peers)} validators{why}"
+
+    def status(self) -> dict[str, Any]:
+        head = self.node.ledger.head
+        certificate = self.node.ledger.store.get_certificate(head.height) if head is not None else None
+        return self.status_with(certificate.view if certificate is not None else 0, 0)  # the view its head was committed in
+
+    def submit(self, tx: Tx) -> None:
+        raise TxError("read_only", "this node is an observer: it accepts no txs")
 
 
-class Observer(LedgerReads):
-    """One observer node. Implements `node.rpc.api.NodeApi` for the RPC, writes refused."""
+class Observer(NodeProcess):
+    """One observer node: follows the validators; `service` answers the RPC, writes refused."""
 
     role = "observer"
 
@@ -76,7 +103,6 @@ class Observer(LedgerReads):
             self.evidence_store = EvidenceStore(ledger.store)
         except EvidenceStoreError as e:
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
-        self._init_reads()
         self.transport = Transport(
             key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
             on_message=self._on_validator_message, addresses={by_node_id[n]: a for n, a in cfg.peer_addresses.items()},
@@ -87,7 +113,8 @@ class Observer(LedgerReads):
             on_block=lambda peer, block: None, on_synced=self._on_synced,
         )
         self.catch_up = CatchUp(host, random.Random(), grace_s=0.0)
-        self._started = False
+        self.service = ObserverService(self)
+        self.serving = False
         self._stopping = False
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
@@ -98,9 +125,9 @@ class Observer(LedgerReads):
 
     async def start(self) -> None:
         self.metrics.set_height(self.ledger.height)
-        self._runner = await serve_rpc(self, self.cfg)
+        self._runner = await serve_rpc(self.service, self.cfg)
         self.transport.dial()  # an observer listens for no one
-        self._started = True
+        self.serving = True
         log.info(
             "observer %s (account %s…) started at height %d; RPC on %s",
             self.cfg.node_id, self.key.public[:12], self.ledger.height, self.cfg.rpc_url,
@@ -115,11 +142,11 @@ class Observer(LedgerReads):
             await self.stopped.wait()
             return
         self._stopping = True
-        self._started = False
+        self.serving = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._waiters.fail_all("the node is shutting down")
+        self.service.fail_all(TxError("not_ready", "the node is shutting down"))
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
@@ -130,7 +157,7 @@ class Observer(LedgerReads):
     # ------------------------------------------------------------------ following
 
     def _on_validator_message(self, sender: str, msg: Any) -> None:
-        if not self._started:
+        if not self.serving:
             return
         try:
             wire = parse_wire(msg)
@@ -160,34 +187,15 @@ class Observer(LedgerReads):
             return
         self.catch_up.committed()
         receipts = committed.receipts
+        self.service.settled(receipts, asyncio.get_running_loop().time())
         n_rejected = sum(1 for r in receipts if r["status"] != "ok")
         self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected)
         log.info("followed block %d (%d txs) %s… view %d", block.height, len(receipts), block.block_hash[:12], certificate.view)
-        self._published(block, receipts)
+        self.service.publish(
+            CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        )
 
     async def _gauges(self) -> None:
         while True:
             self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
             await asyncio.sleep(1.0)
-
-    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
-
-    def _links_reason(self) -> str | None:
-        peers = self.transport.peer_status()
-        if any(p.connected for p in peers):
-            return None
-        failures = sorted(set(self.transport.failures().values()))
-        why = f": {'; '.join(failures)}" if failures else ""
-        return f"linked to none of the {len(peers)} validators{why}"
-
-    def status(self) -> dict[str, Any]:
-        head = self.ledger.head
-        certificate = self.ledger.store.get_certificate(head.height) if head is not None else None
-        return self._status(certificate.view if certificate is not None else 0, 0)  # the view its head was committed in
-
-    def submit(self, tx: Tx) -> None:
-        # the RPC refuses writes to an observer before it gets here (403 read_only)
-        raise TxError("read_only", "this node is an observer: it accepts no txs")
-
-    def metrics_text(self) -> bytes:
-        return self.metrics.render()

@@ -36,7 +36,6 @@ import asyncio
 import logging
 import os
 import random
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -49,13 +48,25 @@ from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis
 from chain.store import StoreError
 from chain.tx import Tx, TxError
-from chain.validators import ValidatorSet
 from contracts import validate_args
 from node.consensus import pbft
+from node.rpc.api import CommittedBlockEvent
+from node.runtime.config import NodeConfig
 from node.consensus.evidence import EquivocationEvidence
+from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
+from node.runtime.ledger import Ledger, LedgerError
+from node.runtime.mempool import Mempool
+from node.runtime.metrics import NodeMetrics
+from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
 from node.consensus.messages import MessageError, Signed
-from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
+from node.rpc.ratelimit import RateLimited, RateLimiter
+from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, load_node_files, serve_rpc
 from node.p2p.linkguard import LogSummary
+from node.p2p.observers import ObserverAccess
+from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
+from node.p2p.transport import Transport
+from node.runtime.service import NodeService
+from node.runtime.consensus_app import LedgerApp
 from node.p2p.messages import (
     MAX_GOSSIP_TXS,
     BlockPush,
@@ -69,79 +80,22 @@ from node.p2p.messages import (
     is_wire,
     parse_wire,
 )
-from node.p2p.observers import ObserverAccess
-from node.p2p.transport import Transport
-from node.rpc.ratelimit import RateLimited, RateLimiter
-from node.runtime.config import NodeConfig
-from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
-from node.runtime.ledger import Ledger, LedgerError
-from node.runtime.mempool import Mempool
-from node.runtime.metrics import NodeMetrics
-from node.runtime.misbehave import MisbehaveError, Misbehaviour, from_environ
-from node.runtime.node_common import FatalNodeError, LedgerReads, NodeStartError, load_node_files, serve_rpc
-
-__all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
 
 log = logging.getLogger("titlechain.node")
+
+__all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
 
 VOTES_RECORD = "votes"
 GOSSIP_FLUSH_S = 0.005
 
 
-class LedgerApp:
-    """The consensus core's view of the ledger and the mempool (`pbft.Application`)."""
-
-    def __init__(self, ledger: Ledger, mempool: Mempool, key: KeyPair) -> None:
-        self.ledger = ledger
-        self.mempool = mempool
-        self.key = key
-        self.params = ledger.genesis.params
-
-    def head(self) -> pbft.ChainHead:
-        head = self.ledger.head
-        if head is None:
-            return pbft.ChainHead(0, self.ledger.genesis.hash, None)
-        return pbft.ChainHead(head.height, head.block_hash, self.ledger.store.get_certificate(head.height))
-
-    def validator_set(self, height: int) -> ValidatorSet:
-        return self.ledger.validator_set_at(height)
-
-    def propose(self, height: int, view: int) -> Block | None:
-        if height != self.ledger.height + 1:
-            return None
-        txs = self.mempool.take_batch(self.params.max_block_txs, self.params.max_block_bytes, height)
-        if not txs:
-            return None
-        # the proposer's clock, informational only (docs/protocol.md, Blocks); never before the genesis
-        now_ms = max(int(time.time() * 1000), self.ledger.genesis.time)
-        return self.ledger.propose(txs, view, self.key.public, now_ms)
-
-    def validate(self, block: Block) -> bool:
-        try:
-            self.ledger.validate(block, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
-        except LedgerError as e:
-            log.warning("refusing the proposal for height %d from %s…: %s", block.height, block.header.proposer[:12], e)
-            return False
-        return True
-
-    def has_pending(self) -> bool:
-        return len(self.mempool) > 0
-
-
-class Validator(LedgerReads):
-    """One validator node. Implements `node.rpc.api.NodeApi` for the RPC."""
+class Validator(NodeProcess):
+    """One validator node: drives the consensus core; `service` answers the RPC."""
 
     role = "validator"
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
-        me = genesis.validators.by_public.get(key.public)
-        if me is None:
-            raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
-        if me.node_id != cfg.node_id:
-            raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
-        by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
-        if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+        peer_keys = _peer_keys(cfg, genesis, key)
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -150,16 +104,7 @@ class Validator(LedgerReads):
         # node, even where the caller (the transport, a timer) would swallow the exception
         ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
-        self.mempool = Mempool(
-            genesis.chain_id,
-            arg_validator=validate_args,
-            is_committed=lambda tx_id: ledger.store.tx_location(tx_id) is not None,
-            has_standing=ledger.has_standing,
-            max_txs=cfg.mempool_max_txs,
-            max_bytes=cfg.mempool_max_bytes,
-            max_per_signer=cfg.mempool_max_per_signer,
-            on_admitted=self._gossip,
-        )
+        self.mempool = self._new_mempool()
         self.app = LedgerApp(ledger, self.mempool, key)
         try:
             self.evidence_store = EvidenceStore(ledger.store)
@@ -174,7 +119,7 @@ class Validator(LedgerReads):
             genesis_hash=genesis.hash,
             validators=genesis.validators,
             on_message=self._on_peer_message,
-            addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items()},
+            addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
             observers=ObserverAccess(ledger.observer_role, self._on_observer_message, cfg.observers_max) if cfg.observers_max else None,
         )
         self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
@@ -186,10 +131,8 @@ class Validator(LedgerReads):
         self._pending_nudge: asyncio.TimerHandle | None = None
         self._gossip_out: list[Tx] = []
         self._gossip_flush: asyncio.TimerHandle | None = None
-        self._init_reads()
-        self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._view_seen = self.replica.view  # as restored from the vote record: not a view change
-        self._started = False
+        self.serving = False
         self._stopping = False
         rng = random.Random()
         host = SyncHost(
@@ -200,10 +143,24 @@ class Validator(LedgerReads):
         )
         self.fetcher = BlockFetcher(host, rng)
         self.catch_up = CatchUp(host, rng)
+        self.service = NodeService(self)
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _new_mempool(self) -> Mempool:
+        store = self.ledger.store
+        return Mempool(
+            self.genesis.chain_id,
+            arg_validator=validate_args,
+            is_committed=lambda tx_id: store.tx_location(tx_id) is not None,
+            has_standing=self.ledger.has_standing,
+            max_txs=self.cfg.mempool_max_txs,
+            max_bytes=self.cfg.mempool_max_bytes,
+            max_per_signer=self.cfg.mempool_max_per_signer,
+            on_admitted=self._gossip,
+        )
 
     def _misbehaviour(self) -> Misbehaviour | None:
         """Test-only tampering (node/runtime/misbehave.py), when the environment both asks and enables it."""
@@ -238,11 +195,11 @@ class Validator(LedgerReads):
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            self._runner = await serve_rpc(self, self.cfg)
+            self._runner = await serve_rpc(self.service, self.cfg)
         except NodeStartError:
             await self.transport.close()
             raise
-        self._started = True
+        self.serving = True
         log.info(
             "node %s started at height %d (view %d); peers on %s, RPC on %s",
             self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
@@ -257,14 +214,16 @@ class Validator(LedgerReads):
             await self.stopped.wait()
             return
         self._stopping = True
-        self._started = False
+        self.serving = False
         for handle in (self._timer, self._pending_nudge, self._gossip_flush):
             if handle is not None:
                 handle.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._waiters.fail_all("the node is shutting down")  # first: the runner's cleanup waits for them
+        # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
+        # node stopping on a fault must exit in seconds, not when the last waiter times out
+        self.service.fail_all(TxError("not_ready", "the node is shutting down"))
         self._observer_drops.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -391,14 +350,9 @@ class Validator(LedgerReads):
         self.catch_up.committed()
         receipts = committed.receipts
         self.mempool.remove_committed(block.tx_ids)
-        latencies = []
-        for receipt in receipts:
-            arrived = self._arrived.pop(receipt["tx_id"], None)
-            if arrived is not None:
-                latencies.append(now - arrived)
+        latencies = self.service.settled(receipts, now)
         for tx_id in self.mempool.evict_expired(block.height + 1):
-            self._arrived.pop(tx_id, None)
-            self._waiters.fail(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
+            self.service.failed(tx_id, TxError("expired", f"tx {tx_id} expired before it could be included"))
         n_rejected = sum(1 for r in receipts if r["status"] != "ok")
         self.metrics.on_commit(block.height, len(receipts) - n_rejected, n_rejected, latencies)
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
@@ -406,16 +360,18 @@ class Validator(LedgerReads):
             "committed block %d (%d txs, %d rejected) %s… view %d",
             block.height, len(receipts), n_rejected, block.block_hash[:12], block.header.view,
         )
-        self._published(block, receipts)
+        self.service.publish(
+            CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
+        )
         # observers: drop those whose role this block revoked, tell the others the head moved
         self.transport.recheck_observers()
         self.transport.broadcast_observers(HeadNotice(block.height).to_plain())
 
     # ------------------------------------------------------------------ txs
 
-    def _admitted(self) -> None:
+    def on_txs_admitted(self) -> None:
         """Txs entered the mempool: tell the core, at most once per batch delay."""
-        if self._pending_nudge is None and self._started:
+        if self._pending_nudge is None and self.serving:
             delay = self.genesis.params.batch_delay_ms / 1000
             self._pending_nudge = asyncio.get_running_loop().call_later(delay, self._nudge)
 
@@ -438,7 +394,7 @@ class Validator(LedgerReads):
     # ------------------------------------------------------------------ peers
 
     def _on_peer_message(self, sender: str, msg: Any) -> None:
-        if not self._started:
+        if not self.serving:
             return
         if not is_wire(msg):
             self._feed(pbft.Received(msg))
@@ -454,7 +410,7 @@ class Validator(LedgerReads):
             if wire.txs:
                 results = self.mempool.add_many(wire.txs, self.ledger.height + 1, gossip=False)
                 if any(r is None for r in results):
-                    self._admitted()
+                    self.on_txs_admitted()
         elif isinstance(wire, BlockPush):
             self._feed(pbft.BlockReceived(sender, wire.block))
         elif isinstance(wire, BlockRequest):
@@ -470,7 +426,7 @@ class Validator(LedgerReads):
         """An observer may only ask for certified blocks, at `observer_requests_per_s`. Anything
         else it sends (a vote, even one signed with its own key; tx gossip; a block) is dropped and
         counted, and reaches neither the consensus core nor the mempool."""
-        if not self._started:
+        if not self.serving:
             return
         try:
             wire = parse_wire(msg) if is_wire(msg) else None
@@ -503,34 +459,18 @@ class Validator(LedgerReads):
             self.metrics.set_observers(len(self.transport.observer_status()))
             await asyncio.sleep(1.0)
 
-    # ------------------------------------------------------------------ NodeApi (the RPC's seam)
 
-    _STARTING = "starting: recovering from the data dir, not yet serving consensus"
-
-    def _links_reason(self) -> str | None:
-        peers = self.transport.peer_status()
-        connected, need = sum(1 for p in peers if p.connected), self.genesis.validators.quorum - 1
-        if connected < need:
-            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
-        return None
-
-    def status(self) -> dict[str, Any]:
-        return self._status(self.replica.view, len(self.mempool))
-
-    def submit(self, tx: Tx) -> None:
-        self.mempool.add(tx, self.ledger.height + 1)
-        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
-        self._admitted()
-
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
-        pending = self.mempool.get(tx_id)
-        if pending is not None:
-            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        return super().tx_info(tx_id)
-
-    def metrics_text(self) -> bytes:
-        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
-        return self.metrics.render()
+def _peer_keys(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> dict[str, str]:
+    """The other validators' keys by node id, once the config and the key agree with the genesis."""
+    me = genesis.validators.by_public.get(key.public)
+    if me is None:
+        raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
+    if me.node_id != cfg.node_id:
+        raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
+    by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+    if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
+        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+    return by_node_id
 
 
 def _kind(message: dict[str, Any]) -> str:

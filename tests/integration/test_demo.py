@@ -19,7 +19,8 @@ import pytest
 from rich.console import Console
 
 import ports
-from node.devnet import demo
+from node.devnet import demo, story
+from node.devnet import localnet
 from node.devnet.localnet import node_pids
 from node.devnet.provision import consortium_ports
 
@@ -66,7 +67,7 @@ def stop_after(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "consortium"
     yield root
     if (root / "localnet.json").exists():
-        demo.stop_localnet(root)  # also reaps the nodes, children of this process
+        localnet.down_and_wait(root)  # also reaps the nodes, children of this process
 
 
 def test_demo_tells_the_whole_story_and_leaves_nothing(tmp_path: Path) -> None:
@@ -124,13 +125,13 @@ def test_a_used_directory_is_refused(tmp_path: Path) -> None:
 def test_an_unexpected_outcome_names_its_step_and_still_stops(
     stop_after: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def wrong(story: demo.Story) -> None:
+    def wrong(told: story.Story) -> None:
         # the Lin family never owned the invoice: this is refused, and the demo expected ok
-        story.tx(
-            "lin-family", "asset.transfer", {"asset_id": demo.INVOICE, "to": story.cast.account("marlow-estates")}, "x"
+        told.tx(
+            "lin-family", "asset.transfer", {"asset_id": story.INVOICE, "to": told.cast.account("marlow-estates")}, "x"
         )
 
-    monkeypatch.setattr(demo.Story, "receivable", wrong)
+    monkeypatch.setattr(story.Story, "receivable", wrong)
     code, out = run_in_process(base_port=free_base_port(), workdir=stop_after)
     assert code == 1
     assert "step 8 (A receivable is factored, paid and redeemed) failed: expected ok, got rejected not_owner" in out
@@ -145,4 +146,4 @@ def test_keep_leaves_the_consortium_up_until_localnet_down(stop_after: Path) -> 
     assert f"titlechain localnet down --dir {stop_after}" in out
     nodes = json.loads((stop_after / "localnet.json").read_text())["nodes"]
     assert all(node_pids(n["config"]) for n in nodes)
-    demo.stop_localnet(stop_after)  # `localnet down`, then checks that no node is left
+    localnet.down_and_wait(stop_after)  # `localnet down`, then checks that no node is left

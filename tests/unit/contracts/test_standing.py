@@ -18,7 +18,7 @@ from contracts.standing import check_standing, has_standing
 from contracts.state import standing_key
 from node.runtime.ledger import LedgerError, audit_data_dir
 from node.runtime.mempool import Mempool
-from node.runtime.validator import LedgerApp
+from node.runtime.consensus_app import LedgerApp
 
 OUTSIDER = seeded_key("outsider")
 

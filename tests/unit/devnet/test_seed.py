@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from node.devnet import demo
+from node.devnet import story
 from node.cli.main import main
 from node.devnet.provision import DEFAULT_SEED, load_seed
 
@@ -28,7 +28,7 @@ def test_the_seed_holds_the_demo_consortium() -> None:
 
 def test_the_demo_story_finds_its_cast_in_the_seed() -> None:
     seed = load_seed(DEFAULT_SEED)
-    names = {e["name"] for group in demo.KEY_GROUPS for e in seed.get(group, [])}
+    names = {e["name"] for group in story.KEY_GROUPS for e in seed.get(group, [])}
     wanted = {
         "haitong-metals",
         "riverside-foods",
@@ -41,7 +41,7 @@ def test_the_demo_story_finds_its_cast_in_the_seed() -> None:
         "ledger-audit",
     }
     assert wanted <= names
-    assert {demo.COPPER, demo.DEED, demo.INVOICE} <= {a["asset_id"] for a in seed["assets"]}
+    assert {story.COPPER, story.DEED, story.INVOICE} <= {a["asset_id"] for a in seed["assets"]}
 
 
 def test_init_uses_the_demo_seed_by_default(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ async def test_an_outsider_gets_403_and_nothing_of_it_is_kept(node: Validator, c
         results = (await r.json())["results"]
         assert r.status == 202 and results[0]["error"]["code"] == "not_permitted"
         assert results[1] == {"tx_id": ours.tx_id, "status": "pending"}
-        await asyncio.wait_for(node.wait_committed(ours.tx_id), 10)
+        await asyncio.wait_for(node.service.wait_committed(ours.tx_id), 10)
         for tx in (mine, theirs):
             assert (await http.get(f"{url}/v1/txs/{tx.tx_id}")).status == 404
     assert node.ledger.asset("WR-OUT-1") is None and node.ledger.history("WR-OUT-2") == []
@@ -76,13 +76,13 @@ async def test_an_outsider_gets_403_and_nothing_of_it_is_kept(node: Validator, c
 async def test_a_known_signer_whose_rules_fail_still_gets_a_committed_rejection(node: Validator, consortium: Consortium) -> None:
     c = consortium
     first = _tx(c, c.issuer, "WR-1", owner=c.users[0].public)
-    node.submit(first)
-    await asyncio.wait_for(node.wait_committed(first.tx_id), 10)
+    node.service.submit(first)
+    await asyncio.wait_for(node.service.wait_committed(first.tx_id), 10)
     # users[0] has standing now (it owns WR-1) but does not own WR-404: rejected, yet committed
     steal = sign_tx(c.users[0], chain_id=c.genesis.chain_id, op="asset.transfer",
                     args={"asset_id": "WR-1-other", "to": c.users[1].public}, expires=50)
-    node.submit(steal)
-    receipt = await asyncio.wait_for(node.wait_committed(steal.tx_id), 10)
+    node.service.submit(steal)
+    receipt = await asyncio.wait_for(node.service.wait_committed(steal.tx_id), 10)
     assert receipt["status"] == "rejected" and receipt["error"]["code"] == "asset_not_found"
 
 
@@ -91,7 +91,7 @@ async def test_gossip_from_a_peer_is_filtered_the_same_way(node: Validator, cons
     outsider, issuer = _tx(c, OUTSIDER, "WR-G1"), _tx(c, c.issuer, "WR-G2")
     node._on_peer_message(c.validator_keys[0].public, TxGossip((outsider, issuer), 0).to_plain())
     assert outsider.tx_id not in node.mempool and node.mempool.pending_of(OUTSIDER.public) == 0
-    assert node.tx_info(issuer.tx_id) is not None  # admitted (pending, or committed already)
+    assert node.service.tx_info(issuer.tx_id) is not None  # admitted (pending, or committed already)
 
 
 async def test_the_signer_quota_answers_429_with_retry_after(node: Validator, consortium: Consortium) -> None:
@@ -105,8 +105,8 @@ async def test_the_signer_quota_answers_429_with_retry_after(node: Validator, co
     codes = [x.get("error", {}).get("code") for x in results]
     assert codes == [None] * QUOTA + ["quota_exceeded"] * 2
     for t in txs[:QUOTA]:
-        await asyncio.wait_for(node.wait_committed(t.tx_id), 10)
-    node.submit(txs[QUOTA])  # committed txs free the quota
+        await asyncio.wait_for(node.service.wait_committed(t.tx_id), 10)
+    node.service.submit(txs[QUOTA])  # committed txs free the quota
 
 
 # -- the rate limiter --------------------------------------------------------------------------

@@ -60,9 +60,9 @@ async def until(pred, what: str) -> None:  # type: ignore[no-untyped-def]
 async def commit_assets(v: Validator, c: Consortium, n: int, first: int = 0) -> None:
     for i in range(first, first + n):
         args = {"asset_id": f"WR-{i}", "class": "warehouse_receipt", "owner": c.users[0].public, "doc_hash": f"{i:064x}", "meta": {}}
-        tx = sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", args=args, expires=v.height + 50)
-        v.submit(tx)
-        await asyncio.wait_for(v.wait_committed(tx.tx_id), DEADLINE)
+        tx = sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", args=args, expires=v.ledger.height + 50)
+        v.service.submit(tx)
+        await asyncio.wait_for(v.service.wait_committed(tx.tx_id), DEADLINE)
 
 
 async def test_an_observer_catches_up_follows_and_serves_what_the_validator_committed(
@@ -74,27 +74,27 @@ async def test_an_observer_catches_up_follows_and_serves_what_the_validator_comm
     assert isinstance(obs, Observer)
     await obs.start()
     try:
-        await until(lambda: obs.ready and obs.height == validator.height, "the observer to catch up")
-        events = obs.subscribe()
+        await until(lambda: obs.service.ready and obs.ledger.height == validator.ledger.height, "the observer to catch up")
+        events = obs.service.subscribe()
         await commit_assets(validator, c, 2, first=3)  # while it follows: head notices
-        await until(lambda: obs.height == validator.height, "the observer to follow")
-        assert [(await events.get()).height for _ in range(2)] == [validator.height - 1, validator.height]
-        for h in range(1, validator.height + 1):
-            assert obs.block(h) == validator.block(h)
-        assert obs.asset("WR-4") == validator.asset("WR-4")
+        await until(lambda: obs.ledger.height == validator.ledger.height, "the observer to follow")
+        assert [(await events.get()).height for _ in range(2)] == [validator.ledger.height - 1, validator.ledger.height]
+        for h in range(1, validator.ledger.height + 1):
+            assert obs.service.block(h) == validator.service.block(h)
+        assert obs.service.asset("WR-4") == validator.service.asset("WR-4")
         assert validator.transport.observer_status()[0].public == c.auditor.public
         url = f"http://127.0.0.1:{obs.rpc_port}"
         async with ClientSession() as http:
             status = await (await http.get(f"{url}/v1/status")).json()
-            assert (status["role"], status["height"], status["ready"], status["mempool"]) == ("observer", validator.height, True, 0)
+            assert (status["role"], status["height"], status["ready"], status["mempool"]) == ("observer", validator.ledger.height, True, 0)
             args = {"asset_id": "WR-X", "class": "warehouse_receipt", "owner": c.users[0].public, "doc_hash": "ee" * 32, "meta": {}}
-            tx = sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", args=args, expires=validator.height + 50)
+            tx = sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", args=args, expires=validator.ledger.height + 50)
             for path, body in (("/v1/txs", tx.to_plain()), ("/v1/txs/batch", {"txs": [tx.to_plain()]})):
                 r = await http.post(url + path, json=body)
                 answer = await r.json()
                 assert (r.status, answer["error"]["code"]) == (403, "read_only"), answer
             metrics = await (await http.get(f"{url}/metrics")).text()
-            assert f"titlechain_height {validator.height}.0" in metrics
+            assert f"titlechain_height {validator.ledger.height}.0" in metrics
     finally:
         await obs.stop()
 
@@ -103,8 +103,8 @@ async def test_an_account_without_the_role_gets_no_link_and_says_why(tmp_path: P
     obs = open_node(observer_config(tmp_path, validator, consortium.users[0], "nobody"))
     await obs.start()
     try:
-        await until(lambda: "holds neither the auditor nor the regulator role" in (obs.not_ready_reason() or ""), "the refusal")
-        assert not obs.ready and obs.height == 0 and not validator.transport.observer_status()
+        await until(lambda: "holds neither the auditor nor the regulator role" in (obs.service.not_ready_reason() or ""), "the refusal")
+        assert not obs.service.ready and obs.ledger.height == 0 and not validator.transport.observer_status()
     finally:
         await obs.stop()
 

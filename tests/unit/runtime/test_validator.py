@@ -89,16 +89,16 @@ async def test_a_tx_submitted_over_http_commits_and_every_read_route_answers(nod
 async def test_a_contract_refusal_is_committed_with_a_rejected_receipt(node: Validator, consortium: Consortium) -> None:
     c = consortium
     first = _register(c, "WR-A", 0)
-    node.submit(first)
-    await asyncio.wait_for(node.wait_committed(first.tx_id), 10)
+    node.service.submit(first)
+    await asyncio.wait_for(node.service.wait_committed(first.tx_id), 10)
     # the same document under another id: the double-registration fraud
-    twin = _register(c, "WR-B", node.height)
-    node.submit(twin)
-    receipt = await asyncio.wait_for(node.wait_committed(twin.tx_id), 10)
+    twin = _register(c, "WR-B", node.service.height)
+    node.service.submit(twin)
+    receipt = await asyncio.wait_for(node.service.wait_committed(twin.tx_id), 10)
     assert receipt["status"] == "rejected" and receipt["error"]["code"] == "duplicate_document"
-    assert node.asset("WR-B") is None
+    assert node.service.asset("WR-B") is None
     # committed with its receipt, but not indexed under an id no asset holds (docs/rpc.md: 404 for it)
-    assert node.history("WR-B", None, 100) is None and node.tx_info(twin.tx_id)["receipt"] == receipt
+    assert node.service.history("WR-B", None, 100) is None and node.service.tx_info(twin.tx_id)["receipt"] == receipt
 
 
 async def test_a_restarted_node_resumes_from_its_store(tmp_path: Path, consortium: Consortium) -> None:
@@ -106,15 +106,15 @@ async def test_a_restarted_node_resumes_from_its_store(tmp_path: Path, consortiu
     v = open_validator(cfg)
     await v.start()
     tx = _register(consortium, "WR-R", 0)
-    v.submit(tx)
-    await asyncio.wait_for(v.wait_committed(tx.tx_id), 10)
+    v.service.submit(tx)
+    await asyncio.wait_for(v.service.wait_committed(tx.tx_id), 10)
     head = v.ledger.head
     await v.stop()
     again = open_validator(cfg)
     try:
         assert again.ledger.head == head
         assert again.replica.height == head.height + 1  # the core starts at the next height
-        assert again.tx_info(tx.tx_id)["status"] == "committed"
+        assert again.service.tx_info(tx.tx_id)["status"] == "committed"
     finally:
         again.ledger.close()
 
@@ -185,11 +185,11 @@ async def test_the_event_stream_delivers_every_committed_block_once_in_order(nod
 
     reader = asyncio.create_task(follow())
     for i, tx in enumerate(txs):  # in several bursts, so they land in several blocks
-        node.submit(tx)
+        node.service.submit(tx)
         if i % 7 == 6:
-            await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+            await asyncio.wait_for(node.service.wait_committed(tx.tx_id), 10)
     await asyncio.wait_for(reader, 20)
-    assert seen == list(range(1, node.height + 1)) and len(seen) > 1
+    assert seen == list(range(1, node.service.height + 1)) and len(seen) > 1
     assert set(receipts.values()) == {"ok"}
 
 
@@ -204,8 +204,8 @@ def test_an_old_vote_record_is_refused_naming_both_versions(tmp_path: Path, cons
 
 async def test_a_block_is_served_by_hash_at_a_bounded_rate(node: Validator, consortium: Consortium) -> None:
     tx = _register(consortium, "WR-S", 0)
-    node.submit(tx)
-    await asyncio.wait_for(node.wait_committed(tx.tx_id), 10)
+    node.service.submit(tx)
+    await asyncio.wait_for(node.service.wait_committed(tx.tx_id), 10)
     block = node.ledger.store.get_block(1)
     assert block is not None
     sent: list[BlockResponse] = []
