@@ -35,6 +35,7 @@ class ObserverAccess:
     max_frame: int = 4096  # plaintext bytes of one frame from an observer
     queue_frames: int = 256
     queue_bytes: int = 32 * 1024 * 1024  # a few sync answers (each about 4 MiB)
+    on_link: Callable[[str], None] | None = None  # an observer's link came up (a validator tells it its head)
 
     def refusal(self, account: str, linked: Collection[str], validators: Collection[str]) -> str | None:
         """Why `account` may not link as an observer now, or None. `linked`: the accounts linked

@@ -473,6 +473,8 @@ class Transport:
         access = hub.access
         queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
         peer = hub.adopt(shake.peer, lambda: _Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True))
+        if access.on_link is not None:
+            access.on_link(shake.peer)  # queued now, sent once the link serves
         try:
             await self._serve(peer, _Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame))
         finally:

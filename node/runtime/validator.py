@@ -120,7 +120,9 @@ class Validator(NodeProcess):
             validators=genesis.validators,
             on_message=self._on_peer_message,
             addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
-            observers=ObserverAccess(ledger.observer_role, self._on_observer_message, cfg.observers_max) if cfg.observers_max else None,
+            observers=ObserverAccess(
+                ledger.observer_role, self._on_observer_message, cfg.observers_max, on_link=self._on_observer_link
+            ) if cfg.observers_max else None,
         )
         self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
         self._observer_drops = LogSummary(log, "dropped an observer's message", 10.0)
@@ -447,6 +449,10 @@ class Validator(NodeProcess):
             pass  # its link closed meanwhile
         except ValueError as e:
             log.error("could not answer an observer's sync request: %s", e)
+
+    def _on_observer_link(self, account: str) -> None:
+        """A new observer hears the head at once: it need not wait for the next block to catch up."""
+        self.transport.send_observer(account, HeadNotice(self.ledger.height).to_plain())
 
     def _drop_observer_message(self, account: str, what: str) -> None:
         self.metrics.on_observer_message_dropped()

@@ -51,8 +51,8 @@ def observer_config(tmp_path: Path, v: Validator, key: KeyPair, name: str = "obs
     )
 
 
-async def until(pred, what: str) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(DEADLINE):
+async def until(pred, what: str, deadline: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(deadline):
         while not pred():
             await asyncio.sleep(0.02)
 
@@ -74,7 +74,8 @@ async def test_an_observer_catches_up_follows_and_serves_what_the_validator_comm
     assert isinstance(obs, Observer)
     await obs.start()
     try:
-        await until(lambda: obs.service.ready and obs.ledger.height == validator.ledger.height, "the observer to catch up")
+        # well within the 3 s idle probe: the validator tells a new observer its head on link-up
+        await until(lambda: obs.service.ready and obs.ledger.height == validator.ledger.height, "the observer to catch up", 2.0)
         events = obs.service.subscribe()
         await commit_assets(validator, c, 2, first=3)  # while it follows: head notices
         await until(lambda: obs.ledger.height == validator.ledger.height, "the observer to follow")
@@ -155,7 +156,8 @@ async def test_a_validator_answers_an_observer_at_its_rate_and_drops_the_rest(tm
             obs.send(c.validator_keys[0].public, {"t": "sync_req", "from": 1, "limit": 4})
         obs.send(c.validator_keys[0].public, {"body": {"kind": "view_change", "view": 5}, "sender": c.auditor.public, "sig": "00" * 64})
         await until(lambda: v.metrics.registry.get_sample_value("titlechain_observer_messages_dropped_total") == 8, "7 requests over the rate and 1 vote dropped")
-        assert [a["t"] for a in answers if isinstance(a, dict)] == ["sync_resp"] * 3
+        kinds = [a["t"] for a in answers if isinstance(a, dict)]
+        assert kinds == ["head"] + ["sync_resp"] * 3  # the head on link-up, then three answers
         assert v.replica.view == view_before
     finally:
         await obs.close()
