@@ -18,11 +18,14 @@ Bounds, so that observers (or a stolen auditor key) cannot starve consensus:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
 
 from chain.encoding import Value
+from node.p2p.peers import Peer, PeerStatus
+
+log = logging.getLogger("titlechain.transport")
 
 DEFAULT_MAX_OBSERVERS = 8
 
@@ -50,46 +53,44 @@ class ObserverAccess:
         return None
 
 
-class LinkedObserver(Protocol):
-    """What the hub needs of a transport's peer object for an observer's link."""
-
-    conn: Any
-
-    def enqueue(self, frame: bytes) -> None: ...
-
-
-P = TypeVar("P", bound=LinkedObserver)
-
-
-class ObserverHub(Generic[P]):
+class ObserverHub:
     """The observers linked to one validator's transport, by account: admitting them (with the
     access rules above), finding the revoked, and queueing frames for them."""
 
     def __init__(self, access: ObserverAccess, validator_keys: Callable[[], Collection[str]]) -> None:
         self.access = access
-        self.linked: dict[str, P] = {}
+        self.linked: dict[str, Peer] = {}
         self._validator_keys = validator_keys
 
     def refusal(self, account: str) -> str | None:
         """Why `account` may not link (now), or None (see ObserverAccess.refusal)."""
         return self.access.refusal(account, self.linked, self._validator_keys())
 
-    def adopt(self, account: str, make: Callable[[], P]) -> P:
+    def adopt(self, account: str, make: Callable[[], Peer]) -> Peer:
         """The account's peer object, made on its first link (a newer link reuses it: the older closes)."""
         if account not in self.linked:
             self.linked[account] = make()
         return self.linked[account]
 
-    def release(self, account: str, peer: P) -> bool:
+    def release(self, account: str, peer: Peer) -> bool:
         """Forget an account whose last link ended; False if a newer link of it is still up."""
         if peer.conn is None and self.linked.get(account) is peer:
             del self.linked[account]
             return True
         return False
 
-    def revoked(self) -> list[tuple[str, P]]:
-        """The linked accounts that no longer hold an observer role at the head."""
-        return [(a, p) for a, p in self.linked.items() if p.conn is not None and self.access.role_of(a) is None]
+    def close_revoked(self) -> list[str]:
+        """Close the links of the accounts that no longer hold an observer role at the head."""
+        revoked = []
+        for account, peer in self.linked.items():
+            if peer.conn is not None and self.access.role_of(account) is None:
+                log.warning("observer %s… no longer holds the auditor or regulator role; closing its link", account[:12])
+                peer.conn.close()
+                revoked.append(account)
+        return revoked
+
+    def status(self) -> list[PeerStatus]:
+        return [PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped) for p in self.linked.values()]
 
     def enqueue(self, account: str, frame: bytes) -> None:
         """KeyError if the account has no link (any more)."""

@@ -30,22 +30,28 @@ keep a newcomer out), and one whose hello a validator signed gets that key's res
 failure of an inbound handshake, and every drop of a link, is logged through a summary: the first
 in full, then one line per `log_interval` while they go on.
 
-Observers (docs/operations.md, "Observer nodes"): a Transport made with `role="observer"` has an
-account key, no listening port, and dials every validator of the set; a validator's Transport
-made with `observers` (node/p2p/observers.py) accepts such links beside its validator links, at most
-`max_observers` accounts at once (one link each, the newest winning), and only while the account
-holds the auditor or regulator role (`recheck_observers` drops those whose role is gone). An
-observer's messages go to `observers.on_message`, never to `on_message` (the consensus side), its
-frames are capped at `observers.max_frame`, and nothing is sent to it but what is sent with
-`send_observer` / `broadcast_observers`: `broadcast` reaches validators only.
-
-One connection per pair of validators: the end with the lower key (as hex) dials, the other only accepts,
+One connection per pair: the end with the lower key (as hex) dials, the other only accepts,
 and refuses a dial from a higher key. If a second connection from the same peer completes its
 handshake (the peer restarted and our side of the old one is not yet known to be dead), the
 newest wins and the older is closed. The dialer redials forever with exponential backoff and
 jitter (`backoff_initial` doubling to `backoff_max`, each wait drawn from [d/2, d]); the backoff
 resets once a connection has lived `backoff_max` seconds, so a peer that accepts and at once drops
 us is not hammered.
+
+The set changes (`set_validators`, after every commit that changes it): links to validators no
+longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
+by the rule above). Joining: while this node's own key is not in the set it knows (a validator
+added by governance, started from the genesis), it also dials `bootstrap` addresses accepting
+whatever key answers, and accepts any lower key: the validators that already list it dial it
+before it can know them. Such "guest" links carry catch-up traffic, whose blocks are checked
+against their certificates; consensus messages from a key outside the set count for nothing. Once
+its key is in the set, guests not in it are closed and the bootstrap dials stop. A node whose key
+left the set `retire`s: it closes every link and dials nobody.
+
+Observers (node/p2p/observers.py): a Transport made with `role="observer"` dials every validator
+and listens for no one; a validator's made with `observers` also accepts observers' links, whose
+messages go to `observers.on_message`, never to `on_message`, and which hear only what is sent
+with `send_observer` / `broadcast_observers`.
 
 Queues: each peer has its own queue, bounded in frames and bytes, that outlives connections (a
 brief disconnection loses nothing). When it is full the OLDEST frame is dropped: consensus
@@ -66,15 +72,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import replace
 from typing import Any
 
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
-from node.p2p.framing import DEFAULT_MAX_FRAME, FrameError
+from node.p2p.framing import FrameError
 from node.p2p.handshake import (
     MAX_HANDSHAKE_FRAME,
     OBSERVER,
@@ -84,9 +89,10 @@ from node.p2p.handshake import (
     HandshakeError,
     handshake,
 )
-from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
+from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
 from node.p2p.observers import ObserverAccess, ObserverHub
+from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -97,103 +103,11 @@ _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 OnMessage = Callable[[str, Value], None]
 
 
-@dataclass(frozen=True)
-class TransportConfig:
-    max_frame: int = DEFAULT_MAX_FRAME  # plaintext bytes of one frame
-    handshake_timeout: float = 5.0  # a whole handshake
-    hello_timeout: float = 2.0  # from connecting to the other end's hello: what a flood can hold a slot for
-    connect_timeout: float = 5.0
-    queue_frames: int = 10_000
-    queue_bytes: int = 64 * 1024 * 1024
-    backoff_initial: float = 0.1
-    backoff_max: float = 5.0
-    ping_interval: float = 2.0
-    idle_timeout: float = 10.0
-    write_timeout: float = 10.0
-    max_handshakes: int = 64  # anonymous inbound handshakes at once (node/p2p/linkguard.py)
-    max_handshakes_per_source: int = 8  # ... from one address
-    log_interval: float = 10.0  # at most one summary line per interval for refusals, and per peer for drops
-
-
-@dataclass(frozen=True)
-class PeerStatus:
-    node_id: str
-    public: str
-    connected: bool
-    sent: int  # frames written to a socket
-    received: int  # messages delivered
-    dropped: int  # frames dropped from a full queue
-
-    def to_plain(self) -> dict[str, Any]:
-        """The /v1/status peer entry (docs/rpc.md)."""
-        return {"node_id": self.node_id, "connected": self.connected}
-
-
-# -- peers and connections -------------------------------------------------------------------
-
-
-class _Conn:
-    """One authenticated connection: its socket and the sealing state of each direction."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int, receive_max: int | None = None
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.sealer = Sealer(shake.keys.send, max_frame)
-        self.opener = Opener(shake.keys.receive, receive_max or max_frame)  # an observer's requests are small
-        self.closed = False
-
-    def close(self) -> None:
-        # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
-        self.closed = True
-        self.writer.transport.abort()
-
-
-class _Peer:
-    def __init__(self, node_id: str, public: str, address: str | None, config: TransportConfig, observer: bool = False) -> None:
-        self.node_id = node_id
-        self.public = public
-        self.observer = observer  # an observer's link (on a validator): its messages never reach consensus
-        self.failure: str | None = None  # why the last dial failed (None once connected)
-        self.address = address
-        self.address_set = asyncio.Event()
-        if address is not None:
-            self.address_set.set()
-        self.queue: deque[bytes] = deque()
-        self.queued_bytes = 0
-        self.wake = asyncio.Event()
-        self.conn: _Conn | None = None
-        self.sent = 0
-        self.received = 0
-        self.dropped = 0
-        self.drops = LogSummary(log, f"link to {node_id} dropped", config.log_interval)
-        self._config = config
-
-    def enqueue(self, frame: bytes) -> None:
-        self.queue.append(frame)
-        self.queued_bytes += len(frame)
-        while len(self.queue) > self._config.queue_frames or self.queued_bytes > self._config.queue_bytes:
-            self.queued_bytes -= len(self.queue.popleft())
-            self.dropped += 1
-        self.wake.set()
-
-    def dequeue(self) -> bytes:
-        frame = self.queue.popleft()
-        self.queued_bytes -= len(frame)
-        return frame
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 _PING = canonical({"kind": "ping"})
 
 
 class Transport:
-    """Links to every other validator of a set (and, on a validator, from observers); see the
+    """Links to every other validator of a set, which may change (`set_validators`); see the
     module docstring."""
 
     def __init__(
@@ -206,32 +120,32 @@ class Transport:
         on_message: OnMessage,
         config: TransportConfig | None = None,
         addresses: Mapping[str, str | None] | None = None,
+        bootstrap: Sequence[str] = (),
         role: str = VALIDATOR,
         observers: ObserverAccess | None = None,
     ) -> None:
         """`addresses` (public -> "host:port", or None: not yet known, see `set_address`)
-        overrides the genesis addresses to dial. `role="observer"`: this end follows without
-        voting (an account key, not in the set); `observers`: a validator accepts observers so."""
-        if role == VALIDATOR and key.public not in validators.publics:
-            raise ValueError("this node's key is not a validator of the set")
-        if role == OBSERVER and (key.public in validators.publics or observers is not None):
+        overrides the set's addresses to dial. `bootstrap`: "host:port"s to dial, whatever key
+        answers, while this node's key is not in the set (a joining node: "Joining" above).
+        `role="observer"`: this end follows without voting (an account key, not in the set);
+        `observers`: a validator accepts observers so."""
+        if role == OBSERVER and (key.public in validators.publics or observers is not None or bootstrap):
             raise ValueError("an observer's key is an account, not a validator's, and it accepts no observers")
         self.key = key
         self.role = role
         # the observers linked to this validator, by account
-        self._hub: ObserverHub[_Peer] | None = ObserverHub(observers, lambda: self._peers.keys() | {key.public}) if observers else None
+        self._hub: ObserverHub | None = ObserverHub(observers, lambda: self._peers.keys() | {key.public}) if observers else None
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.config = config or TransportConfig()
         self._on_message = on_message
-        addresses = addresses or {}
-        self._peers: dict[str, _Peer] = {
-            v.public: _Peer(v.node_id, v.public, addresses.get(v.public, v.address), self.config)
-            for v in validators.validators
-            if v.public != key.public
-        }
-        # the dial rule: we accept only from lower keys and dial only higher ones (an observer dials all)
-        self._accept_from = frozenset(p for p in self._peers if p < key.public) if role == VALIDATOR else frozenset()
+        self._addresses = dict(addresses or {})
+        self._bootstrap = tuple(bootstrap)
+        self._bootstrappers: list[asyncio.Task[None]] = []
+        self._peers: dict[str, Peer] = {}
+        self._accept_from: Set[str] = frozenset()
+        self.member = False
+        self._started = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusals = LogSummary(log, "refused inbound connection", self.config.log_interval)
@@ -241,6 +155,7 @@ class Transport:
         self._closing = False
         self._rng = random.Random()
         self.port: int | None = None
+        self.set_validators(validators)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -253,9 +168,11 @@ class Transport:
 
     def dial(self) -> None:
         """Start dialing (an observer only dials: it starts with this rather than `start`)."""
+        self._started = True
         for peer in self._peers.values():
-            if peer.public not in self._accept_from:
-                self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
+            self._start_dialing(peer)
+        if not self.member and self.role == VALIDATOR:
+            self._start_bootstrap()
 
     async def close(self) -> None:
         """Stop listening and dialing, close every connection, and wait for all tasks."""
@@ -280,6 +197,72 @@ class Transport:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    # -- the set ---------------------------------------------------------------------------
+
+    def set_validators(self, validators: ValidatorSet) -> tuple[list[str], list[str]]:
+        """Link to the validators of `validators` from now on: new ones are dialed (or awaited,
+        by the one-connection rule), dropped ones are closed and refused at the handshake. While
+        this node's key is not in the set it is joining: it also dials the bootstrap addresses
+        and accepts any lower key (the set it knows may be stale). The node ids added and removed."""
+        wanted = {v.public: v for v in validators.validators if v.public != self.key.public}
+        self.member = self.key.public in validators.publics
+        added, removed = [], []
+        for public in [p for p, peer in self._peers.items() if p not in wanted and (self.member or not peer.guest)]:
+            removed.append(self._peers[public].node_id)
+            self._drop_peer(self._peers.pop(public))
+        for public, v in wanted.items():
+            peer = self._peers.get(public)
+            if peer is None or peer.guest:
+                added.append(v.node_id)
+                peer = self._peers[public] = peer or Peer(v.node_id, public, None, self.config)
+                peer.node_id, peer.guest = v.node_id, False
+                peer.address = self._addresses.get(public, v.address)
+                if peer.address is not None:
+                    peer.address_set.set()
+                self._start_dialing(peer)
+        # the dial rule: we accept only from lower keys and dial only higher ones (an observer
+        # accepts none: it dials every validator)
+        self._accept_from = frozenset(p for p in wanted if p < self.key.public) if self.member else KeysBelow(self.key.public)
+        if self.role == OBSERVER:
+            self._accept_from = frozenset()
+        elif self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
+            self._bootstrappers = []
+        elif self._started and not self._bootstrappers:
+            self._start_bootstrap()
+        return added, removed
+
+    def retire(self) -> None:
+        """Close every link and dial nobody: this node's key left the set (docs/operations.md)."""
+        self.member = False
+        self._accept_from = frozenset()
+        self._bootstrap = ()
+        for task in self._bootstrappers:
+            task.cancel()
+        self._bootstrappers = []
+        for peer in self._peers.values():
+            self._drop_peer(peer)
+        self._peers = {}
+
+    def _start_dialing(self, peer: Peer) -> None:
+        dials = peer.public > self.key.public or self.role == OBSERVER
+        if self._started and peer.dialer is None and not peer.guest and dials:
+            peer.dialer = self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
+
+    def _drop_peer(self, peer: Peer) -> None:
+        if peer.dialer is not None:
+            peer.dialer.cancel()
+            peer.dialer = None
+        if peer.conn is not None:
+            log.info("closing the link to %s: no longer a validator this node links to", peer.node_id)
+            conn, peer.conn = peer.conn, None  # first: the closing is ours, not a drop to report
+            conn.close()
+        peer.queue.clear()
+        peer.queued_bytes = 0
+        peer.drops.close()
+
+    def _start_bootstrap(self) -> None:
+        self._bootstrappers = [self._spawn(self._bootstrap_loop(a), f"bootstrap {a}") for a in self._bootstrap]
 
     def set_address(self, public: str, address: str) -> None:
         """Dial a peer at a new "host:port" from the next attempt on."""
@@ -336,64 +319,98 @@ class Transport:
             self._hub.enqueue_all(self._frame(canonical(msg)))
 
     def recheck_observers(self) -> list[str]:
-        """Drop the links of observers whose account no longer holds the role (a validator calls
-        this after each commit); the accounts dropped."""
-        revoked = self._hub.revoked() if self._hub is not None else []
-        for account, peer in revoked:
-            log.warning("observer %s… no longer holds the auditor or regulator role; closing its link", account[:12])
-            peer.conn.close()  # type: ignore[union-attr]  # revoked() lists linked ones only
-        return [account for account, _ in revoked]
+        """Close the links of observers whose account lost its role (after each commit); their accounts."""
+        return self._hub.close_revoked() if self._hub is not None else []
+
+    def observer_status(self) -> list[PeerStatus]:
+        """One entry per linked observer account."""
+        return self._hub.status() if self._hub is not None else []
+
+    def failures(self) -> dict[str, str]:
+        """node_id -> why the last dial failed (a validator's refusal of this observer), if unlinked."""
+        return {p.node_id: p.failure for p in self._peers.values() if p.conn is None and p.failure is not None}
 
     # -- status ----------------------------------------------------------------------------
 
     def peer_status(self) -> list[PeerStatus]:
-        """One entry per other validator, in the order of the validator set."""
+        """One entry per other validator this node links to (guests last, when joining)."""
         return [
-            PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped)
-            for p in self._peers.values()
+            PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped, p.guest)
+            for p in sorted(self._peers.values(), key=lambda p: p.guest)
         ]
 
     def is_connected(self, peer_public: str) -> bool:
-        return self._peers[peer_public].conn is not None
-
-    def observer_status(self) -> list[PeerStatus]:
-        """One entry per linked observer account."""
-        linked = self._hub.linked.values() if self._hub is not None else ()
-        return [PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped) for p in linked]
-
-    def failures(self) -> dict[str, str]:
-        """node_id -> why the last dial failed, for the validators not linked now (e.g. the
-        reason a validator gave for refusing this observer)."""
-        return {p.node_id: p.failure for p in self._peers.values() if p.conn is None and p.failure is not None}
+        peer = self._peers.get(peer_public)
+        return peer is not None and peer.conn is not None
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _dial_loop(self, peer: _Peer) -> None:
+    async def _dial_loop(self, peer: Peer) -> None:
         cfg = self.config
         delay = cfg.backoff_initial
         while not self._closing:
             await peer.address_set.wait()
-            try:
-                lived = await self._dial_once(peer)
-            except Exception:  # a bug must not end the redialing for good
-                log.exception("dialing %s failed unexpectedly", peer.node_id)
-                lived = 0.0
+            lived = 0.0
+            if peer.conn is None:  # else linked already, through a bootstrap dial: nothing to do
+                try:
+                    lived = await self._dial_once(peer)
+                except Exception:  # a bug must not end the redialing for good
+                    log.exception("dialing %s failed unexpectedly", peer.node_id)
             if lived >= cfg.backoff_max:
                 delay = cfg.backoff_initial
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, cfg.backoff_max)
 
-    async def _dial_once(self, peer: _Peer) -> float:
+    async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
+        assert peer.address is not None
+        link = await self._connect(peer.address, {peer.public}, peer.node_id, peer)
+        return 0.0 if link is None else await self._timed_serve(peer, link)
+
+    async def _bootstrap_loop(self, address: str) -> None:
+        """Dial a bootstrap address while this node is joining, unless linked already to the key
+        that answered there last time."""
         cfg = self.config
-        address = peer.address
-        assert address is not None
+        delay = cfg.backoff_initial
+        answered: str | None = None
+        while not self._closing and not self.member:
+            linked = answered is not None and answered in self._peers and self._peers[answered].conn is not None
+            lived = 0.0
+            if not linked:
+                try:
+                    answered, lived = await self._bootstrap_once(address)
+                except Exception:  # a bug must not end the redialing for good
+                    log.exception("dialing bootstrap peer %s failed unexpectedly", address)
+            if lived >= cfg.backoff_max:
+                delay = cfg.backoff_initial
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            delay = min(delay * 2, cfg.backoff_max)
+
+    async def _bootstrap_once(self, address: str) -> tuple[str | None, float]:
+        link = await self._connect(address, AnyKey(self.key.public), f"bootstrap peer {address}")
+        if link is None:
+            return None, 0.0
+        public = link[2].peer
+        peer = self._peers.get(public)
+        if peer is None:
+            peer = self._peers[public] = Peer(f"guest {public[:12]}", public, address, self.config, guest=True)
+        if peer.conn is not None:  # linked already: keep that link
+            link[1].transport.abort()
+            return public, 0.0
+        return public, await self._timed_serve(peer, link)
+
+    async def _connect(
+        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake] | None:
+        """Connect to `address` and complete the handshake with one of `allowed`; None on failure
+        (why is kept in `peer.failure`)."""
+        cfg = self.config
         try:
-            host, port = _split_address(address)
+            host, port = split_address(address)
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.connect_timeout)
         except (OSError, TimeoutError, ValueError) as e:
-            log.debug("dial %s at %s failed: %s", peer.node_id, address, e)
-            return 0.0
+            log.debug("dial %s at %s failed: %s", label, address, e)
+            return None
         try:
             shake = await handshake(
                 reader,
@@ -401,20 +418,26 @@ class Transport:
                 key=self.key,
                 chain_id=self.chain_id,
                 genesis_hash=self.genesis_hash,
-                allowed={peer.public},
+                allowed=allowed,
                 timeout=cfg.handshake_timeout,
                 hello_timeout=cfg.hello_timeout,
                 role=self.role,
             )
         except HandshakeError as e:
-            log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
-            peer.failure = str(e)
+            log.warning("handshake with %s at %s failed: %s", label, address, e)
+            if peer is not None:
+                peer.failure = str(e)
             writer.transport.abort()
-            return 0.0
-        peer.failure = None
+            return None
+        if peer is not None:
+            peer.failure = None
+        return reader, writer, shake
+
+    async def _timed_serve(self, peer: Peer, link: tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake]) -> float:
+        """Serve one authenticated connection; how long it lived."""
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await self._serve(peer, _Conn(reader, writer, shake, cfg.max_frame))
+        await self._serve(peer, Conn(*link, self.config.max_frame))
         return loop.time() - began
 
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -462,7 +485,12 @@ class Transport:
         if shake.role == OBSERVER:
             await self._serve_observer(shake, reader, writer)
             return
-        await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
+        if shake.peer not in self._accept_from:  # the set changed during the handshake
+            return
+        peer = self._peers.get(shake.peer)
+        if peer is None:  # a joining node, linked by a validator it does not know yet
+            peer = self._peers[shake.peer] = Peer(f"guest {shake.peer[:12]}", shake.peer, None, self.config, guest=True)
+        await self._serve(peer, Conn(reader, writer, shake, self.config.max_frame))
 
     async def _serve_observer(self, shake: Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hub = self._hub
@@ -472,18 +500,24 @@ class Transport:
             return
         access = hub.access
         queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
-        peer = hub.adopt(shake.peer, lambda: _Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True))
+        peer = hub.adopt(shake.peer, lambda: Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True))
         if access.on_link is not None:
             access.on_link(shake.peer)  # queued now, sent once the link serves
         try:
-            await self._serve(peer, _Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame))
+            await self._serve(peer, Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame))
         finally:
             if hub.release(shake.peer, peer):
                 peer.drops.close()
 
-    async def _serve(self, peer: _Peer, conn: _Conn) -> None:
+    def _tracked(self, peer: Peer) -> bool:
+        """Whether `peer` is (still) one this transport links to: of the set, or a linked observer."""
+        if peer.observer:
+            return self._hub is not None and self._hub.linked.get(peer.public) is peer
+        return self._peers.get(peer.public) is peer
+
+    async def _serve(self, peer: Peer, conn: Conn) -> None:
         """Run one authenticated connection until it fails or is replaced."""
-        if self._closing:
+        if self._closing or not self._tracked(peer):  # closing, or dropped from the set
             conn.close()
             return
         old, peer.conn = peer.conn, conn
@@ -512,7 +546,7 @@ class Transport:
                 peer.conn = None
                 log.info("peer %s disconnected", peer.node_id)
 
-    async def _read_loop(self, peer: _Peer, conn: _Conn) -> None:
+    async def _read_loop(self, peer: Peer, conn: Conn) -> None:
         cfg = self.config
         while True:
             plain = await asyncio.wait_for(conn.opener.read(conn.reader), cfg.idle_timeout)
@@ -537,7 +571,7 @@ class Transport:
             except Exception:
                 log.exception("on_message failed for a message from %s", peer.node_id)
 
-    async def _write_loop(self, peer: _Peer, conn: _Conn) -> None:
+    async def _write_loop(self, peer: Peer, conn: Conn) -> None:
         cfg = self.config
         try:
             while peer.conn is conn and not conn.closed:

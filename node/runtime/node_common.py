@@ -11,6 +11,7 @@ from aiohttp import web
 
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.genesis import Genesis, GenesisError
+from chain.retention import Retention
 from chain.store import StoreError, StoreFault
 from node.errors import NodeError
 from node.rpc.api import NodeApi
@@ -41,7 +42,7 @@ def load_node_files(cfg: NodeConfig) -> tuple[Genesis, KeyPair, Ledger]:
     except KeyFileError as e:
         raise NodeStartError(str(e)) from None
     try:
-        ledger = Ledger.open(cfg.data_dir, genesis)
+        ledger = Ledger.open(cfg.data_dir, genesis, Retention(cfg.state_retention))
     except (StoreError, LedgerError) as e:
         raise NodeStartError(str(e)) from None
     return genesis, key, ledger

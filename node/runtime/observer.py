@@ -90,9 +90,10 @@ class Observer(NodeProcess):
                 f"{cfg.key}: this is a validator's node key; an observer runs with the key of an account "
                 "that holds the auditor or regulator role"
             )
-        by_node_id = {v.node_id: v.public for v in genesis.validators.validators}
+        self._linked_set = ledger.validator_set_at(ledger.height + 1)  # the set its links follow: the head's
+        by_node_id = {v.node_id: v.public for v in self._linked_set.validators}
         if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not a validator of the genesis")
+            raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not a validator of the set at the head")
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -104,7 +105,7 @@ class Observer(NodeProcess):
         except EvidenceStoreError as e:
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
         self.transport = Transport(
-            key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
+            key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=self._linked_set,
             on_message=self._on_validator_message, addresses={by_node_id[n]: a for n, a in cfg.peer_addresses.items()},
         )
         host = SyncHost(
@@ -186,6 +187,7 @@ class Observer(NodeProcess):
             self._die(FatalNodeError(f"block {block.height} verified but cannot be written: {e}"))
             return
         self.catch_up.committed()
+        self._follow_set(block.height + 1)
         receipts = committed.receipts
         self.service.settled(receipts, asyncio.get_running_loop().time())
         n_rejected = sum(1 for r in receipts if r["status"] != "ok")
@@ -194,6 +196,14 @@ class Observer(NodeProcess):
         self.service.publish(
             CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
         )
+
+    def _follow_set(self, height: int) -> None:
+        """Link to the validators of the set at the head (governance may have changed it)."""
+        vset = self.ledger.validator_set_at(height)
+        if vset.hash != self._linked_set.hash:
+            self._linked_set = vset
+            added, removed = self.transport.set_validators(vset)
+            log.info("the validator set changes at height %d: links added %s, dropped %s", height, added or "none", removed or "none")
 
     async def _gauges(self) -> None:
         while True:

@@ -155,7 +155,7 @@ class LedgerService:
             "view": view,
             "primary": vset.primary(view).node_id,
             "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in node.transport.peer_status()],
+            "peers": [p.to_plain() for p in node.transport.peer_status() if not p.guest],
             "mempool": mempool,
             "ready": self.ready,
             "not_ready": self.not_ready_reason(),
@@ -227,11 +227,7 @@ class NodeService(LedgerService):
         self.node = node
 
     def links_reason(self) -> str | None:
-        peers = self.node.transport.peer_status()
-        connected, need = sum(1 for p in peers if p.connected), self.node.genesis.validators.quorum - 1
-        if connected < need:
-            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
-        return None
+        return self.node.membership.not_ready_reason(self.node.ledger.height + 1)
 
     def status(self) -> dict[str, Any]:
         return self.status_with(self.node.replica.view, len(self.node.mempool))

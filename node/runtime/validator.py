@@ -44,10 +44,10 @@ from aiohttp import web
 
 from chain.block import Block, Certificate
 from chain.crypto import KeyPair
-from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis
 from chain.store import StoreError
 from chain.tx import Tx, TxError
+from chain.validators import ValidatorSet
 from contracts import validate_args
 from node.consensus import pbft
 from node.rpc.api import CommittedBlockEvent
@@ -57,12 +57,14 @@ from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
+from node.runtime.membership import Membership, start_problem
 from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
-from node.consensus.messages import MessageError, Signed
+from node.consensus.messages import Signed
 from node.rpc.ratelimit import RateLimited, RateLimiter
 from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, load_node_files, serve_rpc
 from node.p2p.linkguard import LogSummary
 from node.p2p.observers import ObserverAccess
+from node.runtime.votes import VoteRecordError, VoteStore
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
 from node.p2p.transport import Transport
 from node.runtime.service import NodeService
@@ -85,7 +87,6 @@ log = logging.getLogger("titlechain.node")
 
 __all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
 
-VOTES_RECORD = "votes"
 GOSSIP_FLUSH_S = 0.005
 
 
@@ -95,7 +96,8 @@ class Validator(NodeProcess):
     role = "validator"
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
-        peer_keys = _peer_keys(cfg, genesis, key)
+        head_set = ledger.validator_set_at(ledger.height + 1)
+        peer_keys = _peer_keys(cfg, head_set, key, ledger.height + 1)
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -112,18 +114,25 @@ class Validator(NodeProcess):
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
         for validator, n in self.evidence_store.by_validator.items():
             self.metrics.on_evidence(validator, n)
-        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
+        self.votes = VoteStore(ledger.store, key, cfg.data_dir)
+        try:
+            record = self.votes.load()
+        except VoteRecordError as e:
+            raise NodeStartError(str(e)) from None
+        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=record)
         self.transport = Transport(
             key,
             chain_id=genesis.chain_id,
             genesis_hash=genesis.hash,
-            validators=genesis.validators,
+            validators=head_set,
             on_message=self._on_peer_message,
             addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
+            bootstrap=cfg.peers,
             observers=ObserverAccess(
                 ledger.observer_role, self._on_observer_message, cfg.observers_max, on_link=self._on_observer_link
             ) if cfg.observers_max else None,
         )
+        self.membership = Membership(key, cfg.node_id, head_set, self.transport)
         self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
         self._observer_drops = LogSummary(log, "dropped an observer's message", 10.0)
         self.misbehaviour = self._misbehaviour()
@@ -274,7 +283,7 @@ class Validator(NodeProcess):
                 if bad is None or not bad.outgoing(action.message, action.to):
                     self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
-                log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+                log.warning("no link to validator %s… (not in the set this node links to)", action.to[:12])
             except ValueError as e:
                 log.error("could not send a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.SetTimer):
@@ -292,8 +301,7 @@ class Validator(NodeProcess):
         elif isinstance(action, pbft.RequestSync):
             self.catch_up.want(action.to_height)
         elif isinstance(action, pbft.SaveVotes):
-            # built from the block's own bytes: the record holds the prepared block beside its proof
-            self.ledger.store.put_meta(VOTES_RECORD, action.record.encode())
+            self.votes.save(action.record)
         elif isinstance(action, pbft.BroadcastBlock):
             try:
                 self.transport.broadcast_encoded(BlockPush(action.block).encode())
@@ -304,15 +312,6 @@ class Validator(NodeProcess):
             if task is not None:
                 self._tasks.append(task)
                 task.add_done_callback(self._tasks.remove)
-
-    def _load_votes(self) -> pbft.VoteRecord | None:
-        raw = self.ledger.store.get_meta(VOTES_RECORD)
-        if raw is None:
-            return None
-        try:
-            return pbft.VoteRecord.from_plain(decode(raw))
-        except (MessageError, EncodingError) as e:
-            raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
         """Store what the core convicted (synced: a failed write stops the node) and count it."""
@@ -348,6 +347,8 @@ class Validator(NodeProcess):
             committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
             raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
+        if block.header.next_validators_hash != self.membership.linked_set.hash:
+            self.membership.follow(block.height + 1, self.ledger.validator_set_at(block.height + 1))
         now = asyncio.get_running_loop().time()
         self.catch_up.committed()
         receipts = committed.receipts
@@ -466,16 +467,14 @@ class Validator(NodeProcess):
             await asyncio.sleep(1.0)
 
 
-def _peer_keys(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> dict[str, str]:
-    """The other validators' keys by node id, once the config and the key agree with the genesis."""
-    me = genesis.validators.by_public.get(key.public)
-    if me is None:
-        raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
-    if me.node_id != cfg.node_id:
-        raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
-    by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+def _peer_keys(cfg: NodeConfig, head_set: ValidatorSet, key: KeyPair, height: int) -> dict[str, str]:
+    """The other validators' keys by node id, once the config and the key agree with the set of
+    the height after the head (or the node is joining: node/runtime/membership.py)."""
+    if problem := start_problem(head_set, key, cfg.node_id, cfg.peers, height):
+        raise NodeStartError(f"{cfg.key}: {problem}")
+    by_node_id = {v.node_id: v.public for v in head_set.validators if v.public != key.public}
     if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the set at height {height}")
     return by_node_id
 
 

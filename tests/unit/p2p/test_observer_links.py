@@ -152,7 +152,7 @@ async def test_an_observer_whose_role_is_revoked_is_dropped_and_refused_after(ne
     v = await validator_with_observers(net, roles)
     obs = observer(net, auditor, Inbox())
     try:
-        await until(lambda: obs.is_connected(net.keys[3].public))
+        await until(lambda: obs.is_connected(net.keys[3].public) and len(v.observer_status()) == 1)  # both ends up
         assert v.recheck_observers() == []  # the role still held: nothing happens
         roles.held.clear()  # governance revoked it: the next commit's recheck drops the link
         assert v.recheck_observers() == [auditor.public]
