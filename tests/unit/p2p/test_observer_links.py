@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from factories import make_consortium, seeded_key
 from test_transport import FAST, Inbox, Net, logged, net, until  # noqa: F401
 
 from chain.crypto import KeyPair
+from chain.validators import ValidatorSet
 from node.p2p.framing import encode_frame, read_frame
 from node.p2p.handshake import OBSERVER, HandshakeError, handshake
 from node.p2p.observers import ObserverAccess
@@ -195,3 +196,36 @@ async def test_a_refusal_is_shown_as_one_printable_line_whatever_the_other_end_s
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_an_observers_links_follow_the_validator_set(net: Net) -> None:
+    """An observer links to the validators of the set at its head: a validator added to the set is
+    dialed, one removed is closed (the runtime calls set_validators after each commit that changes it)."""
+    auditor = seeded_key("auditor")
+    roles = Roles({auditor.public})
+    second = Transport(
+        net.keys[2], chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash,
+        validators=net.c.genesis.validators, on_message=Inbox(), config=FAST,
+        addresses={v.public: None for v in net.c.genesis.validators.validators},
+        observers=ObserverAccess(roles.role_of, roles.observer_inbox),
+    )
+    second_port = await second.start("127.0.0.1", 0)
+    await validator_with_observers(net, roles)
+    by_key = {v.public: v for v in net.c.genesis.validators.validators}
+    located = {k.public: replace(by_key[k.public], address=f"127.0.0.1:{p}") for k, p in ((net.keys[2], second_port), (net.keys[3], net.ports[3]))}
+    obs = Transport(
+        auditor, role=OBSERVER, chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash,
+        validators=ValidatorSet((located[net.keys[3].public],)), on_message=Inbox(), config=FAST,
+    )
+    obs.dial()
+    try:
+        await until(lambda: obs.is_connected(net.keys[3].public))
+        assert not second.observer_status()
+        obs.set_validators(ValidatorSet((located[net.keys[3].public], located[net.keys[2].public])))  # one added
+        await until(lambda: obs.is_connected(net.keys[2].public) and len(second.observer_status()) == 1)
+        obs.set_validators(ValidatorSet((located[net.keys[2].public],)))  # one removed
+        await until(lambda: not net.nodes[3].observer_status())
+        assert obs.is_connected(net.keys[2].public) and [p.public for p in obs.peer_status()] == [net.keys[2].public]
+    finally:
+        await obs.close()
+        await second.close()
