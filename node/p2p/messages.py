@@ -26,6 +26,7 @@ Parsing never raises anything but `WireError`: a peer's message is untrusted inp
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -123,6 +124,15 @@ def _int(obj: dict[str, Any], name: str, lo: int) -> int:
     if type(v) is not int or v < lo:
         raise WireError(f"{obj.get('t')}.{name}: an integer >= {lo}")
     return v
+
+
+def parse_from_validator(sender: str, obj: Any, log: logging.Logger) -> WireMessage | None:
+    """`parse_wire` of a validator's message; None (and a warning naming the sender) if malformed."""
+    try:
+        return parse_wire(obj)
+    except WireError as e:
+        log.warning("malformed message from validator %s…: %s", sender[:12], e)
+        return None
 
 
 def parse_wire(obj: Any) -> WireMessage:

@@ -40,7 +40,7 @@ from chain.store import StoreError
 from chain.tx import Tx, TxError
 from node.p2p.catchup import CatchUp, SyncHost
 from node.p2p.handshake import OBSERVER
-from node.p2p.messages import HeadNotice, SyncResponse, WireError, parse_wire
+from node.p2p.messages import HeadNotice, SyncResponse, parse_from_validator
 from node.p2p.transport import Transport
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
@@ -160,10 +160,8 @@ class Observer(NodeProcess):
     def _on_validator_message(self, sender: str, msg: Any) -> None:
         if not self.serving:
             return
-        try:
-            wire = parse_wire(msg)
-        except WireError as e:
-            log.warning("malformed message from validator %s…: %s", sender[:12], e)
+        wire = parse_from_validator(sender, msg, log)
+        if wire is None:
             return
         if isinstance(wire, HeadNotice):
             if wire.height > self.ledger.height:

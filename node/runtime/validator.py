@@ -80,6 +80,7 @@ from node.p2p.messages import (
     TxGossip,
     WireError,
     is_wire,
+    parse_from_validator,
     parse_wire,
 )
 
@@ -402,11 +403,7 @@ class Validator(NodeProcess):
         if not is_wire(msg):
             self._feed(pbft.Received(msg))
             return
-        try:
-            wire = parse_wire(msg)
-        except WireError as e:
-            log.warning("malformed message from validator %s…: %s", sender[:12], e)
-            return
+        wire = parse_from_validator(sender, msg, log)
         if isinstance(wire, TxGossip):
             if wire.refused:
                 log.warning("validator %s… gossiped %d malformed txs", sender[:12], wire.refused)
