@@ -75,7 +75,7 @@ def test_an_auditor_observer_follows_under_load_serves_reads_and_events_and_audi
                     lags.append(max(0, h[0] - h[1]))
                 time.sleep(SAMPLE_S)
         assert len(load.sent) > 200, f"the load sent only {len(load.sent)} txs: {load.errors[:3]}"
-        assert len(lags) > 10
+        assert len(lags) >= 8, f"only {len(lags)} height samples: the machine is too loaded for this run to say anything"
         median = statistics.median(lags)
         assert median <= 3, f"the observer lagged a median of {median} blocks (samples {lags})"
         print(f"observer lag over {len(lags)} samples: median {median}, max {max(lags)}; {len(load.sent)} txs sent")
