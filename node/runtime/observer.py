@@ -7,17 +7,18 @@ set the observer's own verified chain gives for that height) and re-executing th
 the header's state, receipts and next-validators roots (`Ledger.commit`). So its data dir holds
 exactly what a validator's does and audits the same way.
 
-What it may do on the network: it dials the validators of the set (never the reverse: it needs no
-listening port) with the key of an account that holds the auditor or regulator role; a validator
-answers its `sync_req`s at a bounded rate, tells it of each new head (`head` notices) and nothing
-else: no consensus message, no tx gossip, no proposal. It never votes, and what it might send
-besides `sync_req` is dropped by the validator, so it is never counted in a quorum.
+What it may do on the network: it dials the validators of the set at its head (never the reverse:
+it needs no listening port) with the key of an account that holds the auditor or regulator role,
+and follows that set as its blocks change it. A validator answers its `sync_req`s at a bounded
+rate, tells it its head on link-up and after each commit (`head` notices), and nothing else: no
+consensus message, no tx gossip, no proposal. It never votes, and what it might send besides
+`sync_req` is dropped by the validator, so it is never counted in a quorum.
 
-Following (`_follow_loop`): whenever a validator announces a head above ours, or nothing arrived for
-`FOLLOW_PROBE_S`, ask one connected validator (the announcer first, then the others in random
-order) for the blocks after our head, MAX_SYNC_BLOCKS at a time, until we reach its head. A
-validator that serves a block that does not verify is logged and skipped for this round; a block
-the ledger cannot write (a storage fault) stops the node, as on a validator.
+Following: node/p2p/catchup.py's `CatchUp`, woken by each head notice above ours (and after 3 s
+without a commit), asks linked validators in random order for the blocks after our head,
+MAX_SYNC_BLOCKS at a time, until it reaches the head; `_on_synced` commits each. A validator that
+serves a block that does not verify is logged and the next is asked; a block the ledger cannot
+write (a storage fault) stops the node, as on a validator.
 
 Writes: `submit` is refused (403 `read_only`, docs/rpc.md): an observer holds no mempool and sends
 no txs to the validators; a client submits to a validator's RPC.
