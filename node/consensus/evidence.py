@@ -34,7 +34,7 @@ from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis
 from node.errors import NodeError
-from node.consensus.messages import MessageError, Signed, parse_signed
+from node.consensus.messages import Message, MessageError, Signed, parse_signed
 
 EVIDENCE_VERSION = 1
 EVIDENCE_TYPE = "equivocation"
@@ -59,11 +59,11 @@ class EquivocationEvidence:
     kind: str
     view: int
     height: int
-    first: Signed
-    second: Signed
+    first: Signed[Message]
+    second: Signed[Message]
 
     @classmethod
-    def of(cls, chain_id: str, genesis_hash: str, a: Signed, b: Signed) -> EquivocationEvidence:
+    def of(cls, chain_id: str, genesis_hash: str, a: Signed[Message], b: Signed[Message]) -> EquivocationEvidence:
         """The record of two conflicting messages, in canonical order (either order given)."""
         first, second = (a, b) if a.digest < b.digest else (b, a)
         msg = first.msg
@@ -145,7 +145,7 @@ def parse_core(obj: Any) -> EquivocationEvidence:
     )
 
 
-def _check_message(name: str, signed: Signed, obj: dict[str, Any]) -> None:
+def _check_message(name: str, signed: Signed[Message], obj: dict[str, Any]) -> None:
     msg = signed.msg
     if signed.sender != obj["validator"]:
         raise EvidenceError(f"{name}.sender: not the validator the record names")
