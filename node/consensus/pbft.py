@@ -106,7 +106,8 @@ class Application(Protocol):
         """A block for `height` on the current head, or None when there is nothing to propose."""
 
     def validate(self, block: Block) -> bool:
-        """Full check of a proposal on the current head: txs, signatures, re-execution, roots."""
+        """Full check of a proposal on the current head: chain.validity.check_block (chain, height,
+        parent, validator set, limits, txs, signatures), admission, re-execution, roots."""
 
     def has_pending(self) -> bool: ...
 
@@ -681,14 +682,11 @@ class Replica:
         if slot.pre_prepare.sender != vset.primary(self.view).public:
             slot.pre_prepare = None  # admitted under a guessed set: not this height's primary
             return
+        # which primary proposes in which view is ours to check; everything else about the block
+        # (its chain, height, parent, limits, txs, roots) is the application's (chain/validity.py)
         proposer_ok = header.view == self.view and header.proposer == vset.primary(self.view).public
-        ok = (
-            header.chain_id == self.chain_id
-            and header.height == self.height
-            and header.prev_hash == self.prev_hash
-            and (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal)
-            and self._within_limits(block)
-            and self.app.validate(block)
+        ok = (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal) and self.app.validate(
+            block
         )
         slot.valid = ok
         if not ok:
@@ -698,14 +696,6 @@ class Replica:
         if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
             slot.sent_prepare = True
             self._broadcast(Prepare(self.view, self.height, block.block_hash))
-
-    def _within_limits(self, block: Block) -> bool:
-        """A proposal holds at most max_block_txs txs of at most max_block_bytes encoded in all (the
-        genesis limits, counted as the mempool counts them). An honest primary never exceeds them;
-        a larger block could outgrow the frames that carry it (push, fetch, sync), and a block
-        certified but too big to send would stop every lagging node from catching up."""
-        p = self.params
-        return len(block.txs) <= p.max_block_txs and sum(len(t.encode()) for t in block.txs) <= p.max_block_bytes
 
     def _upon_prepare_quorum(self, slot: Slot) -> None:
         """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""

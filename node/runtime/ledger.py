@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from chain import audit, smt
-from chain.block import Block, BlockError, Certificate, Header
+from chain.block import Block, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
-from chain.tx import Tx, TxError, check_for_chain, check_signature, parse_tx
+from chain.tx import Tx, TxError, parse_tx
+from chain.validity import BlockInvalid, Parent, check_block
 from chain.validators import ValidatorSet
 from contracts.apply import (
     HISTORY_PREFIX,
@@ -198,32 +199,25 @@ class Ledger:
         return block
 
     def validate(self, block: Block, verified: Iterable[str] = ()) -> None:
-        """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted."""
+        """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted.
+
+        The block's own rules are chain.validity's, shared with the audit; the state's (admission,
+        re-execution to the header's roots) are checked here on the head's state."""
         h = block.header
         height = self.height + 1
-        if h.chain_id != self.genesis.chain_id:
-            raise LedgerError(f"block is for chain {h.chain_id!r}")
-        if h.height != height:
-            raise LedgerError(f"block height {h.height}, expected {height}")
-        if h.prev_hash != self.prev_hash:
-            raise LedgerError(f"block {height}: prev_hash does not link to the head")
-        vset = self.validator_set_at(height)
-        if h.validators_hash != vset.hash:
-            raise LedgerError(f"block {height}: validators_hash is not the current validator set")
-        if h.proposer not in vset.publics:
-            raise LedgerError(f"block {height}: proposer is not a validator")
-        try:
-            block.check_tx_root()
-        except BlockError as e:
-            raise LedgerError(str(e)) from None
         trusted = set(verified)
         try:
-            for tx in block.txs:
-                check_for_chain(tx, self.genesis.chain_id, height)
-                if tx.tx_id not in trusted:
-                    check_signature(tx)
-                if self.store.tx_location(tx.tx_id) is not None:
-                    raise TxError("duplicate", f"tx {tx.tx_id} is already committed")
+            check_block(
+                block,
+                Parent(self.genesis.chain_id, self.height, self.prev_hash),
+                self.validator_set_at(height),
+                self.genesis.params,
+                signature_ok=lambda _, tx: tx.tx_id in trusted or tx.signature_valid(),
+                committed_at=self._committed_at,
+            )
+        except BlockInvalid as e:
+            raise LedgerError(f"block {height}: {e}") from None
+        try:
             check_block_txs(self._read, block.txs)
         except TxError as e:
             raise LedgerError(f"block {height}: tx refused ({e.code}): {e.message}") from None
@@ -236,6 +230,10 @@ class Ledger:
             if getattr(h, name) != mine:
                 raise LedgerError(f"block {height}: {name} differs from re-execution")
         self._remember(block.block_hash, result)
+
+    def _committed_at(self, tx_id: str) -> int | None:
+        location = self.store.tx_location(tx_id)
+        return None if location is None else location[0]
 
     def commit(self, block: Block, certificate: Certificate, verified: Iterable[str] = ()) -> BlockCommit:
         """Persist a block certified by a quorum of its height's validators; returns what was written.
