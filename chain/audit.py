@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
@@ -34,7 +34,8 @@ _ASSET_ID = WholePattern(ASSET_ID_RE)
 # 2: the certificates a proof carries name their view (commit signatures v2)
 # 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
 PROOF_VERSION = 3
-OWNERSHIP, ABSENCE = "ownership", "absence"
+OWNERSHIP: Final = "ownership"  # Final: typed as the literal (contracts.proofs.OwnershipProof.claim)
+ABSENCE: Final = "absence"
 
 Reader = Callable[[bytes], bytes | None]
 

@@ -26,6 +26,7 @@ changes nothing here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,9 @@ class EquivocationEvidence:
     def evidence_id(self) -> str:
         return hash_hex(self.encode_core())
 
-    def to_plain(self, validator_changes: list[dict[str, Any]], anchor: dict[str, Any] | None) -> dict[str, Any]:
+    def to_plain(
+        self, validator_changes: Sequence[Mapping[str, Any]], anchor: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         """The full, self-verifying record: the core plus its links to the genesis."""
         return {**self.core_plain(), "validator_changes": validator_changes, "anchor": anchor}
 

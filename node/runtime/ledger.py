@@ -1,7 +1,8 @@
 """The ledger: the store at head, and the one place blocks are built, checked and committed.
 
 Consensus calls `propose` (primary), `validate` (replicas, before voting), `commit` (after a
-certificate); the RPC reads through the query methods. Synchronous: no asyncio here.
+certificate); the node reads through the query methods (the RPC's answers are built from the
+store by node/rpc/views.py). Synchronous: no asyncio here.
 """
 
 from __future__ import annotations
@@ -33,14 +34,11 @@ from contracts.apply import (
     apply_txs,
     check_block_txs,
     genesis_state,
-    history_key,
     reexecute,
     state_key,
 )
-from contracts.proofs import ProofError, build_ownership_proof
 from contracts.standing import has_standing
-from contracts.state import asset_key, read_roles, standing_key
-from node.rpc import paging
+from contracts.state import AssetState, read_asset
 from node.errors import NodeError
 
 RESULT_CACHE = 16
@@ -270,8 +268,8 @@ class Ledger:
     def state(self, key: str) -> Any:
         return StoreView(self.store.get).get(key)
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.state(asset_key(asset_id))
+    def asset(self, asset_id: str) -> AssetState | None:
+        return read_asset(StoreView(self.store.get), asset_id)
 
     def has_standing(self, account: str) -> bool:
         """Whether the committed state knows the account (contracts/standing.py): the mempool's
@@ -298,66 +296,6 @@ class Ledger:
         if entry is None:
             return None
         return TxRecord(parse_tx(entry.tx), entry.height, entry.index, entry.receipt)
-
-    # -- answers in the shapes of docs/rpc.md (the RPC and the offline explorer share them) ---------
-
-    def block_answer(self, height: int) -> dict[str, Any] | None:
-        """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
-        if height < 1:
-            return None
-        summary, cert = self.store.get_summary(height), self.store.get_certificate(height)
-        if summary is None or cert is None:
-            return None
-        header, tx_ids = summary
-        return {"header": header.to_plain(), "block_hash": header.block_hash, "tx_ids": tx_ids, "certificate": cert.to_plain()}
-
-    def committed_tx_answer(self, tx_id: str) -> dict[str, Any] | None:
-        record = self.tx(tx_id)
-        if record is None:
-            return None
-        return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
-
-    def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
-        """A proof of the asset's state, or of its absence, as of the head (docs/protocol.md,
-        "Ownership and absence proofs"); None before the first block (no certified state root yet)."""
-        try:
-            return build_ownership_proof(self.store, asset_id)
-        except ProofError:
-            return None
-
-    def history_answer(
-        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
-    ) -> dict[str, Any] | None:
-        """{"asset_id", "entries", "next"}: one page of the asset's history, oldest first; None for an
-        id no asset holds (rejected txs naming such an id are not indexed under it). Raises
-        paging.CursorError for a cursor or limit no page can have."""
-        paging.check_limit(limit)
-        start = None if cursor is None else history_key(asset_id, *paging.parse_history_cursor(cursor))
-        if self.asset(asset_id) is None:
-            return None
-        prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        rows = (decode(v) for _, v in self.store.iterate(prefix, start=start))
-        entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
-        return {"asset_id": asset_id, "entries": entries, "next": nxt}
-
-    def account_answer(
-        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
-    ) -> dict[str, Any]:
-        """{"account", "roles", "assets", "next"}: the account's roles and one page of the ids of the
-        assets it owns, in id order. Raises paging.CursorError as history_answer does."""
-        paging.check_limit(limit)
-        prefix = OWNER_PREFIX + account.encode() + b"/"
-        start = None if cursor is None else prefix + paging.check_account_cursor(cursor).encode()
-        ids = (k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix, start=start))
-        assets, nxt = paging.take_page(ids, limit, lambda a: a)
-        view = StoreView(self.store.get)
-        return {
-            "account": account,
-            "roles": read_roles(view, account),
-            "assets": assets,
-            "next": nxt,
-            "standing_since": view.get(standing_key(account)),
-        }
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

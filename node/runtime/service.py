@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chain.receipt import Receipt
 from chain.tx import Tx
+from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
 from node.version import version
 
@@ -110,21 +111,17 @@ class NodeService:
     def height(self) -> int:
         return self.node.ledger.height
 
-    def status(self) -> dict[str, Any]:
-        vset = self.node.ledger.validator_set_at(self.node.ledger.height + 1)
-        return {
-            "node_id": self.node.cfg.node_id,
-            "chain_id": self.chain_id,
-            "height": self.node.ledger.height,
-            "view": self.node.replica.view,
-            "primary": vset.primary(self.node.replica.view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.node.transport.peer_status()],
-            "mempool": len(self.node.mempool),
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
+    def status(self) -> views.StatusAnswer:
+        height = self.node.ledger.height
+        answer = views.status_answer(
+            self.node.cfg.node_id, self.chain_id, height, self.node.replica.view,
+            self.node.ledger.validator_set_at(height + 1),
+            peers=[p.to_plain() for p in self.node.transport.peer_status()],
+            mempool=len(self.node.mempool), ready=self.ready,
+        )
+        answer["not_ready"] = self.not_ready_reason()
+        answer["version"] = version()
+        return answer
 
     def genesis_doc(self) -> dict[str, Any]:
         return self.node.genesis.doc
@@ -143,26 +140,26 @@ class NodeService:
             self._waiters.add(tx_id, fut)
         return fut
 
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: str) -> views.TxAnswer | None:
         pending = self.node.mempool.get(tx_id)
         if pending is not None:
-            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        return self.node.ledger.committed_tx_answer(tx_id)
+            return views.pending_tx_answer(pending)
+        return views.committed_tx_answer(self.node.ledger.store, tx_id)
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.node.ledger.asset(asset_id)
+    def asset(self, asset_id: str) -> views.AssetAnswer | None:
+        return views.asset_answer(self.node.ledger.store, asset_id)
 
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.node.ledger.history_answer(asset_id, cursor, limit)
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> views.HistoryPage | None:
+        return views.history_answer(self.node.ledger.store, asset_id, cursor, limit)
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self.node.ledger.proof_answer(asset_id)
+    def proof(self, asset_id: str) -> views.ProofAnswer | None:
+        return views.proof_answer(self.node.ledger.store, asset_id)
 
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self.node.ledger.account_answer(account, cursor, limit)
+    def account(self, account: str, cursor: str | None, limit: int) -> views.AccountPage:
+        return views.account_answer(self.node.ledger.store, account, cursor, limit)
 
-    def block(self, height: int) -> dict[str, Any] | None:
-        return self.node.ledger.block_answer(height)
+    def block(self, height: int) -> views.BlockAnswer | None:
+        return views.block_answer(self.node.ledger.store, height)
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
         store = self.node.ledger.store
@@ -181,7 +178,7 @@ class NodeService:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
 
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+    def evidence(self, offset: int, limit: int, validator: str | None) -> views.EvidencePage:
         listed = self.node.evidence_store.listing(offset, limit, validator)
         return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
