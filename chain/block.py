@@ -32,8 +32,12 @@ class CertificateError(ChainError, ValueError):
     pass
 
 
+# the RPC's schema of a header is derived from this class, docstring included (node/rpc/models.py)
 @dataclass(frozen=True)
 class Header:
+    """A block header (docs/protocol.md, "Blocks"); its block hash is the hash of its canonical
+    encoding. `time` is the proposer's clock, ms since the epoch: informational, no rule reads it."""
+
     chain_id: str
     height: int
     prev_hash: str
