@@ -16,6 +16,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, verify
 from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, decode, hash_hex, is_hex
 from chain.errors import ChainError
+from chain.limits import MAX_CERTIFICATE_SIGNATURES
 from chain.merkle import tx_root
 from chain.tx import Tx, TxError, parse_tx
 from chain.validators import ValidatorSet
@@ -143,7 +144,6 @@ def sign_commit(key: KeyPair, chain_id: str, height: int, view: int, block_hash:
 
 
 CERTIFICATE_FIELDS = frozenset({"height", "view", "block_hash", "signatures"})
-MAX_CERTIFICATE_SIGNATURES = 1024  # bounds a parsed certificate; far above any validator set
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from chain.crypto import KeyPair
 from chain.encoding import EncodingError, normalize
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
-from chain.tx import EXPIRY_WINDOW, Tx, TxError, check_signature, parse_tx
+from chain.limits import EXPIRY_WINDOW
+from chain.tx import Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
 from node.cli.common import EXIT_FAILED, TOKEN_HELP, cacert_option, fail, genesis_option, optional_key_option, print_json, url_option
 from node.errors import NodeError
+from node.sdk.client import DEFAULT_EXPIRES_IN
 
-DEFAULT_EXPIRES_IN = 100
 NAME = WholePattern(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 

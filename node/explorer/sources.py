@@ -27,6 +27,7 @@ from chain.store import Store, StoreError
 from chain.tx import Tx
 from node.rpc import paging, views
 from node.rpc import models as m
+from node.rpc.base import MAX_BLOCKS_LIMIT
 from node.sdk.client import Client, NodeUnreachable, RpcError
 from node.errors import NodeError
 from node.runtime.ledger import Ledger, LedgerError
@@ -34,7 +35,7 @@ from node.runtime.ledger import Ledger, LedgerError
 Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
 T = TypeVar("T")
 
-MAX_BLOCKS = 100  # per `blocks` call, as the RPC allows
+MAX_BLOCKS = MAX_BLOCKS_LIMIT  # per `blocks` call, as the RPC allows
 
 
 class SourceError(NodeError):
