@@ -20,8 +20,8 @@ from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.tx import EXPIRY_WINDOW, Tx, sign_tx
 from chain.validity import BlockInvalid, Parent, check_block
-from contracts.apply import reexecute
 from contracts import validate_args
+from contracts.apply import reexecute
 from node.consensus import pbft
 from node.consensus.messages import Prepare, PrePrepare, Signed, parse_signed
 from node.runtime.consensus_app import LedgerApp
@@ -83,7 +83,7 @@ BAD: dict[str, Callable[[World], Block]] = {
     "too_many_txs": lambda w: w.block([w.tx() for _ in range(PARAMS["max_block_txs"] + 1)]),
     "too_large": lambda w: w.block([w.tx(pad=900) for _ in range(2)]),
     "tx_root": lambda w: w.block(tx_root="22" * 32),
-    "duplicate_tx": lambda w: (lambda t: w.block([t, t]))(w.tx()),
+    "duplicate_tx": lambda w: w.block([w.tx()] * 2),
     "wrong_chain": lambda w: w.block([w.tx(chain_id="other-chain")]),
     "expired": lambda w: w.block([w.tx(expires_in=0)]),
     "expires_too_far": lambda w: w.block([w.tx(expires_in=EXPIRY_WINDOW + 2)]),
