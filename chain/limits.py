@@ -20,5 +20,8 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024  # one peer frame's plaintext (node/p2p/frami
 MAX_BLOCK_BYTES_LIMIT = MAX_FRAME_BYTES - 1024 * 1024  # the most a genesis may set max_block_bytes to
 MAX_CERTIFICATE_SIGNATURES = 1024  # bounds a parsed certificate; far above any validator set
 
+# -- numbers ------------------------------------------------------------------------------------
+MAX_HEIGHT = 2**63 - 1  # the largest height or view a message, a record or a request may name
+
 # -- roles ----------------------------------------------------------------------------------------
 MAX_CLASSES = 64  # asset classes one issuer grant may name (ceremony requests, role-granting txs)

@@ -34,6 +34,7 @@ from chain.audit import LinkError, certified_header, follow_validator_changes
 from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis
+from chain.limits import MAX_HEIGHT
 from node.errors import NodeError
 from node.consensus.messages import Message, MessageError, Signed, parse_signed
 
@@ -126,7 +127,7 @@ def parse_core(obj: Any) -> EquivocationEvidence:
     if obj["kind"] not in EQUIVOCATION_KINDS:
         raise EvidenceError(f"kind: must be one of {list(EQUIVOCATION_KINDS)}")
     for name in ("view", "height"):
-        if type(obj[name]) is not int or not 0 <= obj[name] < 2**63:
+        if type(obj[name]) is not int or not 0 <= obj[name] <= MAX_HEIGHT:
             raise EvidenceError(f"{name}: must be a non-negative integer")
     if obj["height"] < 1:
         raise EvidenceError("height: blocks start at 1")

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeGuard, TypeVar, Union
 from chain.block import BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
 from chain.encoding import EncodingError, canonical, canonical_map, hash_hex, is_hex, pack_normalized
+from chain.limits import MAX_HEIGHT
 from node.errors import NodeError
 
 MAX_PROOF_MESSAGES = 1024
@@ -212,7 +213,7 @@ def encode_body(msg: Message) -> bytes:
 
 def _int(obj: dict[str, Any], name: str) -> int:
     v = obj.get(name)
-    if type(v) is not int or v < 0 or v >= 2**63:
+    if type(v) is not int or v < 0 or v > MAX_HEIGHT:
         raise MessageError(f"{name} must be a non-negative integer")
     return v
 

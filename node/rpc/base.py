@@ -39,7 +39,6 @@ MAX_BLOCKS_LIMIT = 100
 DEFAULT_EVIDENCE_LIMIT = 10
 MAX_EVIDENCE_LIMIT = 50  # a record is about a kilobyte; pages also stop at ~8 MiB whatever records come to hold
 MAX_EVIDENCE_OFFSET = 1_000_000
-MAX_HEIGHT = 2**63 - 1
 HEARTBEAT_S = 15.0
 WRITE_TIMEOUT_S = 30.0
 MAX_STREAMS = 256
