@@ -5,19 +5,32 @@ empty subtree is 32 zero bytes. A subtree holding a single leaf is that leaf, wh
 so a tree of N random keys is about log2(N) deep rather than 256. Distinct tag bytes keep a leaf
 from ever posing as an inner node.
 
-Nodes are content-addressed: `n/<node hash>` holds the node's preimage (65 bytes either kind).
-Nodes are never deleted, so every past root stays readable and provable (no pruning; see
-docs/architecture.md for the cost and how pruning would be added).
+Storage (keys are versioned by the height that wrote them, so that new nodes sort together and
+LevelDB's compactions do not rewrite old ones again and again: docs/performance.md, Store layout):
+
+    n/<version:8><node hash>       a node written at height `version`: a leaf's 65-byte preimage,
+                                   or an inner node's 65-byte preimage followed by the versions of
+                                   its two children (8 bytes each), 81 bytes
+    r/<height:012d>                the root of the state at that height: its version (8 bytes) and
+                                   its hash (32); written for every height, 0 being the genesis
+    z/<height:8><version:8><hash>  b"": the node n/<version><hash> left the tree at that height
+                                   (replaced or removed): it belongs to the states of heights
+                                   version .. height-1 only, so a store keeping the states from
+                                   height P on may delete it once height <= P (chain/store.py, prune)
+
+Hashes are as before: the version is where a node is stored, never part of what it commits to,
+so state roots and proofs do not depend on the layout. A node is read by (version, hash), and
+every parent says where its children are, so a reader walks down from a height's root record.
 
 `update` takes a whole block's changes at once, sorted by path, and walks each affected path
-once; it reads nodes through a function and returns the nodes to write, so the caller puts them
+once; it reads nodes through a function and returns the records to write, so the caller puts them
 in the block's single write batch.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,66 +41,152 @@ INNER = b"\x01"
 EMPTY = bytes(32)
 EMPTY_ROOT = EMPTY.hex()
 NODE_PREFIX = b"n/"
+ROOT_PREFIX = b"r/"
+STALE_PREFIX = b"z/"
+PREFIXES = (NODE_PREFIX, ROOT_PREFIX, STALE_PREFIX)
 MAX_DEPTH = 256
+NO_VERSION = bytes(8)  # the version the empty subtree is "at" (it is never stored)
 
-NodeReader = Callable[[bytes], bytes | None]  # node hash -> its preimage
+NodeReader = Callable[[bytes], bytes | None]  # store key (n/..., r/...) -> its record
+RootRef = tuple[bytes, bytes]  # (root hash, version bytes of the root node)
+EMPTY_REF_ROOT: RootRef = (EMPTY, NO_VERSION)
 
 
 class SmtError(ChainError, ValueError):
-    """A node the tree needs is missing or malformed: the store is damaged."""
+    """A node the tree needs is missing or malformed: the store is damaged (or pruned there)."""
 
 
 def _sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def node_key(node_hash: bytes) -> bytes:
-    return NODE_PREFIX + node_hash
+def version_bytes(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+def node_key(node_hash: bytes, version: bytes) -> bytes:
+    return NODE_PREFIX + version + node_hash
+
+
+def root_key(height: int) -> bytes:
+    return b"%s%012d" % (ROOT_PREFIX, height)
+
+
+def stale_key(height: int, version: bytes, node_hash: bytes) -> bytes:
+    return STALE_PREFIX + version_bytes(height) + version + node_hash
+
+
+def stale_height(key: bytes) -> int:
+    """The height at which the node a z/ key names left the tree."""
+    return int.from_bytes(key[2:10], "big")
+
+
+def stale_node_key(key: bytes) -> bytes:
+    """The n/ key of the node a z/ key names."""
+    return NODE_PREFIX + key[10:]
 
 
 def leaf_hash(key_hash: bytes, value_hash: bytes) -> bytes:
     return _sha(LEAF + key_hash + value_hash)
 
 
+def root_at(read: NodeReader, height: int) -> RootRef:
+    """Where the root of the state at `height` is stored (SmtError: not kept, or damaged)."""
+    raw = read(root_key(height))
+    if raw is None or len(raw) != 40:
+        raise SmtError(f"the state tree's root record of height {height} is missing (pruned?) or malformed")
+    return raw[8:], raw[:8]
+
+
+def check_root(read: NodeReader, height: int, state_root: str) -> None:
+    """Raise SmtError unless the stored tree of `height` has a root record naming `state_root` and
+    a root node that hashes to it (a node's open-time check of its head: constant time)."""
+    if state_root == EMPTY_ROOT:
+        return
+    h, version = root_at(read, height)
+    if h.hex() != state_root:
+        raise SmtError(f"the state tree's root record of height {height} names another root")
+    if _sha(load_node(read, h, version)[:65]) != h:
+        raise SmtError(f"the state tree's root node of height {height} does not hash to its state root")
+
+
+def root_record(root: RootRef) -> bytes:
+    return root[1] + root[0]
+
+
+def node_keys(read: NodeReader, root: RootRef) -> Iterator[bytes]:
+    """The store key of every node of the tree stored at `root`, parents first: what a store must
+    hold for that state version (a state-sync server sends these; the retention tests check that
+    pruning keeps exactly them)."""
+    todo = [root]
+    while todo:
+        h, version = todo.pop()
+        if h == EMPTY:
+            continue
+        yield NODE_PREFIX + version + h
+        raw = load_node(read, h, version)
+        if raw[:1] == INNER:
+            todo += [(raw[1:33], raw[65:73]), (raw[33:65], raw[73:81])]
+
+
 def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-# A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single
-# leaf). A plain tuple: the update makes one per touched node, and a frozen dataclass's
-# constructor cost a fifth of the update's time.
-_Ref = tuple[bytes, tuple[bytes, bytes] | None]
-_EMPTY_REF: _Ref = (EMPTY, None)
+# A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf
+# (None: an inner node or empty; _UNKNOWN: not read, see `update`), the version its node is stored
+# at). A plain tuple: the update makes one per touched node, and a frozen dataclass's constructor
+# cost a fifth of the update's time.
+_UNKNOWN = (b"", b"")
+_Ref = tuple[bytes, tuple[bytes, bytes] | None, bytes]
+_EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
+
+
+def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
+    raw = read(NODE_PREFIX + version + h)
+    if raw is None or not ((len(raw) == 65 and raw[:1] == LEAF) or (len(raw) == 81 and raw[:1] == INNER)):
+        raise SmtError(
+            f"state tree node {h.hex()[:16]}… of version {int.from_bytes(version, 'big')} is missing or malformed"
+        )
+    return raw
 
 
 class _Updater:
-    def __init__(self, read: NodeReader) -> None:
+    def __init__(self, read: NodeReader, height: int) -> None:
         self.read = read
+        self.version = version_bytes(height)
         self.writes: dict[bytes, bytes] = {}
-
-    def load(self, h: bytes) -> bytes:
-        raw = self.read(h)
-        if raw is None or len(raw) != 65 or raw[:1] not in (LEAF, INNER):
-            raise SmtError(f"state tree node {h.hex()[:16]}… is missing or malformed")
-        return raw
+        self._stale = STALE_PREFIX + self.version
 
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
         h = _sha(pre)
-        self.writes[NODE_PREFIX + h] = pre
-        return (h, (kh, vh))
+        self.writes[NODE_PREFIX + self.version + h] = pre
+        return (h, (kh, vh), self.version)
 
     def join(self, left: _Ref, right: _Ref) -> _Ref:
         # collapse: a subtree whose only content is one leaf is that leaf
         if left[0] == EMPTY:
-            if right[0] == EMPTY or right[1] is not None:
+            if right[0] == EMPTY:
                 return right
-        elif right[0] == EMPTY and left[1] is not None:
-            return left
+            right = self._known(right)
+            if right[1] is not None:
+                return right
+        elif right[0] == EMPTY:
+            left = self._known(left)
+            if left[1] is not None:
+                return left
         pre = INNER + left[0] + right[0]
         h = _sha(pre)
-        self.writes[NODE_PREFIX + h] = pre
-        return (h, None)
+        self.writes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
+        return (h, None, self.version)
+
+    def _known(self, ref: _Ref) -> _Ref:
+        """ref with its leaf-ness read, if the update left it unread."""
+        if ref[1] is not _UNKNOWN:
+            return ref
+        raw = load_node(self.read, ref[0], ref[2])
+        return (ref[0], (raw[1:33], raw[33:65]) if raw[:1] == LEAF else None, ref[2])
 
     def build(self, depth: int, items: list[tuple[bytes, bytes]]) -> _Ref:
         """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct."""
@@ -98,28 +197,32 @@ class _Updater:
         split = _split(items, depth)
         return self.join(self.build(depth + 1, items[:split]), self.build(depth + 1, items[split:]))
 
-    def update(self, ref_hash: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
-        """The subtree at ref_hash with the sorted changes applied (value_hash None deletes)."""
+    def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
+        """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
+        None deletes). Every stored node it replaces is retired. A subtree no change reaches is not
+        read: whether it is a single leaf matters only when its sibling empties (`join`), and
+        reading every untouched sibling doubled the reads of an update."""
+        if not items:
+            return _EMPTY_REF if ref_hash == EMPTY else (ref_hash, _UNKNOWN, version)
         if ref_hash == EMPTY:
-            if not items:
-                return _EMPTY_REF
             return self.build(depth, [(k, v) for k, v in items if v is not None])
-        raw = self.load(ref_hash)
+        raw = load_node(self.read, ref_hash, version)
+        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
         if raw[:1] == LEAF:
             kh, vh = raw[1:33], raw[33:]
-            if not items:
-                return (ref_hash, (kh, vh))
             merged = {k: v for k, v in items}
             if kh not in merged:
                 merged[kh] = vh
             return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None))
-        if not items:
-            return (ref_hash, None)
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
-        split = _split(items, depth)
-        left = self.update(raw[1:33], depth + 1, items[:split])
-        right = self.update(raw[33:], depth + 1, items[split:])
+        if len(items) == 1:  # most paths below the top levels carry one change
+            kh = items[0][0]
+            split = 1 - ((kh[depth >> 3] >> (7 - (depth & 7))) & 1)  # index of the first item going right
+        else:
+            split = _split(items, depth)
+        left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
+        right = self.update(raw[33:65], raw[73:81], depth + 1, items[split:])
         return self.join(left, right)
 
 
@@ -135,11 +238,15 @@ def _split(items: list[tuple[bytes, Any]], depth: int) -> int:
     return lo
 
 
-def update(root: str, changes: Mapping[bytes, bytes | None], read: NodeReader) -> tuple[str, dict[bytes, bytes]]:
-    """(new root, node writes keyed `n/<hash>`) after setting each key to its value (None deletes)."""
+def update(
+    root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
+) -> tuple[str, dict[bytes, bytes]]:
+    """(new root hash, records to write) after setting each key to its value (None deletes) in the
+    block of `height`: the new nodes (n/), the retired ones' marks (z/) and the root record r/<height>."""
     items = sorted((_sha(k), None if v is None else _sha(v)) for k, v in changes.items())
-    updater = _Updater(read)
-    new = updater.update(bytes.fromhex(root), 0, items)
+    updater = _Updater(read, height)
+    new = updater.update(root[0], root[1], 0, items)
+    updater.writes[root_key(height)] = root_record((new[0], new[2]))
     return new[0].hex(), updater.writes
 
 
@@ -188,26 +295,24 @@ def _hex32(s: Any, where: str) -> bytes:
         raise ValueError(f"{where}: 64 lowercase hex characters") from None
 
 
-def prove(root: str, key: bytes, read: NodeReader) -> Proof:
-    """The proof of key's value (or absence) under root."""
+def prove(root: RootRef, key: bytes, read: NodeReader) -> Proof:
+    """The proof of key's value (or absence) under the root stored at `root` (`root_at`)."""
     path = _sha(key)
-    h = bytes.fromhex(root)
+    h, version = root
     siblings: list[bytes] = []
-    loader = _Updater(read)
     depth = 0
     while h != EMPTY:
-        raw = loader.load(h)
+        raw = load_node(read, h, version)
         if raw[:1] == LEAF:
             return Proof(tuple(siblings), (raw[1:33], raw[33:]))
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
-        left, right = raw[1:33], raw[33:]
         if _bit(path, depth):
-            siblings.append(left)
-            h = right
+            siblings.append(raw[1:33])
+            h, version = raw[33:65], raw[73:81]
         else:
-            siblings.append(right)
-            h = left
+            siblings.append(raw[33:65])
+            h, version = raw[1:33], raw[65:73]
         depth += 1
     return Proof(tuple(siblings), None)
 
@@ -238,7 +343,7 @@ def verify_proof(root: str, key: bytes, value: bytes | None, proof: Proof) -> bo
     return h.hex() == root
 
 
-def get(root: str, key: bytes, read: NodeReader) -> bytes | None:
+def get(root: RootRef, key: bytes, read: NodeReader) -> bytes | None:
     """H(value) of key under root, or None if absent (the values themselves live elsewhere)."""
     proof = prove(root, key, read)
     if proof.leaf is not None and proof.leaf[0] == _sha(key):

@@ -4,21 +4,27 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
 
     m/schema            schema version            m/genesis_hash   m/genesis (canonical doc)
     m/head              canonical {"height", "block_hash", "state_root"}
+    m/state_from        the first height whose state tree is kept whole (absent: 0, every height)
     b/<height>          canonical {"header", "tx_ids"}  c/<height>  canonical certificate
     x/<block_hash>      height
-    t/<tx_id>           canonical [height, index, tx, receipt]
+    t/<height><index>   canonical [height, index, tx, receipt]   (index: 6 zero-padded digits)
+    i/<tx_id>           <height><index> of its t/ record, as in that key (24 bytes)
 
 A block is kept as its header and tx ids, and each of its txs once, in its own record with its
 receipt: a tx is answered with one small read whatever the size of its block (reading and
 decoding a 4,000-tx block, ~1.6 MB, for one tx took ~100-300 ms), a header without decoding any
 tx, and no tx's bytes are written twice (the commit is the node's hot path: docs/performance.md,
-Reads). A whole block (audits, catch-up) is its summary plus its txs' records, read in order.
+Reads). A whole block (audits, catch-up) is its summary plus its txs' records, one range read.
+The records are keyed by their place, so each block's sort after every earlier one and LevelDB's
+compactions do not rewrite them again and again as the chain grows; only the small i/ pointers
+land all over the key space (docs/performance.md, Store layout).
 
 Everything else (state records, authenticated-state nodes, history, indexes) belongs to the
 apply path, which hands its writes to `append` so that a block and all it changes land in
 ONE synced write batch: after a crash the store holds all of a block or none of it. The head
 record is derived from the blocks, so `open` checks it against them and refuses to start if
-they disagree.
+they disagree. A store opened with a pruning `Retention` (chain/retention.py) also deletes, in
+that same batch, the state-tree nodes that no kept state version holds any more.
 """
 
 from __future__ import annotations
@@ -33,12 +39,25 @@ from typing import Any, Protocol
 
 import plyvel
 
+from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
-from chain.encoding import canonical, canonical_array, canonical_map, decode
+from chain.encoding import canonical, canonical_map, decode
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.receipt import Receipt
-from chain.tx import parse_tx
+from chain.retention import ARCHIVE, Retention
+from chain.txrecords import (
+    TX_INDEX_PREFIX,
+    TX_RECORD_PREFIX,
+    RawBlock,
+    TxEntry,
+    block_from_records,
+    decode_tx_entry,
+    tx_entry_bytes,
+    tx_index_key,
+    tx_place,
+    tx_record_key,
+)
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
@@ -48,8 +67,11 @@ from chain.tx import parse_tx
 #      dir may hold entries that a version-4 audit would not recompute
 #   5: b/<height> holds the header and tx ids; each tx and its receipt are in t/<tx_id>
 #      ([height, index, tx, receipt]); no per-block receipts list (O(1) tx and header reads)
-SCHEMA_VERSION = b"5"
-RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/")
+#   6: state-tree nodes keyed by the height that wrote them (n/<version><hash>, chain/smt.py), with
+#      root records r/<height> and retired-node marks z/; m/state_from when pruned; tx records
+#      keyed by their place (t/<height><index>), found by id through i/<tx_id>
+SCHEMA_VERSION = b"6"
+RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/")
 
 # LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
 # filled while the previous one (as large) is flushed, and table blocks are cached up to
@@ -90,17 +112,6 @@ class BlockCommit:
     packed_receipts: Sequence[bytes] | None = None  # canonical(receipt) of each, if the caller has them (apply does)
 
 
-@dataclass(frozen=True)
-class TxEntry:
-    """A committed tx as its record holds it: where it is, the tx (plain: chain.tx.parse_tx makes
-    it a Tx) and its receipt."""
-
-    height: int
-    index: int
-    tx: dict[str, Any]
-    receipt: Receipt
-
-
 class _LevelDB(Protocol):
     """The part of `plyvel.DB` the store uses: plyvel ships no type stubs, so without this every
     read would be `Any` and a wrong return type would go unnoticed."""
@@ -114,30 +125,42 @@ class _LevelDB(Protocol):
         include_start: bool = True, reverse: bool = False, verify_checksums: bool = False,
     ) -> Iterator[tuple[bytes, bytes]]: ...
     def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
+    def get_property(self, name: bytes) -> bytes | None: ...
+    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
     def close(self) -> None: ...
 
 
 class Store:
-    def __init__(self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None) -> None:
+    def __init__(
+        self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None, retention: Retention = ARCHIVE
+    ) -> None:
         self._db: _LevelDB = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
+        self.retention = retention
         # called with every StoreFault before it is raised (the validator stops on it)
         self.on_fault: Callable[[StoreFault], None] | None = None
         self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
         self._head = self._load_head()
+        raw_from = db.get(b"m/state_from")
+        self._state_from = int(raw_from) if raw_from is not None else 0
 
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
     def create_or_open(
-        cls, path: str | Path, genesis: Genesis, initial_writes: Mapping[bytes, bytes] | None = None
+        cls,
+        path: str | Path,
+        genesis: Genesis,
+        initial_writes: Mapping[bytes, bytes] | None = None,
+        retention: Retention = ARCHIVE,
     ) -> Store:
         """Open a node's data dir, creating it for this genesis if it does not exist yet.
 
         `initial_writes` (the genesis state, height 0) go into the same synced batch as the
         identity records, so a store either does not exist or has its whole genesis state.
+        `retention` says which state versions each commit keeps (chain/retention.py).
         """
         path = Path(path)
         if not path.exists():
@@ -158,7 +181,7 @@ class Store:
                         raise StoreError(f"genesis write to a store-owned key {key[:16]!r}")
                     wb.put(key, value)
         _check_identity(db, path, genesis.hash)
-        return cls(db, path, read_only=False, tmp_copy=None)
+        return cls(db, path, read_only=False, tmp_copy=None, retention=retention)
 
     @classmethod
     def open_read_only(cls, path: str | Path, genesis_hash: str | None = None) -> Store:
@@ -232,6 +255,12 @@ class Store:
     def height(self) -> int:
         return self._head.height if self._head else 0
 
+    @property
+    def state_from(self) -> int:
+        """The first height whose state tree this store holds whole (0: every height, an archive
+        or a store that has not pruned yet); the trees of lower heights were pruned."""
+        return self._state_from
+
     def genesis_doc(self) -> dict[str, Any]:
         raw = self._get(b"m/genesis")
         if raw is None:  # written with the store and checked when it was opened: the store is damaged
@@ -255,26 +284,22 @@ class Store:
     def read_block(self, height: int) -> tuple[Block, list[Receipt]] | None:
         """`get_block` and `get_receipts` from one read of each tx record (the audit's path: a
         record decoded once, not once per question). Every record is checked to sit at its place."""
+        raw = self.read_raw_block(height)
+        return None if raw is None else block_from_records(raw)
+
+    def read_raw_block(self, height: int) -> RawBlock | None:
+        """The block's header and tx ids, and its txs' records as stored, not yet decoded."""
         summary = self.get_summary(height)
         if summary is None:
             return None
         header, tx_ids = summary
-        txs = []
-        receipts: list[Receipt] = []
-        for index, tx_id in enumerate(tx_ids):
-            where = f"block {height}: the record (t/) of tx {index} ({tx_id[:16]}…)"
-            try:
-                entry = self.get_tx_entry(tx_id)
-            except ValueError as e:
-                raise BlockError(f"{where} does not decode: {e}") from None
-            if entry is None:
-                raise BlockError(f"{where} is missing")
-            tx = parse_tx(entry.tx)
-            if (entry.height, entry.index, tx.tx_id) != (height, index, tx_id):
-                raise BlockError(f"{where} holds another tx or place")
-            txs.append(tx)
-            receipts.append(entry.receipt)
-        return Block(header, tuple(txs)), receipts
+        records: list[bytes | None] = [None] * len(tx_ids)
+        prefix = height_key(TX_RECORD_PREFIX, height)
+        for key, value in self.iterate(prefix):
+            index = int(key[len(prefix) :])
+            if index < len(records):  # one beyond the block's txs is the audit's to report
+                records[index] = value
+        return RawBlock(height, header, tx_ids, records)
 
     def get_certificate(self, height: int) -> Certificate | None:
         raw = self._get(height_key(b"c/", height))
@@ -297,30 +322,32 @@ class Store:
     def get_receipts(self, height: int) -> list[Receipt] | None:
         """The block's receipts, in tx order, from its txs' records (None: no such block, or a record
         is missing)."""
-        summary = self.get_summary(height)
-        if summary is None:
+        raw = self.read_raw_block(height)
+        if raw is None or None in raw.records:
             return None
-        receipts: list[Receipt] = []
-        for tx_id in summary[1]:
-            entry = self.get_tx_entry(tx_id)
-            if entry is None:
-                return None
-            receipts.append(entry.receipt)
-        return receipts
+        return [decode_tx_entry(record).receipt for record in raw.records]  # type: ignore[arg-type]
 
     def height_of(self, block_hash: str) -> int | None:
         raw = self._get(b"x/" + block_hash.encode())
         return int(raw) if raw is not None else None
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
-        entry = self.get_tx_entry(tx_id)
-        return None if entry is None else (entry.height, entry.index)
+        """Where a committed tx is (None: not committed): its i/ pointer alone, no record decoded."""
+        place = self._get(tx_index_key(tx_id))
+        if place is None:
+            return None
+        if len(place) != 18 or not place.isdigit():
+            raise StoreError(f"{self.path}: damaged data: the tx index (i/) of {tx_id[:16]}… is not a place")
+        return int(place[:12]), int(place[12:])
 
     def get_tx_entry(self, tx_id: str) -> TxEntry | None:
-        """A committed tx's record: one read of a few hundred bytes, whatever its block's size."""
-        raw = self._get(b"t/" + tx_id.encode())
-        if raw is None:
+        """A committed tx's record: two reads of a few hundred bytes, whatever its block's size."""
+        place = self.tx_location(tx_id)
+        if place is None:
             return None
+        raw = self._get(tx_record_key(*place))
+        if raw is None:
+            raise StoreError(f"{self.path}: damaged data: the record (t/) of tx {tx_id[:16]}… is missing")
         return decode_tx_entry(raw)
 
     def get(self, key: bytes) -> bytes | None:
@@ -335,15 +362,37 @@ class Store:
         except plyvel.Error as e:
             raise self._fault(f"reading {key[:40]!r}", e) from None
 
+    def compact(self) -> None:
+        """Compact the whole key range now (after a bulk load, so that what follows meets a
+        settled store, as an aged node's is)."""
+        try:
+            self._db.compact_range()
+        except plyvel.Error as e:
+            raise self._fault("compacting", e) from None
+
+    def compaction_mb(self) -> tuple[float, float]:
+        """(MB read, MB written) by LevelDB's flushes and compactions since the store was opened,
+        summed over its levels (`leveldb.stats`): what the layout costs beyond the batches."""
+        stats = self._db.get_property(b"leveldb.stats") or b""
+        read = written = 0.0
+        for line in stats.decode().splitlines():
+            cols = line.split()
+            if len(cols) == 6 and cols[0].isdigit():
+                read += float(cols[4])
+                written += float(cols[5])
+        return read, written
+
     def iterate(
-        self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True
+        self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,
+        stop: bytes | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Records under `prefix` in key order (or reversed); with `start`, from that key on."""
+        """Records under `prefix` in key order (or reversed); with `start`, from that key on; with
+        `stop` (and `start`), up to that key, excluded."""
         try:
             if start is None:
                 it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
             else:
-                it = self._db.iterator(start=start, include_start=include_start, stop=_prefix_end(prefix),
+                it = self._db.iterator(start=start, include_start=include_start, stop=stop or _prefix_end(prefix),
                                        reverse=reverse, verify_checksums=True)
             yield from it
         except plyvel.Error as e:
@@ -384,16 +433,33 @@ class Store:
         if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
             raise StoreError(f"certificate does not name block {block.height}")
         head = Head(block.height, block.block_hash, block.header.state_root)
+        state_from = max(self._state_from, self.retention.horizon(block.height))
         try:
-            self._write_block(commit, head)
+            self._write_block(commit, head, state_from)
         except plyvel.Error as e:
             raise self._fault(f"writing block {block.height}", e) from None
         self._head = head
+        self._state_from = state_from
         return head
 
-    def _write_block(self, commit: BlockCommit, head: Head) -> None:
+    def _prune(self, wb: Any, state_from: int) -> None:
+        """Delete, in the commit's batch, the tree nodes no state of height >= state_from holds:
+        those retired at a height <= state_from (chain/smt.py), and the roots below it. The marks
+        sort by the height that retired them, so this reads only what it deletes."""
+        start = smt.stale_key(self._state_from, bytes(8), b"")
+        stop = smt.stale_key(state_from + 1, bytes(8), b"")
+        for key, _ in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
+            wb.delete(smt.stale_node_key(key))
+            wb.delete(key)
+        for height in range(self._state_from, state_from):
+            wb.delete(smt.root_key(height))
+        wb.put(b"m/state_from", b"%d" % state_from)
+
+    def _write_block(self, commit: BlockCommit, head: Head, state_from: int) -> None:
         block = commit.block
         with self._db.write_batch(sync=True, transaction=True) as wb:
+            if state_from > self._state_from:
+                self._prune(wb, state_from)
             for key, value in commit.writes.items():
                 if key.startswith(RESERVED_PREFIXES):
                     raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
@@ -412,7 +478,9 @@ class Store:
             if len(packed) != len(tx_ids):
                 raise StoreError(f"block {block.height}: {len(packed)} receipts for {len(tx_ids)} txs")
             for index, (tx, tx_id) in enumerate(zip(block.txs, tx_ids, strict=True)):
-                wb.put(b"t/" + tx_id.encode(), tx_entry_bytes(block.height, index, tx.encode(), packed[index]))
+                place = tx_place(block.height, index)
+                wb.put(TX_RECORD_PREFIX + place, tx_entry_bytes(block.height, index, tx.encode(), packed[index]))
+                wb.put(TX_INDEX_PREFIX + tx_id.encode(), place)
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
 
     def _fault(self, what: str, error: plyvel.Error) -> StoreFault:
@@ -424,20 +492,6 @@ class Store:
         return fault
 
 
-def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: bytes) -> bytes:
-    """canonical([height, index, tx, receipt]) from the tx's and receipt's own canonical bytes."""
-    return canonical_array([canonical(height), canonical(index), tx_bytes, receipt_bytes])
-
-
-def decode_tx_entry(raw: bytes) -> TxEntry:
-    """A t/ record (raises ValueError for one that is not [height, index, tx, receipt])."""
-    value = decode(raw)
-    if type(value) is not list or len(value) != 4:
-        raise ValueError("a tx record is not [height, index, tx, receipt]")
-    height, index, tx, receipt = value
-    return TxEntry(height, index, tx, receipt)
-
-
 def _prefix_end(prefix: bytes) -> bytes | None:
     """The first key after every key starting with prefix (None: no such key)."""
     stripped = prefix.rstrip(b"\xff")
@@ -446,7 +500,7 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head"})
+_OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head", "state_from"})
 
 
 def _meta_key(name: str) -> bytes:
@@ -486,8 +540,10 @@ def _check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None) -> None
         db.close()
         raise StoreError(
             f"{path}: store schema version {_schema_name(schema)}, this titlechain reads version "
-            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place: "
-            "start the chain again from a new genesis with an empty data dir (docs/protocol.md, Versions)"
+            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place "
+            "(there is no migration command): move it aside and start the node with an empty data dir, to "
+            "fetch the chain again from its peers (a chain begun under schema 2 or older needs a new genesis: "
+            "docs/protocol.md, Versions)"
         )
     stored = db.get(b"m/genesis_hash", b"").decode()
     if genesis_hash is not None and stored != genesis_hash:

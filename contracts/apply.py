@@ -3,7 +3,8 @@
 Store keys written here (beside the store's own, chain/store.py):
 
     s/<state key>                          canonical state value (contracts/state.py keys)
-    n/<node hash>                          authenticated-state tree node (chain/smt.py)
+    n/, r/, z/                             the authenticated-state tree's nodes, roots by height and
+                                           retired-node marks (chain/smt.py)
     h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming an existing asset
     o/<account>/<asset_id>                 b"": the account owns the asset (redeemed ones too)
     v/<height:012d>                        canonical validator list certifying blocks from height on
@@ -124,7 +125,7 @@ def genesis_state(genesis: Genesis) -> ApplyResult:
     """The height-0 state: its store writes (for Store.create_or_open) and root."""
     values = genesis_writes(genesis)
     changes = {k.encode(): canonical(v) for k, v in values.items() if v is not None}
-    root, nodes = smt.update(smt.EMPTY_ROOT, changes, lambda h: None)
+    root, nodes = smt.update(smt.EMPTY_REF_ROOT, changes, lambda key: None, 0)
     writes: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in changes.items()}
     writes.update(nodes)
     vset = read_validator_set(MemoryView(values))
@@ -174,7 +175,7 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
         smt_changes[key.encode()] = encoded
         if key.startswith(ASSET_PREFIX):
             _reindex_owner(writes, key[len(ASSET_PREFIX) :], base.get(key), value)
-    root, nodes = smt.update(prev_state_root, smt_changes, _node_reader(read))
+    root, nodes = smt.update(_parent_root(read, prev_state_root, height), smt_changes, read, height)
     writes.update(nodes)
     next_validators = read_validator_set(overlay)
     if VALIDATORS_KEY in changed and base.get(VALIDATORS_KEY) != changed[VALIDATORS_KEY]:
@@ -194,8 +195,12 @@ def _reindex_owner(writes: dict[bytes, bytes | None], asset_id: str, before: Val
         writes[owner_key(new, asset_id)] = b""
 
 
-def _node_reader(read: Reader) -> smt.NodeReader:
-    return lambda h: read(smt.node_key(h))
+def _parent_root(read: Reader, prev_state_root: str, height: int) -> smt.RootRef:
+    """Where the state tree of height-1 is stored; it must be the root the caller builds on."""
+    root = smt.root_at(read, height - 1)
+    if root[0].hex() != prev_state_root:
+        raise smt.SmtError(f"the stored state root of height {height - 1} is not {prev_state_root[:16]}…")
+    return root
 
 
 def check_args(txs: Sequence[Tx]) -> None:

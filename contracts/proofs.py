@@ -62,7 +62,10 @@ def build_ownership_proof(store: Store, asset_id: str) -> OwnershipProof:
         raise ProofError("no block is committed yet: there is no certified state root to prove against")
     key = asset_key(asset_id)
     raw = store.get(state_key(key))
-    state_proof = smt.prove(head.state_root, key.encode(), lambda h: store.get(smt.node_key(h)))
+    root = smt.root_at(store.get, head.height)
+    if root[0].hex() != head.state_root:
+        raise smt.SmtError(f"the state tree's root record of height {head.height} is not the head's state root")
+    state_proof = smt.prove(root, key.encode(), store.get)
     head_block = store.get_block(head.height)
     if head_block is None:  # the head record names a block the store does not hold
         raise ProofError(f"the store's head block {head.height} is missing: audit this data dir")

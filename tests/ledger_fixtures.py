@@ -8,6 +8,7 @@ from typing import Any
 from chain.block import Block, Certificate, sign_commit
 from chain.crypto import KeyPair
 from chain.encoding import H
+from chain.retention import ARCHIVE, Retention
 from chain.tx import Tx, sign_tx
 from factories import Consortium, make_consortium, seeded_key
 from node.runtime.ledger import Ledger
@@ -18,10 +19,10 @@ def doc(label: str) -> str:
 
 
 class LedgerChain:
-    def __init__(self, path: Path, consortium: Consortium | None = None) -> None:
+    def __init__(self, path: Path, consortium: Consortium | None = None, retention: Retention | None = None) -> None:
         self.c = consortium or make_consortium()
         self.path = path
-        self.ledger = Ledger.open(path, self.c.genesis)
+        self.ledger = Ledger.open(path, self.c.genesis, retention or ARCHIVE)
         self._nonce = 0
 
     def sign(self, key: KeyPair, op: str, args: dict[str, Any]) -> Tx:
@@ -68,9 +69,9 @@ class LedgerChain:
         self.ledger.close()
 
 
-def build_story(path: Path) -> LedgerChain:
+def build_story(path: Path, retention: Retention | None = None) -> LedgerChain:
     """Five blocks: registrations, transfers, a rejected double-spend, a redemption."""
-    ch = LedgerChain(path)
+    ch = LedgerChain(path, retention=retention)
     u = ch.c.users
     ch.block([ch.register("WR-1", u[0]), ch.register("WR-2", u[1]), ch.register("WR-3", u[0])])
     ch.block([ch.transfer("WR-1", u[0], u[2]), ch.transfer("WR-1", u[0], u[3])])  # second is rejected

@@ -182,11 +182,12 @@ def _run_audit(
 
 def _report(report: AuditReport, where: str, as_json: bool) -> None:
     if as_json:
-        print_json({**asdict(report), "source": where})
+        print_json({**asdict(report), "coverage": report.coverage, "source": where})
     elif report.ok:
         click.echo(f"audit ok: {where}")
         click.echo(f"  {report.blocks} blocks and {report.txs} txs verified from the genesis")
         click.echo(f"  state root at height {report.blocks}: {report.state_root}")
+        click.echo(f"  {report.coverage}")
     else:
         click.echo(f"audit FAILED: {where}")
         click.echo(f"  first bad height: {report.height}")

@@ -12,7 +12,8 @@ transfer them. A transfer needs a committed asset, so each client first register
 will transfer (setup, not measured), then the measured phase interleaves registrations of new
 assets with one transfer of each setup asset: half and half. Every tx is signed in the client
 and its JSON pre-encoded before the clock starts, so the measured phase costs the client only
-the HTTP requests: what is measured is the consortium, not the load generator.
+the HTTP requests: what is measured is the consortium, not the load generator. The encoded txs
+wait in a file (node/devnet/bench_spool.py), so a client's memory does not grow with `--txs`.
 
 Submission: `POST /v1/txs/batch` in chunks of `--chunk` txs, one submitter task per node, so
 every node's RPC takes a share. A client keeps at most its share of `--window` txs in flight

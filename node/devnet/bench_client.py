@@ -1,4 +1,5 @@
-"""The consortium benchmark's client processes: each signs its share of txs up front, submits them in
+"""The consortium benchmark's client processes: each signs its share of txs up front (into a file,
+node/devnet/bench_spool.py, so that its memory does not grow with --txs), submits them in
 batches over a bounded window of txs in flight, and follows the event stream to time each commit.
 node/devnet/bench.py starts them, one process per client, and sums up."""
 
@@ -6,21 +7,20 @@ from __future__ import annotations
 
 
 import asyncio
-import json
 import signal
+import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from chain.crypto import KeyPair, load_key_file
-from chain.encoding import H
-from chain.tx import Tx
+from node.devnet.bench_spool import Chunk, Spool, plan_txs
 from node.errors import NodeError
-from node.sdk.client import AsyncClient, sign
+from node.sdk.client import AsyncClient
 
 
 PROGRESS_EVERY_S = 0.25
@@ -65,39 +65,6 @@ class ClientResult:
     cpu_s: float  # this client's CPU during the measured phase (it competes with the nodes for the cores)
 
 
-def _register(key: KeyPair, job: ClientJob, asset_class: str, asset_id: str, owner: str) -> Tx:
-    args = {"asset_id": asset_id, "class": asset_class, "owner": owner, "doc_hash": H(asset_id.encode()).hex(), "meta": {}}
-    return sign(key, job.chain_id, "asset.register", args, expires=job.expires)
-
-
-def plan_txs(job: ClientJob) -> tuple[list[Tx], list[Tx]]:
-    """(setup, measured): setup registers the assets that the measured phase transfers once each."""
-    issuers = [(load_key_file(path), cls) for path, cls in job.issuers]
-    parties = [load_key_file(path) for path in job.parties]
-    prefix = f"BENCH-{job.tag}-{job.index}"
-    setup = []
-    for i in range(job.transfers):
-        key, cls = issuers[i % len(issuers)]
-        setup.append(_register(key, job, cls, f"{prefix}-s{i}", parties[i % len(parties)].public))
-    transfers = [
-        sign(
-            parties[i % len(parties)],
-            job.chain_id,
-            "asset.transfer",
-            {"asset_id": f"{prefix}-s{i}", "to": parties[(i + 1) % len(parties)].public},
-            expires=job.expires,
-        )
-        for i in range(job.transfers)
-    ]
-    registers = []
-    for j in range(job.registers):
-        key, cls = issuers[j % len(issuers)]
-        registers.append(_register(key, job, cls, f"{prefix}-r{j}", parties[(j + 3) % len(parties)].public))
-    measured = [t for pair in zip(registers, transfers) for t in pair]
-    measured += registers[len(transfers) :] + transfers[len(registers) :]
-    return setup, measured
-
-
 class _Tracker:
     """This client's txs in flight, resolved by the block events of one node."""
 
@@ -113,9 +80,11 @@ class _Tracker:
         self.block_seen = asyncio.Event()  # set on every block event (retry pacing)
         self.all_done = asyncio.Event()
         self.expected = 0
+        self.retries: deque[Chunk] = deque()  # chunks a full node handed back, sent again before new ones
 
     def start_phase(self, expected: int) -> None:
         self.latencies, self.committed, self.expected = [], 0, expected
+        self.retries.clear()
         self.rejected.clear()
         self.refused.clear()
         self.all_done.clear()
@@ -201,29 +170,34 @@ def _error_code(r: httpx.Response) -> str:
         return f"http_{r.status_code}"
 
 
-async def _submitter(http: httpx.AsyncClient, work: asyncio.Queue[list[tuple[str, bytes]]], tracker: _Tracker) -> None:
+async def _submitter(http: httpx.AsyncClient, take: Callable[[], Chunk | None], tracker: _Tracker) -> None:
     while True:
-        chunk = await work.get()
+        chunk = take()
+        if chunk is None:  # nothing left to send but retries another submitter may hand back
+            tracker.block_seen.clear()
+            await tracker.block_seen.wait()
+            continue
         await tracker.wait_room(len(chunk))
         retry = await _submit_chunk(http, chunk, tracker)
         if retry:
             tracker.block_seen.clear()
             await tracker.block_seen.wait()  # the node is full: retry once a block has drained it
-            work.put_nowait(retry)
-        work.task_done()
+            tracker.retries.append(retry)
 
 
 async def _drive(
-    https: Sequence[httpx.AsyncClient], txs: Sequence[Tx], tracker: _Tracker, chunk: int, deadline_s: float,
+    https: Sequence[httpx.AsyncClient], txs: Spool, tracker: _Tracker, chunk: int, deadline_s: float,
     progress: Callable[[int], None],
 ) -> None:
-    """Submit txs over all nodes within the window; return once every one committed (or raise)."""
-    encoded = [(t.tx_id, json.dumps(t.to_plain(), separators=(",", ":")).encode()) for t in txs]
-    tracker.start_phase(len(encoded))
-    work: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
-    for i in range(0, len(encoded), chunk):
-        work.put_nowait(encoded[i : i + chunk])
-    tasks = [asyncio.create_task(_submitter(h, work, tracker)) for h in https]
+    """Submit txs over all nodes within the window; return once every one committed (or raise).
+    The txs are read from their spool as they go, so memory does not grow with their number."""
+    tracker.start_phase(txs.count)
+    chunks = txs.chunks(chunk)
+
+    def take() -> Chunk | None:
+        return tracker.retries.popleft() if tracker.retries else next(chunks, None)
+
+    tasks = [asyncio.create_task(_submitter(h, take, tracker)) for h in https]
     deadline = time.monotonic() + deadline_s
     try:
         while not tracker.all_done.is_set():
@@ -243,7 +217,12 @@ async def _drive(
 
 
 async def _client(job: ClientJob, go: Any, out: Any) -> None:
-    setup, measured = plan_txs(job)
+    with tempfile.TemporaryDirectory(prefix="titlechain-bench-client-") as spool_dir:
+        setup, measured = plan_txs(job, Path(spool_dir))
+        await _run_client(job, go, out, setup, measured)
+
+
+async def _run_client(job: ClientJob, go: Any, out: Any, setup: Spool, measured: Spool) -> None:
     async with AsyncClient(job.events_rpc) as ev_client:
         start_height = int((await ev_client.status())["height"])
         tracker = _Tracker(job.window)
@@ -262,9 +241,9 @@ async def _client(job: ClientJob, go: Any, out: Any) -> None:
                 return send
 
             await _drive(https, setup, tracker, job.chunk, job.deadline_s, report("setup"))
-            if tracker.committed < len(setup) or tracker.rejected or tracker.refused:
+            if tracker.committed < setup.count or tracker.rejected or tracker.refused:
                 raise BenchError(
-                    f"client {job.index}: setup committed {tracker.committed} of {len(setup)} registrations"
+                    f"client {job.index}: setup committed {tracker.committed} of {setup.count} registrations"
                     f" (rejected {dict(tracker.rejected)}, refused {dict(tracker.refused)})"
                 )
             out.put(("ready", job.index))
@@ -274,7 +253,7 @@ async def _client(job: ClientJob, go: Any, out: Any) -> None:
             first, cpu0 = time.monotonic(), time.process_time()
             await _drive(https, measured, tracker, job.chunk, job.deadline_s, report("run"))
             out.put(("done", job.index, ClientResult(
-                job.index, tracker.latencies, first, tracker.last_commit, len(measured), tracker.committed,
+                job.index, tracker.latencies, first, tracker.last_commit, measured.count, tracker.committed,
                 dict(tracker.rejected), dict(tracker.refused), time.process_time() - cpu0,
             )))
         finally:

@@ -7,7 +7,6 @@ store by node/rpc/views.py). Synchronous: no asyncio here.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
 from chain.receipt import Receipt
+from chain.retention import ARCHIVE, Retention
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, parse_tx
@@ -70,11 +70,12 @@ class Ledger:
         self._standing: set[str] = set()
 
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis) -> Ledger:
-        """Open a node's data dir, creating it with the genesis state if new."""
+    def open(cls, path: str | Path, genesis: Genesis, retention: Retention = ARCHIVE) -> Ledger:
+        """Open a node's data dir, creating it with the genesis state if new; `retention` says which
+        state versions it keeps (chain/retention.py)."""
         initial = genesis_state(genesis)
         writes = {k: v for k, v in initial.writes.items() if v is not None}
-        ledger = cls(Store.create_or_open(path, genesis, initial_writes=writes), genesis)
+        ledger = cls(Store.create_or_open(path, genesis, initial_writes=writes, retention=retention), genesis)
         try:
             ledger.check_head()
         except BaseException:
@@ -105,11 +106,10 @@ class Ledger:
             raise LedgerError(
                 f"{where}: its commit certificate does not verify against its validator set: {e}"
             ) from None
-        if head.state_root != smt.EMPTY_ROOT:
-            root = bytes.fromhex(head.state_root)
-            node = self.store.get(smt.node_key(root))
-            if node is None or hashlib.sha256(node).digest() != root:
-                raise LedgerError(f"{where}: the state tree's root node does not hash to the header's state_root")
+        try:
+            smt.check_root(self.store.get, head.height, head.state_root)
+        except smt.SmtError as e:
+            raise LedgerError(f"{where}: {e}") from None
 
     def close(self) -> None:
         self.store.close()

@@ -43,7 +43,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerChain]:
 def _ends(chain: LedgerChain, asset_id: str) -> str:
     """Where asset_id's path ends under the head's root: "empty", "other" (another key's leaf), "own"."""
     store = chain.ledger.store
-    proof = smt.prove(store.head.state_root, asset_key(asset_id).encode(), lambda h: store.get(smt.node_key(h)))
+    proof = smt.prove(smt.root_at(store.get, store.height), asset_key(asset_id).encode(), store.get)
     if proof.leaf is None:
         return "empty"
     return "own" if proof.leaf[0] == H(asset_key(asset_id).encode()) else "other"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -14,13 +15,29 @@ VALUES = st.binary(min_size=0, max_size=16)
 
 
 class Nodes(dict):
-    def read(self, h: bytes) -> bytes | None:
-        return self.get(smt.node_key(h))
+    """A store's records of the tree, each update one height above the last."""
+
+    height = 0
+    at: dict[str, int]
+
+    def read(self, key: bytes) -> bytes | None:
+        return self.get(key)
+
+    def ref(self, root: str) -> smt.RootRef:
+        """Where the tree of `root` is stored: the root record of the height that made it."""
+        if root == smt.EMPTY_ROOT:
+            return smt.EMPTY_REF_ROOT
+        return smt.root_at(self.read, self.at[root])
 
 
 def apply(nodes: Nodes, root: str, changes: dict[bytes, bytes | None]) -> str:
-    root, writes = smt.update(root, changes, nodes.read)
+    if not hasattr(nodes, "at"):
+        nodes.at = {}
+    ref = nodes.ref(root)
+    nodes.height += 1
+    root, writes = smt.update(ref, changes, nodes.read, nodes.height)
     nodes.update(writes)
+    nodes.at[root] = nodes.height
     return root
 
 
@@ -65,7 +82,7 @@ def test_tree_depth_is_logarithmic() -> None:
     mapping = {b"key-%d" % i: b"v" for i in range(2000)}
     nodes = Nodes()
     root = apply(nodes, smt.EMPTY_ROOT, mapping)
-    depths = [len(smt.prove(root, k, nodes.read).siblings) for k in list(mapping)[:200]]
+    depths = [len(smt.prove(nodes.ref(root), k, nodes.read).siblings) for k in list(mapping)[:200]]
     assert max(depths) < 40
 
 
@@ -73,9 +90,9 @@ def test_old_roots_stay_provable() -> None:
     nodes = Nodes()
     r1 = apply(nodes, smt.EMPTY_ROOT, {b"a": b"1", b"b": b"2"})
     r2 = apply(nodes, r1, {b"a": b"changed"})
-    assert smt.verify_proof(r1, b"a", b"1", smt.prove(r1, b"a", nodes.read))
-    assert smt.verify_proof(r2, b"a", b"changed", smt.prove(r2, b"a", nodes.read))
-    assert not smt.verify_proof(r2, b"a", b"1", smt.prove(r2, b"a", nodes.read))
+    assert smt.verify_proof(r1, b"a", b"1", smt.prove(nodes.ref(r1), b"a", nodes.read))
+    assert smt.verify_proof(r2, b"a", b"changed", smt.prove(nodes.ref(r2), b"a", nodes.read))
+    assert not smt.verify_proof(r2, b"a", b"1", smt.prove(nodes.ref(r2), b"a", nodes.read))
 
 
 def _flip(b: bytes, i: int, bit: int) -> bytes:
@@ -95,7 +112,7 @@ def test_proof_verifies_iff_untampered(mapping: dict[bytes, bytes], data: st.Dat
     root = apply(nodes, smt.EMPTY_ROOT, dict(mapping))
     key = data.draw(st.one_of(st.sampled_from(sorted(mapping)), KEYS))
     value = mapping.get(key)
-    proof = smt.prove(root, key, nodes.read)
+    proof = smt.prove(nodes.ref(root), key, nodes.read)
     assert smt.verify_proof(root, key, value, proof)
     assert smt.verify_proof(root, key, value, smt.Proof.from_plain(proof.to_plain()))
     # the root, the key, the value and every byte of the proof matter
@@ -126,20 +143,72 @@ def test_non_inclusion(mapping: dict[bytes, bytes], absent: bytes) -> None:
     assume(mapping)
     nodes = Nodes()
     root = apply(nodes, smt.EMPTY_ROOT, dict(mapping))
-    proof = smt.prove(root, absent, nodes.read)
+    proof = smt.prove(nodes.ref(root), absent, nodes.read)
     assert smt.verify_proof(root, absent, None, proof)
-    assert smt.get(root, absent, nodes.read) is None
+    assert smt.get(nodes.ref(root), absent, nodes.read) is None
     # a present key's proof cannot be passed off as the absence of that key
     some = sorted(mapping)[0]
-    assert not smt.verify_proof(root, some, None, smt.prove(root, some, nodes.read))
-    assert smt.get(root, some, nodes.read) == smt._sha(mapping[some])
+    assert not smt.verify_proof(root, some, None, smt.prove(nodes.ref(root), some, nodes.read))
+    assert smt.get(nodes.ref(root), some, nodes.read) == smt._sha(mapping[some])
 
 
 def test_missing_node_is_an_error() -> None:
     nodes = Nodes()
     root = apply(nodes, smt.EMPTY_ROOT, {b"a": b"1", b"b": b"2", b"c": b"3"})
     try:
-        smt.update(root, {b"d": b"4"}, lambda h: None)
+        smt.update(nodes.ref(root), {b"d": b"4"}, lambda key: None, 2)
     except smt.SmtError:
         return
     raise AssertionError("a missing node went unnoticed")
+
+
+def _prune(nodes: Nodes, state_from: int) -> None:
+    """What a pruning store does (chain/store.py): delete the nodes retired at or below
+    state_from, their marks, and the roots below it."""
+    for key in [k for k in nodes if k.startswith(smt.STALE_PREFIX) and smt.stale_height(k) <= state_from]:
+        del nodes[smt.stale_node_key(key)], nodes[key]
+    for height in range(state_from):
+        nodes.pop(smt.root_key(height), None)
+
+
+BATCHES = st.lists(st.dictionaries(st.sampled_from([b"k%d" % i for i in range(24)]), st.none() | VALUES, max_size=8),
+                   min_size=1, max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(BATCHES, st.data())
+def test_pruning_keeps_every_state_from_the_horizon_and_nothing_else(batches: list, data: st.DataObject) -> None:
+    nodes = Nodes()
+    root, states = smt.EMPTY_ROOT, [{}]
+    nodes.update({smt.root_key(0): smt.root_record(smt.EMPTY_REF_ROOT)})
+    for batch in batches:
+        root = apply(nodes, root, batch)
+        states.append({k: v for k, v in {**states[-1], **batch}.items() if v is not None})
+    head = len(batches)
+    state_from = data.draw(st.integers(0, head))
+    _prune(nodes, state_from)
+    # every state kept answers for every key it holds, and for the absence of the others
+    for height in range(state_from, head + 1):
+        ref = smt.root_at(nodes.read, height)
+        for i in range(24):
+            key = b"k%d" % i
+            value = states[height].get(key)
+            assert smt.get(ref, key, nodes.read) == (None if value is None else smt._sha(value))
+    # and the store holds exactly the nodes of the states kept: no node a kept state needs was
+    # retired, and every node replaced was marked (pruning to the head leaves only the head's tree)
+    kept = set().union(*(smt.node_keys(nodes.read, smt.root_at(nodes.read, h)) for h in range(state_from, head + 1)))
+    assert {k for k in nodes if k.startswith(smt.NODE_PREFIX)} == kept
+    if state_from > 0:
+        with pytest.raises(smt.SmtError):
+            smt.root_at(nodes.read, state_from - 1)
+
+
+def test_new_nodes_are_stored_under_their_height() -> None:
+    # the layout's point: a block's nodes sort together, after every older one
+    nodes = Nodes()
+    root = apply(nodes, smt.EMPTY_ROOT, {b"k%d" % i: b"v" for i in range(100)})
+    before = {k for k in nodes if k.startswith(smt.NODE_PREFIX)}
+    apply(nodes, root, {b"k7": b"w"})
+    new = {k for k in nodes if k.startswith(smt.NODE_PREFIX)} - before
+    assert new and min(new) > max(before)
+    assert all(k[2:10] == smt.version_bytes(2) for k in new)

@@ -46,7 +46,7 @@ def test_a_tx_and_a_header_are_read_without_their_block(tmp_path):
         blocks = append_blocks(s, 2, txs_per_block=4)
         others = [t for t in blocks[1].tx_ids if t != blocks[1].tx_ids[3]]
         for tx_id in others:
-            s._db.delete(b"t/" + tx_id.encode())
+            s._db.delete(b"t/" + s._db.get(b"i/" + tx_id.encode()))
         tx = blocks[1].txs[3]
         entry = s.get_tx_entry(tx.tx_id)
         assert (entry.height, entry.index, entry.tx, entry.receipt) == (2, 3, tx.to_plain(), {"tx_id": tx.tx_id})

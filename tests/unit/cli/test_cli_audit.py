@@ -92,7 +92,7 @@ def mix_views_at(height: int) -> Edit:
 def rewrite_receipt(height: int, index: int, status: str) -> Edit:
     def edit(db: plyvel.DB) -> None:
         tx_id = decode(db.get(b"b/%012d" % height))["tx_ids"][index]
-        key = b"t/" + tx_id.encode()
+        key = b"t/" + db.get(b"i/" + tx_id.encode())
         record = decode(db.get(key))
         record[3]["status"] = status
         record[3]["error"] = None
@@ -383,7 +383,7 @@ def forge_tx_signature(height: int) -> Edit:
     signer's. tx ids and the tx root hash the body only, so only the signature check can see it."""
 
     def edit(db: plyvel.DB) -> None:
-        key = b"t/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode()
+        key = b"t/" + db.get(b"i/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode())
         record = decode(db.get(key))
         tx = parse_tx(record[2])
         record[2]["sig"] = KeyPair.generate().sign(Domain.TX, tx.body_bytes)

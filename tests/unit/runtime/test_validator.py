@@ -17,10 +17,11 @@ from chain.crypto import write_key_file
 from chain.encoding import canonical, decode
 from chain.store import Store
 from chain.tx import sign_tx
-from node.runtime.config import NodeConfig
 from node.p2p.catchup import BLOCK_SERVE_PER_S
-from node.runtime.validator import VOTES_RECORD, NodeStartError, Validator, open_validator
 from node.p2p.messages import MAX_SYNC_BLOCKS, BlockRequest, BlockResponse, SyncRequest, TxGossip, WireError, parse_wire
+from node.runtime.config import NodeConfig
+from node.runtime.validator import NodeStartError, Validator, open_validator
+from node.runtime.votes import VOTES_RECORD
 
 DOC = "ab" * 32
 
@@ -221,3 +222,19 @@ async def test_a_block_is_served_by_hash_at_a_bounded_rate(node: Validator, cons
     for _ in range(BLOCK_SERVE_PER_S):
         node.fetcher.serve(peer, BlockRequest(block.block_hash, 1))
     assert len(sent) == BLOCK_SERVE_PER_S  # past the rate, requests are ignored
+
+
+def test_state_retention_from_the_config_reaches_the_store(tmp_path: Path, consortium: Consortium) -> None:
+    cfg = _config(tmp_path, consortium)
+    archive = open_validator(cfg)
+    try:
+        assert archive.ledger.store.retention.archive  # the default keeps every state version
+    finally:
+        archive.ledger.close()
+    pruning = open_validator(cfg.model_copy(update={"state_retention": 100}))
+    try:
+        assert pruning.ledger.store.retention.keep == 100
+    finally:
+        pruning.ledger.close()
+    with pytest.raises(ValueError):
+        NodeConfig(**{**cfg.model_dump(), "state_retention": 0})

@@ -1,0 +1,105 @@
+"""The store's tx records (chain/store.py): each committed tx with its receipt under its place,
+`t/<height:012d><index:06d>` = canonical [height, index, tx, receipt], and found by id through
+`i/<tx_id>` = its place. Encoding, decoding, and a block rebuilt from its records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from chain.block import Block, BlockError, Header
+from chain.encoding import canonical, canonical_array, decode
+from chain.receipt import Receipt
+from chain.tx import Tx, parse_tx
+
+TX_RECORD_PREFIX = b"t/"
+TX_INDEX_PREFIX = b"i/"
+
+
+def tx_place(height: int, index: int) -> bytes:
+    return b"%012d%06d" % (height, index)
+
+
+def tx_record_key(height: int, index: int) -> bytes:
+    return TX_RECORD_PREFIX + tx_place(height, index)
+
+
+def tx_index_key(tx_id: str) -> bytes:
+    return TX_INDEX_PREFIX + tx_id.encode()
+
+
+@dataclass(frozen=True)
+class TxEntry:
+    """A committed tx as its record holds it: where it is, the tx (plain: chain.tx.parse_tx makes
+    it a Tx) and its receipt."""
+
+    height: int
+    index: int
+    tx: dict[str, Any]
+    receipt: Receipt
+
+
+@dataclass(frozen=True)
+class RawBlock:
+    """A block as stored: its header and tx ids (from b/<height>) and each tx's t/ record, undecoded
+    (None: missing). The audit reads these and has them decoded and checked in worker processes."""
+
+    height: int
+    header: Header
+    tx_ids: list[str]
+    records: list[bytes | None]
+
+
+def block_from_records(raw: RawBlock, *, checked: bool = True) -> tuple[Block, list[Receipt]]:
+    """The block and its receipts from its records. Checked: each record decoded strictly (canonical
+    form), its tx parsed in full and found at its place; raises BlockError (TxError for a malformed
+    tx). Unchecked, for records already checked so in another process (chain/sigcheck.py): a plain
+    msgpack decode, about a fifth of the cost."""
+    if not checked:
+        return _unchecked_block(raw)
+    txs = []
+    receipts: list[Receipt] = []
+    for index, (tx_id, record) in enumerate(zip(raw.tx_ids, raw.records, strict=True)):
+        where = f"block {raw.height}: the record (t/) of tx {index} ({tx_id[:16]}…)"
+        if record is None:
+            raise BlockError(f"{where} is missing")
+        try:
+            entry = decode_tx_entry(record)
+        except ValueError as e:
+            raise BlockError(f"{where} does not decode: {e}") from None
+        tx = parse_tx(entry.tx)
+        if (entry.height, entry.index, tx.tx_id) != (raw.height, index, tx_id):
+            raise BlockError(f"{where} holds another tx or place")
+        txs.append(tx)
+        receipts.append(entry.receipt)
+    return Block(raw.header, tuple(txs)), receipts
+
+
+def _unchecked_block(raw: RawBlock) -> tuple[Block, list[Receipt]]:
+    txs = []
+    receipts: list[Receipt] = []
+    for record in raw.records:
+        _, _, tx, receipt = msgpack.unpackb(record, raw=False, use_list=True)
+        body = tx["body"]
+        # canonical bytes decode to a dict in canonical key order, so packing it again gives them back
+        txs.append(Tx(body=body, sig=tx["sig"], body_bytes=msgpack.packb(body, use_bin_type=True)))
+        receipts.append(receipt)
+    return Block(raw.header, tuple(txs)), receipts
+
+
+def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: bytes) -> bytes:
+    """canonical([height, index, tx, receipt]) from the tx's and receipt's own canonical bytes."""
+    return canonical_array([canonical(height), canonical(index), tx_bytes, receipt_bytes])
+
+
+def decode_tx_entry(raw: bytes) -> TxEntry:
+    """A t/ record (raises ValueError for one that is not [height, index, tx, receipt])."""
+    value = decode(raw)
+    if type(value) is not list or len(value) != 4:
+        raise ValueError("a tx record is not [height, index, tx, receipt]")
+    height, index, tx, receipt = value
+    return TxEntry(height, index, tx, receipt)
+
+
