@@ -11,6 +11,7 @@ from aiohttp import web
 
 from chain.crypto import is_account
 from chain.tx import TxError
+from chain.limits import MAX_HEIGHT
 from node.rpc import models as m
 from node.rpc import paging
 from node.rpc.api import METRICS_CONTENT_TYPE, NodeApi
@@ -23,7 +24,6 @@ from node.rpc.base import (
     MAX_BLOCKS_LIMIT,
     MAX_EVIDENCE_LIMIT,
     MAX_EVIDENCE_OFFSET,
-    MAX_HEIGHT,
     MAX_WAIT_S,
     OPENAPI,
     RETRY_AFTER_S,

@@ -19,6 +19,7 @@ from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN, dial_address_problem
 from node.errors import EXIT_FAILED, NodeError
 from node.p2p.observers import DEFAULT_MAX_OBSERVERS
+from node.rpc.base import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from node.rpc.models import MAX_BATCH_TXS, RpcToken
 from node.rpc.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.runtime.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
@@ -72,9 +73,9 @@ class NodeConfig(BaseModel):
     rpc_allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names served besides loopback when no tokens are set"
     )
-    rpc_header_timeout_s: float = Field(10.0, gt=0, le=3600, description="to deliver a request head")
-    rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
-    rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
+    rpc_header_timeout_s: float = Field(HEADER_TIMEOUT_S, gt=0, le=3600, description="to deliver a request head")
+    rpc_body_timeout_s: float = Field(BODY_TIMEOUT_S, gt=0, le=3600, description="to deliver a request body")
+    rpc_max_connections: int = Field(MAX_CONNECTIONS, gt=0, le=1_000_000, description="open RPC connections; more are closed")
     rpc_access_log: bool = Field(True, description="log every request (with the token's name, never its value)")
     mempool_max_txs: int = Field(DEFAULT_MAX_TXS, gt=0)
     mempool_max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)

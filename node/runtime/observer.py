@@ -43,6 +43,7 @@ from node.p2p.catchup import CatchUp, SyncHost
 from node.p2p.handshake import OBSERVER
 from node.p2p.messages import HeadNotice, SyncResponse, parse_from_validator
 from node.p2p.transport import Transport
+from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
@@ -71,7 +72,7 @@ class ObserverService(LedgerService):
         why = f": {'; '.join(failures)}" if failures else ""
         return f"linked to none of the {len(peers)} validators{why}"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> views.StatusAnswer:
         head = self.node.ledger.head
         certificate = self.node.ledger.store.get_certificate(head.height) if head is not None else None
         return self.status_with(certificate.view if certificate is not None else 0, 0)  # the view its head was committed in

@@ -18,6 +18,7 @@ from chain.receipt import Receipt
 from chain.tx import Tx
 from node.p2p.catchup import CatchUp
 from node.p2p.transport import Transport
+from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore
@@ -143,24 +144,19 @@ class LedgerService:
     def height(self) -> int:
         return self._node.ledger.height
 
-    def status_with(self, view: int, mempool: int) -> dict[str, Any]:
+    def status_with(self, view: int, mempool: int) -> views.StatusAnswer:
         """/v1/status (docs/rpc.md), given what only the kind of node knows."""
         node = self._node
-        vset = node.ledger.validator_set_at(node.ledger.height + 1)
-        return {
-            "node_id": node.cfg.node_id,
-            "role": self.role,
-            "chain_id": self.chain_id,
-            "height": node.ledger.height,
-            "view": view,
-            "primary": vset.primary(view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in node.transport.peer_status() if not p.guest],
-            "mempool": mempool,
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
+        height = node.ledger.height
+        answer = views.status_answer(
+            node.cfg.node_id, self.chain_id, height, view, node.ledger.validator_set_at(height + 1),
+            peers=[p.to_plain() for p in node.transport.peer_status() if not p.guest],
+            mempool=mempool, ready=self.ready,
+        )
+        answer["role"] = self.role
+        answer["not_ready"] = self.not_ready_reason()
+        answer["version"] = version()
+        return answer
 
     def genesis_doc(self) -> dict[str, Any]:
         return self._node.genesis.doc
@@ -174,23 +170,23 @@ class LedgerService:
             self._waiters.add(tx_id, fut)
         return fut
 
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
-        return self._node.ledger.committed_tx_answer(tx_id)
+    def tx_info(self, tx_id: str) -> views.TxAnswer | None:
+        return views.committed_tx_answer(self._node.ledger.store, tx_id)
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self._node.ledger.asset(asset_id)
+    def asset(self, asset_id: str) -> views.AssetAnswer | None:
+        return views.asset_answer(self._node.ledger.store, asset_id)
 
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self._node.ledger.history_answer(asset_id, cursor, limit)
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> views.HistoryPage | None:
+        return views.history_answer(self._node.ledger.store, asset_id, cursor, limit)
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self._node.ledger.proof_answer(asset_id)
+    def proof(self, asset_id: str) -> views.ProofAnswer | None:
+        return views.proof_answer(self._node.ledger.store, asset_id)
 
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self._node.ledger.account_answer(account, cursor, limit)
+    def account(self, account: str, cursor: str | None, limit: int) -> views.AccountPage:
+        return views.account_answer(self._node.ledger.store, account, cursor, limit)
 
-    def block(self, height: int) -> dict[str, Any] | None:
-        return self._node.ledger.block_answer(height)
+    def block(self, height: int) -> views.BlockAnswer | None:
+        return views.block_answer(self._node.ledger.store, height)
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
         store = self._node.ledger.store
@@ -209,7 +205,7 @@ class LedgerService:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
 
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+    def evidence(self, offset: int, limit: int, validator: str | None) -> views.EvidencePage:
         listed = self._node.evidence_store.listing(offset, limit, validator)
         return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
@@ -229,7 +225,7 @@ class NodeService(LedgerService):
     def links_reason(self) -> str | None:
         return self.node.membership.not_ready_reason(self.node.ledger.height + 1)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> views.StatusAnswer:
         return self.status_with(self.node.replica.view, len(self.node.mempool))
 
     def submit(self, tx: Tx) -> None:
@@ -237,10 +233,10 @@ class NodeService(LedgerService):
         self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
         self.node.on_txs_admitted()
 
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: str) -> views.TxAnswer | None:
         pending = self.node.mempool.get(tx_id)
         if pending is not None:
-            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
+            return views.pending_tx_answer(pending)
         return super().tx_info(tx_id)
 
     def metrics_text(self) -> bytes:
