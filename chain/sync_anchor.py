@@ -26,7 +26,7 @@ from chain.encoding import is_hex
 from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.merkle import tx_root
-from chain.tx import EXPIRY_WINDOW
+from chain.limits import EXPIRY_WINDOW
 from chain.validators import ValidatorSet, ValidatorSetError
 
 MAX_WINDOW_SUMMARIES = 256  # block summaries per window chunk

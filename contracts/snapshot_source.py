@@ -18,7 +18,7 @@ from chain.encoding import decode
 from chain.snapshot import KeyReader, StateChunk
 from chain.store import Store, height_key
 from chain.sync_anchor import MAX_CHANGES_PER_PAGE, MAX_WINDOW_SUMMARIES, WINDOW_TARGET_TX_IDS, window_floor
-from contracts.proofs import ProofError, certified, validator_changes
+from contracts.proofs import ProofError, ValidatorChange, certified, validator_changes
 
 
 class Unavailable(LookupError):
@@ -30,7 +30,7 @@ class AnchorPage:
     height: int
     header: dict[str, Any]
     certificate: dict[str, Any]
-    changes: list[dict[str, Any]]  # changes[start : start + MAX_CHANGES_PER_PAGE]
+    changes: list[ValidatorChange]  # changes[start : start + MAX_CHANGES_PER_PAGE]
     total_changes: int
 
 

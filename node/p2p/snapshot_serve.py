@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from chain.snapshot import StateChunk
@@ -28,7 +28,7 @@ class AnchorAnswer(Protocol):
     @property
     def certificate(self) -> dict[str, Any]: ...
     @property
-    def changes(self) -> list[dict[str, Any]]: ...
+    def changes(self) -> Sequence[Mapping[str, Any]]: ...
     @property
     def total_changes(self) -> int: ...
 

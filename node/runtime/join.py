@@ -14,15 +14,15 @@ import logging
 import time
 from pathlib import Path
 
-from chain.crypto import KeyFileError, KeyPair, load_key_file
-from chain.genesis import Genesis, GenesisError
+from chain.crypto import KeyPair
+from chain.genesis import Genesis
 from chain.store import StoreError
 from contracts.state_sync import StateSync
-from node.errors import NodeError
 from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
 from node.runtime.config import NodeConfig
+from node.runtime.node_common import NodeStartError, load_identity
 
 log = logging.getLogger("titlechain.statesync")
 
@@ -31,27 +31,11 @@ class JoinError(StateSyncError):
     pass
 
 
-class IdentityError(NodeError, ValueError):
-    """The config's genesis or key file is unusable; the message says which and why."""
-
-
-def load_identity(cfg: NodeConfig) -> tuple[Genesis, KeyPair]:
-    """The genesis and validator key a node's config names (the node and its state sync alike)."""
-    try:
-        genesis = Genesis.load(cfg.genesis)
-    except (GenesisError, OSError, ValueError) as e:
-        raise IdentityError(f"{cfg.genesis}: {e}") from None
-    try:
-        return genesis, load_key_file(cfg.key)
-    except KeyFileError as e:
-        raise IdentityError(str(e)) from None
-
-
 async def join(cfg: NodeConfig) -> Transport | None:
     """`join_by_state_sync` from the node's config; every failure a JoinError that says what."""
     try:
         genesis, key = load_identity(cfg)
-    except IdentityError as e:
+    except NodeStartError as e:
         raise JoinError(str(e)) from None
     if key.public not in genesis.validators.publics and not cfg.peers:
         raise JoinError(f"{cfg.key}: this key is not a validator of the genesis: state sync needs --peers "

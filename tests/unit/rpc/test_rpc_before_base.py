@@ -1,8 +1,8 @@
 """A node that joined by state sync answers 410 before_base for what lies below its base, and
 whole answers for the rest (docs/rpc.md, "Nodes that joined by state sync").
 
-The RPC runs over a NodeApi whose reads are a real synced ledger's (the ledger's answer methods
-are what the validator hands the RPC); the rest is the in-memory fake's."""
+The RPC runs over a NodeApi whose reads are a real synced store's (node/rpc/views.py, what the
+validator's service answers with); the rest is the in-memory fake's."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change, sync_locally
 from rpc_fake import FakeNode, rpc_client
 
+from node.rpc import views
 from node.rpc.server import INTERNAL_ERRORS
 from node.runtime.ledger import Ledger
 
@@ -33,13 +34,13 @@ class SyncedNode(FakeNode):
         return self.ledger.store.base_height
 
     def tx_info(self, tx_id: str) -> dict[str, Any] | None:
-        return self.ledger.committed_tx_answer(tx_id)
+        return views.committed_tx_answer(self.ledger.store, tx_id)
 
     def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.ledger.history_answer(asset_id, cursor, limit)
+        return views.history_answer(self.ledger.store, asset_id, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
-        return self.ledger.block_answer(height)
+        return views.block_answer(self.ledger.store, height)
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ async def test_below_the_base_is_410_and_from_it_whole(synced: tuple[TestClient,
     assert (await get(client, "/v1/blocks?from=1"))[0] == 410
     status, body = await get(client, "/v1/blocks/7")  # the base itself: header, tx ids, certificate
     assert status == 200 and body["header"]["height"] == 7
-    assert (await get(client, "/v1/blocks/8"))[1] == full.ledger.block_answer(8)
+    assert (await get(client, "/v1/blocks/8"))[1] == views.block_answer(full.ledger.store, 8)
 
     old_tx = full.ledger.store.get_block(1).txs[0].tx_id  # committed in the window below the base
     status, body = await get(client, f"/v1/txs/{old_tx}")
