@@ -196,10 +196,7 @@ def _start(
 
     if base_rules is None:
         raise _Bad(store.base.height, "a state-synced data dir: the audit needs the contracts' base rules")
-    try:
-        start = audit_base.base_start(store, genesis, base_rules)
-    except audit_base.BaseError as e:
-        raise _Bad(e.height, e.reason) from None
+    start = audit_base.base_start(store, genesis, base_rules)  # raises _Bad naming the base height
     _absorb(replay, written_at, start.records, start.height)
     seen_tx.update(start.window)
     return start.state_root, start.next_validators, start.block_hash

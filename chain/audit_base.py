@@ -20,6 +20,7 @@ from chain import smt, snapshot
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.snapshot import KeyReader, SnapshotError
+from chain.audit import _Bad as BaseError  # the audit's own failure: (height, reason)
 from chain.store import Store
 from chain.sync_anchor import (
     MAX_WINDOW_SUMMARIES,
@@ -39,13 +40,6 @@ class BaseRules(Protocol):
     def leaf_writes(self, key: bytes, value: bytes) -> Mapping[bytes, bytes]: ...
 
     def valset_writes(self, genesis: Genesis, changes: Sequence[ValidatorChange]) -> Mapping[bytes, bytes]: ...
-
-
-class BaseError(Exception):
-    def __init__(self, height: int, reason: str) -> None:
-        super().__init__(reason)
-        self.height = height
-        self.reason = reason
 
 
 @dataclass(frozen=True)
