@@ -20,7 +20,7 @@ from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.smt import NODE_PREFIX
-from chain.store import BlockCommit, Head, Store
+from chain.store import BlockCommit, Head, Store, StoreError
 from chain.tx import Tx, TxError, check_for_chain, check_signature, parse_tx
 from chain.validators import ValidatorSet
 from contracts.apply import (
@@ -32,7 +32,9 @@ from contracts.apply import (
     apply_txs,
     check_block_txs,
     genesis_state,
+    history_entry,
     history_key,
+    history_place,
     reexecute,
     state_key,
 )
@@ -289,7 +291,15 @@ class Ledger:
 
     def history(self, asset_id: str) -> list[dict[str, Any]]:
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        return [decode(v) for _, v in self.store.iterate(prefix)]
+        return [self._history_entry(k) for k, _ in self.store.iterate(prefix)]
+
+    def _history_entry(self, key: bytes) -> dict[str, Any]:
+        """The entry an h/ key indexes, built from its tx's record (the store keeps each tx once)."""
+        height, index = history_place(key)
+        entry = self.store.get_tx_at(height, index)
+        if entry is None:
+            raise StoreError(f"{self.store.path}: damaged data: history names a tx at {height}/{index} the store lacks")
+        return history_entry(height, index, entry.tx, entry.receipt)
 
     def account_assets(self, account: str) -> list[str]:
         prefix = OWNER_PREFIX + account.encode() + b"/"
@@ -338,7 +348,7 @@ class Ledger:
         if self.asset(asset_id) is None:
             return None
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        rows = (decode(v) for _, v in self.store.iterate(prefix, start=start))
+        rows = (self._history_entry(k) for k, _ in self.store.iterate(prefix, start=start))
         entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
         return {"asset_id": asset_id, "entries": entries, "next": nxt}
 
