@@ -23,7 +23,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import EncodingError, canonical, hash_value, is_hex
 from chain.genesis import CHAIN_ID_PATTERN, Genesis, GenesisError, Grant, Params, parse_grant
-from chain.validators import ADDRESS_PATTERN, Validator, ValidatorSetError
+from chain.validators import Validator, ValidatorSetError, dial_address_problem
 
 MANIFEST_VERSION = 1
 # BFT with n validators tolerates f = floor((n-1)/3) faulty ones; below 4, f = 0, so a single
@@ -39,7 +39,6 @@ MAX_MANIFEST_BYTES = MAX_REQUESTS * MAX_REQUEST_BYTES
 # Whitlock (Audit) Ltd.", nothing that can hide or reorder text (controls, bidi overrides,
 # zero-width characters) or break a table or a log line
 NAME_PUNCTUATION = frozenset(" &'.,()-/")
-UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 BODY_FIELDS = frozenset({"chain_id", "name", "account", "roles", "validator"})
 MANIFEST_FIELDS = frozenset(
     {"version", "chain_id", "time", "gov_threshold", "params", "requests", "institutions", "genesis_hash"}
@@ -82,16 +81,10 @@ def name_key(name: str) -> str:
 
 def check_address(address: Any) -> str:
     """A validator's peer address as the others will dial it: host:port, port 1-65535."""
-    if not ADDRESS_PATTERN.matches(address):
-        raise CeremonyError(f"address {address!r}: must be host:port (letters, digits, '.', '-', ':', '[]')")
-    host, port = address.rsplit(":", 1)
-    if not 1 <= int(port) <= 65535:
-        raise CeremonyError(f"address {address!r}: port must be 1-65535")
-    if host in UNSPECIFIED_HOSTS:
-        raise CeremonyError(
-            f"address {address!r}: {host or 'an empty host'} cannot be dialled; give the host the others reach"
-        )
-    return str(address)  # a str: ADDRESS_PATTERN matched it
+    problem = dial_address_problem(address)
+    if problem is not None:
+        raise CeremonyError(f"address {address!r}: {problem}")
+    return str(address)  # a str: dial_address_problem checked it
 
 
 def check_roles(roles: Any) -> tuple[Grant, ...]:

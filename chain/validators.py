@@ -20,6 +20,24 @@ from chain.patterns import WholePattern
 
 NODE_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ADDRESS_PATTERN = WholePattern(r"^[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}$")
+# hosts a node may bind but nobody can dial: an address others connect to must not be one
+UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def dial_address_problem(address: Any) -> str | None:
+    """What keeps `address` from being a peer address the other validators can dial (host:port,
+    at most 259 characters, port 1-65535, an IPv6 host in brackets, not an unspecified host);
+    None when nothing does."""
+    if not ADDRESS_PATTERN.matches(address):
+        return "must be host:port (letters, digits, '.', '-', ':', '[]')"
+    host, port = address.rsplit(":", 1)
+    if not 1 <= int(port) <= 65535:
+        return "port must be 1-65535"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return "an IPv6 host goes in brackets, e.g. [2001:db8::1]:26600"
+    if host in UNSPECIFIED_HOSTS:
+        return f"{host or 'an empty host'} cannot be dialled; give the host the others reach"
+    return None
 
 
 class ValidatorSetError(ChainError, ValueError):
@@ -96,6 +114,15 @@ class ValidatorSet:
     @cached_property
     def hash(self) -> str:
         return hash_value(self.to_plain())
+
+    def rotated(self, node_id: str, public: str) -> ValidatorSet:
+        """The set with `node_id`'s seat given the key `public`: same place, id and address."""
+        seat = self.by_node_id.get(node_id)
+        if seat is None:
+            raise ValidatorSetError(f"node_id {node_id!r} names no validator of the set")
+        if public in self.by_public:
+            raise ValidatorSetError("the new key is already a validator's key")
+        return ValidatorSet(tuple(Validator(v.node_id, public, v.address) if v is seat else v for v in self.validators))
 
     def primary(self, view: int) -> Validator:
         return self.validators[view % self.n]

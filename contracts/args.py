@@ -17,7 +17,7 @@ from chain.crypto import is_account
 from chain.encoding import EncodingError, canonical, is_hex
 from chain.genesis import CLASS_PATTERN, ROLES
 from chain.tx import TxError
-from chain.validators import ADDRESS_PATTERN, NODE_ID_PATTERN
+from chain.validators import NODE_ID_PATTERN, dial_address_problem
 
 Check = Callable[[Any], str | None]  # what is wrong with a value, or None if nothing
 
@@ -94,7 +94,8 @@ def node_id(v: Any) -> str | None:
 
 
 def address(v: Any) -> str | None:
-    return None if ADDRESS_PATTERN.matches(v) else "must be host:port"
+    """A peer address every validator will dial (the same rule as the genesis ceremony's)."""
+    return dial_address_problem(v)
 
 
 def one_of(allowed: frozenset[str]) -> Check:

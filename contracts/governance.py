@@ -1,4 +1,4 @@
-"""Governance: proposals and approvals by consortium members, and the four actions they execute.
+"""Governance: proposals and approvals by consortium members, and the five actions they execute.
 
 A member opens a proposal (gov.propose); its id is the tx_id, and the proposer's approval counts.
 Each member approves at most once (gov.approve). When the approvals of accounts that are members
@@ -14,8 +14,10 @@ Decisions the protocol leaves open (docs/contracts.md):
 - A proposal is open for PROPOSAL_TTL heights after the one that opened it. Approving an
   expired or an executed proposal is invalid_args (nothing is recorded); approving twice is
   already_approved.
-- add_validator refuses a key or node_id already in the set and a set beyond MAX_VALIDATORS;
-  remove_validator refuses to leave no validator. Shrinking 4 -> 3 is allowed but drops f from 1
+- add_validator refuses a key, node_id or address (compared without case) already in the set,
+  an address nobody can dial, and a set beyond MAX_VALIDATORS; remove_validator refuses to leave
+  no validator; rotate_validator gives a seat a new key in the same place (same node_id and
+  address) and refuses a key already in the set (its own current one included). Shrinking 4 -> 3 is allowed but drops f from 1
   to 0 (quorum 3 of 4 becomes 2 of 3): replace a validator by adding first, then removing.
   A changed set certifies blocks from the next height on (the header's next_validators_hash).
 """
@@ -118,6 +120,8 @@ def _check_add_validator(view: StateView, p: dict[str, Any]) -> None:
         raise Rejection("invalid_args", "params.public is already a validator")
     if p["node_id"] in vset.by_node_id:
         raise Rejection("invalid_args", f"params.node_id {p['node_id']!r} is already a validator")
+    if p["address"].lower() in {v.address.lower() for v in vset.validators}:
+        raise Rejection("invalid_args", f"params.address {p['address']!r} is already a validator's address")
     if vset.n >= MAX_VALIDATORS:
         raise Rejection("invalid_args", f"the set already has the maximum of {MAX_VALIDATORS} validators")
 
@@ -149,6 +153,22 @@ def _apply_remove_validator(view: StateView, p: dict[str, Any]) -> Effects:
     return Effects({VALIDATORS_KEY: plain}, ({"type": "validator.removed", **gone.to_plain()},))
 
 
+def _check_rotate_validator(view: StateView, p: dict[str, Any]) -> None:
+    vset = read_validator_set(view)
+    if p["node_id"] not in vset.by_node_id:
+        raise Rejection("invalid_args", f"params.node_id {p['node_id']!r} names no validator of the current set")
+    if p["public"] in vset.by_public:
+        raise Rejection("invalid_args", "params.public is already a validator's key")
+
+
+def _apply_rotate_validator(view: StateView, p: dict[str, Any]) -> Effects:
+    vset = read_validator_set(view)
+    old = vset.by_node_id[p["node_id"]]
+    rotated = vset.rotated(p["node_id"], p["public"])
+    event = {"type": "validator.rotated", "node_id": old.node_id, "old_public": old.public, "public": p["public"]}
+    return Effects({VALIDATORS_KEY: rotated.to_plain()}, (event,))
+
+
 @dataclass(frozen=True)
 class Action:
     params: a.Schema
@@ -170,6 +190,11 @@ ACTIONS: dict[str, Action] = {
         ),
         _check_remove_validator,
         _apply_remove_validator,
+    ),
+    "rotate_validator": Action(
+        a.Schema((a.Arg("node_id", a.node_id), a.Arg("public", a.account))),
+        _check_rotate_validator,
+        _apply_rotate_validator,
     ),
 }
 

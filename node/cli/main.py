@@ -124,11 +124,13 @@ def node() -> None:
 
 @node.command("run")
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
-def node_run(config: Path) -> None:
+@click.option("--peers", default=None, metavar="HOST:PORT,...", help="running validators to catch up from while this node's key is not in the set it knows (a validator added by governance); replaces the config's `peers`")
+def node_run(config: Path, peers: str | None) -> None:
     """Run one validator until SIGTERM or SIGINT.
 
     Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
-    RPC. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
+    RPC. A validator added by governance starts from the genesis with --peers (or the config's
+    `peers`): it catches up and votes from the height whose validator set includes its key. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
     Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
     config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
     """
@@ -136,6 +138,8 @@ def node_run(config: Path) -> None:
     from node.runtime.validator import run_node
 
     cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
+    if peers is not None:
+        cfg = cfg.with_peers(tuple(p.strip() for p in peers.split(",") if p.strip()))
     sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
 
 
@@ -178,6 +182,6 @@ def localnet_down(root: Path) -> None:
 
 
 # `titlechain bench` lives in its own module (node/cli/bench.py); it imports the bench only when run.
-from node.cli.bench import bench as _bench  # noqa: E402
+from node.cli.bench import bench as _bench
 
 main.add_command(_bench)

@@ -827,8 +827,15 @@ class Replica:
         self.sync_requested = (0, 0)  # a sync that came to nothing may be asked for again
         self._fetching = set()  # likewise a block fetch
         if self.in_view_change and len(self._asked_for_view_or_later(self.view)) < self.vset().quorum:
-            if self._my_view_change is not None:
-                self._out.append(Broadcast(self._my_view_change.to_plain()))
+            mine = self._my_view_change
+            if mine is not None and mine.msg.height < self.height and self.key.public in self._members():
+                # we asked for this view at an earlier height, then committed that height (by
+                # sync): the others count VIEW-CHANGEs of this height only, and a validator that
+                # joined the set at this height is needed for the quorum (found by the simulator
+                # with a rotated seat: both new keys re-sent a stale message forever)
+                self._my_view_change = self._broadcast(ViewChange(self.view, self.height, self.best_prepared))
+            elif mine is not None:
+                self._out.append(Broadcast(mine.to_plain()))
             self._arm_timer()
             return
         self._start_view_change(self.view + 1)

@@ -130,6 +130,8 @@ class BlockFetcher:
         try:
             self.host.transport.send(peer, BlockRequest(block_hash, height).to_plain())
             return await asyncio.wait_for(fut, BLOCK_REPLY_TIMEOUT_S)
+        except KeyError:  # no longer linked: the validator set changed since the peers were listed
+            return None
         except TimeoutError:
             log.info("validator %s… did not answer a block request", peer[:12])
             return None
@@ -222,9 +224,11 @@ class CatchUp:
     async def _ask(self, peer: str, start: int) -> SyncResponse | None:
         fut: asyncio.Future[SyncResponse] = asyncio.get_running_loop().create_future()
         self._replies[peer] = fut
-        self.host.transport.send(peer, SyncRequest(start, MAX_SYNC_BLOCKS).to_plain())
         try:
+            self.host.transport.send(peer, SyncRequest(start, MAX_SYNC_BLOCKS).to_plain())
             return await asyncio.wait_for(fut, SYNC_REPLY_TIMEOUT_S)
+        except KeyError:  # no longer linked: the blocks just synced changed the validator set
+            return None
         except TimeoutError:
             log.info("validator %s… did not answer a sync request", peer[:12])
             return None

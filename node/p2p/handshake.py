@@ -46,7 +46,10 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #      standing: a peer of an older version would vote for blocks this node refuses
 #   5: hellos carry a signed X25519 key, and every frame after the handshake is sealed
 #      (ChaCha20-Poly1305): a peer of an older version sends frames in the clear
-PROTOCOL_VERSION = 5
+#   6: governance gains rotate_validator, and add_validator refuses an address nobody can dial or
+#      one already in the set: a peer of an older version executes such txs differently, so it
+#      would refuse blocks this node certifies (or the reverse)
+PROTOCOL_VERSION = 6
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
 

@@ -38,6 +38,16 @@ jitter (`backoff_initial` doubling to `backoff_max`, each wait drawn from [d/2, 
 resets once a connection has lived `backoff_max` seconds, so a peer that accepts and at once drops
 us is not hammered.
 
+The set changes (`set_validators`, after every commit that changes it): links to validators no
+longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
+by the rule above). Joining: while this node's own key is not in the set it knows (a validator
+added by governance, started from the genesis), it also dials `bootstrap` addresses accepting
+whatever key answers, and accepts any lower key: the validators that already list it dial it
+before it can know them. Such "guest" links carry catch-up traffic, whose blocks are checked
+against their certificates; consensus messages from a key outside the set count for nothing. Once
+its key is in the set, guests not in it are closed and the bootstrap dials stop. A node whose key
+left the set `retire`s: it closes every link and dials nobody.
+
 Queues: each peer has its own queue, bounded in frames and bytes, that outlives connections (a
 brief disconnection loses nothing). When it is full the OLDEST frame is dropped: consensus
 tolerates loss and a newer message (a later view or height) is worth more than an old one. A
@@ -57,18 +67,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
-from node.p2p.framing import DEFAULT_MAX_FRAME, FrameError
+from node.p2p.framing import FrameError
 from node.p2p.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
-from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError, Opener, Sealer
+from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
+from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -79,99 +88,12 @@ _WRITE_CHUNK = 1024 * 1024  # bytes written between two drains
 OnMessage = Callable[[str, Value], None]
 
 
-@dataclass(frozen=True)
-class TransportConfig:
-    max_frame: int = DEFAULT_MAX_FRAME  # plaintext bytes of one frame
-    handshake_timeout: float = 5.0  # a whole handshake
-    hello_timeout: float = 2.0  # from connecting to the other end's hello: what a flood can hold a slot for
-    connect_timeout: float = 5.0
-    queue_frames: int = 10_000
-    queue_bytes: int = 64 * 1024 * 1024
-    backoff_initial: float = 0.1
-    backoff_max: float = 5.0
-    ping_interval: float = 2.0
-    idle_timeout: float = 10.0
-    write_timeout: float = 10.0
-    max_handshakes: int = 64  # anonymous inbound handshakes at once (node/p2p/linkguard.py)
-    max_handshakes_per_source: int = 8  # ... from one address
-    log_interval: float = 10.0  # at most one summary line per interval for refusals, and per peer for drops
-
-
-@dataclass(frozen=True)
-class PeerStatus:
-    node_id: str
-    public: str
-    connected: bool
-    sent: int  # frames written to a socket
-    received: int  # messages delivered
-    dropped: int  # frames dropped from a full queue
-
-    def to_plain(self) -> dict[str, Any]:
-        """The /v1/status peer entry (docs/rpc.md)."""
-        return {"node_id": self.node_id, "connected": self.connected}
-
-
-# -- peers and connections -------------------------------------------------------------------
-
-
-class _Conn:
-    """One authenticated connection: its socket and the sealing state of each direction."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.sealer = Sealer(shake.keys.send, max_frame)
-        self.opener = Opener(shake.keys.receive, max_frame)
-        self.closed = False
-
-    def close(self) -> None:
-        # abort, not close: a graceful close waits to flush a buffer that a stalled peer never takes
-        self.closed = True
-        self.writer.transport.abort()
-
-
-class _Peer:
-    def __init__(self, node_id: str, public: str, address: str | None, config: TransportConfig) -> None:
-        self.node_id = node_id
-        self.public = public
-        self.address = address
-        self.address_set = asyncio.Event()
-        if address is not None:
-            self.address_set.set()
-        self.queue: deque[bytes] = deque()
-        self.queued_bytes = 0
-        self.wake = asyncio.Event()
-        self.conn: _Conn | None = None
-        self.sent = 0
-        self.received = 0
-        self.dropped = 0
-        self.drops = LogSummary(log, f"link to {node_id} dropped", config.log_interval)
-        self._config = config
-
-    def enqueue(self, frame: bytes) -> None:
-        self.queue.append(frame)
-        self.queued_bytes += len(frame)
-        while len(self.queue) > self._config.queue_frames or self.queued_bytes > self._config.queue_bytes:
-            self.queued_bytes -= len(self.queue.popleft())
-            self.dropped += 1
-        self.wake.set()
-
-    def dequeue(self) -> bytes:
-        frame = self.queue.popleft()
-        self.queued_bytes -= len(frame)
-        return frame
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 _PING = canonical({"kind": "ping"})
 
 
 class Transport:
-    """Links to every other validator of a set; see the module docstring."""
+    """Links to every other validator of a set, which may change (`set_validators`); see the
+    module docstring."""
 
     def __init__(
         self,
@@ -183,24 +105,23 @@ class Transport:
         on_message: OnMessage,
         config: TransportConfig | None = None,
         addresses: Mapping[str, str | None] | None = None,
+        bootstrap: Sequence[str] = (),
     ) -> None:
         """`addresses` (public -> "host:port", or None: not yet known, see `set_address`)
-        overrides the genesis addresses to dial."""
-        if key.public not in validators.publics:
-            raise ValueError("this node's key is not a validator of the set")
+        overrides the set's addresses to dial. `bootstrap`: "host:port"s to dial, whatever key
+        answers, while this node's key is not in the set (a joining node: "Joining" above)."""
         self.key = key
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.config = config or TransportConfig()
         self._on_message = on_message
-        addresses = addresses or {}
-        self._peers: dict[str, _Peer] = {
-            v.public: _Peer(v.node_id, v.public, addresses.get(v.public, v.address), self.config)
-            for v in validators.validators
-            if v.public != key.public
-        }
-        # the dial rule: we accept only from lower keys and dial only higher ones
-        self._accept_from = frozenset(p for p in self._peers if p < key.public)
+        self._addresses = dict(addresses or {})
+        self._bootstrap = tuple(bootstrap)
+        self._bootstrappers: list[asyncio.Task[None]] = []
+        self._peers: dict[str, Peer] = {}
+        self._accept_from: Set[str] = frozenset()
+        self.member = False
+        self._started = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusals = LogSummary(log, "refused inbound connection", self.config.log_interval)
@@ -210,6 +131,7 @@ class Transport:
         self._closing = False
         self._rng = random.Random()
         self.port: int | None = None
+        self.set_validators(validators)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,9 +139,11 @@ class Transport:
         """Listen (port 0: any free port) and start dialing; returns the bound port."""
         self._server = await asyncio.start_server(self._on_inbound, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._started = True
         for peer in self._peers.values():
-            if peer.public not in self._accept_from:
-                self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
+            self._start_dialing(peer)
+        if not self.member:
+            self._start_bootstrap()
         return self.port
 
     async def close(self) -> None:
@@ -245,6 +169,68 @@ class Transport:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    # -- the set ---------------------------------------------------------------------------
+
+    def set_validators(self, validators: ValidatorSet) -> tuple[list[str], list[str]]:
+        """Link to the validators of `validators` from now on: new ones are dialed (or awaited,
+        by the one-connection rule), dropped ones are closed and refused at the handshake. While
+        this node's key is not in the set it is joining: it also dials the bootstrap addresses
+        and accepts any lower key (the set it knows may be stale). The node ids added and removed."""
+        wanted = {v.public: v for v in validators.validators if v.public != self.key.public}
+        self.member = self.key.public in validators.publics
+        added, removed = [], []
+        for public in [p for p, peer in self._peers.items() if p not in wanted and (self.member or not peer.guest)]:
+            removed.append(self._peers[public].node_id)
+            self._drop_peer(self._peers.pop(public))
+        for public, v in wanted.items():
+            peer = self._peers.get(public)
+            if peer is None or peer.guest:
+                added.append(v.node_id)
+                peer = self._peers[public] = peer or Peer(v.node_id, public, None, self.config)
+                peer.node_id, peer.guest = v.node_id, False
+                peer.address = self._addresses.get(public, v.address)
+                if peer.address is not None:
+                    peer.address_set.set()
+                self._start_dialing(peer)
+        # the dial rule: we accept only from lower keys and dial only higher ones
+        self._accept_from = frozenset(p for p in wanted if p < self.key.public) if self.member else KeysBelow(self.key.public)
+        if self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
+            self._bootstrappers = []
+        elif self._started and not self._bootstrappers:
+            self._start_bootstrap()
+        return added, removed
+
+    def retire(self) -> None:
+        """Close every link and dial nobody: this node's key left the set (docs/operations.md)."""
+        self.member = False
+        self._accept_from = frozenset()
+        self._bootstrap = ()
+        for task in self._bootstrappers:
+            task.cancel()
+        self._bootstrappers = []
+        for peer in self._peers.values():
+            self._drop_peer(peer)
+        self._peers = {}
+
+    def _start_dialing(self, peer: Peer) -> None:
+        if self._started and peer.dialer is None and not peer.guest and peer.public > self.key.public:
+            peer.dialer = self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
+
+    def _drop_peer(self, peer: Peer) -> None:
+        if peer.dialer is not None:
+            peer.dialer.cancel()
+            peer.dialer = None
+        if peer.conn is not None:
+            log.info("closing the link to %s: no longer a validator this node links to", peer.node_id)
+            conn, peer.conn = peer.conn, None  # first: the closing is ours, not a drop to report
+            conn.close()
+        peer.queue.clear()
+        peer.queued_bytes = 0
+        peer.drops.close()
+
+    def _start_bootstrap(self) -> None:
+        self._bootstrappers = [self._spawn(self._bootstrap_loop(a), f"bootstrap {a}") for a in self._bootstrap]
 
     def set_address(self, public: str, address: str) -> None:
         """Dial a peer at a new "host:port" from the next attempt on."""
@@ -290,43 +276,83 @@ class Transport:
     # -- status ----------------------------------------------------------------------------
 
     def peer_status(self) -> list[PeerStatus]:
-        """One entry per other validator, in the order of the validator set."""
+        """One entry per other validator this node links to (guests last, when joining)."""
         return [
-            PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped)
-            for p in self._peers.values()
+            PeerStatus(p.node_id, p.public, p.conn is not None, p.sent, p.received, p.dropped, p.guest)
+            for p in sorted(self._peers.values(), key=lambda p: p.guest)
         ]
 
     def is_connected(self, peer_public: str) -> bool:
-        return self._peers[peer_public].conn is not None
+        peer = self._peers.get(peer_public)
+        return peer is not None and peer.conn is not None
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _dial_loop(self, peer: _Peer) -> None:
+    async def _dial_loop(self, peer: Peer) -> None:
         cfg = self.config
         delay = cfg.backoff_initial
         while not self._closing:
             await peer.address_set.wait()
-            try:
-                lived = await self._dial_once(peer)
-            except Exception:  # a bug must not end the redialing for good
-                log.exception("dialing %s failed unexpectedly", peer.node_id)
-                lived = 0.0
+            lived = 0.0
+            if peer.conn is None:  # else linked already, through a bootstrap dial: nothing to do
+                try:
+                    lived = await self._dial_once(peer)
+                except Exception:  # a bug must not end the redialing for good
+                    log.exception("dialing %s failed unexpectedly", peer.node_id)
             if lived >= cfg.backoff_max:
                 delay = cfg.backoff_initial
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, cfg.backoff_max)
 
-    async def _dial_once(self, peer: _Peer) -> float:
+    async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
+        assert peer.address is not None
+        link = await self._connect(peer.address, {peer.public}, peer.node_id)
+        return 0.0 if link is None else await self._timed_serve(peer, link)
+
+    async def _bootstrap_loop(self, address: str) -> None:
+        """Dial a bootstrap address while this node is joining, unless linked already to the key
+        that answered there last time."""
         cfg = self.config
-        address = peer.address
-        assert address is not None
+        delay = cfg.backoff_initial
+        answered: str | None = None
+        while not self._closing and not self.member:
+            linked = answered is not None and answered in self._peers and self._peers[answered].conn is not None
+            lived = 0.0
+            if not linked:
+                try:
+                    answered, lived = await self._bootstrap_once(address)
+                except Exception:  # a bug must not end the redialing for good
+                    log.exception("dialing bootstrap peer %s failed unexpectedly", address)
+            if lived >= cfg.backoff_max:
+                delay = cfg.backoff_initial
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            delay = min(delay * 2, cfg.backoff_max)
+
+    async def _bootstrap_once(self, address: str) -> tuple[str | None, float]:
+        link = await self._connect(address, AnyKey(self.key.public), f"bootstrap peer {address}")
+        if link is None:
+            return None, 0.0
+        public = link[2].peer
+        peer = self._peers.get(public)
+        if peer is None:
+            peer = self._peers[public] = Peer(f"guest {public[:12]}", public, address, self.config, guest=True)
+        if peer.conn is not None:  # linked already: keep that link
+            link[1].transport.abort()
+            return public, 0.0
+        return public, await self._timed_serve(peer, link)
+
+    async def _connect(
+        self, address: str, allowed: Set[str], label: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake] | None:
+        """Connect to `address` and complete the handshake with one of `allowed`; None on failure."""
+        cfg = self.config
         try:
-            host, port = _split_address(address)
+            host, port = split_address(address)
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.connect_timeout)
         except (OSError, TimeoutError, ValueError) as e:
-            log.debug("dial %s at %s failed: %s", peer.node_id, address, e)
-            return 0.0
+            log.debug("dial %s at %s failed: %s", label, address, e)
+            return None
         try:
             shake = await handshake(
                 reader,
@@ -334,17 +360,21 @@ class Transport:
                 key=self.key,
                 chain_id=self.chain_id,
                 genesis_hash=self.genesis_hash,
-                allowed={peer.public},
+                allowed=allowed,
                 timeout=cfg.handshake_timeout,
                 hello_timeout=cfg.hello_timeout,
             )
         except HandshakeError as e:
-            log.warning("handshake with %s at %s failed: %s", peer.node_id, address, e)
+            log.warning("handshake with %s at %s failed: %s", label, address, e)
             writer.transport.abort()
-            return 0.0
+            return None
+        return reader, writer, shake
+
+    async def _timed_serve(self, peer: Peer, link: tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake]) -> float:
+        """Serve one authenticated connection; how long it lived."""
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await self._serve(peer, _Conn(reader, writer, shake, cfg.max_frame))
+        await self._serve(peer, Conn(*link, self.config.max_frame))
         return loop.time() - began
 
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -388,11 +418,16 @@ class Transport:
             if not evicted:  # an eviction is already counted, under its own reason
                 self._refusals.event(source, failure)
             return
-        await self._serve(self._peers[shake.peer], _Conn(reader, writer, shake, self.config.max_frame))
+        if shake.peer not in self._accept_from:  # the set changed during the handshake
+            return
+        peer = self._peers.get(shake.peer)
+        if peer is None:  # a joining node, linked by a validator it does not know yet
+            peer = self._peers[shake.peer] = Peer(f"guest {shake.peer[:12]}", shake.peer, None, self.config, guest=True)
+        await self._serve(peer, Conn(reader, writer, shake, self.config.max_frame))
 
-    async def _serve(self, peer: _Peer, conn: _Conn) -> None:
+    async def _serve(self, peer: Peer, conn: Conn) -> None:
         """Run one authenticated connection until it fails or is replaced."""
-        if self._closing:
+        if self._closing or self._peers.get(peer.public) is not peer:  # closing, or dropped from the set
             conn.close()
             return
         old, peer.conn = peer.conn, conn
@@ -421,7 +456,7 @@ class Transport:
                 peer.conn = None
                 log.info("peer %s disconnected", peer.node_id)
 
-    async def _read_loop(self, peer: _Peer, conn: _Conn) -> None:
+    async def _read_loop(self, peer: Peer, conn: Conn) -> None:
         cfg = self.config
         while True:
             plain = await asyncio.wait_for(conn.opener.read(conn.reader), cfg.idle_timeout)
@@ -442,7 +477,7 @@ class Transport:
             except Exception:
                 log.exception("on_message failed for a message from %s", peer.node_id)
 
-    async def _write_loop(self, peer: _Peer, conn: _Conn) -> None:
+    async def _write_loop(self, peer: Peer, conn: Conn) -> None:
         cfg = self.config
         try:
             while peer.conn is conn and not conn.closed:

@@ -16,12 +16,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chain.patterns import WholePattern
-from chain.validators import ADDRESS_PATTERN
+from chain.validators import ADDRESS_PATTERN, dial_address_problem
 from node.errors import EXIT_FAILED, NodeError
-from node.runtime.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
-from node.rpc.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.rpc.models import MAX_BATCH_TXS, RpcToken
-
+from node.rpc.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
+from node.runtime.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
 
 HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IPv6 address, no port
 
@@ -52,6 +51,12 @@ class NodeConfig(BaseModel):
         default_factory=dict,
         description="node_id -> host:port to dial instead of the genesis address (a relay, NAT or moved host); "
         "links stay bound to the genesis keys, whatever address answers",
+    )
+    peers: tuple[str, ...] = Field(
+        (),
+        max_length=64,
+        description="host:port of a few running validators, dialed whatever key answers while this node's key "
+        "is not in the validator set it knows: how a validator added by governance finds the consortium",
     )
     rpc_tls_cert: Path | None = Field(
         None, description="PEM certificate chain; with rpc_tls_key the RPC serves HTTPS only (TLS 1.2 or later)"
@@ -99,6 +104,14 @@ class NodeConfig(BaseModel):
         for node_id, address in v.items():
             if not ADDRESS_PATTERN.matches(address):
                 raise ValueError(f"{node_id}: must be host:port")
+        return v
+
+    @field_validator("peers")
+    @classmethod
+    def _dialable(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for address in v:
+            if (problem := dial_address_problem(address)) is not None:
+                raise ValueError(f"{address!r}: {problem}")
         return v
 
     @field_validator("rpc_allowed_hosts")
@@ -193,6 +206,13 @@ class NodeConfig(BaseModel):
             _check_private(cfg.rpc_tls_key, "rpc_tls_key")
             cfg.rpc_ssl_context()  # an unreadable or mismatched pair fails here, before the node opens anything
         return cfg
+
+    def with_peers(self, peers: tuple[str, ...]) -> NodeConfig:
+        """This config with other bootstrap `peers` (the command line's --peers), checked as the file's are."""
+        try:
+            return self.model_validate({**self.model_dump(), "peers": peers})
+        except ValidationError as e:
+            raise ConfigError(f"--peers: {e.errors()[0]['msg']}") from None
 
     def write(self, path: str | Path) -> None:
         """Write the config with mode 0600: it may hold RPC tokens, and names the key file."""

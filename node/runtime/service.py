@@ -94,10 +94,8 @@ class NodeService:
             return f"stopped after a fatal error: {self.node.fatal}"
         if not self.node.serving:
             return "starting: recovering from the data dir, not yet serving consensus"
-        peers = self.node.transport.peer_status()
-        connected, need = sum(1 for p in peers if p.connected), self.node.genesis.validators.quorum - 1
-        if connected < need:
-            return f"connected to {connected} of {len(peers)} peers, a quorum needs {need}"
+        if (reason := self.node.membership.not_ready_reason(self.node.ledger.height + 1)) is not None:
+            return reason
         if self.node.catch_up.target - self.node.ledger.height > READY_LAG:
             return f"catching up from height {self.node.ledger.height} to {self.node.catch_up.target}"
         return None
@@ -119,7 +117,7 @@ class NodeService:
             "view": self.node.replica.view,
             "primary": vset.primary(self.node.replica.view).node_id,
             "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.node.transport.peer_status()],
+            "peers": [p.to_plain() for p in self.node.transport.peer_status() if not p.guest],
             "mempool": len(self.node.mempool),
             "ready": self.ready,
             "not_ready": self.not_ready_reason(),

@@ -41,11 +41,11 @@ from aiohttp import web
 
 from chain.block import Block, Certificate
 from chain.crypto import KeyFileError, KeyPair, load_key_file
-from chain.encoding import EncodingError, decode
 from chain.genesis import Genesis, GenesisError
 from chain.retention import Retention
 from chain.store import StoreError, StoreFault
 from chain.tx import Tx, TxError
+from chain.validators import ValidatorSet
 from contracts import validate_args
 from node.consensus import pbft
 from node.rpc.api import CommittedBlockEvent
@@ -57,8 +57,10 @@ from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.logs import setup_logging
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
+from node.runtime.membership import Membership, start_problem
 from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
-from node.consensus.messages import MessageError, Signed
+from node.runtime.votes import VoteRecordError, VoteStore
+from node.consensus.messages import Signed
 from node.rpc.ratelimit import RateLimiter
 from node.rpc.server import serve
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
@@ -80,7 +82,6 @@ from node.p2p.messages import (
 
 log = logging.getLogger("titlechain.node")
 
-VOTES_RECORD = "votes"
 GOSSIP_FLUSH_S = 0.005
 
 
@@ -96,7 +97,8 @@ class Validator:
     """One validator node: drives the consensus core; `service` answers the RPC."""
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
-        peer_keys = _peer_keys(cfg, genesis, key)
+        head_set = ledger.validator_set_at(ledger.height + 1)
+        peer_keys = _peer_keys(cfg, head_set, key, ledger.height + 1)
         self.cfg = cfg
         self.genesis = genesis
         self.key = key
@@ -113,15 +115,22 @@ class Validator:
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
         for validator, n in self.evidence_store.by_validator.items():
             self.metrics.on_evidence(validator, n)
-        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=self._load_votes())
+        self.votes = VoteStore(ledger.store, key, cfg.data_dir)
+        try:
+            record = self.votes.load()
+        except VoteRecordError as e:
+            raise NodeStartError(str(e)) from None
+        self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=record)
         self.transport = Transport(
             key,
             chain_id=genesis.chain_id,
             genesis_hash=genesis.hash,
-            validators=genesis.validators,
+            validators=head_set,
             on_message=self._on_peer_message,
             addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
+            bootstrap=cfg.peers,
         )
+        self.membership = Membership(key, cfg.node_id, head_set, self.transport)
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
@@ -282,7 +291,7 @@ class Validator:
                 if bad is None or not bad.outgoing(action.message, action.to):
                     self.metrics.on_consensus_frame(self.transport.send(action.to, action.message))
             except KeyError:
-                log.warning("no link to validator %s… (not in the genesis set)", action.to[:12])
+                log.warning("no link to validator %s… (not in the set this node links to)", action.to[:12])
             except ValueError as e:
                 log.error("could not send a %s message: %s", _kind(action.message), e)
         elif isinstance(action, pbft.SetTimer):
@@ -300,8 +309,7 @@ class Validator:
         elif isinstance(action, pbft.RequestSync):
             self.catch_up.want(action.to_height)
         elif isinstance(action, pbft.SaveVotes):
-            # built from the block's own bytes: the record holds the prepared block beside its proof
-            self.ledger.store.put_meta(VOTES_RECORD, action.record.encode())
+            self.votes.save(action.record)
         elif isinstance(action, pbft.BroadcastBlock):
             try:
                 self.transport.broadcast_encoded(BlockPush(action.block).encode())
@@ -312,15 +320,6 @@ class Validator:
             if task is not None:
                 self._tasks.append(task)
                 task.add_done_callback(self._tasks.remove)
-
-    def _load_votes(self) -> pbft.VoteRecord | None:
-        raw = self.ledger.store.get_meta(VOTES_RECORD)
-        if raw is None:
-            return None
-        try:
-            return pbft.VoteRecord.from_plain(decode(raw))
-        except (MessageError, EncodingError) as e:
-            raise NodeStartError(f"{self.cfg.data_dir}: the consensus vote record is damaged: {e}") from None
 
     def _note_evidence(self) -> None:
         """Store what the core convicted (synced: a failed write stops the node) and count it."""
@@ -366,6 +365,8 @@ class Validator:
             committed = self.ledger.commit(block, certificate, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
         except (LedgerError, StoreError) as e:
             raise FatalNodeError(f"block {block.height} is certified but cannot be committed here: {e}") from None
+        if block.header.next_validators_hash != self.membership.linked_set.hash:
+            self.membership.follow(block.height + 1, self.ledger.validator_set_at(block.height + 1))
         now = asyncio.get_running_loop().time()
         self.catch_up.committed()
         receipts = committed.receipts
@@ -446,16 +447,14 @@ class Validator:
             await asyncio.sleep(1.0)
 
 
-def _peer_keys(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> dict[str, str]:
-    """The other validators' keys by node id, once the config and the key agree with the genesis."""
-    me = genesis.validators.by_public.get(key.public)
-    if me is None:
-        raise NodeStartError(f"{cfg.key}: this key is not a validator of the genesis")
-    if me.node_id != cfg.node_id:
-        raise NodeStartError(f"the config names node {cfg.node_id!r} but the genesis gives this key the id {me.node_id!r}")
-    by_node_id = {v.node_id: v.public for v in genesis.validators.validators if v.public != key.public}
+def _peer_keys(cfg: NodeConfig, head_set: ValidatorSet, key: KeyPair, height: int) -> dict[str, str]:
+    """The other validators' keys by node id, once the config and the key agree with the set of
+    the height after the head (or the node is joining: node/runtime/membership.py)."""
+    if problem := start_problem(head_set, key, cfg.node_id, cfg.peers, height):
+        raise NodeStartError(f"{cfg.key}: {problem}")
+    by_node_id = {v.node_id: v.public for v in head_set.validators if v.public != key.public}
     if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
-        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the genesis")
+        raise NodeStartError(f"peer_addresses names {', '.join(unknown)}: not another validator of the set at height {height}")
     return by_node_id
 
 

@@ -2,8 +2,8 @@
 
 Blocks are real blocks of real signed txs; the state root is a hash chain of the committed tx
 ids; the validator set of each height follows the committed chain, changed by `GOV_OP` txs
-(add a standby key, remove a member) from the height after the block that carries them, as in
-the real ledger. The "store" (`chain`, `record`) survives a simulated crash.
+(add a standby key, remove a member, rotate a member's seat to a standby key) from the height
+after the block that carries them, as in the real ledger. The "store" (`chain`, `record`) survives a simulated crash.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from chain.block import Block, Certificate, Header
 from chain.encoding import hash_hex
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx
-from chain.validators import ValidatorSet
+from chain.validators import Validator, ValidatorSet
 from node.consensus import pbft
 
 if TYPE_CHECKING:
     from simnet import World
 
 MAX_BLOCK_TXS = 16
-GOV_OP = "sim.validators"  # args {"add": public} or {"remove": public}: the sim's governance
+# args {"add": public}, {"remove": public} or {"rotate": public, "to": public}: the sim's governance
+GOV_OP = "sim.validators"
 
 
 def next_state_root(prev_root: str, tx_ids: list[str]) -> str:
@@ -30,17 +31,22 @@ def next_state_root(prev_root: str, tx_ids: list[str]) -> str:
 
 
 def next_validators(world: World, vset: ValidatorSet, txs: tuple[Tx, ...] | list[Tx]) -> ValidatorSet:
-    """The set after a block's governance txs: an add of a standby key or a remove of a member;
-    anything else (unknown key, a remove that would leave fewer than 3) changes nothing."""
+    """The set after a block's governance txs: an add of a standby key, a remove of a member, or a
+    rotation of a member's seat to a standby key (same place, node id and address, as
+    contracts/governance.py's rotate_validator); anything else (an unknown key, a key already in
+    the set, a remove that would leave fewer than 3) changes nothing."""
     members = list(vset.validators)
     for tx in txs:
         if tx.op != GOV_OP:
             continue
         args = tx.args
-        if "add" in args and args["add"] in world.standby and all(v.public != args["add"] for v in members):
+        keys = {v.public for v in members}
+        if "add" in args and args["add"] in world.standby and args["add"] not in keys:
             members.append(world.standby[args["add"]])
         elif "remove" in args and len(members) > 3:
             members = [v for v in members if v.public != args["remove"]]
+        elif "rotate" in args and args.get("to") in world.standby and args["to"] not in keys:
+            members = [Validator(v.node_id, args["to"], v.address) if v.public == args["rotate"] else v for v in members]
     return vset if len(members) == vset.n and all(a == b for a, b in zip(members, vset.validators)) else ValidatorSet(tuple(members))
 
 

@@ -79,7 +79,8 @@ def random_world(seed: int, n: int) -> tuple[World, float]:
 def byzantine_world(seed: int, n: int, strategies: tuple[str, ...]) -> tuple[World, float]:
     """Exactly f Byzantine validators running adversary strategies (and now and then an older
     behaviour), on top of the random faults; in some runs the set changes mid-run: a standby
-    validator is added and/or a Byzantine one removed (it goes on voting)."""
+    validator is added and/or a Byzantine one removed (it goes on voting), and/or a seat is
+    rotated to a second standby key (its old key's replica goes on running, out of the set)."""
     rng = random.Random(f"titlechain-sim-byz/{n}/{seed}")
     f = (n - 1) // 3
     byz_idx = rng.sample(range(n), f)
@@ -91,9 +92,10 @@ def byzantine_world(seed: int, n: int, strategies: tuple[str, ...]) -> tuple[Wor
         byzantine[i] = frozenset(chosen)
     until = rng.randint(300, 4000)
     change = rng.random() < 0.4
-    world = World(
-        seed, n=n, byzantine=byzantine, faults=_faults(rng, until), standby=1 if change else 0, idle_probe_ms=3000
-    )
+    # drawn apart from `rng`, so that adding rotations left every other draw of a seed as it was
+    rotate = change and random.Random(f"titlechain-sim-rotate/{n}/{seed}").random() < 0.5
+    standby = (1 if change else 0) + (1 if rotate else 0)
+    world = World(seed, n=n, byzantine=byzantine, faults=_faults(rng, until), standby=standby, idle_probe_ms=3000)
     honest = [i for i in range(n) if i not in byz_idx]
     _crash_and_partition(world, rng, honest, until)
     txs = world.make_txs(rng.randint(3, 16))  # fewer than random_world: view changes make each block dear
@@ -102,6 +104,10 @@ def byzantine_world(seed: int, n: int, strategies: tuple[str, ...]) -> tuple[Wor
             txs.append(gov_tx(world, {"add": world.nodes[n].key.public}, "add"))
         if rng.random() < 0.7:
             txs.append(gov_tx(world, {"remove": world.nodes[rng.choice(byz_idx)].key.public}, "remove"))
+    if rotate:
+        seat = random.Random(f"titlechain-sim-rotate-seat/{n}/{seed}").randrange(n)
+        to = world.nodes[n + 1].key.public
+        txs.append(gov_tx(world, {"rotate": world.nodes[seat].key.public, "to": to}, "rotate"))
     last = _submit_over_time(world, rng, txs, until + 500)
     return world, max(until, last)
 

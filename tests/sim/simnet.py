@@ -556,9 +556,10 @@ class World:
 
     def bound_to_progress(self) -> list[Node]:
         """The honest nodes liveness is owed to: validators of the latest set. A standby key that
-        was never added runs a replica too, but nothing obliges validators to keep it informed."""
+        was never added runs a replica too, and so does a key whose seat was rotated to another
+        one, but nothing obliges validators to keep either informed."""
         members = self.vset_at(max(self.committed_hash, default=0) + 1).publics
-        return [n for n in self.honest() if n.key.public in members or n.key.public in self.vset.publics]
+        return [n for n in self.honest() if n.key.public in members]
 
     def all_committed(self) -> bool:
         want = {t.tx_id for t in self.submitted}

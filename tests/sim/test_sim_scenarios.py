@@ -241,3 +241,21 @@ def test_view_change_for_a_later_view_counts_toward_leaving_the_current_one() ->
     assert (replica.view, replica.in_view_change) == (2, True)
     sent = [parse_signed(a.message).msg for a in actions if isinstance(a, pbft.Broadcast)]
     assert sent == [ViewChange(2, 1, None)]
+
+
+def test_liveness_byzantine_seed_28_a_seat_rotated_during_a_view_change() -> None:
+    """Byzantine soak seed 28 (n=4; one seat rotated to a standby key and a standby validator added,
+    both by the block at height 2, so the set of height 3 is five with a quorum of four, and the
+    Byzantine member's vote is needed unless both newcomers vote).
+
+    The two newcomers asked for view 3 while they were still at height 2 (they followed f+1 others
+    there), then committed height 2 by sync. On each timeout they re-sent that VIEW-CHANGE for
+    height 2, which the others, at height 3, do not count, and never asked for view 3 at height 3:
+    three VIEW-CHANGEs of the set of height 3 stayed one short of its quorum forever. A replica
+    whose VIEW-CHANGE names a height below its own now asks again at its own height.
+    """
+    from sim_adversary import ci_strategies
+    from sim_schedules import run_seed
+
+    outcome = run_seed(28, 4, ci_strategies())  # raises Violation (liveness) without the fix
+    assert outcome.heights >= 3

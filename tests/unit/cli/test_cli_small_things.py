@@ -55,3 +55,11 @@ def test_node_run_with_a_bad_config_file_exits_1(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({"node_id": "v0", "unknown": 1}))
     assert run("node", "run", "--config", str(cfg)).exit_code == 1
     assert run("node", "run").exit_code == 2  # a usage error stays 2
+
+
+def test_node_run_refuses_peers_nobody_can_dial(tmp_path: Path) -> None:
+    run("init", "--out", str(tmp_path / "c"), "--validators", "1")
+    config = str(tmp_path / "c" / "nodes" / Consortium.load(tmp_path / "c").nodes[0].node_id / "config.json")
+    for bad in ("0.0.0.0:26600", "host:0", "[::]:1,10.0.0.1:2"):
+        r = run("node", "run", "--config", config, "--peers", bad)
+        assert r.exit_code == 1 and "--peers" in r.output, (bad, r.output)

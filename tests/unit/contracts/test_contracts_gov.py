@@ -160,8 +160,12 @@ def test_gov_rejections(w: World) -> None:
         ("revoke_role", {"account": w.c.issuer.public, "role": "issuer", "classes": ["ship"]}),
         ("add_validator", {"node_id": "v9", "public": w.c.validator_keys[0].public, "address": "h:1"}),
         ("add_validator", {"node_id": "v0", "public": seeded_key("x").public, "address": "h:1"}),
+        ("add_validator", {"node_id": "v9", "public": seeded_key("x").public, "address": "127.0.0.1:27001"}),
         ("remove_validator", {"node_id": "v9"}),
         ("remove_validator", {"public": seeded_key("x").public}),
+        ("rotate_validator", {"node_id": "v9", "public": seeded_key("x").public}),
+        ("rotate_validator", {"node_id": "v1", "public": w.c.validator_keys[1].public}),
+        ("rotate_validator", {"node_id": "v1", "public": w.c.validator_keys[2].public}),
     ]
     for action, params in bad:
         assert w.rejected(w.c.members[0], "gov.propose", {"action": action, "params": params}) == "invalid_args", action
@@ -205,6 +209,52 @@ def test_add_and_remove_validators(w: World) -> None:
     vset = read_validator_set(w.state)
     assert isinstance(vset, ValidatorSet) and [v.node_id for v in vset.validators] == ["v2", "v3", "v4"]
     assert (vset.f, vset.quorum) == (0, 2)
+
+
+def execute(w: World, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Propose and approve to the threshold (3 of 4); the executing approval's receipt."""
+    pid = propose(w, action, params)
+    approve(w, pid, 1)
+    return approve(w, pid, 2)
+
+
+def test_rotate_keeps_the_seat_its_place_id_and_address(w: World) -> None:
+    before = read_validator_set(w.state)
+    new = seeded_key("v2-rotated")
+    r = execute(w, "rotate_validator", {"node_id": "v2", "public": new.public})
+    old = w.c.validator_keys[2].public
+    assert r["events"][-1] == {"type": "validator.rotated", "node_id": "v2", "old_public": old, "public": new.public}
+    after = read_validator_set(w.state)
+    assert [v.node_id for v in after.validators] == [v.node_id for v in before.validators]
+    assert [v.address for v in after.validators] == [v.address for v in before.validators]
+    assert after.validators[2].public == new.public and old not in after.publics
+    assert (after.n, after.quorum) == (before.n, before.quorum)
+    assert after.hash != before.hash  # the header's next_validators_hash changes with the key
+    # the retired key is no validator now: it can neither be removed nor rotated to by its old id
+    code = w.rejected(w.c.members[0], "gov.propose", {"action": "remove_validator", "params": {"public": old}})
+    assert code == "invalid_args"
+    # and nothing stops governance from giving the seat back its old key later
+    r = execute(w, "rotate_validator", {"node_id": "v2", "public": old})
+    assert read_validator_set(w.state) == before
+
+
+def test_two_rotations_to_one_key_execute_once(w: World) -> None:
+    """Checked again at execution: a key another proposal has since put in the set is refused."""
+    key = seeded_key("contested").public
+    first = propose(w, "rotate_validator", {"node_id": "v1", "public": key})
+    second = propose(w, "rotate_validator", {"node_id": "v3", "public": key}, by=1)
+    approve(w, first, 1)
+    approve(w, first, 2)
+    approve(w, second, 0)
+    assert w.rejected(w.c.members[2], "gov.approve", {"proposal_id": second}) == "invalid_args"
+    vset = read_validator_set(w.state)
+    assert vset.by_node_id["v1"].public == key and vset.by_node_id["v3"].public == w.c.validator_keys[3].public
+
+
+def test_add_refuses_an_address_already_in_the_set_whatever_its_case(w: World) -> None:
+    taken = read_validator_set(w.state).validators[1].address
+    params = {"node_id": "v9", "public": seeded_key("x").public, "address": taken.upper()}
+    assert w.rejected(w.c.members[0], "gov.propose", {"action": "add_validator", "params": params}) == "invalid_args"
 
 
 def test_the_last_validator_cannot_be_removed() -> None:

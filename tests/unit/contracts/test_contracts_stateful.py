@@ -10,7 +10,8 @@ accounts) so that collisions, locks and role changes happen often, and checks:
   document index), bumping its version by one;
 - asset ids and live document hashes are unique: the doc/ index agrees with the assets;
 - governance: the member count matches the member grants, the validator set is never empty,
-  and an executed proposal never changes again.
+  an executed proposal never changes again, and a seat that stays in the set keeps its place
+  and address whatever happens to its key (rotations) and to the seats around it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ ASSET_OPS = [
     "asset.redeem",
 ]
 EXTRA_VALIDATOR = seeded_key("validator-extra")
+# keys a seat may be rotated to: the extra validator's (so a rotation can block an add and the
+# reverse), two fresh ones, and the genesis validator keys (refused while in the set)
+ROTATE_KEYS = [EXTRA_VALIDATOR, seeded_key("rotated-a"), seeded_key("rotated-b")]
 
 
 class Ledger(RuleBasedStateMachine):
@@ -56,6 +60,7 @@ class Ledger(RuleBasedStateMachine):
         self.executed: dict[str, dict[str, Any]] = {}
         self.known: set[str] = set()  # accounts seen holding a role, owning or holding in pledge
         self.ever_registered: set[str] = set()
+        self.seats = read_validator_set(self.w.state)
         for i, asset_id in enumerate(ASSETS[:2]):
             self.w.register(asset_id, c.users[i], f"d{i}")
 
@@ -131,7 +136,7 @@ class Ledger(RuleBasedStateMachine):
 
     @rule(
         signer=st.sampled_from([7, 8, 9, 10, 3]),
-        action=st.sampled_from(["grant_role", "revoke_role", "add_validator", "remove_validator"]),
+        action=st.sampled_from(["grant_role", "revoke_role", "add_validator", "remove_validator", "rotate_validator"]),
         who=st.integers(0, 10),
         role=st.sampled_from(["member", "issuer", "regulator", "auditor"]),
         cls=st.sampled_from(CLASSES),
@@ -144,6 +149,9 @@ class Ledger(RuleBasedStateMachine):
                 params["classes"] = [cls]
         elif action == "add_validator":
             params = {"node_id": "v4", "public": EXTRA_VALIDATOR.public, "address": "127.0.0.1:27004"}
+        elif action == "rotate_validator":
+            pool = [*ROTATE_KEYS, *self.w.c.validator_keys]
+            params = {"node_id": f"v{node}", "public": pool[who % len(pool)].public}
         else:
             params = {"node_id": f"v{node}"}
         _, receipt = self.w.run_tx(self.w.sign(self.keys[signer], "gov.propose", {"action": action, "params": params}))
@@ -154,11 +162,14 @@ class Ledger(RuleBasedStateMachine):
         signer=st.sampled_from([7, 8, 9, 10, 7, 8, 9, 10, 0, 3]),
         pick=st.integers(0, 1000),
         unknown=st.sampled_from([False] * 9 + [True]),
+        newest=st.booleans(),
     )
-    def approve(self, signer: int, pick: int, unknown: bool) -> None:
+    def approve(self, signer: int, pick: int, unknown: bool, newest: bool) -> None:
         if not self.proposals and not unknown:
             return
-        pid = "ee" * 32 if unknown else self.proposals[pick % len(self.proposals)]
+        # half the time the newest proposal, so that actions reach their threshold often (with
+        # random picks alone, a run executed a validator-set change about once)
+        pid = "ee" * 32 if unknown else self.proposals[-1 if newest else pick % len(self.proposals)]
         self.w.run_tx(self.w.sign(self.keys[signer], "gov.approve", {"proposal_id": pid}))
 
     # asset ops are drawn three times as often as each governance rule
@@ -212,6 +223,17 @@ class Ledger(RuleBasedStateMachine):
                 assert p == self.executed[pid], "an executed proposal changed"
             elif p["status"] == "executed":
                 self.executed[pid] = p
+
+
+    @invariant()
+    def seats_keep_their_place_and_address(self) -> None:
+        now = read_validator_set(self.w.state)
+        was = {v.node_id: v for v in self.seats.validators}
+        stayed = [v for v in now.validators if v.node_id in was]
+        assert [v.node_id for v in stayed] == [v.node_id for v in self.seats.validators if v.node_id in now.by_node_id]
+        for v in stayed:
+            assert v.address == was[v.node_id].address, f"{v.node_id} moved"
+        self.seats = now
 
 
 TestLedger = Ledger.TestCase

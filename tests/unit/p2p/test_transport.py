@@ -476,15 +476,3 @@ async def test_close_is_clean_and_idempotent_with_links_up(net: Net) -> None:
     assert all(not s.connected for s in t.peer_status())
     await until(lambda: not net.nodes[1].is_connected(net.keys[0].public))
     await t.close()
-
-
-def test_own_key_must_be_a_validator() -> None:
-    c = make_consortium(4)
-    with pytest.raises(ValueError):
-        Transport(
-            seeded_key("outsider"),
-            chain_id=c.genesis.chain_id,
-            genesis_hash=c.genesis.hash,
-            validators=c.genesis.validators,
-            on_message=lambda s, m: None,
-        )

@@ -13,7 +13,7 @@ import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
 from chain.tx import parse_tx, sign_tx
 from node.rpc.ratelimit import RateLimiter
-from node.p2p.transport import TransportConfig, _Peer
+from node.p2p.peers import Peer, TransportConfig
 
 
 def test_the_ledgers_caches_stay_within_their_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,8 +46,8 @@ def test_the_parse_memo_stays_within_its_cap(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_peers_queue_stays_within_frames_and_bytes() -> None:
-    async def fill() -> _Peer:
-        peer = _Peer("v1", "00" * 32, None, TransportConfig(queue_frames=5, queue_bytes=1000))
+    async def fill() -> Peer:
+        peer = Peer("v1", "00" * 32, None, TransportConfig(queue_frames=5, queue_bytes=1000))
         for i in range(50):
             peer.enqueue(bytes([i]) * 300)
             assert len(peer.queue) <= 5 and peer.queued_bytes <= 1000

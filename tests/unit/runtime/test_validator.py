@@ -17,10 +17,11 @@ from chain.crypto import write_key_file
 from chain.encoding import canonical, decode
 from chain.store import Store
 from chain.tx import sign_tx
-from node.runtime.config import NodeConfig
 from node.p2p.catchup import BLOCK_SERVE_PER_S
-from node.runtime.validator import VOTES_RECORD, NodeStartError, Validator, open_validator
 from node.p2p.messages import MAX_SYNC_BLOCKS, BlockRequest, BlockResponse, SyncRequest, TxGossip, WireError, parse_wire
+from node.runtime.config import NodeConfig
+from node.runtime.validator import NodeStartError, Validator, open_validator
+from node.runtime.votes import VOTES_RECORD
 
 DOC = "ab" * 32
 
