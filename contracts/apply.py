@@ -57,7 +57,7 @@ def history_place(key: bytes) -> tuple[int, int]:
     return int(key[-19:-7]), int(key[-6:])
 
 
-def history_entry(height: int, index: int, tx: dict[str, Any], receipt: dict[str, Any]) -> dict[str, Any]:
+def history_entry(height: int, index: int, tx: dict[str, Any], receipt: Receipt) -> dict[str, Any]:
     """One entry of an asset's history (docs/rpc.md), from its tx (plain) and receipt as stored."""
     body = tx["body"]
     return {
