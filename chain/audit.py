@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError, Header
@@ -22,8 +22,9 @@ from chain.receipt import Receipt
 from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError
 from chain.txrecords import TX_INDEX_PREFIX, TX_RECORD_PREFIX, decode_tx_entry, tx_index_key, tx_place
-from chain.tx import TxError, check_for_chain
+from chain.tx import TxError
 from chain.validators import ValidatorSet, ValidatorSetError
+from chain.validity import BlockInvalid, Parent, check_block
 
 # must equal contracts.state.ASSET_PREFIX (a test holds them together; chain/ may not import it)
 ASSET_STATE_PREFIX = "asset/"
@@ -34,7 +35,8 @@ _ASSET_ID = WholePattern(ASSET_ID_RE)
 # 2: the certificates a proof carries name their view (commit signatures v2)
 # 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
 PROOF_VERSION = 3
-OWNERSHIP, ABSENCE = "ownership", "absence"
+OWNERSHIP: Final = "ownership"  # Final: typed as the literal (contracts.proofs.OwnershipProof.claim)
+ABSENCE: Final = "absence"
 
 Reader = Callable[[bytes], bytes | None]
 
@@ -201,10 +203,8 @@ def _check_height(
     vset: ValidatorSet,
     root: str,
 ) -> tuple[Block, Replay]:
-    block = _check_block(store, genesis, fetched, height, prev, vset)
+    block = _check_block(store, genesis, fetched, height, prev, vset, seen_tx)
     for index, tx in enumerate(block.txs):
-        if tx.tx_id in seen_tx:
-            raise _Bad(height, f"tx {tx.tx_id} was already committed at height {seen_tx[tx.tx_id][0]}")
         seen_tx[tx.tx_id] = (height, index)
     try:
         result = reexecute(replay.get, genesis, block, root)
@@ -237,7 +237,13 @@ class _Writers:
 
 
 def _check_block(
-    store: ChainSource, genesis: Genesis, fetched: Fetched, height: int, prev: str, vset: ValidatorSet
+    store: ChainSource,
+    genesis: Genesis,
+    fetched: Fetched,
+    height: int,
+    prev: str,
+    vset: ValidatorSet,
+    seen_tx: dict[str, tuple[int, int]],
 ) -> Block:
     if isinstance(fetched.error, (BlockError, EncodingError, TxError)):
         raise _Bad(height, f"block does not decode: {fetched.error}")
@@ -246,26 +252,17 @@ def _check_block(
     block = fetched.block
     if block is None:
         raise _Bad(height, "block is missing")
-    h = block.header
-    if h.chain_id != genesis.chain_id:
-        raise _Bad(height, f"block is for chain {h.chain_id!r}")
-    if h.height != height:
-        raise _Bad(height, f"block stored at height {height} says height {h.height}")
-    if h.prev_hash != prev:
-        raise _Bad(height, "prev_hash does not link to the previous block")
-    if h.validators_hash != vset.hash:
-        raise _Bad(height, "validators_hash is not the validator set of this height")
     try:
-        block.check_tx_root()
-    except BlockError as e:
+        check_block(
+            block,
+            Parent(genesis.chain_id, height - 1, prev),
+            vset,
+            genesis.params,
+            signature_ok=lambda index, _: index not in fetched.bad_sigs,  # checked ahead (chain/sigcheck.py)
+            committed_at=lambda tx_id: seen_tx[tx_id][0] if tx_id in seen_tx else None,
+        )
+    except BlockInvalid as e:
         raise _Bad(height, str(e)) from None
-    for index, tx in enumerate(block.txs):
-        if index in fetched.bad_sigs:  # checked ahead (chain/sigcheck.py)
-            raise _Bad(height, f"tx {index} ({tx.tx_id[:16]}…): bad signature")
-        try:
-            check_for_chain(tx, genesis.chain_id, height)
-        except TxError as e:
-            raise _Bad(height, f"tx {index} ({tx.tx_id[:16]}…): {e.message}") from None
     try:
         cert = store.get_certificate(height)
     except (CertificateError, EncodingError) as e:

@@ -16,6 +16,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, verify
 from chain.encoding import EncodingError, canonical, canonical_array, canonical_map, decode, hash_hex, is_hex
 from chain.errors import ChainError
+from chain.limits import MAX_CERTIFICATE_SIGNATURES
 from chain.merkle import tx_root
 from chain.tx import Tx, TxError, parse_tx
 from chain.validators import ValidatorSet
@@ -32,8 +33,12 @@ class CertificateError(ChainError, ValueError):
     pass
 
 
+# the RPC's schema of a header is derived from this class, docstring included (node/rpc/models.py)
 @dataclass(frozen=True)
 class Header:
+    """A block header (docs/protocol.md, "Blocks"); its block hash is the hash of its canonical
+    encoding. `time` is the proposer's clock, ms since the epoch: informational, no rule reads it."""
+
     chain_id: str
     height: int
     prev_hash: str
@@ -139,7 +144,6 @@ def sign_commit(key: KeyPair, chain_id: str, height: int, view: int, block_hash:
 
 
 CERTIFICATE_FIELDS = frozenset({"height", "view", "block_hash", "signatures"})
-MAX_CERTIFICATE_SIGNATURES = 1024  # bounds a parsed certificate; far above any validator set
 
 
 @dataclass(frozen=True)

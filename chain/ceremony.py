@@ -23,6 +23,7 @@ from typing import Any
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import EncodingError, canonical, hash_value, is_hex
 from chain.genesis import CHAIN_ID_PATTERN, Genesis, GenesisError, Grant, Params, parse_grant
+from chain.limits import MAX_CLASSES
 from chain.validators import Validator, ValidatorSetError, dial_address_problem
 
 MANIFEST_VERSION = 1
@@ -30,7 +31,6 @@ MANIFEST_VERSION = 1
 # crashed validator halts the chain and a single malicious one may break its safety
 MIN_VALIDATORS = 4
 MAX_NAME_CHARS = 100
-MAX_CLASSES = 64
 MAX_REQUESTS = 1000
 MAX_REQUEST_BYTES = 64 * 1024  # a request is a few hundred bytes; callers refuse larger files unread
 MAX_MANIFEST_BYTES = MAX_REQUESTS * MAX_REQUEST_BYTES

@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 from chain.crypto import is_account
 from chain.encoding import EncodingError, hash_value, normalize
 from chain.errors import ChainError
+from chain.limits import MAX_BLOCK_BYTES_LIMIT
 from chain.patterns import WholePattern
 from chain.validators import ValidatorSet, ValidatorSetError
 
@@ -32,11 +33,6 @@ class GenesisError(ChainError, ValueError):
         super().__init__(f"genesis.{field}: {message}")
         self.field = field
 
-
-# A block travels in one peer frame (16 MiB, node/p2p/framing.py) as a push, a fetch answer or a sync
-# answer with its certificate: its txs may take all but 1 MiB of it, left for the header, the
-# certificate and the envelopes. A larger block could be certified and then never sent again.
-MAX_BLOCK_BYTES_LIMIT = 15 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,9 @@ from chain.encoding import (
     pack_normalized,
 )
 from chain.errors import ChainError
+from chain.limits import EXPIRY_WINDOW, MAX_CHAIN_ID_LEN, MAX_NONCE_LEN, MAX_TX_BYTES
 from chain.patterns import WholePattern
 
-EXPIRY_WINDOW = 10_000
-MAX_TX_BYTES = 8 * 1024
-MAX_CHAIN_ID_LEN = 64
-MAX_NONCE_LEN = 128
 OP_PATTERN = WholePattern(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 BODY_FIELDS = frozenset({"chain_id", "signer", "op", "args", "nonce", "expires"})
 

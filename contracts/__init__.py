@@ -7,6 +7,7 @@ depends on the iteration order of untrusted dicts. See docs/contracts.md.
 from contracts.genesis_state import genesis_writes
 from contracts.registry import OPS, execute, validate_args
 from contracts.result import REJECTION_CODES, Rejection
+from contracts.roles import OBSERVER_ROLES, observer_role_at
 from contracts.state import (
     ASSET_PREFIX,
     GOV_KEY,
@@ -27,6 +28,7 @@ from contracts.state import (
 __all__ = [
     "ASSET_PREFIX",
     "GOV_KEY",
+    "OBSERVER_ROLES",
     "OPS",
     "REJECTION_CODES",
     "VALIDATORS_KEY",
@@ -37,6 +39,7 @@ __all__ = [
     "doc_key",
     "execute",
     "genesis_writes",
+    "observer_role_at",
     "proposal_key",
     "read_asset",
     "read_gov",

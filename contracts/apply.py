@@ -29,6 +29,7 @@ from chain.encoding import H, Value, canonical
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
 from chain.receipt import Receipt
+from chain.store import Store, StoreError
 from chain.tx import Tx
 from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
@@ -70,6 +71,15 @@ def history_entry(height: int, index: int, tx: dict[str, Any], receipt: Receipt)
         "error": receipt["error"],
         "events": receipt["events"],
     }
+
+
+def stored_history_entry(store: Store, key: bytes) -> dict[str, Any]:
+    """The history entry an h/ key of the store indexes, built from its tx's record."""
+    height, index = history_place(key)
+    entry = store.get_tx_at(height, index)
+    if entry is None:
+        raise StoreError(f"{store.path}: damaged data: history names a tx at {height}/{index} the store lacks")
+    return history_entry(height, index, entry.tx, entry.receipt)
 
 
 def owner_key(account: str, asset_id: str) -> bytes:

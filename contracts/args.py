@@ -16,6 +16,7 @@ from chain.patterns import WholePattern
 from chain.crypto import is_account
 from chain.encoding import EncodingError, canonical, is_hex
 from chain.genesis import CLASS_PATTERN, ROLES
+from chain.limits import MAX_CLASSES
 from chain.tx import TxError
 from chain.validators import NODE_ID_PATTERN, dial_address_problem
 
@@ -26,7 +27,6 @@ Check = Callable[[Any], str | None]  # what is wrong with a value, or None if no
 ASSET_ID_PATTERN = WholePattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_META_BYTES = 4096
 MAX_REASON_CHARS = 512
-MAX_CLASSES = 64
 
 
 def account(v: Any) -> str | None:

@@ -12,7 +12,7 @@ registered under that id up to it; txs that named the id and were rejected leave
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from chain import smt
 from chain.audit import ABSENCE, OWNERSHIP, PROOF_VERSION
@@ -20,14 +20,42 @@ from chain.encoding import decode
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key
 from contracts.errors import ContractError
-from contracts.state import asset_key
+from contracts.state import AssetState, asset_key
 
 
 class ProofError(ContractError, LookupError):
     """No proof can be built (an empty chain, or a store missing records it should hold)."""
 
 
-def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
+class Certified(TypedDict):
+    """A header and its commit certificate, in their docs/protocol.md forms."""
+
+    header: dict[str, Any]
+    certificate: dict[str, Any]
+
+
+class ValidatorChange(Certified):
+    """A block that changed the validator set, and the set it made (its ValidatorSet.to_plain())."""
+
+    validators: list[dict[str, Any]]
+
+
+class OwnershipProof(TypedDict):
+    """The proof document (docs/protocol.md, "Ownership and absence proofs", version 3)."""
+
+    version: int
+    claim: Literal["ownership", "absence"]
+    chain_id: str
+    genesis_hash: str
+    asset_id: str
+    asset: AssetState | None  # None exactly for a proof of absence
+    state_proof: dict[str, Any]  # smt.Proof.to_plain()
+    header: dict[str, Any]
+    certificate: dict[str, Any]
+    validator_changes: list[ValidatorChange]
+
+
+def build_ownership_proof(store: Store, asset_id: str) -> OwnershipProof:
     """A proof of asset_id's state, or of its absence, as of the store's head."""
     head = store.head
     if head is None:
@@ -44,6 +72,7 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
     # the state record and the tree must agree, or the proof would not verify: say so here
     if not smt.verify_proof(head.state_root, key.encode(), raw, state_proof):
         raise smt.SmtError(f"the state tree at height {head.height} disagrees with the stored {key!r}")
+    head_certified = certified(store, head.height)
     return {
         "version": PROOF_VERSION,
         "claim": ABSENCE if raw is None else OWNERSHIP,
@@ -52,23 +81,25 @@ def build_ownership_proof(store: Store, asset_id: str) -> dict[str, Any]:
         "asset_id": asset_id,
         "asset": None if raw is None else decode(raw),
         "state_proof": state_proof.to_plain(),
-        **certified(store, head.height),
+        "header": head_certified["header"],
+        "certificate": head_certified["certificate"],
         "validator_changes": validator_changes(store, head.height),
     }
 
 
-def certified(store: Store, height: int) -> dict[str, Any]:
+def certified(store: Store, height: int) -> Certified:
     block, cert = store.get_block(height), store.get_certificate(height)
     if block is None or cert is None:
         raise ProofError(f"the store lacks block or certificate {height}")
     return {"header": block.header.to_plain(), "certificate": cert.to_plain()}
 
 
-def validator_changes(store: Store, below: int) -> list[dict[str, Any]]:
+def validator_changes(store: Store, below: int) -> list[ValidatorChange]:
     """For each block before `below` whose txs changed the validator set: header, certificate, new set."""
-    out = []
+    out: list[ValidatorChange] = []
     for key, raw in store.iterate(VALSET_PREFIX):
         first = int(key[len(VALSET_PREFIX) :])  # the set certifies from this height; block first-1 made it
         if 1 < first <= below:
-            out.append({**certified(store, first - 1), "validators": decode(raw)})
+            made = certified(store, first - 1)
+            out.append({"header": made["header"], "certificate": made["certificate"], "validators": decode(raw)})
     return out

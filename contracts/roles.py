@@ -10,10 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from chain.genesis import Grant
+from contracts.state import StateView, read_roles
+
+
+# The roles whose holder may run an observer node: follow the chain from the validators and keep
+# its own verified copy (an auditor or a regulator reads everything; no other role needs to).
+OBSERVER_ROLES = ("auditor", "regulator")
 
 
 def holds(grants: Iterable[Grant], role: str) -> bool:
     return any(g["role"] == role for g in grants)
+
+
+def observer_role(grants: Iterable[Grant]) -> str | None:
+    """The role that entitles an account with these grants to run an observer (the first of
+    OBSERVER_ROLES it holds), or None: validators refuse its observer links."""
+    held = {g["role"] for g in grants}
+    return next((r for r in OBSERVER_ROLES if r in held), None)
+
+
+def observer_role_at(view: StateView, account: str) -> str | None:
+    """`observer_role` of the account's grants in a state (a validator asks of its head's state)."""
+    return observer_role(read_roles(view, account))
 
 
 def issuer_classes(grants: Iterable[Grant]) -> frozenset[str]:

@@ -6,7 +6,7 @@ In one process, with the real ledger and store (no consortium): a chain with one
 size (asset registrations) is built through Ledger.propose/validate/commit with real
 certificates (the commit of each block is timed: the write cost of the store layout), then
 `--samples` txs spread over each block are answered the way the route answers them: the ledger
-call it makes (`Ledger.committed_tx_answer`) and the answer's JSON. Every answer is checked to be
+call it makes (`node.rpc.views.committed_tx_answer`) and the answer's JSON. Every answer is checked to be
 the committed tx, at its height, with its receipt.
 """
 
@@ -24,6 +24,7 @@ from chain.block import Block, Certificate, sign_commit
 from chain.devnet import Consortium, make_consortium
 from chain.encoding import H
 from chain.tx import Tx, sign_tx
+from node.rpc import views
 from node.runtime.ledger import Ledger
 
 
@@ -81,7 +82,7 @@ def measure_ledger(ledger: Ledger, blocks: list[Block], samples: int) -> dict[in
         times = []
         for tx_id in sample_ids(block, samples):
             start = time.perf_counter()
-            body = json.dumps(ledger.committed_tx_answer(tx_id))  # what the route answers, as JSON
+            body = json.dumps(views.committed_tx_answer(ledger.store, tx_id))  # what the route answers, as JSON
             times.append(time.perf_counter() - start)
             answer = json.loads(body)
             check_answer(answer, block, tx_id)

@@ -24,6 +24,7 @@ from ledger_fixtures import LedgerChain, build_story
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
 from contracts.standing import NOT_PERMITTED, not_permitted_message
+from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.evidence_store import EvidenceStore
 from node.explorer.sources import LedgerSource, NotFound
@@ -32,6 +33,8 @@ from node.rpc.server import serve
 
 
 class LedgerNode:
+    role = "validator"
+
     def __init__(self, chain: LedgerChain, node_id: str = "v0") -> None:
         self.chain = chain
         self.ledger = chain.ledger
@@ -104,13 +107,13 @@ class LedgerNode:
         return self._or_none(self.reads.asset, asset_id)
 
     def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.ledger.history_answer(asset_id, cursor, limit)
+        return views.history_answer(self.ledger.store, asset_id, cursor, limit)
 
     def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self.ledger.proof_answer(asset_id)
+        return views.proof_answer(self.ledger.store, asset_id)
 
     def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self.ledger.account_answer(account, cursor, limit)
+        return views.account_answer(self.ledger.store, account, cursor, limit)
 
     def block(self, height: int) -> dict[str, Any] | None:
         return self._or_none(self.reads.block, height)

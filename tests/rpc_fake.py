@@ -30,6 +30,8 @@ KNOWN_OPS = frozenset(
 
 
 class FakeNode:
+    role = "validator"
+
     def __init__(self, *, mempool_cap: int = 1000, queue_size: int = 64, consortium: Consortium | None = None) -> None:
         self.consortium = consortium or make_consortium(4)
         self.genesis = self.consortium.genesis

@@ -33,23 +33,16 @@ from node.cli.common import (
     cacert_option,
     SourceChoice,
     asset_id_argument,
-    data_dir_option,
+    data_dir_file_option,
     fail,
-    genesis_option,
+    genesis_file_option,
     print_json,
     reading,
     url_option,
 )
 
 GENESIS_HELP = "the genesis file: the only thing trusted"
-genesis_required = click.option(
-    "--genesis",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=genesis_option,
-    metavar="FILE",
-    help=GENESIS_HELP,
-)
+genesis_required = genesis_file_option(GENESIS_HELP, required=True)
 
 
 @click.group()
@@ -106,13 +99,7 @@ def _progress(show: bool | None) -> Iterator[Callable[[int, int, int], None] | N
 
 @audit.command("verify")
 @click.option("--rpc", callback=url_option, metavar="URL", help=RPC_HELP)
-@click.option(
-    "--data-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    callback=data_dir_option,
-    metavar="DIR",
-    help="audit a node's data dir instead (through a private copy; safe while the node runs)",
-)
+@data_dir_file_option("audit a node's data dir instead (through a private copy; safe while the node runs)")
 @genesis_required
 @click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP)
 @cacert_option

@@ -139,6 +139,23 @@ def account_argument(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 # -- where to read from ---------------------------------------------------------------------------
 
+
+def genesis_file_option(help: str, *, required: bool = False) -> Callable[[F], F]:
+    """--genesis FILE, parsed (genesis_option) before the command runs."""
+    return click.option(
+        "--genesis", required=required, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=genesis_option, metavar="FILE", help=help,
+    )
+
+
+def data_dir_file_option(help: str) -> Callable[[F], F]:
+    """--data-dir DIR, checked to be a node's data dir (data_dir_option)."""
+    return click.option(
+        "--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), callback=data_dir_option,
+        metavar="DIR", help=help,
+    )
+
+
 RPC_HELP = "read from this node's RPC, e.g. http://127.0.0.1:26601"
 TOKEN_HELP = "bearer token for a node whose RPC requires one (or set TITLECHAIN_TOKEN)"
 cacert_option = click.option(
@@ -181,20 +198,8 @@ def source_options(f: F) -> F:
 
     options = [
         click.option("--rpc", callback=url_option, metavar="URL", help=RPC_HELP),
-        click.option(
-            "--data-dir",
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            callback=data_dir_option,
-            metavar="DIR",
-            help="read an offline copy of a node's data dir instead (safe while the node runs)",
-        ),
-        click.option(
-            "--genesis",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            callback=genesis_option,
-            metavar="FILE",
-            help="with --data-dir: the genesis the data must belong to (default: the data dir's own copy)",
-        ),
+        data_dir_file_option("read an offline copy of a node's data dir instead (safe while the node runs)"),
+        genesis_file_option("with --data-dir: the genesis the data must belong to (default: the data dir's own copy)"),
         click.option("--token", envvar="TITLECHAIN_TOKEN", metavar="TOKEN", help=TOKEN_HELP),
         cacert_option,
         click.option("--json", "as_json", is_flag=True, help="print the answer as JSON (the RPC's shape, docs/rpc.md)"),

@@ -19,6 +19,7 @@ from rich.console import JustifyMethod
 
 from chain.crypto import is_account
 from node.rpc import paging
+from node.rpc.base import DEFAULT_BLOCKS_LIMIT, MAX_BLOCKS_LIMIT
 from node.cli.common import (
     SourceChoice,
     account_argument,
@@ -33,7 +34,6 @@ from node.cli.common import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_BLOCKS = 20
 
 
 @click.group()
@@ -147,7 +147,10 @@ def status_cmd(source: SourceChoice, as_json: bool, names: Names) -> None:
 @click.option(
     "--from", "start", type=click.IntRange(min=1), default=None, help="first height (default: the latest blocks)"
 )
-@click.option("--limit", type=click.IntRange(1, 100), default=DEFAULT_BLOCKS, show_default=True, help="how many blocks")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_BLOCKS_LIMIT), default=DEFAULT_BLOCKS_LIMIT, show_default=True,
+    help="how many blocks",
+)
 @names_option
 @source_options
 def blocks_cmd(start: int | None, limit: int, source: SourceChoice, as_json: bool, names: Names) -> None:

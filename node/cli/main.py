@@ -28,6 +28,7 @@ INIT_WARNING = (
 
 
 if TYPE_CHECKING:
+    from node.runtime.observer import Observer
     from node.runtime.validator import Validator
 
 @click.group(cls=LayerErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,38 +120,44 @@ def init_cmd(validators: int, out: Path, seed: Path | None, base_port: int) -> N
 
 @main.group()
 def node() -> None:
-    """Run a validator node."""
+    """Run a validator or an observer node."""
 
 
 @node.command("run")
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
 @click.option("--peers", default=None, metavar="HOST:PORT,...", help="running validators to catch up from while this node's key is not in the set it knows (a validator added by governance); replaces the config's `peers`")
-def node_run(config: Path, peers: str | None) -> None:
-    """Run one validator until SIGTERM or SIGINT.
+@click.option("--observer", is_flag=True, help="run as an observer (as the config's `observer: true` does): follow the validators, never vote")
+def node_run(config: Path, peers: str | None, observer: bool) -> None:
+    """Run one validator, or one observer, until SIGTERM or SIGINT.
 
-    Recovers from its own data dir, catches up from peers, takes part in consensus and serves the
-    RPC. A validator added by governance starts from the genesis with --peers (or the config's
-    `peers`): it catches up and votes from the height whose validator set includes its key. On SIGTERM it finishes the block it is writing, closes the database and exits 0.
-    Prints one line on stderr once it serves (its logs go to the config's log_file). Exit 1 if the
-    config, genesis, key or data dir is unusable (a failed check), 2 on a usage error.
+    A validator recovers from its own data dir, catches up from peers, takes part in consensus and
+    serves the RPC. A validator added by governance starts from the genesis with --peers (or the
+    config's `peers`): it catches up and votes from the height whose validator set includes its
+    key. An observer (--observer; its key is an auditor's or a regulator's account key) follows the
+    chain from the validators, checking every block's certificate and re-executing it, and serves
+    the read RPC; it refuses writes (403 read_only). On SIGTERM either finishes the block it is
+    writing, closes the database and exits 0. Prints one line on stderr once it serves (its logs go
+    to the config's log_file). Exit 1 if the config, genesis, key or data dir is unusable (a failed
+    check), 2 on a usage error.
     """
     from node.runtime.config import NodeConfig
-    from node.runtime.validator import run_node
+    from node.runtime.process import run_node
 
-    cfg = NodeConfig.load(config)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
+    cfg = NodeConfig.load(config, observer=observer)  # a ConfigError or a NodeStartError exits 1 (LayerErrorsGroup)
     if peers is not None:
         cfg = cfg.with_peers(tuple(p.strip() for p in peers.split(",") if p.strip()))
     sys.exit(run_node(cfg, announce=lambda node: click.echo(started_line(node), err=True)))
 
 
-def started_line(node: Validator) -> str:
+def started_line(node: Validator | Observer) -> str:
     """The one line a foreground `node run` prints when it serves: where, what, and where its logs go."""
     cfg = node.cfg
     logs = f"logs to {cfg.log_file}" if cfg.log_file is not None else "logs on stderr"
     state = "ready" if node.service.ready else f"not ready yet: {node.service.not_ready_reason()}"
+    where = "follows the validators as an observer" if node.role == "observer" else f"peers on {cfg.peer_listen}"
     return (
-        f"titlechain {version()}: node {cfg.node_id} of {node.genesis.chain_id} at height {node.ledger.height}; peers on "
-        f"{cfg.peer_listen}, RPC on {cfg.rpc_url}; {state}; {logs}"
+        f"titlechain {version()}: node {cfg.node_id} of {node.genesis.chain_id} at height {node.ledger.height}; {where}, "
+        f"RPC on {cfg.rpc_url}; {state}; {logs}"
     )
 
 

@@ -20,12 +20,13 @@ from chain.crypto import KeyPair
 from chain.encoding import EncodingError, normalize
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
-from chain.tx import EXPIRY_WINDOW, Tx, TxError, check_signature, parse_tx
+from chain.limits import EXPIRY_WINDOW
+from chain.tx import Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
-from node.cli.common import EXIT_FAILED, TOKEN_HELP, cacert_option, fail, genesis_option, optional_key_option, print_json, url_option
+from node.cli.common import EXIT_FAILED, TOKEN_HELP, cacert_option, fail, genesis_file_option, optional_key_option, print_json, url_option
 from node.errors import NodeError
+from node.sdk.client import DEFAULT_EXPIRES_IN
 
-DEFAULT_EXPIRES_IN = 100
 NAME = WholePattern(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -110,13 +111,7 @@ def _json_value(raw: str, item: str) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="print the node's answer as JSON")
 @click.option("--sign-only", is_flag=True, help="sign without a node and write the tx to --out (needs --genesis, --expires)")
-@click.option(
-    "--genesis",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=genesis_option,
-    metavar="FILE",
-    help="with --sign-only: the chain's genesis (its chain id goes into the tx)",
-)
+@genesis_file_option("with --sign-only: the chain's genesis (its chain id goes into the tx)")
 @click.option("--expires", type=click.IntRange(0), metavar="H", help="with --sign-only: the last height at which the tx may be included")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="with --sign-only: where to write the signed tx (JSON; never overwritten)")
 @click.option("--send", "send", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE", help="submit a tx signed earlier with --sign-only (no OP, ARGS or --key)")

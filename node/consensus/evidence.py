@@ -26,6 +26,7 @@ changes nothing here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ from chain.audit import LinkError, certified_header, follow_validator_changes
 from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis
+from chain.limits import MAX_HEIGHT
 from node.errors import NodeError
-from node.consensus.messages import MessageError, Signed, parse_signed
+from node.consensus.messages import Message, MessageError, Signed, parse_signed
 
 EVIDENCE_VERSION = 1
 EVIDENCE_TYPE = "equivocation"
@@ -59,11 +61,11 @@ class EquivocationEvidence:
     kind: str
     view: int
     height: int
-    first: Signed
-    second: Signed
+    first: Signed[Message]
+    second: Signed[Message]
 
     @classmethod
-    def of(cls, chain_id: str, genesis_hash: str, a: Signed, b: Signed) -> EquivocationEvidence:
+    def of(cls, chain_id: str, genesis_hash: str, a: Signed[Message], b: Signed[Message]) -> EquivocationEvidence:
         """The record of two conflicting messages, in canonical order (either order given)."""
         first, second = (a, b) if a.digest < b.digest else (b, a)
         msg = first.msg
@@ -96,7 +98,9 @@ class EquivocationEvidence:
     def evidence_id(self) -> str:
         return hash_hex(self.encode_core())
 
-    def to_plain(self, validator_changes: list[dict[str, Any]], anchor: dict[str, Any] | None) -> dict[str, Any]:
+    def to_plain(
+        self, validator_changes: Sequence[Mapping[str, Any]], anchor: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         """The full, self-verifying record: the core plus its links to the genesis."""
         return {**self.core_plain(), "validator_changes": validator_changes, "anchor": anchor}
 
@@ -123,7 +127,7 @@ def parse_core(obj: Any) -> EquivocationEvidence:
     if obj["kind"] not in EQUIVOCATION_KINDS:
         raise EvidenceError(f"kind: must be one of {list(EQUIVOCATION_KINDS)}")
     for name in ("view", "height"):
-        if type(obj[name]) is not int or not 0 <= obj[name] < 2**63:
+        if type(obj[name]) is not int or not 0 <= obj[name] <= MAX_HEIGHT:
             raise EvidenceError(f"{name}: must be a non-negative integer")
     if obj["height"] < 1:
         raise EvidenceError("height: blocks start at 1")
@@ -145,7 +149,7 @@ def parse_core(obj: Any) -> EquivocationEvidence:
     )
 
 
-def _check_message(name: str, signed: Signed, obj: dict[str, Any]) -> None:
+def _check_message(name: str, signed: Signed[Message], obj: dict[str, Any]) -> None:
     msg = signed.msg
     if signed.sender != obj["validator"]:
         raise EvidenceError(f"{name}.sender: not the validator the record names")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Union
+from typing import Any, Generic, TypeGuard, TypeVar, Union
 
 from chain.block import BlockError, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair
 from chain.encoding import EncodingError, canonical, canonical_map, hash_hex, is_hex, pack_normalized
+from chain.limits import MAX_HEIGHT
 from node.errors import NodeError
 
 MAX_PROOF_MESSAGES = 1024
@@ -81,8 +82,8 @@ class Commit:
 class PreparedProof:
     """A block prepared at (view, height): the primary's PRE-PREPARE and matching PREPAREs."""
 
-    pre_prepare: Signed
-    prepares: tuple[Signed, ...]
+    pre_prepare: Signed[PrePrepare]
+    prepares: tuple[Signed[Prepare], ...]
 
     def to_plain(self) -> dict[str, Any]:
         return {"pre_prepare": self.pre_prepare.to_plain(), "prepares": [p.to_plain() for p in self.prepares]}
@@ -93,9 +94,7 @@ class PreparedProof:
 
     @property
     def block_hash(self) -> str:
-        msg = self.pre_prepare.msg
-        assert isinstance(msg, PrePrepare)
-        return msg.block_hash
+        return self.pre_prepare.msg.block_hash
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,8 @@ class ViewChange:
 class NewView:
     view: int
     height: int
-    view_changes: tuple[Signed, ...]
-    pre_prepare: Signed | None
+    view_changes: tuple[Signed[ViewChange], ...]
+    pre_prepare: Signed[PrePrepare] | None
 
     kind = "new_view"
 
@@ -145,8 +144,8 @@ class Status:
     height: int  # the sender's head height
     head_block_hash: str | None
     certificate: Certificate | None
-    new_view: Signed | None
-    view_changes: tuple[Signed, ...] = ()
+    new_view: Signed[NewView] | None
+    view_changes: tuple[Signed[ViewChange], ...] = ()
 
     kind = "status"
 
@@ -163,11 +162,15 @@ class Status:
 
 
 Message = Union[PrePrepare, Prepare, Commit, ViewChange, NewView, Status]
+# the kind of message a Signed holds: Signed[PrePrepare] inside a prepared proof, Signed[Message]
+# for one of any kind as it comes off the wire (narrowed with `is_kind`)
+M = TypeVar("M", bound=Message, covariant=True)
+K = TypeVar("K", bound=Message)
 
 
 @dataclass(frozen=True)
-class Signed:
-    msg: Message
+class Signed(Generic[M]):
+    msg: M
     sender: str
     sig: str
 
@@ -190,12 +193,17 @@ class Signed:
         """canonical(self.to_plain()), reusing body_bytes (encoded once, when signed or parsed)."""
         return canonical_map({"body": self.body_bytes, "sender": canonical(self.sender), "sig": canonical(self.sig)})
 
-    @classmethod
-    def sign(cls, key: KeyPair, msg: Message) -> Signed:
+    @staticmethod
+    def sign(key: KeyPair, msg: K) -> Signed[K]:
         body = encode_body(msg)
-        signed = cls(msg, key.public, key.sign(Domain.CONSENSUS, body))
+        signed = Signed(msg, key.public, key.sign(Domain.CONSENSUS, body))
         signed.__dict__["body_bytes"] = body  # fill the cached_property: the same bytes, encoded once
         return signed
+
+
+def is_kind(signed: Signed[Message], kind: type[K]) -> TypeGuard[Signed[K]]:
+    """Whether `signed` holds a message of class `kind`: narrows Signed[Message] to Signed[kind]."""
+    return isinstance(signed.msg, kind)
 
 
 def encode_body(msg: Message) -> bytes:
@@ -205,7 +213,7 @@ def encode_body(msg: Message) -> bytes:
 
 def _int(obj: dict[str, Any], name: str) -> int:
     v = obj.get(name)
-    if type(v) is not int or v < 0 or v >= 2**63:
+    if type(v) is not int or v < 0 or v > MAX_HEIGHT:
         raise MessageError(f"{name} must be a non-negative integer")
     return v
 
@@ -223,14 +231,14 @@ def _fields(obj: Any, names: set[str]) -> dict[str, Any]:
     return obj
 
 
-def _proof_list(obj: Any, depth: int) -> tuple[Signed, ...]:
+def _proof_list(obj: Any, depth: int, kind: type[K]) -> tuple[Signed[K], ...]:
     if type(obj) is not list or len(obj) > MAX_PROOF_MESSAGES:
         raise MessageError(f"a proof is a list of at most {MAX_PROOF_MESSAGES} messages")
-    return tuple(parse_signed(x, depth + 1) for x in obj)
+    return tuple(parse_signed_as(x, kind, depth + 1) for x in obj)
 
 
-def _optional(obj: Any, depth: int) -> Signed | None:
-    return None if obj is None else parse_signed(obj, depth + 1)
+def _optional(obj: Any, depth: int, kind: type[K]) -> Signed[K] | None:
+    return None if obj is None else parse_signed_as(obj, kind, depth + 1)
 
 
 def _parse_body(body: dict[str, Any], depth: int) -> Message:
@@ -255,8 +263,8 @@ def _parse_body(body: dict[str, Any], depth: int) -> Message:
         return NewView(
             _int(body, "view"),
             _int(body, "height"),
-            _proof_list(body["view_changes"], depth),
-            _optional(body["pre_prepare"], depth),
+            _proof_list(body["view_changes"], depth, ViewChange),
+            _optional(body["pre_prepare"], depth, PrePrepare),
         )
     if kind == "status":
         _fields(body, {"kind", "view", "height", "head_block_hash", "certificate", "new_view", "view_changes"})
@@ -269,8 +277,8 @@ def _parse_body(body: dict[str, Any], depth: int) -> Message:
             _int(body, "height"),
             head,
             cert,
-            _optional(body["new_view"], depth),
-            _proof_list(body["view_changes"], depth),
+            _optional(body["new_view"], depth, NewView),
+            _proof_list(body["view_changes"], depth, ViewChange),
         )
     raise MessageError(f"unknown message kind {str(kind)[:32]!r}")
 
@@ -278,7 +286,9 @@ def _parse_body(body: dict[str, Any], depth: int) -> Message:
 def parse_prepared_proof(obj: Any, depth: int = 0) -> PreparedProof:
     p = _fields(obj, {"pre_prepare", "prepares"})
     try:
-        return PreparedProof(parse_signed(p["pre_prepare"], depth + 1), _proof_list(p["prepares"], depth))
+        return PreparedProof(
+            parse_signed_as(p["pre_prepare"], PrePrepare, depth + 1), _proof_list(p["prepares"], depth, Prepare)
+        )
     except (BlockError, CertificateError, EncodingError) as e:
         raise MessageError(str(e)) from None
 
@@ -290,7 +300,16 @@ def _packed(value: Any) -> bytes | None:
         return None  # not even msgpack: the full check below says why
 
 
-def parse_signed(obj: Any, depth: int = 0) -> Signed:
+def parse_signed_as(obj: Any, kind: type[K], depth: int = 0) -> Signed[K]:
+    """A Signed message of class `kind` (a proof's parts, a vote record's VIEW-CHANGE); raises
+    MessageError on anything malformed or of another kind."""
+    signed = parse_signed(obj, depth)
+    if is_kind(signed, kind):
+        return signed
+    raise MessageError(f"expected a {kind.kind} message, not {signed.kind}")
+
+
+def parse_signed(obj: Any, depth: int = 0) -> Signed[Message]:
     """A Signed message from a plain value; raises MessageError on anything malformed."""
     if depth > 3:
         raise MessageError("messages nested too deeply")
@@ -301,7 +320,7 @@ def parse_signed(obj: Any, depth: int = 0) -> Signed:
         raise MessageError("body must be an object")
     try:
         msg = _parse_body(env["body"], depth)
-        signed = Signed(msg, env["sender"], env["sig"])
+        signed: Signed[Message] = Signed(msg, env["sender"], env["sig"])
         # A body as decoded from a frame is already in canonical order, so packing it as it is
         # gives its canonical bytes at once; anything else (a hand-built dict) takes the full
         # check. Equal bytes mean the same plain value either way.

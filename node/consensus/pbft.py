@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol, TypeVar, Union
 
 from chain.block import Block, BlockError, Certificate, CertificateError, commit_message, sign_commit
 from chain.crypto import Domain, KeyPair, verify
@@ -71,8 +71,10 @@ from node.consensus.messages import (
     Signed,
     Status,
     ViewChange,
+    is_kind,
     parse_prepared_proof,
     parse_signed,
+    parse_signed_as,
 )
 
 HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
@@ -104,7 +106,8 @@ class Application(Protocol):
         """A block for `height` on the current head, or None when there is nothing to propose."""
 
     def validate(self, block: Block) -> bool:
-        """Full check of a proposal on the current head: txs, signatures, re-execution, roots."""
+        """Full check of a proposal on the current head: chain.validity.check_block (chain, height,
+        parent, validator set, limits, txs, signatures), admission, re-execution, roots."""
 
     def has_pending(self) -> bool: ...
 
@@ -216,7 +219,7 @@ class VoteRecord:
 
     view: int
     prepared: PreparedProof | None
-    view_change: Signed | None = None
+    view_change: Signed[ViewChange] | None = None
     block: Block | None = field(default=None, compare=False)
 
     def to_plain(self) -> dict[str, Any]:
@@ -249,9 +252,10 @@ class VoteRecord:
         if set(obj) != {"version", "view", "prepared", "view_change", "block"} or type(obj["view"]) is not int:
             raise MessageError('a vote record is {"version", "view": int, "prepared", "view_change", "block"}')
         prepared = None if obj["prepared"] is None else parse_prepared_proof(obj["prepared"])
-        vc = None if obj["view_change"] is None else parse_signed(obj["view_change"])
-        if vc is not None and not isinstance(vc.msg, ViewChange):
-            raise MessageError("vote record: view_change is not a VIEW-CHANGE")
+        try:
+            vc = None if obj["view_change"] is None else parse_signed_as(obj["view_change"], ViewChange)
+        except MessageError as e:
+            raise MessageError(f"vote record: view_change: {e}") from None
         try:
             block = None if obj["block"] is None else Block.from_plain(obj["block"])
         except (BlockError, ValueError) as e:
@@ -269,6 +273,8 @@ class SaveVotes:
 
 
 Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync, SaveVotes, BroadcastBlock, FetchBlock]
+V = TypeVar("V", Prepare, Commit)  # the votes a slot counts
+K = TypeVar("K", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -279,8 +285,8 @@ class Evidence:
     kind: str
     view: int
     height: int
-    first: Signed
-    second: Signed
+    first: Signed[Message]
+    second: Signed[Message]
 
 
 # ---------------------------------------------------------------- the log
@@ -288,10 +294,10 @@ class Evidence:
 
 @dataclass
 class Slot:
-    pre_prepare: Signed | None = None
+    pre_prepare: Signed[PrePrepare] | None = None
     valid: bool | None = None  # the application's verdict, once asked
-    prepares: dict[str, Signed] = field(default_factory=dict)
-    commits: dict[str, Signed] = field(default_factory=dict)
+    prepares: dict[str, Signed[Prepare]] = field(default_factory=dict)
+    commits: dict[str, Signed[Commit]] = field(default_factory=dict)
     sent_prepare: bool = False
     sent_commit: bool = False
     proposed: bool = False
@@ -299,17 +305,11 @@ class Slot:
 
     @property
     def block_hash(self) -> str | None:
-        if self.pre_prepare is None:
-            return None
-        msg = self.pre_prepare.msg
-        assert isinstance(msg, PrePrepare)
-        return msg.block_hash
+        return None if self.pre_prepare is None else self.pre_prepare.msg.block_hash
 
-    def votes_for(self, votes: dict[str, Signed], block_hash: str) -> dict[str, Signed]:
-        # votes holds PREPAREs or COMMITs only (`_record` files them by kind); the isinstance says so to the checker
-        return {
-            s: m for s, m in votes.items() if isinstance(m.msg, (Prepare, Commit)) and m.msg.block_hash == block_hash
-        }
+    @staticmethod
+    def votes_for(votes: dict[str, Signed[V]], block_hash: str) -> dict[str, Signed[V]]:
+        return {s: m for s, m in votes.items() if m.msg.block_hash == block_hash}
 
 
 class Replica:
@@ -335,21 +335,21 @@ class Replica:
         self.in_view_change = False
         self.ready = True  # False between CommitBlock and Persisted
         self.slots: dict[tuple[int, int], Slot] = {}
-        self.view_changes: dict[int, dict[str, Signed]] = {}
+        self.view_changes: dict[int, dict[str, Signed[ViewChange]]] = {}
         self.best_prepared: PreparedProof | None = None  # highest-view prepared proof at self.height
-        self.new_view_msg: Signed | None = None  # the NEW-VIEW that established self.view
-        self.pending_new_views: dict[int, Signed] = {}  # NEW-VIEWs for heights we have not reached
+        self.new_view_msg: Signed[NewView] | None = None  # the NEW-VIEW that established self.view
+        self.pending_new_views: dict[int, Signed[NewView]] = {}  # NEW-VIEWs for heights we have not reached
         self.sent_new_view: set[int] = set()
         self.failed_views = 0
         self.peer_heights: dict[str, int] = {}
         self.sync_requested: tuple[int, int] = (0, 0)
         self.timer: tuple[int, int] | None = None
         self.evidence: list[Evidence] = []
-        self._seen: dict[tuple[str, str, int, int], Signed] = {}
+        self._seen: dict[tuple[str, str, int, int], Signed[Message]] = {}
         self._convicted: set[tuple[str, str, int, int]] = set()  # keys that have their evidence
         self._out: list[Action] = []
         self._record_saved: VoteRecord | None = None
-        self._my_view_change: Signed | None = None
+        self._my_view_change: Signed[ViewChange] | None = None
         self._restored = record
         self.blocks: dict[str, Block] = {}  # the blocks we may still need, by hash (`_wanted_hashes`)
         self._loose: dict[tuple[str, int], Block] = {}  # (sender, height) -> a block no message named yet
@@ -393,7 +393,7 @@ class Replica:
                     self.blocks[rec.block.block_hash] = rec.block  # so that we can serve it again
             self.view = rec.view
             vc = rec.view_change
-            if vc is not None and isinstance(vc.msg, ViewChange) and vc.msg.view == rec.view:
+            if vc is not None and vc.msg.view == rec.view:
                 self.in_view_change = True
                 self._my_view_change = vc
                 self._out.append(Broadcast(vc.to_plain()))
@@ -431,10 +431,10 @@ class Replica:
     def slot(self, view: int, height: int) -> Slot:
         return self.slots.setdefault((view, height), Slot())
 
-    def _broadcast(self, msg: Message) -> Signed:
+    def _broadcast(self, msg: K) -> Signed[K]:
         signed = Signed.sign(self.key, msg)
-        if isinstance(msg, ViewChange):
-            pending_vc: Signed | None = signed
+        if is_kind(signed, ViewChange):
+            pending_vc: Signed[ViewChange] | None = signed
         elif self.in_view_change and not isinstance(msg, NewView):
             pending_vc = self._my_view_change
         else:
@@ -473,13 +473,13 @@ class Replica:
             self.timer = (self.view, self.height)
             self._out.append(SetTimer(self.view, self.height, self._timeout_ms()))
 
-    def _authentic(self, signed: Signed, height: int) -> bool:
+    def _authentic(self, signed: Signed[Message], height: int) -> bool:
         vset = self.vset(height)
         return signed.sender in vset.publics and self._verify(
             signed.sender, Domain.CONSENSUS, signed.body_bytes, signed.sig
         )
 
-    def _record(self, signed: Signed) -> bool:
+    def _record(self, signed: Signed[Message]) -> bool:
         """False for a duplicate; equivocation is recorded as evidence and also refused."""
         msg = signed.msg
         key = (signed.sender, msg.kind, msg.view, msg.height)
@@ -489,7 +489,7 @@ class Replica:
         self._witness(signed)
         return False
 
-    def _witness(self, signed: Signed) -> None:
+    def _witness(self, signed: Signed[Message]) -> None:
         """Record evidence if an authentic `signed` conflicts with what its sender sent us directly.
 
         Called for every message taken (`_record`) and for the authentic messages inside prepared
@@ -522,35 +522,36 @@ class Replica:
             return  # our own messages were handled when we sent them
         self._on_signed(signed)
 
-    def _on_signed(self, signed: Signed) -> None:
+    def _on_signed(self, signed: Signed[Message]) -> None:
         msg = signed.msg
         if not self._authentic(signed, self._buffer_height(msg.height)):
             return
         self._note_peer_height(signed.sender, msg.height)
-        if isinstance(msg, Status):
-            self._upon_status(signed, msg)
+        if is_kind(signed, Status):
+            self._upon_status(signed.msg)
             return
-        if isinstance(msg, NewView):
-            self._upon_new_view(signed, msg)
+        if is_kind(signed, NewView):
+            self._upon_new_view(signed)
             return
         if msg.height < self.height and not isinstance(msg, ViewChange):
             return  # below our stable checkpoint
         if msg.height > self.height + HEIGHT_WINDOW or msg.view > self.view + VIEW_WINDOW:
             return
-        if isinstance(msg, ViewChange):
-            self._upon_view_change(signed, msg)
+        if is_kind(signed, ViewChange):
+            self._upon_view_change(signed)
             return
         if msg.view < self.view or not self._record(signed):
             return
         slot = self.slot(msg.view, msg.height)
-        if isinstance(msg, PrePrepare):
+        if is_kind(signed, PrePrepare):
             if signed.sender != self.primary(msg.view, msg.height) or slot.pre_prepare is not None:
                 return
             slot.pre_prepare = signed
-        elif isinstance(msg, Prepare):
+        elif is_kind(signed, Prepare):
             slot.prepares[signed.sender] = signed
-        elif isinstance(msg, Commit):
-            if not self._verify(signed.sender, Domain.COMMIT, _commit_bytes(self.chain_id, msg), msg.commit_sig):
+        elif is_kind(signed, Commit):
+            vote = signed.msg
+            if not self._verify(signed.sender, Domain.COMMIT, _commit_bytes(self.chain_id, vote), vote.commit_sig):
                 return
             slot.commits[signed.sender] = signed
         self._progress(msg.view, msg.height)
@@ -681,14 +682,11 @@ class Replica:
         if slot.pre_prepare.sender != vset.primary(self.view).public:
             slot.pre_prepare = None  # admitted under a guessed set: not this height's primary
             return
+        # which primary proposes in which view is ours to check; everything else about the block
+        # (its chain, height, parent, limits, txs, roots) is the application's (chain/validity.py)
         proposer_ok = header.view == self.view and header.proposer == vset.primary(self.view).public
-        ok = (
-            header.chain_id == self.chain_id
-            and header.height == self.height
-            and header.prev_hash == self.prev_hash
-            and (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal)
-            and self._within_limits(block)
-            and self.app.validate(block)
+        ok = (proposer_ok if slot.reproposal is None else block.block_hash == slot.reproposal) and self.app.validate(
+            block
         )
         slot.valid = ok
         if not ok:
@@ -698,14 +696,6 @@ class Replica:
         if not self.in_view_change and not slot.sent_prepare and slot.pre_prepare.sender != self.key.public:
             slot.sent_prepare = True
             self._broadcast(Prepare(self.view, self.height, block.block_hash))
-
-    def _within_limits(self, block: Block) -> bool:
-        """A proposal holds at most max_block_txs txs of at most max_block_bytes encoded in all (the
-        genesis limits, counted as the mempool counts them). An honest primary never exceeds them;
-        a larger block could outgrow the frames that carry it (push, fetch, sync), and a block
-        certified but too big to send would stop every lagging node from catching up."""
-        p = self.params
-        return len(block.txs) <= p.max_block_txs and sum(len(t.encode()) for t in block.txs) <= p.max_block_bytes
 
     def _upon_prepare_quorum(self, slot: Slot) -> None:
         """Upon a quorum of PREPAREs matching the pre-prepare (which counts as one): COMMIT."""
@@ -731,9 +721,7 @@ class Replica:
         for sender, signed in slot.commits.items():
             if sender not in members:
                 continue  # admitted under a guessed set (e.g. before its removal was committed)
-            msg = signed.msg
-            assert isinstance(msg, Commit)
-            by_hash.setdefault(msg.block_hash, {})[sender] = msg.commit_sig
+            by_hash.setdefault(signed.msg.block_hash, {})[sender] = signed.msg.commit_sig
         quorum = self.vset().quorum
         for block_hash in sorted(by_hash):
             sigs = by_hash[block_hash]
@@ -856,7 +844,7 @@ class Replica:
         self._my_view_change = self._broadcast(ViewChange(view, self.height, self.best_prepared))
         self._arm_timer()
 
-    def _valid_view_change(self, signed: Signed, msg: ViewChange) -> bool:
+    def _valid_view_change(self, msg: ViewChange) -> bool:
         proof = msg.prepared
         if proof is None:
             return True
@@ -865,7 +853,7 @@ class Replica:
     def _valid_proof(self, proof: PreparedProof, height: int) -> bool:
         pp = proof.pre_prepare
         msg = pp.msg
-        if not isinstance(msg, PrePrepare) or msg.height != height:
+        if msg.height != height:
             return False
         vset = self.vset(height)
         if pp.sender != vset.primary(msg.view).public or not self._authentic(pp, height):
@@ -874,7 +862,7 @@ class Replica:
         senders: set[str] = set()
         for p in proof.prepares:
             m = p.msg
-            if not isinstance(m, Prepare) or (m.view, m.height, m.block_hash) != (msg.view, height, msg.block_hash):
+            if (m.view, m.height, m.block_hash) != (msg.view, height, msg.block_hash):
                 return False
             if p.sender in senders or p.sender == pp.sender or not self._authentic(p, height):
                 return False
@@ -882,11 +870,12 @@ class Replica:
             senders.add(p.sender)
         return len(senders) + 1 >= vset.quorum
 
-    def _upon_view_change(self, signed: Signed, msg: ViewChange, reply: bool = True) -> None:
+    def _upon_view_change(self, signed: Signed[ViewChange], reply: bool = True) -> None:
         """Upon a VIEW-CHANGE: help a lagging sender, join f+1, or (as new primary) gather a quorum.
 
         `reply` is False for VIEW-CHANGEs relayed inside a STATUS, so help never begets help.
         """
+        msg = signed.msg
         reply = reply and signed.sender != self.key.public
         if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
             if reply:
@@ -894,7 +883,7 @@ class Replica:
             return
         if msg.height < self.height and reply:
             self._send_status(signed.sender, msg.view)
-        if not self._valid_view_change(signed, msg):
+        if not self._valid_view_change(msg):
             return
         votes = self.view_changes.setdefault(msg.view, {})
         if signed.sender in votes:
@@ -953,7 +942,9 @@ class Replica:
         self.sent_new_view.add(view)
         self._broadcast(NewView(view, self.height, chosen, pre_prepare))
 
-    def _choose_view_changes(self, usable: dict[str, Signed], quorum: int) -> tuple[Signed, ...]:
+    def _choose_view_changes(
+        self, usable: dict[str, Signed[ViewChange]], quorum: int
+    ) -> tuple[Signed[ViewChange], ...]:
         """q of the usable VIEW-CHANGEs, those whose proof's block we hold first; ask for the rest.
 
         Any q valid VIEW-CHANGEs make a safe NEW-VIEW (every quorum holds a proof of whatever may
@@ -963,34 +954,34 @@ class Replica:
         an honest sender keeps the block of its proof (persisted with its vote record), so the
         blocks of the honest VIEW-CHANGEs all arrive.
         """
-        def held(vc: Signed) -> bool:
+        def held(vc: Signed[ViewChange]) -> bool:
             m = vc.msg
-            assert isinstance(m, ViewChange)
             return m.prepared is None or m.height != self.height or m.prepared.block_hash in self.blocks
 
         for vc in usable.values():
             m = vc.msg
-            if not held(vc) and isinstance(m, ViewChange) and m.prepared is not None:
+            if not held(vc) and m.prepared is not None:
                 self._proof_blocks.add(m.prepared.block_hash)
                 self._block(m.prepared.block_hash, self.height)  # from the loose blocks, or fetched
         order = sorted(usable, key=lambda s: (not held(usable[s]), s))
         return tuple(usable[s] for s in order[:quorum])
 
-    def _check_new_view(self, signed: Signed, msg: NewView) -> bool:
+    def _check_new_view(self, signed: Signed[NewView]) -> bool:
         """Whether a NEW-VIEW for a height whose set we know proves that view `msg.view` may start.
 
         Its own signature is checked here, whatever path brought it (a relay inside a STATUS
         is no less a claim of the primary's than a direct message).
         """
+        msg = signed.msg
         vset = self.vset(msg.height)
         if signed.sender != vset.primary(msg.view).public or not self._authentic(signed, msg.height):
             return False
         senders: set[str] = set()
         for vc in msg.view_changes:
             m = vc.msg
-            if not isinstance(m, ViewChange) or m.view != msg.view or m.height > msg.height:
+            if m.view != msg.view or m.height > msg.height:
                 return False
-            if vc.sender in senders or not self._authentic(vc, msg.height) or not self._valid_view_change(vc, m):
+            if vc.sender in senders or not self._authentic(vc, msg.height) or not self._valid_view_change(m):
                 return False
             senders.add(vc.sender)
         if len(senders) < vset.quorum:
@@ -999,20 +990,20 @@ class Replica:
         pp = msg.pre_prepare
         if pp is None:
             return proof is None
-        m = pp.msg
-        if not isinstance(m, PrePrepare) or (m.view, m.height) != (msg.view, msg.height) or pp.sender != signed.sender:
+        if (pp.msg.view, pp.msg.height) != (msg.view, msg.height) or pp.sender != signed.sender:
             return False
         if not self._authentic(pp, msg.height):
             return False
-        return proof is None or m.block_hash == proof.block_hash
+        return proof is None or pp.msg.block_hash == proof.block_hash
 
-    def _upon_new_view(self, signed: Signed, msg: NewView) -> None:
+    def _upon_new_view(self, signed: Signed[NewView]) -> None:
         """Upon a valid NEW-VIEW for a view above ours (or the one we are changing to): enter it."""
+        msg = signed.msg
         if msg.view < self.view or (msg.view == self.view and not self.in_view_change):
             return
-        if msg.view > self.view + VIEW_WINDOW or self._defer_new_view(signed, msg):
+        if msg.view > self.view + VIEW_WINDOW or self._defer_new_view(signed):
             return
-        if not self._check_new_view(signed, msg):
+        if not self._check_new_view(signed):
             return
         self.view = msg.view
         self.in_view_change = False
@@ -1033,7 +1024,7 @@ class Replica:
         self._maybe_propose()
         self._arm_timer()
 
-    def _defer_new_view(self, signed: Signed, msg: NewView) -> bool:
+    def _defer_new_view(self, signed: Signed[NewView]) -> bool:
         """Hold a NEW-VIEW for a height beyond ours until we have committed up to it.
 
         A NEW-VIEW for height H says that every height below H is decided; its VIEW-CHANGEs'
@@ -1043,6 +1034,7 @@ class Replica:
         H-1 first, and checks the NEW-VIEW only then, against the set of H, which it knows by
         then. It stays in its view change meanwhile: no proposal of that view counts for it.
         """
+        msg = signed.msg
         if self._set_known(msg.height):
             return False
         if self._verify(signed.sender, Domain.CONSENSUS, signed.body_bytes, signed.sig):
@@ -1057,8 +1049,7 @@ class Replica:
             if view < self.view or self._set_known(signed.msg.height):
                 del self.pending_new_views[view]
                 if view >= self.view:
-                    assert isinstance(signed.msg, NewView)
-                    self._upon_new_view(signed, signed.msg)
+                    self._upon_new_view(signed)
 
     def _send_status(self, to: str, their_view: int) -> None:
         head_hash = self.prev_hash if self.last_certificate is not None else None
@@ -1068,13 +1059,13 @@ class Replica:
         status = Status(self.view, self.height - 1, head_hash, self.last_certificate, self.new_view_msg, relayed)
         self._out.append(Send(to, Signed.sign(self.key, status).to_plain()))
 
-    def _upon_status(self, signed: Signed, msg: Status) -> None:
+    def _upon_status(self, msg: Status) -> None:
         """Upon a STATUS: take its VIEW-CHANGEs, adopt the view its NEW-VIEW proves, sync to its head."""
         for vc in msg.view_changes:
-            if isinstance(vc.msg, ViewChange) and self._authentic(vc, self._buffer_height(vc.msg.height)):
-                self._upon_view_change(vc, vc.msg, reply=False)
-        if msg.new_view is not None and isinstance(msg.new_view.msg, NewView):
-            self._upon_new_view(msg.new_view, msg.new_view.msg)
+            if self._authentic(vc, self._buffer_height(vc.msg.height)):
+                self._upon_view_change(vc, reply=False)
+        if msg.new_view is not None:
+            self._upon_new_view(msg.new_view)
         cert = msg.certificate
         if cert is None or msg.head_block_hash is None or msg.height < self.height:
             return
@@ -1089,12 +1080,12 @@ def _commit_bytes(chain_id: str, msg: Commit) -> bytes:
     return commit_message(chain_id, msg.height, msg.view, msg.block_hash)
 
 
-def _highest_proof(view_changes: tuple[Signed, ...], height: int) -> PreparedProof | None:
+def _highest_proof(view_changes: tuple[Signed[ViewChange], ...], height: int) -> PreparedProof | None:
     """The prepared proof of the highest view among those for `height` (ties: lowest block hash)."""
     best: PreparedProof | None = None
     for vc in view_changes:
         m = vc.msg
-        if not isinstance(m, ViewChange) or m.height != height or m.prepared is None:
+        if m.height != height or m.prepared is None:
             continue
         p = m.prepared
         if best is None or (p.view, best.block_hash) > (best.view, p.block_hash):

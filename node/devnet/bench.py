@@ -54,7 +54,7 @@ from typing import Any
 
 from chain.crypto import load_key_file
 from chain.genesis import Genesis
-from chain.tx import EXPIRY_WINDOW
+from chain.limits import EXPIRY_WINDOW
 from node.devnet.bench_interval import Intervals
 from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
 from node.sdk.client import Client

@@ -7,8 +7,8 @@ plain dicts on purpose: they ARE the wire contract, and `--json` must print them
 answers are checked against the RPC's own models (node/rpc/models.py) on arrival, so a renderer
 never meets a half-formed answer.
 
-The offline source reads through `Ledger`'s query methods on a read-only copy of the data dir
-(`Store.open_read_only`), so it is safe while the node runs and shares the ledger's reading code.
+The offline source reads a read-only copy of the data dir (`Store.open_read_only`), so it is safe
+while the node runs, and builds its answers with the RPC's own builders (node/rpc/views.py).
 Its `status` describes the copy, not a running node: `node_id` is null, `peers` empty, `mempool`
 0, `ready` false, `view` is the view the head block was committed in, and `data_dir` is added.
 """
@@ -25,8 +25,9 @@ from pydantic import BaseModel, ValidationError
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
 from chain.tx import Tx
-from node.rpc import paging
+from node.rpc import paging, views
 from node.rpc import models as m
+from node.rpc.base import MAX_BLOCKS_LIMIT
 from node.sdk.client import Client, NodeUnreachable, RpcError
 from node.errors import NodeError
 from node.runtime.ledger import Ledger, LedgerError
@@ -34,7 +35,7 @@ from node.runtime.ledger import Ledger, LedgerError
 Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
 T = TypeVar("T")
 
-MAX_BLOCKS = 100  # per `blocks` call, as the RPC allows
+MAX_BLOCKS = MAX_BLOCKS_LIMIT  # per `blocks` call, as the RPC allows
 
 
 class SourceError(NodeError):
@@ -52,22 +53,26 @@ class Source(Protocol):
     def where(self) -> str:
         """For messages: the RPC URL or the data dir."""
 
-    def status(self) -> Plain: ...
+    def status(self) -> views.StatusAnswer: ...
 
-    def block(self, height: int | None) -> Plain:
+    def block(self, height: int | None) -> views.BlockAnswer:
         """{"header", "block_hash", "tx_ids", "certificate"}; None asks for the latest."""
 
-    def blocks(self, start: int, limit: int) -> list[Plain]:
+    def blocks(self, start: int, limit: int) -> list[views.BlockAnswer]:
         """Blocks start, start+1, … up to `limit` (at most MAX_BLOCKS) of them; fewer beyond the head."""
 
-    def tx(self, tx_id: str) -> Plain: ...
+    def tx(self, tx_id: str) -> views.TxAnswer: ...
 
-    def asset(self, asset_id: str) -> Plain: ...
+    def asset(self, asset_id: str) -> views.AssetAnswer: ...
 
-    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def history(
+        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.HistoryPage:
         """{"asset_id", "entries", "next"}, one page (node/rpc/paging.py); NotFound for an id no asset holds."""
 
-    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def account(
+        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.AccountPage:
         """{"account", "roles", "assets", "next"}, assets paged like history."""
 
     def close(self) -> None: ...
@@ -116,26 +121,30 @@ class RpcSource:
     def _get(self, model: type[BaseModel], call: Callable[[], Any]) -> Any:
         return _checked(model, rpc_call(self.where, call), self.where)
 
-    def status(self) -> Plain:
+    def status(self) -> views.StatusAnswer:
         return self._get(m.NodeStatus, self.client.status)
 
-    def block(self, height: int | None) -> Plain:
+    def block(self, height: int | None) -> views.BlockAnswer:
         return self._get(m.BlockInfo, lambda: self.client.block("latest" if height is None else height))
 
-    def blocks(self, start: int, limit: int) -> list[Plain]:
+    def blocks(self, start: int, limit: int) -> list[views.BlockAnswer]:
         listing = self._get(m.BlockList, lambda: {"blocks": self.client.blocks(start, min(limit, MAX_BLOCKS))})
         return listing["blocks"]
 
-    def tx(self, tx_id: str) -> Plain:
+    def tx(self, tx_id: str) -> views.TxAnswer:
         return self._get(m.TxInfo, lambda: self.client.tx(tx_id))
 
-    def asset(self, asset_id: str) -> Plain:
+    def asset(self, asset_id: str) -> views.AssetAnswer:
         return self._get(m.AssetState, lambda: self.client.asset(asset_id))
 
-    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def history(
+        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.HistoryPage:
         return self._get(m.AssetHistory, lambda: self.client.history(asset_id, cursor=cursor, limit=limit))
 
-    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def account(
+        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.AccountPage:
         return self._get(m.AccountInfo, lambda: self.client.account(account, cursor=cursor, limit=limit))
 
     def submit(self, tx: Tx, *, wait: bool, timeout: float | None) -> Plain:
@@ -173,64 +182,61 @@ class LedgerSource:
     def where(self) -> str:
         return str(self.data_dir or self.ledger.store.path)
 
-    def status(self) -> Plain:
+    def status(self) -> views.StatusAnswer:
         height = self.ledger.height
         head = self.ledger.store.get_summary(height) if height else None
         view = head[0].view if head is not None else 0
-        vset = self.ledger.validator_set_at(height + 1)
-        return {
-            "node_id": None,
-            "chain_id": self.ledger.genesis.chain_id,
-            "height": height,
-            "view": view,
-            "primary": vset.primary(view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [],
-            "mempool": 0,
-            "ready": False,
-            "data_dir": self.where,
-        }
+        answer = views.status_answer(
+            None, self.ledger.genesis.chain_id, height, view, self.ledger.validator_set_at(height + 1),
+            peers=[], mempool=0, ready=False,
+        )
+        answer["data_dir"] = self.where
+        return answer
 
-    def block(self, height: int | None) -> Plain:
+    def block(self, height: int | None) -> views.BlockAnswer:
         head = self.ledger.height
         if height is None:
             if head == 0:
                 raise NotFound("no block has been committed yet")
             height = head
-        answer = self.ledger.block_answer(height)
+        answer = views.block_answer(self.ledger.store, height)
         if answer is None:
             raise NotFound(f"no block at height {height} (the head is {head})")
         return answer
 
-    def blocks(self, start: int, limit: int) -> list[Plain]:
+    def blocks(self, start: int, limit: int) -> list[views.BlockAnswer]:
         start = max(start, 1)
         last = min(start + min(limit, MAX_BLOCKS) - 1, self.ledger.height)
         return [self.block(h) for h in range(start, last + 1)]
 
-    def tx(self, tx_id: str) -> Plain:
-        answer = self.ledger.committed_tx_answer(tx_id)
+    def tx(self, tx_id: str) -> views.TxAnswer:
+        answer = views.committed_tx_answer(self.ledger.store, tx_id)
         if answer is None:
             raise NotFound(f"no committed tx {tx_id}")
         return answer
 
-    def asset(self, asset_id: str) -> Plain:
-        state = self.ledger.asset(asset_id)
+    def asset(self, asset_id: str) -> views.AssetAnswer:
+        state = views.asset_answer(self.ledger.store, asset_id)
         if state is None:
             raise NotFound(f"no asset {asset_id!r}")
         return state
 
-    def history(self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def history(
+        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.HistoryPage:
         try:
-            page = self.ledger.history_answer(asset_id, cursor, limit)
+            page = views.history_answer(self.ledger.store, asset_id, cursor, limit)
         except paging.CursorError as e:
             raise SourceError(str(e)) from None
         if page is None:
             raise NotFound(f"no asset {asset_id!r}")
         return page
 
-    def account(self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT) -> Plain:
+    def account(
+        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
+    ) -> views.AccountPage:
         try:
-            return self.ledger.account_answer(account, cursor, limit)
+            return views.account_answer(self.ledger.store, account, cursor, limit)
         except paging.CursorError as e:
             raise SourceError(str(e)) from None
 

@@ -12,7 +12,10 @@ Both sides of each exchange live here, over the transport's authenticated links:
   the ledger re-executes it to the same roots before it is written. So a peer can waste this
   node's time, never make it store a wrong block.
 
-Neither knows the consensus core: the runtime hands in small callbacks (`SyncHost`).
+Neither knows the consensus core: the runtime hands in small callbacks (`SyncHost`). An observer
+(node/runtime/observer.py) follows the chain with the same `CatchUp`, its `on_synced` committing
+each certified block itself, and no grace (it has no commit path of its own to wait for); a
+validator answers an observer's requests with `CatchUp.answer`.
 """
 
 from __future__ import annotations
@@ -140,9 +143,10 @@ class BlockFetcher:
 
 
 class CatchUp:
-    def __init__(self, host: SyncHost, rng: random.Random) -> None:
+    def __init__(self, host: SyncHost, rng: random.Random, grace_s: float = SYNC_GRACE_S) -> None:
         self.host = host
         self._rng = rng
+        self._grace_s = grace_s
         self.target = 0  # the highest height a peer or the core said exists
         self._wanted = asyncio.Event()
         self._head_moved = asyncio.Event()
@@ -159,6 +163,10 @@ class CatchUp:
         self._head_moved.set()
 
     def serve(self, peer: str, req: SyncRequest) -> None:
+        self.host.transport.send(peer, self.answer(req))
+
+    def answer(self, req: SyncRequest) -> dict[str, Any]:
+        """The `sync_resp` for a request: certified blocks from `req.start`, bounded in count and bytes."""
         store = self.host.store()
         blocks: list[dict[str, Any]] = []
         size = 0
@@ -170,7 +178,7 @@ class CatchUp:
             size += len(raw)
             if size >= SYNC_RESPONSE_BYTES:
                 break
-        self.host.transport.send(peer, SyncResponse.plain(store.height, blocks))
+        return SyncResponse.plain(store.height, blocks)
 
     def answered(self, peer: str, reply: SyncResponse) -> None:
         fut = self._replies.pop(peer, None)
@@ -192,7 +200,7 @@ class CatchUp:
                 # The core asks as soon as f+1 peers work above our height. Under load that is
                 # mostly a node one block behind whose commit is already on its way: give the
                 # normal path a moment before fetching blocks that would only duplicate it.
-                if await self._reaches(self.target, SYNC_GRACE_S):
+                if await self._reaches(self.target, self._grace_s):
                     continue
             await self._catch_up()
 

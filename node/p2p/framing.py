@@ -11,9 +11,10 @@ import asyncio
 import struct
 
 from chain.encoding import EncodingError, Value, canonical, decode
+from chain.limits import MAX_FRAME_BYTES
 from node.errors import NodeError
 
-DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+DEFAULT_MAX_FRAME = MAX_FRAME_BYTES  # the protocol's cap; a transport may be given a lower one (tests)
 _LEN = struct.Struct(">I")
 
 

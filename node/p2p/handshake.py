@@ -4,12 +4,16 @@ Both ends run the same code, so neither can be tricked into playing the other's 
 difference: the dialer sends its hello first and the acceptor answers a valid one, so a connection
 that never sends a valid hello costs the acceptor no signature and no key agreement):
 
-1. each sends a hello `{"type": "hello", "version", "chain_id", "genesis_hash", "public", "nonce",
-   "ephemeral", "sig"}`: 32 fresh random bytes of nonce, a fresh X25519 public key, and an Ed25519
-   signature (`Domain.HANDSHAKE`) by `public` over the canonical hello without "sig". Each checks
-   the other's version, chain id, genesis hash, key (a validator of the genesis set it is willing
-   to talk to) and signature. A signed hello lets the acceptor tell a validator's connection from
-   a flood before the handshake ends (`on_hello`); it may be a replay, which step 2 catches.
+1. each sends a hello `{"type": "hello", "version", "chain_id", "genesis_hash", "role", "public",
+   "nonce", "ephemeral", "sig"}`: its role ("validator" or "observer"), 32 fresh random bytes of
+   nonce, a fresh X25519 public key, and an Ed25519 signature (`Domain.HANDSHAKE`) by `public` over
+   the canonical hello without "sig". Each checks the other's version, chain id, genesis hash, key
+   and signature. A validator's key must be one this end is willing to talk to (of the set); an
+   observer's key is an account, which the acceptor's `observers` check admits or refuses (a
+   validator asks its head's state for the auditor or regulator role) only once the hello's
+   signature holds, and a refused observer is told why in a `{"type": "refused", "reason"}` frame
+   instead of a hello. A signed hello lets the acceptor tell a known key's connection from a flood
+   before the handshake ends (`on_hello`); it may be a replay, which step 2 catches.
 2. each signs, under `Domain.HANDSHAKE`, canonical({"type": "auth", "version", "chain_id",
    "genesis_hash", "signer", "signer_nonce", "signer_ephemeral", "peer", "peer_nonce",
    "peer_ephemeral"}) from its own point of view, and checks the other's signature from the
@@ -19,8 +23,9 @@ that never sends a valid hello costs the acceptor no signature and no key agreem
 3. both derive the link keys (node/p2p/linkcrypto.py) from the X25519 secret and the transcript hash
    (SHA-256 of the step 2 message from the lower validator key's point of view).
 
-Anything else (unknown key, bad signature, wrong version, chain or genesis, garbage, an oversize
-frame, no hello within `hello_timeout` or no end within `timeout`) raises HandshakeError.
+Anything else (unknown key, refused observer, bad signature, wrong version, chain or genesis,
+garbage, an oversize frame, no hello within `hello_timeout` or no end within `timeout`) raises
+HandshakeError.
 """
 
 from __future__ import annotations
@@ -49,21 +54,40 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #   6: governance gains rotate_validator, and add_validator refuses an address nobody can dial or
 #      one already in the set: a peer of an older version executes such txs differently, so it
 #      would refuse blocks this node certifies (or the reverse)
-PROTOCOL_VERSION = 6
+#   7: hellos name their end's role, so that an observer (an auditor's or regulator's account key)
+#      can link to validators; a peer of an older version would take an observer for an unknown
+#      validator
+PROTOCOL_VERSION = 7
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
-_HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "public", "nonce", "ephemeral", "sig"})
+_HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "role", "public", "nonce", "ephemeral", "sig"})
+VALIDATOR, OBSERVER = "validator", "observer"
+ROLES = (VALIDATOR, OBSERVER)
+MAX_REASON = 300  # characters of a refusal's reason sent to the refused end
+
+# An acceptor's check of an observer's account key, once its hello is signed: None admits it, a
+# string refuses it and says why (sent to the observer, so it must hold nothing secret).
+ObserverCheck = Callable[[str], str | None]
 
 
 class HandshakeError(NodeError):
-    """The other end did not prove it is a validator we may talk to, on this chain."""
+    """The other end did not prove it is a validator (or observer) we may talk to, on this chain."""
+
+
+class _Refused(HandshakeError):
+    """A signed hello of an observer this end does not admit: the observer is told the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"observer refused: {reason}")
+        self.reason = reason[:MAX_REASON]
 
 
 @dataclass(frozen=True)
 class Handshake:
-    """The outcome: the other end's verified validator key, and the link's direction keys."""
+    """The outcome: the other end's verified key and role, and the link's direction keys."""
 
     peer: str
     keys: LinkKeys
+    role: str = VALIDATOR
 
 
 @dataclass(frozen=True)
@@ -71,9 +95,11 @@ class _Context:
     """This end of one handshake: who we are, what we accept, and how long we wait."""
 
     key: KeyPair
+    role: str
     chain_id: str
     genesis_hash: str
     allowed: Set[str]
+    observers: ObserverCheck | None
     hello_timeout: float
     on_hello: Callable[[str], None] | None
     dialer: bool
@@ -84,6 +110,7 @@ class _Side:
     public: str
     nonce: str
     ephemeral: str
+    role: str
 
 
 def _hello_body(ctx: _Context, side: _Side) -> dict[str, Any]:
@@ -92,6 +119,7 @@ def _hello_body(ctx: _Context, side: _Side) -> dict[str, Any]:
         "version": PROTOCOL_VERSION,
         "chain_id": ctx.chain_id,
         "genesis_hash": ctx.genesis_hash,
+        "role": side.role,
         "public": side.public,
         "nonce": side.nonce,
         "ephemeral": side.ephemeral,
@@ -136,18 +164,34 @@ def _check_hello(theirs: Value, ours: _Side, ctx: _Context) -> _Side:
         raise HandshakeError(f"wrong chain {theirs['chain_id']!r}")
     if theirs["genesis_hash"] != ctx.genesis_hash:
         raise HandshakeError("wrong genesis hash")
-    peer = theirs["public"]
-    if type(peer) is not str or peer not in ctx.allowed or peer == ours.public:
-        raise HandshakeError(f"key {str(peer)[:16]}... is not a validator we accept this connection from")
+    role, peer = theirs["role"], theirs["public"]
+    if role not in ROLES:
+        raise HandshakeError(f"unknown role {str(role)[:32]!r}")
+    if type(peer) is not str or peer == ours.public:
+        raise HandshakeError("a hello's key is 32 bytes in hex, not ours")
+    if role == VALIDATOR and peer not in ctx.allowed:
+        raise HandshakeError(f"key {peer[:16]}... is not a validator we accept this connection from")
+    if role == OBSERVER and ctx.observers is None:
+        raise HandshakeError(f"key {peer[:16]}... connects as an observer; this end accepts no observers")
     if not is_hex(theirs["nonce"], 32) or theirs["nonce"] == ours.nonce:
         raise HandshakeError("nonce must be 32 fresh random bytes in hex")
     if not is_hex(theirs["ephemeral"], 32) or theirs["ephemeral"] == ours.ephemeral:
         raise HandshakeError("ephemeral must be a fresh 32-byte X25519 key in hex")
-    side = _Side(peer, theirs["nonce"], theirs["ephemeral"])
+    side = _Side(peer, theirs["nonce"], theirs["ephemeral"], role)
     body = canonical(_hello_body(ctx, side))
-    if type(theirs["sig"]) is not str or not verify(peer, Domain.HANDSHAKE, body, theirs["sig"]):
+    if type(theirs["sig"]) is not str or not is_hex(peer, 32) or not verify(peer, Domain.HANDSHAKE, body, theirs["sig"]):
         raise HandshakeError("hello signature does not verify")
+    if role == OBSERVER and ctx.observers is not None and (reason := ctx.observers(peer)) is not None:
+        raise _Refused(reason)  # only now: only the account's holder learns why it is refused
     return side
+
+
+def _refusal(frame: Value) -> str | None:
+    """The reason of a `refused` frame, or None if the frame is something else."""
+    if type(frame) is dict and frame.get("type") == "refused" and set(frame) == {"type", "reason"} and type(frame["reason"]) is str:
+        # unauthenticated text from the other end, bound for our logs and status: one printable line
+        return "".join(ch if ch.isprintable() else "?" for ch in frame["reason"][:MAX_REASON])
+    return None
 
 
 async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: _Context) -> Handshake:
@@ -160,7 +204,13 @@ async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         raise HandshakeError(f"no hello within {ctx.hello_timeout}s") from None
     if not ctx.dialer:  # only now: a silent connection costs the acceptor no key generation
         eph, ours = _fresh_side(ctx)
-    theirs = _check_hello(hello, ours, ctx)
+    if (reason := _refusal(hello)) is not None:
+        raise HandshakeError(f"the peer refused this node: {reason}")
+    try:
+        theirs = _check_hello(hello, ours, ctx)
+    except _Refused as e:
+        await _send(writer, {"type": "refused", "reason": e.reason})
+        raise
     if ctx.on_hello is not None:
         ctx.on_hello(theirs.public)
     if not ctx.dialer:  # only now: a connection that never says a valid hello costs us no signature
@@ -177,13 +227,13 @@ async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         shared = eph.shared_secret(bytes.fromhex(theirs.ephemeral))
     except ValueError:
         raise HandshakeError("ephemeral key is not a usable X25519 key") from None
-    return Handshake(theirs.public, LinkKeys.derive(shared, transcript, we_are_lower=ours is lower))
+    return Handshake(theirs.public, LinkKeys.derive(shared, transcript, we_are_lower=ours is lower), theirs.role)
 
 
 def _fresh_side(ctx: _Context) -> tuple[Ephemeral, _Side]:
     """A fresh X25519 key and nonce for this end of one handshake."""
     eph = Ephemeral()
-    return eph, _Side(ctx.key.public, os.urandom(32).hex(), eph.public.hex())
+    return eph, _Side(ctx.key.public, os.urandom(32).hex(), eph.public.hex(), ctx.role)
 
 
 async def _send_hello(writer: asyncio.StreamWriter, ctx: _Context, ours: _Side) -> None:
@@ -203,17 +253,21 @@ async def handshake(
     hello_timeout: float | None = None,
     on_hello: Callable[[str], None] | None = None,
     dialer: bool = True,
+    role: str = VALIDATOR,
+    observers: ObserverCheck | None = None,
 ) -> Handshake:
     """Run the mutual handshake on a fresh connection (see the module docstring).
 
     The dialer says its hello first; the acceptor (`dialer=False`) answers only a valid one.
-    `allowed` holds the keys this end accepts (validators of the genesis set). `on_hello(public)`
-    runs once the other end's hello is signed by an allowed key; it may raise HandshakeError to
-    stop. Raises HandshakeError for any failure, including timeout, garbage and a closed connection.
+    `role` is this end's ("validator", or "observer" for a node that follows without voting).
+    `allowed` holds the validator keys this end accepts; `observers` (None: no observer is
+    accepted) admits or refuses an observer's account key. `on_hello(public)` runs once the other
+    end's hello is signed by an admitted key; it may raise HandshakeError to stop. Raises
+    HandshakeError for any failure, including timeout, garbage, refusal and a closed connection.
     """
     try:
         hello_within = min(hello_timeout or timeout, timeout)
-        ctx = _Context(key, chain_id, genesis_hash, allowed, hello_within, on_hello, dialer)
+        ctx = _Context(key, role, chain_id, genesis_hash, allowed, observers, hello_within, on_hello, dialer)
         return await asyncio.wait_for(_handshake(reader, writer, ctx), timeout)
     except TimeoutError:
         raise HandshakeError(f"no handshake within {timeout}s") from None

@@ -15,12 +15,18 @@ core checks the hash and the tx root).
     {"t": "block_req", "hash": X, "height": H}                      "send me block X (of height H)"
     {"t": "block_resp", "hash": X, "block": block or null}          one block: at most max_block_bytes
                                                                     of txs plus a header
+    {"t": "head", "height": H}                                      to observers only: "I committed H"
+
+An observer (docs/operations.md) sends only `sync_req`; a validator sends it only `head` notices
+and `sync_resp` answers. A `head` notice is a hint, never trusted: the observer then asks for the
+blocks, which come with their certificates.
 
 Parsing never raises anything but `WireError`: a peer's message is untrusted input.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -68,6 +74,14 @@ class SyncResponse:
 
 
 @dataclass(frozen=True)
+class HeadNotice:
+    height: int
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"t": "head", "height": self.height}
+
+
+@dataclass(frozen=True)
 class BlockPush:
     block: Block
 
@@ -97,7 +111,7 @@ class BlockResponse:
         return canonical_map({"t": canonical("block_resp"), "hash": canonical(block_hash), "block": body})
 
 
-WireMessage = Union[TxGossip, SyncRequest, SyncResponse, BlockPush, BlockRequest, BlockResponse]
+WireMessage = Union[TxGossip, SyncRequest, SyncResponse, HeadNotice, BlockPush, BlockRequest, BlockResponse]
 
 
 def is_wire(obj: Any) -> bool:
@@ -110,6 +124,15 @@ def _int(obj: dict[str, Any], name: str, lo: int) -> int:
     if type(v) is not int or v < lo:
         raise WireError(f"{obj.get('t')}.{name}: an integer >= {lo}")
     return v
+
+
+def parse_from_validator(sender: str, obj: Any, log: logging.Logger) -> WireMessage | None:
+    """`parse_wire` of a validator's message; None (and a warning naming the sender) if malformed."""
+    try:
+        return parse_wire(obj)
+    except WireError as e:
+        log.warning("malformed message from validator %s…: %s", sender[:12], e)
+        return None
 
 
 def parse_wire(obj: Any) -> WireMessage:
@@ -144,6 +167,10 @@ def parse_wire(obj: Any) -> WireMessage:
             except (ValueError, KeyError, TypeError, RecursionError) as e:
                 raise WireError(f"sync_resp: a block does not parse: {e}") from None
         return SyncResponse(_int(obj, "head", 0), tuple(blocks))
+    if kind == "head":
+        if set(obj) != {"t", "height"}:
+            raise WireError('head: {"t", "height"}')
+        return HeadNotice(_int(obj, "height", 1))
     if kind in ("block", "block_req", "block_resp"):
         return _parse_block_message(kind, obj)
     raise WireError(f"unknown message type {kind!r}")

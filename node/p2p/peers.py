@@ -57,11 +57,14 @@ class PeerStatus:
 class Conn:
     """One authenticated connection: its socket and the sealing state of each direction."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, shake: Handshake, max_frame: int,
+        receive_max: int | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.sealer = Sealer(shake.keys.send, max_frame)
-        self.opener = Opener(shake.keys.receive, max_frame)
+        self.opener = Opener(shake.keys.receive, receive_max or max_frame)  # an observer's requests are small
         self.closed = False
 
     def close(self) -> None:
@@ -72,10 +75,13 @@ class Conn:
 
 class Peer:
     def __init__(
-        self, node_id: str, public: str, address: str | None, config: TransportConfig, guest: bool = False
+        self, node_id: str, public: str, address: str | None, config: TransportConfig, guest: bool = False,
+        observer: bool = False,
     ) -> None:
         self.node_id = node_id
         self.guest = guest
+        self.observer = observer  # an observer's link (on a validator): its messages never reach consensus
+        self.failure: str | None = None  # why the last dial failed (None once linked)
         self.dialer: asyncio.Task[None] | None = None
         self.public = public
         self.address = address

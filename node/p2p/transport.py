@@ -48,6 +48,11 @@ against their certificates; consensus messages from a key outside the set count 
 its key is in the set, guests not in it are closed and the bootstrap dials stop. A node whose key
 left the set `retire`s: it closes every link and dials nobody.
 
+Observers (node/p2p/observers.py): a Transport made with `role="observer"` dials every validator
+and listens for no one; a validator's made with `observers` also accepts observers' links, whose
+messages go to `observers.on_message`, never to `on_message`, and which hear only what is sent
+with `send_observer` / `broadcast_observers`.
+
 Queues: each peer has its own queue, bounded in frames and bytes, that outlives connections (a
 brief disconnection loses nothing). When it is full the OLDEST frame is dropped: consensus
 tolerates loss and a newer message (a later view or height) is worth more than an old one. A
@@ -68,15 +73,25 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import replace
 from typing import Any
 
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, Value, canonical, canonical_map, decode
 from chain.validators import ValidatorSet
 from node.p2p.framing import FrameError
-from node.p2p.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake, HandshakeError, handshake
+from node.p2p.handshake import (
+    MAX_HANDSHAKE_FRAME,
+    OBSERVER,
+    PROTOCOL_VERSION,
+    VALIDATOR,
+    Handshake,
+    HandshakeError,
+    handshake,
+)
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
+from node.p2p.observers import ObserverAccess, ObserverHub
 from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
@@ -106,11 +121,20 @@ class Transport:
         config: TransportConfig | None = None,
         addresses: Mapping[str, str | None] | None = None,
         bootstrap: Sequence[str] = (),
+        role: str = VALIDATOR,
+        observers: ObserverAccess | None = None,
     ) -> None:
         """`addresses` (public -> "host:port", or None: not yet known, see `set_address`)
         overrides the set's addresses to dial. `bootstrap`: "host:port"s to dial, whatever key
-        answers, while this node's key is not in the set (a joining node: "Joining" above)."""
+        answers, while this node's key is not in the set (a joining node: "Joining" above).
+        `role="observer"`: this end follows without voting (an account key, not in the set);
+        `observers`: a validator accepts observers so."""
+        if role == OBSERVER and (key.public in validators.publics or observers is not None or bootstrap):
+            raise ValueError("an observer's key is an account, not a validator's, and it accepts no observers")
         self.key = key
+        self.role = role
+        # the observers linked to this validator, by account
+        self._hub: ObserverHub | None = ObserverHub(observers, lambda: self._peers.keys() | {key.public}) if observers else None
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.config = config or TransportConfig()
@@ -139,19 +163,23 @@ class Transport:
         """Listen (port 0: any free port) and start dialing; returns the bound port."""
         self._server = await asyncio.start_server(self._on_inbound, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.dial()
+        return self.port
+
+    def dial(self) -> None:
+        """Start dialing (an observer only dials: it starts with this rather than `start`)."""
         self._started = True
         for peer in self._peers.values():
             self._start_dialing(peer)
-        if not self.member:
+        if not self.member and self.role == VALIDATOR:
             self._start_bootstrap()
-        return self.port
 
     async def close(self) -> None:
         """Stop listening and dialing, close every connection, and wait for all tasks."""
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for peer in self._peers.values():
+        for peer in [*self._peers.values(), *(self._hub.linked.values() if self._hub else ())]:
             if peer.conn is not None:
                 peer.conn.close()
         tasks = list(self._tasks)
@@ -193,9 +221,12 @@ class Transport:
                 if peer.address is not None:
                     peer.address_set.set()
                 self._start_dialing(peer)
-        # the dial rule: we accept only from lower keys and dial only higher ones
+        # the dial rule: we accept only from lower keys and dial only higher ones (an observer
+        # accepts none: it dials every validator)
         self._accept_from = frozenset(p for p in wanted if p < self.key.public) if self.member else KeysBelow(self.key.public)
-        if self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
+        if self.role == OBSERVER:
+            self._accept_from = frozenset()
+        elif self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
             self._bootstrappers = []
         elif self._started and not self._bootstrappers:
             self._start_bootstrap()
@@ -214,7 +245,8 @@ class Transport:
         self._peers = {}
 
     def _start_dialing(self, peer: Peer) -> None:
-        if self._started and peer.dialer is None and not peer.guest and peer.public > self.key.public:
+        dials = peer.public > self.key.public or self.role == OBSERVER
+        if self._started and peer.dialer is None and not peer.guest and dials:
             peer.dialer = self._spawn(self._dial_loop(peer), f"dial {peer.node_id}")
 
     def _drop_peer(self, peer: Peer) -> None:
@@ -273,6 +305,31 @@ class Transport:
             raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
         return plain
 
+    # -- observers (on a validator) ---------------------------------------------------------
+
+    def send_observer(self, account: str, msg: Value) -> None:
+        """Queue msg for a linked observer; KeyError if that account has no link (any more)."""
+        if self._hub is None:
+            raise KeyError(account)
+        self._hub.enqueue(account, self._frame(canonical(msg)))
+
+    def broadcast_observers(self, msg: Value) -> None:
+        """Queue msg for every linked observer (never for a validator)."""
+        if self._hub is not None and self._hub.linked:
+            self._hub.enqueue_all(self._frame(canonical(msg)))
+
+    def recheck_observers(self) -> list[str]:
+        """Close the links of observers whose account lost its role (after each commit); their accounts."""
+        return self._hub.close_revoked() if self._hub is not None else []
+
+    def observer_status(self) -> list[PeerStatus]:
+        """One entry per linked observer account."""
+        return self._hub.status() if self._hub is not None else []
+
+    def failures(self) -> dict[str, str]:
+        """node_id -> why the last dial failed (a validator's refusal of this observer), if unlinked."""
+        return {p.node_id: p.failure for p in self._peers.values() if p.conn is None and p.failure is not None}
+
     # -- status ----------------------------------------------------------------------------
 
     def peer_status(self) -> list[PeerStatus]:
@@ -307,7 +364,7 @@ class Transport:
     async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
         assert peer.address is not None
-        link = await self._connect(peer.address, {peer.public}, peer.node_id)
+        link = await self._connect(peer.address, {peer.public}, peer.node_id, peer)
         return 0.0 if link is None else await self._timed_serve(peer, link)
 
     async def _bootstrap_loop(self, address: str) -> None:
@@ -343,9 +400,10 @@ class Transport:
         return public, await self._timed_serve(peer, link)
 
     async def _connect(
-        self, address: str, allowed: Set[str], label: str
+        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake] | None:
-        """Connect to `address` and complete the handshake with one of `allowed`; None on failure."""
+        """Connect to `address` and complete the handshake with one of `allowed`; None on failure
+        (why is kept in `peer.failure`)."""
         cfg = self.config
         try:
             host, port = split_address(address)
@@ -363,11 +421,16 @@ class Transport:
                 allowed=allowed,
                 timeout=cfg.handshake_timeout,
                 hello_timeout=cfg.hello_timeout,
+                role=self.role,
             )
         except HandshakeError as e:
             log.warning("handshake with %s at %s failed: %s", label, address, e)
+            if peer is not None:
+                peer.failure = str(e)
             writer.transport.abort()
             return None
+        if peer is not None:
+            peer.failure = None
         return reader, writer, shake
 
     async def _timed_serve(self, peer: Peer, link: tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake]) -> float:
@@ -409,6 +472,7 @@ class Transport:
                 hello_timeout=self.config.hello_timeout,
                 on_hello=lambda public: self._gate.claim(ticket, public),
                 dialer=False,
+                observers=self._hub.refusal if self._hub is not None else None,
             )
         except HandshakeError as e:
             failure = str(e)
@@ -418,6 +482,9 @@ class Transport:
             if not evicted:  # an eviction is already counted, under its own reason
                 self._refusals.event(source, failure)
             return
+        if shake.role == OBSERVER:
+            await self._serve_observer(shake, reader, writer)
+            return
         if shake.peer not in self._accept_from:  # the set changed during the handshake
             return
         peer = self._peers.get(shake.peer)
@@ -425,9 +492,32 @@ class Transport:
             peer = self._peers[shake.peer] = Peer(f"guest {shake.peer[:12]}", shake.peer, None, self.config, guest=True)
         await self._serve(peer, Conn(reader, writer, shake, self.config.max_frame))
 
+    async def _serve_observer(self, shake: Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hub = self._hub
+        assert hub is not None
+        if (reason := hub.refusal(shake.peer)) is not None:  # another took the last slot meanwhile
+            self._refusals.event(str(writer.get_extra_info("peername")), reason)
+            return
+        access = hub.access
+        queues = replace(self.config, queue_frames=access.queue_frames, queue_bytes=access.queue_bytes)
+        peer = hub.adopt(shake.peer, lambda: Peer(f"observer {shake.peer[:12]}…", shake.peer, None, queues, observer=True))
+        if access.on_link is not None:
+            access.on_link(shake.peer)  # queued now, sent once the link serves
+        try:
+            await self._serve(peer, Conn(reader, writer, shake, self.config.max_frame, receive_max=access.max_frame))
+        finally:
+            if hub.release(shake.peer, peer):
+                peer.drops.close()
+
+    def _tracked(self, peer: Peer) -> bool:
+        """Whether `peer` is (still) one this transport links to: of the set, or a linked observer."""
+        if peer.observer:
+            return self._hub is not None and self._hub.linked.get(peer.public) is peer
+        return self._peers.get(peer.public) is peer
+
     async def _serve(self, peer: Peer, conn: Conn) -> None:
         """Run one authenticated connection until it fails or is replaced."""
-        if self._closing or self._peers.get(peer.public) is not peer:  # closing, or dropped from the set
+        if self._closing or not self._tracked(peer):  # closing, or dropped from the set
             conn.close()
             return
         old, peer.conn = peer.conn, conn
@@ -473,7 +563,11 @@ class Transport:
                 raise FrameError(f"unknown frame kind {kind!r}")
             peer.received += 1
             try:
-                self._on_message(peer.public, frame["body"])
+                if peer.observer:
+                    assert self._hub is not None
+                    self._hub.access.on_message(peer.public, frame["body"])
+                else:
+                    self._on_message(peer.public, frame["body"])
             except Exception:
                 log.exception("on_message failed for a message from %s", peer.node_id)
 

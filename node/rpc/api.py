@@ -2,7 +2,8 @@
 
 The RPC never touches the ledger, mempool or consensus directly; it calls this protocol, so it can
 be tested against a small in-process node and the validator can change inside without the RPC
-noticing. All values crossing it are plain JSON-able values in the shapes of docs/rpc.md.
+noticing. The answers crossing it are typed (node/rpc/views.py: TypedDicts, so each is its JSON
+object, in the shapes of docs/rpc.md), and built there from a store.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from typing import Any, Protocol
 
 from chain.receipt import Receipt
 from chain.tx import Tx
+from node.rpc.views import (
+    AccountPage,
+    AssetAnswer,
+    BlockAnswer,
+    EvidencePage,
+    HistoryPage,
+    ProofAnswer,
+    StatusAnswer,
+    TxAnswer,
+)
 
 # The classic Prometheus text format: every Prometheus server and most scrapers read it.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,6 +49,8 @@ class CommittedBlockEvent:
 
 
 class NodeApi(Protocol):
+    role: str  # "validator", or "observer": a node that follows the chain and refuses writes (403 read_only)
+
     @property
     def ready(self) -> bool:
         """True once the node has recovered from its store and is connected enough to commit."""
@@ -51,7 +64,7 @@ class NodeApi(Protocol):
     def not_ready_reason(self) -> str | None:
         """Why `ready` is False, for people (e.g. "connected to 1 of 3 peers, a quorum needs 2"); None when ready."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusAnswer:
         """/v1/status (docs/rpc.md): node_id, chain_id, height, view, primary, validators, peers, mempool, ready, not_ready, version."""
 
     def genesis_doc(self) -> dict[str, Any]: ...
@@ -68,24 +81,24 @@ class NodeApi(Protocol):
     def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         """A future resolved with the tx's receipt when it commits (at once if it already has)."""
 
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: str) -> TxAnswer | None:
         """{"tx_id", "status": "pending"|"committed", "height", "receipt", "tx"} or None if unknown."""
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None: ...
+    def asset(self, asset_id: str) -> AssetAnswer | None: ...
 
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> HistoryPage | None:
         """{"asset_id", "entries", "next"}: a page of entries oldest first (node/rpc/paging.py); None for
         an id no asset holds. Raises node.paging.CursorError for a cursor no page can have."""
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
+    def proof(self, asset_id: str) -> ProofAnswer | None:
         """A proof of ownership, or of absence for an id no asset holds, as of the head
         (contracts/proofs.py); None only before the first block (nothing certified yet)."""
 
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
+    def account(self, account: str, cursor: str | None, limit: int) -> AccountPage:
         """{"account", "roles", "assets", "next"}, assets paged like history; an unknown account has
         no roles and no assets."""
 
-    def block(self, height: int) -> dict[str, Any] | None:
+    def block(self, height: int) -> BlockAnswer | None:
         """{"header", "block_hash", "tx_ids", "certificate"} or None beyond the head."""
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
@@ -96,7 +109,7 @@ class NodeApi(Protocol):
 
     def unsubscribe(self, queue: asyncio.Queue[CommittedBlockEvent]) -> None: ...
 
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
+    def evidence(self, offset: int, limit: int, validator: str | None) -> EvidencePage:
         """{"total", "offset", "evidence": [full equivocation records]} (node/consensus/evidence.py)."""
 
     def metrics_text(self) -> bytes:

@@ -17,6 +17,7 @@ from chain.encoding import is_hex
 from chain.patterns import WholePattern
 from chain.tx import Tx, TxError, parse_tx
 from contracts.args import ASSET_ID_PATTERN
+from chain.limits import MAX_TX_BYTES
 from node.errors import NodeError
 from node.rpc import models as m
 from node.rpc.api import NodeApi
@@ -30,7 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_VERSION = "1"
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # a full batch: 10,000 txs of a few KiB of JSON each
-MAX_TX_BODY = 64 * 1024  # one tx is at most 8 KiB encoded; JSON escapes can inflate it a few times
+MAX_TX_BODY = 8 * MAX_TX_BYTES  # 64 KiB: JSON escapes can inflate a tx's encoding a few times
 DEFAULT_WAIT_S = 30.0
 MAX_WAIT_S = 300.0
 DEFAULT_BLOCKS_LIMIT = 20
@@ -38,7 +39,6 @@ MAX_BLOCKS_LIMIT = 100
 DEFAULT_EVIDENCE_LIMIT = 10
 MAX_EVIDENCE_LIMIT = 50  # a record is about a kilobyte; pages also stop at ~8 MiB whatever records come to hold
 MAX_EVIDENCE_OFFSET = 1_000_000
-MAX_HEIGHT = 2**63 - 1
 HEARTBEAT_S = 15.0
 WRITE_TIMEOUT_S = 30.0
 MAX_STREAMS = 256
@@ -174,6 +174,12 @@ def dumps(obj: Any) -> str:
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=dumps(obj).encode(), status=status, content_type="application/json")
+
+
+def require_writable(api: NodeApi) -> None:
+    """An observer follows the chain and never takes a tx: a write to it is refused whole."""
+    if api.role == "observer":
+        raise ApiError(403, "read_only", "this node is an observer: it accepts no txs; submit them to a validator's RPC")
 
 
 def require_ready(api: NodeApi) -> None:

@@ -15,7 +15,8 @@ import logging
 from aiohttp import web
 
 from node.rpc.api import CommittedBlockEvent, NodeApi
-from node.rpc.base import DIGITS, CONFIG, INTERNAL_ERRORS, MAX_HEIGHT, STREAMS, ApiError, api_of, query_int
+from chain.limits import MAX_HEIGHT
+from node.rpc.base import DIGITS, CONFIG, INTERNAL_ERRORS, STREAMS, ApiError, api_of, query_int
 
 log = logging.getLogger("titlechain.rpc")
 

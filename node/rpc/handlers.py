@@ -11,6 +11,7 @@ from aiohttp import web
 
 from chain.crypto import is_account
 from chain.tx import TxError
+from chain.limits import MAX_HEIGHT
 from node.rpc import models as m
 from node.rpc import paging
 from node.rpc.api import METRICS_CONTENT_TYPE, NodeApi
@@ -23,7 +24,6 @@ from node.rpc.base import (
     MAX_BLOCKS_LIMIT,
     MAX_EVIDENCE_LIMIT,
     MAX_EVIDENCE_OFFSET,
-    MAX_HEIGHT,
     MAX_WAIT_S,
     OPENAPI,
     RETRY_AFTER_S,
@@ -42,6 +42,7 @@ from node.rpc.base import (
     query_seconds,
     read_json,
     require_ready,
+    require_writable,
     tx_error,
 )
 from node.rpc.middleware import charge
@@ -53,6 +54,7 @@ log = logging.getLogger("titlechain.rpc")
 
 async def submit_tx(request: web.Request) -> web.StreamResponse:
     api = api_of(request)
+    require_writable(api)
     require_ready(api)
     wait = query_bool(request, "wait")
     timeout = query_seconds(request, "timeout", DEFAULT_WAIT_S, MAX_WAIT_S)
@@ -77,6 +79,7 @@ async def submit_tx(request: web.Request) -> web.StreamResponse:
 
 async def submit_batch(request: web.Request) -> web.StreamResponse:
     api = api_of(request)
+    require_writable(api)
     require_ready(api)
     obj = await read_json(request, request.app[ROUTE_OF][("POST", "/v1/txs/batch")])
     if type(obj) is not dict or set(obj) != {"txs"} or type(obj["txs"]) is not list:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chain.block import Header
 from chain.tx import OP_PATTERN
 from contracts.args import ASSET_ID_PATTERN as _ASSET_ID_RE
 
@@ -40,7 +41,7 @@ class ErrorDetail(_Request):
     code: str = Field(
         description="machine-readable: malformed, too_large, duplicate, mempool_full, quota_exceeded, rate_limited, "
         "not_permitted, bad_signature, wrong_chain, expired, expires_too_far, unknown_op, invalid_args, not_found, "
-        "unauthorized, forbidden, not_ready, too_many_streams, timeout, method_not_allowed, internal"
+        "unauthorized, forbidden, read_only, not_ready, too_many_streams, timeout, method_not_allowed, internal"
     )
     message: str = Field(description="for humans; may change between versions")
 
@@ -205,20 +206,9 @@ class AccountInfo(_Answer):
 # -- blocks ------------------------------------------------------------------------------------
 
 
-class HeaderModel(_Answer):
-    chain_id: str
-    height: int
-    prev_hash: str
-    tx_root: str
-    state_root: str
-    receipts_root: str
-    validators_hash: str
-    next_validators_hash: str
-    proposer: str
-    view: int
-    time: int = Field(description="the proposer's clock, ms since the epoch; informational")
-
-
+# The header is chain.block.Header itself, the dataclass every node hashes: pydantic reads its
+# fields (and docstring) for the schema and validates an answer's header into one, so the RPC's
+# description of a header cannot drift from the header.
 class CommitSignature(_Answer):
     validator: str
     sig: str
@@ -234,7 +224,7 @@ class CertificateModel(_Answer):
 
 
 class BlockInfo(_Answer):
-    header: HeaderModel
+    header: Header
     block_hash: str = Field(pattern=HEX64)
     tx_ids: list[str]
     certificate: CertificateModel
@@ -250,7 +240,7 @@ class BlockEvent(_Answer):
 
     height: int
     block_hash: str
-    header: HeaderModel
+    header: Header
     tx_ids: list[str]
     receipts: list[Receipt]
 
@@ -271,6 +261,9 @@ class ValidatorInfo(_Answer):
 
 class NodeStatus(_Answer):
     node_id: str
+    role: Literal["validator", "observer"] = Field(
+        "validator", description="an observer follows the chain by certificates, never votes, and refuses writes"
+    )
     chain_id: str
     height: int
     view: int

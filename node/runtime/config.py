@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN, dial_address_problem
 from node.errors import EXIT_FAILED, NodeError
+from node.p2p.observers import DEFAULT_MAX_OBSERVERS
+from node.rpc.base import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from node.rpc.models import MAX_BATCH_TXS, RpcToken
 from node.rpc.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
 from node.runtime.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
@@ -42,9 +44,15 @@ class NodeConfig(BaseModel):
 
     node_id: str
     genesis: Path
-    key: Path = Field(description="this validator's key file (its public key is in the genesis)")
+    key: Path = Field(
+        description="this validator's key file (its public key is in the genesis); for an observer, the key file "
+        "of an account that holds the auditor or regulator role"
+    )
     data_dir: Path
-    peer_listen: str = Field(description="host:port the peer transport binds")
+    observer: bool = Field(
+        False, description="follow the chain from the validators without voting (docs/operations.md, Observer nodes)"
+    )
+    peer_listen: str | None = Field(None, description="host:port the peer transport binds; a validator's only (required)")
     rpc_listen: str = Field("127.0.0.1:26657", description="host:port of the RPC; loopback unless tokens protect it")
     rpc_tokens: tuple[RpcToken, ...] = ()
     peer_addresses: dict[str, str] = Field(
@@ -65,9 +73,9 @@ class NodeConfig(BaseModel):
     rpc_allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names served besides loopback when no tokens are set"
     )
-    rpc_header_timeout_s: float = Field(10.0, gt=0, le=3600, description="to deliver a request head")
-    rpc_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to deliver a request body")
-    rpc_max_connections: int = Field(1024, gt=0, le=1_000_000, description="open RPC connections; more are closed")
+    rpc_header_timeout_s: float = Field(HEADER_TIMEOUT_S, gt=0, le=3600, description="to deliver a request head")
+    rpc_body_timeout_s: float = Field(BODY_TIMEOUT_S, gt=0, le=3600, description="to deliver a request body")
+    rpc_max_connections: int = Field(MAX_CONNECTIONS, gt=0, le=1_000_000, description="open RPC connections; more are closed")
     rpc_access_log: bool = Field(True, description="log every request (with the token's name, never its value)")
     mempool_max_txs: int = Field(DEFAULT_MAX_TXS, gt=0)
     mempool_max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
@@ -82,6 +90,13 @@ class NodeConfig(BaseModel):
     rpc_rate_burst: int = Field(
         DEFAULT_BURST, ge=MAX_BATCH_TXS, description="units a client may spend at once; at least a full batch"
     )
+    observers_max: int = Field(
+        DEFAULT_MAX_OBSERVERS, ge=0, le=1000, description="observer accounts linked at once; 0 accepts no observers"
+    )
+    observer_requests_per_s: float = Field(
+        20.0, gt=0, le=10_000, allow_inf_nan=False, description="block requests one observer may make a second"
+    )
+    observer_request_burst: int = Field(40, gt=0, le=100_000, description="block requests one observer may make at once")
     state_retention: int | None = Field(
         None, ge=1,
         description="keep the state trees of this many latest heights (and of the two latest snapshot heights "
@@ -93,8 +108,8 @@ class NodeConfig(BaseModel):
 
     @field_validator("peer_listen", "rpc_listen")
     @classmethod
-    def _host_port(cls, v: str) -> str:
-        if not ADDRESS_PATTERN.matches(v):
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None and not ADDRESS_PATTERN.matches(v):
             raise ValueError("must be host:port")
         return v
 
@@ -121,6 +136,13 @@ class NodeConfig(BaseModel):
             if not HOST_NAME.matches(name):
                 raise ValueError(f"{name!r} is not a host name (letters, digits, '.', '-', or an IP address)")
         return v
+
+    @model_validator(mode="after")
+    def _peer_listen_for_validators(self) -> NodeConfig:
+        # an observer only dials; a validator must be reachable by the validators its key sorts below
+        if not self.observer and self.peer_listen is None:
+            raise ValueError("peer_listen is required for a validator (only an observer, which only dials, goes without)")
+        return self
 
     @model_validator(mode="after")
     def _rpc_exposed_only_with_tokens(self) -> NodeConfig:
@@ -168,14 +190,17 @@ class NodeConfig(BaseModel):
 
     @property
     def peer_host(self) -> str:
+        assert self.peer_listen is not None, "an observer listens for no peer"
         return self.peer_listen.rsplit(":", 1)[0]
 
     @property
     def peer_port(self) -> int:
+        assert self.peer_listen is not None, "an observer listens for no peer"
         return int(self.peer_listen.rsplit(":", 1)[1])
 
     @classmethod
-    def load(cls, path: str | Path) -> NodeConfig:
+    def load(cls, path: str | Path, *, observer: bool = False) -> NodeConfig:
+        """`observer`: as if the file said `"observer": true` (`node run --observer`)."""
         path = Path(path)
         try:
             mode = path.stat().st_mode
@@ -184,6 +209,8 @@ class NodeConfig(BaseModel):
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not JSON: {e}") from None
+        if observer and isinstance(raw, dict):
+            raw["observer"] = True
         try:
             cfg = cls.model_validate(raw)
         except ValidationError as e:

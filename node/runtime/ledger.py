@@ -1,7 +1,8 @@
 """The ledger: the store at head, and the one place blocks are built, checked and committed.
 
 Consensus calls `propose` (primary), `validate` (replicas, before voting), `commit` (after a
-certificate); the RPC reads through the query methods. Synchronous: no asyncio here.
+certificate); the node reads through the query methods (the RPC's answers are built from the
+store by node/rpc/views.py). Synchronous: no asyncio here.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from chain import audit, smt
-from chain.block import Block, BlockError, Certificate, Header
+from chain.block import Block, Certificate, Header
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.smt import NODE_PREFIX
-from chain.store import BlockCommit, Head, Store, StoreError
-from chain.tx import Tx, TxError, check_for_chain, check_signature, parse_tx
+from chain.store import BlockCommit, Head, Store
+from chain.tx import Tx, TxError, parse_tx
+from chain.validity import BlockInvalid, Parent, check_block
 from chain.validators import ValidatorSet
 from contracts.apply import (
     HISTORY_PREFIX,
@@ -32,16 +34,13 @@ from contracts.apply import (
     apply_txs,
     check_block_txs,
     genesis_state,
-    history_entry,
-    history_key,
-    history_place,
     reexecute,
     state_key,
+    stored_history_entry,
 )
-from contracts.proofs import ProofError, build_ownership_proof
+from contracts.roles import observer_role_at
 from contracts.standing import has_standing
-from contracts.state import asset_key, read_roles, standing_key
-from node.rpc import paging
+from contracts.state import AssetState, read_asset
 from node.errors import NodeError
 
 RESULT_CACHE = 16
@@ -200,32 +199,25 @@ class Ledger:
         return block
 
     def validate(self, block: Block, verified: Iterable[str] = ()) -> None:
-        """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted."""
+        """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted.
+
+        The block's own rules are chain.validity's, shared with the audit; the state's (admission,
+        re-execution to the header's roots) are checked here on the head's state."""
         h = block.header
         height = self.height + 1
-        if h.chain_id != self.genesis.chain_id:
-            raise LedgerError(f"block is for chain {h.chain_id!r}")
-        if h.height != height:
-            raise LedgerError(f"block height {h.height}, expected {height}")
-        if h.prev_hash != self.prev_hash:
-            raise LedgerError(f"block {height}: prev_hash does not link to the head")
-        vset = self.validator_set_at(height)
-        if h.validators_hash != vset.hash:
-            raise LedgerError(f"block {height}: validators_hash is not the current validator set")
-        if h.proposer not in vset.publics:
-            raise LedgerError(f"block {height}: proposer is not a validator")
-        try:
-            block.check_tx_root()
-        except BlockError as e:
-            raise LedgerError(str(e)) from None
         trusted = set(verified)
         try:
-            for tx in block.txs:
-                check_for_chain(tx, self.genesis.chain_id, height)
-                if tx.tx_id not in trusted:
-                    check_signature(tx)
-                if self.store.tx_location(tx.tx_id) is not None:
-                    raise TxError("duplicate", f"tx {tx.tx_id} is already committed")
+            check_block(
+                block,
+                Parent(self.genesis.chain_id, self.height, self.prev_hash),
+                self.validator_set_at(height),
+                self.genesis.params,
+                signature_ok=lambda _, tx: tx.tx_id in trusted or tx.signature_valid(),
+                committed_at=self._committed_at,
+            )
+        except BlockInvalid as e:
+            raise LedgerError(f"block {height}: {e}") from None
+        try:
             check_block_txs(self._read, block.txs)
         except TxError as e:
             raise LedgerError(f"block {height}: tx refused ({e.code}): {e.message}") from None
@@ -238,6 +230,10 @@ class Ledger:
             if getattr(h, name) != mine:
                 raise LedgerError(f"block {height}: {name} differs from re-execution")
         self._remember(block.block_hash, result)
+
+    def _committed_at(self, tx_id: str) -> int | None:
+        location = self.store.tx_location(tx_id)
+        return None if location is None else location[0]
 
     def commit(self, block: Block, certificate: Certificate, verified: Iterable[str] = ()) -> BlockCommit:
         """Persist a block certified by a quorum of its height's validators; returns what was written.
@@ -274,8 +270,14 @@ class Ledger:
     def state(self, key: str) -> Any:
         return StoreView(self.store.get).get(key)
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.state(asset_key(asset_id))
+    def asset(self, asset_id: str) -> AssetState | None:
+        return read_asset(StoreView(self.store.get), asset_id)
+
+    def observer_role(self, account: str) -> str | None:
+        """The role that lets `account` run an observer, as of the head (contracts/roles.py); None:
+        validators refuse its observer link. Read from the store each time: a revocation counts
+        from the block that commits it."""
+        return observer_role_at(StoreView(self.store.get), account)
 
     def has_standing(self, account: str) -> bool:
         """Whether the committed state knows the account (contracts/standing.py): the mempool's
@@ -291,15 +293,7 @@ class Ledger:
 
     def history(self, asset_id: str) -> list[dict[str, Any]]:
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        return [self._history_entry(k) for k, _ in self.store.iterate(prefix)]
-
-    def _history_entry(self, key: bytes) -> dict[str, Any]:
-        """The entry an h/ key indexes, built from its tx's record (the store keeps each tx once)."""
-        height, index = history_place(key)
-        entry = self.store.get_tx_at(height, index)
-        if entry is None:
-            raise StoreError(f"{self.store.path}: damaged data: history names a tx at {height}/{index} the store lacks")
-        return history_entry(height, index, entry.tx, entry.receipt)
+        return [stored_history_entry(self.store, k) for k, _ in self.store.iterate(prefix)]
 
     def account_assets(self, account: str) -> list[str]:
         prefix = OWNER_PREFIX + account.encode() + b"/"
@@ -310,66 +304,6 @@ class Ledger:
         if entry is None:
             return None
         return TxRecord(parse_tx(entry.tx), entry.height, entry.index, entry.receipt)
-
-    # -- answers in the shapes of docs/rpc.md (the RPC and the offline explorer share them) ---------
-
-    def block_answer(self, height: int) -> dict[str, Any] | None:
-        """{"header", "block_hash", "tx_ids", "certificate"}, or None if there is no such block."""
-        if height < 1:
-            return None
-        summary, cert = self.store.get_summary(height), self.store.get_certificate(height)
-        if summary is None or cert is None:
-            return None
-        header, tx_ids = summary
-        return {"header": header.to_plain(), "block_hash": header.block_hash, "tx_ids": tx_ids, "certificate": cert.to_plain()}
-
-    def committed_tx_answer(self, tx_id: str) -> dict[str, Any] | None:
-        record = self.tx(tx_id)
-        if record is None:
-            return None
-        return {"tx_id": tx_id, "status": "committed", "height": record.height, "receipt": record.receipt, "tx": record.tx.to_plain()}
-
-    def proof_answer(self, asset_id: str) -> dict[str, Any] | None:
-        """A proof of the asset's state, or of its absence, as of the head (docs/protocol.md,
-        "Ownership and absence proofs"); None before the first block (no certified state root yet)."""
-        try:
-            return build_ownership_proof(self.store, asset_id)
-        except ProofError:
-            return None
-
-    def history_answer(
-        self, asset_id: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
-    ) -> dict[str, Any] | None:
-        """{"asset_id", "entries", "next"}: one page of the asset's history, oldest first; None for an
-        id no asset holds (rejected txs naming such an id are not indexed under it). Raises
-        paging.CursorError for a cursor or limit no page can have."""
-        paging.check_limit(limit)
-        start = None if cursor is None else history_key(asset_id, *paging.parse_history_cursor(cursor))
-        if self.asset(asset_id) is None:
-            return None
-        prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        rows = (self._history_entry(k) for k, _ in self.store.iterate(prefix, start=start))
-        entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
-        return {"asset_id": asset_id, "entries": entries, "next": nxt}
-
-    def account_answer(
-        self, account: str, cursor: str | None = None, limit: int = paging.DEFAULT_LIMIT
-    ) -> dict[str, Any]:
-        """{"account", "roles", "assets", "next"}: the account's roles and one page of the ids of the
-        assets it owns, in id order. Raises paging.CursorError as history_answer does."""
-        paging.check_limit(limit)
-        prefix = OWNER_PREFIX + account.encode() + b"/"
-        start = None if cursor is None else prefix + paging.check_account_cursor(cursor).encode()
-        ids = (k[len(prefix) :].decode() for k, _ in self.store.iterate(prefix, start=start))
-        assets, nxt = paging.take_page(ids, limit, lambda a: a)
-        view = StoreView(self.store.get)
-        return {
-            "account": account,
-            "roles": read_roles(view, account),
-            "assets": assets,
-            "next": nxt,
-            "standing_since": view.get(standing_key(account)),
-        }
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))

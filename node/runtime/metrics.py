@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from node.version import version
 
-
 # Submit-to-commit latency spans a few tens of milliseconds (idle chain, one block) to minutes
 # (view changes under faults); the buckets cover both ends.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -61,6 +60,15 @@ class NodeMetrics:
             "Blocks committed here whose certificate lacks this validator's commit (a certificate holds the first "
             "quorum to arrive, so a slow validator misses some; one that climbs steadily is down or cut off)",
             ["validator"],
+            registry=r,
+        )
+        self.observers = Gauge(
+            "titlechain_observers_linked", "Observer nodes (auditors', regulators') linked to this validator", registry=r
+        )
+        self.observer_dropped = Counter(
+            "titlechain_observer_messages_dropped",
+            "Messages from observers dropped unanswered: anything but a block request (a vote, a tx, a block), "
+            "or requests beyond an observer's rate; none ever reaches consensus",
             registry=r,
         )
         Info("titlechain_build", "The titlechain build this node runs", registry=r).info({"version": version()})
@@ -117,6 +125,12 @@ class NodeMetrics:
 
     def on_evidence(self, validator: str, n: int = 1) -> None:
         self.evidence.labels(validator=validator).inc(n)
+
+    def set_observers(self, linked: int) -> None:
+        self.observers.set(linked)
+
+    def on_observer_message_dropped(self) -> None:
+        self.observer_dropped.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,28 +1,55 @@
-"""What the RPC asks of a running validator (`node.rpc.api.NodeApi`), answered from its parts.
+"""What the RPC asks of a running node (`node.rpc.api.NodeApi`), answered from its parts.
 
-The validator drives consensus; this is its face to the RPC: status and readiness, submits and
-their `?wait=true` futures, reads through the ledger, event-stream subscriptions. The validator
-tells it what each commit settled (`settled`, `failed`, `publish`); nothing here drives the core.
+The validator drives consensus, the observer follows it; this is their face to the RPC: status and
+readiness, submits and their `?wait=true` futures, reads through the ledger, event-stream
+subscriptions. `LedgerService` is what both answer alike; `NodeService` is a validator's (its
+mempool, submits, quorum of links), `node.runtime.observer.ObserverService` an observer's. The node
+tells its service what each commit settled (`settled`, `failed`, `publish`); nothing here drives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from chain.genesis import Genesis
 from chain.receipt import Receipt
 from chain.tx import Tx
+from node.p2p.catchup import CatchUp
+from node.p2p.transport import Transport
+from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
+from node.runtime.config import NodeConfig
+from node.runtime.evidence_store import EvidenceStore
+from node.runtime.ledger import Ledger
+from node.runtime.metrics import NodeMetrics
 from node.version import version
 
 if TYPE_CHECKING:
     from node.runtime.validator import Validator
 
 SUBSCRIBER_QUEUE = 256  # committed blocks an event stream may lag behind before it is cut off
-# Further behind than this, a node refuses submits until it has caught up: it cannot judge a tx's
-# expiry window, and its answers would lag. Closer, the normal commit path closes the gap in moments.
+# Further behind than this, a node is not ready: a validator refuses submits until it has caught up
+# (it cannot judge a tx's expiry window, and its answers would lag); an observer's answers are
+# stale. Closer, the normal path closes the gap in moments.
 READY_LAG = 50
+
+
+class RunningNode(Protocol):
+    """What a service reads of its node (a Validator or an Observer)."""
+
+    cfg: NodeConfig
+    genesis: Genesis
+    ledger: Ledger
+    evidence_store: EvidenceStore
+    metrics: NodeMetrics
+    transport: Transport
+    catch_up: CatchUp
+    serving: bool
+
+    @property
+    def fatal(self) -> Exception | None: ...
 
 
 @dataclass
@@ -45,16 +72,23 @@ class _Waiters:
                 fut.set_exception(error)
 
 
-class NodeService:
-    """One validator's `NodeApi`."""
+class LedgerService:
+    """The `NodeApi` answers a validator and an observer give alike, from the node's ledger."""
 
-    def __init__(self, node: Validator) -> None:
-        self.node = node
+    role = "validator"
+    starting = "starting: recovering from the data dir"
+
+    def __init__(self, node: RunningNode) -> None:
+        self._node = node
         self._waiters = _Waiters()
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
 
-    # ------------------------------------------------------------------ told by the validator
+    def links_reason(self) -> str | None:
+        """Why the node's links keep it from being ready (each kind of node says it its way)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ told by the node
 
     def settled(self, receipts: list[Receipt], now: float) -> list[float]:
         """A block committed these receipts: answer their waiters; the submit-to-commit latencies."""
@@ -89,81 +123,73 @@ class NodeService:
         return self.not_ready_reason() is None
 
     def not_ready_reason(self) -> str | None:
-        """Why this node refuses submits now, in words an operator can act on; None when ready."""
-        if self.node.fatal is not None:
-            return f"stopped after a fatal error: {self.node.fatal}"
-        if not self.node.serving:
-            return "starting: recovering from the data dir, not yet serving consensus"
-        if (reason := self.node.membership.not_ready_reason(self.node.ledger.height + 1)) is not None:
-            return reason
-        if self.node.catch_up.target - self.node.ledger.height > READY_LAG:
-            return f"catching up from height {self.node.ledger.height} to {self.node.catch_up.target}"
+        """Why this node is not ready (a validator refuses submits), in words an operator can act
+        on; None when ready."""
+        node = self._node
+        if node.fatal is not None:
+            return f"stopped after a fatal error: {node.fatal}"
+        if not node.serving:
+            return self.starting
+        if (why := self.links_reason()) is not None:
+            return why
+        if node.catch_up.target - node.ledger.height > READY_LAG:
+            return f"catching up from height {node.ledger.height} to {node.catch_up.target}"
         return None
 
     @property
     def chain_id(self) -> str:
-        return self.node.genesis.chain_id
+        return self._node.genesis.chain_id
 
     @property
     def height(self) -> int:
-        return self.node.ledger.height
+        return self._node.ledger.height
 
-    def status(self) -> dict[str, Any]:
-        vset = self.node.ledger.validator_set_at(self.node.ledger.height + 1)
-        return {
-            "node_id": self.node.cfg.node_id,
-            "chain_id": self.chain_id,
-            "height": self.node.ledger.height,
-            "view": self.node.replica.view,
-            "primary": vset.primary(self.node.replica.view).node_id,
-            "validators": vset.to_plain(),
-            "peers": [p.to_plain() for p in self.node.transport.peer_status() if not p.guest],
-            "mempool": len(self.node.mempool),
-            "ready": self.ready,
-            "not_ready": self.not_ready_reason(),
-            "version": version(),
-        }
+    def status_with(self, view: int, mempool: int) -> views.StatusAnswer:
+        """/v1/status (docs/rpc.md), given what only the kind of node knows."""
+        node = self._node
+        height = node.ledger.height
+        answer = views.status_answer(
+            node.cfg.node_id, self.chain_id, height, view, node.ledger.validator_set_at(height + 1),
+            peers=[p.to_plain() for p in node.transport.peer_status() if not p.guest],
+            mempool=mempool, ready=self.ready,
+        )
+        answer["role"] = self.role
+        answer["not_ready"] = self.not_ready_reason()
+        answer["version"] = version()
+        return answer
 
     def genesis_doc(self) -> dict[str, Any]:
-        return self.node.genesis.doc
-
-    def submit(self, tx: Tx) -> None:
-        self.node.mempool.add(tx, self.node.ledger.height + 1)
-        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
-        self.node.on_txs_admitted()
+        return self._node.genesis.doc
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        record = self.node.ledger.tx(tx_id)
+        record = self._node.ledger.tx(tx_id)
         if record is not None:
             fut.set_result(record.receipt)
         else:
             self._waiters.add(tx_id, fut)
         return fut
 
-    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
-        pending = self.node.mempool.get(tx_id)
-        if pending is not None:
-            return {"tx_id": tx_id, "status": "pending", "height": None, "receipt": None, "tx": pending.to_plain()}
-        return self.node.ledger.committed_tx_answer(tx_id)
+    def tx_info(self, tx_id: str) -> views.TxAnswer | None:
+        return views.committed_tx_answer(self._node.ledger.store, tx_id)
 
-    def asset(self, asset_id: str) -> dict[str, Any] | None:
-        return self.node.ledger.asset(asset_id)
+    def asset(self, asset_id: str) -> views.AssetAnswer | None:
+        return views.asset_answer(self._node.ledger.store, asset_id)
 
-    def history(self, asset_id: str, cursor: str | None, limit: int) -> dict[str, Any] | None:
-        return self.node.ledger.history_answer(asset_id, cursor, limit)
+    def history(self, asset_id: str, cursor: str | None, limit: int) -> views.HistoryPage | None:
+        return views.history_answer(self._node.ledger.store, asset_id, cursor, limit)
 
-    def proof(self, asset_id: str) -> dict[str, Any] | None:
-        return self.node.ledger.proof_answer(asset_id)
+    def proof(self, asset_id: str) -> views.ProofAnswer | None:
+        return views.proof_answer(self._node.ledger.store, asset_id)
 
-    def account(self, account: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        return self.node.ledger.account_answer(account, cursor, limit)
+    def account(self, account: str, cursor: str | None, limit: int) -> views.AccountPage:
+        return views.account_answer(self._node.ledger.store, account, cursor, limit)
 
-    def block(self, height: int) -> dict[str, Any] | None:
-        return self.node.ledger.block_answer(height)
+    def block(self, height: int) -> views.BlockAnswer | None:
+        return views.block_answer(self._node.ledger.store, height)
 
     def block_event(self, height: int) -> CommittedBlockEvent | None:
-        store = self.node.ledger.store
+        store = self._node.ledger.store
         summary, receipts = store.get_summary(height), store.get_receipts(height)
         if summary is None or receipts is None:
             return None
@@ -179,10 +205,40 @@ class NodeService:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
 
-    def evidence(self, offset: int, limit: int, validator: str | None) -> dict[str, Any]:
-        listed = self.node.evidence_store.listing(offset, limit, validator)
+    def evidence(self, offset: int, limit: int, validator: str | None) -> views.EvidencePage:
+        listed = self._node.evidence_store.listing(offset, limit, validator)
         return {"total": listed.total, "offset": offset, "evidence": listed.records}
 
     def metrics_text(self) -> bytes:
+        return self._node.metrics.render()
+
+
+class NodeService(LedgerService):
+    """One validator's `NodeApi`: the shared reads, plus its mempool and submits."""
+
+    starting = "starting: recovering from the data dir, not yet serving consensus"
+
+    def __init__(self, node: Validator) -> None:
+        super().__init__(node)
+        self.node = node
+
+    def links_reason(self) -> str | None:
+        return self.node.membership.not_ready_reason(self.node.ledger.height + 1)
+
+    def status(self) -> views.StatusAnswer:
+        return self.status_with(self.node.replica.view, len(self.node.mempool))
+
+    def submit(self, tx: Tx) -> None:
+        self.node.mempool.add(tx, self.node.ledger.height + 1)
+        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
+        self.node.on_txs_admitted()
+
+    def tx_info(self, tx_id: str) -> views.TxAnswer | None:
+        pending = self.node.mempool.get(tx_id)
+        if pending is not None:
+            return views.pending_tx_answer(pending)
+        return super().tx_info(tx_id)
+
+    def metrics_text(self) -> bytes:
         self.node.metrics.set_mempool(len(self.node.mempool), self.node.mempool.size_bytes)
-        return self.node.metrics.render()
+        return super().metrics_text()

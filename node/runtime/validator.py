@@ -21,6 +21,11 @@ So no consensus message holds a block (the largest one sent is a metric). When t
 is behind (`RequestSync`), or nothing has been committed for a while, `CatchUp` (same module)
 fetches certified blocks, which go to the core as `SyncedBlock`s.
 
+Observers (node/runtime/observer.py) link to the transport with an auditor's or a regulator's
+account key; they may ask for committed blocks only (`_on_observer_message`, at a bounded rate per
+account), hear a `head` notice after each commit, and lose their link once their account loses the
+role. Nothing they send reaches the consensus core or the mempool.
+
 A block the ledger refuses to commit although a quorum certified it means the consortium broke its
 fault assumption or this node's data is damaged: the node stops (exit 1) rather than go on.
 """
@@ -28,41 +33,38 @@ fault assumption or this node's data is damaged: the node stops (exit 1) rather 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import random
-import signal
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from chain.block import Block, Certificate
-from chain.crypto import KeyFileError, KeyPair, load_key_file
-from chain.genesis import Genesis, GenesisError
-from chain.retention import Retention
-from chain.store import StoreError, StoreFault
+from chain.crypto import KeyPair
+from chain.genesis import Genesis
+from chain.store import StoreError
 from chain.tx import Tx, TxError
 from chain.validators import ValidatorSet
 from contracts import validate_args
 from node.consensus import pbft
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.config import NodeConfig
-from node.errors import NodeError
 from node.consensus.evidence import EquivocationEvidence
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
-from node.runtime.logs import setup_logging
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
 from node.runtime.membership import Membership, start_problem
 from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
-from node.runtime.votes import VoteRecordError, VoteStore
 from node.consensus.messages import Signed
-from node.rpc.ratelimit import RateLimiter
-from node.rpc.server import serve
+from node.rpc.ratelimit import RateLimited, RateLimiter
+from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, load_node_files, serve_rpc
+from node.p2p.linkguard import LogSummary
+from node.p2p.observers import ObserverAccess
+from node.runtime.votes import VoteRecordError, VoteStore
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
 from node.p2p.transport import Transport
 from node.runtime.service import NodeService
@@ -72,29 +74,27 @@ from node.p2p.messages import (
     BlockPush,
     BlockRequest,
     BlockResponse,
+    HeadNotice,
     SyncRequest,
     SyncResponse,
     TxGossip,
     WireError,
     is_wire,
+    parse_from_validator,
     parse_wire,
 )
 
 log = logging.getLogger("titlechain.node")
 
+__all__ = ["FatalNodeError", "NodeStartError", "Validator", "open_validator"]
+
 GOSSIP_FLUSH_S = 0.005
 
 
-class NodeStartError(NodeError, RuntimeError):
-    """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
-
-
-class FatalNodeError(NodeError, RuntimeError):
-    """The node must stop to protect its data (a certified block its ledger refuses)."""
-
-
-class Validator:
+class Validator(NodeProcess):
     """One validator node: drives the consensus core; `service` answers the RPC."""
+
+    role = "validator"
 
     def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
         head_set = ledger.validator_set_at(ledger.height + 1)
@@ -129,8 +129,13 @@ class Validator:
             on_message=self._on_peer_message,
             addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
             bootstrap=cfg.peers,
+            observers=ObserverAccess(
+                ledger.observer_role, self._on_observer_message, cfg.observers_max, on_link=self._on_observer_link
+            ) if cfg.observers_max else None,
         )
         self.membership = Membership(key, cfg.node_id, head_set, self.transport)
+        self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
+        self._observer_drops = LogSummary(log, "dropped an observer's message", 10.0)
         self.misbehaviour = self._misbehaviour()
         self._events: deque[pbft.Event | None] = deque()
         self._pumping = False
@@ -194,7 +199,7 @@ class Validator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        ssl_context = self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
+        self.cfg.rpc_ssl_context()  # a bad cert or key: ConfigError before anything binds
         next_set = self.ledger.validator_set_at(self.ledger.height + 1)
         self.metrics.set_height(self.ledger.height, (v.node_id for v in next_set.validators))
         try:
@@ -202,17 +207,10 @@ class Validator:
         except OSError as e:
             raise NodeStartError(f"cannot listen for peers on {self.cfg.peer_listen}: {e.strerror or e}") from None
         try:
-            cfg = self.cfg
-            limiter = RateLimiter(cfg.rpc_rate_per_s, cfg.rpc_rate_burst)
-            self._runner = await serve(
-                self.service, cfg.rpc_host, cfg.rpc_port, tokens=cfg.rpc_tokens, rate_limiter=limiter,
-                allowed_hosts=cfg.rpc_allowed_hosts, header_timeout_s=cfg.rpc_header_timeout_s,
-                body_timeout_s=cfg.rpc_body_timeout_s, max_connections=cfg.rpc_max_connections,
-                access_log=cfg.rpc_access_log, ssl_context=ssl_context,
-            )
-        except OSError as e:
+            self._runner = await serve_rpc(self.service, self.cfg)
+        except NodeStartError:
             await self.transport.close()
-            raise NodeStartError(f"cannot serve the RPC on {self.cfg.rpc_listen}: {e.strerror or e}") from None
+            raise
         self.serving = True
         log.info(
             "node %s started at height %d (view %d); peers on %s, RPC on %s",
@@ -238,18 +236,13 @@ class Validator:
         # answer the RPC's ?wait=true requests first: the runner's cleanup waits for them, and a
         # node stopping on a fault must exit in seconds, not when the last waiter times out
         self.service.fail_all(TxError("not_ready", "the node is shutting down"))
+        self._observer_drops.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.transport.close()
         self.ledger.close()
         self.stopped.set()
         log.info("node %s stopped at height %d", self.cfg.node_id, self.ledger.height)
-
-    @property
-    def rpc_port(self) -> int:
-        """The port the RPC listens on (the config may ask for 0: any free port)."""
-        assert self._runner is not None, "the node is not started"
-        return int(self._runner.addresses[0][1])
 
     # ------------------------------------------------------------------ driving the core
 
@@ -347,16 +340,6 @@ class Validator:
         by_key = {v.public: v.node_id for v in vset.validators}
         self.metrics.on_certificate(by_key.values(), (by_key.get(pub, "") for pub, _ in certificate.signatures))
 
-    def _on_store_fault(self, fault: StoreFault) -> None:
-        self._die(FatalNodeError(f"storage fault: {fault}"))
-
-    def _die(self, error: FatalNodeError) -> None:
-        if self.fatal is not None:
-            return
-        log.critical("%s; stopping the node", error)
-        self.fatal = error
-        asyncio.get_running_loop().create_task(self.stop())
-
     # ------------------------------------------------------------------ committing
 
     def _persist(self, block: Block, certificate: Certificate) -> None:
@@ -384,6 +367,9 @@ class Validator:
         self.service.publish(
             CommittedBlockEvent(block.height, block.block_hash, block.header.to_plain(), tuple(block.tx_ids), tuple(receipts))
         )
+        # observers: drop those whose role this block revoked, tell the others the head moved
+        self.transport.recheck_observers()
+        self.transport.broadcast_observers(HeadNotice(block.height).to_plain())
 
     # ------------------------------------------------------------------ txs
 
@@ -417,11 +403,7 @@ class Validator:
         if not is_wire(msg):
             self._feed(pbft.Received(msg))
             return
-        try:
-            wire = parse_wire(msg)
-        except WireError as e:
-            log.warning("malformed message from validator %s…: %s", sender[:12], e)
-            return
+        wire = parse_from_validator(sender, msg, log)
         if isinstance(wire, TxGossip):
             if wire.refused:
                 log.warning("validator %s… gossiped %d malformed txs", sender[:12], wire.refused)
@@ -440,10 +422,45 @@ class Validator:
         elif isinstance(wire, SyncResponse):
             self.catch_up.answered(sender, wire)
 
+    def _on_observer_message(self, account: str, msg: Any) -> None:
+        """An observer may only ask for certified blocks, at `observer_requests_per_s`. Anything
+        else it sends (a vote, even one signed with its own key; tx gossip; a block) is dropped and
+        counted, and reaches neither the consensus core nor the mempool."""
+        if not self.serving:
+            return
+        try:
+            wire = parse_wire(msg) if is_wire(msg) else None
+        except WireError:
+            wire = None
+        if not isinstance(wire, SyncRequest):
+            what = type(wire).__name__ if wire is not None else _kind(msg) if isinstance(msg, dict) else "malformed"
+            self._drop_observer_message(account, f"a {what} message (observers may only ask for blocks)")
+            return
+        try:
+            self._observer_rate.take(account)
+        except RateLimited:
+            self._drop_observer_message(account, "requests beyond its rate")
+            return
+        try:
+            self.transport.send_observer(account, self.catch_up.answer(wire))
+        except KeyError:
+            pass  # its link closed meanwhile
+        except ValueError as e:
+            log.error("could not answer an observer's sync request: %s", e)
+
+    def _on_observer_link(self, account: str) -> None:
+        """A new observer hears the head at once: it need not wait for the next block to catch up."""
+        self.transport.send_observer(account, HeadNotice(self.ledger.height).to_plain())
+
+    def _drop_observer_message(self, account: str, what: str) -> None:
+        self.metrics.on_observer_message_dropped()
+        self._observer_drops.event(f"observer {account[:12]}…", what)
+
     async def _gauges(self) -> None:
         while True:
             self.metrics.set_view(self.replica.view)
             self.metrics.set_peers(sum(1 for p in self.transport.peer_status() if p.connected))
+            self.metrics.set_observers(len(self.transport.observer_status()))
             await asyncio.sleep(1.0)
 
 
@@ -468,55 +485,9 @@ def _kind(message: dict[str, Any]) -> str:
 
 def open_validator(cfg: NodeConfig) -> Validator:
     """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
-    try:
-        genesis = Genesis.load(cfg.genesis)
-    except (GenesisError, OSError, ValueError) as e:
-        raise NodeStartError(f"{cfg.genesis}: {e}") from None
-    try:
-        key = load_key_file(cfg.key)
-    except KeyFileError as e:
-        raise NodeStartError(str(e)) from None
-    try:
-        ledger = Ledger.open(cfg.data_dir, genesis, Retention(cfg.state_retention))
-    except (StoreError, LedgerError) as e:
-        raise NodeStartError(str(e)) from None
+    genesis, key, ledger = load_node_files(cfg)
     try:
         return Validator(cfg, genesis, key, ledger)
     except BaseException:
         ledger.close()
         raise
-
-
-async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Validator], None] | None) -> int:
-    node = open_validator(cfg)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await node.start()
-    except BaseException:
-        node.ledger.close()
-        raise
-    if announce is not None:
-        announce(node)
-    stop_wait = loop.create_task(stop.wait())
-    died = loop.create_task(node.stopped.wait())
-    await asyncio.wait({stop_wait, died}, return_when=asyncio.FIRST_COMPLETED)
-    for t in (stop_wait, died):
-        t.cancel()
-    if not node.stopped.is_set():
-        log.info("signal received: stopping")
-        await node.stop()
-    return 1 if node.fatal is not None else 0
-
-
-def run_node(cfg: NodeConfig, announce: Callable[[Validator], None] | None = None) -> int:
-    """Run one validator until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once
-    the node serves its peers and RPC (the CLI's one-line start-up message)."""
-    setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
-    # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
-    # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
-    # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
-    gc.set_threshold(50_000, 20, 20)
-    return asyncio.run(_serve_until_signalled(cfg, announce))

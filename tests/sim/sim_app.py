@@ -16,6 +16,7 @@ from chain.encoding import hash_hex
 from chain.merkle import EMPTY_ROOT, tx_root
 from chain.tx import Tx
 from chain.validators import Validator, ValidatorSet
+from chain.validity import BlockInvalid, check_limits
 from node.consensus import pbft
 
 if TYPE_CHECKING:
@@ -130,6 +131,10 @@ class SimApp:
         if h.proposer != vset.primary(h.view).public or not block.txs:
             return False
         if tx_root(block.tx_ids) != h.tx_root or len(set(block.tx_ids)) != len(block.tx_ids):
+            return False
+        try:
+            check_limits(block, self.world.params)  # the real ledger's rule (its txs expire too far for the rest)
+        except BlockInvalid:
             return False
         if any(t.tx_id in self.committed or not self.world.tx_valid(t) for t in block.txs):
             return False

@@ -121,7 +121,7 @@ def test_defect1_fails_loudly_without_the_fix(monkeypatch: pytest.MonkeyPatch) -
     """The schedule above really is an attack: with the height check disabled it splits the chain."""
     from node.consensus import pbft
 
-    monkeypatch.setattr(pbft.Replica, "_defer_new_view", lambda self, signed, msg: False)
+    monkeypatch.setattr(pbft.Replica, "_defer_new_view", lambda self, signed: False)
     s = Script()
     byz = s.primary_idx(1)
     _, late = commit_b_at_height_1_on_the_primary_only(s, byz)

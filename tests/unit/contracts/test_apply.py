@@ -17,7 +17,7 @@ from chain.merkle import tx_root
 from chain.store import RESERVED_PREFIXES, Store
 from chain.txrecords import tx_record_key
 from contracts.apply import apply_txs, genesis_state, pack, unpack
-from node.rpc import paging
+from node.rpc import paging, views
 from node.runtime.ledger import Ledger, LedgerError
 
 
@@ -190,10 +190,10 @@ def test_a_rejected_tx_naming_an_unregistered_id_is_not_indexed_and_not_inherite
         squat = ch.sign(ch.c.issuer, "asset.transfer", {"asset_id": "WR-later", "to": u[2].public})  # a known party
         ch.block([squat])
         assert ch.ledger.tx(squat.tx_id).receipt["status"] == "rejected"  # committed with its receipt
-        assert ch.ledger.history_answer("WR-later") is None  # 404: no asset holds the id
+        assert views.history_answer(ch.ledger.store, "WR-later") is None  # 404: no asset holds the id
         reg = ch.register("WR-later", u[0])
         ch.block([reg])
-        page = ch.ledger.history_answer("WR-later")
+        page = views.history_answer(ch.ledger.store, "WR-later")
         assert [e["tx_id"] for e in page["entries"]] == [reg.tx_id] and page["next"] is None
     finally:
         ch.close()
@@ -207,10 +207,10 @@ def test_history_and_assets_are_paged_with_a_cursor(tmp_path: Path) -> None:
         for _ in range(2):  # WR-00 named three times: registered, transferred, a second transfer rejected
             ch.block([ch.sign(u[0], "asset.transfer", {"asset_id": "WR-00", "to": u[1].public})])
         led = ch.ledger
-        full = led.history_answer("WR-00", limit=1000)["entries"]
+        full = views.history_answer(led.store, "WR-00", limit=1000)["entries"]
         seen, cursor = [], None
         while True:
-            page = led.history_answer("WR-00", cursor, 2)
+            page = views.history_answer(led.store, "WR-00", cursor, 2)
             assert len(page["entries"]) <= 2
             seen += page["entries"]
             cursor = page["next"]
@@ -219,7 +219,7 @@ def test_history_and_assets_are_paged_with_a_cursor(tmp_path: Path) -> None:
         assert seen == full and len(full) == 3
         assets, cursor = [], None
         while True:
-            page = led.account_answer(u[0].public, cursor, 3)
+            page = views.account_answer(led.store, u[0].public, cursor, 3)
             assets += page["assets"]
             cursor = page["next"]
             if cursor is None:
@@ -227,10 +227,10 @@ def test_history_and_assets_are_paged_with_a_cursor(tmp_path: Path) -> None:
         assert assets == [f"WR-{i:02d}" for i in range(1, 7)]
         for bad in ("x", "1.2\n", "1"):
             with pytest.raises(paging.CursorError):
-                led.history_answer("WR-00", bad)
+                views.history_answer(led.store, "WR-00", bad)
         with pytest.raises(paging.CursorError):
-            led.account_answer(u[0].public, "WR/0")
+            views.account_answer(led.store, u[0].public, "WR/0")
         with pytest.raises(paging.CursorError):
-            led.history_answer("WR-00", None, paging.MAX_LIMIT + 1)
+            views.history_answer(led.store, "WR-00", None, paging.MAX_LIMIT + 1)
     finally:
         ch.close()

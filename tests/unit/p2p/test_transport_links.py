@@ -53,7 +53,8 @@ async def test_a_relay_cannot_swap_in_its_own_ephemeral_key(net: Net, caplog: py
     reader, writer = await raw_connect(net.ports[3])
     body = {
         "type": "hello", "version": PROTOCOL_VERSION, "chain_id": net.c.genesis.chain_id,
-        "genesis_hash": net.c.genesis.hash, "public": net.keys[0].public, "nonce": "11" * 32, "ephemeral": "22" * 32,
+        "genesis_hash": net.c.genesis.hash, "role": "validator", "public": net.keys[0].public, "nonce": "11" * 32,
+        "ephemeral": "22" * 32,
     }
     sig = net.keys[0].sign(Domain.HANDSHAKE, canonical(body))
     writer.write(encode_frame({**body, "ephemeral": "33" * 32, "sig": sig}))

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 from ledger_fixtures import LedgerChain
 
-import node.runtime.ledger as ledger_module
 from chain.tx import Tx
 from node.runtime.ledger import LedgerError
 
@@ -22,13 +21,13 @@ def _unvalidated_block(tmp_path: Path) -> tuple[LedgerChain, LedgerChain, list[T
 
 def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     checked: list[str] = []
-    real = ledger_module.check_signature
+    real = Tx.signature_valid
 
-    def counting(tx: Tx) -> None:
+    def counting(tx: Tx) -> bool:
         checked.append(tx.tx_id)
-        real(tx)
+        return real(tx)
 
-    monkeypatch.setattr(ledger_module, "check_signature", counting)
+    monkeypatch.setattr(Tx, "signature_valid", counting)
     return checked
 
 
