@@ -10,7 +10,7 @@ the same shapes for OpenAPI and check a remote node's answers.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from chain.genesis import Grant
 from chain.receipt import Receipt
@@ -37,7 +37,8 @@ class TxAnswer(TypedDict):
 
 
 class HistoryEntry(TypedDict):
-    """One committed tx naming an asset (the apply path's h/ record, contracts/apply.py)."""
+    """One committed tx naming an asset (an h/ key of the apply path, the entry built from the tx's
+    record: contracts.apply.history_entry)."""
 
     height: int
     index: int
@@ -168,7 +169,7 @@ def history_answer(
     if asset_answer(store, asset_id) is None:
         return None
     prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-    rows = (stored_history_entry(store, k) for k, _ in store.iterate(prefix, start=start))
+    rows = (cast(HistoryEntry, stored_history_entry(store, k)) for k, _ in store.iterate(prefix, start=start))
     entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
     return {"asset_id": asset_id, "entries": entries, "next": nxt}
 
