@@ -144,7 +144,7 @@ def verify_chain(
         return AuditReport(False, 0, "the store belongs to another genesis")
     blocks = txs = 0
     replay: dict[bytes, bytes | None] = {}
-    written_at: dict[bytes, int] = {}
+    written_at = _Writers()
     seen_tx: dict[str, tuple[int, int]] = {}
     base = store.base_height if isinstance(store, Store) else 0
     try:
@@ -182,7 +182,7 @@ def _start(
     genesis: Genesis,
     reexecute: Reexecute,
     replay: dict[bytes, bytes | None],
-    written_at: dict[bytes, int],
+    written_at: _Writers,
     seen_tx: dict[str, tuple[int, int]],
     base_rules: Any,
 ) -> tuple[str, ValidatorSet, str]:
@@ -202,7 +202,7 @@ def _start(
     return start.state_root, start.next_validators, start.block_hash
 
 
-def _prune_replay(replay: dict[bytes, bytes | None], written_at: dict[bytes, int], state_from: int) -> None:
+def _prune_replay(replay: dict[bytes, bytes | None], written_at: _Writers, state_from: int) -> None:
     """Drop from the replay what a store pruned to `state_from` no longer holds (chain/store.py,
     `_prune`): the nodes retired at or below it, their marks, and the roots below it. What stays
     must then match the store exactly, as for an archive."""
@@ -213,7 +213,6 @@ def _prune_replay(replay: dict[bytes, bytes | None], written_at: dict[bytes, int
     doomed += [smt.root_key(h) for h in range(state_from)]
     for key in doomed:
         replay.pop(key, None)
-        written_at.pop(key, None)
 
 
 def _fetch(store: ChainSource, first: int, head: int, workers: int) -> Iterator[tuple[int, Fetched]]:
@@ -250,11 +249,25 @@ def _check_height(
 
 
 def _absorb(
-    replay: dict[bytes, bytes | None], written_at: dict[bytes, int], writes: Mapping[bytes, bytes | None], height: int
+    replay: dict[bytes, bytes | None], written_at: _Writers, writes: Mapping[bytes, bytes | None], height: int
 ) -> None:
-    # dict-level updates, no Python loop: a block writes tens of thousands of records
-    replay.update(writes)
-    written_at.update(dict.fromkeys(writes, height))
+    replay.update(writes)  # a dict-level update, no Python loop: a block writes tens of thousands of records
+    written_at.blocks.append((height, writes))
+
+
+class _Writers:
+    """Which height last wrote a record: asked only to report a difference, so each block's writes
+    are kept as they are and searched then, rather than indexed key by key as they come (a second
+    dict of every record cost the audit as much as the replay itself)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, Mapping[bytes, bytes | None]]] = []
+
+    def get(self, key: bytes, default: int) -> int:
+        for height, writes in reversed(self.blocks):
+            if key in writes:
+                return height
+        return default
 
 
 def _check_block(
@@ -330,7 +343,7 @@ def _check_results(store: ChainSource, fetched: Fetched, block: Block, result: R
 def _check_indexes(
     store: ChainSource,
     replay: dict[bytes, bytes | None],
-    written_at: dict[bytes, int],
+    written_at: _Writers,
     seen_tx: dict[str, tuple[int, int]],
     head: int,
     *,
@@ -357,7 +370,7 @@ def _check_indexes(
             bad.append((where, f"stored record {key[:48]!r} is {what}"))
     for key, replayed in replay.items():
         if replayed is not None and key not in stored_keys:
-            bad.append((written_at[key], f"record {key[:48]!r} is missing from the store"))
+            bad.append((written_at.get(key, head), f"record {key[:48]!r} is missing from the store"))
     if indexed < len(seen_tx):  # a committed tx that its id no longer finds
         found = {k[len(TX_INDEX_PREFIX) :].decode(errors="replace") for k, _ in store.iterate(TX_INDEX_PREFIX)}
         for tx_id, (height, index) in seen_tx.items():

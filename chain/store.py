@@ -408,6 +408,11 @@ class Store:
         height, index = decode(raw)
         return height, index
 
+    def get_tx_at(self, height: int, index: int) -> TxEntry | None:
+        """The record of the tx at that place (None: no tx there)."""
+        raw = self._get(tx_record_key(height, index))
+        return None if raw is None else decode_tx_entry(raw)
+
     def get_tx_entry(self, tx_id: str) -> TxEntry | None:
         """A committed tx's record: two reads of a few hundred bytes, whatever its block's size."""
         place = self.tx_location(tx_id)

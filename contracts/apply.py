@@ -5,7 +5,8 @@ Store keys written here (beside the store's own, chain/store.py):
     s/<state key>                          canonical state value (contracts/state.py keys)
     n/, r/, z/                             the authenticated-state tree's nodes, roots by height and
                                            retired-node marks (chain/smt.py)
-    h/<asset_id>/<height:012d>/<index:06d> history entry of every committed tx naming an existing asset
+    h/<asset_id>/<height:012d>/<index:06d> b"": every committed tx naming an existing asset; the entry is
+                                           built from the tx's record (history_entry)
     o/<account>/<asset_id>                 b"": the account owns the asset (redeemed ones too)
     v/<height:012d>                        canonical validator list certifying blocks from height on
 
@@ -28,6 +29,7 @@ from chain.encoding import H, Value, canonical
 from chain.genesis import Genesis
 from chain.merkle import merkle_root
 from chain.receipt import Receipt
+from chain.store import Store, StoreError
 from chain.tx import Tx
 from chain.validators import ValidatorSet
 from contracts.genesis_state import genesis_writes
@@ -49,6 +51,35 @@ def state_key(key: str) -> bytes:
 
 def history_key(asset_id: str, height: int, index: int) -> bytes:
     return b"%s%s/%012d/%06d" % (HISTORY_PREFIX, asset_id.encode(), height, index)
+
+
+def history_place(key: bytes) -> tuple[int, int]:
+    """(height, index) of the tx an h/ key indexes (the key ends in <height:012d>/<index:06d>)."""
+    return int(key[-19:-7]), int(key[-6:])
+
+
+def history_entry(height: int, index: int, tx: dict[str, Any], receipt: Receipt) -> dict[str, Any]:
+    """One entry of an asset's history (docs/rpc.md), from its tx (plain) and receipt as stored."""
+    body = tx["body"]
+    return {
+        "height": height,
+        "index": index,
+        "tx_id": receipt["tx_id"],
+        "op": body["op"],
+        "signer": body["signer"],
+        "status": receipt["status"],
+        "error": receipt["error"],
+        "events": receipt["events"],
+    }
+
+
+def stored_history_entry(store: Store, key: bytes) -> dict[str, Any]:
+    """The history entry an h/ key of the store indexes, built from its tx's record."""
+    height, index = history_place(key)
+    entry = store.get_tx_at(height, index)
+    if entry is None:
+        raise StoreError(f"{store.path}: damaged data: history names a tx at {height}/{index} the store lacks")
+    return history_entry(height, index, entry.tx, entry.receipt)
 
 
 def owner_key(account: str, asset_id: str) -> bytes:
@@ -155,18 +186,8 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
         # rejected tx naming an unregistered id stays committed with its receipt, but must not
         # seed a history that a later registration of that id would inherit.
         if type(asset_id) is str and overlay.get(asset_key(asset_id)) is not None:
-            writes[history_key(asset_id, height, index)] = pack(
-                {
-                    "height": height,
-                    "index": index,
-                    "tx_id": receipt["tx_id"],
-                    "op": tx.op,
-                    "signer": tx.signer,
-                    "status": receipt["status"],
-                    "error": receipt["error"],
-                    "events": receipt["events"],
-                }
-            )
+            # empty: the entry is read from the tx's own record (history_entry), not written twice
+            writes[history_key(asset_id, height, index)] = b""
     smt_changes: dict[bytes, bytes | None] = {}
     for key in sorted(changed):
         value = changed[key]

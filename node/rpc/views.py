@@ -10,15 +10,14 @@ the same shapes for OpenAPI and check a remote node's answers.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from chain.encoding import decode
 from chain.genesis import Grant
 from chain.receipt import Receipt
 from chain.store import Store
 from chain.tx import Tx, parse_tx
 from chain.validators import ValidatorSet
-from contracts.apply import HISTORY_PREFIX, OWNER_PREFIX, StoreView, history_key
+from contracts.apply import HISTORY_PREFIX, OWNER_PREFIX, StoreView, history_key, stored_history_entry
 from contracts.proofs import OwnershipProof, ProofError, build_ownership_proof
 from contracts.state import AssetState, read_asset, read_roles, standing_key
 from node.errors import BeforeBase
@@ -39,7 +38,8 @@ class TxAnswer(TypedDict):
 
 
 class HistoryEntry(TypedDict):
-    """One committed tx naming an asset (the apply path's h/ record, contracts/apply.py)."""
+    """One committed tx naming an asset (an h/ key of the apply path, the entry built from the tx's
+    record: contracts.apply.history_entry)."""
 
     height: int
     index: int
@@ -179,7 +179,7 @@ def history_answer(
         raise BeforeBase(f"the history of asset {asset_id!r} (registered at height {asset['registered_at']})",
                          store.base_height)
     prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-    rows = (decode(v) for _, v in store.iterate(prefix, start=start))
+    rows = (cast(HistoryEntry, stored_history_entry(store, k)) for k, _ in store.iterate(prefix, start=start))
     entries, nxt = paging.take_page(rows, limit, lambda e: paging.history_cursor(e["height"], e["index"]))
     return {"asset_id": asset_id, "entries": entries, "next": nxt}
 

@@ -36,6 +36,7 @@ from contracts.apply import (
     genesis_state,
     reexecute,
     state_key,
+    stored_history_entry,
 )
 from contracts.roles import observer_role_at
 from contracts.snapshot_rules import RULES
@@ -293,7 +294,7 @@ class Ledger:
 
     def history(self, asset_id: str) -> list[dict[str, Any]]:
         prefix = HISTORY_PREFIX + asset_id.encode() + b"/"
-        return [decode(v) for _, v in self.store.iterate(prefix)]
+        return [stored_history_entry(self.store, k) for k, _ in self.store.iterate(prefix)]
 
     def account_assets(self, account: str) -> list[str]:
         prefix = OWNER_PREFIX + account.encode() + b"/"
