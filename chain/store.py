@@ -10,18 +10,8 @@ Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by 
     t/<height><index>   canonical [height, index, tx, receipt]   (index: 6 zero-padded digits)
     i/<tx_id>           <height><index> of its t/ record, as in that key (24 bytes)
 
-A store made by state sync (chain/store_sync.py, docs/protocol.md "State sync") starts at a base
-height S instead of the genesis, and holds beside these:
-
-    m/base              canonical {"height": S, "block_hash", "state_root"}
-    m/syncing           present while the import runs; such a store is refused (sync again)
-    k/<height>          canonical {"header", "certificate", "validators"}: a validator-set change
-                        at or below S, certified (what links S's certificate to the genesis)
-    y/<height>          canonical {"header", "tx_ids"} of each block of the tx-id window below S
-    w/<tx_id>           canonical [height, index]: a tx committed in the window (at most once)
-
-Block S itself is kept as its summary (b/) and certificate (c/), without its txs' records;
-blocks below S are not held at all (`base_height`, `get_block` answers None for them).
+A store made by state sync starts at a base height S: its own records for that (m/base, k/, y/,
+w/) are listed in chain/store_sync.py; blocks below S are not held (`base_height`).
 
 A block is kept as its header and tx ids, and each of its txs once, in its own record with its
 receipt: a tx is answered with one small read whatever the size of its block (reading and

@@ -7,6 +7,19 @@ records) and drops the marker in one synced batch. A store opened with the marke
 is refused (chain/store.py), so a sync that stopped halfway is never taken for a whole state:
 `begin` on such a dir starts it again from nothing.
 
+The store it makes (docs/protocol.md "State sync") starts at a base
+height S instead of the genesis, and holds beside chain/store.py's records:
+
+    m/base              canonical {"height": S, "block_hash", "state_root"}
+    m/syncing           present while the import runs; such a store is refused (sync again)
+    k/<height>          canonical {"header", "certificate", "validators"}: a validator-set change
+                        at or below S, certified (what links S's certificate to the genesis)
+    y/<height>          canonical {"header", "tx_ids"} of each block of the tx-id window below S
+    w/<tx_id>           canonical [height, index]: a tx committed in the window (at most once)
+
+Block S itself is kept as its summary (b/) and certificate (c/), without its txs' records;
+blocks below S are not held at all (`base_height`, `get_block` answers None for them).
+
 Only what was verified is written: chain/snapshot.py checks every state chunk against the
 anchor's state_root, chain/sync_anchor.py the anchor and the window. The caller (the node's
 sync) holds the order: `finish` refuses unless it is told the state is whole.
