@@ -45,7 +45,6 @@ import plyvel
 from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import canonical, canonical_map, decode
-from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
@@ -61,6 +60,8 @@ from chain.txrecords import (
     tx_place,
     tx_record_key,
 )
+from chain.leveldb import StoreError as StoreError  # the store's errors, raised by opening it too
+from chain.leveldb import check_identity, open_db
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,
@@ -77,17 +78,6 @@ from chain.txrecords import (
 #      may start at a base height (state sync: m/base, k/, y/, w/)
 SCHEMA_VERSION = b"7"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
-
-# LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
-# filled while the previous one (as large) is flushed, and table blocks are cached up to
-# BLOCK_CACHE_BYTES; with the open files' indexes and bloom filters, that is all it holds.
-WRITE_BUFFER_BYTES = 64 << 20
-BLOCK_CACHE_BYTES = 64 << 20
-
-
-class StoreError(ChainError, RuntimeError):
-    pass
-
 
 class StoreFault(StoreError):
     """The database failed under us: a write that did not land (disk full, file-size limit, I/O
@@ -173,7 +163,7 @@ class Store:
             # the data dir holds the chain and the node's vote record: its owner's alone
             path.mkdir(mode=0o700, parents=True)
             path.chmod(0o700)  # mkdir's mode is filtered by the umask; make it exact
-        db = _open_db(path, create=True)
+        db = open_db(path, create=True)
         if db.get(b"m/schema") is None:
             if next(db.iterator(include_value=False), None) is not None:
                 db.close()
@@ -186,14 +176,14 @@ class Store:
                     if key.startswith(RESERVED_PREFIXES):
                         raise StoreError(f"genesis write to a store-owned key {key[:16]!r}")
                     wb.put(key, value)
-        _check_identity(db, path, genesis.hash)
+        check_identity(db, path, genesis.hash, SCHEMA_VERSION)
         return cls(db, path, read_only=False, tmp_copy=None, retention=retention)
 
     @classmethod
     def from_handle(cls, db: plyvel.DB, path: Path, genesis: Genesis) -> Store:
         """A store over a database this process has just written (a state sync's import), with
         the checks of an open: schema, genesis, base and head."""
-        _check_identity(db, path, genesis.hash)
+        check_identity(db, path, genesis.hash, SCHEMA_VERSION)
         return cls(db, path, read_only=False, tmp_copy=None)
 
     @classmethod
@@ -218,8 +208,8 @@ class Store:
                     except OSError:
                         pass  # another file system: a copy is as good, only slower
                 shutil.copy2(entry, tmp / entry.name)
-            db = _open_db(tmp, create=False)
-            _check_identity(db, path, genesis_hash)
+            db = open_db(tmp, create=False)
+            check_identity(db, path, genesis_hash, SCHEMA_VERSION)
             return cls(db, path, read_only=True, tmp_copy=tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -573,50 +563,3 @@ def _meta_key(name: str) -> bytes:
     return b"m/" + name.encode()
 
 
-def _open_db(path: Path, create: bool) -> plyvel.DB:
-    try:
-        # a 1,000-tx block writes ~2 MB (mostly state-tree nodes): with LevelDB's 4 MB default
-        # memtable every other commit stalled on a flush (docs/performance.md, apply path)
-        # bloom filters: most lookups on the hot path miss (is this tx id committed? does this
-        # asset id or document hash exist yet?), and without a filter each miss reads a block
-        # from every level. No compression: most bytes are state-tree nodes (hashes), which do
-        # not compress, and snappy on every flush and compaction cost a quarter of node CPU in a
-        # 40k-tx bench (docs/performance.md); the store is ~40% larger for it
-
-        return plyvel.DB(
-            str(path),
-            create_if_missing=create,
-            paranoid_checks=True,
-            write_buffer_size=WRITE_BUFFER_BYTES,
-            bloom_filter_bits=10,
-            lru_cache_size=BLOCK_CACHE_BYTES,
-            compression=None,
-        )
-    except plyvel.IOError as e:
-        raise StoreError(f"{path}: cannot open the database ({e}); is another node using it?") from None
-    except plyvel.Error as e:
-        raise StoreError(f"{path}: cannot open the database: {e}") from None
-
-
-def _check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None) -> None:
-    schema = db.get(b"m/schema")
-    if schema != SCHEMA_VERSION:
-        db.close()
-        raise StoreError(
-            f"{path}: store schema version {_schema_name(schema)}, this titlechain reads version "
-            f"{SCHEMA_VERSION.decode()}; a data dir of another version cannot be opened or upgraded in place "
-            "(there is no migration command): move it aside and start the node with an empty data dir, to "
-            "fetch the chain again from its peers (a chain begun under schema 2 or older needs a new genesis: "
-            "docs/protocol.md, Versions)"
-        )
-    stored = db.get(b"m/genesis_hash", b"").decode()
-    if genesis_hash is not None and stored != genesis_hash:
-        db.close()
-        raise StoreError(f"{path}: data of another chain (genesis {stored[:16]}…, expected {genesis_hash[:16]}…)")
-
-
-def _schema_name(raw: bytes | None) -> str:
-    if raw is None:
-        return "(none recorded)"
-    text = raw.decode("ascii", errors="replace")
-    return text if text.isdigit() and len(text) <= 6 else repr(raw[:16])

@@ -34,7 +34,8 @@ import plyvel
 
 from chain.encoding import canonical, canonical_map, pack_normalized
 from chain.genesis import Genesis
-from chain.store import SCHEMA_VERSION, Store, StoreError, _open_db, height_key
+from chain.leveldb import open_db
+from chain.store import SCHEMA_VERSION, Store, StoreError, height_key
 from chain.sync_anchor import Anchor, WindowSummary
 
 # records the import writes through `put`: the apply path's (state, tree, indexes) and the window
@@ -53,7 +54,7 @@ class SyncImport:
         a dir holding a chain (synced or not) is refused: it needs no sync."""
         path = Path(path)
         if path.exists() and any(path.iterdir()):
-            db = _open_db(path, create=False)
+            db = open_db(path, create=False)
             try:
                 unfinished = db.get(b"m/syncing") is not None
             finally:
@@ -63,7 +64,7 @@ class SyncImport:
             plyvel.destroy_db(str(path))
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(0o700)
-        db = _open_db(path, create=True)
+        db = open_db(path, create=True)
         with db.write_batch(sync=True, transaction=True) as wb:
             wb.put(b"m/schema", SCHEMA_VERSION)
             wb.put(b"m/genesis_hash", genesis.hash.encode())

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chain.audit import LinkError, certified_header, follow_validator_changes
+from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from chain.block import BlockError, Certificate, CertificateError, Header
 from chain.encoding import is_hex
 from chain.errors import ChainError

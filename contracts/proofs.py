@@ -1,4 +1,4 @@
-"""Ownership and absence proofs, built from a store; verified by chain.audit.verify_ownership_proof.
+"""Ownership and absence proofs, built from a store; verified by chain.proofcheck.verify_ownership_proof.
 
 A proof is a plain JSON-able dict (format in docs/protocol.md, "Ownership and absence proofs"): its
 claim, the asset's state (null for absence) and the state-tree path of its key to the head's
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from chain import smt
-from chain.audit import ABSENCE, OWNERSHIP, PROOF_VERSION
+from chain.proofcheck import ABSENCE, OWNERSHIP, PROOF_VERSION
 from chain.encoding import decode
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chain.audit import PROOF_VERSION
+from chain.proofcheck import PROOF_VERSION
 from chain.block import Block, Certificate
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.args import ASSET_ID_PATTERN

@@ -23,7 +23,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from chain.audit import AuditReport, ProofResult, verify_ownership_proof
+from chain.audit import AuditReport
+from chain.proofcheck import ProofResult, verify_ownership_proof
 from chain.genesis import Genesis
 from node.consensus.evidence import EvidenceResult, verify_evidence
 from node.cli.common import (

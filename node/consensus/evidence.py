@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chain.audit import LinkError, certified_header, follow_validator_changes
+from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis

@@ -153,7 +153,7 @@ class RpcSource:
         return self._get(model, lambda: self.client.submit(tx, wait=wait, timeout=timeout if wait else None))
 
     def proof(self, asset_id: str) -> Plain:
-        """An ownership proof (docs/protocol.md); checked by `chain.audit.verify_ownership_proof`, not here."""
+        """An ownership proof (docs/protocol.md); checked by `chain.proofcheck.verify_ownership_proof`, not here."""
         return rpc_call(self.where, lambda: self.client.proof(asset_id))
 
     def close(self) -> None:

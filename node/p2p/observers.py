@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from chain.encoding import Value
+from chain.encoding import Value, canonical
 from node.p2p.peers import Peer, PeerStatus
 
 log = logging.getLogger("titlechain.transport")
@@ -99,3 +99,32 @@ class ObserverHub:
     def enqueue_all(self, frame: bytes) -> None:
         for peer in self.linked.values():
             peer.enqueue(frame)
+
+
+class ObserverLinks:
+    """What the transport of a validator offers for its observers' links (mixed into `Transport`,
+    which holds the hub and frames messages)."""
+
+    _hub: ObserverHub | None
+
+    def _frame(self, body: bytes) -> bytes:
+        raise NotImplementedError
+
+    def send_observer(self, account: str, msg: Value) -> None:
+        """Queue msg for a linked observer; KeyError if that account has no link (any more)."""
+        if self._hub is None:
+            raise KeyError(account)
+        self._hub.enqueue(account, self._frame(canonical(msg)))
+
+    def broadcast_observers(self, msg: Value) -> None:
+        """Queue msg for every linked observer (never for a validator)."""
+        if self._hub is not None and self._hub.linked:
+            self._hub.enqueue_all(self._frame(canonical(msg)))
+
+    def recheck_observers(self) -> list[str]:
+        """Close the links of observers whose account lost its role (after each commit); their accounts."""
+        return self._hub.close_revoked() if self._hub is not None else []
+
+    def observer_status(self) -> list[PeerStatus]:
+        """One entry per linked observer account."""
+        return self._hub.status() if self._hub is not None else []

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chain.audit import LinkError, follow_validator_changes
+from chain.proofcheck import LinkError, follow_validator_changes
 from chain.genesis import Genesis
 from chain.snapshot import Coverage, SnapshotError, StateChunk, split_space
 from chain.store import Store

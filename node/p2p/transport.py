@@ -59,12 +59,6 @@ tolerates loss and a newer message (a later view or height) is worth more than a
 peer whose socket takes no bytes for `write_timeout` is disconnected; either way, a slow or dead
 peer never delays the others, since each peer is written by its own task. Messages from one
 peer arrive in the order it sent them, less any it dropped; nothing is retransmitted.
-
-Measured before links were sealed (protocol version 1; sealing adds one ChaCha20-Poly1305 pass
-per frame and peer, see docs/performance.md for the end-to-end cost), between two transports in
-one process on 127.0.0.1 (both ends on one core, the other core busy): 30,000 messages/s of 250
-bytes (canonical encode and decode are most of the cost), 340 MB/s in 30 KB messages, 520 MB/s in
-1 MB messages.
 """
 
 from __future__ import annotations
@@ -72,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import replace
 from typing import Any
 
@@ -91,7 +85,7 @@ from node.p2p.handshake import (
 )
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
-from node.p2p.observers import ObserverAccess, ObserverHub
+from node.p2p.observers import ObserverAccess, ObserverHub, ObserverLinks
 from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
@@ -106,7 +100,7 @@ OnMessage = Callable[[str, Value], None]
 _PING = canonical({"kind": "ping"})
 
 
-class Transport:
+class Transport(ObserverLinks):
     """Links to every other validator of a set, which may change (`set_validators`); see the
     module docstring."""
 
@@ -318,27 +312,6 @@ class Transport:
             raise FrameError(f"frame of {len(plain)} bytes exceeds the cap of {self.config.max_frame}")
         return plain
 
-    # -- observers (on a validator) ---------------------------------------------------------
-
-    def send_observer(self, account: str, msg: Value) -> None:
-        """Queue msg for a linked observer; KeyError if that account has no link (any more)."""
-        if self._hub is None:
-            raise KeyError(account)
-        self._hub.enqueue(account, self._frame(canonical(msg)))
-
-    def broadcast_observers(self, msg: Value) -> None:
-        """Queue msg for every linked observer (never for a validator)."""
-        if self._hub is not None and self._hub.linked:
-            self._hub.enqueue_all(self._frame(canonical(msg)))
-
-    def recheck_observers(self) -> list[str]:
-        """Close the links of observers whose account lost its role (after each commit); their accounts."""
-        return self._hub.close_revoked() if self._hub is not None else []
-
-    def observer_status(self) -> list[PeerStatus]:
-        """One entry per linked observer account."""
-        return self._hub.status() if self._hub is not None else []
-
     def failures(self) -> dict[str, str]:
         """node_id -> why the last dial failed (a validator's refusal of this observer), if unlinked."""
         return {p.node_id: p.failure for p in self._peers.values() if p.conn is None and p.failure is not None}
@@ -358,24 +331,35 @@ class Transport:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _dial_loop(self, peer: Peer) -> None:
+    async def _redial(
+        self, what: str, attempt: Callable[[], Awaitable[float]], go_on: Callable[[], bool],
+        ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Call `attempt` (how long its link lived) while `go_on()`, backing off exponentially with
+        jitter, from the start again after a link that lived `backoff_max`; an unexpected exception
+        is logged and never ends the redialing."""
         cfg = self.config
         delay = cfg.backoff_initial
-        while not self._closing:
-            await peer.address_set.wait()
+        while go_on():
+            if ready is not None:
+                await ready()
             lived = 0.0
-            if peer.conn is None:  # else linked already, through a bootstrap dial: nothing to do
-                try:
-                    lived = await self._dial_once(peer)
-                except Exception:  # a bug must not end the redialing for good
-                    log.exception("dialing %s failed unexpectedly", peer.node_id)
+            try:
+                lived = await attempt()
+            except Exception:  # a bug must not end the redialing for good
+                log.exception("dialing %s failed unexpectedly", what)
             if lived >= cfg.backoff_max:
                 delay = cfg.backoff_initial
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             delay = min(delay * 2, cfg.backoff_max)
 
+    async def _dial_loop(self, peer: Peer) -> None:
+        await self._redial(peer.node_id, lambda: self._dial_once(peer), lambda: not self._closing, peer.address_set.wait)
+
     async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
+        if peer.conn is not None:  # linked already, through a bootstrap dial: nothing to do
+            return 0.0
         assert peer.address is not None
         link = await self._connect(peer.address, {peer.public}, peer.node_id, peer)
         return 0.0 if link is None else await self._timed_serve(peer, link)
@@ -383,21 +367,16 @@ class Transport:
     async def _bootstrap_loop(self, address: str) -> None:
         """Dial a bootstrap address while this node is joining, unless linked already to the key
         that answered there last time."""
-        cfg = self.config
-        delay = cfg.backoff_initial
         answered: str | None = None
-        while not self._closing and not self.member:
-            linked = answered is not None and answered in self._peers and self._peers[answered].conn is not None
-            lived = 0.0
-            if not linked:
-                try:
-                    answered, lived = await self._bootstrap_once(address)
-                except Exception:  # a bug must not end the redialing for good
-                    log.exception("dialing bootstrap peer %s failed unexpectedly", address)
-            if lived >= cfg.backoff_max:
-                delay = cfg.backoff_initial
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
-            delay = min(delay * 2, cfg.backoff_max)
+
+        async def attempt() -> float:
+            nonlocal answered
+            if answered is not None and answered in self._peers and self._peers[answered].conn is not None:
+                return 0.0
+            answered, lived = await self._bootstrap_once(address)
+            return lived
+
+        await self._redial(f"bootstrap peer {address}", attempt, lambda: not self._closing and not self.member)
 
     async def _bootstrap_once(self, address: str) -> tuple[str | None, float]:
         link = await self._connect(address, AnyKey(self.key.public), f"bootstrap peer {address}")

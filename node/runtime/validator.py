@@ -115,37 +115,14 @@ class Validator(NodeProcess):
         self.metrics = NodeMetrics()
         self.mempool = self._new_mempool()
         self.app = LedgerApp(ledger, self.mempool, key)
-        try:
-            self.evidence_store = EvidenceStore(ledger.store)
-        except EvidenceStoreError as e:
-            raise NodeStartError(f"{cfg.data_dir}: {e}") from None
-        for validator, n in self.evidence_store.by_validator.items():
-            self.metrics.on_evidence(validator, n)
+        self.evidence_store = self._open_evidence()
         self.votes = VoteStore(ledger.store, key, cfg.data_dir)
         try:
             record = self.votes.load()
         except VoteRecordError as e:
             raise NodeStartError(str(e)) from None
         self.replica = pbft.Replica(key, genesis.chain_id, self.app, genesis.params, record=record)
-        access = ObserverAccess(
-            ledger.observer_role, self._on_observer_message, cfg.observers_max, on_link=self._on_observer_link
-        ) if cfg.observers_max else None
-        if transport is None:
-            transport = Transport(
-                key,
-                chain_id=genesis.chain_id,
-                genesis_hash=genesis.hash,
-                validators=head_set,
-                on_message=self._on_peer_message,
-                addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
-                bootstrap=cfg.peers,
-                observers=access,
-            )
-        else:  # the state sync's, linked to the genesis set's nodes: now this node's
-            transport.set_on_message(self._on_peer_message)
-            transport.set_observers(access)
-            transport.set_validators(head_set)
-        self.transport = transport
+        self.transport = self._links(transport, head_set, peer_keys)
         self.membership = Membership(key, cfg.node_id, head_set, self.transport)
         self._observer_rate = RateLimiter(cfg.observer_requests_per_s, cfg.observer_request_burst)
         self._observer_drops = LogSummary(log, "dropped an observer's message", 10.0)
@@ -175,6 +152,39 @@ class Validator(NodeProcess):
         self.fatal: FatalNodeError | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _open_evidence(self) -> EvidenceStore:
+        try:
+            store = EvidenceStore(self.ledger.store)
+        except EvidenceStoreError as e:
+            raise NodeStartError(f"{self.cfg.data_dir}: {e}") from None
+        for validator, n in store.by_validator.items():
+            self.metrics.on_evidence(validator, n)
+        return store
+
+    def _links(self, transport: Transport | None, head_set: ValidatorSet, peer_keys: dict[str, str]) -> Transport:
+        """This node's transport: a new one, or the state sync's (linked to the genesis set's nodes)
+        taken over as it is."""
+        cfg = self.cfg
+        access = ObserverAccess(
+            self.ledger.observer_role, self._on_observer_message, cfg.observers_max, on_link=self._on_observer_link
+        ) if cfg.observers_max else None
+        if transport is None:
+            transport = Transport(
+                self.key,
+                chain_id=self.genesis.chain_id,
+                genesis_hash=self.genesis.hash,
+                validators=head_set,
+                on_message=self._on_peer_message,
+                addresses={peer_keys[n]: address for n, address in cfg.peer_addresses.items()},
+                bootstrap=cfg.peers,
+                observers=access,
+            )
+        else:  # the state sync's, linked to the genesis set's nodes: now this node's
+            transport.set_on_message(self._on_peer_message)
+            transport.set_observers(access)
+            transport.set_validators(head_set)
+        return transport
 
     def _new_mempool(self) -> Mempool:
         store = self.ledger.store

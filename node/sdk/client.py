@@ -341,7 +341,7 @@ class Client:
 
     def proof(self, asset_id: str) -> dict[str, Any]:
         """A proof of the asset's state as of the node's head, or for an id no asset holds, of its
-        absence (`claim` says which). Check it offline with chain.audit.verify_ownership_proof:
+        absence (`claim` says which). Check it offline with chain.proofcheck.verify_ownership_proof:
         trust the result, not the node. 503 not_ready before the first block."""
         return self._get(f"/v1/assets/{asset_id}/proof")
 

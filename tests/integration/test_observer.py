@@ -20,7 +20,7 @@ import pytest
 from cluster import ISSUER, OWNER, Cluster, Load, wait_for
 from observer_node import EventReader, ObserverNode
 
-from chain.audit import verify_ownership_proof
+from chain.proofcheck import verify_ownership_proof
 from chain.block import sign_commit
 from chain.crypto import KeyPair, load_key_file
 from chain.genesis import Genesis

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chain import smt
-from chain.audit import ASSET_ID_RE, PROOF_VERSION, verify_ownership_proof
+from chain.proofcheck import ASSET_ID_RE, PROOF_VERSION, verify_ownership_proof
 from chain.block import Certificate
 from chain.encoding import H
 from contracts.args import ASSET_ID_PATTERN

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.audit import ASSET_STATE_PREFIX, PROOF_VERSION, verify_ownership_proof
+from chain.proofcheck import ASSET_STATE_PREFIX, PROOF_VERSION, verify_ownership_proof
 from chain.block import Certificate
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.state import ASSET_PREFIX

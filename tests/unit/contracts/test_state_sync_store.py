@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change, sync_locally
 
 from chain import smt, snapshot
-from chain.audit import audit_data_dir, verify_ownership_proof
+from chain.audit import audit_data_dir
+from chain.proofcheck import verify_ownership_proof
 from chain.encoding import EncodingError, canonical, decode
 from chain.snapshot import SnapshotError, StateChunk
 from chain.store import Store, StoreError

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientSession
 from factories import Consortium, make_consortium
 
-from chain.audit import verify_ownership_proof
+from chain.proofcheck import verify_ownership_proof
 from chain.crypto import write_key_file
 from chain.encoding import canonical, decode
 from chain.store import Store

@@ -1,0 +1,72 @@
+"""Opening a data dir's LevelDB: the options every node uses, and the checks that it holds this
+chain's store in this schema before anything reads it (a data dir of another schema or chain is
+refused, naming both)."""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+
+import plyvel
+
+from chain.errors import ChainError
+
+
+# LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
+# filled while the previous one (as large) is flushed, and table blocks are cached up to
+# BLOCK_CACHE_BYTES; with the open files' indexes and bloom filters, that is all it holds.
+WRITE_BUFFER_BYTES = 64 << 20
+BLOCK_CACHE_BYTES = 64 << 20
+
+
+class StoreError(ChainError, RuntimeError):
+    pass
+
+
+def open_db(path: Path, create: bool) -> plyvel.DB:
+    try:
+        # a 1,000-tx block writes ~2 MB (mostly state-tree nodes): with LevelDB's 4 MB default
+        # memtable every other commit stalled on a flush (docs/performance.md, apply path)
+        # bloom filters: most lookups on the hot path miss (is this tx id committed? does this
+        # asset id or document hash exist yet?), and without a filter each miss reads a block
+        # from every level. No compression: most bytes are state-tree nodes (hashes), which do
+        # not compress, and snappy on every flush and compaction cost a quarter of node CPU in a
+        # 40k-tx bench (docs/performance.md); the store is ~40% larger for it
+
+        return plyvel.DB(
+            str(path),
+            create_if_missing=create,
+            paranoid_checks=True,
+            write_buffer_size=WRITE_BUFFER_BYTES,
+            bloom_filter_bits=10,
+            lru_cache_size=BLOCK_CACHE_BYTES,
+            compression=None,
+        )
+    except plyvel.IOError as e:
+        raise StoreError(f"{path}: cannot open the database ({e}); is another node using it?") from None
+    except plyvel.Error as e:
+        raise StoreError(f"{path}: cannot open the database: {e}") from None
+
+
+def check_identity(db: plyvel.DB, path: Path, genesis_hash: str | None, schema_version: bytes) -> None:
+    schema = db.get(b"m/schema")
+    if schema != schema_version:
+        db.close()
+        raise StoreError(
+            f"{path}: store schema version {_schema_name(schema)}, this titlechain reads version "
+            f"{schema_version.decode()}; a data dir of another version cannot be opened or upgraded in place "
+            "(there is no migration command): move it aside and start the node with an empty data dir, to "
+            "fetch the chain again from its peers (a chain begun under schema 2 or older needs a new genesis: "
+            "docs/protocol.md, Versions)"
+        )
+    stored = db.get(b"m/genesis_hash", b"").decode()
+    if genesis_hash is not None and stored != genesis_hash:
+        db.close()
+        raise StoreError(f"{path}: data of another chain (genesis {stored[:16]}…, expected {genesis_hash[:16]}…)")
+
+
+def _schema_name(raw: bytes | None) -> str:
+    if raw is None:
+        return "(none recorded)"
+    text = raw.decode("ascii", errors="replace")
+    return text if text.isdigit() and len(text) <= 6 else repr(raw[:16])
