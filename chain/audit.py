@@ -24,6 +24,10 @@ from chain.tx import TxError
 from chain.validators import ValidatorSet
 from chain.validity import BlockInvalid, Parent, check_block
 
+# The proof check's first import path (docs/sdk.md showed it), kept for programs written against it.
+from chain.proofcheck import ProofResult as ProofResult  # noqa: E402
+from chain.proofcheck import verify_ownership_proof as verify_ownership_proof  # noqa: E402
+
 Reader = Callable[[bytes], bytes | None]
 
 
