@@ -7,8 +7,8 @@ the node then starts as usual and its catch-up follows blocks from S + 1.
 
 1. Offers: every connected peer is asked the height it serves. S is the (f+1)-th highest offer,
    so at least one honest peer holds it whatever f peers claim.
-2. The anchor (S's header, certificate and the validator changes, in pages), then the tx-id
-   window (newest first), each from one peer at a time.
+2. The anchor (S's header, certificate and the validator changes, in pages); then, at the same
+   time as the state, the tx-id window (newest first), each from one peer at a time.
 3. The state: the path space cut into PARTS aligned ranges, each worked through chunk by chunk
    by one peer's worker at a time, every connected peer working in parallel.
 
@@ -166,8 +166,7 @@ class StateSyncClient:
         sync = self._begin()
         try:
             await self._anchor(sync, base)
-            await self._window(sync, base)
-            await self._state(sync, base)
+            await self._window_and_state(sync, base)
             store = sync.finish()
         except BaseException:
             sync.abandon()
@@ -252,6 +251,17 @@ class StateSyncClient:
         log.info("state sync: block %d certified by its validators, %d validator changes from the genesis "
                  "(%d peers agree)", base, len(anchor.changes), len(good))
 
+    async def _window_and_state(self, sync: SyncImporter, base: int) -> None:
+        """Both need only the anchor: fetched together, one's verifying and writing overlaps the
+        other's waits on the peers. A failure cancels the other and is raised as itself (a
+        StateSyncError, not an ExceptionGroup around it)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._window(sync, base))
+                group.create_task(self._state(sync, base))
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+
     async def _fetch_anchor(self, peer: str, base: int) -> tuple[list[Any], Any, Any]:
         changes: list[Any] = []
         while True:
@@ -292,16 +302,19 @@ class StateSyncClient:
             await asyncio.gather(*workers)  # each ends when the queue is empty or its peer is dropped
 
     async def _worker(self, sync: SyncImporter, base: int, peer: str, queue: asyncio.Queue[tuple[int, int]]) -> None:
+        """Ranges from the queue, each chunk by chunk from this peer. The next chunk is asked for as
+        soon as one arrives, before that one is verified and written: the peer exports while this
+        node verifies (each chunk is still verified before a byte of it is written)."""
         while not queue.empty() and peer not in self.progress.refused:
             lo, hi = queue.get_nowait()
+            ask = self._ask_chunk(peer, base, lo, hi)
             try:
                 while True:
-                    msg = {"t": "snap_chunk_req", "height": base, "lo": path_hex(lo), "limit": path_hex(hi)}
-                    answer = await self._ask(peer, msg, "snap_chunk")
-                    chunk = answer.chunk
-                    assert chunk is not None
+                    chunk = await ask
                     if chunk.lo != lo or chunk.hi > hi:
                         raise PeerFailed("a chunk for another range than asked")
+                    if chunk.hi < hi:
+                        ask = self._ask_chunk(peer, base, chunk.hi + 1, hi)
                     self.progress.leaves += sync.take_chunk(chunk)
                     self.progress.chunks += 1
                     self._log_progress(sync)
@@ -310,8 +323,22 @@ class StateSyncClient:
                     lo = chunk.hi + 1
             except (PeerFailed, SyncVerifyError, SnapshotError) as e:
                 self._drop(peer, f"state chunk from path {path_hex(lo)[:16]}…: {e}")
-                queue.put_nowait((lo, hi))
+                queue.put_nowait((lo, hi))  # from the first chunk not taken
                 return
+            finally:
+                if not ask.done():
+                    ask.cancel()  # a prefetch past a refused chunk: its answer is not wanted
+                elif not ask.cancelled():
+                    ask.exception()  # retrieved, so asyncio does not log a failure already handled
+
+    def _ask_chunk(self, peer: str, base: int, lo: int, hi: int) -> asyncio.Task[StateChunk]:
+        async def ask() -> StateChunk:
+            msg = {"t": "snap_chunk_req", "height": base, "lo": path_hex(lo), "limit": path_hex(hi)}
+            answer = await self._ask(peer, msg, "snap_chunk")
+            assert answer.chunk is not None  # parse_sync gives every snap_chunk its chunk
+            return answer.chunk
+
+        return asyncio.ensure_future(ask())
 
     def _log_progress(self, sync: SyncImporter) -> None:
         now = time.monotonic()

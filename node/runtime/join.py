@@ -3,7 +3,9 @@
 The sync runs over a transport on the node's peer address (peers with a lower key dial in, as
 they would to the node itself) and ends with a data dir at a base height S
 (node/p2p/state_sync.py). The node then takes the transport over, links and all (a reconnect
-would cost seconds of the peers' dial backoff), and starts as on any restart:
+would cost seconds of the peers' dial backoff) and the store the sync wrote, open (reopening it
+would replay the import's whole LevelDB log: half a second for 40,000 leaves), and starts as on
+any restart:
 its catch-up follows the blocks from S + 1 and, a validator, it votes. A data dir that already
 holds a chain is started as it is: state sync is only for joining.
 """
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
-from chain.store import StoreError
+from chain.store import Store, StoreError
 from contracts.state_sync import StateSync
 from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
@@ -31,7 +34,15 @@ class JoinError(StateSyncError):
     pass
 
 
-async def join(cfg: NodeConfig) -> Transport | None:
+@dataclass
+class Joined:
+    """What a state sync hands the node: its links to the peers and the store it wrote, both open."""
+
+    transport: Transport
+    store: Store
+
+
+async def join(cfg: NodeConfig) -> Joined | None:
     """`join_by_state_sync` from the node's config; every failure a JoinError that says what."""
     try:
         genesis, key = load_identity(cfg)
@@ -61,10 +72,10 @@ def needs_sync(data_dir: Path) -> bool:
     return False
 
 
-async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> Transport | None:
+async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) -> Joined | None:
     """Sync cfg.data_dir from the peers (if it holds no chain yet); raises JoinError on failure.
-    Returns the sync's transport, still linked to the peers, for the node to take over (None if
-    no sync was needed)."""
+    Returns the sync's transport, still linked to the peers, and its store, for the node to take
+    over (None if no sync was needed)."""
     if not needs_sync(cfg.data_dir):
         log.info("state sync: %s already holds a chain; starting from it", cfg.data_dir)
         return None
@@ -95,11 +106,9 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
         raise JoinError(f"cannot listen for peers on {cfg.peer_listen}: {e.strerror or e}") from None
     try:
         store = await client.run()
-        height = store.height
-        store.close()
     except BaseException:
         await transport.close()
         raise
     log.info("state sync: %s holds the state at height %d after %.1f s; starting the node", cfg.data_dir,
-             height, time.monotonic() - started)
-    return transport
+             store.height, time.monotonic() - started)
+    return Joined(transport, store)

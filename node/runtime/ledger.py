@@ -86,6 +86,19 @@ class Ledger:
             raise
         return ledger
 
+    @classmethod
+    def adopt(cls, store: Store, genesis: Genesis, retention: Retention = ARCHIVE) -> Ledger:
+        """A ledger over a store this process holds open already (a state sync's import), with
+        the checks of `open`; the store is closed if they fail."""
+        store.retention = retention
+        try:
+            ledger = cls(store, genesis)
+            ledger.check_head()
+        except BaseException:
+            store.close()
+            raise
+        return ledger
+
     def check_head(self) -> None:
         """Refuse a data dir whose head is damaged: the head block, its certificate against the
         validator set of its height, and the state tree's root node under the header's state_root.

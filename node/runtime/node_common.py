@@ -12,7 +12,7 @@ from aiohttp import web
 from chain.crypto import KeyFileError, KeyPair, load_key_file
 from chain.genesis import Genesis, GenesisError
 from chain.retention import Retention
-from chain.store import StoreError, StoreFault
+from chain.store import Store, StoreError, StoreFault
 from node.errors import NodeError
 from node.rpc.api import NodeApi
 from node.rpc.ratelimit import RateLimiter
@@ -43,11 +43,13 @@ def load_identity(cfg: NodeConfig) -> tuple[Genesis, KeyPair]:
         raise NodeStartError(str(e)) from None
 
 
-def load_node_files(cfg: NodeConfig) -> tuple[Genesis, KeyPair, Ledger]:
-    """Load genesis and key, open the data dir; every failure a NodeStartError that says what."""
+def load_node_files(cfg: NodeConfig, store: Store | None = None) -> tuple[Genesis, KeyPair, Ledger]:
+    """Load genesis and key, open the data dir (or take `store`, open on it already: a state
+    sync's); every failure a NodeStartError that says what."""
     genesis, key = load_identity(cfg)
+    retention = Retention(cfg.state_retention)
     try:
-        ledger = Ledger.open(cfg.data_dir, genesis, Retention(cfg.state_retention))
+        ledger = Ledger.open(cfg.data_dir, genesis, retention) if store is None else Ledger.adopt(store, genesis, retention)
     except (StoreError, LedgerError) as e:
         raise NodeStartError(str(e)) from None
     return genesis, key, ledger

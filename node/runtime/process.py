@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 from node.runtime.config import NodeConfig
 from node.runtime.logs import setup_logging
-from node.p2p.transport import Transport
-from node.runtime.join import join
+from node.runtime.join import Joined, join
 from node.runtime.node_common import NodeStartError, load_node_files
 from node.runtime.observer import Observer
 from node.runtime.validator import Validator
@@ -21,10 +20,11 @@ log = logging.getLogger("titlechain.node")
 Node = Validator | Observer
 
 
-def open_node(cfg: NodeConfig, transport: Transport | None = None) -> Node:
+def open_node(cfg: NodeConfig, joined: Joined | None = None) -> Node:
     """The validator, or with `observer` in the config the observer, over its files (opened here);
-    every failure a NodeStartError that says what. `transport`: a state sync's links, taken over."""
-    genesis, key, ledger = load_node_files(cfg)
+    every failure a NodeStartError that says what. `joined`: a state sync's links and store, taken over."""
+    genesis, key, ledger = load_node_files(cfg, joined.store if joined is not None else None)
+    transport = joined.transport if joined is not None else None
     try:
         return Observer(cfg, genesis, key, ledger) if cfg.observer else Validator(cfg, genesis, key, ledger, transport)
     except BaseException:
@@ -35,12 +35,12 @@ def open_node(cfg: NodeConfig, transport: Transport | None = None) -> Node:
 async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Node], None] | None, state_sync: bool) -> int:
     if state_sync and cfg.observer:
         raise NodeStartError("--state-sync: an observer cannot join by state sync yet; start it without")
-    transport = await join(cfg) if state_sync else None  # --state-sync: the data dir from the peers first
+    joined = await join(cfg) if state_sync else None  # --state-sync: the data dir from the peers first
     try:
-        node = open_node(cfg, transport)
+        node = open_node(cfg, joined)
     except BaseException:
-        if transport is not None:
-            await transport.close()
+        if joined is not None:
+            await joined.transport.close()
         raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

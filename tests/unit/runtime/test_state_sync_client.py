@@ -88,6 +88,31 @@ def test_liars_are_refused_and_the_sync_completes(
     assert client.progress.leaves == len(list(chain.ledger.store.iterate(b"s/")))
 
 
+def test_a_liar_met_mid_range_is_refused_and_its_range_resumed_where_it_failed(
+    chain: LedgerChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the liar's first chunk is true and taken, the next (asked for before the first was
+    # verified) is altered: the range goes back from that chunk's start, not its own (Coverage
+    # would refuse the overlap), and the prefetched request leaves nothing pending
+    monkeypatch.setattr(snapshot, "MAX_CHUNK_LEAVES", 2)
+    monkeypatch.setattr(client_module, "PARTS", 2)
+    monkeypatch.setattr(client_module, "PEER_GRACE_S", 0.0)
+    served = {"chunks": 0}
+
+    def alters_from_the_second(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
+        if answer["t"] == "snap_chunk":
+            served["chunks"] += 1
+            if served["chunks"] >= 2:
+                return altered_chunk(peer, answer)
+        return answer
+
+    client = run_sync(chain, tmp_path / "a", {"liar": alters_from_the_second, "honest": None})
+    assert list(client.progress.refused) == ["liar"], client.progress.refused
+    assert served["chunks"] >= 2
+    assert client.progress.leaves == len(list(chain.ledger.store.iterate(b"s/")))
+    assert not client._pending  # no request left waiting
+
+
 def test_a_silent_peer_times_out_and_no_usable_peer_left_fails_clearly(
     chain: LedgerChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
