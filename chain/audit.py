@@ -16,17 +16,17 @@ from chain import smt
 from chain.block import Block, BlockError, Certificate, CertificateError
 from chain.encoding import EncodingError
 from chain.genesis import Genesis
+
+# The proof check's first import path (docs/sdk.md showed it), kept for programs written against it.
+from chain.proofcheck import ProofResult as ProofResult
+from chain.proofcheck import verify_ownership_proof as verify_ownership_proof
 from chain.receipt import Receipt
 from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError
-from chain.txrecords import TX_INDEX_PREFIX, TX_RECORD_PREFIX, decode_tx_entry, tx_index_key, tx_place
 from chain.tx import TxError
+from chain.txrecords import TX_INDEX_PREFIX, TX_RECORD_PREFIX, decode_tx_entry, tx_index_key, tx_place
 from chain.validators import ValidatorSet
 from chain.validity import BlockInvalid, Parent, check_block
-
-# The proof check's first import path (docs/sdk.md showed it), kept for programs written against it.
-from chain.proofcheck import ProofResult as ProofResult  # noqa: E402
-from chain.proofcheck import verify_ownership_proof as verify_ownership_proof  # noqa: E402
 
 Reader = Callable[[bytes], bytes | None]
 

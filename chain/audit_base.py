@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chain import smt, snapshot
+from chain.audit import _Bad as BaseError  # the audit's own failure: (height, reason)
 from chain.encoding import decode
 from chain.genesis import Genesis
 from chain.snapshot import KeyReader, SnapshotError
-from chain.audit import _Bad as BaseError  # the audit's own failure: (height, reason)
 from chain.store import Store
 from chain.sync_anchor import (
     MAX_WINDOW_SUMMARIES,

@@ -4,13 +4,11 @@ refused, naming both)."""
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import plyvel
 
 from chain.errors import ChainError
-
 
 # LevelDB's memory, per store (docs/performance.md, Memory): a memtable of WRITE_BUFFER_BYTES is
 # filled while the previous one (as large) is flushed, and table blocks are cached up to

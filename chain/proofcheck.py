@@ -4,7 +4,6 @@ light client that proofs and state sync share)."""
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,7 +14,6 @@ from chain.errors import ChainError
 from chain.genesis import Genesis
 from chain.patterns import WholePattern
 from chain.validators import ValidatorSet, ValidatorSetError
-
 
 # -- ownership and absence proofs (docs/protocol.md, "Ownership and absence proofs") ------------
 

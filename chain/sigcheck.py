@@ -26,8 +26,8 @@ from chain.block import Block, BlockError
 from chain.crypto import Domain, verify
 from chain.encoding import EncodingError
 from chain.receipt import Receipt
-from chain.txrecords import RawBlock, block_from_records
 from chain.tx import TxError
+from chain.txrecords import RawBlock, block_from_records
 
 # a batch is sent once it holds this many txs (or BATCH_BLOCKS blocks): large enough that pickling
 # and the round trip cost little beside ~60 µs per Ed25519 check, small enough to spread the work

@@ -46,6 +46,8 @@ from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import canonical, canonical_map, decode
 from chain.genesis import Genesis
+from chain.leveldb import StoreError as StoreError  # the store's errors, raised by opening it too
+from chain.leveldb import check_identity, open_db
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.txrecords import (
@@ -60,8 +62,6 @@ from chain.txrecords import (
     tx_place,
     tx_record_key,
 )
-from chain.leveldb import StoreError as StoreError  # the store's errors, raised by opening it too
-from chain.leveldb import check_identity, open_db
 
 # The version of the data dir; a store of another version is refused, never converted.
 #   2: certificates name their view (commit signatures v2): its certificates cannot be re-signed,

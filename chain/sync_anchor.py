@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from chain.block import BlockError, Certificate, CertificateError, Header
 from chain.encoding import is_hex
 from chain.errors import ChainError
 from chain.genesis import Genesis
-from chain.merkle import tx_root
 from chain.limits import EXPIRY_WINDOW
+from chain.merkle import tx_root
+from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from chain.validators import ValidatorSet, ValidatorSetError
 
 MAX_WINDOW_SUMMARIES = 256  # block summaries per window chunk

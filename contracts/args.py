@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chain.patterns import WholePattern
 from chain.crypto import is_account
 from chain.encoding import EncodingError, canonical, is_hex
 from chain.genesis import CLASS_PATTERN, ROLES
 from chain.limits import MAX_CLASSES
+from chain.patterns import WholePattern
 from chain.tx import TxError
 from chain.validators import NODE_ID_PATTERN, dial_address_problem
 

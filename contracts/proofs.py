@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from chain import smt
-from chain.proofcheck import ABSENCE, OWNERSHIP, PROOF_VERSION
 from chain.encoding import decode
+from chain.proofcheck import ABSENCE, OWNERSHIP, PROOF_VERSION
 from chain.store import Store
 from contracts.apply import VALSET_PREFIX, state_key
 from contracts.errors import ContractError

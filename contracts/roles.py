@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from chain.genesis import Grant
 from contracts.state import StateView, read_roles
 
-
 # The roles whose holder may run an observer node: follow the chain from the validators and keep
 # its own verified copy (an auditor or a regulator reads everything; no other role needs to).
 OBSERVER_ROLES = ("auditor", "regulator")

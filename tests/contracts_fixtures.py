@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from factories import Consortium, make_consortium
+
 from chain.crypto import KeyPair
 from chain.encoding import H
 from chain.tx import Tx, sign_tx
 from contracts import MemoryView, execute, genesis_writes, read_asset, validate_args
-from factories import Consortium, make_consortium
 
 EXPIRES = 1_000_000
 

@@ -24,12 +24,12 @@ from ledger_fixtures import LedgerChain, build_story
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
 from contracts.standing import NOT_PERMITTED, not_permitted_message
+from node.explorer.sources import LedgerSource, NotFound
 from node.rpc import views
 from node.rpc.api import CommittedBlockEvent
-from node.runtime.evidence_store import EvidenceStore
-from node.explorer.sources import LedgerSource, NotFound
-from node.runtime.metrics import NodeMetrics
 from node.rpc.server import serve
+from node.runtime.evidence_store import EvidenceStore
+from node.runtime.metrics import NodeMetrics
 
 
 class LedgerNode:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chain.proofcheck import PROOF_VERSION
+from factories import Consortium, make_block, make_consortium
+
 from chain.block import Block, Certificate
+from chain.proofcheck import PROOF_VERSION
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.args import ASSET_ID_PATTERN
 from node.rpc import paging
 from node.rpc.api import CommittedBlockEvent
 from node.runtime.metrics import NodeMetrics
-from factories import Consortium, make_block, make_consortium
 
 KNOWN_OPS = frozenset(
     {

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from factories import make_consortium
 from rpc_fake import FakeNode, signed
 
 from chain.crypto import write_key_file
-from node.runtime.config import NodeConfig
 from node.rpc.server import serve
+from node.runtime.config import NodeConfig
 from node.runtime.validator import open_validator
 
 BASE_TX_HOLDER: dict[str, Any] = {}

@@ -24,16 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chain.audit import AuditReport
-from chain.proofcheck import ProofResult, verify_ownership_proof
 from chain.genesis import Genesis
-from node.consensus.evidence import EvidenceResult, verify_evidence
+from chain.proofcheck import ProofResult, verify_ownership_proof
 from node.cli.common import (
     EXIT_FAILED,
     RPC_HELP,
     TOKEN_HELP,
-    cacert_option,
     SourceChoice,
     asset_id_argument,
+    cacert_option,
     data_dir_file_option,
     fail,
     genesis_file_option,
@@ -41,6 +40,7 @@ from node.cli.common import (
     reading,
     url_option,
 )
+from node.consensus.evidence import EvidenceResult, verify_evidence
 
 GENESIS_HELP = "the genesis file: the only thing trusted"
 genesis_required = genesis_file_option(GENESIS_HELP, required=True)
@@ -173,8 +173,8 @@ def _run_audit(
         from node.runtime.ledger import audit_data_dir
 
         return audit_data_dir(data_dir, genesis, advance, workers)
-    from node.sdk.client import Client
     from node.explorer.rpc_audit import audit_rpc
+    from node.sdk.client import Client
 
     assert rpc is not None
     with Client(rpc, token=token, ca=cacert) as client:

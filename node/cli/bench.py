@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from node.errors import EXIT_FAILED, LAYER_ERRORS
 from node.devnet.provision import BENCH_BASE_PORT, PORT_LAYOUT
+from node.errors import EXIT_FAILED, LAYER_ERRORS
 from node.rpc.models import MAX_BATCH_TXS
 
 # BenchError, LocalnetError, ProvisionError, a StoreError, a busy port…; ValueError from the seed and params

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
-from rich.console import JustifyMethod
 
 from chain.crypto import is_account
-from node.rpc import paging
-from node.rpc.base import DEFAULT_BLOCKS_LIMIT, MAX_BLOCKS_LIMIT
 from node.cli.common import (
     SourceChoice,
     account_argument,
@@ -31,6 +29,8 @@ from node.cli.common import (
     source_options,
     tx_id_argument,
 )
+from node.rpc import paging
+from node.rpc.base import DEFAULT_BLOCKS_LIMIT, MAX_BLOCKS_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,11 +19,20 @@ import click
 from chain.crypto import KeyPair
 from chain.encoding import EncodingError, normalize
 from chain.genesis import Genesis
-from chain.patterns import WholePattern
 from chain.limits import EXPIRY_WINDOW
+from chain.patterns import WholePattern
 from chain.tx import Tx, TxError, check_signature, parse_tx
 from contracts import validate_args
-from node.cli.common import EXIT_FAILED, TOKEN_HELP, cacert_option, fail, genesis_file_option, optional_key_option, print_json, url_option
+from node.cli.common import (
+    EXIT_FAILED,
+    TOKEN_HELP,
+    cacert_option,
+    fail,
+    genesis_file_option,
+    optional_key_option,
+    print_json,
+    url_option,
+)
 from node.errors import NodeError
 from node.sdk.client import DEFAULT_EXPIRES_IN
 

@@ -30,13 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from chain.crypto import Domain, verify
 from chain.encoding import canonical, hash_hex, is_hex
 from chain.genesis import Genesis
 from chain.limits import MAX_HEIGHT
-from node.errors import NodeError
+from chain.proofcheck import LinkError, certified_header, follow_validator_changes
 from node.consensus.messages import Message, MessageError, Signed, parse_signed
+from node.errors import NodeError
 
 EVIDENCE_VERSION = 1
 EVIDENCE_TYPE = "equivocation"

@@ -51,16 +51,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from chain.crypto import load_key_file
 from chain.genesis import Genesis
 from chain.limits import EXPIRY_WINDOW
+from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, client_main
 from node.devnet.bench_interval import Intervals
 from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
-from node.sdk.client import Client
 from node.devnet.localnet import down, manifest_path, up
 from node.devnet.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
-from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, client_main
+from node.sdk.client import Client
 
 # Genesis params for a bench consortium (recorded with every result): the demo seed's values,
 # spelled out so that an edit of the demo never silently changes what the bench measures.

@@ -5,7 +5,6 @@ node/devnet/bench.py starts them, one process per client, and sums up."""
 
 from __future__ import annotations
 
-
 import asyncio
 import signal
 import tempfile
@@ -21,7 +20,6 @@ import httpx
 from node.devnet.bench_spool import Chunk, Spool, plan_txs
 from node.errors import NodeError
 from node.sdk.client import AsyncClient
-
 
 PROGRESS_EVERY_S = 0.25
 

@@ -11,7 +11,6 @@ The story is written for the cast of seeds/demo.json (the default seed of `init`
 
 from __future__ import annotations
 
-
 import shutil
 import socket
 import tempfile
@@ -24,11 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from node.console import console as pipe_safe_console
-from node.errors import EXIT_FAILED, EXIT_USAGE
 from node.devnet.localnet import LocalnetError, down_and_wait, manifest_path
 from node.devnet.provision import DEFAULT_BASE_PORT, consortium_ports
-
-from node.devnet.story import DemoError, DemoFailed, StepFailed, Story, VALIDATORS
+from node.devnet.story import VALIDATORS, DemoError, DemoFailed, StepFailed, Story
+from node.errors import EXIT_FAILED, EXIT_USAGE
 
 # ---------------------------------------------------------------------- before anything starts
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from node.sdk.client import Client, RpcError
-from node.errors import NodeError
 from node.devnet.provision import DEFAULT_BASE_PORT, DEFAULT_SEED, Consortium, init_consortium
+from node.errors import NodeError
+from node.sdk.client import Client, RpcError
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0

@@ -26,8 +26,8 @@ from chain.crypto import KeyPair, write_key_file
 from chain.encoding import H
 from chain.genesis import Genesis, GenesisError
 from chain.validators import NODE_ID_PATTERN
-from node.runtime.config import NodeConfig
 from node.errors import NodeError
+from node.runtime.config import NodeConfig
 from seeds import seed_path
 
 DEFAULT_SEED = seed_path("demo.json")  # package data: found in site-packages by a plain install too

@@ -3,7 +3,6 @@ and each step with the outcome it expects. node/devnet/demo.py runs it."""
 
 from __future__ import annotations
 
-
 import copy
 import json
 import threading
@@ -15,17 +14,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from chain.proofcheck import verify_ownership_proof
 from chain.crypto import KeyPair, load_key_file
 from chain.encoding import H
 from chain.genesis import Genesis
+from chain.proofcheck import verify_ownership_proof
 from chain.tx import Tx
-from node.sdk.client import Client, RpcError, sign
-from node.errors import EXIT_FAILED, NodeError
-from node.runtime.ledger import audit_data_dir
 from node.devnet.localnet import LocalnetError, down_and_wait, node_log_tails, up
 from node.devnet.provision import Consortium
-
+from node.errors import EXIT_FAILED, NodeError
+from node.runtime.ledger import audit_data_dir
+from node.sdk.client import Client, RpcError, sign
 
 VALIDATORS = 4
 EXPIRY = 200  # heights a demo tx stays valid: far more than the whole story needs

@@ -24,8 +24,8 @@ from chain.genesis import Genesis, GenesisError
 from chain.receipt import Receipt
 from chain.tx import Tx, TxError, parse_tx
 from contracts.apply import reexecute
-from node.sdk.client import Client
 from node.explorer.sources import MAX_BLOCKS, NotFound, rpc_call
+from node.sdk.client import Client
 
 FETCH_WORKERS = 8  # concurrent /v1/txs requests; a node answers reads off its event loop quickly
 

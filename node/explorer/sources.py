@@ -25,12 +25,12 @@ from pydantic import BaseModel, ValidationError
 from chain.genesis import Genesis, GenesisError
 from chain.store import Store, StoreError
 from chain.tx import Tx
-from node.rpc import paging, views
-from node.rpc import models as m
-from node.rpc.base import MAX_BLOCKS_LIMIT
-from node.sdk.client import Client, NodeUnreachable, RpcError
 from node.errors import NodeError
+from node.rpc import models as m
+from node.rpc import paging, views
+from node.rpc.base import MAX_BLOCKS_LIMIT
 from node.runtime.ledger import Ledger, LedgerError
+from node.sdk.client import Client, NodeUnreachable, RpcError
 
 Plain = dict[str, Any]  # one answer of docs/rpc.md, as JSON would carry it
 T = TypeVar("T")

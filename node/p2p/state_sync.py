@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chain.proofcheck import LinkError, follow_validator_changes
 from chain.genesis import Genesis
+from chain.proofcheck import LinkError, follow_validator_changes
 from chain.snapshot import Coverage, SnapshotError, StateChunk, split_space
 from chain.store import Store
 from chain.sync_anchor import Anchor, SyncVerifyError, verify_anchor

@@ -14,10 +14,10 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chain.encoding import is_hex
+from chain.limits import MAX_TX_BYTES
 from chain.patterns import WholePattern
 from chain.tx import Tx, TxError, parse_tx
 from contracts.args import ASSET_ID_PATTERN
-from chain.limits import MAX_TX_BYTES
 from node.errors import NodeError
 from node.rpc import models as m
 from node.rpc.api import NodeApi

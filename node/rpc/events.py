@@ -14,10 +14,10 @@ import logging
 
 from aiohttp import web
 
+from chain.limits import MAX_HEIGHT
 from node.errors import BeforeBase
 from node.rpc.api import CommittedBlockEvent, NodeApi
-from chain.limits import MAX_HEIGHT
-from node.rpc.base import DIGITS, CONFIG, INTERNAL_ERRORS, STREAMS, ApiError, api_of, query_int
+from node.rpc.base import CONFIG, DIGITS, INTERNAL_ERRORS, STREAMS, ApiError, api_of, query_int
 
 log = logging.getLogger("titlechain.rpc")
 

@@ -10,17 +10,17 @@ from typing import Any
 from aiohttp import web
 
 from chain.crypto import is_account
-from chain.tx import TxError
 from chain.limits import MAX_HEIGHT
+from chain.tx import TxError
 from node.rpc import models as m
 from node.rpc import paging
 from node.rpc.api import METRICS_CONTENT_TYPE, NodeApi
 from node.rpc.base import (
-    DIGITS,
     BATCH_YIELD_EVERY,
     DEFAULT_BLOCKS_LIMIT,
     DEFAULT_EVIDENCE_LIMIT,
     DEFAULT_WAIT_S,
+    DIGITS,
     MAX_BLOCKS_LIMIT,
     MAX_EVIDENCE_LIMIT,
     MAX_EVIDENCE_OFFSET,
@@ -34,7 +34,6 @@ from node.rpc.base import (
     dumps,
     found,
     json_response,
-    tx_from_json,
     path_asset_id,
     path_tx_id,
     query_bool,
@@ -44,6 +43,7 @@ from node.rpc.base import (
     require_ready,
     require_writable,
     tx_error,
+    tx_from_json,
 )
 from node.rpc.middleware import charge
 from node.version import version

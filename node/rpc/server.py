@@ -42,7 +42,7 @@ from node.rpc.base import (
     RpcConfig,
     TokenEntry,
 )
-from node.rpc.middleware import auth, browser_guard, answer_errors, host_name, rate_limit
+from node.rpc.middleware import answer_errors, auth, browser_guard, host_name, rate_limit
 from node.rpc.models import RpcToken
 from node.rpc.ratelimit import RateLimiter
 from node.rpc.routes import ROUTES, openapi_document

@@ -22,8 +22,8 @@ from typing import Any
 from chain.encoding import EncodingError, decode
 from chain.store import Store
 from contracts.proofs import certified, validator_changes
-from node.errors import NodeError
 from node.consensus.evidence import EquivocationEvidence, EvidenceError, parse_core
+from node.errors import NodeError
 
 log = logging.getLogger("titlechain.node")
 

@@ -23,8 +23,8 @@ from chain.retention import ARCHIVE, Retention
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
 from chain.tx import Tx, TxError, parse_tx
-from chain.validity import BlockInvalid, Parent, check_block
 from chain.validators import ValidatorSet
+from chain.validity import BlockInvalid, Parent, check_block
 from contracts.apply import (
     HISTORY_PREFIX,
     OWNER_PREFIX,

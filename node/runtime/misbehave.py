@@ -38,8 +38,6 @@ from typing import Any
 from chain.block import Block, Header, sign_commit
 from chain.crypto import Domain, KeyPair
 from chain.encoding import hash_hex
-from node.errors import NodeError
-from node.consensus.pbft import _commit_bytes  # the core's own definition of what a commit signature covers
 from node.consensus.messages import (
     Commit,
     MessageError,
@@ -52,6 +50,8 @@ from node.consensus.messages import (
     ViewChange,
     parse_signed,
 )
+from node.consensus.pbft import _commit_bytes  # the core's own definition of what a commit signature covers
+from node.errors import NodeError
 
 log = logging.getLogger("titlechain.misbehave")
 

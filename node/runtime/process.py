@@ -9,8 +9,8 @@ import signal
 from collections.abc import Callable
 
 from node.runtime.config import NodeConfig
-from node.runtime.logs import setup_logging
 from node.runtime.join import Joined, join
+from node.runtime.logs import setup_logging
 from node.runtime.node_common import NodeStartError, load_node_files
 from node.runtime.observer import Observer
 from node.runtime.validator import Validator

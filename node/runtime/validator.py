@@ -51,27 +51,10 @@ from chain.validators import ValidatorSet
 from contracts import validate_args
 from contracts.snapshot_source import SnapshotSource
 from node.consensus import pbft
-from node.rpc.api import CommittedBlockEvent
-from node.runtime.config import NodeConfig
 from node.consensus.evidence import EquivocationEvidence
-from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
-from node.runtime.ledger import Ledger, LedgerError
-from node.runtime.mempool import Mempool
-from node.runtime.metrics import NodeMetrics
-from node.runtime.membership import Membership, start_problem
-from node.runtime.misbehave import Misbehaviour, MisbehaveError, from_environ
 from node.consensus.messages import Signed
-from node.rpc.ratelimit import RateLimited, RateLimiter
-from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, load_node_files, serve_rpc
-from node.p2p.linkguard import LogSummary
-from node.p2p.observers import ObserverAccess
-from node.runtime.votes import VoteRecordError, VoteStore
 from node.p2p.catchup import BlockFetcher, CatchUp, SyncHost
-from node.p2p.snapshot_serve import SnapshotServer
-from node.p2p.sync_wire import is_sync_message
-from node.p2p.transport import Transport
-from node.runtime.service import NodeService
-from node.runtime.consensus_app import LedgerApp
+from node.p2p.linkguard import LogSummary
 from node.p2p.messages import (
     MAX_GOSSIP_TXS,
     BlockPush,
@@ -86,6 +69,23 @@ from node.p2p.messages import (
     parse_from_validator,
     parse_wire,
 )
+from node.p2p.observers import ObserverAccess
+from node.p2p.snapshot_serve import SnapshotServer
+from node.p2p.sync_wire import is_sync_message
+from node.p2p.transport import Transport
+from node.rpc.api import CommittedBlockEvent
+from node.rpc.ratelimit import RateLimited, RateLimiter
+from node.runtime.config import NodeConfig
+from node.runtime.consensus_app import LedgerApp
+from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
+from node.runtime.ledger import Ledger, LedgerError
+from node.runtime.membership import Membership, start_problem
+from node.runtime.mempool import Mempool
+from node.runtime.metrics import NodeMetrics
+from node.runtime.misbehave import MisbehaveError, Misbehaviour, from_environ
+from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, load_node_files, serve_rpc
+from node.runtime.service import NodeService
+from node.runtime.votes import VoteRecordError, VoteStore
 
 log = logging.getLogger("titlechain.node")
 

@@ -22,9 +22,9 @@ from factories import free_base_port
 
 from chain.crypto import KeyPair, load_key_file
 from chain.tx import Tx, new_nonce
-from node.sdk.client import Client, RpcError, sign
 from node.devnet.localnet import down, node_pids, start_node, up
 from node.devnet.provision import consortium_ports
+from node.sdk.client import Client, RpcError, sign
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ from cluster import free_base_port, wait_for
 from factories import Consortium, make_consortium
 
 from chain.crypto import write_key_file
-from node.sdk.client import Client, sign
 from node.devnet.localnet import node_command
+from node.sdk.client import Client, sign
 
 
 @dataclass

@@ -10,8 +10,8 @@ from cluster import Cluster, wait_for
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.tx import Tx
-from node.sdk.client import NotPermitted, RpcError, sign
 from node.runtime.ledger import audit_data_dir
+from node.sdk.client import NotPermitted, RpcError, sign
 
 ISSUER = ("issuers", "northgate-receipts")
 OWNER = ("parties", "riverside-foods")

@@ -25,8 +25,8 @@ from cluster import free_base_port, wait_for
 from chain.crypto import KeyPair, load_key_file
 from chain.encoding import hash_value
 from node.cli.main import main
-from node.sdk.client import Client, sign
 from node.devnet.localnet import node_pids, start_node, stop_pid, wait_ready
+from node.sdk.client import Client, sign
 
 CHAIN = "ceremony-test"
 BANKS = ["Harbour Bank", "Northgate Warehousing", "City Land Registry", "Meridian Trust"]

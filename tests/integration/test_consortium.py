@@ -17,9 +17,9 @@ from cluster import ISSUER, OWNER, Cluster, Load, wait_for
 
 from chain.crypto import KeyPair, write_key_file
 from chain.genesis import Genesis
+from node.p2p.transport import HandshakeError, handshake
 from node.runtime.config import NodeConfig
 from node.runtime.ledger import audit_data_dir
-from node.p2p.transport import HandshakeError, handshake
 
 
 def _same_head_everywhere(c: Cluster, indexes: list[int], min_height: int) -> tuple[int, str, str] | None:

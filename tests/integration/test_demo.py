@@ -15,12 +15,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import ports
 import pytest
 from rich.console import Console
 
-import ports
-from node.devnet import demo, story
-from node.devnet import localnet
+from node.devnet import demo, localnet, story
 from node.devnet.localnet import node_pids
 from node.devnet.provision import consortium_ports
 

@@ -21,8 +21,8 @@ import pytest
 from cluster import Cluster, wait_for
 
 from chain.tx import Tx, new_nonce
-from node.sdk.client import RpcError, sign
 from node.devnet.provision import DEFAULT_SEED
+from node.sdk.client import RpcError, sign
 
 MAX_BLOCK_BYTES = 1024 * 1024
 META_BYTES = 4000  # per tx, under the 4,096-byte meta limit: ~4.3 KB a tx, ~240 a full block

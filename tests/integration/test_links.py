@@ -18,11 +18,11 @@ from relay import Relay
 from chain.crypto import load_key_file
 from chain.encoding import canonical
 from chain.tx import new_nonce
-from node.sdk.client import RpcError, sign
-from node.runtime.config import NodeConfig
-from node.p2p.framing import encode_frame
 from node.devnet.localnet import up
 from node.devnet.provision import DEFAULT_SEED, init_consortium
+from node.p2p.framing import encode_frame
+from node.runtime.config import NodeConfig
+from node.sdk.client import RpcError, sign
 
 ISSUER = ("issuers", "northgate-receipts")
 OWNER = ("parties", "riverside-foods")

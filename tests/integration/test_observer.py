@@ -20,10 +20,10 @@ import pytest
 from cluster import ISSUER, OWNER, Cluster, Load, wait_for
 from observer_node import EventReader, ObserverNode
 
-from chain.proofcheck import verify_ownership_proof
 from chain.block import sign_commit
 from chain.crypto import KeyPair, load_key_file
 from chain.genesis import Genesis
+from chain.proofcheck import verify_ownership_proof
 from node.consensus.messages import Commit, Signed
 from node.explorer.rpc_audit import audit_rpc
 from node.p2p.handshake import OBSERVER, HandshakeError, handshake

@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from sim_craft import Crafter
+
 from chain.block import Block, Certificate, CertificateError
 from chain.encoding import canonical
 from node.consensus import pbft
@@ -31,7 +33,6 @@ from node.consensus.messages import (
     ViewChange,
     parse_signed,
 )
-from sim_craft import Crafter
 
 if TYPE_CHECKING:
     from simnet import Node, World

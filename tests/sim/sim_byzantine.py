@@ -12,15 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sim_adversary import STRATEGIES, Adversary
+from sim_app import next_state_root
+from sim_craft import Crafter
+
 from chain.block import Block
 from chain.devnet import seeded_key
 from chain.encoding import decode, hash_hex
 from chain.merkle import tx_root
 from chain.tx import parse_tx
-from node.consensus.messages import Commit, PrePrepare, Prepare, parse_signed
-from sim_adversary import STRATEGIES, Adversary
-from sim_craft import Crafter
-from sim_app import next_state_root
+from node.consensus.messages import Commit, Prepare, PrePrepare, parse_signed
 
 if TYPE_CHECKING:
     from simnet import Node, World

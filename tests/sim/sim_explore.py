@@ -32,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simnet import Node, Violation, World
+
 from chain.block import Block, Certificate
 from chain.encoding import decode
 from node.consensus.messages import NewView, Signed, parse_signed
-from simnet import Node, Violation, World
 
 Event = tuple[Any, ...]
 _SKIP_REPLICA = frozenset({"key", "app", "params", "_verify", "chain_id", "_restored", "_out"})

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from sim_app import GOV_OP
+from sim_byzantine import BEHAVIOURS
+from simnet import Faults, World
+
 from chain.devnet import seeded_key
 from chain.tx import Tx, sign_tx
-from sim_byzantine import BEHAVIOURS
-from sim_app import GOV_OP
-from simnet import Faults, World
 
 LIVENESS_BOUND_MS = 40_000  # after the last fault and the last submission, every tx commits by then
 

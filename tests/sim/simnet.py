@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim_app import MAX_BLOCK_TXS, SimApp, next_validators, set_at
+
 from chain.block import Block, Certificate, CertificateError
 from chain.crypto import Domain, KeyPair, verify
 from chain.devnet import Consortium, make_consortium, seeded_key
@@ -32,10 +34,8 @@ from chain.encoding import canonical, decode, hash_hex
 from chain.genesis import Params
 from chain.tx import Tx, sign_tx
 from chain.validators import Validator, ValidatorSet
-from node.consensus import pbft
 from node.consensus import messages as pbft_messages
-from sim_app import MAX_BLOCK_TXS, SimApp, next_validators, set_at
-
+from node.consensus import pbft
 
 FETCH_TIMEOUT_MS = 100  # a fetch with no answer by then moves on to the next peer
 

@@ -25,7 +25,16 @@ from simnet import World
 from chain.block import Block, Certificate, CertificateError, sign_commit
 from chain.crypto import KeyPair
 from node.consensus import pbft
-from node.consensus.messages import Commit, NewView, Prepare, PreparedProof, PrePrepare, Signed, ViewChange, parse_signed
+from node.consensus.messages import (
+    Commit,
+    NewView,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Signed,
+    ViewChange,
+    parse_signed,
+)
 
 FAULTY = (5, 6)
 

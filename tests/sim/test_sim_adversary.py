@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 from sim_adversary import OPEN_DEFECTS
-from sim_explore import Explorer, Scope
 from sim_app import GOV_OP
+from sim_explore import Explorer, Scope
 from simnet import Violation
 
 
@@ -123,7 +123,8 @@ def test_votes_of_a_removed_validator_count_at_the_next_height() -> None:
 
 
 def _gov(world, args):  # type: ignore[no-untyped-def]
-    from chain.tx import sign_tx
     from factories import seeded_key
+
+    from chain.tx import sign_tx
 
     return sign_tx(seeded_key("sim-gov"), chain_id=world.chain_id, op=GOV_OP, args=args, expires=10**6, nonce="gov-0")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from simnet import Node, World
 
 TX_PAD = 2000  # bytes of padding per tx: 16 txs make a block of ~37 KB
@@ -115,7 +114,6 @@ def test_a_validator_pushing_many_blocks_does_not_grow_a_replicas_memory() -> No
     """Blocks no signed message names are kept one per sender and height (h and h+1 only); a
     block whose txs do not match its header is never kept, even under a wanted hash."""
     from chain.block import Block
-
     from node.consensus import pbft
     from node.consensus.messages import PrePrepare, Signed
 
@@ -153,7 +151,6 @@ def test_a_proposal_over_the_genesis_limits_is_refused(limit: str) -> None:
     """A Byzantine primary's block over max_block_txs or max_block_bytes is never prepared: the
     replicas leave the view, and the next primary's block commits."""
     from chain.genesis import Params
-
     from node.consensus import pbft
     from node.consensus.messages import Prepare, PrePrepare, Signed, parse_signed
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sim_schedules import run_seed
 
 SEEDS = 150  # per size: 300 schedules in all

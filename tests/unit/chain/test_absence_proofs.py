@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from chain import smt
-from chain.proofcheck import ASSET_ID_RE, PROOF_VERSION, verify_ownership_proof
-from chain.block import Certificate
-from chain.encoding import H
-from contracts.args import ASSET_ID_PATTERN
-from contracts.proofs import build_ownership_proof
-from contracts.state import asset_key
 from factories import mix_views, seeded_key
 from ledger_fixtures import LedgerChain, build_story_across_a_set_change
 from ledger_node import LedgerNode, serve_in_thread
+
+from chain import smt
+from chain.block import Certificate
+from chain.encoding import H
+from chain.proofcheck import ASSET_ID_RE, PROOF_VERSION, verify_ownership_proof
+from contracts.args import ASSET_ID_PATTERN
+from contracts.proofs import build_ownership_proof
+from contracts.state import asset_key
 from node.sdk.client import Client, RpcError
 
 GHOST = "WR-GHOST"  # named only by rejected txs, in the head block

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import plyvel
 import pytest
+from factories import mix_views
+from ledger_fixtures import LedgerChain, build_story
 
 from chain.audit import audit_data_dir, verify_chain
 from chain.block import Certificate
@@ -16,8 +18,6 @@ from chain.smt import node_key, version_bytes
 from chain.store import Store
 from chain.tx import parse_tx
 from contracts.apply import genesis_state, history_key, owner_key, reexecute, state_key
-from factories import mix_views
-from ledger_fixtures import LedgerChain, build_story
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 import pytest
+from factories import seeded_key
 
 from chain.ceremony import (
     CeremonyError,
@@ -24,7 +25,6 @@ from chain.ceremony import (
 from chain.crypto import Domain, KeyPair
 from chain.encoding import canonical
 from chain.genesis import Genesis
-from factories import seeded_key
 
 CHAIN = "acme-1"
 PARAMS = ConsortiumParams(CHAIN, 1_800_000_000_000)

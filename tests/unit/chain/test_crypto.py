@@ -2,11 +2,11 @@ import json
 import os
 
 import pytest
+from factories import seeded_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.crypto import Domain, KeyFileError, KeyPair, load_key_file, verify, write_key_file
-from factories import seeded_key
 
 
 def test_sign_verify_and_domain_separation():

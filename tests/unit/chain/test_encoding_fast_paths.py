@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from chain.encoding import INT_MAX, INT_MIN, EncodingError, _normalize, canonical, decode, normalize
 from chain.tx import sign_tx
-from node.consensus.pbft import VoteRecord
 from node.consensus.messages import (
     Commit,
     NewView,
@@ -27,6 +26,7 @@ from node.consensus.messages import (
     encode_body,
     parse_signed,
 )
+from node.consensus.pbft import VoteRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from factories import make_block, make_consortium, seeded_key  # noqa: E402

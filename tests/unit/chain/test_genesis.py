@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from factories import make_consortium
 
 from chain.genesis import Genesis, GenesisError
-from factories import make_consortium
 
 DOC = make_consortium(4).genesis.doc
 

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import mix_views, seeded_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_fixtures import LedgerChain, build_story_across_a_set_change
 
-from chain.proofcheck import ASSET_STATE_PREFIX, PROOF_VERSION, verify_ownership_proof
 from chain.block import Certificate
+from chain.proofcheck import ASSET_STATE_PREFIX, PROOF_VERSION, verify_ownership_proof
 from contracts.proofs import ProofError, build_ownership_proof
 from contracts.state import ASSET_PREFIX
-from factories import mix_views, seeded_key
-from ledger_fixtures import LedgerChain, build_story_across_a_set_change
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import plyvel
 import pytest
+from ledger_fixtures import LedgerChain, build_story
 
 from chain import smt
 from chain.audit import audit_data_dir
 from chain.retention import Retention, snapshot_height
 from chain.store import Store
 from contracts.apply import reexecute
-from ledger_fixtures import LedgerChain, build_story
 
 PRUNING = Retention(keep=2, snapshot_interval=2)
 

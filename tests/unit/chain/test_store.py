@@ -1,10 +1,10 @@
 import plyvel
 import pytest
+from factories import make_block, make_consortium
 
 from chain.block import BlockError, Certificate
 from chain.store import SCHEMA_VERSION, BlockCommit, Store, StoreError
 from chain.tx import sign_tx
-from factories import make_block, make_consortium
 
 C = make_consortium(4)
 

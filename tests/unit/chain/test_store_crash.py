@@ -14,10 +14,11 @@ import random
 import signal
 import time
 
+from factories import make_block, make_consortium
+
 from chain.block import Certificate
 from chain.store import BlockCommit, Store
 from chain.tx import sign_tx
-from factories import make_block, make_consortium
 
 C = make_consortium(4)
 KILLS = 60

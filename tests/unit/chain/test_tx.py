@@ -1,7 +1,7 @@
 import pytest
+from factories import seeded_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from factories import seeded_key
 
 from chain.crypto import Domain
 from chain.encoding import canonical

@@ -15,12 +15,12 @@ from chain.tx import TxError
 from contracts.errors import ContractError
 from contracts.proofs import ProofError
 from contracts.result import Rejection
-from node.devnet.bench import BenchError
 from node.cli.main import main
-from node.runtime.config import ConfigError
-from node.errors import EXIT_FAILED, NodeError
+from node.devnet.bench import BenchError
 from node.devnet.localnet import LocalnetError, node_pids
 from node.devnet.provision import DEFAULT_SEED, consortium_ports, init_consortium
+from node.errors import EXIT_FAILED, NodeError
+from node.runtime.config import ConfigError
 
 
 def test_each_layer_has_one_root_and_keeps_the_builtin_base() -> None:

@@ -15,8 +15,8 @@ from ledger_node import LedgerNode, serve_in_thread
 from pydantic import BaseModel
 from rpc_fake import FakeNode
 
-from node.rpc import models as m
 from node.cli.main import main
+from node.rpc import models as m
 
 
 def run(*args: str) -> Result:

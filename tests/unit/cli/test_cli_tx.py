@@ -16,9 +16,9 @@ from ledger_node import LedgerNode, serve_in_thread
 from rpc_fake import FakeNode
 
 from chain.crypto import KeyPair, write_key_file
-from node.rpc import models as m
 from node.cli.main import main
 from node.cli.tx import ArgsError, parse_tx_args
+from node.rpc import models as m
 
 T = TypeVar("T")
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: a command that got this far would exit 1, not 2

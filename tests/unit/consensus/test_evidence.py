@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from factories import make_consortium, seeded_key
+from ledger_fixtures import LedgerChain, build_story
 
 from chain.crypto import Domain, KeyPair
 from chain.encoding import hash_hex
 from chain.store import Store
-from factories import make_consortium, seeded_key
-from ledger_fixtures import LedgerChain, build_story
 from node.cli.main import main
 from node.consensus.evidence import EquivocationEvidence, parse_core, verify_evidence
+from node.consensus.messages import Prepare, PrePrepare, Signed
 from node.runtime.evidence_store import EvidenceStore
 from node.runtime.metrics import NodeMetrics
-from node.consensus.messages import Prepare, PrePrepare, Signed
 
 NEW = seeded_key("validator-new")
 

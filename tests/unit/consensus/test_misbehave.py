@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from factories import make_block, make_consortium
 
 from chain.block import Block
 from chain.crypto import Domain, verify
 from chain.encoding import hash_hex
-from factories import make_block, make_consortium
-from node.runtime.misbehave import ENABLE_ENV, ENABLE_PHRASE, ENV, Misbehaviour, MisbehaveError, from_environ
-from node.consensus.pbft import _commit_bytes
 from node.consensus.messages import Commit, NewView, Prepare, PrePrepare, Signed, Status, ViewChange, parse_signed
+from node.consensus.pbft import _commit_bytes
+from node.runtime.misbehave import ENABLE_ENV, ENABLE_PHRASE, ENV, MisbehaveError, Misbehaviour, from_environ
 
 
 def test_off_by_default_and_never_by_accident() -> None:

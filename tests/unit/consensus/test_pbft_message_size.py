@@ -16,9 +16,18 @@ from chain.block import Block
 from chain.encoding import canonical, decode
 from chain.genesis import Params
 from chain.tx import MAX_TX_BYTES, sign_tx
-from node.p2p.framing import DEFAULT_MAX_FRAME
+from node.consensus.messages import (
+    NewView,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Signed,
+    Status,
+    ViewChange,
+    parse_signed,
+)
 from node.consensus.pbft import VoteRecord
-from node.consensus.messages import NewView, Prepare, PreparedProof, PrePrepare, Signed, Status, ViewChange, parse_signed
+from node.p2p.framing import DEFAULT_MAX_FRAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from factories import Consortium, make_block, make_consortium, seeded_key  # noqa: E402

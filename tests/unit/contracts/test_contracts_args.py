@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from contracts_fixtures import World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,6 @@ from chain.tx import TxError
 from contracts import OPS, execute, validate_args
 from contracts.args import MAX_META_BYTES
 from contracts.registry import OP_TABLE
-from contracts_fixtures import World
 
 ACC = "ab" * 32
 HASH = "cd" * 32

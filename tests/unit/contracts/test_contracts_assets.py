@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from contracts_fixtures import World, doc
 
 from contracts import doc_key, execute, read_asset
-from contracts_fixtures import World, doc
 
 ORDER = "0d" * 32
 TERMS = "7e" * 32

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from contracts_fixtures import World
+from factories import make_consortium, seeded_key
 
 from chain.validators import ValidatorSet
 from contracts import (
@@ -16,8 +18,6 @@ from contracts import (
     roles_key,
 )
 from contracts.governance import PROPOSAL_TTL
-from contracts_fixtures import World
-from factories import make_consortium, seeded_key
 
 
 @pytest.fixture
@@ -51,8 +51,9 @@ def test_genesis_without_threshold_means_a_majority_of_current_members() -> None
     c = make_consortium()
     doc = {k: v for k, v in c.genesis.doc.items() if k != "gov_threshold"}
     doc["roles"] = {**doc["roles"], c.users[0].public: [{"role": "member"}, {"role": "auditor"}]}
-    from chain.genesis import Genesis
     from factories import Consortium
+
+    from chain.genesis import Genesis
 
     w = World(Consortium(Genesis.from_plain(doc), c.validator_keys, c.members, c.issuer, c.regulator, c.auditor, c.users))
     gov = read_gov(w.state)

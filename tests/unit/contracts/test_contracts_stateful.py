@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts_fixtures import World, doc
+from factories import seeded_key
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -26,8 +28,6 @@ from chain.crypto import is_account
 from contracts import doc_key, read_asset, read_gov, read_proposal, read_roles, read_validator_set
 from contracts.standing import has_standing
 from contracts.state import standing_key
-from contracts_fixtures import World, doc
-from factories import seeded_key
 
 ASSETS = [f"A{i}" for i in range(5)]
 DOCS = [doc(f"d{i}") for i in range(6)]

@@ -3,9 +3,10 @@ state says at the time of asking (so a revocation by governance takes the right 
 
 from __future__ import annotations
 
+from contracts_fixtures import World
+
 from contracts import OBSERVER_ROLES, observer_role_at
 from contracts.roles import observer_role
-from contracts_fixtures import World
 
 
 def test_the_genesis_auditor_and_regulator_may_observe_others_may_not() -> None:

@@ -16,9 +16,9 @@ from contracts.apply import check_block_txs
 from contracts.registry import validate_args
 from contracts.standing import check_standing, has_standing
 from contracts.state import standing_key
+from node.runtime.consensus_app import LedgerApp
 from node.runtime.ledger import LedgerError, audit_data_dir
 from node.runtime.mempool import Mempool
-from node.runtime.consensus_app import LedgerApp
 
 OUTSIDER = seeded_key("outsider")
 

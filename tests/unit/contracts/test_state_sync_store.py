@@ -16,8 +16,8 @@ from ledger_fixtures import LedgerChain, build_story_across_a_set_change, sync_l
 
 from chain import smt, snapshot
 from chain.audit import audit_data_dir
-from chain.proofcheck import verify_ownership_proof
 from chain.encoding import EncodingError, canonical, decode
+from chain.proofcheck import verify_ownership_proof
 from chain.snapshot import SnapshotError, StateChunk
 from chain.store import Store, StoreError
 from chain.sync_anchor import SyncVerifyError, parse_window, verify_anchor, verify_window

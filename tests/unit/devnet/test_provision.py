@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from chain.crypto import load_key_file
 from chain.genesis import Genesis
 from node.cli.main import main
-from node.runtime.config import ConfigError, NodeConfig
 from node.devnet.provision import DEFAULT_SEED, Consortium, ProvisionError, init_consortium
+from node.runtime.config import ConfigError, NodeConfig
 
 
 def test_init_writes_a_consistent_consortium(tmp_path: Path) -> None:

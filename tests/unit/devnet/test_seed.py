@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from node.devnet import story
 from node.cli.main import main
+from node.devnet import story
 from node.devnet.provision import DEFAULT_SEED, load_seed
 
 CLASSES = {"warehouse_receipt", "property_deed", "receivable"}

@@ -8,13 +8,13 @@ import os
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
 import pytest
 from factories import Consortium, make_consortium, seeded_key
 
 from chain.crypto import KeyPair
-from chain.encoding import Value
-from chain.encoding import decode
-from node.p2p.framing import encode_frame, read_frame
+from chain.encoding import Value, decode
+from node.p2p.framing import encode_frame
 from node.p2p.handshake import Handshake
 from node.p2p.linkcrypto import Opener
 from node.p2p.transport import PROTOCOL_VERSION, HandshakeError, Transport, TransportConfig, handshake

@@ -16,9 +16,8 @@ from contracts import validate_args
 from contracts.args import ASSET_ID_PATTERN
 from node.cli import common as cli_common
 from node.cli import tx as cli_tx
+from node.rpc import base, paging
 from node.runtime import config
-from node.rpc import paging
-from node.rpc import base
 
 PATTERNS = {
     "asset_id": ASSET_ID_PATTERN, "class": CLASS_PATTERN, "chain_id": CHAIN_ID_PATTERN, "op": OP_PATTERN,
@@ -30,7 +29,10 @@ CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\n", "\r", "\x00"
 
 
 def test_every_whole_pattern_of_the_project_is_listed_here() -> None:
-    import chain.genesis, chain.tx, chain.validators, contracts.args  # noqa: E401
+    import chain.genesis  # noqa: E401
+    import chain.tx
+    import chain.validators
+    import contracts.args
     modules = (chain.genesis, chain.tx, chain.validators, contracts.args, cli_common, cli_tx, config, paging, base)
     found = {id(v) for mod in modules for v in vars(mod).values() if isinstance(v, WholePattern)}
     assert found <= {id(p) for p in PATTERNS.values()}

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient
+from rpc_fake import FakeNode, rpc_client, signed
 
-from node.rpc.models import RpcToken
 from node.rpc.middleware import token_of
+from node.rpc.models import RpcToken
 from node.rpc.routes import ROUTES
 from node.rpc.server import make_app
-from rpc_fake import FakeNode, rpc_client, signed
 
 READER = "r" * 16 + "-reader"
 SUBMITTER = "s" * 16 + "-submitter"

@@ -11,9 +11,9 @@ import openapi_spec_validator as validator
 from rpc_fake import FakeNode, rpc_client, until
 
 from node.rpc.api import CommittedBlockEvent
+from node.rpc.models import BlockEvent, NodeStatus
 from node.rpc.routes import ROUTES, openapi_document
 from node.rpc.server import make_app, serve
-from node.rpc.models import BlockEvent, NodeStatus
 
 
 def refs(obj: Any) -> list[str]:

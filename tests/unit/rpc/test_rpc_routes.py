@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
 
 from chain.encoding import hash_hex
 from chain.tx import EXPIRY_WINDOW
@@ -15,8 +16,6 @@ from node.consensus.evidence import EquivocationEvidence, verify_evidence
 from node.consensus.messages import Prepare, Signed
 from node.rpc.base import INTERNAL_ERRORS
 from node.rpc.models import MAX_BATCH_TXS
-from rpc_fake import FakeNode, check_answer, rpc_client, signed, until
-
 
 JSON = {"Content-Type": "application/json"}
 

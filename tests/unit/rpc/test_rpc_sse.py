@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from aiohttp import ClientResponse
+from rpc_fake import FakeNode, rpc_client, signed, until
 
 from node.rpc.base import INTERNAL_ERRORS
 from node.rpc.models import BlockEvent
-from rpc_fake import FakeNode, rpc_client, signed, until
 
 DEADLINE_S = 10.0
 

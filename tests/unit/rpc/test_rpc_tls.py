@@ -27,8 +27,8 @@ from rpc_fake import signed
 from rpc_servers import ValidatorServer
 
 from node.cli.main import main
-from node.sdk.client import NO_RETRY, Client, NodeUnreachable
 from node.runtime.config import ConfigError, NodeConfig
+from node.sdk.client import NO_RETRY, Client, NodeUnreachable
 
 
 def write_self_signed(cert_path: Path, key_path: Path) -> None:

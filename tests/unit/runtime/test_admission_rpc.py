@@ -17,11 +17,11 @@ from rpc_fake import FakeNode, rpc_client, signed
 
 from chain.crypto import write_key_file
 from chain.tx import Tx, sign_tx
-from node.rpc.models import RpcToken
-from node.runtime.config import NodeConfig
-from node.rpc.ratelimit import RateLimited, RateLimiter
-from node.runtime.validator import Validator, open_validator
 from node.p2p.messages import TxGossip
+from node.rpc.models import RpcToken
+from node.rpc.ratelimit import RateLimited, RateLimiter
+from node.runtime.config import NodeConfig
+from node.runtime.validator import Validator, open_validator
 
 OUTSIDER = seeded_key("outsider")
 QUOTA = 3

@@ -12,9 +12,9 @@ import pytest
 from factories import make_consortium
 
 from chain.store import Store
+from node.devnet.provision import DEFAULT_SEED, ProvisionError, init_consortium
 from node.rpc.models import RpcToken
 from node.runtime.config import ConfigError, NodeConfig
-from node.devnet.provision import DEFAULT_SEED, ProvisionError, init_consortium
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from ledger_fixtures import LedgerChain
 import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
 from chain.tx import parse_tx, sign_tx
-from node.rpc.ratelimit import RateLimiter
 from node.p2p.peers import Peer, TransportConfig
+from node.rpc.ratelimit import RateLimiter
 
 
 def test_the_ledgers_caches_stay_within_their_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import ClientSession
 from factories import Consortium, make_consortium
 
-from chain.proofcheck import verify_ownership_proof
 from chain.crypto import write_key_file
 from chain.encoding import canonical, decode
+from chain.proofcheck import verify_ownership_proof
 from chain.store import Store
 from chain.tx import sign_tx
 from node.p2p.catchup import BLOCK_SERVE_PER_S
