@@ -12,7 +12,7 @@ import msgpack
 from chain.block import Block, BlockError, Header
 from chain.encoding import canonical, canonical_array, decode
 from chain.receipt import Receipt
-from chain.tx import Tx, known_tx, parse_tx
+from chain.tx import known_tx, parse_tx
 
 TX_RECORD_PREFIX = b"t/"
 TX_INDEX_PREFIX = b"i/"
