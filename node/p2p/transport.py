@@ -38,6 +38,13 @@ jitter (`backoff_initial` doubling to `backoff_max`, each wait drawn from [d/2, 
 resets once a connection has lived `backoff_max` seconds, so a peer that accepts and at once drops
 us is not hammered.
 
+Knocking: a node that starts (a restart, or a join by state sync) would wait for each lower-keyed
+peer's backoff, up to `backoff_max`, before that peer redials it. So on `start` it also dials each
+lower-keyed validator of the set once: the peer completes the handshake with it (so the knock is
+authenticated: only a validator of its set can knock), closes the link at once, and, if it has no
+link to the knocker, redials it now with its backoff reset. The one-connection rule still holds:
+the knock's link carries nothing.
+
 The set changes (`set_validators`, after every commit that changes it): links to validators no
 longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
 by the rule above). Joining: while this node's own key is not in the set it knows (a validator
@@ -86,7 +93,7 @@ from node.p2p.handshake import (
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
 from node.p2p.observers import ObserverAccess, ObserverHub, ObserverLinks
-from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
+from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, pause, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -138,6 +145,7 @@ class Transport(ObserverLinks):
         self._bootstrappers: list[asyncio.Task[None]] = []
         self._peers: dict[str, Peer] = {}
         self._accept_from: Set[str] = frozenset()
+        self._knockers: frozenset[str] = frozenset()
         self.member = False
         self._started = False
         self._server: asyncio.Server | None = None
@@ -158,6 +166,9 @@ class Transport(ObserverLinks):
         self._server = await asyncio.start_server(self._on_inbound, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.dial()
+        for peer in self._peers.values():
+            if self.member and peer.public < self.key.public and peer.address is not None and not peer.guest:
+                self._spawn(self._knock(peer), f"knock {peer.node_id}")
         return self.port
 
     def dial(self) -> None:
@@ -231,8 +242,10 @@ class Transport(ObserverLinks):
         # the dial rule: we accept only from lower keys and dial only higher ones (an observer
         # accepts none: it dials every validator)
         self._accept_from = frozenset(p for p in wanted if p < self.key.public) if self.member else KeysBelow(self.key.public)
+        # the higher keys of the set, which we dial: each may knock ("Knocking" above)
+        self._knockers = frozenset(p for p in wanted if p > self.key.public) if self.member else frozenset()
         if self.role == OBSERVER:
-            self._accept_from = frozenset()
+            self._accept_from = self._knockers = frozenset()
         elif self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
             self._bootstrappers = []
         elif self._started and not self._bootstrappers:
@@ -242,7 +255,7 @@ class Transport(ObserverLinks):
     def retire(self) -> None:
         """Close every link and dial nobody: this node's key left the set (docs/operations.md)."""
         self.member = False
-        self._accept_from = frozenset()
+        self._accept_from = self._knockers = frozenset()
         self._bootstrap = ()
         for task in self._bootstrappers:
             task.cancel()
@@ -333,11 +346,11 @@ class Transport(ObserverLinks):
 
     async def _redial(
         self, what: str, attempt: Callable[[], Awaitable[float]], go_on: Callable[[], bool],
-        ready: Callable[[], Awaitable[object]] | None = None,
+        ready: Callable[[], Awaitable[object]] | None = None, knocked: asyncio.Event | None = None,
     ) -> None:
         """Call `attempt` (how long its link lived) while `go_on()`, backing off exponentially with
-        jitter, from the start again after a link that lived `backoff_max`; an unexpected exception
-        is logged and never ends the redialing."""
+        jitter, from the start again after a link that lived `backoff_max` or a knock; an unexpected
+        exception is logged and never ends the redialing."""
         cfg = self.config
         delay = cfg.backoff_initial
         while go_on():
@@ -350,11 +363,26 @@ class Transport(ObserverLinks):
                 log.exception("dialing %s failed unexpectedly", what)
             if lived >= cfg.backoff_max:
                 delay = cfg.backoff_initial
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            if await pause(delay * self._rng.uniform(0.5, 1.0), knocked):
+                delay = cfg.backoff_initial
+                continue
             delay = min(delay * 2, cfg.backoff_max)
 
     async def _dial_loop(self, peer: Peer) -> None:
-        await self._redial(peer.node_id, lambda: self._dial_once(peer), lambda: not self._closing, peer.address_set.wait)
+        await self._redial(peer.node_id, lambda: self._dial_once(peer), lambda: not self._closing,
+                           peer.address_set.wait, peer.knocked)
+
+    async def _knock(self, peer: Peer) -> None:
+        """Dial a lower-keyed peer once so that it redials us now ("Knocking" above)."""
+        link = await self._connect(peer.address or "", {peer.public}, f"{peer.node_id} (knock)", quiet=True)
+        if link is not None:
+            link[1].transport.abort()
+
+    def _knocked_by(self, public: str) -> None:
+        peer = self._peers.get(public)
+        if peer is not None and peer.conn is None:
+            log.info("peer %s knocked: dialing it now", peer.node_id)
+            peer.knocked.set()
 
     async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
@@ -392,10 +420,10 @@ class Transport(ObserverLinks):
         return public, await self._timed_serve(peer, link)
 
     async def _connect(
-        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None
+        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None, quiet: bool = False
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake] | None:
         """Connect to `address` and complete the handshake with one of `allowed`; None on failure
-        (why is kept in `peer.failure`)."""
+        (why is kept in `peer.failure`; `quiet`: a failed handshake is logged at debug level only)."""
         cfg = self.config
         try:
             host, port = split_address(address)
@@ -416,7 +444,7 @@ class Transport(ObserverLinks):
                 role=self.role,
             )
         except HandshakeError as e:
-            log.warning("handshake with %s at %s failed: %s", label, address, e)
+            (log.debug if quiet else log.warning)("handshake with %s at %s failed: %s", label, address, e)
             if peer is not None:
                 peer.failure = str(e)
             writer.transport.abort()
@@ -459,7 +487,7 @@ class Transport(ObserverLinks):
                 key=self.key,
                 chain_id=self.chain_id,
                 genesis_hash=self.genesis_hash,
-                allowed=self._accept_from,
+                allowed=self._accept_from | self._knockers if self._knockers else self._accept_from,
                 timeout=self.config.handshake_timeout,
                 hello_timeout=self.config.hello_timeout,
                 on_hello=lambda public: self._gate.claim(ticket, public),
@@ -476,6 +504,9 @@ class Transport(ObserverLinks):
             return
         if shake.role == OBSERVER:
             await self._serve_observer(shake, reader, writer)
+            return
+        if shake.peer in self._knockers and shake.peer not in self._accept_from:
+            self._knocked_by(shake.peer)  # and the link closes: we dial that peer
             return
         if shake.peer not in self._accept_from:  # the set changed during the handshake
             return
