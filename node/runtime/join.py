@@ -27,7 +27,7 @@ from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
 from node.runtime.config import NodeConfig
-from node.runtime.node_common import NodeStartError, load_identity
+from node.runtime.node_common import NOT_AN_OBSERVER_KEY, NodeStartError, load_identity
 
 log = logging.getLogger("titlechain.statesync")
 
@@ -50,6 +50,8 @@ async def join(cfg: NodeConfig) -> Joined | None:
         genesis, key = load_identity(cfg)
     except NodeStartError as e:
         raise JoinError(str(e)) from None
+    if cfg.observer and key.public in genesis.validators.publics:
+        raise JoinError(f"{cfg.key}: {NOT_AN_OBSERVER_KEY}")  # before a sync that would be wasted
     if not cfg.observer and key.public not in genesis.validators.publics and not cfg.peers:
         raise JoinError(f"{cfg.key}: this key is not a validator of the genesis: state sync needs --peers "
                         "(or the config's `peers`) to reach the running validators")

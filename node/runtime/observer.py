@@ -49,7 +49,7 @@ from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.metrics import NodeMetrics
-from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, serve_rpc
+from node.runtime.node_common import NOT_AN_OBSERVER_KEY, FatalNodeError, NodeProcess, NodeStartError, serve_rpc
 from node.runtime.service import LedgerService
 
 log = logging.getLogger("titlechain.observer")
@@ -92,10 +92,7 @@ class Observer(NodeProcess):
         """`transport`: the links a state sync made (node/runtime/join.py, to the genesis set's
         validators), taken over and moved to the set at the head."""
         if key.public in genesis.validators.publics:
-            raise NodeStartError(
-                f"{cfg.key}: this is a validator's node key; an observer runs with the key of an account "
-                "that holds the auditor or regulator role"
-            )
+            raise NodeStartError(f"{cfg.key}: {NOT_AN_OBSERVER_KEY}")
         self._linked_set = ledger.validator_set_at(ledger.height + 1)  # the set its links follow: the head's
         by_node_id = {v.node_id: v.public for v in self._linked_set.validators}
         if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
