@@ -186,44 +186,49 @@ class StateSyncClient:
         return peers
 
     async def _choose_base(self) -> int:
-        """S from the first f+1 offers: each peer is asked once, as soon as it is connected (no
-        wait for the others: those join the fetching later). A peer that fails to answer is
-        dropped; the sync fails if f+1 offers are not in within CONNECT_DEADLINE_S."""
+        """S from the first f+1 offers of a height >= 1: each peer is asked once, as soon as it is
+        connected (no wait for the others: those join the fetching later). A peer that fails to
+        answer, or holds no block, is dropped; the sync fails if f+1 offers are not in within
+        CONNECT_DEADLINE_S. At most f of the f+1 lie, so an honest one holds S."""
         deadline = time.monotonic() + CONNECT_DEADLINE_S
         asked: dict[str, asyncio.Task[SnapAnswer]] = {}
         offers: dict[str, int] = {}
-        while len(offers) <= self.f:
-            for peer in self._usable():
-                if peer not in asked:
-                    asked[peer] = asyncio.ensure_future(self._ask(peer, {"t": "snap_offer_req"}, "snap_offer"))
-            for peer, task in asked.items():
-                if task.done() and peer not in offers and peer not in self.progress.refused:
-                    if isinstance(task.exception(), PeerFailed):
-                        self._drop(peer, str(task.exception()))
-                    elif task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]  # a bug: not a peer's doing
-                    else:
-                        offers[peer] = task.result().body["height"]
-            if len(offers) > self.f:
-                break
-            if time.monotonic() > deadline:
-                for task in asked.values():
-                    task.cancel()
-                raise StateSyncError(f"state sync: {len(offers)} offers ({sorted(offers.values())}) after "
-                                     f"{CONNECT_DEADLINE_S:.0f} s; need {self.f + 1} to choose a base anyone vouches for")
-            pending = [t for t in asked.values() if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
-            else:
-                await asyncio.sleep(POLL_S)
-        heights = sorted(offers.values(), reverse=True)
-        for task in asked.values():
-            if not task.done():
+        try:
+            while len(offers) <= self.f:
+                for peer in self._usable():
+                    if peer not in asked:
+                        asked[peer] = asyncio.ensure_future(self._ask(peer, {"t": "snap_offer_req"}, "snap_offer"))
+                self._take_offers(asked, offers)
+                if len(offers) > self.f:
+                    break
+                if time.monotonic() > deadline:
+                    raise StateSyncError(f"state sync: {len(offers)} offers ({sorted(offers.values())}) after "
+                                         f"{CONNECT_DEADLINE_S:.0f} s; need {self.f + 1} to choose a base anyone vouches for")
+                pending = [t for t in asked.values() if not t.done()]
+                if pending:
+                    await asyncio.wait(pending, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(POLL_S)
+        finally:
+            for task in asked.values():
                 task.cancel()  # a late offer is not needed; that peer still joins the fetching
-        if heights[self.f] < 1:
-            raise StateSyncError(f"state sync: offers {heights}; need {self.f + 1} peers at a height >= 1")
-        log.info("state sync: base height %d chosen from the offers of %d peers", heights[self.f], len(heights))
-        return heights[self.f]
+        base = sorted(offers.values(), reverse=True)[self.f]
+        log.info("state sync: base height %d chosen from the offers of %d peers", base, len(offers))
+        return base
+
+    def _take_offers(self, asked: dict[str, asyncio.Task[SnapAnswer]], offers: dict[str, int]) -> None:
+        for peer, task in asked.items():
+            if not task.done() or peer in offers or peer in self.progress.refused:
+                continue
+            error = task.exception()
+            if isinstance(error, PeerFailed):
+                self._drop(peer, str(error))
+            elif error is not None:
+                raise error  # a bug, not a peer's doing
+            elif (height := task.result().body["height"]) < 1:
+                self._drop(peer, "offers no snapshot: it holds no block")
+            else:
+                offers[peer] = height
 
     async def _one_peer(self, what: str, attempt: Callable[[str], Any]) -> Any:
         """Run attempt(peer) with one usable peer after another until one succeeds."""

@@ -174,3 +174,14 @@ def test_a_peer_that_connects_mid_sync_is_put_to_work(
     assert not client.progress.refused
     assert served["late"] >= 1, served
     assert client.progress.leaves == len(list(chain.ledger.store.iterate(b"s/")))
+
+
+def test_a_peer_with_no_block_is_not_counted_among_the_offers(chain: LedgerChain, tmp_path: Path) -> None:
+    # a peer that holds nothing yet (another node joining, say) offers height 0: it is dropped,
+    # and the base comes from f+1 peers that hold blocks, not from the first f+1 to answer
+    def empty(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "height": 0} if answer["t"] == "snap_offer" else answer
+
+    client = run_sync(chain, tmp_path / "a", {"empty": empty, "one": None, "two": None})
+    assert list(client.progress.refused) == ["empty"] and "holds no block" in client.progress.refused["empty"]
+    assert client.progress.base == chain.ledger.height
