@@ -1,7 +1,7 @@
 """`titlechain node run --state-sync`: make the data dir by state sync before the node starts.
 
 The sync runs over a transport of the node's own kind (node/p2p/state_sync.py): a validator's on
-its peer address (peers with a lower key dial in, as they would to the node itself), an
+its peer address (peers with a lower key dial in, at once on its knock: node/p2p/transport.py), an
 observer's dialing every validator of the genesis set with its account key (a validator serves
 state sync to a linked observer as to a peer). It ends with a data dir at a base height S. The
 node then takes the transport over, links and all (a reconnect would cost seconds of the peers'
