@@ -43,7 +43,8 @@ peer's backoff, up to `backoff_max`, before that peer redials it. So on `start` 
 lower-keyed validator of the set once: the peer completes the handshake with it (so the knock is
 authenticated: only a validator of its set can knock), closes the link at once, and, if it has no
 link to the knocker, redials it now with its backoff reset. The one-connection rule still holds:
-the knock's link carries nothing.
+the knock's link carries nothing. A validator that knocks again and again gets one dial back per
+knock, each costing it a whole handshake of its own.
 
 The set changes (`set_validators`, after every commit that changes it): links to validators no
 longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
