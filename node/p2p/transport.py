@@ -40,11 +40,11 @@ us is not hammered.
 
 Knocking: a node that starts (a restart, or a join by state sync) would wait for each lower-keyed
 peer's backoff, up to `backoff_max`, before that peer redials it. So on `start` it also dials each
-lower-keyed validator of the set once: the peer completes the handshake with it (so the knock is
-authenticated: only a validator of its set can knock), closes the link at once, and, if it has no
-link to the knocker, redials it now with its backoff reset. The one-connection rule still holds:
-the knock's link carries nothing. A validator that knocks again and again gets one dial back per
-knock, each costing it a whole handshake of its own.
+lower-keyed validator of the set once: the peer checks the hello's signature (only a validator of
+its set can knock), refuses the handshake as it refuses any dial from a higher key (so no dialer
+ever takes a knock for a link, a joining node's bootstrap dial included), and, if it has no link
+to the knocker, redials it now with its backoff reset. A replayed hello can only make it dial that
+validator early; one that knocks again and again gets one dial back per knock.
 
 The set changes (`set_validators`, after every commit that changes it): links to validators no
 longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
@@ -106,6 +106,10 @@ OnMessage = Callable[[str, Value], None]
 
 
 _PING = canonical({"kind": "ping"})
+
+
+class Knocked(HandshakeError):
+    """A higher key of the set dialed us: a knock ("Knocking" above), refused, and that peer dialed."""
 
 
 class Transport(ObserverLinks):
@@ -379,11 +383,16 @@ class Transport(ObserverLinks):
         if link is not None:
             link[1].transport.abort()
 
-    def _knocked_by(self, public: str) -> None:
-        peer = self._peers.get(public)
-        if peer is not None and peer.conn is None:
-            log.info("peer %s knocked: dialing it now", peer.node_id)
-            peer.knocked.set()
+    def _on_hello(self, ticket: int, public: str) -> None:
+        """An inbound hello's signature verified: a higher key of the set knocks (refused here, so
+        the dialer never takes it for a link); any other claims its handshake slot."""
+        if public in self._knockers and public not in self._accept_from:
+            peer = self._peers.get(public)
+            if peer is not None and peer.conn is None:
+                log.info("peer %s knocked: dialing it now", peer.node_id)
+                peer.knocked.set()
+            raise Knocked(f"key {public[:16]}... is dialed by this node, never dials it: taken as a knock")
+        self._gate.claim(ticket, public)
 
     async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
@@ -491,10 +500,12 @@ class Transport(ObserverLinks):
                 allowed=self._accept_from | self._knockers if self._knockers else self._accept_from,
                 timeout=self.config.handshake_timeout,
                 hello_timeout=self.config.hello_timeout,
-                on_hello=lambda public: self._gate.claim(ticket, public),
+                on_hello=lambda public: self._on_hello(ticket, public),
                 dialer=False,
                 observers=self._hub.refusal if self._hub is not None else None,
             )
+        except Knocked:
+            return  # not a refusal worth a log line: the peer is dialed now
         except HandshakeError as e:
             failure = str(e)
         finally:
@@ -505,9 +516,6 @@ class Transport(ObserverLinks):
             return
         if shake.role == OBSERVER:
             await self._serve_observer(shake, reader, writer)
-            return
-        if shake.peer in self._knockers and shake.peer not in self._accept_from:
-            self._knocked_by(shake.peer)  # and the link closes: we dial that peer
             return
         if shake.peer not in self._accept_from:  # the set changed during the handshake
             return

@@ -143,7 +143,7 @@ async def test_a_restarted_node_knocks_and_a_lower_key_redials_it_at_once(
     net: Net, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Node 1 is down while node 0 (the lower key, the dialer) backs off for 10-20 s; when node 1
-    starts it knocks (a handshake that node 0 closes at once) and node 0 dials it within moments,
+    starts it knocks (a dial node 0 refuses after checking its hello) and node 0 dials it within moments,
     not at the end of its backoff. The link that stays up is node 0's dial: one per pair."""
     caplog.set_level(logging.DEBUG, "titlechain.transport")
     slow = TransportConfig(**{**FAST.__dict__, "backoff_initial": 20.0, "backoff_max": 20.0})
