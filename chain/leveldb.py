@@ -4,6 +4,7 @@ refused, naming both)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import plyvel
@@ -15,13 +16,47 @@ from chain.errors import ChainError
 # BLOCK_CACHE_BYTES; with the open files' indexes and bloom filters, that is all it holds.
 WRITE_BUFFER_BYTES = 64 << 20
 BLOCK_CACHE_BYTES = 64 << 20
+# LevelDB reads its tables through mmap (up to 1,000 of them): the pages of an open table that a
+# read or a compaction touched stay in the process's resident set (as mapped file pages, not
+# heap) until the table is closed. Open tables are bounded by the table cache, max_open_files
+# less the 10 LevelDB keeps for its own files; without a bound below the default 1,000 a node's
+# resident set grew with its store, by ~50 MiB per 25,000 txs (docs/performance.md, Memory).
+MAX_OPEN_FILES = 1000
+LEVELDB_RESERVED_FILES = 10  # LevelDB's own: the log, the manifest, the lock, ...
+MIN_OPEN_FILES = 64 + LEVELDB_RESERVED_FILES  # LevelDB raises a lower max_open_files to this
+TABLE_BYTES = 2 << 20  # LevelDB's max_file_size: compactions cut tables at this size
+
+
+@dataclass(frozen=True)
+class DbMemory:
+    """What one store's LevelDB may hold in memory (node config `leveldb_*`, docs/operations.md)."""
+
+    write_buffer_bytes: int = WRITE_BUFFER_BYTES
+    block_cache_bytes: int = BLOCK_CACHE_BYTES
+    max_open_files: int = MAX_OPEN_FILES
+    table_bytes: int = TABLE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.write_buffer_bytes < 1 << 20 or self.block_cache_bytes < 0 or self.table_bytes < 1 << 20:
+            raise ValueError("LevelDB's write buffer and tables must be at least 1 MiB, its block cache not negative")
+        if self.max_open_files < MIN_OPEN_FILES:
+            raise ValueError(f"LevelDB's max_open_files must be at least {MIN_OPEN_FILES} (it raises lower values to that)")
+
+    @property
+    def mapped_bytes(self) -> int:
+        """The most of its tables LevelDB keeps mapped: every table the table cache holds open, and
+        the level-0 tables (a memtable each) that a compaction has not yet merged (4 to 12)."""
+        return (self.max_open_files - LEVELDB_RESERVED_FILES) * self.table_bytes + 12 * self.write_buffer_bytes
+
+
+DEFAULT_MEMORY = DbMemory()
 
 
 class StoreError(ChainError, RuntimeError):
     pass
 
 
-def open_db(path: Path, create: bool) -> plyvel.DB:
+def open_db(path: Path, create: bool, memory: DbMemory = DEFAULT_MEMORY) -> plyvel.DB:
     try:
         # a 1,000-tx block writes ~2 MB (mostly state-tree nodes): with LevelDB's 4 MB default
         # memtable every other commit stalled on a flush (docs/performance.md, apply path)
@@ -35,9 +70,11 @@ def open_db(path: Path, create: bool) -> plyvel.DB:
             str(path),
             create_if_missing=create,
             paranoid_checks=True,
-            write_buffer_size=WRITE_BUFFER_BYTES,
+            write_buffer_size=memory.write_buffer_bytes,
             bloom_filter_bits=10,
-            lru_cache_size=BLOCK_CACHE_BYTES,
+            lru_cache_size=memory.block_cache_bytes,
+            max_open_files=memory.max_open_files,
+            max_file_size=memory.table_bytes,
             compression=None,
         )
     except plyvel.IOError as e:

@@ -46,8 +46,8 @@ from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.encoding import canonical, canonical_map, decode
 from chain.genesis import Genesis
+from chain.leveldb import DEFAULT_MEMORY, DbMemory, check_identity, open_db
 from chain.leveldb import StoreError as StoreError  # the store's errors, raised by opening it too
-from chain.leveldb import check_identity, open_db
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.txrecords import (
@@ -151,19 +151,21 @@ class Store:
         genesis: Genesis,
         initial_writes: Mapping[bytes, bytes] | None = None,
         retention: Retention = ARCHIVE,
+        memory: DbMemory = DEFAULT_MEMORY,
     ) -> Store:
         """Open a node's data dir, creating it for this genesis if it does not exist yet.
 
         `initial_writes` (the genesis state, height 0) go into the same synced batch as the
         identity records, so a store either does not exist or has its whole genesis state.
-        `retention` says which state versions each commit keeps (chain/retention.py).
+        `retention` says which state versions each commit keeps (chain/retention.py); `memory`
+        what LevelDB may hold (chain/leveldb.py).
         """
         path = Path(path)
         if not path.exists():
             # the data dir holds the chain and the node's vote record: its owner's alone
             path.mkdir(mode=0o700, parents=True)
             path.chmod(0o700)  # mkdir's mode is filtered by the umask; make it exact
-        db = open_db(path, create=True)
+        db = open_db(path, create=True, memory=memory)
         if db.get(b"m/schema") is None:
             if next(db.iterator(include_value=False), None) is not None:
                 db.close()
@@ -434,6 +436,11 @@ class Store:
                 read += float(cols[4])
                 written += float(cols[5])
         return read, written
+
+    def leveldb_memory(self) -> int:
+        """LevelDB's own estimate of the bytes it holds (memtables and block cache)."""
+        raw = self._db.get_property(b"leveldb.approximate-memory-usage")
+        return int(raw) if raw is not None and raw.isdigit() else 0
 
     def iterate(
         self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,

@@ -37,7 +37,7 @@ import plyvel
 
 from chain.encoding import canonical, canonical_map, pack_normalized
 from chain.genesis import Genesis
-from chain.leveldb import open_db
+from chain.leveldb import DEFAULT_MEMORY, DbMemory, open_db
 from chain.store import SCHEMA_VERSION, Store, StoreError, height_key
 from chain.sync_anchor import Anchor, WindowSummary
 
@@ -52,7 +52,7 @@ class SyncImport:
         self.genesis = genesis
 
     @classmethod
-    def begin(cls, path: str | Path, genesis: Genesis) -> SyncImport:
+    def begin(cls, path: str | Path, genesis: Genesis, memory: DbMemory = DEFAULT_MEMORY) -> SyncImport:
         """A fresh data dir for a state sync. An unfinished sync's dir is wiped and begun again;
         a dir holding a chain (synced or not) is refused: it needs no sync."""
         path = Path(path)
@@ -67,7 +67,7 @@ class SyncImport:
             plyvel.destroy_db(str(path))
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(0o700)
-        db = open_db(path, create=True)
+        db = open_db(path, create=True, memory=memory)  # the node runs on this handle once synced
         with db.write_batch(sync=True, transaction=True) as wb:
             wb.put(b"m/schema", SCHEMA_VERSION)
             wb.put(b"m/genesis_hash", genesis.hash.encode())

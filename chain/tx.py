@@ -142,6 +142,11 @@ RECENT_TXS = 16_384  # parsed txs remembered by signature (a few blocks' worth)
 _recent: OrderedDict[str, Tx] = OrderedDict()  # popitem(last=False) is O(1); a dict's front deletes are not
 
 
+def tx_memo_size() -> int:
+    """How many parsed txs `parse_tx` remembers now (at most RECENT_TXS)."""
+    return len(_recent)
+
+
 def parse_tx(obj: Value) -> Tx:
     """A Tx from a plain value (JSON from a client, or decoded msgpack); shape and size only.
 

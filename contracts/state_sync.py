@@ -16,6 +16,7 @@ from typing import Any
 
 from chain import smt, snapshot
 from chain.genesis import Genesis
+from chain.leveldb import DEFAULT_MEMORY, DbMemory
 from chain.snapshot import Coverage, SnapshotError, StateChunk
 from chain.store import Store
 from chain.store_sync import SyncImport
@@ -24,9 +25,9 @@ from contracts.snapshot_rules import RULES
 
 
 class StateSync:
-    def __init__(self, path: str | Path, genesis: Genesis) -> None:
+    def __init__(self, path: str | Path, genesis: Genesis, memory: DbMemory = DEFAULT_MEMORY) -> None:
         self.genesis = genesis
-        self.importer = SyncImport.begin(path, genesis)
+        self.importer = SyncImport.begin(path, genesis, memory)
         self.anchor: Anchor | None = None
         self.coverage = Coverage()
         self.base_tx_ids: list[str] | None = None

@@ -17,7 +17,7 @@ from chain.store import Store
 from chain.tx import Tx, sign_tx
 from contracts.snapshot_source import SnapshotSource
 from contracts.state_sync import StateSync
-from node.runtime.ledger import Ledger
+from node.runtime.ledger import Ledger, LedgerMemory
 
 
 def doc(label: str) -> str:
@@ -25,10 +25,13 @@ def doc(label: str) -> str:
 
 
 class LedgerChain:
-    def __init__(self, path: Path, consortium: Consortium | None = None, retention: Retention | None = None) -> None:
+    def __init__(
+        self, path: Path, consortium: Consortium | None = None, retention: Retention | None = None,
+        memory: LedgerMemory | None = None,
+    ) -> None:
         self.c = consortium or make_consortium()
         self.path = path
-        self.ledger = Ledger.open(path, self.c.genesis, retention or ARCHIVE)
+        self.ledger = Ledger.open(path, self.c.genesis, retention or ARCHIVE, memory)
         self._nonce = 0
 
     def sign(self, key: KeyPair, op: str, args: dict[str, Any]) -> Tx:

@@ -33,7 +33,7 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--chunk", default=None, type=click.IntRange(1, MAX_BATCH_TXS), help="txs per POST /v1/txs/batch  [default: 250]")
 @click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
-@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node")
+@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,

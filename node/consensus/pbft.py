@@ -1011,6 +1011,9 @@ class Replica:
         self.new_view_msg = signed
         self.view_changes = {v: s for v, s in self.view_changes.items() if v > self.view}
         self.pending_new_views = {v: s for v, s in self.pending_new_views.items() if v > self.view}
+        # only the view being changed to is ever looked up: one entry per view change would
+        # otherwise stay for the process's life
+        self.sent_new_view = {v for v in self.sent_new_view if v > self.view}
         if msg.pre_prepare is not None and msg.height == self.height:
             slot = self.slot(msg.view, msg.height)
             proof = _highest_proof(msg.view_changes, msg.height)

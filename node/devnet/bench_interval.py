@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from node.devnet.bench_proc import cpu_times, percentile, rss_mb
+from node.devnet.bench_proc import cpu_times, percentile, rss_anon_mb, rss_mb
 
 
 class Intervals:
@@ -86,6 +86,7 @@ class Intervals:
             "p99_ms": round(percentile(lat, 99.0) * 1000, 1) if lat else None,
             "cpu_ms_per_tx": round((cpu - cpu0) * 1000 / txs, 3) if txs else None,
             "rss_mb": {node: (round(v, 1) if (v := rss_mb(pid)) is not None else None) for node, pid in self.pids.items()},
+            "rss_anon_mb": {node: (round(v, 1) if (v := rss_anon_mb(pid)) is not None else None) for node, pid in self.pids.items()},
             "partial": partial,
         }
         self.rows.append(row)
@@ -94,12 +95,16 @@ class Intervals:
         self.on_row(row)
 
 
-HEADER = f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node"
+HEADER = f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node (of it heap)"
 
 
 def format_row(row: Mapping[str, Any]) -> str:
     p99 = f"{row['p99_ms']:,.0f}" if row["p99_ms"] is not None else "-"
     cpu = f"{row['cpu_ms_per_tx']:.2f}" if row["cpu_ms_per_tx"] is not None else "-"
-    rss = ", ".join(f"{v:.0f}" if v is not None else "-" for v in row["rss_mb"].values())
+    anon = row.get("rss_anon_mb", {})
+    rss = ", ".join(
+        f"{v:.0f} ({a:.0f})" if v is not None and (a := anon.get(node)) is not None else f"{v:.0f}" if v is not None else "-"
+        for node, v in row["rss_mb"].items()
+    )
     mark = " (rest)" if row["partial"] else ""
     return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}{mark}"

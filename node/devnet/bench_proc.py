@@ -40,6 +40,13 @@ def rss_mb(pid: int) -> float | None:
     return _status_mb(pid, "VmRSS")
 
 
+def rss_anon_mb(pid: int) -> float | None:
+    """RssAnon, the heap part of the resident set (Python's objects, LevelDB's memtables and block
+    cache), in MiB; the rest of VmRSS is mapped files, mostly LevelDB's tables, which the kernel
+    may take back at any time (docs/performance.md, Memory). None if the process is gone."""
+    return _status_mb(pid, "RssAnon")
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
     if not sorted_values:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from node.p2p.messages import (
     SyncRequest,
     SyncResponse,
 )
+from node.p2p.peers import PerPeerRate
 from node.p2p.transport import Transport
 
 log = logging.getLogger("titlechain.node")
@@ -77,7 +77,7 @@ class BlockFetcher:
         self._rng = rng
         self._replies: dict[tuple[str, str], asyncio.Future[BlockResponse]] = {}
         self._fetching: set[str] = set()  # block hashes being fetched
-        self._served: dict[str, deque[float]] = {}  # peer -> loop times of recent block answers
+        self._served = PerPeerRate(BLOCK_SERVE_PER_S)  # loop times of recent block answers, per peer
 
     def fetch(self, block_hash: str, height: int) -> asyncio.Task[None] | None:
         """Start fetching a block the core lacks, unless that fetch is already under way."""
@@ -88,14 +88,9 @@ class BlockFetcher:
 
     def serve(self, peer: str, req: BlockRequest) -> None:
         """Answer a peer's block request from the core's cache or the store, at a bounded rate."""
-        now = asyncio.get_running_loop().time()
-        recent = self._served.setdefault(peer, deque())
-        while recent and now - recent[0] > 1.0:
-            recent.popleft()
-        if len(recent) >= BLOCK_SERVE_PER_S:
+        if not self._served.allow(peer, asyncio.get_running_loop().time()):
             log.warning("validator %s… asks for blocks faster than %d/s; ignoring", peer[:12], BLOCK_SERVE_PER_S)
             return
-        recent.append(now)
         block = self.host.cached_block(req.block_hash)
         raw = block.encode() if block is not None else None
         if raw is None:

@@ -154,3 +154,36 @@ class AnyKey(KeysBelow):
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key != self._own
+
+
+class PerPeerRate:
+    """At most `per_s` answers to each peer in any second (a sliding window of send times).
+
+    Keyed by the peer's key, and a joining node may link with any key, so the peers remembered
+    are bounded too: past `max_peers`, those idle for a second (whose window is empty, so
+    nothing is lost) are forgotten."""
+
+    def __init__(self, per_s: int, max_peers: int = 256) -> None:
+        self.per_s = per_s
+        self.max_peers = max_peers
+        self._recent: dict[str, deque[float]] = {}
+
+    def allow(self, peer: str, now: float) -> bool:
+        recent = self._recent.get(peer)
+        if recent is None:
+            if len(self._recent) >= self.max_peers:
+                self._forget_idle(now)
+            recent = self._recent[peer] = deque()
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) >= self.per_s:
+            return False
+        recent.append(now)
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        self._recent = {p: r for p, r in self._recent.items() if r and now - r[-1] <= 1.0}
+
+    def __len__(self) -> int:
+        return len(self._recent)
+

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from chain.snapshot import StateChunk
+from node.p2p.peers import PerPeerRate
 from node.p2p.sync_wire import MAX_WHY, SnapRequest, WireError, parse_sync
 
 log = logging.getLogger("titlechain.node")
@@ -57,7 +57,7 @@ class SnapshotServer:
         self._who = who
         self._reader = reader
         self._tamper = tamper
-        self._served: dict[str, deque[float]] = {}
+        self._served = PerPeerRate(SERVE_PER_S)
 
     def serve(self, peer: str, obj: Any) -> None:
         try:
@@ -83,14 +83,7 @@ class SnapshotServer:
             log.error("could not answer a state-sync request: %s", e)
 
     def _allow(self, peer: str) -> bool:
-        now = time.monotonic()
-        recent = self._served.setdefault(peer, deque())
-        while recent and now - recent[0] > 1.0:
-            recent.popleft()
-        if len(recent) >= SERVE_PER_S:
-            return False
-        recent.append(now)
-        return True
+        return self._served.allow(peer, time.monotonic())
 
     def _answer(self, req: SnapRequest) -> dict[str, Any]:
         source = self._reader()

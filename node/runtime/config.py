@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chain.leveldb import BLOCK_CACHE_BYTES, MAX_OPEN_FILES, MIN_OPEN_FILES, WRITE_BUFFER_BYTES, DbMemory
 from chain.patterns import WholePattern
 from chain.validators import ADDRESS_PATTERN, dial_address_problem
 from node.errors import EXIT_FAILED, NodeError
@@ -22,6 +23,7 @@ from node.p2p.observers import DEFAULT_MAX_OBSERVERS
 from node.rpc.base import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from node.rpc.models import MAX_BATCH_TXS, RpcToken
 from node.rpc.ratelimit import DEFAULT_BURST, DEFAULT_RATE_PER_S
+from node.runtime.ledger import STANDING_CACHE_BYTES, TREE_NODE_CACHE_BYTES, LedgerMemory
 from node.runtime.mempool import DEFAULT_MAX_BYTES, DEFAULT_MAX_PER_SIGNER, DEFAULT_MAX_TXS
 
 HOST_NAME = WholePattern(r"^[A-Za-z0-9.:-]{1,253}$")  # a DNS name or an IPv4/IPv6 address, no port
@@ -103,6 +105,22 @@ class NodeConfig(BaseModel):
         "a joining node may sync from); older versions are pruned as blocks commit. null: an archive, every "
         "version kept (docs/operations.md, Retention)",
     )
+    cache_tree_nodes_bytes: int = Field(
+        TREE_NODE_CACHE_BYTES, ge=0, le=1 << 40,
+        description="state-tree nodes kept in memory (estimated bytes); 0 reads every node from the store",
+    )
+    cache_standing_bytes: int = Field(
+        STANDING_CACHE_BYTES, ge=0, le=1 << 40, description="accounts remembered as known to the ledger (estimated bytes)"
+    )
+    leveldb_write_buffer_bytes: int = Field(
+        WRITE_BUFFER_BYTES, ge=1 << 20, le=1 << 34,
+        description="LevelDB's memtable; two may be held while one is flushed",
+    )
+    leveldb_block_cache_bytes: int = Field(BLOCK_CACHE_BYTES, ge=0, le=1 << 40, description="LevelDB's table-block cache")
+    leveldb_max_open_files: int = Field(
+        MAX_OPEN_FILES, ge=MIN_OPEN_FILES, le=1_000_000,
+        description="LevelDB's open files: tables are read through mmap, so at most this many, less 10, stay mapped",
+    )
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -174,6 +192,15 @@ class NodeConfig(BaseModel):
                 "(both must be PEM, and the key must be the certificate's)"
             ) from None
         return context
+
+    @property
+    def memory(self) -> LedgerMemory:
+        """The byte caps of the ledger's caches and its LevelDB (docs/operations.md, Memory)."""
+        return LedgerMemory(
+            tree_node_bytes=self.cache_tree_nodes_bytes,
+            standing_bytes=self.cache_standing_bytes,
+            db=DbMemory(self.leveldb_write_buffer_bytes, self.leveldb_block_cache_bytes, self.leveldb_max_open_files),
+        )
 
     @property
     def rpc_url(self) -> str:

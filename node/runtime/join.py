@@ -102,7 +102,7 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
     def connected() -> list[str]:
         return [p.public for p in transport.peer_status() if p.connected]
 
-    client = StateSyncClient(transport.send, connected, genesis, lambda: StateSync(cfg.data_dir, genesis), names)
+    client = StateSyncClient(transport.send, connected, genesis, lambda: StateSync(cfg.data_dir, genesis, cfg.memory.db), names)
     started = time.monotonic()
     try:
         if cfg.observer:

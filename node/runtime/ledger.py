@@ -7,6 +7,7 @@ store by node/rpc/views.py). Synchronous: no asyncio here.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from typing import Any
 
 from chain import audit, smt
 from chain.block import Block, Certificate, Header
+from chain.bytecache import ENTRY_OVERHEAD, ByteCache, CacheStats
 from chain.encoding import decode
 from chain.genesis import Genesis
+from chain.leveldb import DEFAULT_MEMORY, DbMemory
 from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
@@ -44,9 +47,22 @@ from contracts.standing import has_standing
 from contracts.state import AssetState, read_asset
 from node.errors import NodeError
 
-RESULT_CACHE = 16
-STANDING_CACHE = 100_000  # accounts remembered as known (one entry per signer seen)
-NODE_CACHE = 500_000  # state-tree nodes kept in memory (~100 MB at most); immutable, so never stale
+RESULT_CACHE = 16  # execution results of proposed blocks; emptied on every commit
+# Node config `cache_tree_nodes_bytes` and `cache_standing_bytes` (docs/operations.md, Memory).
+# Tree nodes are immutable (keyed by version and hash), so never stale; the upper levels, read
+# by every block, are the ones a generation keeps. ~200 bytes a node: 64 MiB holds ~330,000.
+TREE_NODE_CACHE_BYTES = 64 << 20
+# Accounts known to have standing (never lost, so a yes may be remembered): ~200 bytes each.
+STANDING_CACHE_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class LedgerMemory:
+    """What a ledger may hold in memory: its own caches, and its store's LevelDB."""
+
+    tree_node_bytes: int = TREE_NODE_CACHE_BYTES
+    standing_bytes: int = STANDING_CACHE_BYTES
+    db: DbMemory = DEFAULT_MEMORY
 
 
 class LedgerError(NodeError, ValueError):
@@ -62,23 +78,28 @@ class TxRecord:
 
 
 class Ledger:
-    def __init__(self, store: Store, genesis: Genesis) -> None:
+    def __init__(self, store: Store, genesis: Genesis, memory: LedgerMemory | None = None) -> None:
         if store.genesis_hash != genesis.hash:
             raise LedgerError("the store belongs to another genesis")
+        memory = memory or LedgerMemory()
         self.store = store
         self.genesis = genesis
         self._results: OrderedDict[str, ApplyResult] = OrderedDict()
-        self._nodes: dict[bytes, bytes] = {}
+        self._nodes: ByteCache[bytes, bytes] = ByteCache(memory.tree_node_bytes)
         self._valsets = self._load_valsets()
-        self._standing: set[str] = set()
+        self._standing: ByteCache[str, bool] = ByteCache(memory.standing_bytes, _standing_size)
 
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis, retention: Retention = ARCHIVE) -> Ledger:
+    def open(
+        cls, path: str | Path, genesis: Genesis, retention: Retention = ARCHIVE, memory: LedgerMemory | None = None
+    ) -> Ledger:
         """Open a node's data dir, creating it with the genesis state if new; `retention` says which
-        state versions it keeps (chain/retention.py)."""
+        state versions it keeps (chain/retention.py), `memory` what it may hold in memory."""
+        memory = memory or LedgerMemory()
         initial = genesis_state(genesis)
         writes = {k: v for k, v in initial.writes.items() if v is not None}
-        ledger = cls(Store.create_or_open(path, genesis, initial_writes=writes, retention=retention), genesis)
+        store = Store.create_or_open(path, genesis, initial_writes=writes, retention=retention, memory=memory.db)
+        ledger = cls(store, genesis, memory)
         try:
             ledger.check_head()
         except BaseException:
@@ -87,12 +108,14 @@ class Ledger:
         return ledger
 
     @classmethod
-    def adopt(cls, store: Store, genesis: Genesis, retention: Retention = ARCHIVE) -> Ledger:
-        """A ledger over a store this process holds open already (a state sync's import), with
-        the checks of `open`; the store is closed if they fail."""
+    def adopt(
+        cls, store: Store, genesis: Genesis, retention: Retention = ARCHIVE, memory: LedgerMemory | None = None
+    ) -> Ledger:
+        """A ledger over a store this process holds open already (a state sync's import, opened
+        with `memory.db`), with the checks of `open`; the store is closed if they fail."""
         store.retention = retention
         try:
-            ledger = cls(store, genesis)
+            ledger = cls(store, genesis, memory)
             ledger.check_head()
         except BaseException:
             store.close()
@@ -182,14 +205,13 @@ class Ledger:
             if raw is None:
                 raw = self.store.get(key)
                 if raw is not None:
-                    self._cache_node(key, raw)
+                    self._nodes.put(key, raw)
             return raw
         return self.store.get(key)
 
-    def _cache_node(self, key: bytes, raw: bytes) -> None:
-        if len(self._nodes) >= NODE_CACHE:
-            self._nodes.clear()  # crude but O(1) amortised; the hot top levels refill in one block
-        self._nodes[key] = raw
+    def cache_stats(self) -> dict[str, CacheStats]:
+        """Entries and estimated bytes of each cache the ledger holds, against its cap."""
+        return {"tree_nodes": self._nodes.stats(), "standing": self._standing.stats()}
 
     def propose(self, txs: Sequence[Tx], view: int, proposer: str, time: int) -> Block:
         """A block of txs (already admitted: well formed, signed, unexpired) on top of the head."""
@@ -269,7 +291,7 @@ class Ledger:
         self._results.clear()  # results were computed on the old head
         for key, value in result.writes.items():
             if value is not None and key.startswith(NODE_PREFIX):
-                self._cache_node(key, value)
+                self._nodes.put(key, value)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
         return committed
@@ -296,13 +318,11 @@ class Ledger:
     def has_standing(self, account: str) -> bool:
         """Whether the committed state knows the account (contracts/standing.py): the mempool's
         admission rule. Standing is never lost, so a yes is remembered; a no is asked again."""
-        if account in self._standing:
+        if self._standing.get(account):
             return True
         if not has_standing(StoreView(self.store.get), account):
             return False
-        if len(self._standing) >= STANDING_CACHE:
-            self._standing.clear()
-        self._standing.add(account)
+        self._standing.put(account, True)
         return True
 
     def history(self, asset_id: str) -> list[dict[str, Any]]:
@@ -321,6 +341,10 @@ class Ledger:
 
     def raw_state(self, key: str) -> bytes | None:
         return self.store.get(state_key(key))
+
+
+def _standing_size(account: str, _: bool) -> int:
+    return sys.getsizeof(account) + ENTRY_OVERHEAD
 
 
 def audit_data_dir(

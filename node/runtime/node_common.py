@@ -53,7 +53,10 @@ def load_node_files(cfg: NodeConfig, store: Store | None = None) -> tuple[Genesi
     genesis, key = load_identity(cfg)
     retention = Retention(cfg.state_retention)
     try:
-        ledger = Ledger.open(cfg.data_dir, genesis, retention) if store is None else Ledger.adopt(store, genesis, retention)
+        if store is None:
+            ledger = Ledger.open(cfg.data_dir, genesis, retention, cfg.memory)
+        else:
+            ledger = Ledger.adopt(store, genesis, retention, cfg.memory)
     except (StoreError, LedgerError) as e:
         raise NodeStartError(str(e)) from None
     return genesis, key, ledger

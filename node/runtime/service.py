@@ -84,6 +84,11 @@ class LedgerService:
         self._arrived: dict[str, float] = {}  # tx_id -> loop time of its RPC submission (commit latency)
         self._subscribers: list[asyncio.Queue[CommittedBlockEvent]] = []
 
+    @property
+    def pending_arrivals(self) -> int:
+        """Submits still waiting for their commit (their arrival times are kept for the latency metric)."""
+        return len(self._arrived)
+
     def links_reason(self) -> str | None:
         """Why the node's links keep it from being ready (each kind of node says it its way)."""
         raise NotImplementedError

@@ -46,7 +46,7 @@ from chain.block import Block, Certificate
 from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.store import StoreError
-from chain.tx import Tx, TxError
+from chain.tx import Tx, TxError, tx_memo_size
 from chain.validators import ValidatorSet
 from contracts import validate_args
 from contracts.snapshot_source import SnapshotSource
@@ -80,6 +80,7 @@ from node.runtime.consensus_app import LedgerApp
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.membership import Membership, start_problem
+from node.runtime.memory import probe_interval, run_probe
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
 from node.runtime.misbehave import MisbehaveError, Misbehaviour, from_environ
@@ -247,6 +248,8 @@ class Validator(NodeProcess):
             self.cfg.node_id, self.ledger.height, self.replica.view, self.cfg.peer_listen, self.cfg.rpc_url,
         )
         self._tasks = [loop.create_task(self.catch_up.run(), name="sync"), loop.create_task(self._gauges(), name="gauges")]
+        if (seconds := probe_interval()) is not None:
+            self._tasks.append(loop.create_task(run_probe(seconds, self.memory_sizes), name="memory probe"))
         self._feed(None)
 
     async def stop(self) -> None:
@@ -492,6 +495,24 @@ class Validator(NodeProcess):
     def _drop_observer_message(self, account: str, what: str) -> None:
         self.metrics.on_observer_message_dropped()
         self._observer_drops.event(f"observer {account[:12]}…", what)
+
+    def memory_sizes(self) -> dict[str, int]:
+        """What this node holds that could grow, by count (bytes where named so): what the memory
+        probe logs (node/runtime/memory.py, TITLECHAIN_MEMLOG)."""
+        r = self.replica
+        out = {f"{name}_bytes": stats.bytes for name, stats in self.ledger.cache_stats().items()}
+        out.update({
+            "parse_memo": tx_memo_size(),
+            "mempool": len(self.mempool),
+            "mempool_bytes": self.mempool.size_bytes,
+            "arrived": self.service.pending_arrivals,
+            "slots": len(r.slots),
+            "blocks": len(r.blocks),
+            "view_changes": sum(len(v) for v in r.view_changes.values()),
+            "sent_new_view": len(r.sent_new_view),
+            "tasks": len(self._tasks),
+        })
+        return out
 
     async def _gauges(self) -> None:
         while True:

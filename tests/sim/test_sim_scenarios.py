@@ -259,3 +259,12 @@ def test_liveness_byzantine_seed_28_a_seat_rotated_during_a_view_change() -> Non
 
     outcome = run_seed(28, 4, ci_strategies())  # raises Violation (liveness) without the fix
     assert outcome.heights >= 3
+
+
+def test_a_replica_forgets_the_new_views_it_sent_once_past_them() -> None:
+    """One entry per view change it led would otherwise stay for the process's life."""
+    world = run(World(11, n=4, byzantine={0: frozenset({"silent"})}), 20)
+    primaries = [node for node in world.honest() if node.replica.view >= 1]
+    assert primaries
+    for node in world.honest():
+        assert all(v > node.replica.view for v in node.replica.sent_new_view), node.replica.sent_new_view

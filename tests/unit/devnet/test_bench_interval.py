@@ -29,6 +29,8 @@ def test_a_row_every_n_committed_txs_and_one_for_the_rest() -> None:
     assert (row["committed"], row["txs"], row["partial"]) == (11, 11, False)
     assert row["p99_ms"] == 900.0 and row["tps"] > 0 and row["cpu_ms_per_tx"] > 0
     assert row["rss_mb"]["v0"] > 0
+    assert 0 < row["rss_anon_mb"]["v0"] <= row["rss_mb"]["v0"]  # the heap, apart from mapped tables
+    assert f"({row['rss_anon_mb']['v0']:.0f})" in format_row(row)
     iv.progress(0, 9, [0.05] * 3)  # 14: not yet 20
     iv.progress(0, 9, [])  # the same total again: no row
     assert len(iv.rows) == 1

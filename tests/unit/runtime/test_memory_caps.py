@@ -4,32 +4,78 @@ Memory), exercised past the cap with the caps made small."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import pytest
 from ledger_fixtures import LedgerChain
+from pydantic import ValidationError
 
 import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
+from chain.leveldb import LEVELDB_RESERVED_FILES, MIN_OPEN_FILES, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
-from node.p2p.peers import Peer, TransportConfig
+from node.p2p.peers import PerPeerRate, Peer, TransportConfig
 from node.rpc.ratelimit import RateLimiter
+from node.runtime.config import NodeConfig
+from node.runtime.ledger import LedgerMemory
 
 
-def test_the_ledgers_caches_stay_within_their_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger_mod, "NODE_CACHE", 40)
-    monkeypatch.setattr(ledger_mod, "STANDING_CACHE", 2)
-    ch = LedgerChain(tmp_path / "node")
+def test_the_ledgers_caches_stay_within_their_byte_caps(tmp_path: Path) -> None:
+    memory = LedgerMemory(tree_node_bytes=8_000, standing_bytes=400)
+    ch = LedgerChain(tmp_path / "node", memory=memory)
     try:
         for b in range(4):  # each block writes dozens of tree nodes, each cached on commit
             ch.block([ch.register(f"M-{b}-{i}", ch.c.users[i]) for i in range(5)])
-            assert 0 < len(ch.ledger._nodes) <= 40
+            nodes = ch.ledger.cache_stats()["tree_nodes"]
+            assert 0 < nodes.bytes <= 8_000 and nodes.cap_bytes == 8_000
         known = [u.public for u in ch.c.users[:5]]  # owners of assets: each has standing
         assert all(ch.ledger.has_standing(a) for a in known)
-        assert len(ch.ledger._standing) <= 2
+        standing = ch.ledger.cache_stats()["standing"]
+        assert 0 < standing.entries < 5 and standing.bytes <= 400
         assert len(ch.ledger._results) <= ledger_mod.RESULT_CACHE
     finally:
         ch.ledger.close()
+
+
+def test_the_node_config_sets_every_cap(tmp_path: Path) -> None:
+    cfg = NodeConfig(
+        node_id="v0", genesis=tmp_path / "g.json", key=tmp_path / "k.json", data_dir=tmp_path / "d",
+        peer_listen="127.0.0.1:1", cache_tree_nodes_bytes=1_000, cache_standing_bytes=2_000,
+        leveldb_write_buffer_bytes=2 << 20, leveldb_block_cache_bytes=3 << 20, leveldb_max_open_files=80,
+    )
+    assert cfg.memory == LedgerMemory(1_000, 2_000, DbMemory(2 << 20, 3 << 20, 80))
+    with pytest.raises(ValidationError):
+        NodeConfig(node_id="v0", genesis=tmp_path / "g.json", key=tmp_path / "k.json", data_dir=tmp_path / "d",
+                   peer_listen="127.0.0.1:1", leveldb_max_open_files=20)  # LevelDB would raise it to 74
+
+
+def _mapped_tables(directory: Path) -> int:
+    """LevelDB tables of `directory` mapped into this process now."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if line.rstrip().endswith(".ldb") and str(directory) in line)
+
+
+def test_leveldbs_open_files_cap_bounds_its_mapped_tables(tmp_path: Path) -> None:
+    # LevelDB reads tables through mmap: every open table stays mapped (and what was read of it
+    # resident) until the table cache closes it, so max_open_files bounds the mapped tables
+    memory = DbMemory(write_buffer_bytes=1 << 20, max_open_files=MIN_OPEN_FILES, table_bytes=1 << 20)
+    db = open_db(tmp_path / "db", create=True, memory=memory)
+    try:
+        keys = [hashlib.sha256(b"%d" % i).digest() for i in range(14_000)]
+        for start in range(0, len(keys), 500):
+            with db.write_batch() as wb:
+                for k in keys[start : start + 500]:
+                    wb.put(k, k * 256)  # 8 KB a record: ~112 MB, ~80 tables
+        db.compact_range()
+        for k in keys[::7]:
+            assert db.get(k) == k * 256
+        tables = len(list((tmp_path / "db").glob("*.ldb")))
+        mapped = _mapped_tables(tmp_path / "db")
+    finally:
+        db.close()
+    assert tables > MIN_OPEN_FILES - LEVELDB_RESERVED_FILES + 10
+    assert 0 < mapped <= MIN_OPEN_FILES - LEVELDB_RESERVED_FILES  # 1,000 by default: all would stay
 
 
 def test_the_parse_memo_stays_within_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,3 +108,17 @@ def test_the_rate_limiter_remembers_a_bounded_number_of_clients() -> None:
     for i in range(20):
         limiter.take(f"client-{i}")
         assert len(limiter._buckets) <= 3
+
+
+def test_the_per_peer_serve_rate_remembers_a_bounded_number_of_peers() -> None:
+    # a joining node may link with any key: each new key must not stay remembered for ever
+    rate = PerPeerRate(per_s=2, max_peers=4)
+    for i in range(50):
+        assert rate.allow(f"key-{i}", now=float(i))  # one request a second from a new key each
+        assert len(rate) <= 4
+    # within its second a busy peer is still held to its rate, whatever else arrives
+    assert rate.allow("busy", 100.0) and rate.allow("busy", 100.1) and not rate.allow("busy", 100.2)
+    for i in range(10):
+        rate.allow(f"other-{i}", 100.3)
+    assert not rate.allow("busy", 100.4)
+    assert rate.allow("busy", 101.2)

@@ -238,3 +238,25 @@ def test_state_retention_from_the_config_reaches_the_store(tmp_path: Path, conso
         pruning.ledger.close()
     with pytest.raises(ValueError):
         NodeConfig(**{**cfg.model_dump(), "state_retention": 0})
+
+
+async def test_the_memory_caps_from_the_config_reach_the_ledger(
+    tmp_path: Path, consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TITLECHAIN_MEMLOG", "0.01")  # the probe runs, and reads every size named
+    cfg = _config(tmp_path, consortium).model_copy(update={"cache_tree_nodes_bytes": 3_000, "cache_standing_bytes": 500})
+    v = open_validator(cfg)
+    await v.start()
+    try:
+        url = f"http://127.0.0.1:{v.rpc_port}"
+        async with ClientSession() as http:
+            for i in range(3):
+                tx = _register(consortium, f"WR-M{i}", v.ledger.height)
+                r = await http.post(f"{url}/v1/txs?wait=true&timeout=10", json=tx.to_plain())
+                assert r.status == 200, await r.text()
+        sizes = v.memory_sizes()
+        assert 0 < sizes["tree_nodes_bytes"] <= 3_000 and 0 < sizes["standing_bytes"] <= 500
+        assert sizes["mempool"] == 0 and sizes["arrived"] == 0  # every submit settled
+        assert any(t.get_name() == "memory probe" for t in v._tasks)
+    finally:
+        await v.stop()

@@ -1,0 +1,109 @@
+"""The process's memory as the node sees it: its resident set, and returning freed heap to the OS.
+
+CPython frees small objects into its own arenas and large ones through glibc's malloc; neither
+hands memory back to the OS at once, so after a burst (a large block decoded, a cache generation
+dropped) the resident set stays high although the bytes are free. `malloc_trim` asks glibc to
+return the free pages it holds: scripts/bench_memory.py --trim uses it to tell live growth from
+freed memory the allocator keeps (~25 MiB of a ledger's ~190 MiB heap, and not growing, so the
+node does not call it; docs/performance.md, Memory).
+
+With TITLECHAIN_MEMLOG=SECONDS in its environment a node logs, every SECONDS, its resident set
+(heap and mapped files apart), the sizes of what it holds (`sizes`: its caches, mempool, consensus
+state) and the object types whose count grew most since the last line: how the growers of
+docs/performance.md ("Memory") were found. A diagnostic: each line walks every object (tens of ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+log = logging.getLogger("titlechain.memory")
+
+_libc: ctypes.CDLL | None = None
+_looked_up = False
+
+
+def rss_bytes() -> int:
+    """This process's resident set (VmRSS), 0 where /proc is not there."""
+    return _status_kib(b"VmRSS") * 1024
+
+
+def rss_parts() -> dict[str, int]:
+    """The resident set by kind (bytes): `anon` (heap: Python's objects, LevelDB's memtables and
+    cache), `file` (pages of mapped files: LevelDB reads its tables through mmap), `shmem`."""
+    return {k: _status_kib(f"Rss{k.capitalize()}".encode()) * 1024 for k in ("anon", "file", "shmem")}
+
+
+def _status_kib(field: bytes) -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(field + b":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _trim_fn() -> ctypes.CDLL | None:
+    global _libc, _looked_up
+    if not _looked_up:
+        _looked_up = True
+        name = ctypes.util.find_library("c")
+        try:
+            lib = ctypes.CDLL(name) if name else None
+        except OSError:
+            lib = None
+        _libc = lib if lib is not None and hasattr(lib, "malloc_trim") else None
+    return _libc
+
+
+def malloc_trim() -> bool:
+    """Return glibc's free heap pages to the OS; False where there is no glibc malloc_trim."""
+    lib = _trim_fn()
+    if lib is None:
+        return False
+    lib.malloc_trim(0)
+    return True
+
+
+MEMLOG_ENV = "TITLECHAIN_MEMLOG"
+
+
+def probe_interval(environ: Mapping[str, str] = os.environ) -> float | None:
+    """TITLECHAIN_MEMLOG's seconds, None when unset; a bad value is refused, not ignored."""
+    raw = environ.get(MEMLOG_ENV)
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:
+        raise ValueError(f"{MEMLOG_ENV}={raw!r}: seconds between memory lines, more than 0")
+    return seconds
+
+
+async def run_probe(seconds: float, sizes: Callable[[], Mapping[str, int]]) -> None:
+    """Log a memory line every `seconds` until cancelled (see the module's docstring)."""
+    before: Counter[str] = Counter()
+    while True:
+        await asyncio.sleep(seconds)
+        gc.collect()
+        counts = Counter(type(o).__name__ for o in gc.get_objects())
+        grown = ", ".join(f"{name} +{n:,}" for name, n in (counts - before).most_common(6))
+        before = counts
+        parts = rss_parts()
+        held = ", ".join(f"{k} {v:,}" for k, v in sizes().items())
+        log.info(
+            "memory: rss heap %.1f MiB, mapped files %.1f MiB; held: %s; object types grown: %s",
+            parts["anon"] / 2**20, parts["file"] / 2**20, held, grown or "none",
+        )
+
