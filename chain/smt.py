@@ -187,8 +187,7 @@ class _Updater:
         self.version = version_bytes(height)
         self.writes: dict[bytes, bytes] = {}
         self._stale = STALE_PREFIX + self.version
-        # key hash -> the l/ record of its leaf: the changes' own, or (a leaf the update moves
-        # down, rewriting it at this version) read from where it was; None: write no l/ records
+        # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
 
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
@@ -198,15 +197,6 @@ class _Updater:
         if self.data is not None:
             self.writes[LEAF_DATA_PREFIX + self.version + h] = self.data[kh]
         return (h, (kh, vh), self.version)
-
-    def _carry(self, kh: bytes, leaf: bytes, version: bytes) -> None:
-        """The data of a stored leaf this update rewrites (moved down by a new sibling)."""
-        if self.data is None or kh in self.data:
-            return
-        raw = self.read(LEAF_DATA_PREFIX + version + leaf)
-        if raw is None:
-            raise SmtError(f"the data of state leaf {leaf.hex()[:16]}… (l/) is missing")
-        self.data[kh] = raw
 
     def join(self, left: _Ref, right: _Ref) -> _Ref:
         # collapse: a subtree whose only content is one leaf is that leaf
@@ -232,14 +222,17 @@ class _Updater:
         raw = load_node(self.read, ref[0], ref[2])
         return (ref[0], (raw[1:33], raw[33:65]) if raw[:1] == LEAF else None, ref[2])
 
-    def build(self, depth: int, items: list[tuple[bytes, bytes]]) -> _Ref:
-        """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct."""
+    def build(self, depth: int, items: list[tuple[bytes, bytes]], kept: _Ref | None = None) -> _Ref:
+        """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct. `kept` is
+        a stored leaf among them that stays where it is stored (see `update`)."""
         if not items:
             return _EMPTY_REF
         if len(items) == 1:
+            if kept is not None and kept[1] == items[0]:
+                return kept
             return self.put_leaf(*items[0])
         split = _split(items, depth)
-        return self.join(self.build(depth + 1, items[:split]), self.build(depth + 1, items[split:]))
+        return self.join(self.build(depth + 1, items[:split], kept), self.build(depth + 1, items[split:], kept))
 
     def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
         """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
@@ -251,14 +244,19 @@ class _Updater:
         if ref_hash == EMPTY:
             return self.build(depth, [(k, v) for k, v in items if v is not None])
         raw = load_node(self.read, ref_hash, version)
-        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
         if raw[:1] == LEAF:
             kh, vh = raw[1:33], raw[33:]
             merged = {k: v for k, v in items}
-            if kh not in merged:
+            kept: _Ref | None = None
+            if kh in merged:
+                self.writes[self._stale + version + ref_hash] = b""  # retired: changed or removed
+            else:
+                # untouched, only joined by new siblings: the leaf stays where it is stored (its
+                # hash does not depend on its depth), so neither it nor its data (l/) is written again
                 merged[kh] = vh
-                self._carry(kh, ref_hash, version)
-            return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None))
+                kept = (ref_hash, (kh, vh), version)
+            return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
+        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
         if len(items) == 1:  # most paths below the top levels carry one change

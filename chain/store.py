@@ -76,7 +76,10 @@ from chain.txrecords import (
 #      keyed by their place (t/<height><index>), found by id through i/<tx_id>
 #   7: l/<version><leaf hash> holds each state leaf's key and value (state snapshots), and a store
 #      may start at a base height (state sync: m/base, k/, y/, w/)
-SCHEMA_VERSION = b"7"
+#   8: a stored leaf that an update only moves down (a new sibling beside it) stays where it was
+#      stored, neither written again nor retired (chain/smt.py): a block writes other records than
+#      a version-7 node did, so an audit replaying a version-7 store would not match it
+SCHEMA_VERSION = b"8"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 
 class StoreFault(StoreError):
