@@ -17,10 +17,13 @@ LevelDB's compactions do not rewrite old ones again and again: docs/performance.
                                    (`leaf_data`): the whole state of a height is listed from its
                                    tree alone, in path order (state snapshots, chain/snapshot.py;
                                    the audit of a synced store's base); pruned with its leaf
-    z/<height:8><version:8><hash>  b"": the node n/<version><hash> left the tree at that height
-                                   (replaced or removed): it belongs to the states of heights
-                                   version .. height-1 only, so a store keeping the states from
-                                   height P on may delete it once height <= P (chain/store.py, prune)
+    z/<height:8>                   the nodes that left the tree at that height (replaced or
+                                   removed), one record per height: each as <version:8><hash>, 40
+                                   bytes, one after another. Such a node belongs to the states of
+                                   heights version .. height-1 only, so a store keeping the states
+                                   from height P on may delete it once height <= P (chain/store.py,
+                                   prune). One record, not one per node: a block retires thousands
+                                   of nodes, and each record is a write of its own
 
 Hashes are as before: the version is where a node is stored, never part of what it commits to,
 so state roots and proofs do not depend on the layout. A node is read by (version, hash), and
@@ -78,23 +81,26 @@ def root_key(height: int) -> bytes:
     return b"%s%012d" % (ROOT_PREFIX, height)
 
 
-def stale_key(height: int, version: bytes, node_hash: bytes) -> bytes:
-    return STALE_PREFIX + version_bytes(height) + version + node_hash
+def stale_key(height: int) -> bytes:
+    """The z/ record of the nodes that left the tree at `height`."""
+    return STALE_PREFIX + version_bytes(height)
 
 
 def stale_height(key: bytes) -> int:
-    """The height at which the node a z/ key names left the tree."""
+    """The height at which the nodes a z/ record names left the tree."""
     return int.from_bytes(key[2:10], "big")
 
 
-def stale_node_key(key: bytes) -> bytes:
-    """The n/ key of the node a z/ key names."""
-    return NODE_PREFIX + key[10:]
-
-
-def stale_leaf_data_key(key: bytes) -> bytes:
-    """The l/ key the node a z/ key names has if it is a leaf (pruned with it)."""
-    return LEAF_DATA_PREFIX + key[10:]
+def retired_keys(record: bytes) -> list[bytes]:
+    """What a z/ record's nodes hold in a store: each node's n/ key and, for a leaf, its l/ key (an
+    inner node has none; deleting an absent key is nothing). SmtError for a malformed record."""
+    if len(record) % 40:
+        raise SmtError("a retired-node record (z/) is not a whole number of <version><hash> entries")
+    out = []
+    for i in range(0, len(record), 40):
+        where = record[i : i + 40]
+        out += [NODE_PREFIX + where, LEAF_DATA_PREFIX + where]
+    return out
 
 
 def leaf_data_key(leaf: bytes, version: bytes) -> bytes:
@@ -186,7 +192,7 @@ class _Updater:
         self.read = read
         self.version = version_bytes(height)
         self.writes: dict[bytes, bytes] = {}
-        self._stale = STALE_PREFIX + self.version
+        self.retired: list[bytes] = []  # <version><hash> of each stored node this update replaces
         # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
 
@@ -249,14 +255,14 @@ class _Updater:
             merged = {k: v for k, v in items}
             kept: _Ref | None = None
             if kh in merged:
-                self.writes[self._stale + version + ref_hash] = b""  # retired: changed or removed
+                self.retired.append(version + ref_hash)  # changed or removed
             else:
                 # untouched, only joined by new siblings: the leaf stays where it is stored (its
                 # hash does not depend on its depth), so neither it nor its data (l/) is written again
                 merged[kh] = vh
                 kept = (ref_hash, (kh, vh), version)
             return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
-        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
+        self.retired.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
         if len(items) == 1:  # most paths below the top levels carry one change
@@ -285,8 +291,8 @@ def update(
     root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
 ) -> tuple[str, dict[bytes, bytes]]:
     """(new root hash, records to write) after setting each key to its value (None deletes) in the
-    block of `height`: the new nodes (n/) and their leaves' data (l/), the retired ones' marks (z/)
-    and the root record r/<height>."""
+    block of `height`: the new nodes (n/) and their leaves' data (l/), the record of the retired
+    ones (z/, if any) and the root record r/<height>."""
     items: list[tuple[bytes, bytes | None]] = []
     data: dict[bytes, bytes] = {}
     for k, v in changes.items():
@@ -300,6 +306,8 @@ def update(
     updater = _Updater(read, height, data)
     new = updater.update(root[0], root[1], 0, items)
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
+    if updater.retired:
+        updater.writes[stale_key(height)] = b"".join(updater.retired)
     return new[0].hex(), updater.writes
 
 

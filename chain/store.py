@@ -78,7 +78,8 @@ from chain.txrecords import (
 #      may start at a base height (state sync: m/base, k/, y/, w/)
 #   8: a stored leaf that an update only moves down (a new sibling beside it) stays where it was
 #      stored, neither written again nor retired (chain/smt.py): a block writes other records than
-#      a version-7 node did, so an audit replaying a version-7 store would not match it
+#      a version-7 node did, so an audit replaying a version-7 store would not match it; the nodes
+#      a block retires are one record, z/<height> (was a z/ record per node)
 SCHEMA_VERSION = b"8"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 
@@ -500,13 +501,16 @@ class Store:
 
     def _prune(self, wb: Any, state_from: int) -> None:
         """Delete, in the commit's batch, the tree nodes no state of height >= state_from holds:
-        those retired at a height <= state_from (chain/smt.py), and the roots below it. The marks
-        sort by the height that retired them, so this reads only what it deletes."""
-        start = smt.stale_key(self._state_from, bytes(8), b"")
-        stop = smt.stale_key(state_from + 1, bytes(8), b"")
-        for key, _ in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
-            wb.delete(smt.stale_node_key(key))
-            wb.delete(smt.stale_leaf_data_key(key))  # a leaf's data goes with it (an inner node has none)
+        those retired at a height <= state_from (chain/smt.py, one z/ record per height), with
+        their leaves' data, and the roots below it. This reads only the records it deletes."""
+        start, stop = smt.stale_key(self._state_from), smt.stale_key(state_from + 1)
+        for key, record in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
+            try:
+                doomed = smt.retired_keys(record)
+            except smt.SmtError as e:
+                raise StoreError(f"{self.path}: damaged data: {e}") from None
+            for node in doomed:
+                wb.delete(node)
             wb.delete(key)
         for height in range(self._state_from, state_from):
             wb.delete(smt.root_key(height))

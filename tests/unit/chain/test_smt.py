@@ -166,7 +166,8 @@ def _prune(nodes: Nodes, state_from: int) -> None:
     """What a pruning store does (chain/store.py): delete the nodes retired at or below
     state_from, their marks, and the roots below it."""
     for key in [k for k in nodes if k.startswith(smt.STALE_PREFIX) and smt.stale_height(k) <= state_from]:
-        del nodes[smt.stale_node_key(key)], nodes[key]
+        for node in smt.retired_keys(nodes.pop(key)):
+            nodes.pop(node, None)
     for height in range(state_from):
         nodes.pop(smt.root_key(height), None)
 
