@@ -35,7 +35,7 @@ PHASES = ("decode", "validate", "commit", "vote_record")
 
 def _register(c: Consortium, i: int, height: int) -> Tx:
     owner = c.users[i % len(c.users)]
-    args = {"asset_id": f"A-{i}", "class": "warehouse_receipt", "owner": owner.public, "doc_hash": "%064x" % i, "meta": {}}
+    args = {"asset_id": f"A-{i}", "class": "warehouse_receipt", "owner": owner.public, "doc_hash": f"{i:064x}", "meta": {}}
     return sign_tx(c.issuer, chain_id=c.genesis.chain_id, op="asset.register", args=args, expires=height + 100, nonce=f"r{i}")
 
 
