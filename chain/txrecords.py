@@ -94,7 +94,8 @@ def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: byte
 
     Written for every tx of every block: a 4-array's header is the one byte 0x94, and msgpack
     packs an int (a height or index, never out of range) in its smallest form, as canonical does."""
-    return b"\x94" + msgpack.packb(height) + msgpack.packb(index) + tx_bytes + receipt_bytes
+    place: bytes = msgpack.packb(height) + msgpack.packb(index)  # msgpack is untyped
+    return b"\x94" + place + tx_bytes + receipt_bytes
 
 
 def decode_tx_entry(raw: bytes) -> TxEntry:
