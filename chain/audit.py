@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chain import smt
+from chain.audit_tree import TreeRecords
 from chain.block import Block, BlockError, Certificate, CertificateError
 from chain.encoding import EncodingError
 from chain.genesis import Genesis
@@ -34,7 +35,9 @@ Reader = Callable[[bytes], bytes | None]
 class Replay(Protocol):
     # read-only members, so that a frozen dataclass (contracts.apply.ApplyResult) satisfies it
     @property
-    def writes(self) -> Mapping[bytes, bytes | None]: ...
+    def records(self) -> Mapping[bytes, bytes | None]: ...  # what the block writes but its state tree
+    @property
+    def tree(self) -> Mapping[bytes, bytes]: ...  # the state tree's records (chain/smt.py)
     @property
     def receipts(self) -> list[Receipt]: ...
     @property
@@ -137,16 +140,19 @@ def verify_chain(
     written_at = _Writers()
     seen_tx: dict[str, tuple[int, int]] = {}
     base = store.base_height if isinstance(store, Store) else 0
+    state_from = store.state_from if isinstance(store, Store) else 0
+    head = store.height
+    tree = _tree_records(store, records, max(state_from, base), head)
+    read = tree.reader(replay.get)
     try:
-        root, vset, prev = _start(store, genesis, reexecute, replay, written_at, seen_tx, base_rules)
-        head = store.height
+        root, vset, prev = _start(store, genesis, reexecute, replay, written_at, seen_tx, base_rules, tree)
         for height, fetched in _fetch(store, base + 1, head, workers):
             try:
-                block, result = _check_height(store, genesis, reexecute, replay, seen_tx, fetched, height, prev, vset, root)
+                block, result = _check_height(store, genesis, reexecute, read, seen_tx, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
                 # a record altered into something that does not even parse
                 raise _Bad(height, f"unreadable record: {type(e).__name__}: {e}") from None
-            _absorb(replay, written_at, result.writes, height)
+            _absorb(replay, written_at, result, height, tree)
             root, vset, prev = result.state_root, result.next_validators, block.block_hash
             blocks += 1
             txs += len(block.txs)
@@ -154,17 +160,24 @@ def verify_chain(
                 progress(height, head, txs)
         versions = None
         if records:
-            state_from = store.state_from if isinstance(store, Store) else 0
             _prune_replay(replay, written_at, state_from)
             if base:  # the window's txs (at or below the base) have ids (w/), not records or i/ pointers
                 seen_tx = {tx_id: where for tx_id, where in seen_tx.items() if where[0] > base}
             # a Store's blocks were read from their t/ records (read_block), each decoded in full
             # and checked to sit at its place: the same bytes need not be decoded again here
-            _check_indexes(store, replay, written_at, seen_tx, head, placed=isinstance(store, Store))
+            _check_indexes(store, replay, written_at, seen_tx, head, tree, placed=isinstance(store, Store))
             versions = (min(state_from, head), head)
     except _Bad as bad:
         return AuditReport(False, bad.height, bad.reason, blocks, txs, base=base)
     return AuditReport(True, None, "", blocks, txs, root, versions, base=base)
+
+
+def _tree_records(store: ChainSource, records: bool, kept_from: int, head: int) -> TreeRecords:
+    """The replay's state tree; a Store's tree records of the heights above `kept_from` (where it
+    keeps every state version whole) compared with it block by block, when records are."""
+    if not (records and isinstance(store, Store)):
+        return TreeRecords(None, None, head)
+    return TreeRecords(store.records, kept_from, head)
 
 
 def _start(
@@ -175,19 +188,22 @@ def _start(
     written_at: _Writers,
     seen_tx: dict[str, tuple[int, int]],
     base_rules: Any,
+    tree: TreeRecords,
 ) -> tuple[str, ValidatorSet, str]:
     """The replay's starting point: the genesis state, or a synced store's checked base.
     Returns (state root, validator set of the next height, hash of the block before it)."""
     if not isinstance(store, Store) or store.base is None:
         g = reexecute(replay.get, genesis, None, smt.EMPTY_ROOT)
-        _absorb(replay, written_at, g.writes, 0)
+        _absorb(replay, written_at, g, 0, tree)
         return g.state_root, g.next_validators, genesis.hash
     from chain import audit_base  # it builds on this module's proof checks: imported when used
 
     if base_rules is None:
         raise _Bad(store.base.height, "a state-synced data dir: the audit needs the contracts' base rules")
     start = audit_base.base_start(store, genesis, base_rules)  # raises _Bad naming the base height
-    _absorb(replay, written_at, start.records, start.height)
+    replay.update(start.records)
+    written_at.blocks.append((start.height, start.records))
+    tree.keep(start.records)  # its tree's nodes and leaf data, among the contracts' records
     seen_tx.update(start.window)
     return start.state_root, start.next_validators, start.block_hash
 
@@ -219,7 +235,7 @@ def _check_height(
     store: ChainSource,
     genesis: Genesis,
     reexecute: Reexecute,
-    replay: dict[bytes, bytes | None],
+    read: Reader,
     seen_tx: dict[str, tuple[int, int]],
     fetched: Fetched,
     height: int,
@@ -231,18 +247,18 @@ def _check_height(
     for index, tx in enumerate(block.txs):
         seen_tx[tx.tx_id] = (height, index)
     try:
-        result = reexecute(replay.get, genesis, block, root)
+        result = reexecute(read, genesis, block, root)
     except TxError as e:
         raise _Bad(height, f"a tx the contracts refuse ({e.code}): {e.message}") from None
     _check_results(store, fetched, block, result)
     return block, result
 
 
-def _absorb(
-    replay: dict[bytes, bytes | None], written_at: _Writers, writes: Mapping[bytes, bytes | None], height: int
-) -> None:
-    replay.update(writes)  # a dict-level update, no Python loop: a block writes tens of thousands of records
-    written_at.blocks.append((height, writes))
+def _absorb(replay: dict[bytes, bytes | None], written_at: _Writers, result: Replay, height: int, tree: TreeRecords) -> None:
+    replay.update(result.records)  # a dict-level update, no Python loop: a block writes thousands of records
+    written_at.blocks.append((height, result.records))
+    kept = tree.absorb(height, result.tree, replay)  # compared with the store now, or kept for the end
+    written_at.blocks.append((height, kept))
 
 
 class _Writers:
@@ -336,15 +352,18 @@ def _check_indexes(
     written_at: _Writers,
     seen_tx: dict[str, tuple[int, int]],
     head: int,
+    tree: TreeRecords,
     *,
     placed: bool = False,
 ) -> None:
-    """Every apply-path record and tx index entry the store holds, against replay; first bad height wins.
+    """Every apply-path record and tx index entry the store holds, against replay (the tree records
+    `tree` compared block by block aside, with their differences); first bad height wins.
 
     `placed`: the t/ records of the blocks' txs were already checked to sit at their places."""
-    if placed and isinstance(store, Store) and _records_match(store, replay, seen_tx):
+    compared = tree.excluded_ranges()
+    if not tree.differences and placed and isinstance(store, Store) and _records_match(store, replay, seen_tx, compared):
         return
-    bad: list[tuple[int, str]] = []
+    bad: list[tuple[int, str]] = list(tree.differences)
     stored_keys = set()
     places = {tx_place(*where): tx_id for tx_id, where in seen_tx.items()}
     indexed = 0
@@ -352,6 +371,8 @@ def _check_indexes(
         if key.startswith(RESERVED_PREFIXES):
             if key.startswith((TX_RECORD_PREFIX, TX_INDEX_PREFIX)):
                 indexed += _check_tx_key(key, value, places, seen_tx, head, bad, placed)
+            continue
+        if tree.is_compared_key(key):
             continue
         stored_keys.add(key)
         if replay.get(key) != value:
@@ -371,15 +392,21 @@ def _check_indexes(
         raise _Bad(height, reason)
 
 
-def _records_match(store: Store, replay: dict[bytes, bytes | None], seen_tx: dict[str, tuple[int, int]]) -> bool:
+def _records_match(
+    store: Store,
+    replay: dict[bytes, bytes | None],
+    seen_tx: dict[str, tuple[int, int]],
+    compared: list[tuple[bytes, bytes]],
+) -> bool:
     """Whether the store's records are exactly the replay's, its tx records at the committed places
     and its tx pointers right: one comparison of whole dicts and sets (C loops, a few seconds for
     millions of records where a Python loop over them took tens). False sends the caller to the
-    record-by-record comparison, which says what differs and where."""
+    record-by-record comparison, which says what differs and where. The key ranges `compared`
+    (tree records compared block by block) are skipped."""
     stored: dict[bytes, bytes] = {}
-    ends = sorted(RESERVED_PREFIXES)
-    starts = [b"", *(_after(p) for p in ends)]
-    for lo, hi in zip(starts, [*ends, None], strict=True):  # every key outside the store's own prefixes
+    skipped = sorted([(p, _after(p)) for p in RESERVED_PREFIXES] + compared)
+    starts = [b"", *(hi for _, hi in skipped)]
+    for lo, hi in zip(starts, [*(lo for lo, _ in skipped), None], strict=True):  # every key outside them
         stored.update(store.iterate(b"", start=lo, stop=hi))
     if len(stored) != len(replay) - list(replay.values()).count(None) or not stored.items() <= replay.items():
         return False

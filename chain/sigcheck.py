@@ -9,8 +9,8 @@ height and its reason are the same whether the checks ran here, in one process o
 
 From a store (`fetch_raw_blocks`) the workers receive each block's records undecoded: they decode
 them strictly (canonical form, every tx parsed and found at its place) and check the signatures;
-the caller then decodes records a worker passed with plain msgpack (chain.store.block_from_records,
-unchecked), a fifth of the strict decode's cost. From another source (`fetch_blocks`, an RPC) the
+the caller then decodes records a worker passed with plain msgpack (chain.txrecords.unchecked_block),
+taking each tx's bytes where the worker found them, a fifth of the strict decode's cost. From another source (`fetch_blocks`, an RPC) the
 blocks arrive decoded and only the signature checks go to the workers.
 """
 
@@ -27,7 +27,7 @@ from chain.crypto import Domain, verify
 from chain.encoding import EncodingError
 from chain.receipt import Receipt
 from chain.tx import TxError
-from chain.txrecords import RawBlock, block_from_records
+from chain.txrecords import RawBlock, TxLayout, block_from_records, tx_layouts, unchecked_block
 
 # a batch is sent once it holds this many txs (or BATCH_BLOCKS blocks): large enough that pickling
 # and the round trip cost little beside ~60 µs per Ed25519 check, small enough to spread the work
@@ -123,7 +123,8 @@ def _pipelined(
 
 # reads one height's stored records (None: no such block), or raises
 RawReader = Callable[[int], RawBlock | None]
-RawOutcome = tuple[int, Exception | None, list[int]]  # (height, why its records are bad, bad signature indexes)
+# (height, why its records are bad, bad signature indexes, where each tx sits in its record)
+RawOutcome = tuple[int, Exception | None, list[int], list[TxLayout]]
 
 
 def _portable(e: Exception) -> Exception:
@@ -140,15 +141,16 @@ def check_raw_blocks(raws: list[tuple[int, RawBlock | None]]) -> list[RawOutcome
     out: list[RawOutcome] = []
     for height, raw in raws:
         if raw is None:
-            out.append((height, None, []))
+            out.append((height, None, [], []))
             continue
         try:
-            block, _ = block_from_records(raw)
+            block, receipts = block_from_records(raw)
+            layouts = tx_layouts(raw, block, receipts)
         except READ_ERRORS as e:
-            out.append((height, _portable(e), []))
+            out.append((height, _portable(e), [], []))
             continue
         bad = [i for i, tx in enumerate(block.txs) if not verify(tx.signer, Domain.TX, tx.body_bytes, tx.sig)]
-        out.append((height, None, bad))
+        out.append((height, None, bad, layouts))
     return out
 
 
@@ -196,5 +198,5 @@ def _fetched(height: int, raw: RawBlock | None, error: Exception | None, outcome
         outcome = check_raw_blocks([(height, raw)])[0]
     if outcome[1] is not None:
         return Fetched(None, outcome[1], frozenset())
-    block, receipts = block_from_records(raw, checked=False)
+    block, receipts = unchecked_block(raw, outcome[3])
     return Fetched(block, None, frozenset(outcome[2]), receipts)

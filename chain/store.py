@@ -456,6 +456,14 @@ class Store:
         except plyvel.Error as e:
             raise self._fault(f"reading under {prefix[:40]!r}", e) from None
 
+    def records(self, start: bytes, stop: bytes) -> dict[bytes, bytes]:
+        """Every record from `start` up to `stop` (excluded), in one dict: `iterate` without a
+        Python step per record (the audit reads millions of records so)."""
+        try:
+            return dict(self._db.iterator(start=start, stop=stop, verify_checksums=True))
+        except plyvel.Error as e:
+            raise self._fault(f"reading from {start[:40]!r}", e) from None
+
     # -- writes --------------------------------------------------------------------------------
 
     def get_meta(self, name: str) -> bytes | None:

@@ -12,7 +12,7 @@ import msgpack
 from chain.block import Block, BlockError, Header
 from chain.encoding import decode
 from chain.receipt import Receipt
-from chain.tx import Tx, parse_tx
+from chain.tx import known_tx, parse_tx
 
 TX_RECORD_PREFIX = b"t/"
 TX_INDEX_PREFIX = b"i/"
@@ -52,13 +52,15 @@ class RawBlock:
     records: list[bytes | None]
 
 
-def block_from_records(raw: RawBlock, *, checked: bool = True) -> tuple[Block, list[Receipt]]:
-    """The block and its receipts from its records. Checked: each record decoded strictly (canonical
-    form), its tx parsed in full and found at its place; raises BlockError (TxError for a malformed
-    tx). Unchecked, for records already checked so in another process (chain/sigcheck.py): a plain
-    msgpack decode, about a fifth of the cost."""
-    if not checked:
-        return _unchecked_block(raw)
+# where a tx sits in its canonical record: (start of its body, end of its body, end of the tx);
+# the tx itself starts 6 bytes before its body (a 2-entry map header and the key "body")
+TxLayout = tuple[int, int, int]
+_BODY_KEY_BYTES = 6
+
+
+def block_from_records(raw: RawBlock) -> tuple[Block, list[Receipt]]:
+    """The block and its receipts from its records, each decoded strictly (canonical form), its tx
+    parsed in full and found at its place; raises BlockError (TxError for a malformed tx)."""
     txs = []
     receipts: list[Receipt] = []
     for index, (tx_id, record) in enumerate(zip(raw.tx_ids, raw.records, strict=True)):
@@ -77,14 +79,33 @@ def block_from_records(raw: RawBlock, *, checked: bool = True) -> tuple[Block, l
     return Block(raw.header, tuple(txs)), receipts
 
 
-def _unchecked_block(raw: RawBlock) -> tuple[Block, list[Receipt]]:
+def tx_layouts(raw: RawBlock, block: Block, receipts: list[Receipt]) -> list[TxLayout]:
+    """Where each tx of a block `block_from_records` decoded sits in its record, for
+    `unchecked_block`. Raises BlockError if a tx's bytes are not there (a canonical record is
+    [height, index, tx, receipt] packed one after the other, the tx's body first in the tx)."""
+    layouts = []
+    for index, (record, tx, receipt) in enumerate(zip(raw.records, block.txs, receipts, strict=True)):
+        assert record is not None  # block_from_records refused a missing one
+        body_start = 1 + len(canonical(raw.height)) + len(canonical(index)) + _BODY_KEY_BYTES
+        body_end = body_start + len(tx.body_bytes)
+        tx_end = len(record) - len(canonical(receipt))
+        if record[body_start:body_end] != tx.body_bytes or record[body_start - _BODY_KEY_BYTES : tx_end] != tx.encode():
+            raise BlockError(f"block {raw.height}: the record (t/) of tx {index} is not laid out canonically")
+        layouts.append((body_start, body_end, tx_end))
+    return layouts
+
+
+def unchecked_block(raw: RawBlock, layouts: list[TxLayout]) -> tuple[Block, list[Receipt]]:
+    """`block_from_records` for records already decoded so in another process, which found each tx
+    at `layouts` (chain/sigcheck.py): a plain msgpack decode, each tx's bytes and id taken as they
+    are (the id from the block's summary, which that process found each tx's id equal to)."""
     txs = []
     receipts: list[Receipt] = []
-    for record in raw.records:
+    for record, tx_id, (body_start, body_end, tx_end) in zip(raw.records, raw.tx_ids, layouts, strict=True):
+        assert record is not None
         _, _, tx, receipt = msgpack.unpackb(record, raw=False, use_list=True)
-        body = tx["body"]
-        # canonical bytes decode to a dict in canonical key order, so packing it again gives them back
-        txs.append(Tx(body=body, sig=tx["sig"], body_bytes=msgpack.packb(body, use_bin_type=True)))
+        encoded = record[body_start - _BODY_KEY_BYTES : tx_end]
+        txs.append(known_tx(tx["body"], tx["sig"], record[body_start:body_end], tx_id, encoded))
         receipts.append(receipt)
     return Block(raw.header, tuple(txs)), receipts
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import msgpack
@@ -92,12 +93,21 @@ def valset_key(height: int) -> bytes:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    writes: dict[bytes, bytes | None]
+    # what the block writes, in two parts: the state tree's records (n/, l/, z/ and r/, chain/smt.py),
+    # and all the others (s/, h/, o/, v/). The audit keeps them apart: it compares the tree's records
+    # with the store block by block and holds only the others for its final comparison.
+    records: dict[bytes, bytes | None]
+    tree: dict[bytes, bytes]
     receipts: list[Receipt]
     state_root: str
     receipts_root: str
     next_validators: ValidatorSet
     packed_receipts: tuple[bytes, ...]  # canonical(receipt) of each receipt, as the store keeps them
+
+    @cached_property
+    def writes(self) -> dict[bytes, bytes | None]:
+        """Everything the block writes (its batch): the records and the tree's."""
+        return {**self.records, **self.tree}
 
 
 def pack(v: Value) -> bytes:
@@ -158,11 +168,10 @@ def genesis_state(genesis: Genesis) -> ApplyResult:
     changes = {k.encode(): canonical(v) for k, v in values.items() if v is not None}
     root, nodes = smt.update(smt.EMPTY_REF_ROOT, changes, lambda key: None, 0)
     writes: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in changes.items()}
-    writes.update(nodes)
     vset = read_validator_set(MemoryView(values))
     writes[valset_key(1)] = canonical(vset.to_plain())
     rroot, rbytes = _receipts_encoded([])
-    return ApplyResult(writes, [], root, rroot, vset, rbytes)
+    return ApplyResult(writes, nodes, [], root, rroot, vset, rbytes)
 
 
 def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int) -> ApplyResult:
@@ -197,12 +206,11 @@ def apply_txs(read: Reader, prev_state_root: str, txs: Sequence[Tx], height: int
         if key.startswith(ASSET_PREFIX):
             _reindex_owner(writes, key[len(ASSET_PREFIX) :], base.get(key), value)
     root, nodes = smt.update(_parent_root(read, prev_state_root, height), smt_changes, read, height)
-    writes.update(nodes)
     next_validators = read_validator_set(overlay)
     if VALIDATORS_KEY in changed and base.get(VALIDATORS_KEY) != changed[VALIDATORS_KEY]:
         writes[valset_key(height + 1)] = canonical(next_validators.to_plain())
     rroot, rbytes = _receipts_encoded(receipts)
-    return ApplyResult(writes, receipts, root, rroot, next_validators, rbytes)
+    return ApplyResult(writes, nodes, receipts, root, rroot, next_validators, rbytes)
 
 
 def _reindex_owner(writes: dict[bytes, bytes | None], asset_id: str, before: Value | None, after: Value | None) -> None:

@@ -127,7 +127,7 @@ def node() -> None:
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="the node's config.json (from `titlechain init`)")
 @click.option("--peers", default=None, metavar="HOST:PORT,...", help="running validators to catch up from while this node's key is not in the set it knows (a validator added by governance); replaces the config's `peers`")
 @click.option("--observer", is_flag=True, help="run as an observer (as the config's `observer: true` does): follow the validators, never vote")
-@click.option("--state-sync", "state_sync", is_flag=True, help="a validator with an empty data dir: join from a certified recent state fetched from the peers instead of replaying from the genesis (docs/operations.md)")
+@click.option("--state-sync", "state_sync", is_flag=True, help="with an empty data dir: join (a validator) or start following (an observer) from a certified recent state fetched from the validators instead of replaying from the genesis (docs/operations.md)")
 def node_run(config: Path, peers: str | None, observer: bool, state_sync: bool) -> None:
     """Run one validator, or one observer, until SIGTERM or SIGINT.
 
@@ -139,8 +139,9 @@ def node_run(config: Path, peers: str | None, observer: bool, state_sync: bool) 
     the read RPC; it refuses writes (403 read_only). On SIGTERM either finishes the block it is
     writing, closes the database and exits 0. Prints one line on stderr once it serves (its logs go
     to the config's log_file). Exit 1 if the config, genesis, key or data dir is unusable (a failed
-    check), 2 on a usage error. With --state-sync and an empty data dir, a validator first fetches
-    and verifies the state at a recent height from its peers, then follows the chain from there.
+    check), 2 on a usage error. With --state-sync and an empty data dir, a validator or an observer
+    first fetches and verifies the state at a recent height from the validators, then follows the
+    chain from there (a validator also votes).
     """
     from node.runtime.config import NodeConfig
     from node.runtime.process import run_node

@@ -59,7 +59,11 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #      validator
 #   8: state sync (node/p2p/sync_wire.py: snap_* requests and answers); the state's leaves are
 #      listed from l/ records a version-7 node does not keep, so it could not serve them
-PROTOCOL_VERSION = 8
+#   9: an observer may ask a validator for state sync (snap_* requests on its link); a version-8
+#      validator drops them, so an observer joining by state sync would wait on it for nothing.
+#      And the knock (node/p2p/transport.py): a starting node dials lower keys once so that they
+#      redial it at once; a version-8 node refuses that handshake
+PROTOCOL_VERSION = 9
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "role", "public", "nonce", "ephemeral", "sig"})
 VALIDATOR, OBSERVER = "validator", "observer"

@@ -91,6 +91,7 @@ class Peer:
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self.wake = asyncio.Event()
+        self.knocked = asyncio.Event()  # the peer knocked (transport.py, "Knocking"): redial at once
         self.conn: Conn | None = None
         self.sent = 0
         self.received = 0
@@ -110,6 +111,20 @@ class Peer:
         frame = self.queue.popleft()
         self.queued_bytes -= len(frame)
         return frame
+
+
+async def pause(seconds: float, knocked: asyncio.Event | None) -> bool:
+    """Wait `seconds`, or less if `knocked` is set meanwhile; whether it was (and clears it)."""
+    if knocked is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(knocked.wait(), seconds)
+    except TimeoutError:
+        return False
+    finally:
+        knocked.clear()
+    return True
 
 
 def split_address(address: str) -> tuple[str, int]:

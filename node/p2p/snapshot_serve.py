@@ -50,8 +50,11 @@ Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]  # test-only (node/runt
 
 
 class SnapshotServer:
-    def __init__(self, send: Send, reader: Callable[[], SnapshotReader], tamper: Tamper | None = None) -> None:
+    def __init__(self, send: Send, reader: Callable[[], SnapshotReader], tamper: Tamper | None = None,
+                 who: str = "validator") -> None:
+        """`send`: to a validator peer, or to an observer's link (`who` names which, in the logs)."""
         self._send = send
+        self._who = who
         self._reader = reader
         self._tamper = tamper
         self._served: dict[str, deque[float]] = {}
@@ -60,12 +63,12 @@ class SnapshotServer:
         try:
             req = parse_sync(obj)
         except WireError as e:
-            log.warning("malformed state-sync message from validator %s…: %s", peer[:12], e)
+            log.warning("malformed state-sync message from %s %s…: %s", self._who, peer[:12], e)
             return
         if not isinstance(req, SnapRequest):
             return  # an answer nobody here asked for (this node is not syncing)
         if not self._allow(peer):
-            log.warning("validator %s… asks for snapshot data faster than %d/s; ignoring", peer[:12], SERVE_PER_S)
+            log.warning("%s %s… asks for snapshot data faster than %d/s; ignoring", self._who, peer[:12], SERVE_PER_S)
             return
         try:
             answer = self._answer(req)

@@ -5,12 +5,15 @@ lends as a `SyncImporter` (this layer may not import the contracts). It runs bef
 node opens its ledger, over a transport of its own, and ends with a data dir at base height S;
 the node then starts as usual and its catch-up follows blocks from S + 1.
 
-1. Offers: every connected peer is asked the height it serves. S is the (f+1)-th highest offer,
-   so at least one honest peer holds it whatever f peers claim.
+1. Offers: the peers are asked the height they serve as they connect, until f+1 have answered.
+   S is the (f+1)-th highest offer, so at least one honest peer holds it whatever f peers claim.
+   Nothing waits for the other peers: each joins the work below once it connects.
 2. The anchor (S's header, certificate and the validator changes, in pages); then, at the same
    time as the state, the tx-id window (newest first), each from one peer at a time.
 3. The state: the path space cut into PARTS aligned ranges, each worked through chunk by chunk
-   by one peer's worker at a time, every connected peer working in parallel.
+   by one peer's worker at a time, every connected peer working in parallel (a peer that connects
+   during the sync gets a worker at once: a chunk is checked against S's state root, whoever
+   serves it).
 
 A peer whose answer fails verification, is malformed, or does not come in time is dropped for
 the rest of the sync (logged with the reason) and its work goes back to the queue for the
@@ -39,7 +42,7 @@ log = logging.getLogger("titlechain.statesync")
 PARTS = 16  # aligned ranges of the path space, fetched in parallel
 REQUEST_TIMEOUT_S = 15.0
 CONNECT_DEADLINE_S = 30.0
-PEER_GRACE_S = 2.0
+POLL_S = 0.05  # how often the connected peers are looked at (the transport has no "connected" event)
 PROGRESS_EVERY_S = 2.0
 
 Send = Callable[[str, dict[str, Any]], object]  # (peer public key, plain message)
@@ -96,7 +99,6 @@ class StateSyncClient:
         self.genesis = genesis
         self._begin = begin  # a fresh importer over the data dir
         self.f = genesis.validators.f
-        self.peer_count = genesis.validators.n - 1
         self._names = names or {}
         self._next_id = 0
         self._pending: dict[tuple[str, int], _Pending] = {}
@@ -159,10 +161,8 @@ class StateSyncClient:
 
     async def run(self) -> Store:
         """Sync into the importer's data dir; returns the store at its base. Raises StateSyncError."""
-        await self._wait_for_peers()
         base = await self._choose_base()
         self.progress.base = base
-        log.info("state sync: base height %d chosen from the offers of %d peers", base, len(self._usable()))
         sync = self._begin()
         try:
             await self._anchor(sync, base)
@@ -176,47 +176,59 @@ class StateSyncClient:
                  {self._name(p): why for p, why in self.progress.refused.items()} or "none")
         return store
 
-    async def _wait_for_peers(self) -> None:
-        """Until every peer is connected, or f+1 are and PEER_GRACE_S has passed since (the more
-        peers, the more parallel fetches, and the more likely an honest one among them)."""
-        deadline = time.monotonic() + CONNECT_DEADLINE_S
-        enough_at: float | None = None
-        while len(self._usable()) < self.peer_count:
-            now = time.monotonic()
-            if len(self._usable()) >= self.f + 1:
-                enough_at = enough_at or now
-                if now - enough_at >= PEER_GRACE_S:
-                    return
-            elif now > deadline:
-                raise StateSyncError(f"state sync: fewer than {self.f + 1} peers connected after "
-                                     f"{CONNECT_DEADLINE_S:.0f} s; cannot choose a base anyone vouches for")
-            await asyncio.sleep(0.1)  # the transport dials; there is no event for "connected"
-
     async def _some_usable(self, what: str) -> list[str]:
         """The usable peers; with none, waits (to CONNECT_DEADLINE_S) for one to (re)connect."""
         deadline = time.monotonic() + CONNECT_DEADLINE_S
         while not (peers := self._usable()):
             if time.monotonic() > deadline:
                 raise StateSyncError(f"state sync: no usable peer left for {what}; refused: {self.progress.refused}")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_S)
         return peers
 
     async def _choose_base(self) -> int:
-        peers = self._usable()
-        answers = await asyncio.gather(*(self._ask(p, {"t": "snap_offer_req"}, "snap_offer") for p in peers),
-                                       return_exceptions=True)
-        offers = []
-        for peer, answer in zip(peers, answers, strict=True):
-            if isinstance(answer, SnapAnswer):
-                offers.append(answer.body["height"])
-            elif isinstance(answer, PeerFailed):
-                self._drop(peer, str(answer))
+        """S from the first f+1 offers of a height >= 1: each peer is asked once, as soon as it is
+        connected (no wait for the others: those join the fetching later). A peer that fails to
+        answer, or holds no block, is dropped; the sync fails if f+1 offers are not in within
+        CONNECT_DEADLINE_S. At most f of the f+1 lie, so an honest one holds S."""
+        deadline = time.monotonic() + CONNECT_DEADLINE_S
+        asked: dict[str, asyncio.Task[SnapAnswer]] = {}
+        offers: dict[str, int] = {}
+        try:
+            while len(offers) <= self.f:
+                for peer in self._usable():
+                    if peer not in asked:
+                        asked[peer] = asyncio.ensure_future(self._ask(peer, {"t": "snap_offer_req"}, "snap_offer"))
+                self._take_offers(asked, offers)
+                if len(offers) > self.f:
+                    break
+                if time.monotonic() > deadline:
+                    raise StateSyncError(f"state sync: {len(offers)} offers ({sorted(offers.values())}) after "
+                                         f"{CONNECT_DEADLINE_S:.0f} s; need {self.f + 1} to choose a base anyone vouches for")
+                pending = [t for t in asked.values() if not t.done()]
+                if pending:
+                    await asyncio.wait(pending, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(POLL_S)
+        finally:
+            for task in asked.values():
+                task.cancel()  # a late offer is not needed; that peer still joins the fetching
+        base = sorted(offers.values(), reverse=True)[self.f]
+        log.info("state sync: base height %d chosen from the offers of %d peers", base, len(offers))
+        return base
+
+    def _take_offers(self, asked: dict[str, asyncio.Task[SnapAnswer]], offers: dict[str, int]) -> None:
+        for peer, task in asked.items():
+            if not task.done() or peer in offers or peer in self.progress.refused:
+                continue
+            error = task.exception()
+            if isinstance(error, PeerFailed):
+                self._drop(peer, str(error))
+            elif error is not None:
+                raise error  # a bug, not a peer's doing
+            elif (height := task.result().body["height"]) < 1:
+                self._drop(peer, "offers no snapshot: it holds no block")
             else:
-                raise answer
-        offers.sort(reverse=True)
-        if len(offers) <= self.f or offers[self.f] < 1:
-            raise StateSyncError(f"state sync: {len(offers)} offers ({offers}); need {self.f + 1} peers at a height >= 1")
-        return offers[self.f]
+                offers[peer] = height
 
     async def _one_peer(self, what: str, attempt: Callable[[str], Any]) -> Any:
         """Run attempt(peer) with one usable peer after another until one succeeds."""
@@ -294,12 +306,29 @@ class StateSyncClient:
         queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         for part in split_space(PARTS):
             queue.put_nowait(part)
-        while not sync.coverage.complete:
-            if queue.empty():  # every range was taken and none put back: cannot be incomplete
-                raise StateSyncError("state sync: every range fetched but the state is not whole (a bug)")
-            peers = await self._some_usable("the state")
-            workers = [asyncio.create_task(self._worker(sync, base, peer, queue)) for peer in peers]
-            await asyncio.gather(*workers)  # each ends when the queue is empty or its peer is dropped
+        workers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not sync.coverage.complete:
+                for task in workers.values():
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]  # a bug (a peer's failure is handled inside)
+                running = [t for t in workers.values() if not t.done()]
+                if queue.empty() and not running:  # every range taken and none put back
+                    raise StateSyncError("state sync: every range fetched but the state is not whole (a bug)")
+                if not running:
+                    await self._some_usable("the state")
+                # a worker for each usable peer without one: peers that connected since, and peers
+                # whose worker ended on an empty queue that a refused peer has refilled since
+                for peer in self._usable():
+                    if not queue.empty() and (peer not in workers or workers[peer].done()):
+                        workers[peer] = asyncio.create_task(self._worker(sync, base, peer, queue))
+                running = [t for t in workers.values() if not t.done()]
+                if running:
+                    await asyncio.wait(running, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in workers.values():
+                task.cancel()
+            await asyncio.gather(*workers.values(), return_exceptions=True)
 
     async def _worker(self, sync: SyncImporter, base: int, peer: str, queue: asyncio.Queue[tuple[int, int]]) -> None:
         """Ranges from the queue, each chunk by chunk from this peer. The next chunk is asked for as

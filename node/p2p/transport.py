@@ -38,6 +38,14 @@ jitter (`backoff_initial` doubling to `backoff_max`, each wait drawn from [d/2, 
 resets once a connection has lived `backoff_max` seconds, so a peer that accepts and at once drops
 us is not hammered.
 
+Knocking: a node that starts (a restart, or a join by state sync) would wait for each lower-keyed
+peer's backoff, up to `backoff_max`, before that peer redials it. So on `start` it also dials each
+lower-keyed validator of the set once: the peer checks the hello's signature (only a validator of
+its set can knock), refuses the handshake as it refuses any dial from a higher key (so no dialer
+ever takes a knock for a link, a joining node's bootstrap dial included), and, if it has no link
+to the knocker, redials it now with its backoff reset. A replayed hello can only make it dial that
+validator early; one that knocks again and again gets one dial back per knock.
+
 The set changes (`set_validators`, after every commit that changes it): links to validators no
 longer in it are closed and their keys refused from then on, and new ones are dialed (or awaited,
 by the rule above). Joining: while this node's own key is not in the set it knows (a validator
@@ -86,7 +94,7 @@ from node.p2p.handshake import (
 from node.p2p.linkcrypto import SEAL_OVERHEAD, LinkAuthError
 from node.p2p.linkguard import HandshakeGate, LogSummary
 from node.p2p.observers import ObserverAccess, ObserverHub, ObserverLinks
-from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, split_address
+from node.p2p.peers import AnyKey, Conn, KeysBelow, Peer, PeerStatus, TransportConfig, pause, split_address
 
 __all__ = ["MAX_HANDSHAKE_FRAME", "PROTOCOL_VERSION", "HandshakeError", "PeerStatus", "Transport", "TransportConfig", "handshake"]
 
@@ -98,6 +106,10 @@ OnMessage = Callable[[str, Value], None]
 
 
 _PING = canonical({"kind": "ping"})
+
+
+class Knocked(HandshakeError):
+    """A higher key of the set dialed us: a knock ("Knocking" above), refused, and that peer dialed."""
 
 
 class Transport(ObserverLinks):
@@ -138,6 +150,7 @@ class Transport(ObserverLinks):
         self._bootstrappers: list[asyncio.Task[None]] = []
         self._peers: dict[str, Peer] = {}
         self._accept_from: Set[str] = frozenset()
+        self._knockers: frozenset[str] = frozenset()
         self.member = False
         self._started = False
         self._server: asyncio.Server | None = None
@@ -158,6 +171,9 @@ class Transport(ObserverLinks):
         self._server = await asyncio.start_server(self._on_inbound, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.dial()
+        for peer in self._peers.values():
+            if self.member and peer.public < self.key.public and peer.address is not None and not peer.guest:
+                self._spawn(self._knock(peer), f"knock {peer.node_id}")
         return self.port
 
     def dial(self) -> None:
@@ -231,8 +247,10 @@ class Transport(ObserverLinks):
         # the dial rule: we accept only from lower keys and dial only higher ones (an observer
         # accepts none: it dials every validator)
         self._accept_from = frozenset(p for p in wanted if p < self.key.public) if self.member else KeysBelow(self.key.public)
+        # the higher keys of the set, which we dial: each may knock ("Knocking" above)
+        self._knockers = frozenset(p for p in wanted if p > self.key.public) if self.member else frozenset()
         if self.role == OBSERVER:
-            self._accept_from = frozenset()
+            self._accept_from = self._knockers = frozenset()
         elif self.member:  # each bootstrap loop ends by itself: a link it serves to a member stays up
             self._bootstrappers = []
         elif self._started and not self._bootstrappers:
@@ -242,7 +260,7 @@ class Transport(ObserverLinks):
     def retire(self) -> None:
         """Close every link and dial nobody: this node's key left the set (docs/operations.md)."""
         self.member = False
-        self._accept_from = frozenset()
+        self._accept_from = self._knockers = frozenset()
         self._bootstrap = ()
         for task in self._bootstrappers:
             task.cancel()
@@ -333,11 +351,11 @@ class Transport(ObserverLinks):
 
     async def _redial(
         self, what: str, attempt: Callable[[], Awaitable[float]], go_on: Callable[[], bool],
-        ready: Callable[[], Awaitable[object]] | None = None,
+        ready: Callable[[], Awaitable[object]] | None = None, knocked: asyncio.Event | None = None,
     ) -> None:
         """Call `attempt` (how long its link lived) while `go_on()`, backing off exponentially with
-        jitter, from the start again after a link that lived `backoff_max`; an unexpected exception
-        is logged and never ends the redialing."""
+        jitter, from the start again after a link that lived `backoff_max` or a knock; an unexpected
+        exception is logged and never ends the redialing."""
         cfg = self.config
         delay = cfg.backoff_initial
         while go_on():
@@ -350,11 +368,31 @@ class Transport(ObserverLinks):
                 log.exception("dialing %s failed unexpectedly", what)
             if lived >= cfg.backoff_max:
                 delay = cfg.backoff_initial
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            if await pause(delay * self._rng.uniform(0.5, 1.0), knocked):
+                delay = cfg.backoff_initial
+                continue
             delay = min(delay * 2, cfg.backoff_max)
 
     async def _dial_loop(self, peer: Peer) -> None:
-        await self._redial(peer.node_id, lambda: self._dial_once(peer), lambda: not self._closing, peer.address_set.wait)
+        await self._redial(peer.node_id, lambda: self._dial_once(peer), lambda: not self._closing,
+                           peer.address_set.wait, peer.knocked)
+
+    async def _knock(self, peer: Peer) -> None:
+        """Dial a lower-keyed peer once so that it redials us now ("Knocking" above)."""
+        link = await self._connect(peer.address or "", {peer.public}, f"{peer.node_id} (knock)", quiet=True)
+        if link is not None:
+            link[1].transport.abort()
+
+    def _on_hello(self, ticket: int, public: str) -> None:
+        """An inbound hello's signature verified: a higher key of the set knocks (refused here, so
+        the dialer never takes it for a link); any other claims its handshake slot."""
+        if public in self._knockers and public not in self._accept_from:
+            peer = self._peers.get(public)
+            if peer is not None and peer.conn is None:
+                log.info("peer %s knocked: dialing it now", peer.node_id)
+                peer.knocked.set()
+            raise Knocked(f"key {public[:16]}... is dialed by this node, never dials it: taken as a knock")
+        self._gate.claim(ticket, public)
 
     async def _dial_once(self, peer: Peer) -> float:
         """Connect, authenticate and serve one connection; how long it lived (0: never up)."""
@@ -392,10 +430,10 @@ class Transport(ObserverLinks):
         return public, await self._timed_serve(peer, link)
 
     async def _connect(
-        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None
+        self, address: str, allowed: Set[str], label: str, peer: Peer | None = None, quiet: bool = False
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Handshake] | None:
         """Connect to `address` and complete the handshake with one of `allowed`; None on failure
-        (why is kept in `peer.failure`)."""
+        (why is kept in `peer.failure`; `quiet`: a failed handshake is logged at debug level only)."""
         cfg = self.config
         try:
             host, port = split_address(address)
@@ -416,7 +454,7 @@ class Transport(ObserverLinks):
                 role=self.role,
             )
         except HandshakeError as e:
-            log.warning("handshake with %s at %s failed: %s", label, address, e)
+            (log.debug if quiet else log.warning)("handshake with %s at %s failed: %s", label, address, e)
             if peer is not None:
                 peer.failure = str(e)
             writer.transport.abort()
@@ -459,13 +497,15 @@ class Transport(ObserverLinks):
                 key=self.key,
                 chain_id=self.chain_id,
                 genesis_hash=self.genesis_hash,
-                allowed=self._accept_from,
+                allowed=self._accept_from | self._knockers if self._knockers else self._accept_from,
                 timeout=self.config.handshake_timeout,
                 hello_timeout=self.config.hello_timeout,
-                on_hello=lambda public: self._gate.claim(ticket, public),
+                on_hello=lambda public: self._on_hello(ticket, public),
                 dialer=False,
                 observers=self._hub.refusal if self._hub is not None else None,
             )
+        except Knocked:
+            return  # not a refusal worth a log line: the peer is dialed now
         except HandshakeError as e:
             failure = str(e)
         finally:

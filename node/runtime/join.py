@@ -1,13 +1,14 @@
 """`titlechain node run --state-sync`: make the data dir by state sync before the node starts.
 
-The sync runs over a transport on the node's peer address (peers with a lower key dial in, as
-they would to the node itself) and ends with a data dir at a base height S
-(node/p2p/state_sync.py). The node then takes the transport over, links and all (a reconnect
-would cost seconds of the peers' dial backoff) and the store the sync wrote, open (reopening it
-would replay the import's whole LevelDB log: half a second for 40,000 leaves), and starts as on
-any restart:
-its catch-up follows the blocks from S + 1 and, a validator, it votes. A data dir that already
-holds a chain is started as it is: state sync is only for joining.
+The sync runs over a transport of the node's own kind (node/p2p/state_sync.py): a validator's on
+its peer address (peers with a lower key dial in, at once on its knock: node/p2p/transport.py), an
+observer's dialing every validator of the genesis set with its account key (a validator serves
+state sync to a linked observer as to a peer). It ends with a data dir at a base height S. The
+node then takes the transport over, links and all (a reconnect would cost seconds of the peers'
+dial backoff) and the store the sync wrote, open (reopening it would replay the import's whole
+LevelDB log: half a second for 40,000 leaves), and starts as on any restart: its catch-up
+follows the blocks from S + 1 and, a validator, it votes; an observer follows. A data dir that
+already holds a chain is started as it is: state sync is only for joining.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from chain.crypto import KeyPair
 from chain.genesis import Genesis
 from chain.store import Store, StoreError
 from contracts.state_sync import StateSync
+from node.p2p.handshake import OBSERVER, VALIDATOR
 from node.p2p.state_sync import StateSyncClient, StateSyncError
 from node.p2p.sync_wire import is_sync_message
 from node.p2p.transport import Transport
 from node.runtime.config import NodeConfig
-from node.runtime.node_common import NodeStartError, load_identity
+from node.runtime.node_common import NOT_AN_OBSERVER_KEY, NodeStartError, load_identity
 
 log = logging.getLogger("titlechain.statesync")
 
@@ -48,7 +50,9 @@ async def join(cfg: NodeConfig) -> Joined | None:
         genesis, key = load_identity(cfg)
     except NodeStartError as e:
         raise JoinError(str(e)) from None
-    if key.public not in genesis.validators.publics and not cfg.peers:
+    if cfg.observer and key.public in genesis.validators.publics:
+        raise JoinError(f"{cfg.key}: {NOT_AN_OBSERVER_KEY}")  # before a sync that would be wasted
+    if not cfg.observer and key.public not in genesis.validators.publics and not cfg.peers:
         raise JoinError(f"{cfg.key}: this key is not a validator of the genesis: state sync needs --peers "
                         "(or the config's `peers`) to reach the running validators")
     try:
@@ -86,13 +90,13 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
     def on_message(peer: str, msg: object) -> None:
         if client is not None and is_sync_message(msg):
             client.on_message(peer, msg)
-        # anything else (consensus traffic, gossip) is for the node once it runs
+        # anything else (consensus traffic, gossip, head notices) is for the node once it runs
 
     transport = Transport(
         key, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=genesis.validators,
-        on_message=on_message,
+        on_message=on_message, role=OBSERVER if cfg.observer else VALIDATOR,
         addresses={by_node_id[n]: address for n, address in cfg.peer_addresses.items() if n in by_node_id},
-        bootstrap=cfg.peers,
+        bootstrap=() if cfg.observer else cfg.peers,
     )
 
     def connected() -> list[str]:
@@ -101,7 +105,10 @@ async def join_by_state_sync(cfg: NodeConfig, genesis: Genesis, key: KeyPair) ->
     client = StateSyncClient(transport.send, connected, genesis, lambda: StateSync(cfg.data_dir, genesis), names)
     started = time.monotonic()
     try:
-        await transport.start(cfg.peer_host, cfg.peer_port)
+        if cfg.observer:
+            transport.dial()  # an observer listens for no one
+        else:
+            await transport.start(cfg.peer_host, cfg.peer_port)
     except OSError as e:
         raise JoinError(f"cannot listen for peers on {cfg.peer_listen}: {e.strerror or e}") from None
     try:

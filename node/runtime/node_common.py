@@ -27,6 +27,10 @@ class NodeStartError(NodeError, RuntimeError):
     """The node cannot start: a bad genesis, key, data dir or address; the message says which."""
 
 
+NOT_AN_OBSERVER_KEY = ("this is a validator's node key; an observer runs with the key of an account that "
+                       "holds the auditor or regulator role")
+
+
 class FatalNodeError(NodeError, RuntimeError):
     """The node must stop to protect its data (a certified block its ledger refuses)."""
 

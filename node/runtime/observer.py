@@ -49,7 +49,7 @@ from node.runtime.config import NodeConfig
 from node.runtime.evidence_store import EvidenceStore, EvidenceStoreError
 from node.runtime.ledger import Ledger, LedgerError
 from node.runtime.metrics import NodeMetrics
-from node.runtime.node_common import FatalNodeError, NodeProcess, NodeStartError, serve_rpc
+from node.runtime.node_common import NOT_AN_OBSERVER_KEY, FatalNodeError, NodeProcess, NodeStartError, serve_rpc
 from node.runtime.service import LedgerService
 
 log = logging.getLogger("titlechain.observer")
@@ -86,12 +86,13 @@ class Observer(NodeProcess):
 
     role = "observer"
 
-    def __init__(self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger) -> None:
+    def __init__(
+        self, cfg: NodeConfig, genesis: Genesis, key: KeyPair, ledger: Ledger, transport: Transport | None = None
+    ) -> None:
+        """`transport`: the links a state sync made (node/runtime/join.py, to the genesis set's
+        validators), taken over and moved to the set at the head."""
         if key.public in genesis.validators.publics:
-            raise NodeStartError(
-                f"{cfg.key}: this is a validator's node key; an observer runs with the key of an account "
-                "that holds the auditor or regulator role"
-            )
+            raise NodeStartError(f"{cfg.key}: {NOT_AN_OBSERVER_KEY}")
         self._linked_set = ledger.validator_set_at(ledger.height + 1)  # the set its links follow: the head's
         by_node_id = {v.node_id: v.public for v in self._linked_set.validators}
         if unknown := sorted(set(cfg.peer_addresses) - set(by_node_id)):
@@ -106,10 +107,15 @@ class Observer(NodeProcess):
             self.evidence_store = EvidenceStore(ledger.store)
         except EvidenceStoreError as e:
             raise NodeStartError(f"{cfg.data_dir}: {e}") from None
-        self.transport = Transport(
-            key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=self._linked_set,
-            on_message=self._on_validator_message, addresses={by_node_id[n]: a for n, a in cfg.peer_addresses.items()},
-        )
+        if transport is None:
+            transport = Transport(
+                key, role=OBSERVER, chain_id=genesis.chain_id, genesis_hash=genesis.hash, validators=self._linked_set,
+                on_message=self._on_validator_message, addresses={by_node_id[n]: a for n, a in cfg.peer_addresses.items()},
+            )
+        else:
+            transport.set_on_message(self._on_validator_message)
+            transport.set_validators(self._linked_set)
+        self.transport = transport
         host = SyncHost(
             self.transport, lambda: self.ledger.store, lambda: self.ledger.height, lambda: self.fatal is not None,
             cached_block=lambda block_hash: None, wants_block=lambda block_hash: False,
@@ -129,7 +135,8 @@ class Observer(NodeProcess):
     async def start(self) -> None:
         self.metrics.set_height(self.ledger.height)
         self._runner = await serve_rpc(self.service, self.cfg)
-        self.transport.dial()  # an observer listens for no one
+        if not self.transport.started:  # a state sync's links are up already
+            self.transport.dial()  # an observer listens for no one
         self.serving = True
         log.info(
             "observer %s (account %s…) started at height %d; RPC on %s",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from node.runtime.config import NodeConfig
 from node.runtime.join import Joined, join
 from node.runtime.logs import setup_logging
-from node.runtime.node_common import NodeStartError, load_node_files
+from node.runtime.node_common import load_node_files
 from node.runtime.observer import Observer
 from node.runtime.validator import Validator
 
@@ -26,15 +26,13 @@ def open_node(cfg: NodeConfig, joined: Joined | None = None) -> Node:
     genesis, key, ledger = load_node_files(cfg, joined.store if joined is not None else None)
     transport = joined.transport if joined is not None else None
     try:
-        return Observer(cfg, genesis, key, ledger) if cfg.observer else Validator(cfg, genesis, key, ledger, transport)
+        return Observer(cfg, genesis, key, ledger, transport) if cfg.observer else Validator(cfg, genesis, key, ledger, transport)
     except BaseException:
         ledger.close()
         raise
 
 
 async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Node], None] | None, state_sync: bool) -> int:
-    if state_sync and cfg.observer:
-        raise NodeStartError("--state-sync: an observer cannot join by state sync yet; start it without")
     joined = await join(cfg) if state_sync else None  # --state-sync: the data dir from the peers first
     try:
         node = open_node(cfg, joined)

@@ -22,8 +22,8 @@ is behind (`RequestSync`), or nothing has been committed for a while, `CatchUp` 
 fetches certified blocks, which go to the core as `SyncedBlock`s.
 
 Observers (node/runtime/observer.py) link to the transport with an auditor's or a regulator's
-account key; they may ask for committed blocks only (`_on_observer_message`, at a bounded rate per
-account), hear a `head` notice after each commit, and lose their link once their account loses the
+account key; they may ask for committed blocks and for state sync only (`_on_observer_message`,
+at a bounded rate per account), hear a `head` notice after each commit, and lose their link once their account loses the
 role. Nothing they send reaches the consensus core or the mempool.
 
 A block the ledger refuses to commit although a quorum certified it means the consortium broke its
@@ -147,6 +147,10 @@ class Validator(NodeProcess):
         self.catch_up = CatchUp(host, rng)
         tamper = self.misbehaviour.tamper_snapshot if self.misbehaviour is not None else None
         self.snapshots = SnapshotServer(self.transport.send, lambda: SnapshotSource(self.ledger.store), tamper)
+        # an observer joining by state sync asks the same questions; answered on its own link
+        self.observer_snapshots = SnapshotServer(
+            self.transport.send_observer, lambda: SnapshotSource(self.ledger.store), tamper, who="observer"
+        )
         self.service = NodeService(self)
         self.stopped = asyncio.Event()
         self.fatal: FatalNodeError | None = None
@@ -452,10 +456,14 @@ class Validator(NodeProcess):
             self.catch_up.answered(sender, wire)
 
     def _on_observer_message(self, account: str, msg: Any) -> None:
-        """An observer may only ask for certified blocks, at `observer_requests_per_s`. Anything
+        """An observer may only ask for certified blocks, at `observer_requests_per_s`, and for
+        state sync (`snap_*` requests, at the snapshot server's own rate per account). Anything
         else it sends (a vote, even one signed with its own key; tx gossip; a block) is dropped and
         counted, and reaches neither the consensus core nor the mempool."""
         if not self.serving:
+            return
+        if is_sync_message(msg):
+            self.observer_snapshots.serve(account, msg)
             return
         try:
             wire = parse_wire(msg) if is_wire(msg) else None

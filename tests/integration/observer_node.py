@@ -38,11 +38,11 @@ class ObserverNode:
         os.chmod(config, 0o600)
         return cls(config, f"http://127.0.0.1:{port}", root / "data", root / "stdout.log")
 
-    def start(self) -> None:
-        """`titlechain node run --config FILE --observer`, as docs/operations.md tells an auditor."""
+    def start(self, *args: str) -> None:
+        """`titlechain node run --config FILE --observer [ARGS]`, as docs/operations.md tells an auditor."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node", "node", "run", "--config", str(self.config), "--observer"],
+                [sys.executable, "-m", "node", "node", "run", "--config", str(self.config), "--observer", *args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
 

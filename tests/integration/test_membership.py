@@ -15,93 +15,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from cluster import ISSUER, OWNER, Cluster, wait_for
-from factories import free_base_port
+from cluster import Cluster, wait_for
+from governance import Governance, new_node, register, signed_after, signers, start_and_list
 
 from chain.crypto import KeyPair, write_key_file
 from chain.genesis import Genesis
-from node.devnet.localnet import start_node
 from node.p2p.handshake import HandshakeError, handshake
 from node.runtime.config import NodeConfig
-from node.sdk.client import sign
-
-
-class Governance:
-    """Proposals by the first member, approved by the next ones up to the genesis threshold."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.members = [cluster.key("members", n["node_id"]) for n in cluster.nodes]
-        self.threshold = Genesis.load(cluster.manifest["genesis"]).doc.get("gov_threshold") or len(self.members) // 2 + 1
-
-    def execute(self, via: int, action: str, params: dict[str, Any]) -> int:
-        """Propose and approve through node `via`; the height at which the action executed."""
-        c = self.cluster
-        with c.client(via, timeout=40) as client:
-            height = client.height()
-            tx = sign(self.members[0], c.chain_id, "gov.propose", {"action": action, "params": params}, expires=height + 500)
-            receipt = client.submit(tx, wait=True, timeout=30)["receipt"]
-            assert receipt["status"] == "ok", receipt
-            args = {"proposal_id": receipt["tx_id"]}
-            for member in self.members[1 : self.threshold]:
-                tx = sign(member, c.chain_id, "gov.approve", args, expires=client.height() + 500)
-                receipt = client.submit(tx, wait=True, timeout=30)["receipt"]
-                assert receipt["status"] == "ok", receipt
-        events = [e["type"] for e in receipt["events"]]
-        assert "gov.executed" in events, receipt
-        return int(receipt["height"])
-
-
-def _register(c: Cluster, via: int, asset_id: str) -> dict[str, Any]:
-    issuer, owner = c.key(*ISSUER), c.key(*OWNER)
-    with c.client(via, timeout=40) as client:
-        tx = c.register(issuer, owner.public, asset_id, client.height())
-        receipt = client.submit(tx, wait=True, timeout=30)["receipt"]
-    assert receipt["status"] == "ok", receipt
-    return receipt
-
-
-def _signers(c: Cluster, via: int, height: int) -> set[str]:
-    with c.client(via, timeout=5) as client:
-        return {s["validator"] for s in client.block(height)["certificate"]["signatures"]}
-
-
-def _signed_after(c: Cluster, via: int, public: str, after: int, what: str) -> int:
-    """Commit blocks through node `via` until one above `after` carries `public`'s commit signature
-    (a certificate holds a quorum, not necessarily every validator); that block's height."""
-    for i in range(20):
-        height = _register(c, via, f"WR-{what}-{i}")["height"]
-        if height > after and public in _signers(c, via, height):
-            return height
-    raise AssertionError(f"{what}: no certificate above height {after} holds {public[:12]}'s signature")
-
-
-def _new_node(c: Cluster, root: Path, node_id: str, peers: list[str]) -> tuple[KeyPair, Path, str]:
-    """Key, config and address of a validator the genesis does not list (nothing is started)."""
-    key = KeyPair.generate()
-    root.mkdir(parents=True)
-    write_key_file(root / "validator.json", key)
-    base = free_base_port(2)
-    cfg = NodeConfig(
-        node_id=node_id, genesis=Path(c.manifest["genesis"]), key=root / "validator.json", data_dir=root / "data",
-        peer_listen=f"127.0.0.1:{base}", rpc_listen=f"127.0.0.1:{base + 1}", peers=tuple(peers),
-        log_file=root / "node.log",
-    )
-    cfg.write(root / "config.json")
-    return key, root / "config.json", f"127.0.0.1:{base}"
-
-
-def _start_and_list(c: Cluster, node_id: str, config: Path) -> None:
-    """Start a node and list it in the localnet's manifest, so that `localnet down` (and the
-    fixture, whatever happens to the test) stops it with the others."""
-    proc = start_node(config, config.parent / "stdout.log")
-    cfg = NodeConfig.load(config)
-    entry = {"node_id": node_id, "pid": proc.pid, "rpc": f"http://{cfg.rpc_listen}", "config": str(config),
-             "data_dir": str(cfg.data_dir)}
-    c.manifest["nodes"].append(entry)
-    (c.root / "localnet.json").write_text(json.dumps(c.manifest, indent=2))
 
 
 def _refused(address: str, key: KeyPair, genesis: Genesis, expect: str) -> None:
@@ -134,19 +55,19 @@ def test_grow_shrink_and_rotate_a_running_consortium(cluster: Cluster, tmp_path:
 
     # grow to five: the new node knows the genesis and two validators' addresses, nothing more
     peers = [genesis.validators.validators[i].address for i in (stopped, judge)]
-    new_key, new_config, new_address = _new_node(c, tmp_path / "v5", "v5", peers)
-    _start_and_list(c, "v5", new_config)  # before the vote: until it commits, every validator refuses it
+    new_key, new_config, new_address = new_node(c, tmp_path / "v5", "v5", peers)
+    start_and_list(c, "v5", new_config)  # before the vote: until it commits, every validator refuses it
     wait_for(lambda: "joining" in str(c.status(4)["not_ready"]), 20, "the new node to serve, joining")
     added_at = gov.execute(judge, "add_validator", {"node_id": "v5", "public": new_key.public, "address": new_address})
     wait_for(lambda: c.status(4)["height"] >= added_at, 30, "the new node to catch up to its join height")
-    joined = _signed_after(c, judge, new_key.public, added_at, "GROWN")
+    joined = signed_after(c, judge, new_key.public, added_at, "GROWN")
     print(f"v5 added at height {added_at}; its first certificate signature at height {joined}")
-    assert len(_signers(c, judge, joined)) >= 4  # a quorum of five
+    assert len(signers(c, judge, joined)) >= 4  # a quorum of five
 
     # remove the lowest key of the four: its votes no longer count and every link to it is dropped
     removed_at = gov.execute(judge, "remove_validator", {"node_id": c.nodes[removed]["node_id"]})
-    after_removal = _register(c, judge, "WR-SHRUNK")["height"]
-    assert original[removed] not in _signers(c, judge, after_removal)
+    after_removal = register(c, judge, "WR-SHRUNK")["height"]
+    assert original[removed] not in signers(c, judge, after_removal)
     four = [i for i in range(5) if i != removed]
     wait_for(lambda: all(len(c.status(i)["validators"]) == 4 for i in four), 10, "every node to see the set of four")
     wait_for(lambda: "no validator" in str(c.status(removed)["not_ready"]), 10, "the removed node to retire")
@@ -164,15 +85,15 @@ def test_grow_shrink_and_rotate_a_running_consortium(cluster: Cluster, tmp_path:
     cfg.model_copy(update={"key": tmp_path / "rotated.json"}).write(Path(c.nodes[rotated]["config"]))
     c.restart(rotated)
     wait_for(lambda: c.status(rotated)["ready"], 30, "the rotated node to be ready with its new key")
-    voted = _signed_after(c, judge, fresh.public, rotated_at, "ROTATED")
-    assert old_key.public not in _signers(c, judge, voted)
+    voted = signed_after(c, judge, fresh.public, rotated_at, "ROTATED")
+    assert old_key.public not in signers(c, judge, voted)
     _refused(judge_address, old_key, genesis, original[judge])
 
     # stop another original validator: three of the four are a quorum (3) and go on committing
     c.kill(stopped)
     live = [rotated, judge, 4]
-    last = _register(c, judge, "WR-AFTER-STOP")["height"]
-    assert _signers(c, judge, last) == {fresh.public, original[judge], new_key.public}
+    last = register(c, judge, "WR-AFTER-STOP")["height"]
+    assert signers(c, judge, last) == {fresh.public, original[judge], new_key.public}
     head = wait_for(lambda: len({c.head(i) for i in live}) == 1 and c.head(live[0]), 20, "one head on the live three")
     with c.client(judge) as client:
         proof = client.proof("WR-AFTER-STOP")

@@ -147,3 +147,24 @@ def test_read_only_copy_while_writer_holds_lock(tmp_path):
         Store.open_read_only(path, "00" * 32)
     with pytest.raises(StoreError, match="not a LevelDB"):
         Store.open_read_only(tmp_path / "nothing")
+
+
+def test_a_block_decoded_in_a_worker_is_rebuilt_as_the_strict_decode_gives_it(tmp_path):
+    # the audit's own process takes each tx's bytes and id where a worker found them (chain/sigcheck.py);
+    # 130 txs: indexes from 128 on pack in two bytes, which moves every later offset
+    from chain.sigcheck import check_raw_blocks
+    from chain.txrecords import block_from_records, unchecked_block
+
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        append_blocks(s, 1, txs_per_block=2)
+        append_blocks(s, 1, txs_per_block=130)
+        for height in (1, 2):
+            raw = s.read_raw_block(height)
+            _, error, bad, layouts = check_raw_blocks([(height, raw)])[0]
+            assert (error, bad, len(layouts)) == (None, [], len(raw.records))
+            block, receipts = unchecked_block(raw, layouts)
+            strict, strict_receipts = block_from_records(raw)
+            assert block == strict and receipts == strict_receipts
+            for tx, want in zip(block.txs, strict.txs, strict=True):
+                assert (tx.body_bytes, tx.tx_id, tx.encode()) == (want.body_bytes, want.tx_id, want.encode())
+                assert tx.body == want.body and tx.sig == want.sig

@@ -163,6 +163,16 @@ async def test_handler_exception_does_not_drop_the_link(net: Net, caplog: pytest
     assert "on_message failed" in caplog.text
 
 
+async def knock(net: Net, target: int, key: KeyPair) -> None:
+    """Dial a running transport as `key` (a higher key of its set) and complete the handshake if it lets us."""
+    reader, writer = await raw_connect(net.ports[target])
+    try:
+        await handshake(reader, writer, key=key, chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash,
+                        allowed={net.keys[target].public}, timeout=DEADLINE)
+    finally:
+        writer.close()
+
+
 async def refused(
     net: Net, target: int, key: KeyPair, *, chain_id: str | None = None, genesis_hash: str | None = None
 ) -> None:
@@ -207,8 +217,13 @@ async def test_non_validator_wrong_chain_wrong_genesis_and_wrong_direction_refus
     await refused(net, 3, net.keys[0], genesis_hash="0" * 64)
     await logged(caplog, "wrong genesis")
     caplog.clear()
-    await refused(net, 1, net.keys[2])  # a higher key must be dialed, never dial
-    await logged(caplog, "is not a validator we accept")
+    # a higher key must be dialed, never dial: its dial is refused, and taken as a knock
+    # (transport.py): the lower key dials it back
+    caplog.set_level(logging.INFO, "titlechain.transport")
+    with pytest.raises(HandshakeError):  # refused at the handshake: never taken for a link
+        await knock(net, 1, net.keys[2])
+    await logged(caplog, "knocked: dialing it now")
+    assert not net.nodes[1].is_connected(net.keys[2].public)
     # the refused attempts never became peers, and the real link is untouched
     assert not net.nodes[3].is_connected(net.keys[0].public)
     assert net.linked(1, 3)

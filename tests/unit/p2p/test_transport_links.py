@@ -18,7 +18,7 @@ from node.p2p.framing import encode_frame
 from node.p2p.handshake import PROTOCOL_VERSION
 from node.p2p.linkcrypto import Sealer
 from node.p2p.linkguard import HandshakeGate, LogSummary
-from node.p2p.transport import TransportConfig
+from node.p2p.transport import Transport, TransportConfig
 
 
 async def test_an_injected_plaintext_frame_closes_the_link_and_is_logged(net: Net, caplog: pytest.LogCaptureFixture) -> None:
@@ -137,3 +137,28 @@ async def test_a_connection_that_says_no_hello_is_closed_at_the_hello_deadline(
     await logged(caplog, "no hello within 0.3s")
     assert net.nodes[3]._gate.anonymous() == []
     writer.close()
+
+
+async def test_a_restarted_node_knocks_and_a_lower_key_redials_it_at_once(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Node 1 is down while node 0 (the lower key, the dialer) backs off for 10-20 s; when node 1
+    starts it knocks (a dial node 0 refuses after checking its hello) and node 0 dials it within moments,
+    not at the end of its backoff. The link that stays up is node 0's dial: one per pair."""
+    caplog.set_level(logging.DEBUG, "titlechain.transport")
+    slow = TransportConfig(**{**FAST.__dict__, "backoff_initial": 20.0, "backoff_max": 20.0})
+    await net.start(0, config=slow)
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()  # a port nobody listens on, yet: node 1's
+    net.nodes[0].set_address(net.keys[1].public, f"127.0.0.1:{port}")
+    await logged(caplog, "failed")  # node 0 dialed node 1 in vain and now backs off
+    addresses: dict[str, str | None] = {v.public: None for v in net.c.genesis.validators.validators}
+    addresses[net.keys[0].public] = f"127.0.0.1:{net.ports[0]}"
+    one = Transport(net.keys[1], chain_id=net.c.genesis.chain_id, genesis_hash=net.c.genesis.hash,
+                    validators=net.c.genesis.validators, on_message=lambda *_: None, config=FAST, addresses=addresses)
+    net.nodes[1] = one
+    await one.start("127.0.0.1", port)
+    await until(lambda: net.nodes[0].is_connected(net.keys[1].public) and one.is_connected(net.keys[0].public), timeout=5.0)
+    assert "knocked: dialing it now" in caplog.text

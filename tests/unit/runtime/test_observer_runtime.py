@@ -17,6 +17,7 @@ from chain.tx import sign_tx
 from node.p2p.handshake import OBSERVER
 from node.p2p.transport import Transport
 from node.runtime.config import ConfigError, NodeConfig
+from node.runtime.join import JoinError, join
 from node.runtime.node_common import NodeStartError
 from node.runtime.observer import Observer
 from node.runtime.process import open_node
@@ -162,3 +163,26 @@ async def test_a_validator_answers_an_observer_at_its_rate_and_drops_the_rest(tm
     finally:
         await obs.close()
         await v.stop()
+
+
+async def test_an_observer_joins_by_state_sync_then_follows(tmp_path: Path, validator: Validator, consortium: Consortium) -> None:
+    """The validator's sync client over an observer's link (node/runtime/join.py): the data dir
+    starts at the validator's head as its base, and the observer follows the blocks after it."""
+    c = consortium
+    await commit_assets(validator, c, 4)
+    base = validator.ledger.height
+    cfg = observer_config(tmp_path, validator, c.auditor)
+    joined = await join(cfg)
+    assert joined is not None and joined.store.base_height == base
+    obs = open_node(cfg, joined)
+    assert isinstance(obs, Observer) and obs.transport is joined.transport
+    await obs.start()
+    try:
+        await commit_assets(validator, c, 2, first=4)
+        await until(lambda: obs.ledger.height == validator.ledger.height, "the observer to follow")
+        assert obs.service.asset("WR-5") == validator.service.asset("WR-5")
+        assert obs.service.asset("WR-0") == validator.service.asset("WR-0")  # from the synced state
+    finally:
+        await obs.stop()
+    with pytest.raises(JoinError, match="validator's node key"):  # refused before any sync (v0.json: the fixture's)
+        await join(cfg.model_copy(update={"key": tmp_path / "v0.json", "data_dir": tmp_path / "other"}))

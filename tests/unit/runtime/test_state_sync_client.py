@@ -40,7 +40,10 @@ def altered_chunk(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
 
 
 class Net:
-    """Peers named by a fake public key, each a server over the chain's store (or silent)."""
+    """Peers named by a fake public key, each a server over the chain's store (or silent);
+    `delay`: seconds each answer takes to arrive (a link's latency)."""
+
+    delay = 0.0
 
     def __init__(self, chain: LedgerChain, behaviours: dict[str, Any]) -> None:
         self.servers = {
@@ -53,7 +56,7 @@ class Net:
     def _deliver(self, peer: str) -> Any:
         def send(_to: str, msg: dict[str, Any]) -> None:
             raw = canonical(msg)  # what the link carries
-            asyncio.get_running_loop().call_soon(self.client.on_message, peer, decode(raw))
+            asyncio.get_running_loop().call_later(self.delay, self.client.on_message, peer, decode(raw))
         return send
 
     def send(self, peer: str, msg: dict[str, Any]) -> None:
@@ -80,7 +83,6 @@ def test_liars_are_refused_and_the_sync_completes(
 ) -> None:
     monkeypatch.setattr(snapshot, "MAX_CHUNK_LEAVES", 2)  # every peer gets chunks to serve
     monkeypatch.setattr(client_module, "PARTS", 4)
-    monkeypatch.setattr(client_module, "PEER_GRACE_S", 0.0)
     client = run_sync(chain, tmp_path / "a", {"honest": None, "alters": altered_chunk})
     refused = client.progress.refused
     assert list(refused) == ["alters"], refused  # every peer works on the state: the liar is met
@@ -96,7 +98,6 @@ def test_a_liar_met_mid_range_is_refused_and_its_range_resumed_where_it_failed(
     # would refuse the overlap), and the prefetched request leaves nothing pending
     monkeypatch.setattr(snapshot, "MAX_CHUNK_LEAVES", 2)
     monkeypatch.setattr(client_module, "PARTS", 2)
-    monkeypatch.setattr(client_module, "PEER_GRACE_S", 0.0)
     served = {"chunks": 0}
 
     def alters_from_the_second(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +119,6 @@ def test_a_silent_peer_times_out_and_no_usable_peer_left_fails_clearly(
 ) -> None:
     monkeypatch.setattr(client_module, "REQUEST_TIMEOUT_S", 0.2)
     monkeypatch.setattr(client_module, "CONNECT_DEADLINE_S", 0.3)
-    monkeypatch.setattr(client_module, "PEER_GRACE_S", 0.0)
     client = run_sync(chain, tmp_path / "a", {"honest": None, "silent": "silent", "also": None})
     assert "no answer" in client.progress.refused["silent"]
     with pytest.raises(StateSyncError, match="no usable peer left|no peer gave a valid anchor"):
@@ -138,3 +138,50 @@ def test_sync_messages_are_bounded_and_checked() -> None:
     ):
         with pytest.raises(WireError):
             parse_sync(bad)
+
+
+def test_a_peer_that_connects_mid_sync_is_put_to_work(
+    chain: LedgerChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sync starts with the first f+1 peers, without waiting for the rest; a peer that links
+    # once the state is being fetched gets a worker of its own at once (and its chunks are checked
+    # like anyone's: it never gave an anchor)
+    monkeypatch.setattr(snapshot, "MAX_CHUNK_LEAVES", 2)
+    monkeypatch.setattr(client_module, "PARTS", 8)
+    monkeypatch.setattr(Net, "delay", 0.02)  # so the fetching outlasts a look at the peers
+    served: dict[str, int] = {"late": 0}
+    net: dict[str, Any] = {}
+
+    def counting(name: str) -> Any:
+        def tamper(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
+            if answer["t"] == "snap_chunk":
+                served[name] = served.get(name, 0) + 1
+                if name == "first" and "late" not in net["peers"]:
+                    net["peers"].append("late")  # links now, after the first chunk went out
+            return answer
+        return tamper
+
+    behaviours = {"first": counting("first"), "second": counting("second"), "late": counting("late")}
+    original = Net.__init__
+
+    def init(self: Net, chain: LedgerChain, behaviours: dict[str, Any]) -> None:
+        original(self, chain, behaviours)
+        self.peers = ["first", "second"]
+        net["peers"] = self.peers
+
+    monkeypatch.setattr(Net, "__init__", init)
+    client = run_sync(chain, tmp_path / "a", behaviours)
+    assert not client.progress.refused
+    assert served["late"] >= 1, served
+    assert client.progress.leaves == len(list(chain.ledger.store.iterate(b"s/")))
+
+
+def test_a_peer_with_no_block_is_not_counted_among_the_offers(chain: LedgerChain, tmp_path: Path) -> None:
+    # a peer that holds nothing yet (another node joining, say) offers height 0: it is dropped,
+    # and the base comes from f+1 peers that hold blocks, not from the first f+1 to answer
+    def empty(peer: str, answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "height": 0} if answer["t"] == "snap_offer" else answer
+
+    client = run_sync(chain, tmp_path / "a", {"empty": empty, "one": None, "two": None})
+    assert list(client.progress.refused) == ["empty"] and "holds no block" in client.progress.refused["empty"]
+    assert client.progress.base == chain.ledger.height
