@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 
 from chain.block import Block, BlockError, Header
-from chain.encoding import decode
+from chain.encoding import canonical, decode
 from chain.receipt import Receipt
 from chain.tx import known_tx, parse_tx
 
