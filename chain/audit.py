@@ -215,7 +215,7 @@ def _prune_replay(replay: dict[bytes, bytes | None], written_at: _Writers, state
     if state_from <= 0:
         return
     stale = [k for k in replay if k.startswith(smt.STALE_PREFIX) and smt.stale_height(k) <= state_from]
-    doomed = stale + [smt.stale_node_key(k) for k in stale] + [smt.stale_leaf_data_key(k) for k in stale]
+    doomed = stale + [node for k in stale for node in smt.retired_keys(replay[k] or b"")]
     doomed += [smt.root_key(h) for h in range(state_from)]
     for key in doomed:
         replay.pop(key, None)

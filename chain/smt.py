@@ -17,10 +17,13 @@ LevelDB's compactions do not rewrite old ones again and again: docs/performance.
                                    (`leaf_data`): the whole state of a height is listed from its
                                    tree alone, in path order (state snapshots, chain/snapshot.py;
                                    the audit of a synced store's base); pruned with its leaf
-    z/<height:8><version:8><hash>  b"": the node n/<version><hash> left the tree at that height
-                                   (replaced or removed): it belongs to the states of heights
-                                   version .. height-1 only, so a store keeping the states from
-                                   height P on may delete it once height <= P (chain/store.py, prune)
+    z/<height:8>                   the nodes that left the tree at that height (replaced or
+                                   removed), one record per height: each as <version:8><hash>, 40
+                                   bytes, one after another. Such a node belongs to the states of
+                                   heights version .. height-1 only, so a store keeping the states
+                                   from height P on may delete it once height <= P (chain/store.py,
+                                   prune). One record, not one per node: a block retires thousands
+                                   of nodes, and each record is a write of its own
 
 Hashes are as before: the version is where a node is stored, never part of what it commits to,
 so state roots and proofs do not depend on the layout. A node is read by (version, hash), and
@@ -62,8 +65,11 @@ class SmtError(ChainError, ValueError):
     """A node the tree needs is missing or malformed: the store is damaged (or pruned there)."""
 
 
+_sha256 = hashlib.sha256  # called directly on the update's hot path (a wrapper's call is a fifth of a join)
+
+
 def _sha(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+    return _sha256(data).digest()
 
 
 def version_bytes(height: int) -> bytes:
@@ -78,23 +84,26 @@ def root_key(height: int) -> bytes:
     return b"%s%012d" % (ROOT_PREFIX, height)
 
 
-def stale_key(height: int, version: bytes, node_hash: bytes) -> bytes:
-    return STALE_PREFIX + version_bytes(height) + version + node_hash
+def stale_key(height: int) -> bytes:
+    """The z/ record of the nodes that left the tree at `height`."""
+    return STALE_PREFIX + version_bytes(height)
 
 
 def stale_height(key: bytes) -> int:
-    """The height at which the node a z/ key names left the tree."""
+    """The height at which the nodes a z/ record names left the tree."""
     return int.from_bytes(key[2:10], "big")
 
 
-def stale_node_key(key: bytes) -> bytes:
-    """The n/ key of the node a z/ key names."""
-    return NODE_PREFIX + key[10:]
-
-
-def stale_leaf_data_key(key: bytes) -> bytes:
-    """The l/ key the node a z/ key names has if it is a leaf (pruned with it)."""
-    return LEAF_DATA_PREFIX + key[10:]
+def retired_keys(record: bytes) -> list[bytes]:
+    """What a z/ record's nodes hold in a store: each node's n/ key and, for a leaf, its l/ key (an
+    inner node has none; deleting an absent key is nothing). SmtError for a malformed record."""
+    if len(record) % 40:
+        raise SmtError("a retired-node record (z/) is not a whole number of <version><hash> entries")
+    out = []
+    for i in range(0, len(record), 40):
+        where = record[i : i + 40]
+        out += [NODE_PREFIX + where, LEAF_DATA_PREFIX + where]
+    return out
 
 
 def leaf_data_key(leaf: bytes, version: bytes) -> bytes:
@@ -186,27 +195,17 @@ class _Updater:
         self.read = read
         self.version = version_bytes(height)
         self.writes: dict[bytes, bytes] = {}
-        self._stale = STALE_PREFIX + self.version
-        # key hash -> the l/ record of its leaf: the changes' own, or (a leaf the update moves
-        # down, rewriting it at this version) read from where it was; None: write no l/ records
+        self.retired: list[bytes] = []  # <version><hash> of each stored node this update replaces
+        # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
 
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
-        h = _sha(pre)
+        h = _sha256(pre).digest()
         self.writes[NODE_PREFIX + self.version + h] = pre
         if self.data is not None:
             self.writes[LEAF_DATA_PREFIX + self.version + h] = self.data[kh]
         return (h, (kh, vh), self.version)
-
-    def _carry(self, kh: bytes, leaf: bytes, version: bytes) -> None:
-        """The data of a stored leaf this update rewrites (moved down by a new sibling)."""
-        if self.data is None or kh in self.data:
-            return
-        raw = self.read(LEAF_DATA_PREFIX + version + leaf)
-        if raw is None:
-            raise SmtError(f"the data of state leaf {leaf.hex()[:16]}… (l/) is missing")
-        self.data[kh] = raw
 
     def join(self, left: _Ref, right: _Ref) -> _Ref:
         # collapse: a subtree whose only content is one leaf is that leaf
@@ -221,7 +220,7 @@ class _Updater:
             if left[1] is not None:
                 return left
         pre = INNER + left[0] + right[0]
-        h = _sha(pre)
+        h = _sha256(pre).digest()
         self.writes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
         return (h, None, self.version)
 
@@ -232,14 +231,17 @@ class _Updater:
         raw = load_node(self.read, ref[0], ref[2])
         return (ref[0], (raw[1:33], raw[33:65]) if raw[:1] == LEAF else None, ref[2])
 
-    def build(self, depth: int, items: list[tuple[bytes, bytes]]) -> _Ref:
-        """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct."""
+    def build(self, depth: int, items: list[tuple[bytes, bytes]], kept: _Ref | None = None) -> _Ref:
+        """A subtree from scratch; items are sorted (key_hash, value_hash), all distinct. `kept` is
+        a stored leaf among them that stays where it is stored (see `update`)."""
         if not items:
             return _EMPTY_REF
         if len(items) == 1:
+            if kept is not None and kept[1] == items[0]:
+                return kept
             return self.put_leaf(*items[0])
         split = _split(items, depth)
-        return self.join(self.build(depth + 1, items[:split]), self.build(depth + 1, items[split:]))
+        return self.join(self.build(depth + 1, items[:split], kept), self.build(depth + 1, items[split:], kept))
 
     def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
         """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
@@ -247,18 +249,23 @@ class _Updater:
         read: whether it is a single leaf matters only when its sibling empties (`join`), and
         reading every untouched sibling doubled the reads of an update."""
         if not items:
-            return _EMPTY_REF if ref_hash == EMPTY else (ref_hash, _UNKNOWN, version)
+            return _untouched(ref_hash, version)
         if ref_hash == EMPTY:
             return self.build(depth, [(k, v) for k, v in items if v is not None])
         raw = load_node(self.read, ref_hash, version)
-        self.writes[self._stale + version + ref_hash] = b""  # retired: replaced by what follows
         if raw[:1] == LEAF:
             kh, vh = raw[1:33], raw[33:]
             merged = {k: v for k, v in items}
-            if kh not in merged:
+            kept: _Ref | None = None
+            if kh in merged:
+                self.retired.append(version + ref_hash)  # changed or removed
+            else:
+                # untouched, only joined by new siblings: the leaf stays where it is stored (its
+                # hash does not depend on its depth), so neither it nor its data (l/) is written again
                 merged[kh] = vh
-                self._carry(kh, ref_hash, version)
-            return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None))
+                kept = (ref_hash, (kh, vh), version)
+            return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
+        self.retired.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
         if len(items) == 1:  # most paths below the top levels carry one change
@@ -266,9 +273,21 @@ class _Updater:
             split = 1 - ((kh[depth >> 3] >> (7 - (depth & 7))) & 1)  # index of the first item going right
         else:
             split = _split(items, depth)
-        left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
-        right = self.update(raw[33:65], raw[73:81], depth + 1, items[split:])
+        # a side no change reaches is passed on unread, without a call (half the calls of an update)
+        if split:
+            left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
+        else:
+            left = _untouched(raw[1:33], raw[65:73])
+        if split < len(items):
+            right = self.update(raw[33:65], raw[73:81], depth + 1, items[split:])
+        else:
+            right = _untouched(raw[33:65], raw[73:81])
         return self.join(left, right)
+
+
+def _untouched(h: bytes, version: bytes) -> _Ref:
+    """A stored subtree no change reaches, as `update` returns it: not read (`_UNKNOWN`)."""
+    return _EMPTY_REF if h == EMPTY else (h, _UNKNOWN, version)
 
 
 def _split(items: list[tuple[bytes, Any]], depth: int) -> int:
@@ -287,8 +306,8 @@ def update(
     root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
 ) -> tuple[str, dict[bytes, bytes]]:
     """(new root hash, records to write) after setting each key to its value (None deletes) in the
-    block of `height`: the new nodes (n/) and their leaves' data (l/), the retired ones' marks (z/)
-    and the root record r/<height>."""
+    block of `height`: the new nodes (n/) and their leaves' data (l/), the record of the retired
+    ones (z/, if any) and the root record r/<height>."""
     items: list[tuple[bytes, bytes | None]] = []
     data: dict[bytes, bytes] = {}
     for k, v in changes.items():
@@ -302,6 +321,8 @@ def update(
     updater = _Updater(read, height, data)
     new = updater.update(root[0], root[1], 0, items)
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
+    if updater.retired:
+        updater.writes[stale_key(height)] = b"".join(updater.retired)
     return new[0].hex(), updater.writes
 
 

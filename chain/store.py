@@ -76,8 +76,13 @@ from chain.txrecords import (
 #      keyed by their place (t/<height><index>), found by id through i/<tx_id>
 #   7: l/<version><leaf hash> holds each state leaf's key and value (state snapshots), and a store
 #      may start at a base height (state sync: m/base, k/, y/, w/)
-SCHEMA_VERSION = b"7"
+#   8: a stored leaf that an update only moves down (a new sibling beside it) stays where it was
+#      stored, neither written again nor retired (chain/smt.py): a block writes other records than
+#      a version-7 node did, so an audit replaying a version-7 store would not match it; the nodes
+#      a block retires are one record, z/<height> (was a z/ record per node)
+SCHEMA_VERSION = b"8"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
+_RESERVED = frozenset(RESERVED_PREFIXES)  # every prefix is 2 bytes: key[:2] in _RESERVED is the test
 
 class StoreFault(StoreError):
     """The database failed under us: a write that did not land (disk full, file-size limit, I/O
@@ -512,13 +517,16 @@ class Store:
 
     def _prune(self, wb: Any, state_from: int) -> None:
         """Delete, in the commit's batch, the tree nodes no state of height >= state_from holds:
-        those retired at a height <= state_from (chain/smt.py), and the roots below it. The marks
-        sort by the height that retired them, so this reads only what it deletes."""
-        start = smt.stale_key(self._state_from, bytes(8), b"")
-        stop = smt.stale_key(state_from + 1, bytes(8), b"")
-        for key, _ in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
-            wb.delete(smt.stale_node_key(key))
-            wb.delete(smt.stale_leaf_data_key(key))  # a leaf's data goes with it (an inner node has none)
+        those retired at a height <= state_from (chain/smt.py, one z/ record per height), with
+        their leaves' data, and the roots below it. This reads only the records it deletes."""
+        start, stop = smt.stale_key(self._state_from), smt.stale_key(state_from + 1)
+        for key, record in self.iterate(smt.STALE_PREFIX, start=start, stop=stop):
+            try:
+                doomed = smt.retired_keys(record)
+            except smt.SmtError as e:
+                raise StoreError(f"{self.path}: damaged data: {e}") from None
+            for node in doomed:
+                wb.delete(node)
             wb.delete(key)
         for height in range(self._state_from, state_from):
             wb.delete(smt.root_key(height))
@@ -529,8 +537,8 @@ class Store:
         with self._db.write_batch(sync=True, transaction=True) as wb:
             if state_from > self._state_from:
                 self._prune(wb, state_from)
-            for key, value in commit.writes.items():
-                if key.startswith(RESERVED_PREFIXES):
+            for key, value in commit.writes.items():  # thousands a block: the cheapest exact test
+                if key[:2] in _RESERVED:
                     raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
                 if value is None:
                     wb.delete(key)

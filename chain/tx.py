@@ -147,8 +147,12 @@ def tx_memo_size() -> int:
     return len(_recent)
 
 
-def parse_tx(obj: Value) -> Tx:
+def parse_tx(obj: Value, *, decoded: bool = False) -> Tx:
     """A Tx from a plain value (JSON from a client, or decoded msgpack); shape and size only.
+
+    `decoded`: obj is (part of) a value `chain.encoding.decode` returned, which has checked that
+    every dict in it is in canonical key order and every value plain; its body is then packed as
+    it is instead of being normalised again. Never for a client's JSON or a hand-built value.
 
     Every validator parses each tx twice: from gossip, then inside the primary's proposal. The
     second time the recently parsed Tx with the same signature is returned, provided the body
@@ -161,7 +165,7 @@ def parse_tx(obj: Value) -> Tx:
         known = _recent.get(obj["sig"])
         if known is not None and type(obj.get("body")) is dict and _packs_to(obj["body"], known.body_bytes):
             return known
-    tx = _parse_tx(obj)
+    tx = _parse_tx(obj, decoded)
     if len(_recent) >= RECENT_TXS:
         _recent.popitem(last=False)
     _recent[tx.sig] = tx
@@ -175,7 +179,7 @@ def _packs_to(body: dict[str, Any], body_bytes: bytes) -> bool:
         return False
 
 
-def _parse_tx(obj: Value) -> Tx:
+def _parse_tx(obj: Value, decoded: bool = False) -> Tx:
     if type(obj) is not dict or set(obj) != {"body", "sig"}:
         raise TxError("malformed", 'a tx is {"body": {...}, "sig": "<128 hex>"}')
     body, sig = obj["body"], obj["sig"]
@@ -185,7 +189,8 @@ def _parse_tx(obj: Value) -> Tx:
         raise TxError("malformed", "sig must be 128 lowercase hex characters")
     _check_body_fields(body)
     try:
-        body = normalize(body)
+        if not decoded:
+            body = normalize(body)
         body_bytes = pack_normalized(body)
     except EncodingError as e:
         raise TxError("malformed", f"body is not a plain value: {e}") from None

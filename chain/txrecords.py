@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 
 from chain.block import Block, BlockError, Header
-from chain.encoding import canonical, canonical_array, decode
+from chain.encoding import canonical, decode
 from chain.receipt import Receipt
 from chain.tx import known_tx, parse_tx
 
@@ -111,8 +111,12 @@ def unchecked_block(raw: RawBlock, layouts: list[TxLayout]) -> tuple[Block, list
 
 
 def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: bytes) -> bytes:
-    """canonical([height, index, tx, receipt]) from the tx's and receipt's own canonical bytes."""
-    return canonical_array([canonical(height), canonical(index), tx_bytes, receipt_bytes])
+    """canonical([height, index, tx, receipt]) from the tx's and receipt's own canonical bytes.
+
+    Written for every tx of every block: a 4-array's header is the one byte 0x94, and msgpack
+    packs an int (a height or index, never out of range) in its smallest form, as canonical does."""
+    place: bytes = msgpack.packb(height) + msgpack.packb(index)  # msgpack is untyped
+    return b"\x94" + place + tx_bytes + receipt_bytes
 
 
 def decode_tx_entry(raw: bytes) -> TxEntry:

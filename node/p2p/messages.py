@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from chain.block import Block, Certificate
-from chain.encoding import canonical, canonical_map, is_hex
+from chain.encoding import canonical, canonical_array, canonical_map, is_hex
 from chain.tx import Tx, TxError, parse_tx
 from node.errors import NodeError
 
@@ -51,6 +51,11 @@ class TxGossip:
 
     def to_plain(self) -> dict[str, Any]:
         return {"t": "txs", "txs": [tx.to_plain() for tx in self.txs]}
+
+    def encode(self) -> bytes:
+        """canonical(self.to_plain()) from each tx's own canonical bytes: txs this node admitted are
+        not normalised again to be gossiped."""
+        return canonical_map({"t": canonical("txs"), "txs": canonical_array([tx.encode() for tx in self.txs])})
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ def parse_from_validator(sender: str, obj: Any, log: logging.Logger) -> WireMess
 
 
 def parse_wire(obj: Any) -> WireMessage:
+    """A peer's message from the value `chain.encoding.decode` returned for its frame (so every
+    part of it is already known to be canonical)."""
     if type(obj) is not dict:
         raise WireError("a message is an object")
     kind = obj.get("t")
@@ -146,7 +153,8 @@ def parse_wire(obj: Any) -> WireMessage:
         txs = []
         for item in raw:
             try:
-                txs.append(parse_tx(item))
+                # the frame was decoded, and so checked canonical, whole (parse_wire's contract)
+                txs.append(parse_tx(item, decoded=True))
             except (TxError, RecursionError):
                 continue
         return TxGossip(tuple(txs), len(raw) - len(txs))

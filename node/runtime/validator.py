@@ -426,7 +426,7 @@ class Validator(NodeProcess):
         self._gossip_flush = None
         out, self._gossip_out = self._gossip_out, []
         for i in range(0, len(out), MAX_GOSSIP_TXS):
-            self.transport.broadcast(TxGossip(tuple(out[i : i + MAX_GOSSIP_TXS]), 0).to_plain())
+            self.transport.broadcast_encoded(TxGossip(tuple(out[i : i + MAX_GOSSIP_TXS]), 0).encode())
 
     # ------------------------------------------------------------------ peers
 

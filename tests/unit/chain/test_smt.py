@@ -166,7 +166,8 @@ def _prune(nodes: Nodes, state_from: int) -> None:
     """What a pruning store does (chain/store.py): delete the nodes retired at or below
     state_from, their marks, and the roots below it."""
     for key in [k for k in nodes if k.startswith(smt.STALE_PREFIX) and smt.stale_height(k) <= state_from]:
-        del nodes[smt.stale_node_key(key)], nodes[key]
+        for node in smt.retired_keys(nodes.pop(key)):
+            nodes.pop(node, None)
     for height in range(state_from):
         nodes.pop(smt.root_key(height), None)
 
@@ -212,3 +213,18 @@ def test_new_nodes_are_stored_under_their_height() -> None:
     new = {k for k in nodes if k.startswith(smt.NODE_PREFIX)} - before
     assert new and min(new) > max(before)
     assert all(k[2:10] == smt.version_bytes(2) for k in new)
+
+
+def test_a_leaf_joined_by_a_new_sibling_stays_where_it_is_stored() -> None:
+    # a leaf an update only moves down keeps its hash: it is neither written again (n/, l/) nor
+    # retired (z/), and the new tree points at it where an earlier height stored it
+    nodes = Nodes()
+    root = apply(nodes, smt.EMPTY_ROOT, {b"a": b"1"})
+    (leaf,) = [k for k in nodes if k.startswith(smt.NODE_PREFIX)]
+    ref = nodes.ref(root)
+    nodes.height += 1
+    root2, writes = smt.update(ref, {b"b": b"2"}, nodes.read, nodes.height)
+    assert leaf in set(smt.node_keys({**nodes, **writes}.get, smt.root_at({**nodes, **writes}.get, 2)))
+    assert not [k for k in writes if k.startswith(smt.STALE_PREFIX)]
+    assert len([k for k in writes if k.startswith(smt.LEAF_DATA_PREFIX)]) == 1  # b's alone
+    assert root2 == root_of({b"a": b"1", b"b": b"2"})
