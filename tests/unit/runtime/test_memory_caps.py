@@ -15,7 +15,7 @@ import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
 from chain.leveldb import LEVELDB_RESERVED_FILES, MIN_OPEN_FILES, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
-from node.p2p.peers import PerPeerRate, Peer, TransportConfig
+from node.p2p.peers import Peer, PerPeerRate, TransportConfig
 from node.rpc.ratelimit import RateLimiter
 from node.runtime.config import NodeConfig
 from node.runtime.ledger import LedgerMemory
