@@ -29,7 +29,7 @@ CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\n", "\r", "\x00"
 
 
 def test_every_whole_pattern_of_the_project_is_listed_here() -> None:
-    import chain.genesis  # noqa: E401
+    import chain.genesis
     import chain.tx
     import chain.validators
     import contracts.args
