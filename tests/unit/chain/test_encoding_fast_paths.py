@@ -13,7 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.encoding import INT_MAX, INT_MIN, EncodingError, _normalize, canonical, decode, normalize
+from chain.encoding import (
+    INT_MAX,
+    INT_MIN,
+    MAX_DEPTH,
+    EncodingError,
+    _is_normal,
+    _normalize,
+    canonical,
+    decode,
+    normalize,
+)
 from chain.tx import sign_tx
 from node.consensus.messages import (
     Commit,
@@ -29,7 +39,7 @@ from node.consensus.messages import (
 from node.consensus.pbft import VoteRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from factories import make_block, make_consortium, seeded_key  # noqa: E402
+from factories import make_block, make_consortium, seeded_key
 
 any_text = st.text(max_size=12)  # lone surrogates included: they must fail the same way
 key = any_text | st.integers(-3, 3)
@@ -165,3 +175,124 @@ def test_gossip_encodes_as_canonical_and_parses_as_from_scratch(n_txs, args):
     for got, want in zip(parsed.txs, txs, strict=True):
         assert (got.body_bytes, got.tx_id, got.sig, list(got.body)) == (want.body_bytes, want.tx_id, want.sig, list(want.body))
         assert got.signature_valid()
+
+
+# -- decode's canonical check, level by level -------------------------------------------------------
+
+
+def reference_is_normal(v, depth=0) -> bool:
+    """`_is_normal` as it was before the level-by-level check: one recursive call per value."""
+    t = type(v)
+    if t is str:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if t is int:
+        return INT_MIN <= v <= INT_MAX
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        keys = list(v)
+        for k in keys:
+            if type(k) is not str:
+                return False
+            try:
+                k.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        return keys == sorted(keys) and all(reference_is_normal(x, depth + 1) for x in v.values())
+    if t is list:
+        return depth < MAX_DEPTH and all(reference_is_normal(x, depth + 1) for x in v)
+    return t is bool or v is None
+
+
+# what a peer can put on the wire: every msgpack type the unpacker turns into a Python value
+wire_scalar = (
+    st.none() | st.booleans() | st.integers(INT_MIN, INT_MAX) | st.text(max_size=6)
+    | st.floats(allow_nan=False) | st.binary(max_size=3)
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=3))
+    | st.builds(msgpack.Timestamp, st.integers(0, 2**33), st.integers(0, 999_999_999))
+)
+wire_key = st.sampled_from(["a", "b", "body", "sig", "é", "z", "A", ""]) | st.text(max_size=4) | st.binary(max_size=2)
+wire_value = st.recursive(
+    wire_scalar,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(wire_key, children, max_size=4),
+    max_leaves=30,
+)
+
+
+def _unpacked(v):
+    """v as the decoder sees it: packed in its own key order, unpacked as `decode` unpacks."""
+    try:
+        data = msgpack.packb(v, use_bin_type=True)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (TypeError, ValueError, OverflowError, msgpack.StackError):
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(wire_value)
+def test_is_normal_agrees_with_the_recursive_check(v):
+    got = _unpacked(v)
+    assert _is_normal(got) == reference_is_normal(got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wire_value)
+def test_is_normal_agrees_on_canonical_values(v):
+    # a value in canonical key order is the case that must pass: sort every dict, then compare
+    try:
+        got = _unpacked(normalize(v))
+    except EncodingError:
+        return
+    assert _is_normal(got) == reference_is_normal(got)
+    assert _is_normal(got)
+
+
+def _nest(depth: int, inner, as_dict: bool):
+    v = inner
+    for _ in range(depth):
+        v = {"k": v} if as_dict else [v]
+    return v
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
+@pytest.mark.parametrize("inner", [1, [], {}, [1], {"a": 1}, 1.5, b"x"])
+def test_is_normal_agrees_at_the_depth_limit(depth, inner, as_dict):
+    v = _nest(depth, inner, as_dict)
+    assert _is_normal(v) == reference_is_normal(v)
+    data = msgpack.packb(v, use_bin_type=True)
+    got, want = reference(decode, data), reference_decode(data)
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "v",
+    [
+        {"b": 1, "a": 2},  # out of order
+        {b"a": 1},  # a bin key
+        [{"a": 1}, {"b": 1, "a": 1}],  # the second dict of a level out of order
+        [{"a": 1, "b": 2}, {"a": 1, "b": 2.5}],  # a float among many same-shaped dicts
+        [{"a": [msgpack.ExtType(1, b"")]}],  # an ext deep down
+        [{"a": msgpack.Timestamp(1, 0)}],
+        {"a": {"b": b""}},
+        [[1, 2], [3, [4, 1.0]]],
+    ],
+)
+def test_is_normal_refuses_what_a_byzantine_peer_can_send(v):
+    # well-formed msgpack from an authenticated peer, not canonical: refused by both checks
+    assert not _is_normal(v)
+    assert not reference_is_normal(v)
+    with pytest.raises(EncodingError):
+        decode(msgpack.packb(v, use_bin_type=True))
+
+
+def test_decoded_strings_need_no_utf8_check():
+    # the check leaves strings to the unpacker: an encoded lone surrogate never becomes a str
+    surrogate = b"\xa3\xed\xa0\x80"  # fixstr of 3 bytes: U+D800 in (invalid) UTF-8
+    with pytest.raises(EncodingError):
+        decode(surrogate)
+    assert _is_normal(msgpack.unpackb(msgpack.packb("é€😀")))
