@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict, TypeVar, overload
 
 from chain.crypto import Domain, KeyPair, is_account, verify
 from chain.encoding import (
@@ -60,13 +60,43 @@ class TxError(ChainError, ValueError):
         self.message = message
 
 
+T = TypeVar("T")
+
+
+class _computed_once(Generic[T]):
+    """A cached property without functools.cached_property's lock: Python 3.11 takes an RLock on
+    the first read of each, and every node reads a new tx's id and encoding once per tx (a
+    microsecond each, admission's hot path). A Tx never changes, so two threads racing here
+    could only store the same value twice. Stored in the instance's __dict__, which later reads
+    find first (this is a non-data descriptor)."""
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _computed_once[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object, owner: type | None = None) -> T | _computed_once[T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
+_SIG_KEY = canonical("sig")
+# what precedes the body in a tx's encoding: a 2-entry map's header and the key "body"
+_BODY_KEY = canonical_map({"body": b"", "sig": b""}).removesuffix(_SIG_KEY)
+
+
 @dataclass(frozen=True)
 class Tx:
     body: TxBody
     sig: str
     body_bytes: bytes = field(repr=False, compare=False)
 
-    @cached_property
+    @_computed_once
     def tx_id(self) -> str:
         return hash_hex(self.body_bytes)
 
@@ -96,10 +126,11 @@ class Tx:
     def encode(self) -> bytes:
         return self._encoded
 
-    @cached_property
+    @_computed_once
     def _encoded(self) -> bytes:
-        # body_bytes is already canonical (parse_tx and sign_tx make it so): reuse it
-        return canonical_map({"body": self.body_bytes, "sig": canonical(self.sig)})
+        # canonical({"body": ..., "sig": ...}) spelled out: body_bytes is already canonical
+        # (parse_tx and sign_tx make it so), "body" sorts before "sig", and sig is a checked str
+        return b"".join((_BODY_KEY, self.body_bytes, _SIG_KEY, pack_normalized(self.sig)))
 
     def signature_valid(self) -> bool:
         return verify(self.signer, Domain.TX, self.body_bytes, self.sig)

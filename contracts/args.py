@@ -9,7 +9,7 @@ naming the arg; unknown args are refused too, so a typo never passes as a silent
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chain.crypto import is_account
@@ -121,13 +121,18 @@ class Schema:
     args: tuple[Arg, ...]
     # Rules across args (e.g. "classes only for issuers"); runs once each arg has passed.
     extra: Callable[[dict[str, Any], str], None] | None = None
+    _known: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # every tx's args are validated at admission and again in its block, on every node
+        object.__setattr__(self, "_known", frozenset(a.name for a in self.args))
 
     def validate(self, values: Any, where: str = "args") -> None:
         if type(values) is not dict:
             raise invalid(where, "must be an object")
-        known = {a.name for a in self.args}
-        unknown = sorted(k for k in values if k not in known)
-        if unknown:
+        known = self._known
+        if not known.issuperset(values):
+            unknown = sorted(k for k in values if k not in known)
             raise invalid(where, f"unknown arg {unknown[0]!r}; expected {', '.join(sorted(known))}")
         for a in self.args:
             if a.name not in values:

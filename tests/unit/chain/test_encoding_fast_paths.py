@@ -22,6 +22,7 @@ from chain.encoding import (
     _normalize,
     canonical,
     decode,
+    is_hex,
     normalize,
 )
 from chain.tx import sign_tx
@@ -296,3 +297,16 @@ def test_decoded_strings_need_no_utf8_check():
     with pytest.raises(EncodingError):
         decode(surrogate)
     assert _is_normal(msgpack.unpackb(msgpack.packb("é€😀")))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEFgx \\n\u0660\u00e9", max_size=10) | st.sampled_from(["", "ab", "0f" * 4, "AB"]), st.integers(0, 4))
+def test_is_hex_agrees_with_its_definition(s, nbytes):
+    # lowercase hex digits only (no uppercase, no Arabic-Indic or other Unicode digits), exact length
+    want = len(s) == 2 * nbytes and all(ch in "0123456789abcdef" for ch in s)
+    assert is_hex(s, nbytes) == want
+
+
+@pytest.mark.parametrize("s", [None, 12, b"ab", ["ab"]])
+def test_is_hex_refuses_what_is_not_a_str(s):
+    assert not is_hex(s, 1)
