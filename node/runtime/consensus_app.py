@@ -46,7 +46,10 @@ class LedgerApp:
 
     def validate(self, block: Block) -> bool:
         try:
-            self.ledger.validate(block, verified=[t.tx_id for t in block.txs if self.mempool.verified(t)])
+            # the mempool's txs: signatures checked at admission, and not committed (it drops the
+            # txs of every block this node commits), so neither is checked again
+            verified = {t.tx_id for t in block.txs if self.mempool.verified(t)}
+            self.ledger.validate(block, verified=verified, pending=verified)
         except LedgerError as e:
             log.warning("refusing the proposal for height %d from %s…: %s", block.height, block.header.proposer[:12], e)
             return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,14 +235,19 @@ class Ledger:
         self._remember(block.block_hash, result)
         return block
 
-    def validate(self, block: Block, verified: Iterable[str] = ()) -> None:
+    def validate(self, block: Block, verified: Iterable[str] = (), pending: AbstractSet[str] = frozenset()) -> None:
         """Raise LedgerError unless block is a valid next block; signatures of `verified` tx ids are trusted.
+
+        `pending`: tx ids known not to be committed, as the validator knows its mempool's (it
+        admitted each only after looking it up, and drops every tx of each block it commits);
+        their committed-already lookup, a store read per tx, is skipped. Every other tx is looked up.
 
         The block's own rules are chain.validity's, shared with the audit; the state's (admission,
         re-execution to the header's roots) are checked here on the head's state."""
         h = block.header
         height = self.height + 1
         trusted = set(verified)
+        committed_at = self._committed_at
         try:
             check_block(
                 block,
@@ -249,7 +255,7 @@ class Ledger:
                 self.validator_set_at(height),
                 self.genesis.params,
                 signature_ok=lambda _, tx: tx.tx_id in trusted or tx.signature_valid(),
-                committed_at=self._committed_at,
+                committed_at=lambda tx_id: None if tx_id in pending else committed_at(tx_id),
             )
         except BlockInvalid as e:
             raise LedgerError(f"block {height}: {e}") from None
