@@ -88,6 +88,17 @@ class LedgerNode:
         self.pending[tx.tx_id] = tx
         asyncio.get_running_loop().call_soon(self.commit)
 
+    def submit_many(self, txs: list[Tx]) -> list[TxError | None]:
+        results: list[TxError | None] = []
+        for tx in txs:
+            try:
+                self.submit(tx)
+            except TxError as e:
+                results.append(e)
+            else:
+                results.append(None)
+        return results
+
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         record = self.ledger.tx(tx_id)

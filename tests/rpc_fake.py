@@ -105,6 +105,17 @@ class FakeNode:
         self.mempool[tx.tx_id] = tx
         self.metrics.set_mempool(len(self.mempool))
 
+    def submit_many(self, txs: list[Tx]) -> list[TxError | None]:
+        results: list[TxError | None] = []
+        for tx in txs:
+            try:
+                self.submit(tx)
+            except TxError as e:
+                results.append(e)
+            else:
+                results.append(None)
+        return results
+
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if tx_id in self.committed:

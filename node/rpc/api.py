@@ -9,11 +9,12 @@ object, in the shapes of docs/rpc.md), and built there from a store.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chain.receipt import Receipt
-from chain.tx import Tx
+from chain.tx import Tx, TxError
 from node.rpc.views import (
     AccountPage,
     AssetAnswer,
@@ -81,6 +82,11 @@ class NodeApi(Protocol):
         not_permitted (403: the signer has no standing), duplicate (409: already pending or
         committed), mempool_full and quota_exceeded (429).
         """
+
+    def submit_many(self, txs: Sequence[Tx]) -> list[TxError | None]:
+        """`submit` for a batch, in order: one result per tx, None if admitted, else its TxError
+        (the codes of `submit`; a tx_id repeated in the batch is admitted once, the later copies
+        are `duplicate`). The mempool checks the batch in one pass (node/runtime/mempool.py)."""
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[Receipt]:
         """A future resolved with the tx's receipt when it commits (at once if it already has)."""

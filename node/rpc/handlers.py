@@ -11,7 +11,7 @@ from aiohttp import web
 
 from chain.crypto import is_account
 from chain.limits import MAX_HEIGHT
-from chain.tx import TxError
+from chain.tx import Tx, TxError
 from node.rpc import models as m
 from node.rpc import paging
 from node.rpc.api import METRICS_CONTENT_TYPE, NodeApi
@@ -90,21 +90,42 @@ async def submit_batch(request: web.Request) -> web.StreamResponse:
     if len(txs) > 1:  # the request itself paid for one tx in rate_limit
         charge(request, len(txs) - 1)
     results: list[dict[str, Any]] = []
-    retry = False
-    for i, raw in enumerate(txs):
-        if i and i % BATCH_YIELD_EVERY == 0:
+    for start in range(0, len(txs), BATCH_YIELD_EVERY):
+        if start:
             await asyncio.sleep(0)
-        try:
-            tx = tx_from_json(raw)
-            api.submit(tx)
-        except (ApiError, TxError) as e:
-            results.append({"error": {"code": e.code, "message": e.message}})
-            retry = retry or TX_ERROR_STATUS.get(e.code) == 429
-        else:
-            results.append({"tx_id": tx.tx_id, "status": "pending"})
+        results.extend(_admit_chunk(api, txs[start : start + BATCH_YIELD_EVERY]))
     # entries refused for a full mempool or a signer's quota may be sent again: say when
+    retry = any("error" in r and TX_ERROR_STATUS.get(r["error"]["code"]) == 429 for r in results)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
     return web.json_response({"results": results}, status=202, headers=headers, dumps=dumps)
+
+
+def _admit_chunk(api: NodeApi, raws: list[Any]) -> list[dict[str, Any]]:
+    """One result per raw tx, in order: those that parse are admitted together (`submit_many`:
+    one mempool pass and one gossip hand-off, which measured ~20 us per tx cheaper than a
+    submit each; docs/performance.md), the others answered with their parse error."""
+    parsed: list[Tx] = []
+    answers: list[dict[str, Any] | Tx] = []
+    for raw in raws:
+        try:
+            tx = tx_from_json(raw)
+        except ApiError as e:
+            answers.append(_error(e))
+        else:
+            parsed.append(tx)
+            answers.append(tx)
+    outcome = iter(api.submit_many(parsed))
+    results: list[dict[str, Any]] = []
+    for answer in answers:
+        if isinstance(answer, Tx):
+            error = next(outcome)
+            answer = {"tx_id": answer.tx_id, "status": "pending"} if error is None else _error(error)
+        results.append(answer)
+    return results
+
+
+def _error(e: ApiError | TxError) -> dict[str, Any]:
+    return {"error": {"code": e.code, "message": e.message}}
 
 
 async def get_tx(request: web.Request) -> web.StreamResponse:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +54,10 @@ from node.runtime.node_common import NOT_AN_OBSERVER_KEY, FatalNodeError, NodePr
 from node.runtime.service import LedgerService
 
 log = logging.getLogger("titlechain.observer")
+
+def _read_only() -> TxError:
+    return TxError("read_only", "this node is an observer: it accepts no txs")
+
 
 class ObserverService(LedgerService):
     """An observer's `NodeApi`: the shared reads; no mempool, and writes refused (the RPC answers
@@ -78,7 +83,10 @@ class ObserverService(LedgerService):
         return self.status_with(certificate.view if certificate is not None else 0, 0)  # the view its head was committed in
 
     def submit(self, tx: Tx) -> None:
-        raise TxError("read_only", "this node is an observer: it accepts no txs")
+        raise _read_only()
+
+    def submit_many(self, txs: Sequence[Tx]) -> list[TxError | None]:
+        return [_read_only() for _ in txs]
 
 
 class Observer(NodeProcess):

@@ -10,12 +10,13 @@ tells its service what each commit settled (`settled`, `failed`, `publish`); not
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chain.genesis import Genesis
 from chain.receipt import Receipt
-from chain.tx import Tx
+from chain.tx import Tx, TxError
 from node.p2p.catchup import CatchUp
 from node.p2p.transport import Transport
 from node.rpc import views
@@ -238,9 +239,18 @@ class NodeService(LedgerService):
         return self.status_with(self.node.replica.view, len(self.node.mempool))
 
     def submit(self, tx: Tx) -> None:
-        self.node.mempool.add(tx, self.node.ledger.height + 1)
-        self._arrived[tx.tx_id] = asyncio.get_running_loop().time()
-        self.node.on_txs_admitted()
+        error = self.submit_many([tx])[0]
+        if error is not None:
+            raise error
+
+    def submit_many(self, txs: Sequence[Tx]) -> list[TxError | None]:
+        results = self.node.mempool.add_many(txs, self.node.ledger.height + 1)
+        now = asyncio.get_running_loop().time()
+        admitted = [tx.tx_id for tx, error in zip(txs, results, strict=True) if error is None]
+        self._arrived.update(dict.fromkeys(admitted, now))
+        if admitted:
+            self.node.on_txs_admitted()
+        return results
 
     def tx_info(self, tx_id: str) -> views.TxAnswer | None:
         pending = self.node.mempool.get(tx_id)
