@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger_fixtures import LedgerChain, build_story
+from rpc_fake import submit_each
 
 from chain.tx import Tx, TxError, check_for_chain, check_signature
 from contracts.apply import check_args
@@ -89,15 +90,7 @@ class LedgerNode:
         asyncio.get_running_loop().call_soon(self.commit)
 
     def submit_many(self, txs: list[Tx]) -> list[TxError | None]:
-        results: list[TxError | None] = []
-        for tx in txs:
-            try:
-                self.submit(tx)
-            except TxError as e:
-                results.append(e)
-            else:
-                results.append(None)
-        return results
+        return submit_each(self.submit, txs)
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

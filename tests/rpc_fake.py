@@ -10,6 +10,7 @@ same tests can later be run against a real single-validator node.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from factories import Consortium, make_block, make_consortium
@@ -29,6 +30,19 @@ KNOWN_OPS = frozenset(
     }
 )
 
+
+
+def submit_each(submit: Callable[[Tx], None], txs: list[Tx]) -> list[TxError | None]:
+    """`NodeApi.submit_many` for a fake that admits tx by tx: each one's error, or None."""
+    results: list[TxError | None] = []
+    for tx in txs:
+        try:
+            submit(tx)
+        except TxError as e:
+            results.append(e)
+        else:
+            results.append(None)
+    return results
 
 class FakeNode:
     role = "validator"
@@ -106,15 +120,7 @@ class FakeNode:
         self.metrics.set_mempool(len(self.mempool))
 
     def submit_many(self, txs: list[Tx]) -> list[TxError | None]:
-        results: list[TxError | None] = []
-        for tx in txs:
-            try:
-                self.submit(tx)
-            except TxError as e:
-                results.append(e)
-            else:
-                results.append(None)
-        return results
+        return submit_each(self.submit, txs)
 
     def wait_committed(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
