@@ -53,3 +53,27 @@ def test_the_estimate_is_close_to_what_python_holds() -> None:
         tracemalloc.stop()
     # the estimate errs high (a dict slot counted at a full table's worst), so a cap is kept
     assert 0.7 * cache.held_bytes <= held <= 1.05 * cache.held_bytes
+
+
+@pytest.mark.parametrize("size", [None, lambda k, v: 3 * len(v) + 10])
+def test_put_many_keeps_what_put_by_put_keeps(size: object) -> None:
+    kwargs = {} if size is None else {"size": size}
+    one: ByteCache[bytes, bytes] = ByteCache(6_000, **kwargs)  # type: ignore[arg-type]
+    many: ByteCache[bytes, bytes] = ByteCache(6_000, **kwargs)  # type: ignore[arg-type]
+    # repeats, entries in the old generation put again, and one too large for a generation
+    items = [(_key(i % 70), bytes(10 + i % 70)) for i in range(300)] + [(b"big", bytes(4_000))]
+    for key, value in items[:120]:
+        one.put(key, value)
+    many.put_many(items[:120])
+    for key, value in items[120:]:
+        one.put(key, value)
+    many.put_many(iter(items[120:]))
+    assert (many._young, many._old) == (one._young, one._old)
+    assert (many._young_bytes, many._old_bytes) == (one._young_bytes, one._old_bytes)
+
+
+def test_the_default_estimate_is_getsizeof_plus_the_slot() -> None:
+    import sys
+
+    for key, value in [(b"", b""), (_key(7), bytes(81)), (b"k" * 300, b"v" * 5)]:
+        assert bytes_size(key, value) == sys.getsizeof(key) + sys.getsizeof(value) + 56
