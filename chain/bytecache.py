@@ -10,13 +10,13 @@ held bytes never pass the cap. An entry's bytes are an estimate of what Python h
 values was checked against tracemalloc (tests/unit/chain/test_bytecache.py). A node puts thousands
 of tree nodes a block, so the default estimate for bytes is arithmetic on their lengths, not
 `sys.getsizeof` (two calls an entry were a quarter of the cache's cost), and `put_many` takes a
-block's nodes in one call.
+block's nodes as one batch.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -76,24 +76,30 @@ class ByteCache(Generic[K, V]):
             self._old_bytes -= n
         self._insert(key, value, n)
 
-    def put_many(self, items: Iterable[tuple[K, V]]) -> None:
-        """`put` of each (key, value) in turn, the same entries kept: a block's thousands of new
-        tree nodes in one call, with the default estimate for bytes done inline."""
-        size = None if self._size is bytes_size else self._size
-        half = self.cap_bytes // 2
-        for key, value in items:
-            if key in self._young:
-                continue
-            n = len(key) + len(value) + _BYTES_ENTRY if size is None else size(key, value)  # type: ignore[arg-type]
-            if self._old.pop(key, None) is not None:
-                self._old_bytes -= n
-            if n > half:
-                continue
-            if self._young_bytes + n > half:
-                self._old, self._old_bytes = self._young, self._young_bytes
-                self._young, self._young_bytes = {}, 0
-            self._young[key] = value
-            self._young_bytes += n
+    def put_many(self, entries: Mapping[K, V]) -> None:
+        """`put` of every entry, as one batch: a batch that fits in a generation goes into the young
+        one whole (the young one retired first if the batch would take it past half the cap), so
+        the cap holds as with `put`. With the default estimate this is a few C-level passes over
+        the batch, not a Python step per entry (a block's new tree nodes: thousands a commit)."""
+        young, old, size = self._young, self._old, self._size
+        fresh = entries
+        if not young.keys().isdisjoint(entries.keys()):
+            fresh = {k: v for k, v in entries.items() if k not in young}  # immutable: held already
+        for key in old.keys() & fresh.keys():  # used again: moved to the young generation
+            self._old_bytes -= size(key, old.pop(key))
+        if size is bytes_size:
+            n = sum(map(len, fresh)) + sum(map(len, fresh.values())) + len(fresh) * _BYTES_ENTRY  # type: ignore[arg-type]
+        else:
+            n = sum(size(k, v) for k, v in fresh.items())
+        if n > self.cap_bytes // 2:  # larger than a generation: entry by entry, as `put` would
+            for key, value in fresh.items():
+                self._insert(key, value, size(key, value))
+            return
+        if self._young_bytes + n > self.cap_bytes // 2:
+            self._old, self._old_bytes = young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
+        self._young.update(fresh)
+        self._young_bytes += n
 
     def _insert(self, key: K, value: V, n: int) -> None:
         if n > self.cap_bytes // 2:

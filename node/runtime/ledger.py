@@ -289,9 +289,8 @@ class Ledger:
         committed = BlockCommit(block, certificate, result.receipts, result.writes, result.packed_receipts)
         self.store.append(committed)
         self._results.clear()  # results were computed on the old head
-        # the block's new tree nodes (all in `tree`: the other records hold none) are what the
-        # next blocks read first
-        self._nodes.put_many((k, v) for k, v in result.tree.items() if k[:2] == NODE_PREFIX)
+        # the block's new tree nodes are what the next blocks read first
+        self._nodes.put_many(result.tree.nodes)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
         return committed
