@@ -13,7 +13,7 @@ point order), so `sorted()` on the str keys is exact, provided every string is e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias, TypeGuard
 
 import msgpack
@@ -111,14 +111,10 @@ def _fast_normalize(v: Value, depth: int) -> Value:
 
 def _is_normal(v: Value, depth: int) -> bool:
     """True iff v is a plain value already in canonical key order, so `_normalize(v) == v`
-    with the same order; checked without copying (decode's test of what it unpacked)."""
+    with the same order; checked without copying (decode's test of what it unpacked). A call
+    per dict or list only: a block's strings and ints (most of its members) are checked inline,
+    and a call for each was most of a block frame's decode."""
     t = type(v)
-    if t is str:
-        ascii_or_utf8: bool = v.isascii() or _utf8(v)  # v is a str here; Value is Any to the checker
-        return ascii_or_utf8
-    if t is int:
-        in_range: bool = INT_MIN <= v <= INT_MAX
-        return in_range
     if t is dict:
         if depth >= MAX_DEPTH:
             return False
@@ -126,10 +122,29 @@ def _is_normal(v: Value, depth: int) -> bool:
         for k in keys:
             if type(k) is not str or not (k.isascii() or _utf8(k)):
                 return False
-        return keys == sorted(keys) and all(_is_normal(x, depth + 1) for x in v.values())
-    if t is list:
-        return depth < MAX_DEPTH and all(_is_normal(x, depth + 1) for x in v)
-    return t is bool or v is None
+        if keys != sorted(keys):
+            return False
+        members: Iterable[Value] = v.values()
+    elif t is list:
+        if depth >= MAX_DEPTH:
+            return False
+        members = v
+    else:
+        members = (v,)  # a lone scalar: the loop below checks it
+    for x in members:
+        tx = type(x)
+        if tx is str:
+            if not (x.isascii() or _utf8(x)):
+                return False
+        elif tx is int:
+            if not INT_MIN <= x <= INT_MAX:
+                return False
+        elif tx is dict or tx is list:
+            if not _is_normal(x, depth + 1):
+                return False
+        elif not (tx is bool or x is None):
+            return False
+    return True
 
 
 def normalize(v: Value) -> Value:
