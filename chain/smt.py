@@ -182,11 +182,7 @@ _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
 
 def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
-    return _checked(read(NODE_PREFIX + version + h), h, version)
-
-
-def _checked(raw: bytes | None, h: bytes, version: bytes) -> bytes:
-    """raw, the record of node (version, h), if it is a well-formed node; else SmtError."""
+    raw = read(NODE_PREFIX + version + h)
     if raw is None or not ((len(raw) == 65 and raw[:1] == LEAF) or (len(raw) == 81 and raw[:1] == INNER)):
         raise SmtError(
             f"state tree node {h.hex()[:16]}… of version {int.from_bytes(version, 'big')} is missing or malformed"
@@ -269,15 +265,27 @@ class _Updater:
             return _untouched(ref_hash, version)
         if ref_hash == EMPTY:
             return self.build(depth, [(k, v) for k, v in items if v is not None])
-        if len(items) == 1:  # most paths below the top levels carry one change
-            return self._update_one(ref_hash, version, depth, items)
         raw = load_node(self.read, ref_hash, version)
         if raw[:1] == LEAF:
-            return self._at_leaf(raw, ref_hash, version, depth, items)
+            kh, vh = raw[1:33], raw[33:]
+            merged = {k: v for k, v in items}
+            kept: _Ref | None = None
+            if kh in merged:
+                self.retired.append(version + ref_hash)  # changed or removed
+            else:
+                # untouched, only joined by new siblings: the leaf stays where it is stored (its
+                # hash does not depend on its depth), so neither it nor its data (l/) is written again
+                merged[kh] = vh
+                kept = (ref_hash, (kh, vh), version)
+            return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
         self.retired.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
-        split = _split(items, depth)
+        if len(items) == 1:  # most paths below the top levels carry one change
+            kh = items[0][0]
+            split = 1 - ((kh[depth >> 3] >> (7 - (depth & 7))) & 1)  # index of the first item going right
+        else:
+            split = _split(items, depth)
         # a side no change reaches is passed on unread, without a call (half the calls of an update)
         if split:
             left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
@@ -288,56 +296,6 @@ class _Updater:
         else:
             right = _untouched(raw[33:65], raw[73:81])
         return self.join(left, right)
-
-
-    def _at_leaf(self, raw: bytes, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
-        """`update` of the stored leaf `raw` at (version, ref_hash): it and the changes, built."""
-        kh, vh = raw[1:33], raw[33:]
-        merged = {k: v for k, v in items}
-        kept: _Ref | None = None
-        if kh in merged:
-            self.retired.append(version + ref_hash)  # changed or removed
-        else:
-            # untouched, only joined by new siblings: the leaf stays where it is stored (its
-            # hash does not depend on its depth), so neither it nor its data (l/) is written again
-            merged[kh] = vh
-            kept = (ref_hash, (kh, vh), version)
-        return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
-
-    def _update_one(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
-        """`update` of one change, as a loop: down its path to the leaf or empty subtree that ends
-        it, then the new nodes back up, each joined with its untouched sibling. The same nodes,
-        records and retirements as the recursion, without two calls a level (most levels of a
-        block's update carry a single change)."""
-        kh = items[0][0]
-        read, retired, writes, mine = self.read, self.retired, self.nodes, self.version
-        path: list[tuple[int, _Ref]] = []  # (the change's side, the untouched sibling) per level
-        while ref_hash != EMPTY:
-            raw = read(NODE_PREFIX + version + ref_hash)
-            if raw is None or len(raw) != 81 or raw[:1] != INNER:
-                new = self._at_leaf(_checked(raw, ref_hash, version), ref_hash, version, depth, items)
-                break
-            retired.append(version + ref_hash)  # replaced by what follows
-            if depth >= MAX_DEPTH:
-                raise SmtError("state tree deeper than 256 levels")
-            if (kh[depth >> 3] >> (7 - (depth & 7))) & 1:
-                path.append((1, _untouched(raw[1:33], raw[65:73])))
-                ref_hash, version = raw[33:65], raw[73:81]
-            else:
-                path.append((0, _untouched(raw[33:65], raw[73:81])))
-                ref_hash, version = raw[1:33], raw[65:73]
-            depth += 1
-        else:
-            new = _EMPTY_REF if items[0][1] is None else self.put_leaf(kh, items[0][1])  # type: ignore[arg-type]
-        for right, sibling in reversed(path):
-            if sibling[0] == EMPTY or new[0] == EMPTY:  # a side may collapse
-                new = self.join(sibling, new) if right else self.join(new, sibling)
-                continue
-            pre = INNER + sibling[0] + new[0] if right else INNER + new[0] + sibling[0]
-            h = _sha256(pre).digest()
-            writes[NODE_PREFIX + mine + h] = pre + sibling[2] + new[2] if right else pre + new[2] + sibling[2]
-            new = (h, None, mine)
-        return new
 
 
 def _untouched(h: bytes, version: bytes) -> _Ref:
