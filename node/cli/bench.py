@@ -94,6 +94,7 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
     err = Console(stderr=True)
     progress = Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
     current: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []  # the interval rows so far: a run that fails late keeps them
 
     plain = PlainProgress(PLAIN_PROGRESS_EVERY_S)
 
@@ -108,15 +109,16 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
         if not err.is_terminal:  # no live bar in a log file: a line now and then instead
             line = plain.advance(committed, time.monotonic())
             if line:
-                progress.console.print(line)
+                progress.console.print(line, soft_wrap=True)
 
     def row(r: dict[str, Any]) -> None:
         from node.devnet.bench_interval import HEADER, format_row
 
-        if not current.get("header_shown"):
-            progress.console.print(HEADER)
+        if not current.get("header_shown"):  # soft_wrap: a row stays one line in a log file of any width
+            progress.console.print(HEADER, soft_wrap=True)
             current["header_shown"] = True
-        progress.console.print(format_row(r))
+        progress.console.print(format_row(r), soft_wrap=True)
+        rows.append(r)
 
     ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance, row=row)
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the consortium and clients like Ctrl-C
@@ -130,15 +132,24 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             err.print(f"[red]bench failed:[/red] {e}")
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
+            _write_partial(json_out, "interrupted", opts.interval, rows)
             return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
         except _FAILURES as e:
             err.print(f"[red]bench failed:[/red] {e}")
+            _write_partial(json_out, str(e), opts.interval, rows)
             return EXIT_FAILED
     if summary is not None:
         Console().print(table(summary))
         if json_out is not None:
             json_out.write_text(json.dumps(summary, indent=2) + "\n")
     return code
+
+
+def _write_partial(json_out: Path | None, failed: str, interval: int | None, rows: list[dict[str, Any]]) -> None:
+    """A run stopped without a summary: the interval rows it reached, so that 30 minutes of a long
+    run are not lost with it (nothing is written when there is no row)."""
+    if json_out is not None and rows:
+        json_out.write_text(json.dumps({"failed": failed, "interval": interval, "intervals": rows}, indent=2) + "\n")
 
 
 PLAIN_PROGRESS_EVERY_S = 30.0

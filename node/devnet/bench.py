@@ -367,10 +367,12 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
         ready = clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
         cpu0 = {n: cpu_times(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
-            h0 = c.height()
+            st = c.status()
+        h0 = int(st["height"])
         setup = setup_summary([ready[k] for k in sorted(ready)], h0, _cpu_total(pids) - cpu_start, disk_mb(dirs))
+        setup["view"] = int(st["view"])  # above 0: the setup's blocks outran the view timeout
         ui.say(f"setup: {setup['txs']:,} registrations in {setup['seconds']:.1f} s ({setup['tps']:,.0f} tx/s, "
-               f"{setup['blocks']:,} blocks, node CPU {setup['cpu_ms_per_tx']} ms per tx)")
+               f"{setup['blocks']:,} blocks, node CPU {setup['cpu_ms_per_tx']} ms per tx, view {setup['view']})")
         ui.phase("run", opts.txs)
         if intervals is not None:
             intervals.start()

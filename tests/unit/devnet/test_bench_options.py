@@ -111,3 +111,21 @@ def _summary(opts: b.BenchOptions) -> dict[str, Any]:
         "setup": {"txs": 10, "seconds": 2.0, "tps": 5.0, "blocks": 99, "cpu_ms_per_tx": 1.5, "disk_mb": {"v0": 7.0}},
     }
 
+
+
+def test_a_run_that_fails_after_some_rows_still_writes_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    row = {"committed": 10, "txs": 10, "seconds": 1.0, "tps": 10.0, "p99_ms": 5.0, "cpu_ms_per_tx": 1.0,
+           "rss_mb": {"v0": 1.0}, "rss_anon_mb": {"v0": 1.0}, "disk_mb": {"v0": 2.0}, "partial": False}
+
+    def failing_run(opts: b.BenchOptions, ui: b.Ui) -> dict[str, Any]:
+        ui.row(row)
+        raise b.BenchError("client 1: no start signal")
+
+    monkeypatch.setattr(b, "run_bench", failing_run)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", "--interval", "10", "--json-out", str(out)])
+    assert r.exit_code == 1 and "no start signal" in r.stderr
+    assert json.loads(out.read_text()) == {"failed": "client 1: no start signal", "interval": 10, "intervals": [row]}
+    monkeypatch.setattr(b, "run_bench", lambda opts, ui: (_ for _ in ()).throw(b.BenchError("early")))
+    out.unlink()
+    assert CliRunner().invoke(main, ["bench", "--json-out", str(out)]).exit_code == 1 and not out.exists()  # no row: no file
