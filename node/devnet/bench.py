@@ -20,10 +20,11 @@ every node's RPC takes a share. A client keeps at most its share of `--window` t
 (submitted, not yet seen committed): a closed loop, so the consortium runs at its own pace and
 the latency measured is that of a loaded but not overrun consortium. An open loop faster than the
 chain would only measure the length of the queue it builds. The setup has a window of its own
-(`--setup-window`, larger): a closed loop of W txs in flight commits about W/4 a block (the chunks
-freed by one commit arrive while the next block is already in consensus), and a block has a fixed
-cost whatever its size, so the measured window's small blocks would make a long run's setup
-(500,000 registrations for 1,000,000 txs) take several times longer than it needs to.
+(`--setup-window`, 2,000 by default): a closed loop of W txs in flight commits about W/2.5 a block
+(a tx waits for the block in consensus when it arrives, then its own, then the event), and a block
+has a fixed cost whatever its size, so the setup's larger blocks cost less node CPU per tx; larger
+still (4,000) made blocks that outran the 1.5 s view timeout on a loaded machine (view changes,
+docs/performance.md "Long run").
 
 Disk: each node's data dir in bytes on disk at the end of the setup, in every `--interval` row and
 at the end; `--state-retention N` runs the nodes with that retention (docs/operations.md,
@@ -78,7 +79,7 @@ from node.sdk.client import Client
 BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
 DEFAULT_CHUNK = 250
 DEFAULT_WINDOW = 1000  # txs in flight: Little: latency ≈ window / throughput (docs/performance.md)
-DEFAULT_SETUP_WINDOW = 4000  # the setup's, unmeasured: large blocks, so a long run's setup is quick
+DEFAULT_SETUP_WINDOW = 2000  # the setup's, unmeasured: blocks twice the measured ones, below the view timeout
 EXPIRY_MARGIN = 1000  # heights the chain may advance between planning and the last submission
 STAGE_DEADLINE_S = 60.0  # for clients to start, sign and report ready
 STOP_JOIN_S = 5.0
