@@ -34,7 +34,7 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--chunk", default=None, type=click.IntRange(1, MAX_BATCH_TXS), help="txs per POST /v1/txs/batch  [default: 250]")
 @click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
-@click.option("--setup-window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight in the setup phase (registering the assets to transfer; not measured): larger blocks, a quicker setup  [default: 2000]")
+@click.option("--setup-window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight in the setup phase (registering the assets to transfer; not measured): larger blocks, but past ~1000 they may outrun the view timeout  [default: --window's]")
 @click.option("--state-retention", default=None, type=click.IntRange(1), metavar="N", help="run the nodes keeping the state trees of the last N heights (docs/operations.md, Retention)  [default: archive nodes, every version kept]")
 @click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap, data dir on disk per node")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
@@ -68,7 +68,7 @@ def bench(
         deadline_s=deadline_s,
         params={**b.BENCH_PARAMS, **_parse_params(params)},
         interval=interval,
-        setup_window=setup_window or b.DEFAULT_SETUP_WINDOW,
+        setup_window=setup_window,
         state_retention=state_retention,
     )
     sys.exit(_run(b, opts, json_out))

@@ -19,12 +19,13 @@ Submission: `POST /v1/txs/batch` in chunks of `--chunk` txs, one submitter task 
 every node's RPC takes a share. A client keeps at most its share of `--window` txs in flight
 (submitted, not yet seen committed): a closed loop, so the consortium runs at its own pace and
 the latency measured is that of a loaded but not overrun consortium. An open loop faster than the
-chain would only measure the length of the queue it builds. The setup has a window of its own
-(`--setup-window`, 2,000 by default): a closed loop of W txs in flight commits about W/2.5 a block
-(a tx waits for the block in consensus when it arrives, then its own, then the event), and a block
-has a fixed cost whatever its size, so the setup's larger blocks cost less node CPU per tx; larger
-still (4,000) made blocks that outran the 1.5 s view timeout on a loaded machine (view changes,
-docs/performance.md "Long run").
+chain would only measure the length of the queue it builds. The setup may have a window of its
+own (`--setup-window`; by default `--window`'s): a closed loop of W txs in flight commits about
+W/2.5 a block (a tx waits for the block in consensus when it arrives, then its own, then the
+event), and a block has a fixed cost whatever its size, so larger blocks cost less node CPU per
+tx; but a block that outruns the 1.5 s view timeout changes views, and after a view change the
+whole window lands in one block, which outruns it again: at 2,000 a loaded machine's setup went
+from view 0 to 14 in 30 blocks and ran a third slower (docs/performance.md, "A 1,000,000-tx run").
 
 Disk: each node's data dir in bytes on disk at the end of the setup, in every `--interval` row and
 at the end; `--state-retention N` runs the nodes with that retention (docs/operations.md,
@@ -79,7 +80,6 @@ from node.sdk.client import Client
 BENCH_PARAMS: dict[str, int] = {"view_timeout_ms": 1500, "max_view_timeout_ms": 12000, "batch_delay_ms": 10, "max_block_txs": 4000}
 DEFAULT_CHUNK = 250
 DEFAULT_WINDOW = 1000  # txs in flight: Little: latency ≈ window / throughput (docs/performance.md)
-DEFAULT_SETUP_WINDOW = 2000  # the setup's, unmeasured: blocks twice the measured ones, below the view timeout
 EXPIRY_MARGIN = 1000  # heights the chain may advance between planning and the last submission
 STAGE_DEADLINE_S = 60.0  # for clients to start, sign and report ready
 STOP_JOIN_S = 5.0
@@ -99,8 +99,12 @@ class BenchOptions:
     seed: Path = DEFAULT_SEED
     params: dict[str, int] = field(default_factory=lambda: dict(BENCH_PARAMS))
     interval: int | None = None  # a row every this many committed txs (node/devnet/bench_interval.py)
-    setup_window: int = DEFAULT_SETUP_WINDOW  # txs in flight in the setup phase, across all clients
+    setup_window: int | None = None  # txs in flight in the setup phase, across all clients; None: `window`
     state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
+
+    @property
+    def setup_in_flight(self) -> int:
+        return self.setup_window if self.setup_window is not None else self.window
 
     def phase_deadline(self) -> float:
         # generous: at 100 tx/s something is badly wrong, and the run says so instead of hanging
@@ -166,7 +170,7 @@ def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int, s
             parties=parties, registers=share - share // 2, transfers=share // 2,
             expires=height + EXPIRY_WINDOW - EXPIRY_MARGIN, tag=tag, chunk=opts.chunk,
             window=max(opts.chunk, opts.window // opts.clients), deadline_s=opts.phase_deadline(),
-            setup_window=max(opts.chunk, opts.setup_window // opts.clients), spool_dir=str(spool / f"client-{k}"),
+            setup_window=max(opts.chunk, opts.setup_in_flight // opts.clients), spool_dir=str(spool / f"client-{k}"),
         ))
     return jobs
 
@@ -294,7 +298,7 @@ def _summarise(
         "clients": opts.clients,
         "chunk": opts.chunk,
         "window": opts.window,
-        "setup_window": opts.setup_window,
+        "setup_window": opts.setup_in_flight,
         "state_retention": opts.state_retention,  # None: archive nodes
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened

@@ -38,7 +38,9 @@ def test_the_setup_window_is_the_setups_alone_and_split_between_the_clients(tmp_
     assert all(Path(j.spool_dir).is_dir() for j in jobs)  # the parent's, so the parent removes them
     tiny = b._jobs(b.BenchOptions(txs=100, clients=4, chunk=250, setup_window=100), cons, Genesis.load(cons.genesis), 5, tmp_path)
     assert {j.setup_window for j in tiny} == {250}  # never below one chunk: a chunk must fit the window
-    assert (b.DEFAULT_WINDOW, b.DEFAULT_CHUNK) == (1000, 250) and b.DEFAULT_SETUP_WINDOW > b.DEFAULT_WINDOW
+    assert (b.DEFAULT_WINDOW, b.DEFAULT_CHUNK) == (1000, 250)
+    same = b._jobs(b.BenchOptions(txs=100, clients=2, window=800), cons, Genesis.load(cons.genesis), 5, _dir(tmp_path / "s"))
+    assert {(j.window, j.setup_window) for j in same} == {(400, 400)}  # no --setup-window: the measured window's
 
 
 def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_the_command_passes_the_options_and_prints_setup_and_disk(monkeypatch: p
     assert "state retention 50" in r.stdout and "1,234 MiB" in r.stdout and "99 blocks" in r.stdout
     assert json.loads(out.read_text())["setup"]["disk_mb"] == {"v0": 7.0}
     r = CliRunner().invoke(main, ["bench", "--txs", "20"])
-    assert (seen[1].setup_window, seen[1].state_retention) == (b.DEFAULT_SETUP_WINDOW, None) and "(archive)" in r.stdout
+    assert (seen[1].setup_window, seen[1].setup_in_flight, seen[1].state_retention) == (None, 1000, None) and "(archive)" in r.stdout
     r = CliRunner().invoke(main, ["bench", "--state-retention", "0"])
     assert r.exit_code == 2 and len(seen) == 2
 
@@ -129,3 +131,8 @@ def test_a_run_that_fails_after_some_rows_still_writes_them(monkeypatch: pytest.
     monkeypatch.setattr(b, "run_bench", lambda opts, ui: (_ for _ in ()).throw(b.BenchError("early")))
     out.unlink()
     assert CliRunner().invoke(main, ["bench", "--json-out", str(out)]).exit_code == 1 and not out.exists()  # no row: no file
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
