@@ -341,7 +341,7 @@ def run_bench(opts: BenchOptions, ui: Ui | None = None) -> dict[str, Any]:
     if busy:
         raise BenchError(f"ports {busy} are in use; choose another --base-port")
     # the seed, and the clients' spools of signed txs (~0.6 KB a tx): removed on every way out
-    with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-seed-") as work:
+    with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-work-") as work:
         seed = write_seed(opts.seed, opts.params, Path(work) / "seed.json")
         try:
             manifest = up(
