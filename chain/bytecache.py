@@ -7,13 +7,16 @@ entry back to the young one. So whatever was used within the last half-cap of in
 a lookup is one or two dict probes (no per-hit bookkeeping, the hot path stays cheap), and the
 held bytes never pass the cap. An entry's bytes are an estimate of what Python holds for it
 (`size` of key and value plus ENTRY_OVERHEAD), not a measurement: the estimate for bytes keys and
-values was checked against tracemalloc (tests/unit/chain/test_bytecache.py).
+values was checked against tracemalloc (tests/unit/chain/test_bytecache.py). A node puts thousands
+of tree nodes a block, so the default estimate for bytes is arithmetic on their lengths, not
+`sys.getsizeof` (two calls an entry were a quarter of the cache's cost), and `put_many` takes a
+block's nodes as one batch.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,11 +25,15 @@ V = TypeVar("V")
 
 # A dict slot (hash, key and value pointers, index) at a typical load factor, per entry.
 ENTRY_OVERHEAD = 56
+# What a bytes object takes beyond its length (its header and trailing NUL: 33 on CPython 3.11)
+BYTES_HEADER = sys.getsizeof(b"")
+_BYTES_ENTRY = 2 * BYTES_HEADER + ENTRY_OVERHEAD
 
 
-def bytes_size(key: bytes | str, value: bytes | str) -> int:
-    """What a bytes/str key and value take in Python, with the dict slot holding them."""
-    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
+def bytes_size(key: bytes, value: bytes) -> int:
+    """What a bytes key and value take in Python, with the dict slot holding them (equal to
+    sys.getsizeof of each plus ENTRY_OVERHEAD, without the calls)."""
+    return len(key) + len(value) + _BYTES_ENTRY
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,31 @@ class ByteCache(Generic[K, V]):
         if old is not None:
             self._old_bytes -= n
         self._insert(key, value, n)
+
+    def put_many(self, entries: Mapping[K, V]) -> None:
+        """`put` of every entry, as one batch: a batch that fits in a generation goes into the young
+        one whole (the young one retired first if the batch would take it past half the cap), so
+        the cap holds as with `put`. With the default estimate this is a few C-level passes over
+        the batch, not a Python step per entry (a block's new tree nodes: thousands a commit)."""
+        young, old, size = self._young, self._old, self._size
+        fresh = entries
+        if not young.keys().isdisjoint(entries.keys()):
+            fresh = {k: v for k, v in entries.items() if k not in young}  # immutable: held already
+        for key in old.keys() & fresh.keys():  # used again: moved to the young generation
+            self._old_bytes -= size(key, old.pop(key))
+        if size is bytes_size:
+            n = sum(map(len, fresh)) + sum(map(len, fresh.values())) + len(fresh) * _BYTES_ENTRY  # type: ignore[arg-type]
+        else:
+            n = sum(size(k, v) for k, v in fresh.items())
+        if n > self.cap_bytes // 2:  # larger than a generation: entry by entry, as `put` would
+            for key, value in fresh.items():
+                self._insert(key, value, size(key, value))
+            return
+        if self._young_bytes + n > self.cap_bytes // 2:
+            self._old, self._old_bytes = young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
+        self._young.update(fresh)
+        self._young_bytes += n
 
     def _insert(self, key: K, value: V, n: int) -> None:
         if n > self.cap_bytes // 2:

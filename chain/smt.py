@@ -190,11 +190,24 @@ def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
     return raw
 
 
+class TreeWrites(dict[bytes, bytes]):
+    """The records an update writes (n/, l/, z/, r/), with `nodes`, those of its new nodes (n/)
+    alone: a node's cache takes them as they are, without a pass over the others."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: dict[bytes, bytes], others: dict[bytes, bytes]) -> None:
+        super().__init__(nodes)
+        self.update(others)
+        self.nodes = nodes
+
+
 class _Updater:
     def __init__(self, read: NodeReader, height: int, data: dict[bytes, bytes] | None = None) -> None:
         self.read = read
         self.version = version_bytes(height)
-        self.writes: dict[bytes, bytes] = {}
+        self.nodes: dict[bytes, bytes] = {}  # n/ records
+        self.writes: dict[bytes, bytes] = {}  # the others
         self.retired: list[bytes] = []  # <version><hash> of each stored node this update replaces
         # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
@@ -202,7 +215,7 @@ class _Updater:
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
         h = _sha256(pre).digest()
-        self.writes[NODE_PREFIX + self.version + h] = pre
+        self.nodes[NODE_PREFIX + self.version + h] = pre
         if self.data is not None:
             self.writes[LEAF_DATA_PREFIX + self.version + h] = self.data[kh]
         return (h, (kh, vh), self.version)
@@ -221,7 +234,7 @@ class _Updater:
                 return left
         pre = INNER + left[0] + right[0]
         h = _sha256(pre).digest()
-        self.writes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
+        self.nodes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
         return (h, None, self.version)
 
     def _known(self, ref: _Ref) -> _Ref:
@@ -304,7 +317,7 @@ def _split(items: list[tuple[bytes, Any]], depth: int) -> int:
 
 def update(
     root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
-) -> tuple[str, dict[bytes, bytes]]:
+) -> tuple[str, TreeWrites]:
     """(new root hash, records to write) after setting each key to its value (None deletes) in the
     block of `height`: the new nodes (n/) and their leaves' data (l/), the record of the retired
     ones (z/, if any) and the root record r/<height>."""
@@ -323,7 +336,7 @@ def update(
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
     if updater.retired:
         updater.writes[stale_key(height)] = b"".join(updater.retired)
-    return new[0].hex(), updater.writes
+    return new[0].hex(), TreeWrites(updater.nodes, updater.writes)
 
 
 # -- proofs ------------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ def verify_chunk(chunk: StateChunk, state_root: str, height: int) -> VerifiedChu
         raise SnapshotError("outside: more subtrees than the range leaves out")
     if got[0].hex() != state_root:
         raise SnapshotError("the chunk does not rebuild the state root")
-    return VerifiedChunk(chunk.lo, chunk.hi, height, chunk.leaves, builder.updater.writes, items)
+    return VerifiedChunk(chunk.lo, chunk.hi, height, chunk.leaves, builder.updater.nodes, items)
 
 
 class _Rebuild:

@@ -35,8 +35,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat, starmap
+from operator import is_, is_not, itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -537,13 +540,7 @@ class Store:
         with self._db.write_batch(sync=True, transaction=True) as wb:
             if state_from > self._state_from:
                 self._prune(wb, state_from)
-            for key, value in commit.writes.items():  # thousands a block: the cheapest exact test
-                if key[:2] in _RESERVED:
-                    raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
-                if value is None:
-                    wb.delete(key)
-                else:
-                    wb.put(key, value)
+            _put_writes(wb, commit.writes)
             tx_ids = block.tx_ids
             summary = {"header": canonical(block.header.to_plain()), "tx_ids": canonical(tx_ids)}
             wb.put(height_key(b"b/", block.height), canonical_map(summary))
@@ -567,6 +564,22 @@ class Store:
         if self.on_fault is not None:
             self.on_fault(fault)
         return fault
+
+
+def _put_writes(wb: Any, writes: Mapping[bytes, bytes | None]) -> None:
+    """The apply path's writes into a block's batch, refused whole if one is under a store-owned
+    prefix. Thousands a block: the test and the puts are C-level passes (map), not a Python step
+    per record. A key appears once in a dict, so putting first and deleting after is the same batch."""
+    if not _RESERVED.isdisjoint(map(_PREFIX_OF, writes)):
+        key = next(k for k in writes if k[:2] in _RESERVED)
+        raise StoreError(f"apply-path write to a store-owned key {key[:16]!r}")
+    # each pass is consumed in C (a zero-length deque); `compress` picks the records whose value
+    # is (is not) None: b"" is a value, the index records' own
+    deque(starmap(wb.put, compress(writes.items(), map(is_not, writes.values(), repeat(None)))), maxlen=0)
+    deque(map(wb.delete, compress(writes.keys(), map(is_, writes.values(), repeat(None)))), maxlen=0)
+
+
+_PREFIX_OF = itemgetter(slice(0, 2))  # every prefix is 2 bytes
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

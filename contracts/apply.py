@@ -97,7 +97,7 @@ class ApplyResult:
     # and all the others (s/, h/, o/, v/). The audit keeps them apart: it compares the tree's records
     # with the store block by block and holds only the others for its final comparison.
     records: dict[bytes, bytes | None]
-    tree: dict[bytes, bytes]
+    tree: smt.TreeWrites
     receipts: list[Receipt]
     state_root: str
     receipts_root: str
@@ -122,12 +122,17 @@ def pack(v: Value) -> bytes:
 
 
 def _sorted(v: Value) -> Value:
+    # a call only for a nested dict or list: most of a value's members are strings and ints, and a
+    # call for each was most of pack's time. Dict keys are distinct, so sorting items compares keys.
     t = type(v)
     if t is dict:
-        return {k: _sorted(v[k]) for k in sorted(v)}
+        return {k: _sorted(x) if type(x) in _NESTED else x for k, x in sorted(v.items())}
     if t is list:
-        return [_sorted(x) for x in v]
+        return [_sorted(x) if type(x) in _NESTED else x for x in v]
     return v
+
+
+_NESTED = (dict, list)
 
 
 def unpack(raw: bytes) -> Value:

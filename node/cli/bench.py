@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,14 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--chunk", default=None, type=click.IntRange(1, MAX_BATCH_TXS), help="txs per POST /v1/txs/batch  [default: 250]")
 @click.option("--window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight (submitted, not committed) across all clients  [default: 1000]")
 @click.option("--deadline", "deadline_s", default=None, type=click.FloatRange(1.0), help="seconds each phase may take before the run fails  [default: max(60, txs/100)]")
-@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap")
+@click.option("--setup-window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight in the setup phase (registering the assets to transfer; not measured): larger blocks, but past ~1000 they may outrun the view timeout  [default: --window's]")
+@click.option("--state-retention", default=None, type=click.IntRange(1), metavar="N", help="run the nodes keeping the state trees of the last N heights (docs/operations.md, Retention)  [default: archive nodes, every version kept]")
+@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap, data dir on disk per node")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
-    keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, interval: int | None,
-    params: tuple[str, ...],
+    keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, setup_window: int | None,
+    state_retention: int | None, interval: int | None, params: tuple[str, ...],
 ) -> None:
     """The load benchmark: a local consortium driven by concurrent signed transactions.
 
@@ -47,9 +50,9 @@ def bench(
     transfers, submitted in batches to every node from CLIENTS separate processes. Reports
     committed TPS, submit-to-commit latency percentiles, CPU seconds per tx and peak memory per
     node. With --interval N, also a row every N committed txs as the run goes (tx/s, p99
-    latency, node CPU per tx, resident memory per node), kept in the JSON as `intervals`, so
-    that decay as the chain grows shows in one run. Exit 0 when every tx committed, 1 when the
-    run failed.
+    latency, node CPU per tx, resident memory per node, data dir on disk per node), kept in the
+    JSON as `intervals`, so that decay as the chain grows shows in one run. Exit 0 when every tx
+    committed, 1 when the run failed.
     """
     from node.devnet import bench as b
 
@@ -65,6 +68,8 @@ def bench(
         deadline_s=deadline_s,
         params={**b.BENCH_PARAMS, **_parse_params(params)},
         interval=interval,
+        setup_window=setup_window,
+        state_retention=state_retention,
     )
     sys.exit(_run(b, opts, json_out))
 
@@ -89,24 +94,33 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
     err = Console(stderr=True)
     progress = Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
     current: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []  # the interval rows so far: a run that fails late keeps them
+
+    plain = PlainProgress(PLAIN_PROGRESS_EVERY_S)
 
     def phase(name: str, total: int) -> None:
+        plain.phase(name, total, time.monotonic())
         if "task" in current:
             progress.update(current["task"], completed=progress.tasks[-1].total)
         current["task"] = progress.add_task(name, total=total)
 
     def advance(committed: int) -> None:
         progress.update(current["task"], completed=committed)
+        if not err.is_terminal:  # no live bar in a log file: a line now and then instead
+            line = plain.advance(committed, time.monotonic())
+            if line:
+                progress.console.print(line, soft_wrap=True)
 
     def row(r: dict[str, Any]) -> None:
         from node.devnet.bench_interval import HEADER, format_row
 
-        if not current.get("header_shown"):
-            progress.console.print(HEADER)
+        if not current.get("header_shown"):  # soft_wrap: a row stays one line in a log file of any width
+            progress.console.print(HEADER, soft_wrap=True)
             current["header_shown"] = True
-        progress.console.print(format_row(r))
+        progress.console.print(format_row(r), soft_wrap=True)
+        rows.append(r)
 
-    ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]"), phase=phase, advance=advance, row=row)
+    ui = b.Ui(say=lambda s: progress.console.print(f"[dim]{s}[/dim]", soft_wrap=True), phase=phase, advance=advance, row=row)
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the consortium and clients like Ctrl-C
     summary: dict[str, Any] | None = None
     code = 0
@@ -118,15 +132,46 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             err.print(f"[red]bench failed:[/red] {e}")
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]: the consortium and the clients were stopped")
+            _write_partial(json_out, "interrupted", opts.interval, rows)
             return EXIT_FAILED  # the CLI's exit codes are 0, 1 and 2 only (docs/cli.md)
         except _FAILURES as e:
             err.print(f"[red]bench failed:[/red] {e}")
+            _write_partial(json_out, str(e), opts.interval, rows)
             return EXIT_FAILED
     if summary is not None:
         Console().print(table(summary))
         if json_out is not None:
             json_out.write_text(json.dumps(summary, indent=2) + "\n")
     return code
+
+
+def _write_partial(json_out: Path | None, failed: str, interval: int | None, rows: list[dict[str, Any]]) -> None:
+    """A run stopped without a summary: the interval rows it reached, so that 30 minutes of a long
+    run are not lost with it (nothing is written when there is no row)."""
+    if json_out is not None and rows:
+        json_out.write_text(json.dumps({"failed": failed, "interval": interval, "intervals": rows}, indent=2) + "\n")
+
+
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
+class PlainProgress:
+    """Progress lines for a log file: the phase's committed count and pace, at most one line every
+    `every` seconds (a long run's setup and measured phase each take many minutes)."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.name, self.total, self.t0, self.last = "", 0, 0.0, 0.0
+
+    def phase(self, name: str, total: int, now: float) -> None:
+        self.name, self.total, self.t0, self.last = name, total, now, now
+
+    def advance(self, committed: int, now: float) -> str | None:
+        if now - self.last < self.every:
+            return None
+        self.last = now
+        elapsed = now - self.t0
+        return f"{self.name}: {committed:,} of {self.total:,} committed after {elapsed:,.0f} s ({committed / elapsed:,.0f} tx/s)"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -152,9 +197,28 @@ def table(s: dict[str, Any]) -> Any:
         ("view at the end (0: no view change)", str(s["view"])),
         ("client CPU seconds (all clients)", f"{s['client_cpu_s']:.1f}"),
         ("peak memory per node (VmHWM)", ", ".join(f"{v:.0f} MiB" if v else "-" for v in s["peak_rss_mb"].values())),
+        ("data dir per node at the end", _disk(s.get("disk_mb", {})) + _retention(s)),
+        ("setup: registrations, seconds (tx/s)", _setup(s.get("setup"))),
         ("genesis params", ", ".join(f"{k}={v}" for k, v in s["params"].items())),
         ("load average (1 min) / CPUs", f"{s['load_avg_1m']} / {s['cpus']}"),
     ]
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def _disk(mb: dict[str, float | None]) -> str:
+    return ", ".join(f"{v:,.0f} MiB" if v is not None else "-" for v in mb.values()) or "-"
+
+
+def _retention(s: dict[str, Any]) -> str:
+    n = s.get("state_retention")
+    return " (archive)" if n is None else f" (state retention {n:,})"
+
+
+def _setup(setup: dict[str, Any] | None) -> str:
+    if not setup:
+        return "-"
+    cpu = f", {setup['cpu_ms_per_tx']:.2f} ms node CPU per tx" if setup.get("cpu_ms_per_tx") else ""
+    return (f"{setup['txs']:,} in {setup['seconds']:,.1f} s ({setup['tps']:,.0f}), {setup['blocks']:,} blocks{cpu};"
+            f" data dir {_disk(setup['disk_mb'])}")

@@ -19,7 +19,17 @@ Submission: `POST /v1/txs/batch` in chunks of `--chunk` txs, one submitter task 
 every node's RPC takes a share. A client keeps at most its share of `--window` txs in flight
 (submitted, not yet seen committed): a closed loop, so the consortium runs at its own pace and
 the latency measured is that of a loaded but not overrun consortium. An open loop faster than the
-chain would only measure the length of the queue it builds.
+chain would only measure the length of the queue it builds. The setup may have a window of its
+own (`--setup-window`; by default `--window`'s): a closed loop of W txs in flight commits about
+W/2.5 a block (a tx waits for the block in consensus when it arrives, then its own, then the
+event), and a block has a fixed cost whatever its size, so larger blocks cost less node CPU per
+tx; but a block that outruns the 1.5 s view timeout changes views, and after a view change the
+whole window lands in one block, which outruns it again: at 2,000 a loaded machine's setup went
+from view 0 to 14 in 30 blocks and ran a third slower (docs/performance.md, "A 1,000,000-tx run").
+
+Disk: each node's data dir in bytes on disk at the end of the setup, in every `--interval` row and
+at the end; `--state-retention N` runs the nodes with that retention (docs/operations.md,
+Retention) instead of as archives.
 
 Latency: each client follows one node's `GET /v1/events` from the height before its first
 submission (a replay covers anything committed before the stream is up) and takes, for each of
@@ -29,6 +39,9 @@ duration runs from the first client's first POST to the last client's last commi
 
 CPU: utime + stime of every node process from /proc/<pid>/stat, before and after the measured
 phase. Peak memory: VmHWM from /proc/<pid>/status at the end.
+
+Progress: the UI is told the committed count of the phase every 0.25 s (a bar on a terminal; the
+CLI prints a line every 30 s when its output goes to a file, so a 40-minute run logs its pace).
 """
 
 from __future__ import annotations
@@ -54,8 +67,8 @@ from typing import Any
 from chain.crypto import load_key_file
 from chain.genesis import Genesis
 from chain.limits import EXPIRY_WINDOW
-from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, client_main
-from node.devnet.bench_interval import Intervals
+from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, SetupResult, client_main
+from node.devnet.bench_interval import Intervals, disk_mb
 from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
 from node.devnet.localnet import down, manifest_path, up
 from node.devnet.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
@@ -86,6 +99,12 @@ class BenchOptions:
     seed: Path = DEFAULT_SEED
     params: dict[str, int] = field(default_factory=lambda: dict(BENCH_PARAMS))
     interval: int | None = None  # a row every this many committed txs (node/devnet/bench_interval.py)
+    setup_window: int | None = None  # txs in flight in the setup phase, across all clients; None: `window`
+    state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
+
+    @property
+    def setup_in_flight(self) -> int:
+        return self.setup_window if self.setup_window is not None else self.window
 
     def phase_deadline(self) -> float:
         # generous: at 100 tx/s something is badly wrong, and the run says so instead of hanging
@@ -132,7 +151,7 @@ class Ui:
 ProgressSink = Callable[[str, int, int, list[float]], None]
 
 
-def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int) -> list[ClientJob]:
+def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int, spool: Path) -> list[ClientJob]:
     issuers = []
     for path in cons.key_paths("issuers"):
         grants = genesis.roles.get(load_key_file(path).public, ())
@@ -144,12 +163,14 @@ def _jobs(opts: BenchOptions, cons: Consortium, genesis: Genesis, height: int) -
     tag = secrets.token_hex(3)
     jobs = []
     for k in range(opts.clients):
+        (spool / f"client-{k}").mkdir()
         share = opts.txs // opts.clients + (1 if k < opts.txs % opts.clients else 0)
         jobs.append(ClientJob(
             index=k, chain_id=cons.chain_id, rpcs=rpcs, events_rpc=rpcs[k % len(rpcs)], issuers=tuple(issuers),
             parties=parties, registers=share - share // 2, transfers=share // 2,
             expires=height + EXPIRY_WINDOW - EXPIRY_MARGIN, tag=tag, chunk=opts.chunk,
             window=max(opts.chunk, opts.window // opts.clients), deadline_s=opts.phase_deadline(),
+            setup_window=max(opts.chunk, opts.setup_in_flight // opts.clients), spool_dir=str(spool / f"client-{k}"),
         ))
     return jobs
 
@@ -219,6 +240,38 @@ def _node_pids(manifest: dict[str, Any]) -> dict[str, int]:
     return {n["node_id"]: int(n["pid"]) for n in manifest["nodes"]}
 
 
+def _data_dirs(manifest: dict[str, Any]) -> dict[str, Path]:
+    return {n["node_id"]: Path(n["data_dir"]) for n in manifest["nodes"]}
+
+
+def _cpu_total(pids: dict[str, int]) -> float:
+    return sum(u + s for u, s in (cpu_times(p) for p in pids.values()))
+
+
+def node_settings(opts: BenchOptions) -> dict[str, Any]:
+    """What the bench sets in every node's config beyond provisioning's defaults."""
+    return {} if opts.state_retention is None else {"state_retention": opts.state_retention}
+
+
+def setup_summary(
+    setups: list[SetupResult], end_height: int, cpu_s: float, disk: dict[str, float | None],
+) -> dict[str, Any]:
+    """The setup phase's pace (not measured: it decides how long a long run takes), the nodes' CPU
+    over it (from the clients' start, so their idle time while the clients sign counts too) and each
+    node's data dir when it ended."""
+    committed = sum(r.committed for r in setups)
+    seconds = max(r.last_commit for r in setups) - min(r.first_submit for r in setups) if committed else 0.0
+    blocks = end_height - min(r.start_height for r in setups)
+    return {
+        "txs": committed,
+        "seconds": round(seconds, 3),
+        "tps": round(committed / seconds, 1) if seconds > 0 else 0.0,
+        "blocks": blocks,
+        "cpu_ms_per_tx": round(cpu_s * 1000 / committed, 3) if committed else None,
+        "disk_mb": disk,
+    }
+
+
 def _summarise(
     opts: BenchOptions, results: list[ClientResult], cpu: dict[str, tuple[float, float]], rss: dict[str, float | None],
     genesis: Genesis, blocks: int, view: int,
@@ -245,6 +298,8 @@ def _summarise(
         "clients": opts.clients,
         "chunk": opts.chunk,
         "window": opts.window,
+        "setup_window": opts.setup_in_flight,
+        "state_retention": opts.state_retention,  # None: archive nodes
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,
@@ -285,11 +340,15 @@ def run_bench(opts: BenchOptions, ui: Ui | None = None) -> dict[str, Any]:
     busy = ports_free(opts.base_port, opts.validators)
     if busy:
         raise BenchError(f"ports {busy} are in use; choose another --base-port")
-    with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-seed-") as seed_dir:
-        seed = write_seed(opts.seed, opts.params, Path(seed_dir) / "seed.json")
+    # the seed, and the clients' spools of signed txs (~0.6 KB a tx): removed on every way out
+    with _consortium_dir(opts, ui) as root, tempfile.TemporaryDirectory(prefix="titlechain-bench-work-") as work:
+        seed = write_seed(opts.seed, opts.params, Path(work) / "seed.json")
         try:
-            manifest = up(root, validators=opts.validators, base_port=opts.base_port, seed=seed, say=ui.say)
-            return _run_on(opts, ui, root, manifest)
+            manifest = up(
+                root, validators=opts.validators, base_port=opts.base_port, seed=seed, say=ui.say,
+                node_settings=node_settings(opts),
+            )
+            return _run_on(opts, ui, root, manifest, Path(work))
         finally:
             # also when interrupted while `up` was still waiting for the nodes to be ready
             if manifest_path(root).exists():
@@ -297,22 +356,28 @@ def run_bench(opts: BenchOptions, ui: Ui | None = None) -> dict[str, Any]:
                 down(root, say=ui.say)
 
 
-def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], work: Path) -> dict[str, Any]:
     cons = Consortium.load(root)
     genesis = Genesis.load(cons.genesis)
-    pids = _node_pids(manifest)
+    pids, dirs = _node_pids(manifest), _data_dirs(manifest)
     with Client(cons.nodes[0].rpc) as c:
         height = c.height()
-    jobs = _jobs(opts, cons, genesis, height)
+    jobs = _jobs(opts, cons, genesis, height, work)
     ui.say(f"{opts.clients} client processes: signing {opts.txs} txs plus {sum(j.transfers for j in jobs)} setup registrations")
-    intervals = Intervals(opts.interval, pids, ui.row) if opts.interval else None
+    intervals = Intervals(opts.interval, pids, ui.row, dirs) if opts.interval else None
+    cpu_start = _cpu_total(pids)
     clients = _Clients(jobs)
     try:
         ui.phase("setup", sum(j.transfers for j in jobs))
-        clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
+        ready = clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
         cpu0 = {n: cpu_times(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
-            h0 = c.height()
+            st = c.status()
+        h0 = int(st["height"])
+        setup = setup_summary([ready[k] for k in sorted(ready)], h0, _cpu_total(pids) - cpu_start, disk_mb(dirs))
+        setup["view"] = int(st["view"])  # above 0: the setup's blocks outran the view timeout
+        ui.say(f"setup: {setup['txs']:,} registrations in {setup['seconds']:.1f} s ({setup['tps']:,.0f} tx/s, "
+               f"{setup['blocks']:,} blocks, node CPU {setup['cpu_ms_per_tx']} ms per tx, view {setup['view']})")
         ui.phase("run", opts.txs)
         if intervals is not None:
             intervals.start()
@@ -330,6 +395,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any]) ->
     results = [done[k] for k in sorted(done)]
     cpu = {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in pids}
     summary = _summarise(opts, results, cpu, rss, genesis, blocks, view)
+    summary["setup"], summary["disk_mb"] = setup, disk_mb(dirs)
     if intervals is not None:
         summary["interval"], summary["intervals"] = opts.interval, intervals.rows
     missing = summary["txs"] - summary["committed"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -46,8 +45,22 @@ class ClientJob:
     expires: int
     tag: str  # unique per run, so asset ids never collide with an earlier run's
     chunk: int
-    window: int
+    window: int  # txs in flight in the measured phase
     deadline_s: float
+    spool_dir: str  # where this client spools its signed txs: the parent's, which removes it also
+    # when it had to terminate or kill the client (a client's own temp dir outlived a stopped run)
+    setup_window: int = 0  # txs in flight in the setup phase; 0: `window`
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """How this client's setup went (not measured, but its pace decides how long a long run takes)."""
+
+    index: int
+    first_submit: float  # CLOCK_MONOTONIC
+    last_commit: float
+    committed: int
+    start_height: int  # the head before the setup's first submission
 
 
 @dataclass
@@ -80,8 +93,8 @@ class _Tracker:
         self.expected = 0
         self.retries: deque[Chunk] = deque()  # chunks a full node handed back, sent again before new ones
 
-    def start_phase(self, expected: int) -> None:
-        self.latencies, self.committed, self.expected = [], 0, expected
+    def start_phase(self, expected: int, window: int) -> None:
+        self.latencies, self.committed, self.expected, self.window = [], 0, expected, window
         self.retries.clear()
         self.rejected.clear()
         self.refused.clear()
@@ -184,12 +197,12 @@ async def _submitter(http: httpx.AsyncClient, take: Callable[[], Chunk | None], 
 
 
 async def _drive(
-    https: Sequence[httpx.AsyncClient], txs: Spool, tracker: _Tracker, chunk: int, deadline_s: float,
+    https: Sequence[httpx.AsyncClient], txs: Spool, tracker: _Tracker, chunk: int, window: int, deadline_s: float,
     progress: Callable[[int], None],
 ) -> None:
-    """Submit txs over all nodes within the window; return once every one committed (or raise).
-    The txs are read from their spool as they go, so memory does not grow with their number."""
-    tracker.start_phase(txs.count)
+    """Submit txs over all nodes, at most `window` in flight; return once every one committed (or
+    raise). The txs are read from their spool as they go, so memory does not grow with their number."""
+    tracker.start_phase(txs.count, window)
     chunks = txs.chunks(chunk)
 
     def take() -> Chunk | None:
@@ -215,9 +228,8 @@ async def _drive(
 
 
 async def _client(job: ClientJob, go: Any, out: Any) -> None:
-    with tempfile.TemporaryDirectory(prefix="titlechain-bench-client-") as spool_dir:
-        setup, measured = plan_txs(job, Path(spool_dir))
-        await _run_client(job, go, out, setup, measured)
+    setup, measured = plan_txs(job, Path(job.spool_dir))
+    await _run_client(job, go, out, setup, measured)
 
 
 async def _run_client(job: ClientJob, go: Any, out: Any, setup: Spool, measured: Spool) -> None:
@@ -238,18 +250,21 @@ async def _run_client(job: ClientJob, go: Any, out: Any, setup: Spool, measured:
 
                 return send
 
-            await _drive(https, setup, tracker, job.chunk, job.deadline_s, report("setup"))
+            setup_first = time.monotonic()
+            await _drive(https, setup, tracker, job.chunk, job.setup_window or job.window, job.deadline_s, report("setup"))
             if tracker.committed < setup.count or tracker.rejected or tracker.refused:
                 raise BenchError(
                     f"client {job.index}: setup committed {tracker.committed} of {setup.count} registrations"
                     f" (rejected {dict(tracker.rejected)}, refused {dict(tracker.refused)})"
                 )
-            out.put(("ready", job.index))
+            out.put(("ready", job.index, SetupResult(
+                job.index, setup_first, tracker.last_commit if setup.count else setup_first, tracker.committed, start_height,
+            )))
             loop = asyncio.get_running_loop()
             if not await loop.run_in_executor(None, go.wait, job.deadline_s):
                 raise BenchError(f"client {job.index}: no start signal")
             first, cpu0 = time.monotonic(), time.process_time()
-            await _drive(https, measured, tracker, job.chunk, job.deadline_s, report("run"))
+            await _drive(https, measured, tracker, job.chunk, job.window, job.deadline_s, report("run"))
             out.put(("done", job.index, ClientResult(
                 job.index, tracker.latencies, first, tracker.last_commit, measured.count, tracker.committed,
                 dict(tracker.rejected), dict(tracker.refused), time.process_time() - cpu0,

@@ -10,27 +10,41 @@ every PROGRESS_EVERY_S with the latencies of the txs committed since their last 
 boundaries lag the commits by at most that; throughput and CPU are over the same wall-clock span
 (the parent's CLOCK_MONOTONIC, which the clients read too). CPU is utime + stime of every node
 process from /proc/<pid>/stat; memory is VmRSS from /proc/<pid>/status (the current resident set,
-not the peak: a bounded node's rows level off).
+not the peak: a bounded node's rows level off). Disk is each node's data dir at the row's end, in
+bytes on disk (bench_proc.dir_bytes), so a store's growth per interval, archive or pruned
+(`--state-retention`), shows beside its memory.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from node.devnet.bench_proc import cpu_times, percentile, rss_anon_mb, rss_mb
+from node.devnet.bench_proc import cpu_times, dir_bytes, percentile, rss_anon_mb, rss_mb
+
+MIB = 1024 * 1024
+
+
+def disk_mb(data_dirs: Mapping[str, Path]) -> dict[str, float | None]:
+    """Each node's data dir on disk, in MiB (None if it is gone)."""
+    return {node: (round(b / MIB, 1) if (b := dir_bytes(d)) is not None else None) for node, d in data_dirs.items()}
 
 
 class Intervals:
     """Rows of the measured phase, one per `every` committed txs (and one for the remainder); a row
     spans more than `every` when one report crosses several boundaries."""
 
-    def __init__(self, every: int, pids: Mapping[str, int], on_row: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, every: int, pids: Mapping[str, int], on_row: Callable[[dict[str, Any]], None],
+        data_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
         if every < 1:
             raise ValueError("the interval must be at least one tx")
         self.every = every
         self.pids = dict(pids)
+        self.data_dirs = dict(data_dirs or {})
         self.on_row = on_row
         self.rows: list[dict[str, Any]] = []
         self._counts: dict[int, int] = {}  # client -> txs it reported committed
@@ -87,6 +101,7 @@ class Intervals:
             "cpu_ms_per_tx": round((cpu - cpu0) * 1000 / txs, 3) if txs else None,
             "rss_mb": {node: (round(v, 1) if (v := rss_mb(pid)) is not None else None) for node, pid in self.pids.items()},
             "rss_anon_mb": {node: (round(v, 1) if (v := rss_anon_mb(pid)) is not None else None) for node, pid in self.pids.items()},
+            "disk_mb": disk_mb(self.data_dirs),
             "partial": partial,
         }
         self.rows.append(row)
@@ -95,7 +110,7 @@ class Intervals:
         self.on_row(row)
 
 
-HEADER = f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node (of it heap)"
+HEADER = f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node (of it heap) | data dir MiB per node"
 
 
 def format_row(row: Mapping[str, Any]) -> str:
@@ -106,5 +121,6 @@ def format_row(row: Mapping[str, Any]) -> str:
         f"{v:.0f} ({a:.0f})" if v is not None and (a := anon.get(node)) is not None else f"{v:.0f}" if v is not None else "-"
         for node, v in row["rss_mb"].items()
     )
+    disk = ", ".join(f"{v:,.0f}" if v is not None else "-" for v in row.get("disk_mb", {}).values())
     mark = " (rest)" if row["partial"] else ""
-    return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}{mark}"
+    return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}" + (f" | {disk}" if disk else "") + mark

@@ -47,6 +47,22 @@ def rss_anon_mb(pid: int) -> float | None:
     return _status_mb(pid, "RssAnon")
 
 
+def dir_bytes(path: Path) -> int | None:
+    """Bytes on disk (allocated blocks, not apparent sizes) of every file under `path`; None if the
+    directory is gone. LevelDB deletes tables while a compaction runs, so a file may vanish between
+    the listing and its stat: it no longer takes space and counts as 0."""
+    if not path.is_dir():
+        return None
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
     if not sorted_values:

@@ -85,7 +85,10 @@ def up(
     base_port: int = DEFAULT_BASE_PORT,
     seed: str | Path | None = None,
     say: Callable[[str], None] = lambda s: None,
+    node_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Start a local consortium in `root` (created there unless one exists; `node_settings` are
+    set in every new node's config, e.g. the bench's `state_retention`); the manifest."""
     root = Path(root)
     if manifest_path(root).exists():
         running = [pid for n in json.loads(manifest_path(root).read_text())["nodes"] for pid in node_pids(n["config"])]
@@ -95,7 +98,9 @@ def up(
         cons = Consortium.load(root)
         say(f"reusing the consortium in {root}")
     else:
-        cons = init_consortium(root, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port)
+        cons = init_consortium(
+            root, validators=validators, seed_path=seed or DEFAULT_SEED, base_port=base_port, node_settings=node_settings,
+        )
         say(f"created consortium {cons.chain_id} in {root}")
     procs = []
     for n in cons.nodes:

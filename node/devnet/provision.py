@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,10 @@ def init_consortium(
     seed_path: str | Path = DEFAULT_SEED,
     base_port: int = DEFAULT_BASE_PORT,
     host: str = "127.0.0.1",
+    node_settings: Mapping[str, Any] | None = None,
 ) -> Consortium:
-    """Create keys, genesis and node configs for a new consortium in `out` (which must be empty)."""
+    """Create keys, genesis and node configs for a new consortium in `out` (which must be empty);
+    `node_settings` are NodeConfig fields set in every node's config (checked as the config is)."""
     if validators < 1:
         raise ProvisionError("--validators must be at least 1 (4 tolerates one faulty validator)")
     out = Path(out)
@@ -168,7 +171,7 @@ def init_consortium(
     manifest = {
         "chain_id": genesis.chain_id,
         "genesis": "genesis.json",  # its hash is not copied here: editing the addresses changes it
-        "nodes": [_write_node_config(out, n, host) for n in nodes],
+        "nodes": [_write_node_config(out, n, host, node_settings or {}) for n in nodes],
         "keys": keys.files,
         "names": keys.names,
         "assets": [_resolve_asset(a, keys.accounts) for a in seed.get("assets", [])],
@@ -237,7 +240,7 @@ class _NodePlan:
     rpc_port: int
 
 
-def _write_node_config(out: Path, node: _NodePlan, host: str) -> dict[str, str]:
+def _write_node_config(out: Path, node: _NodePlan, host: str, settings: Mapping[str, Any]) -> dict[str, str]:
     """OUT/nodes/<node_id>/config.json; the node's entry of the manifest."""
     node_dir = Path("nodes") / node.node_id
     (out / node_dir).mkdir(parents=True, exist_ok=True)
@@ -249,6 +252,7 @@ def _write_node_config(out: Path, node: _NodePlan, host: str) -> dict[str, str]:
         peer_listen=f"{host}:{node.peer_port}",
         rpc_listen=f"127.0.0.1:{node.rpc_port}",
         log_file=Path("node.log"),
+        **settings,
     ).write(out / node_dir / "config.json")
     return {
         "node_id": node.node_id,

@@ -295,9 +295,8 @@ class Ledger:
         committed = BlockCommit(block, certificate, result.receipts, result.writes, result.packed_receipts)
         self.store.append(committed)
         self._results.clear()  # results were computed on the old head
-        for key, value in result.writes.items():
-            if value is not None and key.startswith(NODE_PREFIX):
-                self._nodes.put(key, value)
+        # the block's new tree nodes are what the next blocks read first
+        self._nodes.put_many(result.tree.nodes)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
         return committed

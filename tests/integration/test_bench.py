@@ -68,16 +68,26 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     for row in rows:
         assert row["tps"] > 0 and row["p99_ms"] > 0 and row["cpu_ms_per_tx"] >= 0
         assert set(row["rss_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["rss_mb"].values())
+        assert set(row["disk_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["disk_mb"].values())
     assert "resident MiB per node" in r.stderr and f"{rows[0]['committed']:>10,}" in r.stderr
+    # the setup (100 registrations, one per measured transfer) and the data dirs at its end and the run's
+    setup = s["setup"]
+    assert setup["txs"] == 100 and setup["blocks"] >= 1 and setup["seconds"] > 0 and setup["view"] >= 0
+    assert all(0 < setup["disk_mb"][n] <= s["disk_mb"][n] for n in s["cpu_s"])
+    assert s["state_retention"] is None and s["setup_window"] == 40  # archives; the setup's window is the measured one's (--window 40)
 
 
 def test_bench_keeps_the_dir_when_asked_and_two_clients_share_the_work(tmp_path: Path) -> None:
     base = free_base_port(PORTS, *BENCH_PORTS)
     root = tmp_path / "net"
-    r = bench("--txs", "41", "--clients", "2", "--base-port", str(base), "--dir", str(root), "--json-out", str(tmp_path / "b.json"))
+    r = bench("--txs", "41", "--clients", "2", "--base-port", str(base), "--dir", str(root), "--json-out", str(tmp_path / "b.json"),
+              "--state-retention", "5", "--setup-window", "300")
     assert r.returncode == 0, r.stderr + r.stdout
     s = json.loads((tmp_path / "b.json").read_text())
     assert s["txs"] == s["committed"] == 41
+    assert (s["state_retention"], s["setup_window"]) == (5, 300)
+    # the nodes ran with that retention: each node's config says so
+    assert all(json.loads(c.read_text())["state_retention"] == 5 for c in root.glob("nodes/*/config.json"))
     assert (root / "localnet.json").exists()  # a given dir is the caller's: left in place, nodes stopped
     assert ports_bindable(base)
 

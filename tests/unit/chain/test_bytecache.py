@@ -53,3 +53,28 @@ def test_the_estimate_is_close_to_what_python_holds() -> None:
         tracemalloc.stop()
     # the estimate errs high (a dict slot counted at a full table's worst), so a cap is kept
     assert 0.7 * cache.held_bytes <= held <= 1.05 * cache.held_bytes
+
+
+@pytest.mark.parametrize("size", [None, lambda k, v: 3 * len(v) + 10])
+def test_put_many_holds_each_batch_whole_within_the_cap(size: object) -> None:
+    kwargs = {} if size is None else {"size": size}
+    cache: ByteCache[bytes, bytes] = ByteCache(60_000, **kwargs)  # type: ignore[arg-type]
+    measure = cache._size
+    for first in range(0, 600, 25):
+        # each batch overlaps the last two: keys held in either generation, put again
+        batch = {_key(i): bytes(10 + i % 40) for i in range(max(0, first - 30), first + 25)}
+        cache.put_many(batch)
+        held = [*cache._young.items(), *cache._old.items()]
+        assert len(held) == len(dict(held))  # no entry in both generations
+        assert cache.held_bytes == sum(measure(k, v) for k, v in held) <= 60_000
+        assert all(dict(held).get(k) == v for k, v in batch.items())  # a batch that fits is held whole
+    assert cache.get(_key(0)) is None  # long since dropped with its generation
+    cache.put_many({b"big": bytes(40_000)})  # larger than a generation: never held
+    assert b"big" not in cache and cache.held_bytes <= 60_000
+
+
+def test_the_default_estimate_is_getsizeof_plus_the_slot() -> None:
+    import sys
+
+    for key, value in [(b"", b""), (_key(7), bytes(81)), (b"k" * 300, b"v" * 5)]:
+        assert bytes_size(key, value) == sys.getsizeof(key) + sys.getsizeof(value) + 56

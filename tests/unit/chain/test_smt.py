@@ -228,3 +228,27 @@ def test_a_leaf_joined_by_a_new_sibling_stays_where_it_is_stored() -> None:
     assert not [k for k in writes if k.startswith(smt.STALE_PREFIX)]
     assert len([k for k in writes if k.startswith(smt.LEAF_DATA_PREFIX)]) == 1  # b's alone
     assert root2 == root_of({b"a": b"1", b"b": b"2"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, min_size=1, max_size=60), st.lists(st.tuples(KEYS, st.none() | VALUES), min_size=1, max_size=12))
+def test_an_update_writes_exactly_the_nodes_that_enter_and_retires_exactly_those_that_leave(
+    mapping: dict[bytes, bytes], changes: list[tuple[bytes, bytes | None]]
+) -> None:
+    # block by block, one change at a time (the update's loop down a single path) and then some
+    # at once (its recursion): the new tree's nodes are the old tree's less the z/ record's plus
+    # the new n/ records, and the root is that of a tree built from scratch
+    nodes = Nodes()
+    root = apply(nodes, smt.EMPTY_ROOT, dict(mapping))
+    state = dict(mapping)
+    for batch in [[c] for c in changes] + [changes]:
+        before = set(smt.node_keys(nodes.read, nodes.ref(root)))
+        height = nodes.height + 1
+        root = apply(nodes, root, dict(batch))
+        record = nodes.get(smt.stale_key(height), b"")
+        retired = {smt.NODE_PREFIX + record[i : i + 40] for i in range(0, len(record), 40)}
+        written = {k for k in nodes if k.startswith(smt.NODE_PREFIX + smt.version_bytes(height))}
+        assert retired <= before
+        assert set(smt.node_keys(nodes.read, nodes.ref(root))) == (before - retired) | written
+        state.update(batch)
+        assert root == root_of({k: v for k, v in state.items() if v is not None})

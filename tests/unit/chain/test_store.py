@@ -168,3 +168,17 @@ def test_a_block_decoded_in_a_worker_is_rebuilt_as_the_strict_decode_gives_it(tm
             for tx, want in zip(block.txs, strict.txs, strict=True):
                 assert (tx.body_bytes, tx.tx_id, tx.encode()) == (want.body_bytes, want.tx_id, want.encode())
                 assert tx.body == want.body and tx.sig == want.sig
+
+
+def test_a_blocks_writes_put_values_empty_ones_too_and_delete_none(tmp_path):
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        block, cert = make_block(C, 1, C.genesis.hash, [])
+        s.append(BlockCommit(block, cert, [], {b"s/a": b"1", b"o/x": b"", b"s/b": b"2"}))
+        block, cert = make_block(C, 2, s.head.block_hash, [])
+        s.append(BlockCommit(block, cert, [], {b"s/a": None, b"o/y": b"", b"s/b": b"3", b"s/never": None}))
+        assert [s.get(k) for k in (b"s/a", b"o/x", b"o/y", b"s/b", b"s/never")] == [None, b"", b"", b"3", None]
+        # one store-owned key among good ones: the whole block is refused, nothing of it written
+        block, cert = make_block(C, 3, s.head.block_hash, [])
+        with pytest.raises(StoreError, match="store-owned"):
+            s.append(BlockCommit(block, cert, [], {b"s/c": b"4", b"m/head": b"x", b"s/b": None}))
+        assert s.height == 2 and s.get(b"s/c") is None and s.get(b"s/b") == b"3"

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from node.devnet.bench_interval import HEADER, Intervals, format_row
 
 
-def test_a_row_every_n_committed_txs_and_one_for_the_rest() -> None:
+def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> None:
     printed: list[dict] = []
-    iv = Intervals(10, {"v0": os.getpid()}, printed.append)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "000001.ldb").write_bytes(b"t" * (3 << 20))  # a node's data dir: 3 MiB of tables
+    iv = Intervals(10, {"v0": os.getpid()}, printed.append, {"v0": tmp_path / "data"})
     iv.progress(0, 5, [0.1] * 5)  # before start(): the setup phase, not measured
     assert iv.rows == []
     iv.start()
@@ -31,13 +34,16 @@ def test_a_row_every_n_committed_txs_and_one_for_the_rest() -> None:
     assert row["rss_mb"]["v0"] > 0
     assert 0 < row["rss_anon_mb"]["v0"] <= row["rss_mb"]["v0"]  # the heap, apart from mapped tables
     assert f"({row['rss_anon_mb']['v0']:.0f})" in format_row(row)
+    assert row["disk_mb"] == {"v0": 3.0} and format_row(row).endswith("| 3")  # bytes on disk, in MiB
+    (tmp_path / "data" / "000002.ldb").write_bytes(b"t" * (2 << 20))  # the store grows: the next row says so
     iv.progress(0, 9, [0.05] * 3)  # 14: not yet 20
     iv.progress(0, 9, [])  # the same total again: no row
     assert len(iv.rows) == 1
     iv.finish()
     rest = iv.rows[1]
     assert (rest["committed"], rest["txs"], rest["partial"], rest["p99_ms"]) == (14, 3, True, 50.0)
-    assert "(rest)" in format_row(rest) and "14" in format_row(rest) and "resident" in HEADER
+    assert rest["disk_mb"] == {"v0": 5.0}
+    assert "(rest)" in format_row(rest) and "14" in format_row(rest) and "resident" in HEADER and "data dir" in HEADER
 
 
 def test_no_rest_row_when_the_last_interval_was_full_and_a_gone_node_reads_as_none() -> None:
@@ -49,6 +55,7 @@ def test_no_rest_row_when_the_last_interval_was_full_and_a_gone_node_reads_as_no
     iv.progress(0, 16, [0.01] * 3)  # the next boundary is 16
     iv.finish()
     assert [r["committed"] for r in iv.rows] == [13, 16] and iv.rows[0]["rss_mb"] == {"gone": None}
+    assert iv.rows[0]["disk_mb"] == {} and "|" not in format_row(iv.rows[0])  # no data dirs given: no column
     assert "-" in format_row(iv.rows[0])
     with pytest.raises(ValueError):
         Intervals(0, {}, lambda r: None)

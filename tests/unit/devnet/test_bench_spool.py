@@ -23,6 +23,7 @@ def test_spooled_txs_read_back_in_order_and_chunks(tmp_path: Path) -> None:
         index=0, chain_id=c.genesis.chain_id, rpcs=("http://x",), events_rpc="http://x",
         issuers=((str(keys[0]), "warehouse_receipt"),), parties=tuple(str(k) for k in keys[1:]),
         registers=5, transfers=3, expires=99, tag="t", chunk=2, window=10, deadline_s=1.0,
+        spool_dir=str(tmp_path),
     )
     setup, measured = plan_txs(job, tmp_path)
     assert (setup.count, measured.count) == (3, 8)

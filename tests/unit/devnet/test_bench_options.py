@@ -1,0 +1,138 @@
+"""`titlechain bench`'s long-run options, plumbed from the command line to what the clients and nodes
+get: the setup's own window (`--setup-window`), the nodes' state retention (`--state-retention`),
+the data dirs' size on disk, the setup's summary and the progress lines for a log file. Nothing here
+starts a node or times anything (tests/integration/test_bench.py runs the bench end to end)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from chain.genesis import Genesis
+from node.cli.bench import PlainProgress
+from node.cli.main import main
+from node.devnet import bench as b
+from node.devnet.bench_client import SetupResult
+from node.devnet.bench_proc import dir_bytes
+from node.devnet.provision import DEFAULT_SEED, Consortium, init_consortium
+from node.runtime.config import NodeConfig
+
+
+def _consortium(root: Path, **settings: Any) -> Consortium:
+    return init_consortium(root, validators=4, seed_path=DEFAULT_SEED, base_port=46800, node_settings=settings or None)
+
+
+def test_the_setup_window_is_the_setups_alone_and_split_between_the_clients(tmp_path: Path) -> None:
+    cons = _consortium(tmp_path / "net")
+    opts = b.BenchOptions(txs=10_000, clients=2, setup_window=6000)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    jobs = b._jobs(opts, cons, Genesis.load(cons.genesis), 5, spool)
+    # the measured phase keeps its defaults (chunk 250, window 1000: 500 a client)
+    assert [(j.chunk, j.window, j.setup_window) for j in jobs] == [(250, 500, 3000), (250, 500, 3000)]
+    assert [Path(j.spool_dir) for j in jobs] == [spool / "client-0", spool / "client-1"]
+    assert all(Path(j.spool_dir).is_dir() for j in jobs)  # the parent's, so the parent removes them
+    tiny = b._jobs(b.BenchOptions(txs=100, clients=4, chunk=250, setup_window=100), cons, Genesis.load(cons.genesis), 5, tmp_path)
+    assert {j.setup_window for j in tiny} == {250}  # never below one chunk: a chunk must fit the window
+    assert (b.DEFAULT_WINDOW, b.DEFAULT_CHUNK) == (1000, 250)
+    same = b._jobs(b.BenchOptions(txs=100, clients=2, window=800), cons, Genesis.load(cons.genesis), 5, _dir(tmp_path / "s"))
+    assert {(j.window, j.setup_window) for j in same} == {(400, 400)}  # no --setup-window: the measured window's
+
+
+def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(tmp_path: Path) -> None:
+    assert b.node_settings(b.BenchOptions()) == {}
+    assert b.node_settings(b.BenchOptions(state_retention=100)) == {"state_retention": 100}
+    kept = _consortium(tmp_path / "kept", **b.node_settings(b.BenchOptions(state_retention=100)))
+    assert [NodeConfig.load(n.config).state_retention for n in kept.nodes] == [100] * 4
+    archive = _consortium(tmp_path / "archive")
+    assert [NodeConfig.load(n.config).state_retention for n in archive.nodes] == [None] * 4
+    with pytest.raises(ValueError, match="state_retention"):
+        _consortium(tmp_path / "bad", state_retention=0)  # checked as any node config is
+
+
+def test_dir_bytes_counts_blocks_on_disk_under_every_subdir(tmp_path: Path) -> None:
+    assert dir_bytes(tmp_path / "none") is None
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a").write_bytes(b"x" * 10_000)
+    (tmp_path / "b").write_bytes(b"y" * 5_000)
+    size = dir_bytes(tmp_path)
+    assert size is not None and size >= 15_000 and size % 512 == 0  # allocated blocks, not apparent sizes
+    (tmp_path / "sparse").open("wb").truncate(100 << 20)  # 100 MiB apparent, nothing allocated
+    assert dir_bytes(tmp_path) == size
+
+
+def test_the_setup_summary_spans_every_client_and_names_its_blocks_cpu_and_disk() -> None:
+    setups = [SetupResult(0, first_submit=10.0, last_commit=30.0, committed=600, start_height=4),
+              SetupResult(1, first_submit=11.0, last_commit=34.0, committed=400, start_height=5)]
+    s = b.setup_summary(setups, end_height=14, cpu_s=2.5, disk={"v0": 12.5})
+    assert s == {"txs": 1000, "seconds": 24.0, "tps": 41.7, "blocks": 10, "cpu_ms_per_tx": 2.5, "disk_mb": {"v0": 12.5}}
+    assert b.setup_summary([SetupResult(0, 3.0, 3.0, 0, 7)], 7, 0.0, {})["tps"] == 0.0
+
+
+def test_plain_progress_prints_a_line_per_period_with_the_phases_pace() -> None:
+    p = PlainProgress(30.0)
+    p.phase("setup", 1000, now=100.0)
+    assert p.advance(10, now=110.0) is None  # within the period: nothing
+    assert p.advance(600, now=130.0) == "setup: 600 of 1,000 committed after 30 s (20 tx/s)"
+    assert p.advance(700, now=140.0) is None
+    p.phase("run", 2000, now=200.0)  # a new phase: its own clock
+    assert p.advance(1500, now=230.0) == "run: 1,500 of 2,000 committed after 30 s (50 tx/s)"
+
+
+def test_the_command_passes_the_options_and_prints_setup_and_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[b.BenchOptions] = []
+
+    def fake_run(opts: b.BenchOptions, ui: b.Ui) -> dict[str, Any]:
+        seen.append(opts)
+        return _summary(opts)
+
+    monkeypatch.setattr(b, "run_bench", fake_run)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", "--txs", "20", "--setup-window", "3000", "--state-retention", "50", "--json-out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (seen[0].setup_window, seen[0].state_retention, seen[0].window, seen[0].chunk) == (3000, 50, 1000, 250)
+    assert "state retention 50" in r.stdout and "1,234 MiB" in r.stdout and "99 blocks" in r.stdout
+    assert json.loads(out.read_text())["setup"]["disk_mb"] == {"v0": 7.0}
+    r = CliRunner().invoke(main, ["bench", "--txs", "20"])
+    assert (seen[1].setup_window, seen[1].setup_in_flight, seen[1].state_retention) == (None, 1000, None) and "(archive)" in r.stdout
+    r = CliRunner().invoke(main, ["bench", "--state-retention", "0"])
+    assert r.exit_code == 2 and len(seen) == 2
+
+
+def _summary(opts: b.BenchOptions) -> dict[str, Any]:
+    return {
+        "tps": 1.0, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0, "max": 1.0}, "txs": opts.txs, "committed": opts.txs,
+        "rejected": {}, "refused": {}, "seconds": 1.0, "validators": 4, "clients": 2, "blocks": 2, "view": 0,
+        "cpu_s_per_tx": 0.001, "cpu_s": {"v0": 1.0}, "client_cpu_s": 0.1, "cpu_system_share": 0.1,
+        "peak_rss_mb": {"v0": 100.0}, "params": {}, "load_avg_1m": 0.5, "cpus": 2,
+        "state_retention": opts.state_retention, "disk_mb": {"v0": 1234.0},
+        "setup": {"txs": 10, "seconds": 2.0, "tps": 5.0, "blocks": 99, "cpu_ms_per_tx": 1.5, "disk_mb": {"v0": 7.0}},
+    }
+
+
+
+def test_a_run_that_fails_after_some_rows_still_writes_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    row = {"committed": 10, "txs": 10, "seconds": 1.0, "tps": 10.0, "p99_ms": 5.0, "cpu_ms_per_tx": 1.0,
+           "rss_mb": {"v0": 1.0}, "rss_anon_mb": {"v0": 1.0}, "disk_mb": {"v0": 2.0}, "partial": False}
+
+    def failing_run(opts: b.BenchOptions, ui: b.Ui) -> dict[str, Any]:
+        ui.row(row)
+        raise b.BenchError("client 1: no start signal")
+
+    monkeypatch.setattr(b, "run_bench", failing_run)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", "--interval", "10", "--json-out", str(out)])
+    assert r.exit_code == 1 and "no start signal" in r.stderr
+    assert json.loads(out.read_text()) == {"failed": "client 1: no start signal", "interval": 10, "intervals": [row]}
+    monkeypatch.setattr(b, "run_bench", lambda opts, ui: (_ for _ in ()).throw(b.BenchError("early")))
+    out.unlink()
+    assert CliRunner().invoke(main, ["bench", "--json-out", str(out)]).exit_code == 1 and not out.exists()  # no row: no file
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
