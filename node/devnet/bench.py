@@ -101,6 +101,7 @@ class BenchOptions:
     interval: int | None = None  # a row every this many committed txs (node/devnet/bench_interval.py)
     setup_window: int | None = None  # txs in flight in the setup phase, across all clients; None: `window`
     state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
+    leveldb_max_open_files: int | None = None  # the nodes' `leveldb_max_open_files`; None: the node's default
 
     @property
     def setup_in_flight(self) -> int:
@@ -250,7 +251,8 @@ def _cpu_total(pids: dict[str, int]) -> float:
 
 def node_settings(opts: BenchOptions) -> dict[str, Any]:
     """What the bench sets in every node's config beyond provisioning's defaults."""
-    return {} if opts.state_retention is None else {"state_retention": opts.state_retention}
+    settings = {"state_retention": opts.state_retention, "leveldb_max_open_files": opts.leveldb_max_open_files}
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def setup_summary(
@@ -300,6 +302,7 @@ def _summarise(
         "window": opts.window,
         "setup_window": opts.setup_in_flight,
         "state_retention": opts.state_retention,  # None: archive nodes
+        "leveldb_max_open_files": opts.leveldb_max_open_files,  # None: the node's default
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,

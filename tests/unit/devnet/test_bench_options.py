@@ -46,12 +46,15 @@ def test_the_setup_window_is_the_setups_alone_and_split_between_the_clients(tmp_
 def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(tmp_path: Path) -> None:
     assert b.node_settings(b.BenchOptions()) == {}
     assert b.node_settings(b.BenchOptions(state_retention=100)) == {"state_retention": 100}
+    assert b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)) == {"leveldb_max_open_files": 4000}
     kept = _consortium(tmp_path / "kept", **b.node_settings(b.BenchOptions(state_retention=100)))
     assert [NodeConfig.load(n.config).state_retention for n in kept.nodes] == [100] * 4
     archive = _consortium(tmp_path / "archive")
     assert [NodeConfig.load(n.config).state_retention for n in archive.nodes] == [None] * 4
     with pytest.raises(ValueError, match="state_retention"):
         _consortium(tmp_path / "bad", state_retention=0)  # checked as any node config is
+    files = _consortium(tmp_path / "files", **b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)))
+    assert [NodeConfig.load(n.config).leveldb_max_open_files for n in files.nodes] == [4000] * 4
 
 
 def test_dir_bytes_counts_blocks_on_disk_under_every_subdir(tmp_path: Path) -> None:
