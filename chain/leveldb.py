@@ -4,6 +4,7 @@ refused, naming both)."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +17,22 @@ from chain.errors import ChainError
 # BLOCK_CACHE_BYTES; with the open files' indexes and bloom filters, that is all it holds.
 WRITE_BUFFER_BYTES = 64 << 20
 BLOCK_CACHE_BYTES = 64 << 20
-# LevelDB reads its tables through mmap (up to 1,000 of them): the pages of an open table that a
-# read or a compaction touched stay in the process's resident set (as mapped file pages, not
-# heap) until the table is closed. Open tables are bounded by the table cache, max_open_files
-# less the 10 LevelDB keeps for its own files; without a bound below the default 1,000 a node's
-# resident set grew with its store, by ~50 MiB per 25,000 txs (docs/performance.md, Memory).
-MAX_OPEN_FILES = 1000
+# LevelDB keeps its open tables in a table cache of max_open_files less the 10 it keeps for its own
+# files. A read of a table not in the cache opens it again: its index and filter read and
+# checksummed, 3.5-4.4x the CPU of a read with the table open (docs/performance.md, "The
+# 1,000,000-tx run"). With 1,000 and tables of 2 MiB a store past ~2 GB (~450,000 txs in an
+# archive) reopened tables on most reads, and throughput fell with the chain. 5,000 holds a ~10 GB
+# store open; each open table's index and filter (~40 KB for 2 MiB) sit in the heap, so the cap
+# bounds that memory at ~200 MiB. The first MMAP_TABLES tables LevelDB opens it reads through mmap:
+# the pages a read or a compaction touched stay in the resident set (as file pages, not heap) until
+# the table is closed, so at most MMAP_TABLES x TABLE_BYTES of it is mapped; it reads the others
+# with pread, keeping each one's file open only while fewer than a fifth of the process's
+# RLIMIT_NOFILE are (raise_fd_limit below raises the soft limit to allow them all).
+MAX_OPEN_FILES = 5000
 LEVELDB_RESERVED_FILES = 10  # LevelDB's own: the log, the manifest, the lock, ...
 MIN_OPEN_FILES = 64 + LEVELDB_RESERVED_FILES  # LevelDB raises a lower max_open_files to this
+MMAP_TABLES = 1000  # LevelDB's mmap limit on a 64-bit build (util/env_posix.cc, kDefaultMmapLimit)
+FD_LIMIT_SHARE = 5  # LevelDB keeps at most RLIMIT_NOFILE / 5 table files open for pread
 TABLE_BYTES = 2 << 20  # LevelDB's max_file_size: compactions cut tables at this size
 
 
@@ -44,9 +53,15 @@ class DbMemory:
 
     @property
     def mapped_bytes(self) -> int:
-        """The most of its tables LevelDB keeps mapped: every table the table cache holds open, and
-        the level-0 tables (a memtable each) that a compaction has not yet merged (4 to 12)."""
-        return (self.max_open_files - LEVELDB_RESERVED_FILES) * self.table_bytes + 12 * self.write_buffer_bytes
+        """The most of its tables LevelDB keeps mapped: the tables it holds open, up to its mmap
+        limit, and the level-0 tables (a memtable each) that a compaction has not yet merged (4 to 12)."""
+        tables = min(self.max_open_files - LEVELDB_RESERVED_FILES, MMAP_TABLES)
+        return tables * self.table_bytes + 12 * self.write_buffer_bytes
+
+    @property
+    def pread_files(self) -> int:
+        """The table files LevelDB must keep open beyond its mapped ones to hold the whole table cache."""
+        return max(0, self.max_open_files - LEVELDB_RESERVED_FILES - MMAP_TABLES)
 
 
 DEFAULT_MEMORY = DbMemory()
@@ -54,6 +69,27 @@ DEFAULT_MEMORY = DbMemory()
 
 class StoreError(ChainError, RuntimeError):
     pass
+
+
+def raise_fd_limit(memory: DbMemory = DEFAULT_MEMORY) -> str | None:
+    """Raise this process's soft RLIMIT_NOFILE (up to its hard limit) so that LevelDB keeps every
+    table of its cache open. LevelDB reads the limit once, when it opens its first table file, so
+    this runs before the first store is opened. Returns None, or why the table cache cannot be
+    held open (the hard limit is too low): the reads then reopen files, slower but correct."""
+    # LevelDB's pread files stay within a fifth of the limit, the rest is the process's own
+    need = FD_LIMIT_SHARE * memory.pread_files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return None
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target >= need:
+        return None
+    return (f"the open-files limit is {target:,} (hard {hard:,}): LevelDB keeps {target // FD_LIMIT_SHARE:,} "
+            f"table files open besides its {MMAP_TABLES:,} mapped ones, fewer than the {memory.pread_files:,} "
+            f"that leveldb_max_open_files {memory.max_open_files:,} needs, so a store that large reopens "
+            f"files on its reads; raise the hard limit (ulimit -Hn, systemd LimitNOFILE) to {need:,}")
 
 
 def open_db(path: Path, create: bool, memory: DbMemory = DEFAULT_MEMORY) -> plyvel.DB:

@@ -102,6 +102,7 @@ class BenchOptions:
     setup_window: int | None = None  # txs in flight in the setup phase, across all clients; None: `window`
     state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
     leveldb_max_open_files: int | None = None  # the nodes' `leveldb_max_open_files`; None: the node's default
+    snapshot_interval: int | None = None  # the nodes' `state_snapshot_interval`; None: the node's default
 
     @property
     def setup_in_flight(self) -> int:
@@ -251,7 +252,11 @@ def _cpu_total(pids: dict[str, int]) -> float:
 
 def node_settings(opts: BenchOptions) -> dict[str, Any]:
     """What the bench sets in every node's config beyond provisioning's defaults."""
-    settings = {"state_retention": opts.state_retention, "leveldb_max_open_files": opts.leveldb_max_open_files}
+    settings = {
+        "state_retention": opts.state_retention,
+        "state_snapshot_interval": opts.snapshot_interval,
+        "leveldb_max_open_files": opts.leveldb_max_open_files,
+    }
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -302,6 +307,7 @@ def _summarise(
         "window": opts.window,
         "setup_window": opts.setup_in_flight,
         "state_retention": opts.state_retention,  # None: archive nodes
+        "state_snapshot_interval": opts.snapshot_interval,  # None: the node's default
         "leveldb_max_open_files": opts.leveldb_max_open_files,  # None: the node's default
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chain.leveldb import BLOCK_CACHE_BYTES, MAX_OPEN_FILES, MIN_OPEN_FILES, WRITE_BUFFER_BYTES, DbMemory
 from chain.patterns import WholePattern
+from chain.retention import SNAPSHOT_INTERVAL
 from chain.validators import ADDRESS_PATTERN, dial_address_problem
 from node.errors import EXIT_FAILED, NodeError
 from node.p2p.observers import DEFAULT_MAX_OBSERVERS
@@ -105,6 +106,12 @@ class NodeConfig(BaseModel):
         "a joining node may sync from); older versions are pruned as blocks commit. null: an archive, every "
         "version kept (docs/operations.md, Retention)",
     )
+    state_snapshot_interval: int = Field(
+        SNAPSHOT_INTERVAL, ge=1, le=1_000_000_000,
+        description="with state_retention: snapshot heights are the multiples of this, and the two latest below "
+        "the head are kept, so a joining node's state sync has at least this many heights to finish before "
+        "its base is pruned (docs/operations.md, Retention)",
+    )
     cache_tree_nodes_bytes: int = Field(
         TREE_NODE_CACHE_BYTES, ge=0, le=1 << 40,
         description="state-tree nodes kept in memory (estimated bytes); 0 reads every node from the store",
@@ -119,7 +126,8 @@ class NodeConfig(BaseModel):
     leveldb_block_cache_bytes: int = Field(BLOCK_CACHE_BYTES, ge=0, le=1 << 40, description="LevelDB's table-block cache")
     leveldb_max_open_files: int = Field(
         MAX_OPEN_FILES, ge=MIN_OPEN_FILES, le=1_000_000,
-        description="LevelDB's open files: tables are read through mmap, so at most this many, less 10, stay mapped",
+        description="LevelDB's table cache: a store with more tables than this, less 10, reopens tables on its "
+        "reads; each open table's index and filter (~40 KB for 2 MiB) stay in memory; the first 1,000 are mapped",
     )
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -51,7 +51,7 @@ def load_node_files(cfg: NodeConfig, store: Store | None = None) -> tuple[Genesi
     """Load genesis and key, open the data dir (or take `store`, open on it already: a state
     sync's); every failure a NodeStartError that says what."""
     genesis, key = load_identity(cfg)
-    retention = Retention(cfg.state_retention)
+    retention = Retention(cfg.state_retention, cfg.state_snapshot_interval)
     try:
         if store is None:
             ledger = Ledger.open(cfg.data_dir, genesis, retention, cfg.memory)

@@ -47,6 +47,8 @@ def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(t
     assert b.node_settings(b.BenchOptions()) == {}
     assert b.node_settings(b.BenchOptions(state_retention=100)) == {"state_retention": 100}
     assert b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)) == {"leveldb_max_open_files": 4000}
+    assert b.node_settings(b.BenchOptions(state_retention=100, snapshot_interval=50)) == {
+        "state_retention": 100, "state_snapshot_interval": 50}
     kept = _consortium(tmp_path / "kept", **b.node_settings(b.BenchOptions(state_retention=100)))
     assert [NodeConfig.load(n.config).state_retention for n in kept.nodes] == [100] * 4
     archive = _consortium(tmp_path / "archive")
@@ -55,6 +57,9 @@ def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(t
         _consortium(tmp_path / "bad", state_retention=0)  # checked as any node config is
     files = _consortium(tmp_path / "files", **b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)))
     assert [NodeConfig.load(n.config).leveldb_max_open_files for n in files.nodes] == [4000] * 4
+    snaps = _consortium(tmp_path / "snaps", **b.node_settings(b.BenchOptions(state_retention=10, snapshot_interval=50)))
+    assert [NodeConfig.load(n.config).state_snapshot_interval for n in snaps.nodes] == [50] * 4
+    assert [NodeConfig.load(n.config).state_snapshot_interval for n in archive.nodes] == [1000] * 4
 
 
 def test_dir_bytes_counts_blocks_on_disk_under_every_subdir(tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from pydantic import ValidationError
 
 import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
-from chain.leveldb import LEVELDB_RESERVED_FILES, MIN_OPEN_FILES, DbMemory, open_db
+from chain.leveldb import FD_LIMIT_SHARE, LEVELDB_RESERVED_FILES, MIN_OPEN_FILES, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
 from node.p2p.peers import Peer, PerPeerRate, TransportConfig
 from node.rpc.ratelimit import RateLimiter
@@ -122,3 +126,35 @@ def test_the_per_peer_serve_rate_remembers_a_bounded_number_of_peers() -> None:
         rate.allow(f"other-{i}", 100.3)
     assert not rate.allow("busy", 100.4)
     assert rate.allow("busy", 101.2)
+
+
+def _limit_after_raise(soft: int, hard: int, max_open_files: int) -> tuple[int, str | None]:
+    """In a child process started with RLIMIT_NOFILE (soft, hard): raise_fd_limit's effect."""
+    code = (
+        "import json, resource\n"
+        "from chain.leveldb import DbMemory, raise_fd_limit\n"
+        f"why = raise_fd_limit(DbMemory(max_open_files={max_open_files}))\n"
+        "print(json.dumps([resource.getrlimit(resource.RLIMIT_NOFILE)[0], why]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    )
+    new_soft, why = json.loads(out.stdout)
+    return new_soft, why
+
+
+def test_the_open_files_limit_is_raised_to_hold_leveldbs_table_cache_open() -> None:
+    # LevelDB reads its first 1,000 tables through mmap and keeps pread files open for the others
+    # while they are fewer than a fifth of the soft limit: 2,000 open tables need 5 x 990
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    need = FD_LIMIT_SHARE * DbMemory(max_open_files=2000).pread_files
+    assert need == 4950
+    if hard != resource.RLIM_INFINITY and hard < need + 10:
+        pytest.skip(f"the hard open-files limit {hard} is below {need + 10}")
+    assert _limit_after_raise(256, need + 10, 2000) == (need, None)
+    assert _limit_after_raise(need + 10, need + 10, 2000) == (need + 10, None)  # never lowered
+    assert _limit_after_raise(256, need, 1000) == (256, None)  # mapped tables only: nothing to raise
+    short, why = _limit_after_raise(256, 4096, 2000)
+    assert short == 4096  # as far as the hard limit allows, and the node is told why that is short
+    assert why is not None and "4,096" in why and "leveldb_max_open_files 2,000" in why and "4,950" in why
