@@ -8,8 +8,9 @@ receipts and the indexes are never pruned; nor is anything the audit needs to re
 replays from the genesis and recomputes every root.
 
 The horizon never passes the state a joining node may sync from: snapshot heights are the
-multiples of SNAPSHOT_INTERVAL, and the store keeps the latest two below its head, so a sync
-that started from the latest has at least SNAPSHOT_INTERVAL heights to finish.
+multiples of the snapshot interval (node config `state_snapshot_interval`, SNAPSHOT_INTERVAL by
+default), and the store keeps the latest two below its head, so a sync whose base was the head
+when it started has at least that many heights to finish.
 """
 
 from __future__ import annotations
