@@ -35,8 +35,9 @@ when it fires, or the primary is caught misbehaving, the replica moves to v+1 an
 VIEW-CHANGE(v+1, h, its highest prepared proof at h). The primary of v+1 gathers a quorum whose
 heights are at most its own height H and broadcasts NEW-VIEW with them and, if any of them holds a
 prepared proof for H, a PRE-PREPARE re-proposing the block of the highest-view proof. Replicas
-check the NEW-VIEW before entering the view. Timeouts double on each failed view, capped, and
-reset on a commit; each wait of a view (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a
+check the NEW-VIEW before entering the view. Timeouts double on each failed view, capped; a
+commit takes that back, but a height that needed a view change leaves the next heights a timer
+twice as long, until enough clean commits shorten it again; each wait of a view (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a
 commit) gets a full period, so a replica out of phase with the others cannot leave every view
 alone just after it settles. A replica changing views moves on only once a quorum asked for its
 view or a later one. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
@@ -80,6 +81,13 @@ from node.consensus.messages import (
 HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
 VIEW_WINDOW = 64  # likewise for views
 BLOCK_HEIGHTS = 2  # blocks are kept for heights h .. h+BLOCK_HEIGHTS-1 only (memory bound)
+# The view timer's learned length (`_timeout_ms`): a height that needed a view change to commit
+# says the base timeout is shorter than the consortium's heights take (large blocks on slow
+# machines), so the next heights get twice as long, up to 2**MAX_PATIENCE times; it comes back
+# down one step after PATIENCE_RELAX commits in a row without a view change. Without it, blocks
+# just longer than the base made every other height change views (docs/consensus.md, Timers).
+MAX_PATIENCE = 4
+PATIENCE_RELAX = 32
 VOTE_RECORD_VERSION = 2  # 2: the prepared proof names its block by hash; the block is kept beside it
 
 VerifyFn = Callable[[str, Domain, bytes, str], bool]
@@ -340,7 +348,9 @@ class Replica:
         self.new_view_msg: Signed[NewView] | None = None  # the NEW-VIEW that established self.view
         self.pending_new_views: dict[int, Signed[NewView]] = {}  # NEW-VIEWs for heights we have not reached
         self.sent_new_view: set[int] = set()
-        self.failed_views = 0
+        self.failed_views = 0  # view changes since the last commit
+        self.patience = 0  # the timer's learned exponent (MAX_PATIENCE)
+        self.clean_commits = 0  # commits in a row without a view change
         self.peer_heights: dict[str, int] = {}
         self.sync_requested: tuple[int, int] = (0, 0)
         self.timer: tuple[int, int] | None = None
@@ -449,7 +459,7 @@ class Replica:
         return signed
 
     def _timeout_ms(self) -> int:
-        ms = self.params.view_timeout_ms << min(self.failed_views, 30)
+        ms = self.params.view_timeout_ms << min(self.patience + self.failed_views, 30)
         return min(ms, self.params.max_view_timeout_ms)
 
     def _arm_timer(self, restart: bool = False) -> None:
@@ -744,7 +754,7 @@ class Replica:
         self.last_certificate = certificate
         self.ready = False
         self.best_prepared = None
-        self.failed_views = 0
+        self._learn_patience()
         self.slots = {k: s for k, s in self.slots.items() if k[1] >= self.height}
         self._seen = {k: s for k, s in self._seen.items() if k[3] >= self.height}
         self._convicted = {k for k in self._convicted if k[3] >= self.height}
@@ -755,6 +765,19 @@ class Replica:
         if self.timer is not None:
             self.timer = None
             self._out.append(CancelTimer())
+
+    def _learn_patience(self) -> None:
+        """At a commit: a height that needed view changes lengthens the next heights' timer one
+        step; PATIENCE_RELAX clean commits in a row shorten it one step."""
+        if self.failed_views:
+            self.patience = min(self.patience + 1, MAX_PATIENCE)
+            self.clean_commits = 0
+        else:
+            self.clean_commits += 1
+            if self.clean_commits >= PATIENCE_RELAX and self.patience:
+                self.patience -= 1
+                self.clean_commits = 0
+        self.failed_views = 0
 
     def _upon_persisted(self, height: int) -> None:
         """Upon the driver having persisted our head: take up the next height."""

@@ -117,15 +117,28 @@ def test_a_primary_that_splits_its_pre_prepares_is_convicted_through_the_view_ch
     assert all(node.replica.view >= 1 for node in world.honest())
 
 
-def test_timeouts_double_on_failed_views_and_reset_on_progress() -> None:
-    world = World(13, n=7, byzantine={0: frozenset({"silent"}), 1: frozenset({"silent"})})
-    run(world, 4)
+def test_timeouts_double_on_failed_views_and_a_height_that_needed_them_lengthens_the_next() -> None:
+    world = World(13, n=7, byzantine={0: frozenset({"silent"}), 1: frozenset({"silent"})}, block_txs=4)
+    run(world, 12)
     timers = world.nodes[3].timers
-    assert [ms for _, _, ms in timers[:1]] == [200]
-    assert 400 in [ms for v, _, ms in timers if v == 1] and 800 in [ms for v, _, ms in timers if v == 2]
-    first_commit_height = [h for _, h, _ in timers if h > 1]
-    if first_commit_height:
-        assert [ms for v, h, ms in timers if h > 1][0] == 200
+    assert timers[0] == (0, 1, 200)
+    assert (1, 1, 400) in timers and (2, 1, 800) in timers  # each failed view doubles it
+    # height 1 committed in view 2 after two view changes: k goes back to 0, patience to 1
+    assert next(ms for _, h, ms in timers if h == 2) == 400
+    assert all(node.replica.patience == 1 and node.replica.view == 2 for node in world.honest())
+
+
+def test_patience_comes_back_down_after_clean_commits() -> None:
+    world = World(5, n=4, block_txs=1)
+    for node in world.nodes:
+        node.replica.patience = 2
+    run(world, pbft.PATIENCE_RELAX + 3)
+    timers = world.nodes[1].timers
+    assert all(node.replica.view == 0 for node in world.nodes)  # no view change at all
+    last = pbft.PATIENCE_RELAX  # the 32nd clean commit takes patience from 2 to 1
+    assert {ms for _, h, ms in timers if h <= last} == {800}
+    assert {ms for _, h, ms in timers if h > last} == {400}
+    assert all(node.replica.patience == 1 for node in world.nodes)
 
 
 def test_synced_block_needs_a_valid_certificate() -> None:
