@@ -36,8 +36,8 @@ VIEW-CHANGE(v+1, h, its highest prepared proof at h). The primary of v+1 gathers
 heights are at most its own height H and broadcasts NEW-VIEW with them and, if any of them holds a
 prepared proof for H, a PRE-PREPARE re-proposing the block of the highest-view proof. Replicas
 check the NEW-VIEW before entering the view. Timeouts double on each failed view, capped; a
-commit takes that back, but a height that needed a view change leaves the next heights a timer
-twice as long, until enough clean commits shorten it again; each wait of a view (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a
+commit takes that back, but a view left although its primary had proposed leaves the next
+heights a timer twice as long, until enough clean commits shorten it again; each wait of a view (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a
 commit) gets a full period, so a replica out of phase with the others cannot leave every view
 alone just after it settles. A replica changing views moves on only once a quorum asked for its
 view or a later one. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
@@ -81,11 +81,13 @@ from node.consensus.messages import (
 HEIGHT_WINDOW = 8  # messages for heights further ahead than this are refused (memory bound)
 VIEW_WINDOW = 64  # likewise for views
 BLOCK_HEIGHTS = 2  # blocks are kept for heights h .. h+BLOCK_HEIGHTS-1 only (memory bound)
-# The view timer's learned length (`_timeout_ms`): a height that needed a view change to commit
+# The view timer's learned length (`_timeout_ms`): a view left although its primary had proposed
 # says the base timeout is shorter than the consortium's heights take (large blocks on slow
-# machines), so the next heights get twice as long, up to 2**MAX_PATIENCE times; it comes back
-# down one step after PATIENCE_RELAX commits in a row without a view change. Without it, blocks
-# just longer than the base made every other height change views (docs/consensus.md, Timers).
+# machines), so the heights after get twice as long, up to 2**MAX_PATIENCE times; it comes back
+# down one step after PATIENCE_RELAX commits in a row without a view change. A view whose primary
+# never proposed (stopped, or faulty) says nothing of the heights' length and teaches nothing.
+# Without it, blocks just longer than the base made every other height change views
+# (docs/consensus.md, Timers).
 MAX_PATIENCE = 4
 PATIENCE_RELAX = 32
 VOTE_RECORD_VERSION = 2  # 2: the prepared proof names its block by hash; the block is kept beside it
@@ -349,6 +351,7 @@ class Replica:
         self.pending_new_views: dict[int, Signed[NewView]] = {}  # NEW-VIEWs for heights we have not reached
         self.sent_new_view: set[int] = set()
         self.failed_views = 0  # view changes since the last commit
+        self.slow_views = 0  # of them, views left although their primary had proposed
         self.patience = 0  # the timer's learned exponent (MAX_PATIENCE)
         self.clean_commits = 0  # commits in a row without a view change
         self.peer_heights: dict[str, int] = {}
@@ -767,10 +770,12 @@ class Replica:
             self._out.append(CancelTimer())
 
     def _learn_patience(self) -> None:
-        """At a commit: a height that needed view changes lengthens the next heights' timer one
-        step; PATIENCE_RELAX clean commits in a row shorten it one step."""
-        if self.failed_views:
+        """At a commit: a height whose primary proposed and was still left lengthens the next
+        heights' timer one step; PATIENCE_RELAX commits in a row without a view change shorten it
+        one step."""
+        if self.slow_views:
             self.patience = min(self.patience + 1, MAX_PATIENCE)
+        if self.failed_views:
             self.clean_commits = 0
         else:
             self.clean_commits += 1
@@ -778,6 +783,7 @@ class Replica:
                 self.patience -= 1
                 self.clean_commits = 0
         self.failed_views = 0
+        self.slow_views = 0
 
     def _upon_persisted(self, height: int) -> None:
         """Upon the driver having persisted our head: take up the next height."""
@@ -860,6 +866,9 @@ class Replica:
         if view <= self.view:
             return
         self.failed_views += 1
+        left = self.slots.get((self.view, self.height))
+        if not self.in_view_change and left is not None and left.pre_prepare is not None:
+            self.slow_views += 1
         self.view = view
         self.in_view_change = True
         self._proof_blocks = set()

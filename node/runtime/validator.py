@@ -365,6 +365,8 @@ class Validator(NodeProcess):
     def _note_view(self) -> None:
         """Count view changes for the metrics (the core's view only grows)."""
         if self.replica.view > self._view_seen:
+            log.info("view %d -> %d at height %d (view timer patience %d: docs/consensus.md, Timers)",
+                     self._view_seen, self.replica.view, self.replica.height, self.replica.patience)
             self.metrics.on_view_change(self.replica.view - self._view_seen)
             self._view_seen = self.replica.view
 

@@ -117,15 +117,26 @@ def test_a_primary_that_splits_its_pre_prepares_is_convicted_through_the_view_ch
     assert all(node.replica.view >= 1 for node in world.honest())
 
 
-def test_timeouts_double_on_failed_views_and_a_height_that_needed_them_lengthens_the_next() -> None:
+def test_timeouts_double_on_failed_views_and_a_silent_primary_teaches_no_patience() -> None:
     world = World(13, n=7, byzantine={0: frozenset({"silent"}), 1: frozenset({"silent"})}, block_txs=4)
     run(world, 12)
     timers = world.nodes[3].timers
     assert timers[0] == (0, 1, 200)
     assert (1, 1, 400) in timers and (2, 1, 800) in timers  # each failed view doubles it
-    # height 1 committed in view 2 after two view changes: k goes back to 0, patience to 1
-    assert next(ms for _, h, ms in timers if h == 2) == 400
-    assert all(node.replica.patience == 1 and node.replica.view == 2 for node in world.honest())
+    # height 1 committed in view 2 after two views whose primaries never proposed: back to the base
+    assert next(ms for _, h, ms in timers if h == 2) == 200
+    assert all(node.replica.patience == 0 and node.replica.view == 2 for node in world.honest())
+
+
+def test_a_view_left_although_its_primary_proposed_lengthens_the_next_heights_timer() -> None:
+    # view 0's primary proposes, but its PREPAREs are lost: the height did not fit the timer
+    world = World(16, n=4, block_txs=4)
+    world.drop_filter = lambda src, dst, m: m["body"]["kind"] == "prepare" and m["body"]["view"] == 0
+    run(world, 12)
+    timers = world.nodes[2].timers
+    assert timers[0] == (0, 1, 200) and (1, 1, 400) in timers
+    assert next(ms for _, h, ms in timers if h == 2) == 400  # patience 1: twice the base from here on
+    assert all(node.replica.patience == 1 and node.replica.view == 1 for node in world.nodes)
 
 
 def test_patience_comes_back_down_after_clean_commits() -> None:
