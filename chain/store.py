@@ -509,7 +509,7 @@ class Store:
         if commit.certificate.height != block.height or commit.certificate.block_hash != block.block_hash:
             raise StoreError(f"certificate does not name block {block.height}")
         head = Head(block.height, block.block_hash, block.header.state_root)
-        state_from = max(self._state_from, self.retention.horizon(block.height))
+        state_from = self.retention.next_state_from(self._state_from, block.height)
         try:
             self._write_block(commit, head, state_from)
         except plyvel.Error as e:

@@ -16,7 +16,7 @@ from chain.retention import Retention, snapshot_height
 from chain.store import Store
 from contracts.apply import reexecute
 
-PRUNING = Retention(keep=2, snapshot_interval=2)
+PRUNING = Retention(keep=2, snapshot_interval=2)  # jumps of 2: every commit reaches the horizon
 
 
 def test_the_horizon_keeps_recent_heights_and_the_two_latest_snapshots() -> None:
@@ -33,6 +33,18 @@ def test_the_horizon_keeps_recent_heights_and_the_two_latest_snapshots() -> None
         Retention(keep=0)
     with pytest.raises(ValueError):
         Retention(keep=5, snapshot_interval=0)
+
+
+def test_a_horizon_that_jumps_is_pruned_over_the_next_commits() -> None:
+    r = Retention(keep=1, snapshot_interval=100)
+    assert r.horizon(999) == 800 and r.horizon(1000) == 900  # the jump at a snapshot height
+    state_from, steps = 800, []
+    for head in range(1000, 1030):
+        state_from = r.next_state_from(state_from, head)
+        steps.append(state_from)
+    assert steps[:3] == [804, 808, 812] and steps[24:] == [900] * 6  # 4 heights a commit, then held
+    assert r.next_state_from(950, 1000) == 950  # never back
+    assert Retention().next_state_from(0, 10**6) == 0  # an archive prunes nothing
 
 
 def _grow(ch: LedgerChain, blocks: int) -> None:
