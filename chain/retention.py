@@ -21,7 +21,8 @@ SNAPSHOT_INTERVAL = 1_000
 # The horizon moves by a whole snapshot interval at once; a commit prunes at most this many
 # heights' retired nodes, so the jump is spread over the next commits. Pruned in one batch, the
 # 100 heights of the 1M bench's interval (~6,000 deleted nodes a height) stalled each node's
-# commit for 8-12 s, long enough to change views (docs/performance.md, "The 1,000,000-tx run").
+# commit for 8-12 s, long enough to change views (docs/performance.md, "The 1,000,000-tx run with
+# a pruning node").
 PRUNE_HEIGHTS_PER_COMMIT = 4
 
 
