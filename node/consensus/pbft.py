@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 from chain.block import Block, BlockError, Certificate, CertificateError, commit_message, sign_commit
 from chain.crypto import Domain, KeyPair, verify
@@ -160,7 +160,7 @@ class BlockReceived:
     block: Block
 
 
-Event = Union[Received, TxsPending, Timeout, Persisted, SyncedBlock, BlockReceived]
+Event = Received | TxsPending | Timeout | Persisted | SyncedBlock | BlockReceived
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class SaveVotes:
     record: VoteRecord
 
 
-Action = Union[Broadcast, Send, SetTimer, CancelTimer, CommitBlock, RequestSync, SaveVotes, BroadcastBlock, FetchBlock]
+Action = Broadcast | Send | SetTimer | CancelTimer | CommitBlock | RequestSync | SaveVotes | BroadcastBlock | FetchBlock
 V = TypeVar("V", Prepare, Commit)  # the votes a slot counts
 K = TypeVar("K", bound=Message)
 
@@ -351,7 +351,7 @@ class Replica:
         self.pending_new_views: dict[int, Signed[NewView]] = {}  # NEW-VIEWs for heights we have not reached
         self.sent_new_view: set[int] = set()
         self.failed_views = 0  # view changes since the last commit
-        self.slow_views = 0  # of them, views left although their primary had proposed
+        self.left_a_proposal = False  # since the last commit: a view left although its primary had proposed
         self.patience = 0  # the timer's learned exponent (MAX_PATIENCE)
         self.clean_commits = 0  # commits in a row without a view change
         self.peer_heights: dict[str, int] = {}
@@ -773,7 +773,7 @@ class Replica:
         """At a commit: a height whose primary proposed and was still left lengthens the next
         heights' timer one step; PATIENCE_RELAX commits in a row without a view change shorten it
         one step."""
-        if self.slow_views:
+        if self.left_a_proposal:
             self.patience = min(self.patience + 1, MAX_PATIENCE)
         if self.failed_views:
             self.clean_commits = 0
@@ -783,7 +783,7 @@ class Replica:
                 self.patience -= 1
                 self.clean_commits = 0
         self.failed_views = 0
-        self.slow_views = 0
+        self.left_a_proposal = False
 
     def _upon_persisted(self, height: int) -> None:
         """Upon the driver having persisted our head: take up the next height."""
@@ -868,7 +868,7 @@ class Replica:
         self.failed_views += 1
         left = self.slots.get((self.view, self.height))
         if not self.in_view_change and left is not None and left.pre_prepare is not None:
-            self.slow_views += 1
+            self.left_a_proposal = True
         self.view = view
         self.in_view_change = True
         self._proof_blocks = set()
