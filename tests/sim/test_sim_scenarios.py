@@ -139,6 +139,23 @@ def test_a_view_left_although_its_primary_proposed_lengthens_the_next_heights_ti
     assert all(node.replica.patience == 1 and node.replica.view == 1 for node in world.nodes)
 
 
+@pytest.mark.parametrize("seed", [17, 18, 19])
+@pytest.mark.parametrize("n", [4, 7])
+def test_byzantine_primaries_that_split_their_proposals_raise_patience_one_step_each_at_most(n: int, seed: int) -> None:
+    # the attack on the timer policy: the faulty primaries of views 0 .. f-1 propose, but different
+    # blocks to different peers, so honest replicas leave views that had a PRE-PREPARE. That may
+    # lengthen their timer one step per view a faulty primary led, no more; the honest primary
+    # that commits keeps its view, so the faulty ones lead no other
+    f = (n - 1) // 3
+    world = World(seed, n=n, byzantine={i: frozenset({"split"}) for i in range(f)}, block_txs=4)
+    run(world, 24)
+    for node in world.honest():
+        assert node.replica.patience <= node.replica.view <= f
+        assert max(ms for _, h, ms in node.timers if h > 1) <= 200 << node.replica.view
+    if n == 4:  # one faulty primary always splits the honest three: the attack reaches its bound
+        assert all(node.replica.view == 1 and node.replica.patience == 1 for node in world.honest())
+
+
 def test_patience_comes_back_down_after_clean_commits() -> None:
     world = World(5, n=4, block_txs=1)
     for node in world.nodes:
