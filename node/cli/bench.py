@@ -38,12 +38,14 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--state-retention", default=None, type=click.IntRange(1), metavar="N", help="run the nodes keeping the state trees of the last N heights (docs/operations.md, Retention)  [default: archive nodes, every version kept]")
 @click.option("--snapshot-interval", default=None, type=click.IntRange(1), metavar="N", help="with --state-retention: the nodes' `state_snapshot_interval`; the two latest multiples of N below the head are kept whatever --state-retention says, so a retention prunes nothing before height 2N  [default: the node's, 1000]")
 @click.option("--leveldb-max-open-files", default=None, type=click.IntRange(74), metavar="N", help="run the nodes with this `leveldb_max_open_files` (docs/operations.md): a store with more tables than N less 10 reopens tables on its reads  [default: the node's, 5000]")
+@click.option("--node-setting", "node_settings", multiple=True, metavar="NAME=VALUE", help="a node config field for every node, VALUE as JSON (a bare word is a string), e.g. cache_tree_nodes_bytes=268435456 (repeatable; docs/operations.md lists the fields)")
 @click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap, data dir on disk per node")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
     keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, setup_window: int | None,
-    state_retention: int | None, snapshot_interval: int | None, leveldb_max_open_files: int | None, interval: int | None, params: tuple[str, ...],
+    state_retention: int | None, snapshot_interval: int | None, leveldb_max_open_files: int | None, node_settings: tuple[str, ...], interval: int | None,
+    params: tuple[str, ...],
 ) -> None:
     """The load benchmark: a local consortium driven by concurrent signed transactions.
 
@@ -74,6 +76,7 @@ def bench(
         state_retention=state_retention,
         leveldb_max_open_files=leveldb_max_open_files,
         snapshot_interval=snapshot_interval,
+        settings=_parse_node_settings(node_settings),
     )
     sys.exit(_run(b, opts, json_out))
 
@@ -88,6 +91,29 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, int]:
         if not sep or name not in known or not value.isdigit():
             raise click.BadParameter(f"{item!r}: NAME=INT with NAME one of {', '.join(sorted(known))}", param_hint="--param")
         out[name] = int(value)
+    return out
+
+
+# Set by provisioning for each node (its identity, files and ports): never the bench's to change
+_PROVISIONED = frozenset({"node_id", "genesis", "key", "data_dir", "peer_listen", "rpc_listen", "log_file"})
+
+
+def _parse_node_settings(items: tuple[str, ...]) -> dict[str, Any]:
+    """NAME=VALUE pairs as NodeConfig fields; each value is checked when the configs are written."""
+    from node.runtime.config import NodeConfig
+
+    known = set(NodeConfig.model_fields) - _PROVISIONED
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in known:
+            raise click.BadParameter(f"{item!r}: NAME=VALUE with NAME one of {', '.join(sorted(known))}", param_hint="--node-setting")
+        if name in out:
+            raise click.BadParameter(f"{name}: given twice", param_hint="--node-setting")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text  # a bare word: a string (a path, a level); NodeConfig says if it fits
     return out
 
 

@@ -103,6 +103,7 @@ class BenchOptions:
     state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
     leveldb_max_open_files: int | None = None  # the nodes' `leveldb_max_open_files`; None: the node's default
     snapshot_interval: int | None = None  # the nodes' `state_snapshot_interval`; None: the node's default
+    settings: dict[str, Any] = field(default_factory=dict)  # any other NodeConfig fields for every node
 
     @property
     def setup_in_flight(self) -> int:
@@ -252,12 +253,15 @@ def _cpu_total(pids: dict[str, int]) -> float:
 
 def node_settings(opts: BenchOptions) -> dict[str, Any]:
     """What the bench sets in every node's config beyond provisioning's defaults."""
-    settings = {
+    named = {
         "state_retention": opts.state_retention,
         "state_snapshot_interval": opts.snapshot_interval,
         "leveldb_max_open_files": opts.leveldb_max_open_files,
     }
-    return {k: v for k, v in settings.items() if v is not None}
+    both = sorted(k for k, v in named.items() if v is not None and k in opts.settings)
+    if both:
+        raise BenchError(f"{', '.join(both)}: set twice (by its own option and as a node setting)")
+    return {**{k: v for k, v in named.items() if v is not None}, **opts.settings}
 
 
 def setup_summary(
@@ -309,6 +313,7 @@ def _summarise(
         "state_retention": opts.state_retention,  # None: archive nodes
         "state_snapshot_interval": opts.snapshot_interval,  # None: the node's default
         "leveldb_max_open_files": opts.leveldb_max_open_files,  # None: the node's default
+        "node_settings": node_settings(opts),  # every setting the bench put in the nodes' configs
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,

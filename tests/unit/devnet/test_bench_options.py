@@ -144,3 +144,33 @@ def test_a_run_that_fails_after_some_rows_still_writes_them(monkeypatch: pytest.
 def _dir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def test_any_node_setting_reaches_every_nodes_config_checked_as_a_config_is(tmp_path: Path) -> None:
+    from node.cli.bench import _parse_node_settings
+
+    settings = _parse_node_settings(("cache_tree_nodes_bytes=268435456", "log_level=debug", "state_retention=null"))
+    assert settings == {"cache_tree_nodes_bytes": 268435456, "log_level": "debug", "state_retention": None}
+    opts = b.BenchOptions(snapshot_interval=50, settings={"cache_tree_nodes_bytes": 1 << 28})
+    assert b.node_settings(opts) == {"state_snapshot_interval": 50, "cache_tree_nodes_bytes": 1 << 28}
+    cons = _consortium(tmp_path / "net", **b.node_settings(opts))
+    assert [NodeConfig.load(n.config).cache_tree_nodes_bytes for n in cons.nodes] == [1 << 28] * 4
+    with pytest.raises(b.BenchError, match="state_retention: set twice"):
+        b.node_settings(b.BenchOptions(state_retention=5, settings={"state_retention": 10}))
+    with pytest.raises(ValueError, match="cache_tree_nodes_bytes"):
+        _consortium(tmp_path / "bad", cache_tree_nodes_bytes=-1)
+
+
+@pytest.mark.parametrize(
+    ("arg", "words"),
+    [
+        ("cache_tree_nodes_bytes", "NAME=VALUE"),  # no value
+        ("no_such_field=1", "NAME=VALUE with NAME one of"),
+        ("data_dir=/elsewhere", "NAME=VALUE with NAME one of"),  # provisioning's, not the bench's
+    ],
+)
+def test_a_bad_node_setting_is_refused_before_anything_starts(arg: str, words: str) -> None:
+    result = CliRunner().invoke(main, ["bench", "--node-setting", arg, "--node-setting", "log_level=info"])
+    assert result.exit_code == 2 and words in result.output, result.output
+    twice = CliRunner().invoke(main, ["bench", "--node-setting", "log_level=info", "--node-setting", "log_level=debug"])
+    assert twice.exit_code == 2 and "log_level: given twice" in twice.output
