@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from itertools import compress, repeat, starmap
 from operator import is_, is_not, itemgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import plyvel
 
@@ -231,7 +231,7 @@ class Store:
         if self._tmp_copy is not None:
             shutil.rmtree(self._tmp_copy, ignore_errors=True)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from node.devnet.provision import BENCH_BASE_PORT, PORT_LAYOUT
+from node.devnet.provision import BENCH_BASE_PORT, PORT_LAYOUT, PROVISIONED_FIELDS
 from node.errors import EXIT_FAILED, LAYER_ERRORS
 from node.rpc.models import MAX_BATCH_TXS
 
@@ -94,15 +94,11 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-# Set by provisioning for each node (its identity, files and ports): never the bench's to change
-_PROVISIONED = frozenset({"node_id", "genesis", "key", "data_dir", "peer_listen", "rpc_listen", "log_file"})
-
-
 def _parse_node_settings(items: tuple[str, ...]) -> dict[str, Any]:
     """NAME=VALUE pairs as NodeConfig fields; each value is checked when the configs are written."""
     from node.runtime.config import NodeConfig
 
-    known = set(NodeConfig.model_fields) - _PROVISIONED
+    known = set(NodeConfig.model_fields) - PROVISIONED_FIELDS
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")

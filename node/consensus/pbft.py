@@ -39,8 +39,8 @@ check the NEW-VIEW before entering the view. Timeouts double on each failed view
 commit takes that back, but a view left although its primary had proposed leaves the next
 heights a timer twice as long, until enough clean commits shorten it again. Each wait of a view
 (for a quorum of VIEW-CHANGEs, for the NEW-VIEW, for a commit) gets a full period, so a replica
-out of phase with the others cannot leave every view alone just after it settles. A replica changing views moves on only once a quorum asked for its
-view or a later one. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
+out of phase with the others cannot leave every view alone just after it settles. A replica
+changing views moves on only once a quorum asked for its view or a later one. f+1 VIEW-CHANGEs for higher views make a lagging replica join the lowest view
 that f+1 of them ask for; a replica that asks for a view the others already hold gets a STATUS
 carrying the NEW-VIEW that established it and the certificate of their head.
 

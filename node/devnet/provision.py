@@ -132,6 +132,11 @@ def _check_file_names(seed: dict[str, Any]) -> None:
                 )
 
 
+# The NodeConfig fields provisioning sets for each node (its identity, files and ports,
+# `_write_node_config`): never a caller's `node_settings`
+PROVISIONED_FIELDS = frozenset({"node_id", "genesis", "key", "data_dir", "peer_listen", "rpc_listen", "log_file"})
+
+
 def init_consortium(
     out: str | Path,
     *,
@@ -145,6 +150,9 @@ def init_consortium(
     `node_settings` are NodeConfig fields set in every node's config (checked as the config is)."""
     if validators < 1:
         raise ProvisionError("--validators must be at least 1 (4 tolerates one faulty validator)")
+    taken = sorted(PROVISIONED_FIELDS & set(node_settings or {}))
+    if taken:
+        raise ProvisionError(f"{', '.join(taken)}: set by provisioning for each node, not a node setting")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ProvisionError(f"{out}: exists and is not empty; refusing to overwrite a consortium")

@@ -18,7 +18,7 @@ from node.cli.main import main
 from node.devnet import bench as b
 from node.devnet.bench_client import SetupResult
 from node.devnet.bench_proc import dir_bytes
-from node.devnet.provision import DEFAULT_SEED, Consortium, init_consortium
+from node.devnet.provision import DEFAULT_SEED, Consortium, ProvisionError, init_consortium
 from node.runtime.config import NodeConfig
 
 
@@ -159,6 +159,8 @@ def test_any_node_setting_reaches_every_nodes_config_checked_as_a_config_is(tmp_
         b.node_settings(b.BenchOptions(state_retention=5, settings={"state_retention": 10}))
     with pytest.raises(ValueError, match="cache_tree_nodes_bytes"):
         _consortium(tmp_path / "bad", cache_tree_nodes_bytes=-1)
+    with pytest.raises(ProvisionError, match="data_dir: set by provisioning"):
+        _consortium(tmp_path / "mine", data_dir="/elsewhere")  # each node's own, never one for all
 
 
 @pytest.mark.parametrize(
