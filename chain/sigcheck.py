@@ -86,7 +86,7 @@ def fetch_blocks(
             bad = frozenset(i for _, i in bad_signatures(_jobs(height, block)))
             yield height, Fetched(block, error, bad, receipts)
         return
-    # spawn, not fork: the caller holds an open LevelDB and maybe threads, which a fork would copy
+    # spawn, not fork: the caller holds an open RocksDB and maybe threads, which a fork would copy
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         yield from _pipelined(pool, read, first, last, workers * BATCHES_PER_WORKER)

@@ -6,7 +6,7 @@ so a tree of N random keys is about log2(N) deep rather than 256. Distinct tag b
 from ever posing as an inner node.
 
 Storage (keys are versioned by the height that wrote them, so that new nodes sort together and
-LevelDB's compactions do not rewrite old ones again and again: docs/performance.md, Store layout):
+the database's compactions do not rewrite old ones again and again: docs/performance.md, Store layout):
 
     n/<version:8><node hash>       a node written at height `version`: a leaf's 65-byte preimage,
                                    or an inner node's 65-byte preimage followed by the versions of

@@ -1,4 +1,4 @@
-"""The block store: one LevelDB (plyvel) per node.
+"""The block store: one RocksDB per node (chain/database.py).
 
 Keys (all bytes; heights are 12 zero-padded decimal digits so that keys sort by height):
 
@@ -18,7 +18,7 @@ receipt: a tx is answered with one small read whatever the size of its block (re
 decoding a 4,000-tx block, ~1.6 MB, for one tx took ~100-300 ms), a header without decoding any
 tx, and no tx's bytes are written twice (the commit is the node's hot path: docs/performance.md,
 Reads). A whole block (audits, catch-up) is its summary plus its txs' records, one range read.
-The records are keyed by their place, so each block's sort after every earlier one and LevelDB's
+The records are keyed by their place, so each block's sort after every earlier one and the database's
 compactions do not rewrite them again and again as the chain grows; only the small i/ pointers
 land all over the key space (docs/performance.md, Store layout).
 
@@ -41,16 +41,23 @@ from dataclasses import dataclass
 from itertools import compress, repeat, starmap
 from operator import is_, is_not, itemgetter
 from pathlib import Path
-from typing import Any, Protocol, Self
-
-import plyvel
+from typing import Any, Self
 
 from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
+from chain.database import (
+    DEFAULT_MEMORY,
+    Database,
+    DatabaseError,
+    DbMemory,
+    WriteBatch,
+    check_identity,
+    open_db,
+    refuse_leveldb_dir,
+)
+from chain.database import StoreError as StoreError  # the store's errors, raised by opening it too
 from chain.encoding import canonical, canonical_map, decode
 from chain.genesis import Genesis
-from chain.leveldb import DEFAULT_MEMORY, DbMemory, check_identity, open_db
-from chain.leveldb import StoreError as StoreError  # the store's errors, raised by opening it too
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.txrecords import (
@@ -83,7 +90,9 @@ from chain.txrecords import (
 #      stored, neither written again nor retired (chain/smt.py): a block writes other records than
 #      a version-7 node did, so an audit replaying a version-7 store would not match it; the nodes
 #      a block retires are one record, z/<height> (was a z/ record per node)
-SCHEMA_VERSION = b"8"
+#   9: the database is RocksDB (chain/database.py), no longer LevelDB: the records are those of
+#      version 8, the files are another engine's
+SCHEMA_VERSION = b"9"
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 _RESERVED = frozenset(RESERVED_PREFIXES)  # every prefix is 2 bytes: key[:2] in _RESERVED is the test
 
@@ -115,36 +124,18 @@ class BlockCommit:
     packed_receipts: Sequence[bytes] | None = None  # canonical(receipt) of each, if the caller has them (apply does)
 
 
-class _LevelDB(Protocol):
-    """The part of `plyvel.DB` the store uses: plyvel ships no type stubs, so without this every
-    read would be `Any` and a wrong return type would go unnoticed."""
-
-    @property
-    def closed(self) -> bool: ...
-    def get(self, key: bytes, *, verify_checksums: bool = False) -> bytes | None: ...
-    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
-    def iterator(
-        self, *, prefix: bytes | None = None, start: bytes | None = None, stop: bytes | None = None,
-        include_start: bool = True, reverse: bool = False, verify_checksums: bool = False,
-    ) -> Iterator[tuple[bytes, bytes]]: ...
-    def write_batch(self, *, sync: bool = False, transaction: bool = False) -> Any: ...
-    def get_property(self, name: bytes) -> bytes | None: ...
-    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
-    def close(self) -> None: ...
-
-
 class Store:
     def __init__(
-        self, db: plyvel.DB, path: Path, read_only: bool, tmp_copy: Path | None, retention: Retention = ARCHIVE
+        self, db: Database, path: Path, read_only: bool, tmp_copy: Path | None, retention: Retention = ARCHIVE
     ) -> None:
-        self._db: _LevelDB = db
+        self._db = db
         self.path = path
         self.read_only = read_only
         self._tmp_copy = tmp_copy
         self.retention = retention
         # called with every StoreFault before it is raised (the validator stops on it)
         self.on_fault: Callable[[StoreFault], None] | None = None
-        self.genesis_hash: str = db.get(b"m/genesis_hash").decode()
+        self.genesis_hash: str = (db.get(b"m/genesis_hash") or b"").decode()  # checked by check_identity
         self.base: Head | None = self._load_base()
         self._head = self._load_head()
         raw_from = db.get(b"m/state_from")
@@ -166,7 +157,7 @@ class Store:
         `initial_writes` (the genesis state, height 0) go into the same synced batch as the
         identity records, so a store either does not exist or has its whole genesis state.
         `retention` says which state versions each commit keeps (chain/retention.py); `memory`
-        what LevelDB may hold (chain/leveldb.py).
+        what the database may hold (chain/database.py).
         """
         path = Path(path)
         if not path.exists():
@@ -175,10 +166,10 @@ class Store:
             path.chmod(0o700)  # mkdir's mode is filtered by the umask; make it exact
         db = open_db(path, create=True, memory=memory)
         if db.get(b"m/schema") is None:
-            if next(db.iterator(include_value=False), None) is not None:
+            if next(db.keys(), None) is not None:
                 db.close()
                 raise StoreError(f"{path}: holds data but no schema record; not a titlechain store")
-            with db.write_batch(sync=True, transaction=True) as wb:
+            with db.write_batch(sync=True) as wb:
                 wb.put(b"m/schema", SCHEMA_VERSION)
                 wb.put(b"m/genesis_hash", genesis.hash.encode())
                 wb.put(b"m/genesis", canonical(genesis.doc))
@@ -190,7 +181,7 @@ class Store:
         return cls(db, path, read_only=False, tmp_copy=None, retention=retention)
 
     @classmethod
-    def from_handle(cls, db: plyvel.DB, path: Path, genesis: Genesis) -> Store:
+    def from_handle(cls, db: Database, path: Path, genesis: Genesis) -> Store:
         """A store over a database this process has just written (a state sync's import), with
         the checks of an open: schema, genesis, base and head."""
         check_identity(db, path, genesis.hash, SCHEMA_VERSION)
@@ -200,18 +191,19 @@ class Store:
     def open_read_only(cls, path: str | Path, genesis_hash: str | None = None) -> Store:
         """Open a copy of a data dir for reading (audits, explorers), even while a node runs.
 
-        LevelDB has no read-only mode and a running node holds the lock, so the files are
+        A running node holds the database's lock, so the files are
         linked (immutable tables) or copied (logs, manifest) into a private temporary dir.
         """
         path = Path(path)
         if not (path / "CURRENT").exists():
-            raise StoreError(f"{path}: not a LevelDB data dir (no CURRENT file)")
+            raise StoreError(f"{path}: not a node's data dir (no CURRENT file)")
+        refuse_leveldb_dir(path)
         tmp = Path(tempfile.mkdtemp(prefix="titlechain-ro-"))
         try:
             for entry in path.iterdir():
                 if entry.name == "LOCK" or not entry.is_file():
                     continue
-                if entry.suffix in (".ldb", ".sst"):
+                if entry.suffix == ".sst":
                     try:
                         os.link(entry, tmp / entry.name)
                         continue
@@ -421,8 +413,8 @@ class Store:
         # cache was checked when it was loaded): a damaged table must fail loudly, never answer
         # a wrong owner. Cost measured in docs/operations.md.
         try:
-            return self._db.get(key, verify_checksums=True)
-        except plyvel.Error as e:
+            return self._db.get(key)
+        except DatabaseError as e:
             raise self._fault(f"reading {key[:40]!r}", e) from None
 
     def compact(self) -> None:
@@ -430,25 +422,17 @@ class Store:
         settled store, as an aged node's is)."""
         try:
             self._db.compact_range()
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise self._fault("compacting", e) from None
 
     def compaction_mb(self) -> tuple[float, float]:
-        """(MB read, MB written) by LevelDB's flushes and compactions since the store was opened,
-        summed over its levels (`leveldb.stats`): what the layout costs beyond the batches."""
-        stats = self._db.get_property(b"leveldb.stats") or b""
-        read = written = 0.0
-        for line in stats.decode().splitlines():
-            cols = line.split()
-            if len(cols) == 6 and cols[0].isdigit():
-                read += float(cols[4])
-                written += float(cols[5])
-        return read, written
+        """(MB read, MB written) by the database's flushes and compactions since the store was
+        opened: what the layout costs beyond the batches."""
+        return self._db.compaction_mb()
 
-    def leveldb_memory(self) -> int:
-        """LevelDB's own estimate of the bytes it holds (memtables and block cache)."""
-        raw = self._db.get_property(b"leveldb.approximate-memory-usage")
-        return int(raw) if raw is not None and raw.isdigit() else 0
+    def db_memory(self) -> int:
+        """The database's own count of the bytes it holds (memtables, block cache)."""
+        return self._db.memory_bytes()
 
     def iterate(
         self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,
@@ -458,20 +442,20 @@ class Store:
         `stop` (and `start`), up to that key, excluded."""
         try:
             if start is None:
-                it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
+                it = self._db.iterator(prefix=prefix, reverse=reverse)
             else:
                 it = self._db.iterator(start=start, include_start=include_start, stop=stop or _prefix_end(prefix),
-                                       reverse=reverse, verify_checksums=True)
+                                       reverse=reverse)
             yield from it
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise self._fault(f"reading under {prefix[:40]!r}", e) from None
 
     def records(self, start: bytes, stop: bytes) -> dict[bytes, bytes]:
         """Every record from `start` up to `stop` (excluded), in one dict: `iterate` without a
         Python step per record (the audit reads millions of records so)."""
         try:
-            return dict(self._db.iterator(start=start, stop=stop, verify_checksums=True))
-        except plyvel.Error as e:
+            return dict(self._db.iterator(start=start, stop=stop))
+        except DatabaseError as e:
             raise self._fault(f"reading from {start[:40]!r}", e) from None
 
     # -- writes --------------------------------------------------------------------------------
@@ -490,7 +474,7 @@ class Store:
         key = _meta_key(name)
         try:
             self._db.put(key, value, sync=True)
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise self._fault(f"writing m/{name}", e) from None
 
     def append(self, commit: BlockCommit) -> Head:
@@ -512,13 +496,13 @@ class Store:
         state_from = self.retention.next_state_from(self._state_from, block.height)
         try:
             self._write_block(commit, head, state_from)
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise self._fault(f"writing block {block.height}", e) from None
         self._head = head
         self._state_from = state_from
         return head
 
-    def _prune(self, wb: Any, state_from: int) -> None:
+    def _prune(self, wb: WriteBatch, state_from: int) -> None:
         """Delete, in the commit's batch, the tree nodes no state of height >= state_from holds:
         those retired at a height <= state_from (chain/smt.py, one z/ record per height), with
         their leaves' data, and the roots below it. This reads only the records it deletes."""
@@ -537,7 +521,7 @@ class Store:
 
     def _write_block(self, commit: BlockCommit, head: Head, state_from: int) -> None:
         block = commit.block
-        with self._db.write_batch(sync=True, transaction=True) as wb:
+        with self._db.write_batch(sync=True) as wb:
             if state_from > self._state_from:
                 self._prune(wb, state_from)
             _put_writes(wb, commit.writes)
@@ -557,7 +541,7 @@ class Store:
                 wb.put(TX_INDEX_PREFIX + tx_id.encode(), place)
             wb.put(b"m/head", canonical({"height": head.height, "block_hash": head.block_hash, "state_root": head.state_root}))
 
-    def _fault(self, what: str, error: plyvel.Error) -> StoreFault:
+    def _fault(self, what: str, error: DatabaseError) -> StoreFault:
         """A StoreFault for a failed database operation; `on_fault` (the node) hears of it first,
         so that a failure inside a caller that swallows exceptions still stops the node."""
         fault = StoreFault(f"{self.path}: {what} failed: {type(error).__name__}: {error}")
@@ -566,7 +550,7 @@ class Store:
         return fault
 
 
-def _put_writes(wb: Any, writes: Mapping[bytes, bytes | None]) -> None:
+def _put_writes(wb: WriteBatch, writes: Mapping[bytes, bytes | None]) -> None:
     """The apply path's writes into a block's batch, refused whole if one is under a store-owned
     prefix. Thousands a block: the test and the puts are C-level passes (map), not a Python step
     per record. A key appears once in a dict, so putting first and deleting after is the same batch."""

@@ -4,11 +4,12 @@
 marker; each verified chunk's records go in as they arrive (`put`, each batch synced); `finish`
 writes the anchor (block S's summary and certificate, the validator changes, the base and head
 records) and drops the marker in one synced batch. The chunks' batches are not synced one by one
-(an fsync per chunk was a tenth of a join): LevelDB appends every batch to one log in order, so
-the synced `finish` makes every earlier batch durable with it, and a crash before it leaves the
-marker, and the dir is synced again from nothing. A store opened with the marker still there
-is refused (chain/store.py), so a sync that stopped halfway is never taken for a whole state:
-`begin` on such a dir starts it again from nothing.
+(an fsync per chunk was a tenth of a join): RocksDB appends every batch to its log in order, and
+a synced write syncs every log file still open, so the synced `finish` makes every earlier batch
+durable with it, and a crash before it leaves the marker, and the dir is synced again from
+nothing. A store opened with the marker still there is refused (chain/store.py), so a sync that
+stopped halfway is never taken for a whole state: `begin` on such a dir starts it again from
+nothing.
 
 The store it makes (docs/protocol.md "State sync") starts at a base
 height S instead of the genesis, and holds beside chain/store.py's records:
@@ -33,11 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import plyvel
-
+from chain.database import DEFAULT_MEMORY, Database, DatabaseError, DbMemory, destroy_db, open_db
 from chain.encoding import canonical, canonical_map, pack_normalized
 from chain.genesis import Genesis
-from chain.leveldb import DEFAULT_MEMORY, DbMemory, open_db
 from chain.store import SCHEMA_VERSION, Store, StoreError, height_key
 from chain.sync_anchor import Anchor, WindowSummary
 
@@ -46,7 +45,7 @@ _ANCHOR_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"k/")
 
 
 class SyncImport:
-    def __init__(self, db: plyvel.DB, path: Path, genesis: Genesis) -> None:
+    def __init__(self, db: Database, path: Path, genesis: Genesis) -> None:
         self._db = db
         self.path = path
         self.genesis = genesis
@@ -64,11 +63,11 @@ class SyncImport:
                 db.close()
             if not unfinished:
                 raise StoreError(f"{path}: already holds a chain; state sync starts from an empty data dir")
-            plyvel.destroy_db(str(path))
+            destroy_db(path)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(0o700)
         db = open_db(path, create=True, memory=memory)  # the node runs on this handle once synced
-        with db.write_batch(sync=True, transaction=True) as wb:
+        with db.write_batch(sync=True) as wb:
             wb.put(b"m/schema", SCHEMA_VERSION)
             wb.put(b"m/genesis_hash", genesis.hash.encode())
             wb.put(b"m/genesis", canonical(genesis.doc))
@@ -78,12 +77,12 @@ class SyncImport:
     def put(self, writes: Mapping[bytes, bytes]) -> None:
         """Write one verified chunk's records (state, tree, indexes, window); durable with `finish`."""
         try:
-            with self._db.write_batch(sync=False, transaction=True) as wb:
+            with self._db.write_batch(sync=False) as wb:
                 for key, value in writes.items():
                     if key.startswith(_ANCHOR_PREFIXES):
                         raise StoreError(f"a sync chunk's write to an anchor key {key[:16]!r}")
                     wb.put(key, value)
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise StoreError(f"{self.path}: writing a state-sync chunk failed: {e}") from None
 
     def put_window(self, summaries: list[WindowSummary]) -> None:
@@ -104,7 +103,7 @@ class SyncImport:
         h = anchor.header
         head = canonical({"height": h.height, "block_hash": h.block_hash, "state_root": h.state_root})
         try:
-            with self._db.write_batch(sync=True, transaction=True) as wb:
+            with self._db.write_batch(sync=True) as wb:
                 for change in anchor.changes:
                     wb.put(height_key(b"k/", change.header.height), canonical(change.to_plain()))
                 summary = {"header": canonical(h.to_plain()), "tx_ids": canonical(tx_ids)}
@@ -115,7 +114,7 @@ class SyncImport:
                 wb.put(b"m/head", head)
                 wb.put(b"m/state_from", b"%d" % h.height)  # no state below the base is held
                 wb.delete(b"m/syncing")
-        except plyvel.Error as e:
+        except DatabaseError as e:
             raise StoreError(f"{self.path}: writing the state-sync anchor failed: {e}") from None
         # the same handle, checked as any open is: reopening would replay the whole import's log
         return Store.from_handle(self._db, self.path, self.genesis)

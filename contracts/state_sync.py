@@ -16,7 +16,7 @@ from typing import Any
 
 from chain import smt, snapshot
 from chain.genesis import Genesis
-from chain.leveldb import DEFAULT_MEMORY, DbMemory
+from chain.database import DEFAULT_MEMORY, DbMemory
 from chain.snapshot import Coverage, SnapshotError, StateChunk
 from chain.store import Store
 from chain.store_sync import SyncImport

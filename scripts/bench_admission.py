@@ -5,7 +5,7 @@ arrives by RPC, by gossip and again inside the primary's proposal.
 
 Txs of the consortium bench's mix (half registrations by the issuer, half transfers by users; all
 signed) are built first. Each round then runs, on a fresh mempool over a real store (its
-committed-tx lookups are LevelDB reads):
+committed-tx lookups are database reads):
 
 - rpc:    `--txs` txs as 250-tx JSON batches (`POST /v1/txs/batch` bodies): JSON, parse, admit
           (as the tree's batch handler does: one mempool pass per chunk, or a submit per tx), answer.

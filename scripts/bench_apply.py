@@ -7,7 +7,7 @@ SMT batch update with the genesis state (the height-0 tree holds them all), not 
 blocks, so the run starts in seconds (about a minute for 1,000,000). Then blocks of
 register/transfer txs (half each) go through Ledger.propose/commit with a real certificate.
 `--phases N` also reports the per-block times of N equal slices of the run, so that a cost that
-grows with the store (LevelDB compactions) shows as a trend.
+grows with the store (the database's compactions) shows as a trend.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def smt_updates_per_second(store: Store, batch: int, rounds: int = 10) -> float:
 
 def phase_rows(per_block: list[tuple[float, float, float, float, float]], phases: int, batch: int) -> list[dict]:
     """Mean per-block times, process CPU (all threads: the least disturbed by other work on a
-    shared machine) and LevelDB compaction traffic for `phases` equal slices of the run."""
+    shared machine) and the database's compaction traffic (10 MB resolution) for `phases` equal slices of the run."""
     rows = []
     size = max(1, len(per_block) // max(1, phases))
     prev_read = prev_written = prev_cpu = 0.0
@@ -196,7 +196,7 @@ def main() -> None:
         writes, root = initial_writes(c, opts.state)
         store = Store.create_or_open(tmp / "node", c.genesis, initial_writes=writes)
         del writes
-        store.compact()  # the seeded state settled into LevelDB's levels, as an aged store's is
+        store.compact()  # the seeded state settled into the database's tables, as an aged store's is
         ledger = _SeededLedger(store, c.genesis, root)
         setup = time.perf_counter() - t0
         blocks = make_txs(c, opts.txs, opts.state, 1, opts.batch)
@@ -205,7 +205,7 @@ def main() -> None:
 
         t_verify = t_exec = t_commit = 0.0
         ok = rejected = 0
-        # execute, commit, compaction MB read and written, process CPU (every thread: LevelDB compacts in its own)
+        # execute, commit, compaction MB read and written, process CPU (every thread: RocksDB compacts in its own)
         per_block: list[tuple[float, float, float, float, float]] = []
         cpu_start = time.process_time()
         base_read, base_written = store.compaction_mb()

@@ -5,8 +5,8 @@
 Commits blocks of txs (half registrations of new assets, half transfers of assets registered
 earlier in the run, as `titlechain bench` does) through Ledger.propose/commit with a real
 certificate, in a temporary data dir; every `--every` txs prints the process's resident memory
-(VmRSS), the ledger's cache sizes, LevelDB's own estimate of its memory
-(`leveldb.approximate-memory-usage`) and, with `--tracemalloc`, the bytes Python holds live
+(VmRSS), the ledger's cache sizes, RocksDB's own count of its memory
+(memtables and block cache) and, with `--tracemalloc`, the bytes Python holds live
 (so live growth shows apart from the allocator keeping freed arenas). With `--tracemalloc` the
 run ends with the 15 source lines whose live bytes grew most between the first row and the last.
 `--trim` runs gc and glibc's malloc_trim before each row (what the node's `memory_trim_s` does).
@@ -26,7 +26,7 @@ from pathlib import Path
 from chain.block import Certificate, sign_commit
 from chain.devnet import Consortium, make_consortium
 from chain.encoding import H
-from chain.leveldb import DbMemory
+from chain.database import DbMemory
 from chain.tx import Tx, sign_tx
 from node.runtime.ledger import Ledger, LedgerMemory
 from node.runtime.memory import malloc_trim, rss_bytes, rss_parts
@@ -66,7 +66,7 @@ def row(ledger: Ledger, committed: int, seconds: float, traced: bool, trim: bool
         gc.collect()
         malloc_trim()
     live = f"{tracemalloc.get_traced_memory()[0] / 2**20:>8.1f}" if traced else f"{'-':>8}"
-    db = ledger.store.leveldb_memory() / 2**20
+    db = ledger.store.db_memory() / 2**20
     caches = "  ".join(f"{k} {v.entries:,}/{v.bytes / 2**20:.1f}" for k, v in ledger.cache_stats().items())
     parts = rss_parts()
     anon, mapped = parts["anon"] / 2**20, parts["file"] / 2**20
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--tracemalloc", action="store_true", help="also trace Python's live bytes (slower)")
     ap.add_argument("--trim", action="store_true", help="gc and malloc_trim before each row")
     ap.add_argument("--tree-node-mib", type=int, default=64, help="the ledger's tree-node cache cap")
-    ap.add_argument("--max-open-files", type=int, default=1000, help="LevelDB's max_open_files")
+    ap.add_argument("--max-open-files", type=int, default=1000, help="RocksDB's max_open_files")
     opts = ap.parse_args()
     c = make_consortium()
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))

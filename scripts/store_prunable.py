@@ -2,13 +2,13 @@
 
     python scripts/store_prunable.py DATA_DIR/store [--step 100]
 
-For a STOPPED node's LevelDB (e.g. a bench run with --keep-dir): the keys and bytes (key + value)
+For a STOPPED node's store (e.g. a bench run with --keep-dir): the keys and bytes (key + value)
 under each two-byte prefix (docs/performance.md, "Store layout"), the txs held (t/ records), and,
 for horizons every --step heights, the bytes a store pruned up to that horizon would have deleted:
 the tree nodes and leaf data each z/ record names, the z/ records and the r/ roots below it
-(chain/store.py `_prune` deletes exactly those). Logical bytes: on disk, LevelDB frees a deleted
+(chain/store.py `_prune` deletes exactly those). Logical bytes: on disk, RocksDB frees a deleted
 key's space only when a compaction rewrites its table. Opens the store read-only in spirit (no
-write is made), but LevelDB takes its lock: never point it at a running node's store.
+write is made), but RocksDB takes its lock: never point it at a running node's store.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import plyvel
-
 from chain import smt
+from chain.database import Database, open_db
 
 
-def by_prefix(db: plyvel.DB) -> tuple[Counter[bytes], Counter[bytes]]:
+def by_prefix(db: Database) -> tuple[Counter[bytes], Counter[bytes]]:
     keys: Counter[bytes] = Counter()
     size: Counter[bytes] = Counter()
     for key, value in db.iterator():
@@ -32,7 +31,7 @@ def by_prefix(db: plyvel.DB) -> tuple[Counter[bytes], Counter[bytes]]:
     return keys, size
 
 
-def prunable_by_height(db: plyvel.DB) -> dict[int, int]:
+def prunable_by_height(db: Database) -> dict[int, int]:
     """For each height with a z/ record: the bytes pruning that height's retirements frees."""
     out: dict[int, int] = {}
     for key, record in db.iterator(prefix=smt.STALE_PREFIX):
@@ -47,12 +46,12 @@ def prunable_by_height(db: plyvel.DB) -> dict[int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("store", type=Path, help="a stopped node's LevelDB dir")
+    ap.add_argument("store", type=Path, help="a stopped node's data dir")
     ap.add_argument("--step", type=int, default=100, help="print the prunable bytes every this many heights")
     args = ap.parse_args()
     if not (args.store / "CURRENT").exists():
-        ap.error(f"{args.store}: no LevelDB here (no CURRENT file)")
-    db = plyvel.DB(str(args.store), create_if_missing=False)
+        ap.error(f"{args.store}: not a node's data dir (no CURRENT file)")
+    db = open_db(args.store, create=False)
     try:
         keys, size = by_prefix(db)
         txs = keys[b"t/"]

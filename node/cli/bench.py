@@ -37,14 +37,13 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--setup-window", default=None, type=click.IntRange(1, 1_000_000), help="txs in flight in the setup phase (registering the assets to transfer; not measured): larger blocks, but past ~1000 they may outrun the view timeout  [default: --window's]")
 @click.option("--state-retention", default=None, type=click.IntRange(1), metavar="N", help="run the nodes keeping the state trees of the last N heights (docs/operations.md, Retention)  [default: archive nodes, every version kept]")
 @click.option("--snapshot-interval", default=None, type=click.IntRange(1), metavar="N", help="with --state-retention: the nodes' `state_snapshot_interval`; the two latest multiples of N below the head are kept whatever --state-retention says, so a retention prunes nothing before height 2N  [default: the node's, 1000]")
-@click.option("--leveldb-max-open-files", default=None, type=click.IntRange(74), metavar="N", help="run the nodes with this `leveldb_max_open_files` (docs/operations.md): a store with more tables than N less 10 reopens tables on its reads  [default: the node's, 5000]")
-@click.option("--node-setting", "node_settings", multiple=True, metavar="NAME=VALUE", help="a node config field for every node, VALUE as JSON (a bare word is a string), e.g. cache_tree_nodes_bytes=268435456 (repeatable; docs/operations.md lists the fields)")
+@click.option("--node-setting", "node_settings", multiple=True, metavar="NAME=VALUE", help="a node config field for every node, VALUE as JSON (a bare word is a string), e.g. db_write_buffer_bytes=134217728 (repeatable; docs/operations.md lists the fields)")
 @click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap, data dir on disk per node")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
     keep_dir: bool, chunk: int | None, window: int | None, deadline_s: float | None, setup_window: int | None,
-    state_retention: int | None, snapshot_interval: int | None, leveldb_max_open_files: int | None, node_settings: tuple[str, ...], interval: int | None,
+    state_retention: int | None, snapshot_interval: int | None, node_settings: tuple[str, ...], interval: int | None,
     params: tuple[str, ...],
 ) -> None:
     """The load benchmark: a local consortium driven by concurrent signed transactions.
@@ -74,7 +73,6 @@ def bench(
         interval=interval,
         setup_window=setup_window,
         state_retention=state_retention,
-        leveldb_max_open_files=leveldb_max_open_files,
         snapshot_interval=snapshot_interval,
         settings=_parse_node_settings(node_settings),
     )

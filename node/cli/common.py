@@ -115,7 +115,7 @@ def optional_key_option(ctx: click.Context, param: click.Parameter, value: Path 
 
 def data_dir_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and not (value / "CURRENT").is_file():
-        raise click.BadParameter(f"{value} is not a node's data dir (no LevelDB CURRENT file)")
+        raise click.BadParameter(f"{value} is not a node's data dir (no CURRENT file)")
     return value
 
 

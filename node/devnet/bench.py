@@ -101,7 +101,6 @@ class BenchOptions:
     interval: int | None = None  # a row every this many committed txs (node/devnet/bench_interval.py)
     setup_window: int | None = None  # txs in flight in the setup phase, across all clients; None: `window`
     state_retention: int | None = None  # the nodes' `state_retention`; None: archives (the node's default)
-    leveldb_max_open_files: int | None = None  # the nodes' `leveldb_max_open_files`; None: the node's default
     snapshot_interval: int | None = None  # the nodes' `state_snapshot_interval`; None: the node's default
     settings: dict[str, Any] = field(default_factory=dict)  # any other NodeConfig fields for every node
 
@@ -256,7 +255,6 @@ def node_settings(opts: BenchOptions) -> dict[str, Any]:
     named = {
         "state_retention": opts.state_retention,
         "state_snapshot_interval": opts.snapshot_interval,
-        "leveldb_max_open_files": opts.leveldb_max_open_files,
     }
     both = sorted(k for k, v in named.items() if v is not None and k in opts.settings)
     if both:
@@ -312,7 +310,6 @@ def _summarise(
         "setup_window": opts.setup_in_flight,
         "state_retention": opts.state_retention,  # None: archive nodes
         "state_snapshot_interval": opts.snapshot_interval,  # None: the node's default
-        "leveldb_max_open_files": opts.leveldb_max_open_files,  # None: the node's default
         "node_settings": node_settings(opts),  # every setting the bench put in the nodes' configs
         "blocks": blocks,
         "view": view,  # the consortium's view at the end: above 0, view changes happened

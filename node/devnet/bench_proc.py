@@ -41,15 +41,15 @@ def rss_mb(pid: int) -> float | None:
 
 
 def rss_anon_mb(pid: int) -> float | None:
-    """RssAnon, the heap part of the resident set (Python's objects, LevelDB's memtables and block
-    cache), in MiB; the rest of VmRSS is mapped files, mostly LevelDB's tables, which the kernel
+    """RssAnon, the heap part of the resident set (Python's objects, RocksDB's memtables and block
+    cache), in MiB; the rest of VmRSS is mapped files (code, shared libraries), which the kernel
     may take back at any time (docs/performance.md, Memory). None if the process is gone."""
     return _status_mb(pid, "RssAnon")
 
 
 def dir_bytes(path: Path) -> int | None:
     """Bytes on disk (allocated blocks, not apparent sizes) of every file under `path`; None if the
-    directory is gone. LevelDB deletes tables while a compaction runs, so a file may vanish between
+    directory is gone. RocksDB deletes tables while a compaction runs, so a file may vanish between
     the listing and its stat: it no longer takes space and counts as 0."""
     if not path.is_dir():
         return None

@@ -8,7 +8,7 @@ Layout written under OUT (all relative paths, so the directory can be moved whol
     keys/members/<node_id>.json     each institution's governance key (role `member`)
     keys/{issuers,regulators,auditors,parties}/<name>.json
     nodes/<node_id>/config.json     what `titlechain node run --config` reads
-    nodes/<node_id>/data/           the node's LevelDB (created when it first runs)
+    nodes/<node_id>/data/           the node's database (RocksDB) (created when it first runs)
 
 A validator's node key and its institution's member key are different keys on purpose: the
 machine that signs consensus votes should not also hold the key that votes on governance.

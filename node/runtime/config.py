@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chain.leveldb import BLOCK_CACHE_BYTES, MAX_OPEN_FILES, MIN_OPEN_FILES, WRITE_BUFFER_BYTES, DbMemory
+from chain.database import BLOCK_CACHE_BYTES, MAX_OPEN_FILES, MIN_OPEN_FILES, WRITE_BUFFER_BYTES, DbMemory
 from chain.patterns import WholePattern
 from chain.retention import SNAPSHOT_INTERVAL
 from chain.validators import ADDRESS_PATTERN, dial_address_problem
@@ -119,15 +119,18 @@ class NodeConfig(BaseModel):
     cache_standing_bytes: int = Field(
         STANDING_CACHE_BYTES, ge=0, le=1 << 40, description="accounts remembered as known to the ledger (estimated bytes)"
     )
-    leveldb_write_buffer_bytes: int = Field(
+    db_write_buffer_bytes: int = Field(
         WRITE_BUFFER_BYTES, ge=1 << 20, le=1 << 34,
-        description="LevelDB's memtable; two may be held while one is flushed",
+        description="RocksDB's memtable; two may be held while one is flushed",
     )
-    leveldb_block_cache_bytes: int = Field(BLOCK_CACHE_BYTES, ge=0, le=1 << 40, description="LevelDB's table-block cache")
-    leveldb_max_open_files: int = Field(
+    db_block_cache_bytes: int = Field(
+        BLOCK_CACHE_BYTES, ge=1 << 20, le=1 << 40,
+        description="RocksDB's block cache: table blocks, and the tables' indexes and bloom filters",
+    )
+    db_max_open_files: int = Field(
         MAX_OPEN_FILES, ge=MIN_OPEN_FILES, le=1_000_000,
-        description="LevelDB's table cache: a store with more tables than this, less 10, reopens tables on its "
-        "reads; each open table's index and filter (~40 KB for 2 MiB) stay in memory; the first 1,000 are mapped",
+        description="RocksDB's table cache: tables held open (a file descriptor each); a store with more "
+        "reopens tables on its reads",
     )
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -203,11 +206,11 @@ class NodeConfig(BaseModel):
 
     @property
     def memory(self) -> LedgerMemory:
-        """The byte caps of the ledger's caches and its LevelDB (docs/operations.md, Memory)."""
+        """The byte caps of the ledger's caches and its database (docs/operations.md, Memory)."""
         return LedgerMemory(
             tree_node_bytes=self.cache_tree_nodes_bytes,
             standing_bytes=self.cache_standing_bytes,
-            db=DbMemory(self.leveldb_write_buffer_bytes, self.leveldb_block_cache_bytes, self.leveldb_max_open_files),
+            db=DbMemory(self.db_write_buffer_bytes, self.db_block_cache_bytes, self.db_max_open_files),
         )
 
     @property

@@ -1,4 +1,4 @@
-"""A validator's durable, bounded store of equivocation evidence (node-local LevelDB records).
+"""A validator's durable, bounded store of equivocation evidence (node-local records of its store).
 
 Each record is the canonical core of an `EquivocationEvidence` (node/consensus/evidence.py) in its own
 meta record `m/evidence_<validator>_<kind>_<view>_<height>` (numbers zero-padded so the keys list

@@ -6,7 +6,7 @@ observer's dialing every validator of the genesis set with its account key (a va
 state sync to a linked observer as to a peer). It ends with a data dir at a base height S. The
 node then takes the transport over, links and all (a reconnect would cost seconds of the peers'
 dial backoff) and the store the sync wrote, open (reopening it would replay the import's whole
-LevelDB log: half a second for 40,000 leaves), and starts as on any restart: its catch-up
+database log: half a second for 40,000 leaves), and starts as on any restart: its catch-up
 follows the blocks from S + 1 and, a validator, it votes; an observer follows. A data dir that
 already holds a chain is started as it is: state sync is only for joining.
 """

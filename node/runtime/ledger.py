@@ -20,7 +20,7 @@ from chain.block import Block, Certificate, Header
 from chain.bytecache import ENTRY_OVERHEAD, ByteCache, CacheStats
 from chain.encoding import decode
 from chain.genesis import Genesis
-from chain.leveldb import DEFAULT_MEMORY, DbMemory
+from chain.database import DEFAULT_MEMORY, DbMemory
 from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
@@ -59,7 +59,7 @@ STANDING_CACHE_BYTES = 8 << 20
 
 @dataclass(frozen=True)
 class LedgerMemory:
-    """What a ledger may hold in memory: its own caches, and its store's LevelDB."""
+    """What a ledger may hold in memory: its own caches, and its store's database (RocksDB)."""
 
     tree_node_bytes: int = TREE_NODE_CACHE_BYTES
     standing_bytes: int = STANDING_CACHE_BYTES

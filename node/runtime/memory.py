@@ -36,8 +36,8 @@ def rss_bytes() -> int:
 
 
 def rss_parts() -> dict[str, int]:
-    """The resident set by kind (bytes): `anon` (heap: Python's objects, LevelDB's memtables and
-    cache), `file` (pages of mapped files: LevelDB reads its tables through mmap), `shmem`."""
+    """The resident set by kind (bytes): `anon` (heap: Python's objects, RocksDB's memtables and
+    block cache), `file` (pages of mapped files), `shmem`."""
     return {k: _status_kib(f"Rss{k.capitalize()}".encode()) * 1024 for k in ("anon", "file", "shmem")}
 
 

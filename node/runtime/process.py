@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from chain.leveldb import raise_fd_limit
+from chain.database import raise_fd_limit
 from node.runtime.config import NodeConfig
 from node.runtime.join import Joined, join
 from node.runtime.logs import setup_logging
@@ -72,7 +72,7 @@ def run_node(cfg: NodeConfig, announce: Callable[[Node], None] | None = None, st
     # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
     # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
     gc.set_threshold(50_000, 20, 20)
-    # before any store opens: LevelDB reads the open-files limit once, at its first table
+    # before any store opens: the open-files limit must allow RocksDB's table cache
     shortfall = raise_fd_limit(cfg.memory.db)
     if shortfall is not None:
         log.warning("%s", shortfall)

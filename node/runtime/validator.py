@@ -6,7 +6,7 @@ Theory of operation
 Everything runs on one thread. Events for the consensus core (peer messages, timers, "txs are
 pending", "block persisted", synced blocks) go through `_feed`, which hands them to the core one at
 a time and carries out the actions it returns in order: a `CommitBlock` is persisted (one synced
-LevelDB batch) before the core is told `Persisted`; a `SaveVotes` is synced to the store before the
+database batch) before the core is told `Persisted`; a `SaveVotes` is synced to the store before the
 broadcast that follows it leaves. An event raised while actions are being carried out waits in the
 queue, so the core is never re-entered.
 

@@ -1,4 +1,4 @@
-"""The chain audit on copies of a real data dir, each tampered in one place with raw plyvel writes."""
+"""The chain audit on copies of a real data dir, each tampered in one place with raw database writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import plyvel
+from chain.database import Database, open_db
 import pytest
 from factories import mix_views
 from ledger_fixtures import LedgerChain, build_story
@@ -28,11 +28,11 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LedgerChai
     return path, ch
 
 
-def _tampered(original: tuple[Path, LedgerChain], tmp_path: Path, edit: Callable[[plyvel.DB], None]) -> Path:
+def _tampered(original: tuple[Path, LedgerChain], tmp_path: Path, edit: Callable[[Database], None]) -> Path:
     src, _ = original
     copy = tmp_path / "copy"
     shutil.copytree(src, copy)
-    db = plyvel.DB(str(copy))
+    db = open_db(copy, create=False)
     edit(db)
     db.close()
     return copy
@@ -54,8 +54,8 @@ def test_untampered_chain_passes(original: tuple[Path, LedgerChain]) -> None:
     assert (report.blocks, report.txs, seen) == (5, 9, [1, 2, 3, 4, 5])
 
 
-def _rewrite_block(height: int, change: Callable[[dict], None]) -> Callable[[plyvel.DB], None]:
-    def edit(db: plyvel.DB) -> None:
+def _rewrite_block(height: int, change: Callable[[dict], None]) -> Callable[[Database], None]:
+    def edit(db: Database) -> None:
         key = b"b/%012d" % height
         block = decode(db.get(key))
         change(block)
@@ -68,10 +68,10 @@ def _header_time(b: dict) -> None:
     b["header"]["time"] += 1
 
 
-def _tx_args(height: int) -> Callable[[plyvel.DB], None]:
+def _tx_args(height: int) -> Callable[[Database], None]:
     """The first tx of the block, altered inside its record (t/), where the block's txs are kept."""
 
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"t/" + db.get(b"i/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode())
         record = decode(db.get(key))
         record[2]["body"]["args"]["to"] = record[2]["body"]["signer"]
@@ -80,7 +80,7 @@ def _tx_args(height: int) -> Callable[[plyvel.DB], None]:
     return edit
 
 
-def _drop_view(db: plyvel.DB) -> None:
+def _drop_view(db: Database) -> None:
     """The version-1 shape of a certificate: no view."""
     key = b"c/%012d" % 4
     cert = decode(db.get(key))
@@ -88,17 +88,17 @@ def _drop_view(db: plyvel.DB) -> None:
     db.put(key, canonical(cert))
 
 
-def _drop_sig(db: plyvel.DB) -> None:
+def _drop_sig(db: Database) -> None:
     key = b"c/%012d" % 4
     cert = Certificate.from_plain(decode(db.get(key))).to_plain()
     cert["signatures"].pop()
     db.put(key, canonical(cert))
 
 
-def _mix_views(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
+def _mix_views(ch: LedgerChain) -> Callable[[Database], None]:
     """Certificate 4 rebuilt from its block's commits in views 0 and 2 (defect 3)."""
 
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"c/%012d" % 4
         cert = Certificate.from_plain(decode(db.get(key)))
         db.put(key, canonical(mix_views(cert, ch.c.validator_keys, ch.c.genesis.chain_id, 2).to_plain()))
@@ -106,8 +106,8 @@ def _mix_views(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
     return edit
 
 
-def _state(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
-    def edit(db: plyvel.DB) -> None:
+def _state(ch: LedgerChain) -> Callable[[Database], None]:
+    def edit(db: Database) -> None:
         key = state_key("asset/WR-2")
         asset = decode(db.get(key))
         asset["owner"] = ch.c.users[7].public
@@ -116,7 +116,7 @@ def _state(ch: LedgerChain) -> Callable[[plyvel.DB], None]:
     return edit
 
 
-def _history(db: plyvel.DB) -> None:
+def _history(db: Database) -> None:
     # an h/ record is empty (the entry is built from the tx's record): anything else is altered
     key = history_key("WR-1", 2, 1)
     assert db.get(key) == b""
@@ -130,15 +130,15 @@ def _moved(record: bytes, index: int) -> bytes:
     return canonical(value)
 
 
-def _record_key(db: plyvel.DB, tx_id: str) -> bytes:
+def _record_key(db: Database, tx_id: str) -> bytes:
     """The t/ key of a tx's record, through its i/ pointer."""
     return b"t/" + db.get(b"i/" + tx_id.encode())
 
 
-def _swap_tx_records(a: str, b: str) -> Callable[[plyvel.DB], None]:
+def _swap_tx_records(a: str, b: str) -> Callable[[Database], None]:
     """Each record keeps its location but holds the other's tx (both well formed and signed)."""
 
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         ra, rb = decode(db.get(b"t/" + db.get(b"i/" + a.encode()))), decode(db.get(b"t/" + db.get(b"i/" + b.encode())))
         ra[2], rb[2] = rb[2], ra[2]
         db.put(b"t/" + db.get(b"i/" + a.encode()), canonical(ra))
@@ -179,7 +179,7 @@ def test_tampering_is_found_at_its_height(
 ) -> None:
     path, ch = original
     u = ch.c.users
-    src_db = plyvel.DB(str(path))
+    src_db = open_db(path, create=False)
     try:
         tx1, tx2, tx3 = (
             parse_tx(decode(src_db.get(b"t/" + src_db.get(b"i/" + decode(src_db.get(b"b/%012d" % h))["tx_ids"][i].encode())))[2])
@@ -189,13 +189,13 @@ def test_tampering_is_found_at_its_height(
         src_db.close()
     genesis_root_node = node_key(bytes.fromhex(genesis_state(ch.c.genesis).state_root), version_bytes(0))
 
-    def receipts(db: plyvel.DB) -> None:
+    def receipts(db: Database) -> None:
         key = b"t/" + db.get(b"i/" + tx2.tx_id.encode())
         record = decode(db.get(key))
         record[3]["status"] = "ok"
         db.put(key, canonical(record))
 
-    edits: dict[str, Callable[[plyvel.DB], None]] = {
+    edits: dict[str, Callable[[Database], None]] = {
         "block header": _rewrite_block(3, _header_time),
         "tx": _tx_args(2),
         "certificate": _drop_sig,
@@ -261,8 +261,8 @@ def test_a_clean_store_is_compared_whole_not_record_by_record(
     assert _audit(path, ch).ok
 
 
-def _first_key(db: plyvel.DB, prefix: bytes) -> bytes:
-    return next(db.iterator(prefix=prefix, include_value=False))
+def _first_key(db: Database, prefix: bytes) -> bytes:
+    return next(db.keys(prefix))
 
 
 def _stale_prefix(height: int) -> bytes:
@@ -285,11 +285,11 @@ def test_tree_records_are_compared_block_by_block(
 ) -> None:
     # the tree records of heights 1.. are compared as each block is replayed (chain/audit_tree.py),
     # the genesis's at the end ("smt node" above): the same reports either way
-    def tree_node_and_history(db: plyvel.DB) -> None:
+    def tree_node_and_history(db: Database) -> None:
         db.delete(_first_key(db, b"n/" + version_bytes(3)))
         _history(db)
 
-    edits: dict[str, Callable[[plyvel.DB], None]] = {
+    edits: dict[str, Callable[[Database], None]] = {
         "tree node missing": lambda db: db.delete(_first_key(db, b"n/" + version_bytes(3))),
         "tree node altered": lambda db: db.put(_first_key(db, b"n/" + version_bytes(2)), b"\x01" + bytes(80)),
         "leaf data altered": lambda db: db.put(_first_key(db, b"l/" + version_bytes(5)), b"\x00\x01x"),

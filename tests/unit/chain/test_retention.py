@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import plyvel
+from chain.database import Database, open_db
 import pytest
 from ledger_fixtures import LedgerChain, build_story
 
@@ -64,9 +64,9 @@ def pruned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Ledger
 
 
 def _keys(path: Path, prefix: bytes) -> list[bytes]:
-    db = plyvel.DB(str(path))
+    db = open_db(path, create=False)
     try:
-        return list(db.iterator(prefix=prefix, include_value=False))
+        return list(db.keys(prefix))
     finally:
         db.close()
 
@@ -118,7 +118,7 @@ def test_a_node_missing_from_a_kept_version_fails_the_audit(
     shutil.copytree(path, copy)
     with Store.open_read_only(copy) as store:
         h, version = smt.root_at(store.get, store.state_from)
-    db = plyvel.DB(str(copy))
+    db = open_db(copy, create=False)
     db.delete(smt.node_key(h, version))
     db.close()
     report = audit_data_dir(copy, ch.c.genesis, reexecute)

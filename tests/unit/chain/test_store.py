@@ -1,4 +1,4 @@
-import plyvel
+from chain.database import Database, open_db
 import pytest
 from factories import make_block, make_consortium
 
@@ -94,7 +94,7 @@ def test_reopen_checks_genesis_and_schema(tmp_path):
     other = make_consortium(4, chain_id="other-chain").genesis
     with pytest.raises(StoreError, match="another chain"):
         Store.create_or_open(path, other)
-    db = plyvel.DB(str(path))
+    db = open_db(path, create=False)
     db.put(b"m/schema", b"99")
     db.close()
     with pytest.raises(StoreError, match="schema"):
@@ -107,7 +107,7 @@ def test_a_data_dir_of_the_previous_schema_is_refused_naming_both_versions(tmp_p
     with Store.create_or_open(path, C.genesis) as s:
         append_blocks(s, 1)
     previous = str(int(SCHEMA_VERSION) - 1)
-    db = plyvel.DB(str(path))
+    db = open_db(path, create=False)
     db.put(b"m/schema", previous.encode())
     db.close()
     for opening in (lambda: Store.create_or_open(path, C.genesis), lambda: Store.open_read_only(path)):
@@ -116,7 +116,7 @@ def test_a_data_dir_of_the_previous_schema_is_refused_naming_both_versions(tmp_p
         message = str(refused.value)
         assert f"schema version {previous}, this titlechain reads version {SCHEMA_VERSION.decode()}" in message
         assert "new genesis" in message and "empty data dir" in message
-    db = plyvel.DB(str(path))
+    db = open_db(path, create=False)
     assert db.get(b"m/schema") == previous.encode()  # refused, never rewritten
     db.close()
 
@@ -125,7 +125,7 @@ def test_head_disagreeing_with_blocks_is_found(tmp_path):
     path = tmp_path / "db"
     with Store.create_or_open(path, C.genesis) as s:
         append_blocks(s, 2)
-    db = plyvel.DB(str(path))
+    db = open_db(path, create=False)
     db.delete(b"b/000000000002")
     db.close()
     with pytest.raises(StoreError, match="head record disagrees"):
@@ -145,7 +145,7 @@ def test_read_only_copy_while_writer_holds_lock(tmp_path):
     writer.close()
     with pytest.raises(StoreError, match="another chain"):
         Store.open_read_only(path, "00" * 32)
-    with pytest.raises(StoreError, match="not a LevelDB"):
+    with pytest.raises(StoreError, match="not a node.s data dir"):
         Store.open_read_only(tmp_path / "nothing")
 
 

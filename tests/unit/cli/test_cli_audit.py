@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import plyvel
+from chain.database import Database, open_db
 import pytest
 from click.testing import CliRunner, Result
 from factories import Consortium, make_consortium, mix_views
@@ -51,13 +51,13 @@ def other_genesis(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-Edit = Callable[[plyvel.DB], None]
+Edit = Callable[[Database], None]
 
 
 def tampered(original: Original, tmp_path: Path, edit: Edit) -> Path:
     copy = tmp_path / "copy"
     shutil.copytree(original.path, copy)
-    db = plyvel.DB(str(copy))
+    db = open_db(copy, create=False)
     try:
         edit(db)
     finally:
@@ -66,7 +66,7 @@ def tampered(original: Original, tmp_path: Path, edit: Edit) -> Path:
 
 
 def drop_signature(height: int) -> Edit:
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"c/%012d" % height
         cert = Certificate.from_plain(decode(db.get(key))).to_plain()
         cert["signatures"].pop()
@@ -81,7 +81,7 @@ STORY = make_consortium()  # build_story's consortium: the same seeded keys
 def mix_views_at(height: int) -> Edit:
     """The stored certificate rebuilt from its block's commits in views 0 and 2 (defect 3)."""
 
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"c/%012d" % height
         cert = Certificate.from_plain(decode(db.get(key)))
         db.put(key, canonical(mix_views(cert, STORY.validator_keys, STORY.genesis.chain_id, 2).to_plain()))
@@ -90,7 +90,7 @@ def mix_views_at(height: int) -> Edit:
 
 
 def rewrite_receipt(height: int, index: int, status: str) -> Edit:
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         tx_id = decode(db.get(b"b/%012d" % height))["tx_ids"][index]
         key = b"t/" + db.get(b"i/" + tx_id.encode())
         record = decode(db.get(key))
@@ -102,7 +102,7 @@ def rewrite_receipt(height: int, index: int, status: str) -> Edit:
 
 
 def rewrite_header_time(height: int) -> Edit:
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"b/%012d" % height
         block = decode(db.get(key))
         block["header"]["time"] += 1
@@ -382,7 +382,7 @@ def forge_tx_signature(height: int) -> Edit:
     signature (what anyone holding a key and write access to the data dir could make), but not the
     signer's. tx ids and the tx root hash the body only, so only the signature check can see it."""
 
-    def edit(db: plyvel.DB) -> None:
+    def edit(db: Database) -> None:
         key = b"t/" + db.get(b"i/" + decode(db.get(b"b/%012d" % height))["tx_ids"][0].encode())
         record = decode(db.get(key))
         tx = parse_tx(record[2])

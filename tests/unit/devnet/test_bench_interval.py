@@ -15,7 +15,7 @@ from node.devnet.bench_interval import HEADER, Intervals, format_row
 def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> None:
     printed: list[dict] = []
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "000001.ldb").write_bytes(b"t" * (3 << 20))  # a node's data dir: 3 MiB of tables
+    (tmp_path / "data" / "000001.sst").write_bytes(b"t" * (3 << 20))  # a node's data dir: 3 MiB of tables
     iv = Intervals(10, {"v0": os.getpid()}, printed.append, {"v0": tmp_path / "data"})
     iv.progress(0, 5, [0.1] * 5)  # before start(): the setup phase, not measured
     assert iv.rows == []
@@ -35,7 +35,7 @@ def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> Non
     assert 0 < row["rss_anon_mb"]["v0"] <= row["rss_mb"]["v0"]  # the heap, apart from mapped tables
     assert f"({row['rss_anon_mb']['v0']:.0f})" in format_row(row)
     assert row["disk_mb"] == {"v0": 3.0} and format_row(row).endswith("| 3")  # bytes on disk, in MiB
-    (tmp_path / "data" / "000002.ldb").write_bytes(b"t" * (2 << 20))  # the store grows: the next row says so
+    (tmp_path / "data" / "000002.sst").write_bytes(b"t" * (2 << 20))  # the store grows: the next row says so
     iv.progress(0, 9, [0.05] * 3)  # 14: not yet 20
     iv.progress(0, 9, [])  # the same total again: no row
     assert len(iv.rows) == 1

@@ -46,7 +46,6 @@ def test_the_setup_window_is_the_setups_alone_and_split_between_the_clients(tmp_
 def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(tmp_path: Path) -> None:
     assert b.node_settings(b.BenchOptions()) == {}
     assert b.node_settings(b.BenchOptions(state_retention=100)) == {"state_retention": 100}
-    assert b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)) == {"leveldb_max_open_files": 4000}
     assert b.node_settings(b.BenchOptions(state_retention=100, snapshot_interval=50)) == {
         "state_retention": 100, "state_snapshot_interval": 50}
     kept = _consortium(tmp_path / "kept", **b.node_settings(b.BenchOptions(state_retention=100)))
@@ -55,8 +54,8 @@ def test_state_retention_reaches_every_nodes_config_and_archive_is_the_default(t
     assert [NodeConfig.load(n.config).state_retention for n in archive.nodes] == [None] * 4
     with pytest.raises(ValueError, match="state_retention"):
         _consortium(tmp_path / "bad", state_retention=0)  # checked as any node config is
-    files = _consortium(tmp_path / "files", **b.node_settings(b.BenchOptions(leveldb_max_open_files=4000)))
-    assert [NodeConfig.load(n.config).leveldb_max_open_files for n in files.nodes] == [4000] * 4
+    files = _consortium(tmp_path / "files", **b.node_settings(b.BenchOptions(settings={"db_max_open_files": 4000})))
+    assert [NodeConfig.load(n.config).db_max_open_files for n in files.nodes] == [4000] * 4
     snaps = _consortium(tmp_path / "snaps", **b.node_settings(b.BenchOptions(state_retention=10, snapshot_interval=50)))
     assert [NodeConfig.load(n.config).state_snapshot_interval for n in snaps.nodes] == [50] * 4
     assert [NodeConfig.load(n.config).state_snapshot_interval for n in archive.nodes] == [1000] * 4

@@ -42,7 +42,7 @@ SHARED: dict[str, set[str]] = {
 # The consensus core is a plain state machine: no I/O, clock, threads or randomness.
 CONSENSUS_FORBIDDEN = {
     "asyncio", "socket", "time", "random", "os", "threading", "subprocess", "select", "ssl",
-    "aiohttp", "httpx", "plyvel", "logging", "secrets", "datetime", "multiprocessing",
+    "aiohttp", "httpx", "rocksdict", "logging", "secrets", "datetime", "multiprocessing",
 }
 # What the SDK may pull in from outside the project: an issuer's program stays slim.
 SDK_THIRD_PARTY = {"httpx", "nacl", "msgpack"}

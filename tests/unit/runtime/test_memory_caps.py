@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import chain.tx as chain_tx
 import node.runtime.ledger as ledger_mod
-from chain.leveldb import FD_LIMIT_SHARE, LEVELDB_RESERVED_FILES, MIN_OPEN_FILES, DbMemory, open_db
+from chain.database import FD_MARGIN, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
 from node.p2p.peers import Peer, PerPeerRate, TransportConfig
 from node.rpc.ratelimit import RateLimiter
@@ -46,40 +46,38 @@ def test_the_node_config_sets_every_cap(tmp_path: Path) -> None:
     cfg = NodeConfig(
         node_id="v0", genesis=tmp_path / "g.json", key=tmp_path / "k.json", data_dir=tmp_path / "d",
         peer_listen="127.0.0.1:1", cache_tree_nodes_bytes=1_000, cache_standing_bytes=2_000,
-        leveldb_write_buffer_bytes=2 << 20, leveldb_block_cache_bytes=3 << 20, leveldb_max_open_files=80,
+        db_write_buffer_bytes=2 << 20, db_block_cache_bytes=3 << 20, db_max_open_files=80,
     )
     assert cfg.memory == LedgerMemory(1_000, 2_000, DbMemory(2 << 20, 3 << 20, 80))
     with pytest.raises(ValidationError):
         NodeConfig(node_id="v0", genesis=tmp_path / "g.json", key=tmp_path / "k.json", data_dir=tmp_path / "d",
-                   peer_listen="127.0.0.1:1", leveldb_max_open_files=20)  # LevelDB would raise it to 74
+                   peer_listen="127.0.0.1:1", db_max_open_files=20)  # too few for a store's tables
 
 
-def _mapped_tables(directory: Path) -> int:
-    """LevelDB tables of `directory` mapped into this process now."""
-    with open("/proc/self/maps") as f:
-        return sum(1 for line in f if line.rstrip().endswith(".ldb") and str(directory) in line)
-
-
-def test_leveldbs_open_files_cap_bounds_its_mapped_tables(tmp_path: Path) -> None:
-    # LevelDB reads tables through mmap: every open table stays mapped (and what was read of it
-    # resident) until the table cache closes it, so max_open_files bounds the mapped tables
-    memory = DbMemory(write_buffer_bytes=1 << 20, max_open_files=MIN_OPEN_FILES, table_bytes=1 << 20)
+def test_the_databases_memory_is_its_buffers_and_a_small_share_of_its_tables(tmp_path: Path) -> None:
+    # the block cache and the memtables have their caps; the open tables' indexes and bloom
+    # filters are held beside them, a few per cent of the tables' bytes
+    memory = DbMemory(write_buffer_bytes=1 << 20, block_cache_bytes=2 << 20)
     db = open_db(tmp_path / "db", create=True, memory=memory)
     try:
         keys = [hashlib.sha256(b"%d" % i).digest() for i in range(14_000)]
         for start in range(0, len(keys), 500):
             with db.write_batch() as wb:
                 for k in keys[start : start + 500]:
-                    wb.put(k, k * 256)  # 8 KB a record: ~112 MB, ~80 tables
+                    wb.put(k, k * 256)  # 8 KB a record: ~112 MB of tables, 50 times the cache
         db.compact_range()
         for k in keys[::7]:
             assert db.get(k) == k * 256
-        tables = len(list((tmp_path / "db").glob("*.ldb")))
-        mapped = _mapped_tables(tmp_path / "db")
+        held = db.memory_bytes()
+        cache = db.int_property("rocksdb.block-cache-usage")
+        readers = db.int_property("rocksdb.estimate-table-readers-mem")
     finally:
         db.close()
-    assert tables > MIN_OPEN_FILES - LEVELDB_RESERVED_FILES + 10
-    assert 0 < mapped <= MIN_OPEN_FILES - LEVELDB_RESERVED_FILES  # 1,000 by default: all would stay
+    tables = sum(p.stat().st_size for p in (tmp_path / "db").glob("*.sst"))
+    assert tables > 100 << 20
+    assert 0 < cache <= memory.block_cache_bytes * 1.05  # the cache's shards may each overshoot a little
+    assert 0 < readers < tables // 50
+    assert held <= memory.buffers_bytes * 1.05 + readers
 
 
 def test_the_parse_memo_stays_within_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +130,7 @@ def _limit_after_raise(soft: int, hard: int, max_open_files: int) -> tuple[int, 
     """In a child process started with RLIMIT_NOFILE (soft, hard): raise_fd_limit's effect."""
     code = (
         "import json, resource\n"
-        "from chain.leveldb import DbMemory, raise_fd_limit\n"
+        "from chain.database import DbMemory, raise_fd_limit\n"
         f"why = raise_fd_limit(DbMemory(max_open_files={max_open_files}))\n"
         "print(json.dumps([resource.getrlimit(resource.RLIMIT_NOFILE)[0], why]))\n"
     )
@@ -144,17 +142,15 @@ def _limit_after_raise(soft: int, hard: int, max_open_files: int) -> tuple[int, 
     return new_soft, why
 
 
-def test_the_open_files_limit_is_raised_to_hold_leveldbs_table_cache_open() -> None:
-    # LevelDB reads its first 1,000 tables through mmap and keeps pread files open for the others
-    # while they are fewer than a fifth of the soft limit: 2,000 open tables need 5 x 990
+def test_the_open_files_limit_is_raised_to_hold_the_table_cache_open() -> None:
+    # RocksDB keeps up to max_open_files tables open besides the process's own descriptors
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    need = FD_LIMIT_SHARE * DbMemory(max_open_files=2000).pread_files
-    assert need == 4950
+    need = 2000 + FD_MARGIN
     if hard != resource.RLIM_INFINITY and hard < need + 10:
         pytest.skip(f"the hard open-files limit {hard} is below {need + 10}")
     assert _limit_after_raise(256, need + 10, 2000) == (need, None)
     assert _limit_after_raise(need + 10, need + 10, 2000) == (need + 10, None)  # never lowered
-    assert _limit_after_raise(256, need, 1000) == (256, None)  # mapped tables only: nothing to raise
-    short, why = _limit_after_raise(256, 4096, 2000)
-    assert short == 4096  # as far as the hard limit allows, and the node is told why that is short
-    assert why is not None and "4,096" in why and "leveldb_max_open_files 2,000" in why and "4,950" in why
+    assert _limit_after_raise(256 + 64 + FD_MARGIN, need, 64) == (256 + 64 + FD_MARGIN, None)  # enough already
+    short, why = _limit_after_raise(256, 1024, 2000)
+    assert short == 1024  # as far as the hard limit allows, and the node is told why that is short
+    assert why is not None and "1,024" in why and "db_max_open_files 2,000" in why and f"{need:,}" in why

@@ -1,0 +1,101 @@
+"""chain/database.py: the typed operations over RocksDB that the store relies on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.database import Database, DatabaseError, StoreError, _prefix_end, open_db
+
+# few distinct bytes, zero and 0xff among them: keys that share prefixes, and bounds with the
+# zero bytes that big-endian heights put in real keys (rocksdict mishandled such bounds)
+_KEY = st.binary(min_size=1, max_size=4).map(lambda b: bytes(b"\x00a/\xff"[x % 4] for x in b))
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Database, list[bytes]]:
+    db = open_db(tmp_path_factory.mktemp("db") / "d", create=True)
+    keys = sorted({bytes(b"\x00a/\xff"[(i * 7 + j) % 4] for j in range(1 + i % 4)) + bytes([i % 5]) for i in range(400)})
+    with db.write_batch() as batch:
+        for k in keys:
+            batch.put(k, k + b"=")
+    return db, keys
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.none() | _KEY, stop=st.none() | _KEY, prefix=st.none() | _KEY,
+       include_start=st.booleans(), reverse=st.booleans())
+def test_an_iteration_yields_exactly_its_range_in_order(
+    filled: tuple[Database, list[bytes]], start: bytes | None, stop: bytes | None, prefix: bytes | None,
+    include_start: bool, reverse: bool,
+) -> None:
+    db, keys = filled
+    if prefix is not None:
+        low, high = prefix, _prefix_end(prefix)
+        got = list(db.iterator(prefix=prefix, reverse=reverse))
+        skip = None
+    else:
+        low, high = start, stop
+        got = list(db.iterator(start=start, stop=stop, include_start=include_start, reverse=reverse))
+        skip = None if include_start else start
+    want = [k for k in keys if (low is None or k >= low) and (high is None or k < high) and k != skip]
+    assert got == [(k, k + b"=") for k in (want[::-1] if reverse else want)]
+
+
+def test_a_batch_lands_whole_or_not_at_all(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "d", create=True)
+    with pytest.raises(RuntimeError), db.write_batch(sync=True) as batch:
+        batch.put(b"a", b"1")
+        raise RuntimeError("the caller failed halfway")
+    assert db.get(b"a") is None
+    with db.write_batch(sync=True) as batch:
+        batch.put(b"a", b"1")
+        batch.put(b"b", b"2")
+        batch.delete(b"a")
+    assert (db.get(b"a"), db.get(b"b")) == (None, b"2")
+    db.close()
+    with pytest.raises(DatabaseError, match="get"):
+        db.get(b"b")  # a closed handle is an error, never an empty answer
+
+
+def test_a_locked_or_leveldb_dir_is_refused_with_a_reason(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "d", create=True)
+    with pytest.raises(StoreError, match="another node using it"):
+        open_db(tmp_path / "d", create=False)
+    db.close()
+    old = tmp_path / "old"
+    old.mkdir()
+    for name, data in (("CURRENT", b"MANIFEST-000002\n"), ("MANIFEST-000002", b"\0" * 16), ("000003.ldb", b"")):
+        (old / name).write_bytes(data)  # what LevelDB leaves: no OPTIONS file
+    with pytest.raises(StoreError, match=r"a LevelDB store \(schema 8 or older\); this titlechain reads store schema 9"):
+        open_db(old, create=False)
+
+
+def test_a_failed_write_is_raised_and_not_raised_again_by_the_close(tmp_path: Path) -> None:
+    # in a child with a 256 KiB file-size limit: the write-ahead log hits it (EFBIG, as a full disk)
+    code = (
+        "import os, resource, sys\n"
+        "from pathlib import Path\n"
+        "from chain.database import DatabaseError, open_db\n"
+        f"db = open_db(Path({str(tmp_path / 'd')!r}), create=True)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))\n"
+        "for i in range(200):\n"
+        "    try:\n"
+        "        db.put(b'k%d' % i, os.urandom(6000), sync=True)\n"
+        "    except DatabaseError as e:\n"
+        "        print('failed', i, e)\n"
+        "        break\n"
+        "db.close()\n"
+        "print('closed')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("failed") and "File too large" in lines[0] and lines[1] == "closed", out.stdout
