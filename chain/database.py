@@ -31,7 +31,7 @@ from chain.errors import ChainError
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed), a block cache of
 # BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~2 % of the table: the
 # heap grows with the store by that much, up to MAX_OPEN_FILES tables). Putting the indexes and
-# filters in the block cache instead bounds them by its size, but cost 16 % more node CPU per tx
+# filters in the block cache instead bounds them by its size, but cost a third more node CPU per tx
 # on the 200,000-tx bench (docs/performance.md, "The store engine"). A 1,000-tx block writes
 # ~2 MB: with 4 MB memtables every other commit stalled on a flush.
 WRITE_BUFFER_BYTES = 64 << 20
@@ -105,7 +105,7 @@ def _raw(items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[bytes, bytes]]:
     return cast(Iterator[tuple[bytes, bytes]], iter(items))
 
 
-def _prefix_end(prefix: bytes) -> bytes | None:
+def prefix_end(prefix: bytes) -> bytes | None:
     """The first key after every key starting with prefix (None: no such key)."""
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
@@ -171,7 +171,7 @@ class Database:
     ) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) from `start` (or `prefix`) up to `stop` (excluded), or the end of `prefix`,
         in key order or reversed."""
-        low, high = (prefix, _prefix_end(prefix)) if prefix is not None else (start, stop)
+        low, high = (prefix, prefix_end(prefix)) if prefix is not None else (start, stop)
         skip = None if include_start or prefix is not None else start
         # The range is checked here, not by RocksDB's iterate bounds: rocksdict passes a bound
         # with a zero byte in it wrongly (keys hold big-endian heights), and ignores a lower bound

@@ -53,6 +53,7 @@ from chain.database import (
     WriteBatch,
     check_identity,
     open_db,
+    prefix_end,
     refuse_leveldb_dir,
 )
 from chain.database import StoreError as StoreError  # the store's errors, raised by opening it too
@@ -444,7 +445,7 @@ class Store:
             if start is None:
                 it = self._db.iterator(prefix=prefix, reverse=reverse)
             else:
-                it = self._db.iterator(start=start, include_start=include_start, stop=stop or _prefix_end(prefix),
+                it = self._db.iterator(start=start, include_start=include_start, stop=stop or prefix_end(prefix),
                                        reverse=reverse)
             yield from it
         except DatabaseError as e:
@@ -564,14 +565,6 @@ def _put_writes(wb: WriteBatch, writes: Mapping[bytes, bytes | None]) -> None:
 
 
 _PREFIX_OF = itemgetter(slice(0, 2))  # every prefix is 2 bytes
-
-
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The first key after every key starting with prefix (None: no such key)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 _OWN_META = frozenset({"schema", "genesis_hash", "genesis", "head", "state_from", "base", "syncing"})

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.database import Database, DatabaseError, StoreError, _prefix_end, open_db
+from chain.database import Database, DatabaseError, StoreError, open_db, prefix_end
 
 # few distinct bytes, zero and 0xff among them: keys that share prefixes, and bounds with the
 # zero bytes that big-endian heights put in real keys (rocksdict mishandled such bounds)
@@ -37,7 +37,7 @@ def test_an_iteration_yields_exactly_its_range_in_order(
 ) -> None:
     db, keys = filled
     if prefix is not None:
-        low, high = prefix, _prefix_end(prefix)
+        low, high = prefix, prefix_end(prefix)
         got = list(db.iterator(prefix=prefix, reverse=reverse))
         skip = None
     else:
