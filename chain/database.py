@@ -117,9 +117,8 @@ class Database:
     """One open RocksDB. Every operation raises DatabaseError when RocksDB fails (rocksdict raises
     a bare Exception, so each call into it is wrapped here and nowhere else)."""
 
-    def __init__(self, db: rocksdict.Rdict, path: Path) -> None:
+    def __init__(self, db: rocksdict.Rdict) -> None:
         self._db = db
-        self.path = path
         self._closed = False
         self._failed = False  # an operation has raised: RocksDB then repeats that error on close
         self._synced = rocksdict.WriteOptions()
@@ -283,7 +282,7 @@ def refuse_leveldb_dir(path: Path) -> None:
 def open_db(path: Path, create: bool, memory: DbMemory = DEFAULT_MEMORY) -> Database:
     refuse_leveldb_dir(path)
     try:
-        return Database(rocksdict.Rdict(str(path), _options(create, memory)), path)
+        return Database(rocksdict.Rdict(str(path), _options(create, memory)))
     except Exception as e:  # noqa: BLE001 - rocksdict's only error type
         text = str(e)
         if "lock" in text.lower():

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from chain import smt, snapshot
-from chain.genesis import Genesis
 from chain.database import DEFAULT_MEMORY, DbMemory
+from chain.genesis import Genesis
 from chain.snapshot import Coverage, SnapshotError, StateChunk
 from chain.store import Store
 from chain.store_sync import SyncImport

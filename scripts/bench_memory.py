@@ -24,9 +24,9 @@ import tracemalloc
 from pathlib import Path
 
 from chain.block import Certificate, sign_commit
+from chain.database import DbMemory
 from chain.devnet import Consortium, make_consortium
 from chain.encoding import H
-from chain.database import DbMemory
 from chain.tx import Tx, sign_tx
 from node.runtime.ledger import Ledger, LedgerMemory
 from node.runtime.memory import malloc_trim, rss_bytes, rss_parts

@@ -18,9 +18,9 @@ from typing import Any
 from chain import audit, smt
 from chain.block import Block, Certificate, Header
 from chain.bytecache import ENTRY_OVERHEAD, ByteCache, CacheStats
+from chain.database import DEFAULT_MEMORY, DbMemory
 from chain.encoding import decode
 from chain.genesis import Genesis
-from chain.database import DEFAULT_MEMORY, DbMemory
 from chain.merkle import tx_root
 from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention

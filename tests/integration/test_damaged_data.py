@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chain.database import Database, open_db
 from solo import Solo
 
+from chain.database import open_db
 from chain.encoding import decode
 from node.sdk.client import Client, RpcError
 

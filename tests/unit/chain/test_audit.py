@@ -6,13 +6,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from chain.database import Database, open_db
 import pytest
 from factories import mix_views
 from ledger_fixtures import LedgerChain, build_story
 
 from chain.audit import audit_data_dir, verify_chain
 from chain.block import Certificate
+from chain.database import Database, open_db
 from chain.encoding import canonical, decode
 from chain.smt import node_key, version_bytes
 from chain.store import Store

@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from chain.database import Database, open_db
 import pytest
 from ledger_fixtures import LedgerChain, build_story
 
 from chain import smt
 from chain.audit import audit_data_dir
+from chain.database import open_db
 from chain.retention import Retention, snapshot_height
 from chain.store import Store
 from contracts.apply import reexecute

@@ -1,8 +1,8 @@
-from chain.database import Database, open_db
 import pytest
 from factories import make_block, make_consortium
 
 from chain.block import BlockError, Certificate
+from chain.database import open_db
 from chain.store import SCHEMA_VERSION, BlockCommit, Store, StoreError
 from chain.tx import sign_tx
 

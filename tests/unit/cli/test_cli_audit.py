@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chain.database import Database, open_db
 import pytest
 from click.testing import CliRunner, Result
 from factories import Consortium, make_consortium, mix_views
@@ -19,6 +18,7 @@ from rpc_fake import FakeNode, signed
 
 from chain.block import Certificate
 from chain.crypto import Domain, KeyPair
+from chain.database import Database, open_db
 from chain.encoding import canonical, decode
 from chain.tx import parse_tx
 from node.cli.main import main
