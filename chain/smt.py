@@ -192,14 +192,17 @@ def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
 
 class TreeWrites(dict[bytes, bytes]):
     """The records an update writes (n/, l/, z/, r/), with `nodes`, those of its new nodes (n/)
-    alone: a node's cache takes them as they are, without a pass over the others."""
+    alone: a node's cache takes them as they are, without a pass over the others; and `retired`,
+    where the stored nodes it replaced are (<version><hash>, as in the z/ record): the next blocks
+    will not read them."""
 
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "retired")
 
-    def __init__(self, nodes: dict[bytes, bytes], others: dict[bytes, bytes]) -> None:
+    def __init__(self, nodes: dict[bytes, bytes], others: dict[bytes, bytes], retired: list[bytes] | None = None) -> None:
         super().__init__(nodes)
         self.update(others)
         self.nodes = nodes
+        self.retired = retired or []
 
 
 class _Updater:
@@ -336,7 +339,7 @@ def update(
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
     if updater.retired:
         updater.writes[stale_key(height)] = b"".join(updater.retired)
-    return new[0].hex(), TreeWrites(updater.nodes, updater.writes)
+    return new[0].hex(), TreeWrites(updater.nodes, updater.writes, updater.retired)
 
 
 # -- proofs ------------------------------------------------------------------------------------

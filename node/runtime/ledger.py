@@ -50,9 +50,13 @@ from node.errors import NodeError
 
 RESULT_CACHE = 16  # execution results of proposed blocks; emptied on every commit
 # Node config `cache_tree_nodes_bytes` and `cache_standing_bytes` (docs/operations.md, Memory).
-# Tree nodes are immutable (keyed by version and hash), so never stale; the upper levels, read
-# by every block, are the ones a generation keeps. ~200 bytes a node: 64 MiB holds ~330,000.
-TREE_NODE_CACHE_BYTES = 64 << 20
+# Tree nodes are immutable (keyed by version and hash), so never stale; a commit drops the nodes
+# its block replaced, so the cache holds the current tree, its upper levels first. ~250 bytes a
+# node: 256 MiB holds about a million, the whole tree of ~300,000 assets (a tree of N keys has
+# ~2N nodes, and a generation is half the cap); past that, the lowest levels are read from the
+# store. 64 MiB (before) left ~5 store reads a tx at 150,000 assets: docs/performance.md, "The
+# tree-node cache".
+TREE_NODE_CACHE_BYTES = 256 << 20
 # Accounts known to have standing (never lost, so a yes may be remembered): ~200 bytes each.
 STANDING_CACHE_BYTES = 8 << 20
 
@@ -295,7 +299,10 @@ class Ledger:
         committed = BlockCommit(block, certificate, result.receipts, result.writes, result.packed_receipts)
         self.store.append(committed)
         self._results.clear()  # results were computed on the old head
-        # the block's new tree nodes are what the next blocks read first
+        # the block's new tree nodes are what the next blocks read first; the nodes it replaced
+        # belong to older states only, and would hold the cache's room (most of it, as the state
+        # grows) against the current tree's lower levels
+        self._nodes.discard_many(list(map(NODE_PREFIX.__add__, result.tree.retired)))
         self._nodes.put_many(result.tree.nodes)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))

@@ -78,3 +78,20 @@ def test_the_default_estimate_is_getsizeof_plus_the_slot() -> None:
 
     for key, value in [(b"", b""), (_key(7), bytes(81)), (b"k" * 300, b"v" * 5)]:
         assert bytes_size(key, value) == sys.getsizeof(key) + sys.getsizeof(value) + 56
+
+
+@pytest.mark.parametrize("size", [None, lambda k, v: 3 * len(v) + 10])
+def test_discard_many_drops_held_keys_from_either_generation_and_their_bytes(size: object) -> None:
+    kwargs = {} if size is None else {"size": size}
+    cache: ByteCache[bytes, bytes] = ByteCache(40_000, **kwargs)  # type: ignore[arg-type]
+    measure = cache._size
+    cache.put_many({_key(i): bytes(i % 7) for i in range(100)})  # empty values too: held all the same
+    cache.put_many({_key(i): b"v" * 60 for i in range(100, 200)})  # the first batch is now the old generation
+    assert cache._old and cache._young
+    doomed = [_key(i) for i in range(0, 200, 3)] + [_key(10_000), _key(0)]  # one never held, one twice
+    cache.discard_many(doomed)
+    held = dict([*cache._young.items(), *cache._old.items()])
+    assert set(held) == {_key(i) for i in range(200) if i % 3}
+    assert cache.held_bytes == sum(measure(k, v) for k, v in held.items())
+    assert cache._young_bytes == sum(measure(k, v) for k, v in cache._young.items())
+    assert cache.get(_key(3)) is None and cache.get(_key(4)) == bytes(4)

@@ -16,6 +16,8 @@ from ledger_fixtures import LedgerChain
 from pydantic import ValidationError
 
 import chain.tx as chain_tx
+from chain import smt
+from chain.bytecache import bytes_size
 import node.runtime.ledger as ledger_mod
 from chain.database import FD_MARGIN, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
@@ -38,6 +40,24 @@ def test_the_ledgers_caches_stay_within_their_byte_caps(tmp_path: Path) -> None:
         standing = ch.ledger.cache_stats()["standing"]
         assert 0 < standing.entries < 5 and standing.bytes <= 400
         assert len(ch.ledger._results) <= ledger_mod.RESULT_CACHE
+    finally:
+        ch.ledger.close()
+
+
+def test_the_tree_node_cache_drops_the_nodes_a_block_replaced(tmp_path: Path) -> None:
+    # the replaced nodes belong to older states only: kept, they would crowd out the current tree
+    ch = LedgerChain(tmp_path / "node", memory=LedgerMemory(tree_node_bytes=1 << 20))
+    try:
+        ch.block([ch.register(f"M-{i}", ch.c.users[i % 3]) for i in range(20)])
+        height = ch.ledger.height
+        ch.block([ch.register(f"N-{i}", ch.c.users[i % 3]) for i in range(5)])
+        retired = smt.retired_keys(ch.ledger.store.get(smt.stale_key(height + 1)) or b"")[::2]  # n/ keys
+        assert len(retired) >= 5  # at least the root and the path to each new key
+        cached = ch.ledger._nodes
+        assert not any(k in cached for k in retired)
+        new = [k for k, _ in ch.ledger.store.iterate(smt.NODE_PREFIX + smt.version_bytes(height + 1))]
+        assert new and all(k in cached for k in new)
+        assert ch.ledger.cache_stats()["tree_nodes"].bytes == sum(bytes_size(k, v) for k, v in [*cached._young.items(), *cached._old.items()])
     finally:
         ch.ledger.close()
 
