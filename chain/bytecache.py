@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 K = TypeVar("K")

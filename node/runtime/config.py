@@ -114,7 +114,8 @@ class NodeConfig(BaseModel):
     )
     cache_tree_nodes_bytes: int = Field(
         TREE_NODE_CACHE_BYTES, ge=0, le=1 << 40,
-        description="state-tree nodes kept in memory (estimated bytes); 0 reads every node from the store",
+        description="state-tree nodes kept in memory (estimated bytes; a commit drops those its block replaced); "
+        "0 reads every node from the store",
     )
     cache_standing_bytes: int = Field(
         STANDING_CACHE_BYTES, ge=0, le=1 << 40, description="accounts remembered as known to the ledger (estimated bytes)"
@@ -125,7 +126,8 @@ class NodeConfig(BaseModel):
     )
     db_block_cache_bytes: int = Field(
         BLOCK_CACHE_BYTES, ge=1 << 20, le=1 << 40,
-        description="RocksDB's block cache: table blocks, and the tables' indexes and bloom filters",
+        description="RocksDB's block cache: the table blocks read (the tables' indexes and bloom filters are "
+        "held beside it, ~2 % of the store)",
     )
     db_max_open_files: int = Field(
         MAX_OPEN_FILES, ge=MIN_OPEN_FILES, le=1_000_000,

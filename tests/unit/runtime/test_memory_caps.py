@@ -16,9 +16,9 @@ from ledger_fixtures import LedgerChain
 from pydantic import ValidationError
 
 import chain.tx as chain_tx
+import node.runtime.ledger as ledger_mod
 from chain import smt
 from chain.bytecache import bytes_size
-import node.runtime.ledger as ledger_mod
 from chain.database import FD_MARGIN, DbMemory, open_db
 from chain.tx import parse_tx, sign_tx
 from node.p2p.peers import Peer, PerPeerRate, TransportConfig
