@@ -198,11 +198,11 @@ class TreeWrites(dict[bytes, bytes]):
 
     __slots__ = ("nodes", "retired")
 
-    def __init__(self, nodes: dict[bytes, bytes], others: dict[bytes, bytes], retired: list[bytes] | None = None) -> None:
+    def __init__(self, nodes: dict[bytes, bytes], others: dict[bytes, bytes], retired: list[bytes]) -> None:
         super().__init__(nodes)
         self.update(others)
         self.nodes = nodes
-        self.retired = retired or []
+        self.retired = retired
 
 
 class _Updater:

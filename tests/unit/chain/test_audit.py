@@ -38,7 +38,7 @@ def _tampered(original: tuple[Path, LedgerChain], tmp_path: Path, edit: Callable
     return copy
 
 
-def _audit(path: Path, ch: LedgerChain):  # noqa: ANN202
+def _audit(path: Path, ch: LedgerChain):
     return audit_data_dir(path, ch.c.genesis, reexecute)
 
 
