@@ -375,7 +375,8 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
         height = c.height()
     jobs = _jobs(opts, cons, genesis, height, work)
     ui.say(f"{opts.clients} client processes: signing {opts.txs} txs plus {sum(j.transfers for j in jobs)} setup registrations")
-    intervals = Intervals(opts.interval, pids, ui.row, dirs) if opts.interval else None
+    shares = {j.index: j.registers + j.transfers for j in jobs}
+    intervals = Intervals(opts.interval, pids, ui.row, dirs, shares) if opts.interval else None
     cpu_start = _cpu_total(pids)
     clients = _Clients(jobs)
     try:
@@ -409,6 +410,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
     summary["setup"], summary["disk_mb"] = setup, disk_mb(dirs)
     if intervals is not None:
         summary["interval"], summary["intervals"] = opts.interval, intervals.rows
+        summary["drain_from"] = intervals.drain_from  # committed when the first client had committed its share
     missing = summary["txs"] - summary["committed"]
     if missing:
         raise BenchFailed(

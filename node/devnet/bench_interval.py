@@ -13,6 +13,13 @@ process from /proc/<pid>/stat; memory is VmRSS from /proc/<pid>/status (the curr
 not the peak: a bounded node's rows level off). Disk is each node's data dir at the row's end, in
 bytes on disk (bench_proc.dir_bytes), so a store's growth per interval, archive or pruned
 (`--state-retention`), shows beside its memory.
+
+The end of a run is not the chain's cost: each client submits its own share of the txs, and one that
+finishes first leaves the others alone to load the chain, with fewer txs in flight, so throughput
+falls while the nodes idle (docs/performance.md, "The 1,000,000-tx run repeated": a last row at
+half the rate of the one before, the machine half idle). So when the first client has committed
+its whole share, the current row is closed there, and every row after it is marked as the drain
+(`drain`); a comparison of the chain's intervals leaves the drain out.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ class Intervals:
 
     def __init__(
         self, every: int, pids: Mapping[str, int], on_row: Callable[[dict[str, Any]], None],
-        data_dirs: Mapping[str, Path] | None = None,
+        data_dirs: Mapping[str, Path] | None = None, shares: Mapping[int, int] | None = None,
     ) -> None:
         if every < 1:
             raise ValueError("the interval must be at least one tx")
@@ -51,6 +58,8 @@ class Intervals:
         self._latencies: list[float] = []  # of the txs reported since the last row
         self._start: tuple[float, int, float] | None = None  # (time, committed, node CPU s) at the last row
         self._next = every  # the committed total that closes the current row
+        self.shares = dict(shares or {})  # client -> the txs it submits in the measured phase
+        self.drain_from: int | None = None  # the committed total when the first client had committed its share
 
     def start(self) -> None:
         """The measured phase begins: the first interval's clock and CPU start here."""
@@ -62,7 +71,14 @@ class Intervals:
             return
         self._counts[client] = committed
         self._latencies.extend(latencies)
-        if self.total >= self._next:
+        if self.drain_from is None and committed >= self.shares.get(client, committed + 1):
+            # the first client is done: what follows is the drain, not the chain's cost
+            self.drain_from = self.total
+            if self.total > self._start[1]:
+                self._row(partial=self.total < self._next, client_done=True)
+            if self.total >= self._next:
+                self._next = (self.total // self.every + 1) * self.every
+        elif self.total >= self._next:
             # a report may jump past several boundaries (a block holds many txs): one row for all
             self._next = (self.total // self.every + 1) * self.every
             self._row(partial=False)
@@ -86,7 +102,7 @@ class Intervals:
             total += user + system
         return total
 
-    def _row(self, *, partial: bool) -> None:
+    def _row(self, *, partial: bool, client_done: bool = False) -> None:
         assert self._start is not None
         t0, n0, cpu0 = self._start
         now, n, cpu = time.monotonic(), self.total, self._cpu()
@@ -103,6 +119,8 @@ class Intervals:
             "rss_anon_mb": {node: (round(v, 1) if (v := rss_anon_mb(pid)) is not None else None) for node, pid in self.pids.items()},
             "disk_mb": disk_mb(self.data_dirs),
             "partial": partial,
+            "drain": self.drain_from is not None and n0 >= self.drain_from,
+            "client_done": client_done,  # closed when the first client had committed its share
         }
         self.rows.append(row)
         self._latencies = []
@@ -122,5 +140,10 @@ def format_row(row: Mapping[str, Any]) -> str:
         for node, v in row["rss_mb"].items()
     )
     disk = ", ".join(f"{v:,.0f}" if v is not None else "-" for v in row.get("disk_mb", {}).values())
-    mark = " (rest)" if row["partial"] else ""
+    if row.get("drain"):
+        mark = " (drain: a client had committed its share)"
+    elif row.get("client_done"):
+        mark = " (to where the first client had committed its share)"
+    else:
+        mark = " (rest)" if row["partial"] else ""
     return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}" + (f" | {disk}" if disk else "") + mark

@@ -60,6 +60,8 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     assert s["interval"] == 80 and rows and rows[-1]["committed"] == 200
     assert [r["committed"] for r in rows] == sorted({r["committed"] for r in rows})
     assert sum(row["txs"] for row in rows) == 200
+    # one client: it is done when the run is, so nothing is the drain (two clients: test_bench_interval)
+    assert s["drain_from"] == 200 and not any(row["drain"] for row in rows) and rows[-1]["client_done"]
     # each row but the last closes on the first report that reaches the next multiple of 80 past
     # the previous row; a report that overshot one boundary makes the next row shorter than 80
     assert not any(row["partial"] for row in rows[:-1])

@@ -59,3 +59,30 @@ def test_no_rest_row_when_the_last_interval_was_full_and_a_gone_node_reads_as_no
     assert "-" in format_row(iv.rows[0])
     with pytest.raises(ValueError):
         Intervals(0, {}, lambda r: None)
+
+
+def test_the_row_closes_when_the_first_client_is_done_and_the_rest_is_the_drain() -> None:
+    iv = Intervals(10, {"v0": os.getpid()}, lambda r: None, shares={0: 12, 1: 12})
+    iv.start()
+    iv.progress(0, 6, [0.1] * 6)
+    iv.progress(1, 5, [0.1] * 5)  # 11: a full row
+    iv.progress(0, 12, [0.2] * 6)  # client 0 has committed its share at 17: the row closes there
+    assert iv.drain_from == 17
+    assert [(r["committed"], r["partial"], r["drain"]) for r in iv.rows] == [(11, False, False), (17, True, False)]
+    iv.progress(1, 9, [0.3] * 4)  # 21: past the boundary of 20, in the drain
+    iv.progress(1, 12, [0.3] * 3)  # 24, the other client done too
+    iv.finish()
+    assert [(r["committed"], r["drain"]) for r in iv.rows][2:] == [(21, True), (24, True)]
+    assert "drain" in format_row(iv.rows[2]) and "drain" not in format_row(iv.rows[1])
+    assert "first client" in format_row(iv.rows[1]) and "(rest)" not in format_row(iv.rows[1])
+    assert [r["client_done"] for r in iv.rows] == [False, True, False, False]
+
+
+def test_a_client_done_on_a_boundary_closes_one_row_only() -> None:
+    iv = Intervals(10, {"v0": os.getpid()}, lambda r: None, shares={0: 10, 1: 20})
+    iv.start()
+    iv.progress(0, 10, [0.1] * 10)  # 10: a boundary and client 0's share at once
+    assert [(r["committed"], r["partial"]) for r in iv.rows] == [(10, False)] and iv.drain_from == 10
+    iv.progress(1, 20, [0.1] * 20)  # 30
+    iv.finish()
+    assert [(r["committed"], r["drain"]) for r in iv.rows] == [(10, False), (30, True)]
