@@ -107,18 +107,17 @@ class ByteCache(Generic[K, V]):
         """Drop each key held (others are nothing): values that will not be asked for again, e.g.
         the tree nodes a block replaced, so that the cap holds what will be. With the default
         estimate, C-level passes over the keys (thousands a commit), not a Python step per key."""
-        for gen in (self._young, self._old):
-            popped = list(map(gen.pop, keys, repeat(None)))
-            if self._size is bytes_size:
-                held = list(map(is_not, popped, repeat(None)))
-                n = sum(map(len, compress(keys, held))) + sum(map(len, compress(popped, held)))  # type: ignore[arg-type]
-                n += sum(held) * _BYTES_ENTRY
-            else:
-                n = sum(self._size(k, v) for k, v in zip(keys, popped, strict=True) if v is not None)
-            if gen is self._young:
-                self._young_bytes -= n
-            else:
-                self._old_bytes -= n
+        self._young_bytes -= self._pop_all(self._young, keys)
+        self._old_bytes -= self._pop_all(self._old, keys)
+
+    def _pop_all(self, gen: dict[K, V], keys: Sequence[K]) -> int:
+        """Pop each key from one generation; the bytes of those it held."""
+        popped = list(map(gen.pop, keys, repeat(None)))
+        if self._size is bytes_size:
+            held = list(map(is_not, popped, repeat(None)))
+            n = sum(map(len, compress(keys, held))) + sum(map(len, compress(popped, held)))  # type: ignore[arg-type]
+            return n + sum(held) * _BYTES_ENTRY
+        return sum(self._size(k, v) for k, v in zip(keys, popped, strict=True) if v is not None)
 
     def _insert(self, key: K, value: V, n: int) -> None:
         if n > self.cap_bytes // 2:

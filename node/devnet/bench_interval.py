@@ -71,17 +71,15 @@ class Intervals:
             return
         self._counts[client] = committed
         self._latencies.extend(latencies)
-        if self.drain_from is None and committed >= self.shares.get(client, committed + 1):
-            # the first client is done: what follows is the drain, not the chain's cost
-            self.drain_from = self.total
-            if self.total > self._start[1]:
-                self._row(partial=self.total < self._next, client_done=True)
-            if self.total >= self._next:
-                self._next = (self.total // self.every + 1) * self.every
-        elif self.total >= self._next:
+        first_done = self.drain_from is None and client in self.shares and committed >= self.shares[client]
+        if first_done:
+            self.drain_from = self.total  # what follows is the drain, not the chain's cost
+        crossed = self.total >= self._next
+        if crossed:
             # a report may jump past several boundaries (a block holds many txs): one row for all
             self._next = (self.total // self.every + 1) * self.every
-            self._row(partial=False)
+        if crossed or (first_done and self.total > self._start[1]):
+            self._row(partial=not crossed, client_done=first_done)
 
     def finish(self) -> None:
         """The phase ended: a last row for txs committed since the last full interval."""
