@@ -1,6 +1,7 @@
 """What a store's flushes and compactions wrote, interval by interval, read from a data dir's LOG.
 
     python scripts/store_compactions.py DATA_DIR [DATA_DIR ...] [--minutes 5] [--json-out FILE]
+    python scripts/store_compactions.py DATA_DIR [...] --view-changes [--margin 5]
 
 RocksDB writes a JSON event to DATA_DIR/LOG (and to LOG.old.<time>, the earlier ones) for each
 memtable flushed ("flush_started", then a "table_file_creation" with the table's size under the
@@ -9,6 +10,13 @@ or sorted run, it wrote to). Summed per interval of wall time, they give what th
 beyond the node's own batches: the bytes a compaction rewrites per byte flushed (the write
 amplification), while the node runs or after it stopped, without opening the store. A row per
 interval, per data dir.
+
+With --view-changes, the node's own log beside its data dir (DATA_DIR/../node.log, as `localnet`
+and `titlechain bench --dir` lay them out) is read too: each view change ("view V -> W at height
+H") with the compactions running then ("compaction_started" to "compaction_finished", or ended
+less than --margin seconds before), and how much of the time such a compaction ran at all, the
+rate at which view changes would meet one by chance (docs/performance.md, "The 1,000,000-tx run,
+fifth time").
 """
 
 from __future__ import annotations
@@ -91,6 +99,83 @@ def intervals(lines: Iterable[str], minutes: int) -> list[Interval]:
     return [rows[k] for k in sorted(rows)]
 
 
+@dataclass(frozen=True)
+class Compaction:
+    start: float  # seconds since the epoch
+    end: float
+    input_bytes: int
+
+
+def compactions(lines: Iterable[str]) -> list[Compaction]:
+    """Every compaction the LOG saw start and finish, in the order they finished."""
+    started: dict[object, tuple[float, int]] = {}
+    done: list[Compaction] = []
+    for event in events(lines):
+        micros, job = event.get("time_micros"), event.get("job")
+        if not isinstance(micros, int):
+            continue
+        if event.get("event") == "compaction_started":
+            started[job] = (micros / 1e6, int(event.get("input_data_size", 0)))  # type: ignore[call-overload]
+        elif event.get("event") == "compaction_finished" and job in started:
+            start, size = started.pop(job)
+            done.append(Compaction(start, micros / 1e6, size))
+    return done
+
+
+def view_changes(node_log: Path) -> list[tuple[float, str]]:
+    """(time, message) of each view change a node logged (node/runtime/validator.py)."""
+    found = []
+    with node_log.open(errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short, or stdout mixed in
+            msg = record.get("msg", "") if isinstance(record, dict) else ""
+            if isinstance(msg, str) and msg.startswith("view ") and " -> " in msg:
+                at = datetime.fromisoformat(str(record["ts"])).timestamp()
+                found.append((at, msg.split(" (", 1)[0]))
+    return found
+
+
+def busy_share(runs: list[Compaction], margin: float) -> float:
+    """The share of the span from the first compaction's start to the last one's end (+ margin)
+    during which a compaction ran or had ended less than `margin` seconds before."""
+    spans = sorted((c.start, c.end + margin) for c in runs)
+    if not spans:
+        return 0.0
+    covered, (lo, hi) = 0.0, spans[0]
+    for start, end in spans[1:]:
+        if start > hi:
+            covered, lo = covered + hi - lo, start
+        hi = max(hi, end)
+    covered += hi - lo
+    return covered / (spans[-1][1] - spans[0][0]) if spans[-1][1] > spans[0][0] else 1.0
+
+
+def print_view_changes(data_dir: Path, margin: float) -> dict[str, object]:
+    node_log = data_dir.parent / "node.log"
+    if not node_log.is_file():
+        raise SystemExit(f"{data_dir}: no node.log beside it ({node_log})")
+    runs = compactions(log_lines(data_dir))
+    changes = view_changes(node_log)
+    share = busy_share(runs, margin)
+    print(f"{data_dir}: {len(changes)} view changes; a compaction ran, or had ended less than {margin:g} s "
+          f"before, {share:.0%} of the time")
+    met = 0
+    rows = []
+    for at, msg in changes:
+        running = [c for c in runs if c.start <= at <= c.end + margin]
+        met += bool(running)
+        when = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S")
+        names = ", ".join(f"{_mib(c.input_bytes)} MiB ({c.end - c.start:.0f} s)" for c in running) or "none"
+        print(f"  {when} {msg}: compactions {names}")
+        rows.append({"at": when, "view_change": msg, "compactions_mib": [round(c.input_bytes / 2**20) for c in running]})
+    if changes:
+        print(f"  {met} of {len(changes)} view changes met a compaction (by chance: {share:.0%} each)")
+    return {"view_changes": rows, "compaction_share": round(share, 3)}
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
@@ -100,7 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data_dirs", type=Path, nargs="+", metavar="DATA_DIR")
     ap.add_argument("--minutes", type=int, default=5, help="the interval, in minutes (UTC) (default 5)")
     ap.add_argument("--json-out", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--view-changes", action="store_true",
+                    help="instead: each view change in DATA_DIR/../node.log with the compactions running then")
+    ap.add_argument("--margin", type=float, default=5.0,
+                    help="with --view-changes: a compaction counts this many seconds past its end (default 5)")
     opts = ap.parse_args(argv)
+    if opts.view_changes:
+        if opts.margin < 0:
+            ap.error("--margin cannot be negative")
+        found = {str(d): print_view_changes(d, opts.margin) for d in opts.data_dirs}
+        if opts.json_out:
+            opts.json_out.write_text(json.dumps(found, indent=2) + "\n")
+        return 0
     if not 1 <= opts.minutes <= 60 or 60 % opts.minutes:
         ap.error("--minutes must divide an hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
     result: dict[str, list[dict[str, object]]] = {}

@@ -43,3 +43,44 @@ def test_a_dir_without_a_log_and_a_bad_interval_are_refused(tmp_path: Path) -> N
     assert r.returncode == 1 and "no RocksDB LOG here" in r.stderr
     r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--minutes", "7"], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and "--minutes must divide an hour" in r.stderr
+
+
+def _event(micros: int, **fields: object) -> str:
+    return "2026/12/01-05:00:00.000000 1 EVENT_LOG_v1 " + json.dumps({"time_micros": micros, **fields}) + "\n"
+
+
+def test_view_changes_are_set_against_the_compactions_running_then(tmp_path: Path) -> None:
+    # a node's dir as `titlechain bench --dir` leaves it: data/LOG beside node.log; times in UTC
+    data = tmp_path / "nodes" / "v0" / "data"
+    data.mkdir(parents=True)
+    t0 = 1_796_101_200  # 2026-12-01 05:00:00 UTC
+    (data / "LOG").write_text(
+        _event(t0 * 10**6, event="compaction_started", job=1, input_data_size=2 << 30)
+        + "a line of RocksDB's own\n"
+        + _event((t0 + 40) * 10**6, event="compaction_finished", job=1, total_output_size=2 << 30)
+        + _event((t0 + 90) * 10**6, event="compaction_started", job=2, input_data_size=300 << 20)
+        + _event((t0 + 100) * 10**6, event="compaction_finished", job=2, total_output_size=300 << 20)
+    )
+    log_lines = [
+        {"ts": "2026-12-01T05:00:20.000Z", "msg": "view 0 -> 1 at height 419 (view timer patience 0: docs/consensus.md, Timers)"},
+        {"ts": "2026-12-01T05:00:30.000Z", "msg": "committed block 420 (3 txs, 0 rejected) ab… view 1"},
+        {"ts": "2026-12-01T05:01:03.000Z", "msg": "view 1 -> 2 at height 500 (view timer patience 0: docs/consensus.md, Timers)"},
+        {"ts": "2026-12-01T05:01:44.000Z", "msg": "view 2 -> 3 at height 600 (view timer patience 1: docs/consensus.md, Timers)"},
+    ]
+    (data.parent / "node.log").write_text("\n".join(json.dumps(x) for x in log_lines) + "\nnot json\n")
+    out = tmp_path / "vc.json"
+    r = subprocess.run([sys.executable, str(SCRIPT), str(data), "--view-changes", "--json-out", str(out)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(out.read_text())[str(data)]
+    # in the first; 23 s after the first ended (past the 5 s margin); 4 s after the second ended
+    assert [v["compactions_mib"] for v in found["view_changes"]] == [[2048], [], [300]]
+    assert found["view_changes"][0]["view_change"] == "view 0 -> 1 at height 419"
+    assert found["compaction_share"] == round((45 + 15) / 105, 3)  # 0-45 and 90-105 of 0-105 s
+    assert "2 of 3 view changes met a compaction" in r.stdout
+
+
+def test_view_changes_need_the_node_log(tmp_path: Path) -> None:
+    (tmp_path / "LOG").write_text(_event(10**6, event="flush_started", job=1))
+    r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--view-changes"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1 and "no node.log beside it" in r.stderr
