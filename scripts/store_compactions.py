@@ -131,9 +131,14 @@ def view_changes(node_log: Path) -> list[tuple[float, str]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short, or stdout mixed in
-            msg = record.get("msg", "") if isinstance(record, dict) else ""
-            if isinstance(msg, str) and msg.startswith("view ") and " -> " in msg:
-                at = datetime.fromisoformat(str(record["ts"])).timestamp()
+            if not isinstance(record, dict):
+                continue
+            msg, ts = record.get("msg"), record.get("ts")
+            if isinstance(msg, str) and isinstance(ts, str) and msg.startswith("view ") and " -> " in msg:
+                try:
+                    at = datetime.fromisoformat(ts).timestamp()
+                except ValueError:
+                    continue  # not a time the node writes: not its record
                 found.append((at, msg.split(" (", 1)[0]))
     return found
 
@@ -150,7 +155,8 @@ def busy_share(runs: list[Compaction], margin: float) -> float:
             covered, lo = covered + hi - lo, start
         hi = max(hi, end)
     covered += hi - lo
-    return covered / (spans[-1][1] - spans[0][0]) if spans[-1][1] > spans[0][0] else 1.0
+    whole = max(end for _, end in spans) - spans[0][0]
+    return covered / whole if whole > 0 else 1.0
 
 
 def print_view_changes(data_dir: Path, margin: float) -> dict[str, object]:

@@ -67,7 +67,8 @@ def test_view_changes_are_set_against_the_compactions_running_then(tmp_path: Pat
         {"ts": "2026-12-01T05:01:03.000Z", "msg": "view 1 -> 2 at height 500 (view timer patience 0: docs/consensus.md, Timers)"},
         {"ts": "2026-12-01T05:01:44.000Z", "msg": "view 2 -> 3 at height 600 (view timer patience 1: docs/consensus.md, Timers)"},
     ]
-    (data.parent / "node.log").write_text("\n".join(json.dumps(x) for x in log_lines) + "\nnot json\n")
+    noise = [{"msg": "view 9 -> 10 without a time"}, {"ts": "yesterday", "msg": "view 9 -> 10"}, ["a list"]]
+    (data.parent / "node.log").write_text("\n".join(json.dumps(x) for x in log_lines + noise) + "\nnot json\n")
     out = tmp_path / "vc.json"
     r = subprocess.run([sys.executable, str(SCRIPT), str(data), "--view-changes", "--json-out", str(out)],
                        capture_output=True, text=True, timeout=60, check=False)
