@@ -169,6 +169,9 @@ def _run_audit(
     advance: Any,
     workers: int,
 ) -> AuditReport:
+    from node.runtime.process import collect_cycles_rarely
+
+    collect_cycles_rarely()
     if data_dir is not None:
         from node.runtime.ledger import audit_data_dir
 

@@ -63,15 +63,22 @@ async def _serve_until_signalled(cfg: NodeConfig, announce: Callable[[Node], Non
     return 1 if node.fatal is not None else 0
 
 
+def collect_cycles_rarely() -> None:
+    """Fewer, larger passes of Python's cyclic garbage collector, for a process that replays or
+    applies blocks. Every tx allocates a few dozen short-lived dicts and strings; with the default
+    gen-0 threshold of 700 the collector ran dozens of times per block for nothing (a ledger's data
+    holds no reference cycles worth collecting quickly), and each pass of the older generations
+    walks the whole heap: in the full-chain audit of a 150,000-tx chain the default thresholds cost
+    a sixth of its time (docs/performance.md, "The audit holds the current tree")."""
+    gc.set_threshold(50_000, 20, 20)
+
+
 def run_node(cfg: NodeConfig, announce: Callable[[Node], None] | None = None, state_sync: bool = False) -> int:
     """Run one node until SIGTERM/SIGINT; the process exit code. `announce(node)` runs once the
     node serves its peers and RPC (the CLI's one-line start-up message). `state_sync`: an empty
     data dir is made by state sync first (node/runtime/join.py)."""
     setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
-    # Every tx allocates a few dozen short-lived dicts and strings on each node; with the default
-    # gen-0 threshold of 700 the cyclic collector ran dozens of times per block for nothing (the
-    # node's data holds no reference cycles worth collecting quickly). Fewer, larger collections.
-    gc.set_threshold(50_000, 20, 20)
+    collect_cycles_rarely()
     # before any store opens: the open-files limit must allow RocksDB's table cache
     shortfall = raise_fd_limit(cfg.memory.db)
     if shortfall is not None:
