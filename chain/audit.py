@@ -37,7 +37,7 @@ class Replay(Protocol):
     @property
     def records(self) -> Mapping[bytes, bytes | None]: ...  # what the block writes but its state tree
     @property
-    def tree(self) -> Mapping[bytes, bytes]: ...  # the state tree's records (chain/smt.py)
+    def tree(self) -> smt.TreeWrites: ...  # the state tree's records (chain/smt.py)
     @property
     def receipts(self) -> list[Receipt]: ...
     @property

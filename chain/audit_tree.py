@@ -6,10 +6,13 @@ n/<height:8>…, l/<height:8>…, z/<height:8>… and r/<height>. So the store's
 height sit together, one key range per prefix, and no later block writes there. For every height
 whose tree the store keeps whole (above its m/state_from, and above a synced store's base) the
 audit reads those ranges as it replays the block and compares them with what the replay wrote,
-as whole dicts of one block's records each. It then keeps only the nodes and leaf data for the
-next blocks' reads, in a dict of their own. Holding every record ever written in one dict until
-one final comparison (millions on a long chain) made each lookup in it several cache misses, and
-the inserts, lookups and final comparison of the retired marks (z/, never read) alone a
+as whole dicts of one block's records each. It then keeps only what the next blocks' updates
+read, the nodes (n/; the leaves' data, l/, is never read), in a dict of their own, and drops from
+it the nodes each block retired (its z/ record). So the dict holds the current state's tree: the
+audit's memory for it and the cost of a lookup in it follow the state's size, not the chain's
+length (docs/performance.md, "The audit holds the current tree"). Holding every record ever
+written in one dict until one final comparison (millions on a long chain) made each lookup in it
+several cache misses, and the inserts, lookups and final comparison of the retired marks alone a
 sizeable share of the audit's time (docs/performance.md, "Full-chain audit").
 
 The records of the heights not compared here (the genesis or a synced base, and those at or
@@ -19,7 +22,9 @@ caller's replay as before, to be compared at the end; the root records (r/) too,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 
 from chain import smt
 
@@ -30,7 +35,6 @@ Difference = tuple[int, str]
 RangeReader = Callable[[bytes, bytes], dict[bytes, bytes]]
 
 COMPARED_PREFIXES = (smt.NODE_PREFIX, smt.LEAF_DATA_PREFIX, smt.STALE_PREFIX)
-READ_PREFIXES = (smt.NODE_PREFIX, smt.LEAF_DATA_PREFIX)  # what the tree's update reads
 
 
 class TreeRecords:
@@ -46,8 +50,8 @@ class TreeRecords:
         self._read_range = read_range
         self._above = compare_above if read_range is not None else None
         self._head = head
-        # every node and leaf's data the replay wrote (not the retired marks, z/: never read); the
-        # retired ones are not dropped, which would cost a Python step per record
+        # the nodes of the replay's current tree: what the next block's update reads (the leaves'
+        # data, l/, and the retired marks, z/, are never read and never enter it)
         self.nodes: dict[bytes, bytes] = {}
         self.differences: list[Difference] = []
 
@@ -65,17 +69,18 @@ class TreeRecords:
         return any(lo <= key < hi for lo, hi in self.excluded_ranges())
 
     def reader(self, others: Reader) -> Reader:
-        """The replay's reader: a tree node or leaf's data from `nodes`, the rest from `others`."""
-        nodes_get = self.nodes.get
+        """The replay's reader: a tree node from `nodes`, the rest from `others`."""
+        nodes_get, node_prefix = self.nodes.get, smt.NODE_PREFIX
 
         def read(key: bytes) -> bytes | None:
-            return nodes_get(key) if key[:2] in READ_PREFIXES else others(key)
+            return nodes_get(key) if key[:2] == node_prefix else others(key)
 
         return read
 
-    def absorb(self, height: int, tree: Mapping[bytes, bytes], replay: dict[bytes, bytes | None]) -> Mapping[bytes, bytes]:
+    def absorb(self, height: int, tree: smt.TreeWrites, replay: dict[bytes, bytes | None]) -> Mapping[bytes, bytes]:
         """Take in the tree records a block wrote: compared with the store's if its height is, else
         put in `replay`; the root record always goes there. Returns what went to `replay`."""
+        self._drop(tree.retired)
         if not self.compared(height):
             replay.update(tree)
             self.keep(tree)
@@ -91,16 +96,25 @@ class TreeRecords:
             part.items() <= tree.items() for part in (nodes, data, stale)
         ):
             self.nodes.update(nodes)
-            self.nodes.update(data)
         else:
             self._differ(height, tree, {**nodes, **data, **stale}, root_key)
             self.keep(tree)
         return kept
 
     def keep(self, records: Mapping[bytes, bytes | None]) -> None:
-        """Keep the nodes and leaf data among `records` (a Python step per record: for the records
-        not compared block by block, and those of a block that differs from the store)."""
-        self.nodes.update((k, v) for k, v in records.items() if k[:2] in READ_PREFIXES and v is not None)
+        """Keep the nodes among `records` (a Python step per record: for the records not compared
+        block by block, and those of a block that differs from the store)."""
+        self.nodes.update((k, v) for k, v in records.items() if k[:2] == smt.NODE_PREFIX and v is not None)
+
+    def _drop(self, retired: Sequence[bytes]) -> None:
+        """Forget the nodes a block retired (<version><hash> each, as its z/ record lists them): no
+        later block reads a node its parent state no longer holds. A C-level pass over a block's
+        thousands; each pop is a miss in a large dict and frees a node, which costs the audit a
+        tenth to a fifth of its time, for half its memory (docs/performance.md, "The audit holds
+        the current tree"). A node a block retires was written by an earlier one, so dropping
+        before the block's own are kept is the same as after."""
+        keys = map(smt.NODE_PREFIX.__add__, retired)
+        deque(map(self.nodes.pop, keys, repeat(None)), maxlen=0)
 
     def _differ(self, height: int, tree: Mapping[bytes, bytes], stored: dict[bytes, bytes], root_key: bytes) -> None:
         for key, value in stored.items():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from factories import mix_views
 from ledger_fixtures import LedgerChain, build_story
 
+from chain import smt
 from chain.audit import audit_data_dir, verify_chain
+from chain.audit_tree import TreeRecords
 from chain.block import Certificate
 from chain.database import Database, open_db
 from chain.encoding import canonical, decode
@@ -259,6 +262,34 @@ def test_a_clean_store_is_compared_whole_not_record_by_record(
     monkeypatch.setattr(audit_mod, "_check_tx_key", record_by_record)
     path, ch = original
     assert _audit(path, ch).ok
+
+
+def test_the_replay_holds_the_current_tree_not_every_node_ever_written(
+    original: tuple[Path, LedgerChain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the nodes each block retires leave the replay's node dict, so the audit's memory for the
+    # tree follows the state's size, not the chain's length (chain/audit_tree.py)
+    import chain.audit as audit_mod
+
+    made: list[TreeRecords] = []
+    make = audit_mod._tree_records
+
+    def capture(*args: Any) -> TreeRecords:
+        made.append(make(*args))
+        return made[-1]
+
+    monkeypatch.setattr(audit_mod, "_tree_records", capture)
+    path, ch = original
+    store = Store.open_read_only(path)
+    try:
+        assert verify_chain(store, ch.c.genesis, reexecute).ok
+        head = smt.root_at(store.get, store.height)
+        current = set(smt.node_keys(store.get, head))
+        ever = {k for k, _ in store.iterate(smt.NODE_PREFIX)}
+    finally:
+        store.close()
+    assert len(ever) > len(current)  # the story's blocks replaced nodes: there was something to drop
+    assert set(made[0].nodes) == current
 
 
 def _first_key(db: Database, prefix: bytes) -> bytes:
