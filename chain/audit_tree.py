@@ -9,8 +9,8 @@ audit reads those ranges as it replays the block and compares them with what the
 as whole dicts of one block's records each. It then keeps only what the next blocks' updates
 read, the nodes (n/; the leaves' data, l/, is never read), in a dict of their own, and drops from
 it the nodes each block retired (its z/ record). So the dict holds the current state's tree: the
-audit's memory for it and the cost of a lookup in it follow the state's size, not the chain's
-length (docs/performance.md, "The audit holds the current tree"). Holding every record ever
+audit's memory for it follows the state's size, not the chain's length (docs/performance.md, "The
+audit holds the current tree"). Holding every record ever
 written in one dict until one final comparison (millions on a long chain) made each lookup in it
 several cache misses, and the inserts, lookups and final comparison of the retired marks alone a
 sizeable share of the audit's time (docs/performance.md, "Full-chain audit").

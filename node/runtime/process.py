@@ -68,8 +68,8 @@ def collect_cycles_rarely() -> None:
     applies blocks. Every tx allocates a few dozen short-lived dicts and strings; with the default
     gen-0 threshold of 700 the collector ran dozens of times per block for nothing (a ledger's data
     holds no reference cycles worth collecting quickly), and each pass of the older generations
-    walks the whole heap: in the full-chain audit of a 150,000-tx chain the default thresholds cost
-    a sixth of its time (docs/performance.md, "The audit holds the current tree")."""
+    walks the whole heap: the full-chain audit took 5-12 % longer with the default thresholds
+    (docs/performance.md, "The audit holds the current tree")."""
     gc.set_threshold(50_000, 20, 20)
 
 
