@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import inspect
 import json
 import shutil
@@ -52,6 +51,7 @@ from node.rpc.api import NodeApi
 from node.rpc.base import ApiError, dumps, tx_from_json
 from node.runtime.ledger import Ledger
 from node.runtime.mempool import Mempool, verify_signatures
+from node.runtime.process import collect_cycles_rarely
 
 PHASES = ("rpc", "gossip", "block")
 SKIPS_PENDING = "pending" in inspect.signature(Ledger.validate).parameters
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", type=Path, help="write a cProfile of the measured phases here")
     opts = ap.parse_args()
-    gc.set_threshold(50_000, 20, 20)  # as the node sets it (node/runtime/process.py)
+    collect_cycles_rarely()  # as the node does
     root = Path(tempfile.mkdtemp(prefix="bench-admission-"))
     c = make_consortium()
     ledger = Ledger.open(root / "node", c.genesis)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import shutil
 import tempfile
 import time
@@ -29,6 +28,7 @@ from chain.devnet import Consortium, make_consortium
 from chain.encoding import decode
 from chain.tx import Tx, parse_tx, sign_tx
 from node.runtime.ledger import Ledger
+from node.runtime.process import collect_cycles_rarely
 
 PHASES = ("decode", "validate", "commit", "vote_record")
 
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=440)
     ap.add_argument("--profile", type=Path, help="write a cProfile of the replica's measured phases here")
     opts = ap.parse_args()
-    gc.set_threshold(50_000, 20, 20)  # as the node sets it (node/runtime/process.py)
+    collect_cycles_rarely()  # as the node does
     root = Path(tempfile.mkdtemp(prefix="bench-replica-"))
     run = Run(make_consortium(), root, opts.setup, opts.block)
     try:
