@@ -8,12 +8,14 @@ no contracts at all: hashes, signatures and the state tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 from chain import smt
 from chain.audit_tree import TreeRecords
+from chain.audit_txids import TxIds
 from chain.block import Block, BlockError, Certificate, CertificateError
 from chain.encoding import EncodingError
 from chain.genesis import Genesis
@@ -25,7 +27,6 @@ from chain.receipt import Receipt
 from chain.sigcheck import BlockReader, Fetched, fetch_blocks, fetch_raw_blocks
 from chain.store import RESERVED_PREFIXES, Store, StoreError
 from chain.tx import TxError
-from chain.txrecords import TX_INDEX_PREFIX, TX_RECORD_PREFIX, decode_tx_entry, tx_index_key, tx_place
 from chain.validators import ValidatorSet
 from chain.validity import BlockInvalid, Parent, check_block
 
@@ -55,10 +56,8 @@ Progress = Callable[[int, int, int], None]  # (height done, head height, txs don
 
 
 class ChainSource(Protocol):
-    """What the audit reads: a Store, or anything holding blocks the same way (an RPC's answers).
-
-    `iterate` is only read when the source's apply-path records are compared (`records=True`).
-    """
+    """What the audit reads: a Store, or anything holding blocks the same way (an RPC's answers),
+    whose records are then not compared (`records=False`)."""
 
     genesis_hash: str
 
@@ -74,8 +73,6 @@ class ChainSource(Protocol):
     def height_of(self, block_hash: str) -> int | None: ...
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None: ...
-
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(frozen=True)
@@ -128,27 +125,30 @@ def verify_chain(
 
     With `records` false the store's own apply-path records (state, history, indexes) are not
     compared with replay: for a source that holds only blocks, certificates and receipts, such
-    as a node's RPC. Everything the blocks and certificates commit to is still checked.
+    as a node's RPC (only a Store's records can be compared). Everything the blocks and
+    certificates commit to is still checked.
     With `workers` above 1, tx signatures are checked ahead in that many processes
     (chain/sigcheck.py); everything else, re-execution above all, stays here and in order, so
     the report is the same for any number of workers.
     """
+    if records and not isinstance(store, Store):
+        raise TypeError("only a Store's records can be compared: audit another source with records=False")
     if store.genesis_hash != genesis.hash:
         return AuditReport(False, 0, "the store belongs to another genesis")
     blocks = txs = 0
     replay: dict[bytes, bytes | None] = {}
-    written_at = _Writers()
-    seen_tx: dict[str, tuple[int, int]] = {}
+    written_at = _Writers(track=records)
     base = store.base_height if isinstance(store, Store) else 0
     state_from = store.state_from if isinstance(store, Store) else 0
     head = store.height
     tree = _tree_records(store, records, max(state_from, base), head)
     read = tree.reader(replay.get)
     try:
-        root, vset, prev = _start(store, genesis, reexecute, replay, written_at, seen_tx, base_rules, tree)
+        root, vset, prev, window = _start(store, genesis, reexecute, replay, written_at, base_rules, tree)
+        ids = TxIds(base, window)
         for height, fetched in _fetch(store, base + 1, head, workers):
             try:
-                block, result = _check_height(store, genesis, reexecute, read, seen_tx, fetched, height, prev, vset, root)
+                block, result = _check_height(store, genesis, reexecute, read, ids, fetched, height, prev, vset, root)
             except (EncodingError, ValueError, TypeError, KeyError, IndexError) as e:
                 # a record altered into something that does not even parse
                 raise _Bad(height, f"unreadable record: {type(e).__name__}: {e}") from None
@@ -160,15 +160,14 @@ def verify_chain(
                 progress(height, head, txs)
         versions = None
         if records:
+            assert isinstance(store, Store)
             _prune_replay(replay, written_at, state_from)
-            if base:  # the window's txs (at or below the base) have ids (w/), not records or i/ pointers
-                seen_tx = {tx_id: where for tx_id, where in seen_tx.items() if where[0] > base}
-            # a Store's blocks were read from their t/ records (read_block), each decoded in full
-            # and checked to sit at its place: the same bytes need not be decoded again here
-            _check_indexes(store, replay, written_at, seen_tx, head, tree, placed=isinstance(store, Store))
+            _check_records(store, replay, written_at, ids, head, tree)
             versions = (min(state_from, head), head)
     except _Bad as bad:
-        return AuditReport(False, bad.height, bad.reason, blocks, txs, base=base)
+        # a difference already found below the height that stopped the replay comes first
+        height, reason = min([d for d in tree.differences if d[0] < bad.height], default=(bad.height, bad.reason))
+        return AuditReport(False, height, reason, blocks, txs, base=base)
     return AuditReport(True, None, "", blocks, txs, root, versions, base=base)
 
 
@@ -176,7 +175,7 @@ def _tree_records(store: ChainSource, records: bool, kept_from: int, head: int) 
     """The replay's state tree; a Store's tree records of the heights above `kept_from` (where it
     keeps every state version whole) compared with it block by block, when records are."""
     if not (records and isinstance(store, Store)):
-        return TreeRecords(None, None, head)
+        return TreeRecords(None, None, head, at_end=records)
     return TreeRecords(store.records, kept_from, head)
 
 
@@ -186,26 +185,25 @@ def _start(
     reexecute: Reexecute,
     replay: dict[bytes, bytes | None],
     written_at: _Writers,
-    seen_tx: dict[str, tuple[int, int]],
     base_rules: Any,
     tree: TreeRecords,
-) -> tuple[str, ValidatorSet, str]:
+) -> tuple[str, ValidatorSet, str, dict[str, tuple[int, int]]]:
     """The replay's starting point: the genesis state, or a synced store's checked base.
-    Returns (state root, validator set of the next height, hash of the block before it)."""
+    Returns (state root, validator set of the next height, hash of the block before it, the
+    tx ids committed before it that the store holds no pointer to: a synced store's window)."""
     if not isinstance(store, Store) or store.base is None:
         g = reexecute(replay.get, genesis, None, smt.EMPTY_ROOT)
         _absorb(replay, written_at, g, 0, tree)
-        return g.state_root, g.next_validators, genesis.hash
+        return g.state_root, g.next_validators, genesis.hash, {}
     from chain import audit_base  # it builds on this module's proof checks: imported when used
 
     if base_rules is None:
         raise _Bad(store.base.height, "a state-synced data dir: the audit needs the contracts' base rules")
     start = audit_base.base_start(store, genesis, base_rules)  # raises _Bad naming the base height
     replay.update(start.records)
-    written_at.blocks.append((start.height, start.records))
+    written_at.note(start.height, start.records)
     tree.keep(start.records)  # its tree's nodes and leaf data, among the contracts' records
-    seen_tx.update(start.window)
-    return start.state_root, start.next_validators, start.block_hash
+    return start.state_root, start.next_validators, start.block_hash, start.window
 
 
 def _prune_replay(replay: dict[bytes, bytes | None], written_at: _Writers, state_from: int) -> None:
@@ -236,16 +234,15 @@ def _check_height(
     genesis: Genesis,
     reexecute: Reexecute,
     read: Reader,
-    seen_tx: dict[str, tuple[int, int]],
+    ids: TxIds,
     fetched: Fetched,
     height: int,
     prev: str,
     vset: ValidatorSet,
     root: str,
 ) -> tuple[Block, Replay]:
-    block = _check_block(store, genesis, fetched, height, prev, vset, seen_tx)
-    for index, tx in enumerate(block.txs):
-        seen_tx[tx.tx_id] = (height, index)
+    block = _check_block(store, genesis, fetched, height, prev, vset, ids)
+    ids.add(height, block)
     try:
         result = reexecute(read, genesis, block, root)
     except TxError as e:
@@ -256,24 +253,30 @@ def _check_height(
 
 def _absorb(replay: dict[bytes, bytes | None], written_at: _Writers, result: Replay, height: int, tree: TreeRecords) -> None:
     replay.update(result.records)  # a dict-level update, no Python loop: a block writes thousands of records
-    written_at.blocks.append((height, result.records))
+    written_at.note(height, result.records)
     kept = tree.absorb(height, result.tree, replay)  # compared with the store now, or kept for the end
-    written_at.blocks.append((height, kept))
+    written_at.note(height, kept)
 
 
 class _Writers:
-    """Which height last wrote a record: asked only to report a difference, so each block's writes
-    are kept as they are and searched then, rather than indexed key by key as they come (a second
-    dict of every record cost the audit as much as the replay itself)."""
+    """Which height last wrote each record the replay holds, asked only to report a difference.
 
-    def __init__(self) -> None:
-        self.blocks: list[tuple[int, Mapping[bytes, bytes | None]]] = []
+    One entry per record key, not per write: the dict shares its keys with the replay, and each
+    block's keys go in with one C-level pass (`dict.fromkeys`) under one int for the height. Keeping
+    each block's writes instead, to search them only on a difference, kept every version of every
+    record the chain ever wrote alive: most of the audit's memory on a long chain, growing with its
+    length rather than with the store (docs/performance.md, "The audit's memory beyond the tree").
+    `None` (`track=False`): nothing is compared at the end, nothing is noted."""
+
+    def __init__(self, track: bool = True) -> None:
+        self.heights: dict[bytes, int] | None = {} if track else None
+
+    def note(self, height: int, keys: Iterable[bytes]) -> None:
+        if self.heights is not None:
+            self.heights.update(dict.fromkeys(keys, height))
 
     def get(self, key: bytes, default: int) -> int:
-        for height, writes in reversed(self.blocks):
-            if key in writes:
-                return height
-        return default
+        return default if self.heights is None else self.heights.get(key, default)
 
 
 def _check_block(
@@ -283,7 +286,7 @@ def _check_block(
     height: int,
     prev: str,
     vset: ValidatorSet,
-    seen_tx: dict[str, tuple[int, int]],
+    ids: TxIds,
 ) -> Block:
     if isinstance(fetched.error, (BlockError, EncodingError, TxError)):
         raise _Bad(height, f"block does not decode: {fetched.error}")
@@ -299,7 +302,7 @@ def _check_block(
             vset,
             genesis.params,
             signature_ok=lambda index, _: index not in fetched.bad_sigs,  # checked ahead (chain/sigcheck.py)
-            committed_at=lambda tx_id: seen_tx[tx_id][0] if tx_id in seen_tx else None,
+            committed_at=ids.committed_at,
         )
     except BlockInvalid as e:
         raise _Bad(height, str(e)) from None
@@ -346,34 +349,23 @@ def _check_results(store: ChainSource, fetched: Fetched, block: Block, result: R
             raise _Bad(height, f"tx record (t/) of tx {index} does not point at it")
 
 
-def _check_indexes(
-    store: ChainSource,
+def _check_records(
+    store: Store,
     replay: dict[bytes, bytes | None],
     written_at: _Writers,
-    seen_tx: dict[str, tuple[int, int]],
+    ids: TxIds,
     head: int,
     tree: TreeRecords,
-    *,
-    placed: bool = False,
 ) -> None:
-    """Every apply-path record and tx index entry the store holds, against replay (the tree records
-    `tree` compared block by block aside, with their differences); first bad height wins.
-
-    `placed`: the t/ records of the blocks' txs were already checked to sit at their places."""
+    """Every apply-path record the store holds against replay, and its tx records and pointers
+    against the replayed txs; with the tree records' differences found block by block, the first
+    bad height wins."""
     compared = tree.excluded_ranges()
-    if not tree.differences and placed and isinstance(store, Store) and _records_match(store, replay, seen_tx, compared):
+    bad = [*tree.differences, *ids.store_differences(store, head)]
+    if not bad and _records_match(store, replay, compared):
         return
-    bad: list[tuple[int, str]] = list(tree.differences)
     stored_keys = set()
-    places = {tx_place(*where): tx_id for tx_id, where in seen_tx.items()}
-    indexed = 0
-    for key, value in store.iterate(b""):
-        if key.startswith(RESERVED_PREFIXES):
-            if key.startswith((TX_RECORD_PREFIX, TX_INDEX_PREFIX)):
-                indexed += _check_tx_key(key, value, places, seen_tx, head, bad, placed)
-            continue
-        if tree.is_compared_key(key):
-            continue
+    for key, value in _apply_records(store, compared):
         stored_keys.add(key)
         if replay.get(key) != value:
             where = written_at.get(key, head)
@@ -382,82 +374,40 @@ def _check_indexes(
     for key, replayed in replay.items():
         if replayed is not None and key not in stored_keys:
             bad.append((written_at.get(key, head), f"record {key[:48]!r} is missing from the store"))
-    if indexed < len(seen_tx):  # a committed tx that its id no longer finds
-        found = {k[len(TX_INDEX_PREFIX) :].decode(errors="replace") for k, _ in store.iterate(TX_INDEX_PREFIX)}
-        for tx_id, (height, index) in seen_tx.items():
-            if tx_id not in found:
-                bad.append((height, f"tx index (i/) of tx {index} ({tx_id[:16]}…) is missing"))
     if bad:
         height, reason = min(bad)
         raise _Bad(height, reason)
 
 
-def _records_match(
-    store: Store,
-    replay: dict[bytes, bytes | None],
-    seen_tx: dict[str, tuple[int, int]],
-    compared: list[tuple[bytes, bytes]],
-) -> bool:
-    """Whether the store's records are exactly the replay's, its tx records at the committed places
-    and its tx pointers right: one comparison of whole dicts and sets (C loops, a few seconds for
-    millions of records where a Python loop over them took tens). False sends the caller to the
-    record-by-record comparison, which says what differs and where. The key ranges `compared`
-    (tree records compared block by block) are skipped."""
-    stored: dict[bytes, bytes] = {}
+# records compared a chunk at a time: whole dicts (C loops, a few seconds for millions of records
+# where a Python loop over them took tens), but never a copy of the whole store in memory
+_CHUNK = 65_536
+
+
+def _records_match(store: Store, replay: dict[bytes, bytes | None], compared: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the store's apply-path records are exactly the replay's. False sends the caller to
+    the record-by-record comparison, which says what differs and where."""
+    stored = 0
+    records = _apply_records(store, compared)
+    while chunk := dict(islice(records, _CHUNK)):
+        if not chunk.items() <= replay.items():
+            return False
+        stored += len(chunk)
+    return stored == len(replay) - list(replay.values()).count(None)
+
+
+def _apply_records(store: Store, compared: list[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """The store's records outside its own (RESERVED_PREFIXES) and the key ranges `compared`
+    (tree records compared block by block), in key order."""
     skipped = sorted([(p, _after(p)) for p in RESERVED_PREFIXES] + compared)
     starts = [b"", *(hi for _, hi in skipped)]
     for lo, hi in zip(starts, [*(lo for lo, _ in skipped), None], strict=True):  # every key outside them
-        stored.update(store.iterate(b"", start=lo, stop=hi))
-    if len(stored) != len(replay) - list(replay.values()).count(None) or not stored.items() <= replay.items():
-        return False
-    places = {tx_place(*where) for where in seen_tx.values()}
-    if {key[len(TX_RECORD_PREFIX) :] for key, _ in store.iterate(TX_RECORD_PREFIX)} != places:
-        return False
-    pointers = {tx_index_key(tx_id): tx_place(*where) for tx_id, where in seen_tx.items()}
-    return dict(store.iterate(TX_INDEX_PREFIX)) == pointers
+        yield from store.iterate(b"", start=lo, stop=hi)
 
 
 def _after(prefix: bytes) -> bytes:
     """The first key after every key that starts with prefix (prefixes here end in '/')."""
     return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-def _check_tx_key(
-    key: bytes,
-    value: bytes,
-    places: dict[bytes, str],
-    seen_tx: dict[str, tuple[int, int]],
-    head: int,
-    bad: list[tuple[int, str]],
-    placed: bool,
-) -> int:
-    """A t/ record must sit at a block's tx place; an i/ pointer must name its tx's place. Returns 1
-    for a sound i/ pointer (the caller counts them against the committed txs)."""
-    if key.startswith(TX_RECORD_PREFIX):
-        place = key[len(TX_RECORD_PREFIX) :]
-        if place not in places:
-            bad.append((head, f"tx record (t/) at {place[:40]!r} is the place of no block's tx"))
-        elif not placed and _location(value) != seen_tx[places[place]]:
-            bad.append((seen_tx[places[place]][0], f"tx record (t/) at {place!r} is altered"))
-        return 0
-    tx_id = key[len(TX_INDEX_PREFIX) :].decode(errors="replace")
-    where = seen_tx.get(tx_id)
-    if where is None:
-        bad.append((head, f"tx index (i/) names a tx {tx_id[:16]}… in no block"))
-        return 0
-    if value != tx_place(*where):
-        bad.append((where[0], f"tx index (i/) of {tx_id[:16]}… does not point at its place"))
-        return 0
-    return 1
-
-
-def _location(raw: bytes) -> tuple[int, int] | None:
-    """(height, index) of a t/ record, None for one that does not decode as a record."""
-    try:
-        entry = decode_tx_entry(raw)
-    except (EncodingError, ValueError):
-        return None
-    return entry.height, entry.index
 
 
 def audit_data_dir(

@@ -42,14 +42,17 @@ class TreeRecords:
     replay reads, and the comparison of each compared height's tree records with the store's.
 
     `compare_above`: the heights above it are compared here (None: none are, e.g. a source that
-    holds blocks only); `head` is where the replay ends. Differences are collected, not raised,
-    so that the caller can report the lowest height among them and its own.
+    holds blocks only); `head` is where the replay ends. `at_end`: the other heights' records go
+    to the caller's replay, for its final comparison; without one (an audit of blocks alone) only
+    the root records do, which the next block's update reads. Differences are collected, not
+    raised, so that the caller can report the lowest height among them and its own.
     """
 
-    def __init__(self, read_range: RangeReader | None, compare_above: int | None, head: int) -> None:
+    def __init__(self, read_range: RangeReader | None, compare_above: int | None, head: int, *, at_end: bool = True) -> None:
         self._read_range = read_range
         self._above = compare_above if read_range is not None else None
         self._head = head
+        self._at_end = at_end
         # the nodes of the replay's current tree: what the next block's update reads (the leaves'
         # data, l/, and the retired marks, z/, are never read and never enter it)
         self.nodes: dict[bytes, bytes] = {}
@@ -65,9 +68,6 @@ class TreeRecords:
         lo, hi = smt.version_bytes(self._above + 1), smt.version_bytes(self._head + 1)
         return [(prefix + lo, prefix + hi) for prefix in COMPARED_PREFIXES]
 
-    def is_compared_key(self, key: bytes) -> bool:
-        return any(lo <= key < hi for lo, hi in self.excluded_ranges())
-
     def reader(self, others: Reader) -> Reader:
         """The replay's reader: a tree node from `nodes`, the rest from `others`."""
         nodes_get, node_prefix = self.nodes.get, smt.NODE_PREFIX
@@ -79,15 +79,19 @@ class TreeRecords:
 
     def absorb(self, height: int, tree: smt.TreeWrites, replay: dict[bytes, bytes | None]) -> Mapping[bytes, bytes]:
         """Take in the tree records a block wrote: compared with the store's if its height is, else
-        put in `replay`; the root record always goes there. Returns what went to `replay`."""
+        put in `replay` for the final comparison, if there is one; the root record always goes
+        there. Returns what went to `replay`."""
         self._drop(tree.retired)
         if not self.compared(height):
-            replay.update(tree)
-            self.keep(tree)
-            return tree
+            self.nodes.update(tree.nodes)
+            if self._at_end:
+                replay.update(tree)
+                return tree
         root_key = smt.root_key(height)
         kept = {root_key: tree[root_key]}
         replay.update(kept)
+        if not self.compared(height):
+            return kept
         assert self._read_range is not None
         lo, hi = smt.version_bytes(height), smt.version_bytes(height + 1)
         nodes, data, stale = (self._read_range(prefix + lo, prefix + hi) for prefix in COMPARED_PREFIXES)
@@ -98,12 +102,12 @@ class TreeRecords:
             self.nodes.update(nodes)
         else:
             self._differ(height, tree, {**nodes, **data, **stale}, root_key)
-            self.keep(tree)
+            self.nodes.update(tree.nodes)
         return kept
 
     def keep(self, records: Mapping[bytes, bytes | None]) -> None:
-        """Keep the nodes among `records` (a Python step per record: for the records not compared
-        block by block, and those of a block that differs from the store)."""
+        """Keep the nodes among `records` (a Python step per record: for a synced store's base,
+        whose nodes come among the contracts' records)."""
         self.nodes.update((k, v) for k, v in records.items() if k[:2] == smt.NODE_PREFIX and v is not None)
 
     def _drop(self, retired: Sequence[bytes]) -> None:

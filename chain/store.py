@@ -68,6 +68,7 @@ from chain.txrecords import (
     TxEntry,
     block_from_records,
     decode_tx_entry,
+    parse_place,
     tx_entry_bytes,
     tx_index_key,
     tx_place,
@@ -380,9 +381,10 @@ class Store:
         place = self._get(tx_index_key(tx_id))
         if place is None:
             return self._window_place(tx_id) if self.base is not None else None
-        if len(place) != 18 or not place.isdigit():
+        where = parse_place(place)
+        if where is None:
             raise StoreError(f"{self.path}: damaged data: the tx index (i/) of {tx_id[:16]}… is not a place")
-        return int(place[:12]), int(place[12:])
+        return where
 
     def _window_place(self, tx_id: str) -> tuple[int, int] | None:
         raw = self._get(b"w/" + tx_id.encode())

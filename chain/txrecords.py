@@ -22,6 +22,13 @@ def tx_place(height: int, index: int) -> bytes:
     return b"%012d%06d" % (height, index)
 
 
+def parse_place(raw: bytes) -> tuple[int, int] | None:
+    """(height, index) of a place as `tx_place` spells it (t/ keys, i/ pointers); None for anything else."""
+    if len(raw) != 18 or not raw.isdigit():
+        return None
+    return int(raw[:12]), int(raw[12:])
+
+
 def tx_record_key(height: int, index: int) -> bytes:
     return TX_RECORD_PREFIX + tx_place(height, index)
 

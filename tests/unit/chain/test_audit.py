@@ -168,6 +168,8 @@ def _drop_last_tx(b: dict) -> None:
         ("tx index", 1, "t/"),
         ("tx pointer moved", 3, "(i/) of"),
         ("tx pointer missing", 2, "(i/) of tx 1"),
+        ("tx pointer not a place", 1, "(i/) of"),
+        ("stray tx pointer", 5, "names a tx"),  # no block holds its tx: reported at the head
         ("stray tx record", 5, "place of no block's tx"),
         ("receipts", 2, "receipts"),
         ("tx records swapped", 1, "holds another tx"),
@@ -210,6 +212,8 @@ def test_tampering_is_found_at_its_height(
         "tx index": lambda db: db.put(_record_key(db, tx1.tx_id), _moved(db.get(_record_key(db, tx1.tx_id)), 0)),
         "tx pointer moved": lambda db: db.put(b"i/" + tx3.tx_id.encode(), db.get(b"i/" + tx1.tx_id.encode())),
         "tx pointer missing": lambda db: db.delete(b"i/" + tx2.tx_id.encode()),
+        "tx pointer not a place": lambda db: db.put(b"i/" + tx1.tx_id.encode(), b"1/2"),
+        "stray tx pointer": lambda db: db.put(b"i/" + ("ab" * 32).encode(), db.get(b"i/" + tx3.tx_id.encode())),
         "stray tx record": lambda db: db.put(b"t/%012d%06d" % (3, 7), db.get(_record_key(db, tx3.tx_id))),
         "tx records swapped": _swap_tx_records(tx1.tx_id, tx3.tx_id),
         "block without its last tx": _rewrite_block(3, _drop_last_tx),
@@ -255,13 +259,23 @@ def test_a_clean_store_is_compared_whole_not_record_by_record(
     # the record-by-record comparison (slow: a Python loop over millions of records) runs only to
     # say what differs; the tamperings above show it does when anything does
     import chain.audit as audit_mod
+    from chain.audit_txids import TxIds
 
-    def record_by_record(*args: object) -> int:
-        raise AssertionError("a clean store went through the record-by-record comparison")
+    passes: list[object] = []
+    read = audit_mod._apply_records
 
-    monkeypatch.setattr(audit_mod, "_check_tx_key", record_by_record)
+    def count_passes(*args: Any) -> Any:
+        passes.append(args)
+        return read(*args)
+
+    def one_by_one(*args: object) -> bool:
+        raise AssertionError("a clean store's tx records and pointers were looked at one by one")
+
+    monkeypatch.setattr(audit_mod, "_apply_records", count_passes)
+    monkeypatch.setattr(TxIds, "_replayed", one_by_one)
     path, ch = original
     assert _audit(path, ch).ok
+    assert len(passes) == 1  # the whole-dict comparison's; a second is the record-by-record one
 
 
 def test_the_replay_holds_the_current_tree_not_every_node_ever_written(
@@ -309,6 +323,8 @@ def _stale_prefix(height: int) -> bytes:
         ("retired mark missing", 5, "missing from the store"),
         ("stray tree node", 5, "not written by any block"),  # no block wrote it: reported at the head
         ("tree node and history entry", 2, "h/WR-1"),  # the lowest height of all differences wins
+        # found as block 2 is replayed, before block 4's certificate stops the replay: it wins too
+        ("tree node altered, a later certificate garbled", 2, "altered"),
     ],
 )
 def test_tree_records_are_compared_block_by_block(
@@ -327,9 +343,52 @@ def test_tree_records_are_compared_block_by_block(
         "retired mark missing": lambda db: db.delete(_first_key(db, _stale_prefix(5))),
         "stray tree node": lambda db: db.put(b"n/" + version_bytes(1) + bytes(32), b"\x01" + bytes(80)),
         "tree node and history entry": tree_node_and_history,
+        "tree node altered, a later certificate garbled": lambda db: (
+            db.put(_first_key(db, b"n/" + version_bytes(2)), b"\x01" + bytes(80)),
+            db.put(b"c/%012d" % 4, b"\x93\x01\x02"),
+        )[-1],
     }
     copy = _tampered(original, tmp_path, edits[name])
     report = _audit(copy, ch=original[1])
     assert not report.ok, name
     assert report.height == expected_height, (name, report)
     assert reason_part in report.reason, (name, report.reason)
+
+
+def test_records_are_compared_a_chunk_at_a_time(
+    original: tuple[Path, LedgerChain], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the final comparison never copies the whole store: with chunks of 2 records the clean store
+    # still passes whole, and an altered record in any chunk is still found
+    import chain.audit as audit_mod
+
+    monkeypatch.setattr(audit_mod, "_CHUNK", 2)
+    path, ch = original
+    assert _audit(path, ch).ok
+    report = _audit(_tampered(original, tmp_path, _state(ch)), ch)
+    assert (report.ok, report.height) == (False, 5) and "s/asset/WR-2" in report.reason, report
+
+
+def test_an_audit_of_blocks_alone_keeps_no_tree_records_but_the_roots(
+    original: tuple[Path, LedgerChain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with records=False (a node's RPC) nothing is compared at the end: the replay keeps the root
+    # records its next updates read, not every tree record ever written
+    import chain.audit as audit_mod
+
+    replays: list[dict[bytes, bytes | None]] = []
+    absorb = audit_mod._absorb
+
+    def capture(replay: dict[bytes, bytes | None], *args: Any) -> None:
+        replays.append(replay)
+        absorb(replay, *args)
+
+    monkeypatch.setattr(audit_mod, "_absorb", capture)
+    path, ch = original
+    store = Store.open_read_only(path)
+    try:
+        assert verify_chain(store, ch.c.genesis, reexecute, records=False).ok
+        assert not replays[0].keys() & {k for k, _ in store.iterate(b"") if k[:2] in (b"n/", b"l/", b"z/")}
+    finally:
+        store.close()
+    assert {k[:2] for k in replays[0]} >= {b"r/", b"s/"}

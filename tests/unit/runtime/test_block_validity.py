@@ -18,7 +18,9 @@ from chain.block import Block, Certificate, Header
 from chain.devnet import make_consortium
 from chain.merkle import tx_root
 from chain.receipt import Receipt
+from chain.store import BlockCommit
 from chain.tx import EXPIRY_WINDOW, Tx, sign_tx
+from chain.txrecords import tx_index_key, tx_place
 from chain.validity import BlockInvalid, Parent, check_block
 from contracts import validate_args
 from contracts.apply import reexecute
@@ -205,3 +207,21 @@ def test_the_good_block_passes_every_path(world: World, caplog: pytest.LogCaptur
     assert report.ok, report
     world.ch.ledger.commit(good, cert)
     assert world.ch.ledger.height == HEIGHT
+
+
+@pytest.mark.parametrize("pointer", ["later copy", "earlier copy"])
+def test_a_tx_committed_twice_into_a_store_is_refused_by_its_audit(world: World, pointer: str) -> None:
+    """The data-dir audit (records compared) refuses a store that holds a tx twice, written past
+    the ledger's refusal, at the second copy's height, whichever copy the store's one pointer for
+    it names: the duplicate is found by the ids replayed, not by the store's index."""
+    bad = world.block([world.first])
+    cert = world.ch.certify(bad)
+    result = world.ch.ledger.execute(bad.txs, HEIGHT)
+    store = world.ch.ledger.store
+    store.append(BlockCommit(bad, cert, result.receipts, result.writes, result.packed_receipts))
+    assert store.get(tx_index_key(world.first.tx_id)) == tx_place(HEIGHT, 0)  # the append moved it
+    if pointer == "earlier copy":
+        store._db.put(tx_index_key(world.first.tx_id), tx_place(1, 0))
+    report = verify_chain(store, world.ch.c.genesis, reexecute)
+    assert (report.ok, report.height) == (False, HEIGHT), report
+    assert "(duplicate): already committed at height 1" in report.reason, report.reason
