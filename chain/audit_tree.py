@@ -82,16 +82,14 @@ class TreeRecords:
         put in `replay` for the final comparison, if there is one; the root record always goes
         there. Returns what went to `replay`."""
         self._drop(tree.retired)
+        root_key = smt.root_key(height)
         if not self.compared(height):
             self.nodes.update(tree.nodes)
-            if self._at_end:
-                replay.update(tree)
-                return tree
-        root_key = smt.root_key(height)
+            kept: Mapping[bytes, bytes] = tree if self._at_end else {root_key: tree[root_key]}
+            replay.update(kept)
+            return kept
         kept = {root_key: tree[root_key]}
         replay.update(kept)
-        if not self.compared(height):
-            return kept
         assert self._read_range is not None
         lo, hi = smt.version_bytes(height), smt.version_bytes(height + 1)
         nodes, data, stale = (self._read_range(prefix + lo, prefix + hi) for prefix in COMPARED_PREFIXES)
