@@ -258,6 +258,13 @@ def _options(create: bool, memory: DbMemory) -> rocksdict.Options:
     options.set_max_open_files(memory.max_open_files)
     # a flush and a compaction may run beside each other; 4 nodes share 2 cores, so no more
     options.set_max_background_jobs(2)
+    # Compactions (RocksDB's low-priority pool) run at nice 19: a large merge then yields the CPU
+    # to the node's own thread, whose heights otherwise overran the view timer while the store
+    # merged (docs/performance.md, "Compactions at a lower CPU priority"). Flushes keep theirs:
+    # a flush that waited would stall the commit writing the next block.
+    env = rocksdict.Env()
+    env.lower_thread_pool_cpu_priority()
+    options.set_env(env)
     options.set_keep_log_file_num(4)
     options.set_stats_dump_period_sec(300)
     table = rocksdict.BlockBasedOptions()

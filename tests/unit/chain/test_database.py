@@ -99,3 +99,41 @@ def test_a_failed_write_is_raised_and_not_raised_again_by_the_close(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("failed") and "File too large" in lines[0] and lines[1] == "closed", out.stdout
+
+
+_COMPACTION_NICENESS = """
+import sys, time
+from pathlib import Path
+from chain.database import open_db
+
+db = open_db(Path(sys.argv[1]), create=True)
+for round in range(3):
+    with db.write_batch() as batch:
+        for i in range(2000):
+            batch.put(b"k%06d" % (i * 7 % 2000), b"v%d" % round * 20)
+    db.compact_range()  # a manual compaction: the low-priority pool runs it
+deadline = time.monotonic() + 10
+while True:
+    tasks = Path("/proc/self/task")
+    found = {
+        (t / "comm").read_text().strip(): int((t / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        for t in tasks.iterdir()
+    }
+    if "rocksdb:low" in found or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+print(found.get("rocksdb:low"), found.get("rocksdb:high"))
+db.close()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread niceness is read from Linux's /proc")
+def test_compactions_run_at_a_lower_cpu_priority_than_flushes(tmp_path: Path) -> None:
+    # a large merge must yield the CPU to the node's own thread (docs/performance.md, "Compactions
+    # at a lower CPU priority"); a flush keeps its priority, since a commit may wait for it. A
+    # process of its own: the priority is set on RocksDB's default environment, for the process.
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPACTION_NICENESS, str(tmp_path / "db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()
+    assert out == ["19", "0"], out
