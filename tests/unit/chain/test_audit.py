@@ -45,6 +45,25 @@ def _audit(path: Path, ch: LedgerChain):
     return audit_data_dir(path, ch.c.genesis, reexecute)
 
 
+Call = tuple[tuple[Any, ...], Any]  # (the arguments, what the call returned)
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Call]:
+    """Every call of chain.audit's function `name` from now on, still made, with its result."""
+    import chain.audit as audit_mod
+
+    calls: list[Call] = []
+    real = getattr(audit_mod, name)
+
+    def spy(*args: Any) -> Any:
+        result = real(*args)
+        calls.append((args, result))
+        return result
+
+    monkeypatch.setattr(audit_mod, name, spy)
+    return calls
+
+
 def test_untampered_chain_passes(original: tuple[Path, LedgerChain]) -> None:
     path, ch = original
     seen: list[int] = []
@@ -258,24 +277,18 @@ def test_a_clean_store_is_compared_whole_not_record_by_record(
 ) -> None:
     # the record-by-record comparison (slow: a Python loop over millions of records) runs only to
     # say what differs; the tamperings above show it does when anything does
-    import chain.audit as audit_mod
     from chain.audit_txids import TxIds
-
-    passes: list[object] = []
-    read = audit_mod._apply_records
-
-    def count_passes(*args: Any) -> Any:
-        passes.append(args)
-        return read(*args)
 
     def one_by_one(*args: object) -> bool:
         raise AssertionError("a clean store's tx records and pointers were looked at one by one")
 
-    monkeypatch.setattr(audit_mod, "_apply_records", count_passes)
+    passes = _spy(monkeypatch, "_apply_records")
+    whole = _spy(monkeypatch, "_records_match")
     monkeypatch.setattr(TxIds, "_replayed", one_by_one)
     path, ch = original
     assert _audit(path, ch).ok
-    assert len(passes) == 1  # the whole-dict comparison's; a second is the record-by-record one
+    assert [result for _, result in whole] == [True]  # decided by the whole-dict comparison
+    assert len(passes) == 1  # its pass over the store; a second is the record-by-record one
 
 
 def test_the_replay_holds_the_current_tree_not_every_node_ever_written(
@@ -283,16 +296,7 @@ def test_the_replay_holds_the_current_tree_not_every_node_ever_written(
 ) -> None:
     # the nodes each block retires leave the replay's node dict, so the audit's memory for the
     # tree follows the state's size, not the chain's length (chain/audit_tree.py)
-    import chain.audit as audit_mod
-
-    made: list[TreeRecords] = []
-    make = audit_mod._tree_records
-
-    def capture(*args: Any) -> TreeRecords:
-        made.append(make(*args))
-        return made[-1]
-
-    monkeypatch.setattr(audit_mod, "_tree_records", capture)
+    made = _spy(monkeypatch, "_tree_records")
     path, ch = original
     store = Store.open_read_only(path)
     try:
@@ -303,7 +307,8 @@ def test_the_replay_holds_the_current_tree_not_every_node_ever_written(
     finally:
         store.close()
     assert len(ever) > len(current)  # the story's blocks replaced nodes: there was something to drop
-    assert set(made[0].nodes) == current
+    tree: TreeRecords = made[0][1]
+    assert set(tree.nodes) == current
 
 
 def _first_key(db: Database, prefix: bytes) -> bytes:
@@ -374,21 +379,13 @@ def test_an_audit_of_blocks_alone_keeps_no_tree_records_but_the_roots(
 ) -> None:
     # with records=False (a node's RPC) nothing is compared at the end: the replay keeps the root
     # records its next updates read, not every tree record ever written
-    import chain.audit as audit_mod
-
-    replays: list[dict[bytes, bytes | None]] = []
-    absorb = audit_mod._absorb
-
-    def capture(replay: dict[bytes, bytes | None], *args: Any) -> None:
-        replays.append(replay)
-        absorb(replay, *args)
-
-    monkeypatch.setattr(audit_mod, "_absorb", capture)
+    absorbed = _spy(monkeypatch, "_absorb")
     path, ch = original
     store = Store.open_read_only(path)
     try:
         assert verify_chain(store, ch.c.genesis, reexecute, records=False).ok
-        assert not replays[0].keys() & {k for k, _ in store.iterate(b"") if k[:2] in (b"n/", b"l/", b"z/")}
+        replay = absorbed[0][0][0]  # the first argument: the replay's dict, the same at every call
+        assert not replay.keys() & {k for k, _ in store.iterate(b"") if k[:2] in (b"n/", b"l/", b"z/")}
     finally:
         store.close()
-    assert {k[:2] for k in replays[0]} >= {b"r/", b"s/"}
+    assert {k[:2] for k in replay} >= {b"r/", b"s/"}
