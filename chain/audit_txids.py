@@ -54,7 +54,7 @@ class TxIds:
         places, base = self.places, self._base
         sound = 0
         for key, value in store.iterate(TX_INDEX_PREFIX):
-            tx_id = key[len(TX_INDEX_PREFIX) :].decode(errors="replace")
+            tx_id = _pointer_id(key)
             where = places.get(tx_id)
             if where is None or where[0] <= base:  # the window's txs have no pointers
                 found.append((head, f"tx index (i/) names a tx {tx_id[:16]}… in no block"))
@@ -63,7 +63,7 @@ class TxIds:
             else:
                 sound += 1
         if sound < replayed:  # a replayed tx that its id no longer finds
-            indexed = {k[len(TX_INDEX_PREFIX) :].decode(errors="replace") for k, _ in store.iterate(TX_INDEX_PREFIX)}
+            indexed = {_pointer_id(k) for k, _ in store.iterate(TX_INDEX_PREFIX)}
             for tx_id, (height, index) in places.items():
                 if height > base and tx_id not in indexed:
                     found.append((height, f"tx index (i/) of tx {index} ({tx_id[:16]}…) is missing"))
@@ -78,3 +78,8 @@ class TxIds:
         height, index = place
         at = height - self._base - 1
         return 0 <= at < len(self._tx_counts) and index < self._tx_counts[at]
+
+
+def _pointer_id(key: bytes) -> str:
+    """The tx id an i/ key names (a damaged key's bytes shown, not raised: it is reported)."""
+    return key[len(TX_INDEX_PREFIX) :].decode(errors="replace")
