@@ -113,6 +113,13 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+_MEMORY_PROPERTIES = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+}
+
+
 class Database:
     """One open RocksDB. Every operation raises DatabaseError when RocksDB fails (rocksdict raises
     a bare Exception, so each call into it is wrapped here and nowhere else)."""
@@ -205,10 +212,17 @@ class Database:
         except Exception as e:  # noqa: BLE001
             raise self._failure(f"property {name}: {e}") from None
 
+    def memory_parts(self) -> dict[str, int]:
+        """What RocksDB holds now, in bytes, by part (its own counts): `memtables`, `block_cache`, and
+        `table_readers`, the indexes and bloom filters of its open tables (the part that grows with
+        the store, up to max_open_files tables: DbMemory). A closed database holds none."""
+        if self._closed:
+            return dict.fromkeys(_MEMORY_PROPERTIES, 0)
+        return {part: self.int_property(name) for part, name in _MEMORY_PROPERTIES.items()}
+
     def memory_bytes(self) -> int:
-        """What RocksDB holds now: its memtables, its block cache, its open tables' indexes and filters."""
-        return sum(map(self.int_property, (
-            "rocksdb.cur-size-all-mem-tables", "rocksdb.block-cache-usage", "rocksdb.estimate-table-readers-mem")))
+        """What RocksDB holds now: the sum of `memory_parts`."""
+        return sum(self.memory_parts().values())
 
     def compaction_mb(self) -> tuple[float, float]:
         """(MB read, MB written) by RocksDB's flushes and compactions since it was opened, from its

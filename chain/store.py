@@ -434,8 +434,12 @@ class Store:
         return self._db.compaction_mb()
 
     def db_memory(self) -> int:
-        """The database's own count of the bytes it holds (memtables, block cache)."""
+        """The database's own count of the bytes it holds (memtables, block cache, table readers)."""
         return self._db.memory_bytes()
+
+    def db_memory_parts(self) -> dict[str, int]:
+        """`db_memory` by part (chain/database.py, `Database.memory_parts`)."""
+        return self._db.memory_parts()
 
     def iterate(
         self, prefix: bytes, *, reverse: bool = False, start: bytes | None = None, include_start: bool = True,

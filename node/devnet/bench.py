@@ -376,7 +376,8 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
     jobs = _jobs(opts, cons, genesis, height, work)
     ui.say(f"{opts.clients} client processes: signing {opts.txs} txs plus {sum(j.transfers for j in jobs)} setup registrations")
     shares = {j.index: j.registers + j.transfers for j in jobs}
-    intervals = Intervals(opts.interval, pids, ui.row, dirs, shares) if opts.interval else None
+    rpcs = {n.node_id: n.rpc for n in cons.nodes}
+    intervals = Intervals(opts.interval, pids, ui.row, dirs, shares, rpcs) if opts.interval else None
     cpu_start = _cpu_total(pids)
     clients = _Clients(jobs)
     try:

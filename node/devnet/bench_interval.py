@@ -10,7 +10,9 @@ every PROGRESS_EVERY_S with the latencies of the txs committed since their last 
 boundaries lag the commits by at most that; throughput and CPU are over the same wall-clock span
 (the parent's CLOCK_MONOTONIC, which the clients read too). CPU is utime + stime of every node
 process from /proc/<pid>/stat; memory is VmRSS from /proc/<pid>/status (the current resident set,
-not the peak: a bounded node's rows level off). Disk is each node's data dir at the row's end, in
+not the peak: a bounded node's rows level off), and beside it what each node says it holds, by part
+(`held_mb`: its caches, its mempool, RocksDB's memtables, block cache and table readers, from its
+/metrics), so that a row whose memory swings says where. Disk is each node's data dir at the row's end, in
 bytes on disk (bench_proc.dir_bytes), so a store's growth per interval, archive or pruned
 (`--state-retention`), shows beside its memory.
 
@@ -29,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from node.devnet.bench_proc import cpu_times, dir_bytes, percentile, rss_anon_mb, rss_mb
+from node.devnet.bench_proc import cpu_times, dir_bytes, held_mb, percentile, rss_anon_mb, rss_mb
 
 MIB = 1024 * 1024
 
@@ -46,12 +48,14 @@ class Intervals:
     def __init__(
         self, every: int, pids: Mapping[str, int], on_row: Callable[[dict[str, Any]], None],
         data_dirs: Mapping[str, Path] | None = None, shares: Mapping[int, int] | None = None,
+        rpcs: Mapping[str, str] | None = None,
     ) -> None:
         if every < 1:
             raise ValueError("the interval must be at least one tx")
         self.every = every
         self.pids = dict(pids)
         self.data_dirs = dict(data_dirs or {})
+        self.rpcs = dict(rpcs or {})  # node -> its RPC's base URL, for what it holds (`held_mb`)
         self.on_row = on_row
         self.rows: list[dict[str, Any]] = []
         self._counts: dict[int, int] = {}  # client -> txs it reported committed
@@ -115,6 +119,7 @@ class Intervals:
             "cpu_ms_per_tx": round((cpu - cpu0) * 1000 / txs, 3) if txs else None,
             "rss_mb": {node: (round(v, 1) if (v := rss_mb(pid)) is not None else None) for node, pid in self.pids.items()},
             "rss_anon_mb": {node: (round(v, 1) if (v := rss_anon_mb(pid)) is not None else None) for node, pid in self.pids.items()},
+            "held_mb": {node: held_mb(rpc) for node, rpc in self.rpcs.items()},
             "disk_mb": disk_mb(self.data_dirs),
             "partial": partial,
             "drain": self.drain_from is not None and n0 >= self.drain_from,

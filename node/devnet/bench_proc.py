@@ -1,11 +1,17 @@
-"""What the bench reads of the node processes (from /proc, Linux) and its percentile rule."""
+"""What the bench reads of the node processes (from /proc, Linux, and their /metrics) and its
+percentile rule."""
 
 from __future__ import annotations
 
 import math
 import os
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HELD_MEMORY = "titlechain_memory_held_bytes"
 
 
 def clock_ticks() -> int:
@@ -45,6 +51,21 @@ def rss_anon_mb(pid: int) -> float | None:
     cache), in MiB; the rest of VmRSS is mapped files (code, shared libraries), which the kernel
     may take back at any time (docs/performance.md, Memory). None if the process is gone."""
     return _status_mb(pid, "RssAnon")
+
+
+def held_mb(rpc: str, timeout_s: float = 5.0) -> dict[str, float] | None:
+    """What a node says it holds in memory, by part (its caches, its mempool, RocksDB's parts:
+    `titlechain_memory_held_bytes` in its /metrics), in MiB; None if it does not answer in time."""
+    try:
+        with urllib.request.urlopen(f"{rpc}/metrics", timeout=timeout_s) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return {
+        s.labels["part"]: round(s.value / 2**20, 1)
+        for family in text_string_to_metric_families(text) if family.name == HELD_MEMORY
+        for s in family.samples
+    }
 
 
 def dir_bytes(path: Path) -> int | None:

@@ -218,6 +218,13 @@ class Ledger:
         """Entries and estimated bytes of each cache the ledger holds, against its cap."""
         return {"tree_nodes": self._nodes.stats(), "standing": self._standing.stats()}
 
+    def held_bytes(self) -> dict[str, int]:
+        """What the ledger holds in memory, in bytes, by part: each cache (estimated) and each of
+        RocksDB's parts (its own counts), as `titlechain_memory_held_bytes` shows them."""
+        out = {f"{name}_cache": stats.bytes for name, stats in self.cache_stats().items()}
+        out.update({f"rocksdb_{part}": n for part, n in self.store.db_memory_parts().items()})
+        return out
+
     def propose(self, txs: Sequence[Tx], view: int, proposer: str, time: int) -> Block:
         """A block of txs (already admitted: well formed, signed, unexpired) on top of the head."""
         height = self.height + 1

@@ -8,9 +8,11 @@ never mix their figures and the process-wide default registry stays untouched. T
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from node.version import version
 
@@ -132,5 +134,36 @@ class NodeMetrics:
     def on_observer_message_dropped(self) -> None:
         self.observer_dropped.inc()
 
+    def watch_held_memory(self, held: Callable[[], Mapping[str, int]]) -> None:
+        """Show what the node holds in memory by part (`titlechain_memory_held_bytes{part=…}`: its
+        caches, its mempool, RocksDB's memtables, block cache and table readers), read from `held`
+        at each scrape: each part has a cap an operator sets (docs/operations.md, Memory), except
+        RocksDB's table readers, which grow with the store up to `db_max_open_files` tables."""
+        self.registry.register(_HeldMemory(held))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _HeldMemory(Collector):
+    """`titlechain_memory_held_bytes`, read when scraped: the parts change with every block, and a
+    gauge set by a timer would be as old as its period."""
+
+    def __init__(self, held: Callable[[], Mapping[str, int]]) -> None:
+        self._held = held
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(HELD_MEMORY, HELD_MEMORY_HELP, labels=["part"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(HELD_MEMORY, HELD_MEMORY_HELP, labels=["part"])
+        for part, n in self._held().items():
+            family.add_metric([part], n)
+        yield family
+
+
+HELD_MEMORY = "titlechain_memory_held_bytes"
+HELD_MEMORY_HELP = (
+    "Bytes the node holds in memory, by part: its caches (estimated), its mempool's txs (encoded), "
+    "RocksDB's memtables, block cache and open tables' indexes and filters (RocksDB's own counts)"
+)

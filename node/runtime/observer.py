@@ -111,6 +111,7 @@ class Observer(NodeProcess):
         self.ledger = ledger
         ledger.store.on_fault = self._on_store_fault  # a failed write or checksum error stops the node
         self.metrics = NodeMetrics()
+        self.metrics.watch_held_memory(ledger.held_bytes)
         try:
             self.evidence_store = EvidenceStore(ledger.store)
         except EvidenceStoreError as e:

@@ -115,6 +115,7 @@ class Validator(NodeProcess):
         ledger.store.on_fault = self._on_store_fault
         self.metrics = NodeMetrics()
         self.mempool = self._new_mempool()
+        self.metrics.watch_held_memory(self.held_bytes)
         self.app = LedgerApp(ledger, self.mempool, key)
         self.evidence_store = self._open_evidence()
         self.votes = VoteStore(ledger.store, key, cfg.data_dir)
@@ -498,15 +499,18 @@ class Validator(NodeProcess):
         self.metrics.on_observer_message_dropped()
         self._observer_drops.event(f"observer {account[:12]}…", what)
 
+    def held_bytes(self) -> dict[str, int]:
+        """What this node holds in memory, in bytes, by part (its `titlechain_memory_held_bytes`)."""
+        return {**self.ledger.held_bytes(), "mempool": self.mempool.size_bytes}
+
     def memory_sizes(self) -> dict[str, int]:
         """What this node holds that could grow, by count (bytes where named so): what the memory
         probe logs (node/runtime/memory.py, TITLECHAIN_MEMLOG)."""
         r = self.replica
-        out = {f"{name}_bytes": stats.bytes for name, stats in self.ledger.cache_stats().items()}
+        out = {f"{part}_bytes": n for part, n in self.held_bytes().items()}
         out.update({
             "parse_memo": tx_memo_size(),
             "mempool": len(self.mempool),
-            "mempool_bytes": self.mempool.size_bytes,
             "arrived": self.service.pending_arrivals,
             "slots": len(r.slots),
             "blocks": len(r.blocks),

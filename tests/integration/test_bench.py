@@ -71,6 +71,10 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
         assert row["tps"] > 0 and row["p99_ms"] > 0 and row["cpu_ms_per_tx"] >= 0
         assert set(row["rss_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["rss_mb"].values())
         assert set(row["disk_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["disk_mb"].values())
+        # what each node says it holds, from its /metrics: RocksDB's parts among its caches
+        assert set(row["held_mb"]) == set(s["cpu_s"])
+        assert all({"tree_nodes_cache", "rocksdb_memtables", "rocksdb_table_readers"} <= held.keys()
+                   for held in row["held_mb"].values()), row["held_mb"]
     assert "resident MiB per node" in r.stderr and f"{rows[0]['committed']:>10,}" in r.stderr
     # the setup (100 registrations, one per measured transfer) and the data dirs at its end and the run's
     setup = s["setup"]

@@ -86,6 +86,10 @@ def test_health_metrics_and_a_peer_port_mistaken_for_the_rpc(net: Cluster) -> No
     metrics = httpx.get(f"{rpc}/metrics", timeout=10).text
     assert f'titlechain_build_info{{version="{version()}"}} 1.0' in metrics
     assert "process_resident_memory_bytes" in metrics and "titlechain_view_changes_total" in metrics
+    held = {part: float(v) for part, v in re.findall(r'^titlechain_memory_held_bytes\{part="(\w+)"\} (\S+)$', metrics, re.MULTILINE)}
+    assert set(held) == {"tree_nodes_cache", "standing_cache", "mempool", "rocksdb_memtables", "rocksdb_block_cache",
+                         "rocksdb_table_readers"}, held
+    assert held["rocksdb_memtables"] > 0  # RocksDB's own count: the chain's blocks are in its memtable
     for n in net.nodes:  # every validator has a votes-missed series from the start, before any commit
         assert f'titlechain_votes_missed_total{{validator="{n["node_id"]}"}}' in metrics
     status = net.status(0)

@@ -4,6 +4,7 @@ read is this test's own, so CPU and memory are real /proc figures."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_no_rest_row_when_the_last_interval_was_full_and_a_gone_node_reads_as_no
     iv.finish()
     assert [r["committed"] for r in iv.rows] == [13, 16] and iv.rows[0]["rss_mb"] == {"gone": None}
     assert iv.rows[0]["disk_mb"] == {} and "|" not in format_row(iv.rows[0])  # no data dirs given: no column
+    assert iv.rows[0]["held_mb"] == {}  # no RPC given: nothing asked
     assert "-" in format_row(iv.rows[0])
     with pytest.raises(ValueError):
         Intervals(0, {}, lambda r: None)
@@ -86,3 +88,13 @@ def test_a_client_done_on_a_boundary_closes_one_row_only() -> None:
     iv.progress(1, 20, [0.1] * 20)  # 30
     iv.finish()
     assert [(r["committed"], r["drain"]) for r in iv.rows] == [(10, False), (30, True)]
+
+
+def test_a_node_that_does_not_answer_its_metrics_reads_as_none() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        iv = Intervals(1, {"v0": os.getpid()}, lambda r: None, rpcs={"v0": url})
+        iv.start()
+        iv.progress(0, 1, [0.1])
+    assert iv.rows[0]["held_mb"] == {"v0": None}

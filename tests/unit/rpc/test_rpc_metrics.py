@@ -55,3 +55,14 @@ def test_the_largest_consensus_frame_is_a_high_water_mark() -> None:
     for size in (300, 2100, 450):
         m.on_consensus_frame(size)
     assert samples(m)[("titlechain_consensus_frame_max_bytes", ())] == 2100
+
+
+def test_held_memory_is_read_at_each_scrape() -> None:
+    m = NodeMetrics()
+    held = {"tree_nodes_cache": 100, "rocksdb_table_readers": 7}
+    m.watch_held_memory(lambda: dict(held))
+    assert samples(m)[("titlechain_memory_held_bytes", (("part", "rocksdb_table_readers"),))] == 7
+    held["rocksdb_table_readers"] = 9000  # the store grew: the next scrape says so, with no call in between
+    s = samples(m)
+    assert s[("titlechain_memory_held_bytes", (("part", "rocksdb_table_readers"),))] == 9000
+    assert s[("titlechain_memory_held_bytes", (("part", "tree_nodes_cache"),))] == 100

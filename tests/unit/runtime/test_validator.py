@@ -255,7 +255,8 @@ async def test_the_memory_caps_from_the_config_reach_the_ledger(
                 r = await http.post(f"{url}/v1/txs?wait=true&timeout=10", json=tx.to_plain())
                 assert r.status == 200, await r.text()
         sizes = v.memory_sizes()
-        assert 0 < sizes["tree_nodes_bytes"] <= 3_000 and 0 < sizes["standing_bytes"] <= 500
+        assert 0 < sizes["tree_nodes_cache_bytes"] <= 3_000 and 0 < sizes["standing_cache_bytes"] <= 500
+        assert sizes["rocksdb_memtables_bytes"] > 0  # the blocks just written are in the memtable
         assert sizes["mempool"] == 0 and sizes["arrived"] == 0  # every submit settled
         assert any(t.get_name() == "memory probe" for t in v._tasks)
     finally:
