@@ -1,19 +1,15 @@
 """A cache bounded by bytes, for immutable values: what a node keeps in memory to save store reads
 or repeated work must have a ceiling an operator sets, whatever the chain's length.
 
-Two generations, not an LRU list: entries go into the young dict; a hit in the old one moves the
-entry back to the young one; when an insertion would pass the cap, the oldest entries of the old
-generation are dropped (a dict keeps insertion order), enough for the insertion to fit, and when
-the old one is empty the young one becomes the old one. So whatever was used since the old
-generation began stays, a lookup is one or two dict probes (no per-hit bookkeeping, the hot path
-stays cheap), the held bytes never pass the cap, and once full the cache stays full: it drops what
-it must as it goes, not half of itself at once (which made a node's resident set swing by half
-the cap, and every dropped node of the current tree be read from the store again: docs/performance.md,
-"The tree-node cache without its saw-tooth"). An entry's bytes are an estimate of what Python holds
-for it (`size` of key and value plus ENTRY_OVERHEAD), not a measurement: the estimate for bytes
-keys and values was checked against tracemalloc (tests/unit/chain/test_bytecache.py). A node puts
-thousands of tree nodes a block, so the default estimate for bytes is arithmetic on their lengths,
-not `sys.getsizeof` (two calls an entry were a quarter of the cache's cost), and `put_many` takes a
+Two generations, not an LRU list: entries go into the young dict; when the young one holds half
+the cap, it becomes the old one and the old one is dropped whole; a hit in the old one moves the
+entry back to the young one. So whatever was used within the last half-cap of insertions stays,
+a lookup is one or two dict probes (no per-hit bookkeeping, the hot path stays cheap), and the
+held bytes never pass the cap. An entry's bytes are an estimate of what Python holds for it
+(`size` of key and value plus ENTRY_OVERHEAD), not a measurement: the estimate for bytes keys and
+values was checked against tracemalloc (tests/unit/chain/test_bytecache.py). A node puts thousands
+of tree nodes a block, so the default estimate for bytes is arithmetic on their lengths, not
+`sys.getsizeof` (two calls an entry were a quarter of the cache's cost), and `put_many` takes a
 block's nodes as one batch.
 """
 
@@ -22,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress, islice, repeat
+from itertools import compress, repeat
 from operator import is_not
 from typing import Generic, TypeVar
 
@@ -34,9 +30,6 @@ ENTRY_OVERHEAD = 56
 # What a bytes object takes beyond its length (its header and trailing NUL: 33 on CPython 3.11)
 BYTES_HEADER = sys.getsizeof(b"")
 _BYTES_ENTRY = 2 * BYTES_HEADER + ENTRY_OVERHEAD
-# The least share of the cap that making room frees (`_make_room`): a full cache holds between
-# 1 - ROOM_SHARE of its cap and the cap.
-ROOM_SHARE = 1 / 64
 
 
 def bytes_size(key: bytes, value: bytes) -> int:
@@ -86,10 +79,10 @@ class ByteCache(Generic[K, V]):
         self._insert(key, value, n)
 
     def put_many(self, entries: Mapping[K, V]) -> None:
-        """`put` of every entry, as one batch: a batch that fits under the cap goes into the young
-        generation whole (the oldest entries dropped first to make room), so the cap holds as with
-        `put`. With the default estimate this is a few C-level passes over the batch, not a Python
-        step per entry (a block's new tree nodes: thousands a commit)."""
+        """`put` of every entry, as one batch: a batch that fits in a generation goes into the young
+        one whole (the young one retired first if the batch would take it past half the cap), so
+        the cap holds as with `put`. With the default estimate this is a few C-level passes over
+        the batch, not a Python step per entry (a block's new tree nodes: thousands a commit)."""
         young, old, size = self._young, self._old, self._size
         fresh = entries
         if not young.keys().isdisjoint(entries.keys()):
@@ -100,11 +93,13 @@ class ByteCache(Generic[K, V]):
             n = sum(map(len, fresh)) + sum(map(len, fresh.values())) + len(fresh) * _BYTES_ENTRY  # type: ignore[arg-type]
         else:
             n = sum(size(k, v) for k, v in fresh.items())
-        if n > self.cap_bytes:  # larger than the cache: entry by entry, as `put` would
+        if n > self.cap_bytes // 2:  # larger than a generation: entry by entry, as `put` would
             for key, value in fresh.items():
                 self._insert(key, value, size(key, value))
             return
-        self._make_room(n)
+        if self._young_bytes + n > self.cap_bytes // 2:
+            self._old, self._old_bytes = young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
         self._young.update(fresh)
         self._young_bytes += n
 
@@ -125,29 +120,13 @@ class ByteCache(Generic[K, V]):
         return sum(self._size(k, v) for k, v in zip(keys, popped, strict=True) if v is not None)
 
     def _insert(self, key: K, value: V, n: int) -> None:
-        if n > self.cap_bytes:
-            return  # larger than the cache: never held
-        self._make_room(n)
+        if n > self.cap_bytes // 2:
+            return  # larger than a generation: never held
+        if self._young_bytes + n > self.cap_bytes // 2:
+            self._old, self._old_bytes = self._young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
         self._young[key] = value
         self._young_bytes += n
-
-    def _make_room(self, n: int) -> None:
-        """Drop the oldest entries until `n` more bytes fit under the cap (n <= the cap): those of the
-        old generation, oldest first; once it is empty, the young one becomes the old one. At least
-        ROOM_SHARE of the cap is freed at a time: finding the oldest entries walks past the slots of
-        those dropped before (a dict keeps them until it is rebuilt), so each walk must serve many
-        insertions, not one."""
-        while (excess := self._young_bytes + self._old_bytes + n - self.cap_bytes) > 0:
-            old = self._old
-            if not old:
-                self._old, self._old_bytes = self._young, self._young_bytes
-                self._young, self._young_bytes = {}, 0
-                continue
-            # enough of the oldest, by the generation's mean entry, to free that much (the loop
-            # takes more where the mean misjudged them); a C-level pass, not a step per entry
-            free = max(excess, int(self.cap_bytes * ROOM_SHARE))
-            mean = max(1, self._old_bytes // len(old))
-            self._old_bytes -= self._pop_all(old, list(islice(old, free // mean + 1)))
 
     def clear(self) -> None:
         self._young, self._old = {}, {}
