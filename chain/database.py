@@ -29,10 +29,11 @@ from chain.errors import ChainError
 
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed), a block cache of
-# BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~2 % of the table: the
+# BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~1.2 % of the table: the
 # heap grows with the store by that much, up to MAX_OPEN_FILES tables). Putting the indexes and
-# filters in the block cache instead bounds them by its size, but cost a third more node CPU per tx
-# on the 200,000-tx bench (docs/performance.md, "The store engine"). A 1,000-tx block writes
+# filters in the block cache instead bounds them by its size, but cost 11 % more node CPU per tx
+# on the 100,000-tx bench (docs/performance.md, "The 1,000,000-tx run with the memory by part").
+# A 1,000-tx block writes
 # ~2 MB: with 4 MB memtables every other commit stalled on a flush.
 WRITE_BUFFER_BYTES = 64 << 20
 BLOCK_CACHE_BYTES = 64 << 20
