@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-HELD_MEMORY = "titlechain_memory_held_bytes"
+from node.runtime.metrics import HELD_MEMORY
 
 
 def clock_ticks() -> int:
