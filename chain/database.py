@@ -42,6 +42,7 @@ BLOCK_CACHE_BYTES = 64 << 20
 MAX_OPEN_FILES = 5000
 MIN_OPEN_FILES = 64
 TABLE_BYTES = 64 << 20
+BLOCK_BYTES = 16 << 10
 FD_MARGIN = 256  # descriptors the process needs besides the tables: sockets, logs, the WAL
 
 
@@ -284,6 +285,10 @@ def _options(create: bool, memory: DbMemory) -> rocksdict.Options:
     options.set_stats_dump_period_sec(300)
     table = rocksdict.BlockBasedOptions()
     table.set_bloom_filter(10, False)  # most lookups on the hot path miss (is this tx id committed?)
+    # 16 KiB blocks, not 4: a table's index (held in memory while it is open, ~0.6 % of the store
+    # with 4 KiB blocks) is a quarter as large, and the store's memory grows with it by that much
+    # less; the hot path reads few blocks (the tree's nodes come from the node's cache)
+    table.set_block_size(BLOCK_BYTES)
     table.set_block_cache(rocksdict.Cache(memory.block_cache_bytes))
     options.set_block_based_table_factory(table)
     return options

@@ -26,6 +26,7 @@ from chain.receipt import Receipt
 from chain.retention import ARCHIVE, Retention
 from chain.smt import NODE_PREFIX
 from chain.store import BlockCommit, Head, Store
+from chain.treecache import TreeNodeCache
 from chain.tx import Tx, TxError, parse_tx
 from chain.validators import ValidatorSet
 from chain.validity import BlockInvalid, Parent, check_block
@@ -90,7 +91,7 @@ class Ledger:
         self.store = store
         self.genesis = genesis
         self._results: OrderedDict[str, ApplyResult] = OrderedDict()
-        self._nodes: ByteCache[bytes, bytes] = ByteCache(memory.tree_node_bytes)
+        self._nodes = TreeNodeCache(memory.tree_node_bytes)
         self._valsets = self._load_valsets()
         self._standing: ByteCache[str, bool] = ByteCache(memory.standing_bytes, _standing_size)
 
@@ -204,14 +205,12 @@ class Ledger:
         return apply_txs(self._read, self.state_root, txs, height)
 
     def _read(self, key: bytes) -> bytes | None:
-        # the upper tree levels are read by every block: serve nodes from memory
+        # what the last blocks wrote is what the next ones read first: serve it from memory. A node
+        # read from the store is not cached: the block reading it replaces it (chain/treecache.py)
         if key.startswith(NODE_PREFIX):
             raw = self._nodes.get(key)
-            if raw is None:
-                raw = self.store.get(key)
-                if raw is not None:
-                    self._nodes.put(key, raw)
-            return raw
+            if raw is not None:
+                return raw
         return self.store.get(key)
 
     def cache_stats(self) -> dict[str, CacheStats]:
@@ -310,7 +309,7 @@ class Ledger:
         # belong to older states only, and would hold the cache's room (most of it, as the state
         # grows) against the current tree's lower levels
         self._nodes.discard_many(list(map(NODE_PREFIX.__add__, result.tree.retired)))
-        self._nodes.put_many(result.tree.nodes)
+        self._nodes.add_block(result.tree.nodes)
         if result.next_validators.hash != vset.hash:
             self._valsets.append((block.height + 1, result.next_validators))
         return committed

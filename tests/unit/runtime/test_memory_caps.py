@@ -28,13 +28,16 @@ from node.runtime.ledger import LedgerMemory
 
 
 def test_the_ledgers_caches_stay_within_their_byte_caps(tmp_path: Path) -> None:
-    memory = LedgerMemory(tree_node_bytes=8_000, standing_bytes=400)
+    memory = LedgerMemory(tree_node_bytes=80_000, standing_bytes=400)
     ch = LedgerChain(tmp_path / "node", memory=memory)
     try:
-        for b in range(4):  # each block writes dozens of tree nodes, each cached on commit
-            ch.block([ch.register(f"M-{b}-{i}", ch.c.users[i]) for i in range(5)])
+        written = 0
+        for b in range(30):  # each block writes dozens of tree nodes, each cached on commit
+            ch.block([ch.register(f"M-{b}-{i}", ch.c.users[(2 * b + i) % 5]) for i in range(2)])
+            written += sum(bytes_size(k, v) for k, v in ch.ledger.store.iterate(smt.NODE_PREFIX + smt.version_bytes(ch.ledger.height)))
             nodes = ch.ledger.cache_stats()["tree_nodes"]
-            assert 0 < nodes.bytes <= 8_000 and nodes.cap_bytes == 8_000
+            assert 0 < nodes.bytes <= 80_000 and nodes.cap_bytes == 80_000
+        assert written > 80_000  # the cap was passed: generations were dropped
         known = [u.public for u in ch.c.users[:5]]  # owners of assets: each has standing
         assert all(ch.ledger.has_standing(a) for a in known)
         standing = ch.ledger.cache_stats()["standing"]
@@ -57,7 +60,7 @@ def test_the_tree_node_cache_drops_the_nodes_a_block_replaced(tmp_path: Path) ->
         assert not any(k in cached for k in retired)
         new = [k for k, _ in ch.ledger.store.iterate(smt.NODE_PREFIX + smt.version_bytes(height + 1))]
         assert new and all(k in cached for k in new)
-        assert ch.ledger.cache_stats()["tree_nodes"].bytes == sum(bytes_size(k, v) for k, v in [*cached._young.items(), *cached._old.items()])
+        assert ch.ledger.cache_stats()["tree_nodes"].bytes == sum(bytes_size(k, v) for gen in cached._gens for k, v in gen.items())
     finally:
         ch.ledger.close()
 
