@@ -7,19 +7,19 @@ entry back to the young one. So whatever was used within the last half-cap of in
 a lookup is one or two dict probes (no per-hit bookkeeping, the hot path stays cheap), and the
 held bytes never pass the cap. An entry's bytes are an estimate of what Python holds for it
 (`size` of key and value plus ENTRY_OVERHEAD), not a measurement: the estimate for bytes keys and
-values was checked against tracemalloc (tests/unit/chain/test_bytecache.py). A node puts thousands
-of tree nodes a block, so the default estimate for bytes is arithmetic on their lengths, not
-`sys.getsizeof` (two calls an entry were a quarter of the cache's cost), and `put_many` takes a
-block's nodes as one batch.
+values was checked against tracemalloc (tests/unit/chain/test_bytecache.py), and is arithmetic on
+their lengths, not `sys.getsizeof` (two calls an entry were a quarter of a cache's cost).
+
+The state tree's nodes have a cache of their own (chain/treecache.py): what a block reads of the
+tree is what it replaces, so that cache holds what blocks wrote, by height, and this one's reuse
+of what was read would only churn it.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_not
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -77,47 +77,6 @@ class ByteCache(Generic[K, V]):
         if old is not None:
             self._old_bytes -= n
         self._insert(key, value, n)
-
-    def put_many(self, entries: Mapping[K, V]) -> None:
-        """`put` of every entry, as one batch: a batch that fits in a generation goes into the young
-        one whole (the young one retired first if the batch would take it past half the cap), so
-        the cap holds as with `put`. With the default estimate this is a few C-level passes over
-        the batch, not a Python step per entry (a block's new tree nodes: thousands a commit)."""
-        young, old, size = self._young, self._old, self._size
-        fresh = entries
-        if not young.keys().isdisjoint(entries.keys()):
-            fresh = {k: v for k, v in entries.items() if k not in young}  # immutable: held already
-        for key in old.keys() & fresh.keys():  # used again: moved to the young generation
-            self._old_bytes -= size(key, old.pop(key))
-        if size is bytes_size:
-            n = sum(map(len, fresh)) + sum(map(len, fresh.values())) + len(fresh) * _BYTES_ENTRY  # type: ignore[arg-type]
-        else:
-            n = sum(size(k, v) for k, v in fresh.items())
-        if n > self.cap_bytes // 2:  # larger than a generation: entry by entry, as `put` would
-            for key, value in fresh.items():
-                self._insert(key, value, size(key, value))
-            return
-        if self._young_bytes + n > self.cap_bytes // 2:
-            self._old, self._old_bytes = young, self._young_bytes
-            self._young, self._young_bytes = {}, 0
-        self._young.update(fresh)
-        self._young_bytes += n
-
-    def discard_many(self, keys: Sequence[K]) -> None:
-        """Drop each key held (others are nothing): values that will not be asked for again, e.g.
-        the tree nodes a block replaced, so that the cap holds what will be. With the default
-        estimate, C-level passes over the keys (thousands a commit), not a Python step per key."""
-        self._young_bytes -= self._pop_all(self._young, keys)
-        self._old_bytes -= self._pop_all(self._old, keys)
-
-    def _pop_all(self, gen: dict[K, V], keys: Sequence[K]) -> int:
-        """Pop each key from one generation; the bytes of those it held."""
-        popped = list(map(gen.pop, keys, repeat(None)))
-        if self._size is bytes_size:
-            held = list(map(is_not, popped, repeat(None)))
-            n = sum(map(len, compress(keys, held))) + sum(map(len, compress(popped, held)))  # type: ignore[arg-type]
-            return n + sum(held) * _BYTES_ENTRY
-        return sum(self._size(k, v) for k, v in zip(keys, popped, strict=True) if v is not None)
 
     def _insert(self, key: K, value: V, n: int) -> None:
         if n > self.cap_bytes // 2:

@@ -57,7 +57,9 @@ class TreeNodeCache:
         # empty dict stands for that: a bisect's 0 lands on it.
         self._gens: list[dict[bytes, bytes]] = [{}]
         self._starts: list[bytes] = []
-        self._young_taken = 0  # what the young generation has taken (its share is spent on this)
+        # what the young generation has taken (bytes, nodes): a new one begins when what it still
+        # holds reaches its share, so that the cache holds its cap once full, whatever the blocks retire
+        self._young_taken = self._young_count = 0
         self._held = 0
         self._last = b""  # n/<height> of the last block added
 
@@ -77,7 +79,7 @@ class TreeNodeCache:
             return  # larger than a generation: not held
         if self._starts and start < self._starts[-1]:
             self.clear()
-        if not self._starts or (self._young_taken + n > self._share and start != self._starts[-1]):
+        if not self._starts or (self._young_bytes() + n > self._share and start != self._starts[-1]):
             self._begin_generation(start)
         young = self._gens[-1]
         if start == self._last and not young.keys().isdisjoint(nodes.keys()):
@@ -87,7 +89,14 @@ class TreeNodeCache:
         self._last = start
         young.update(nodes)
         self._young_taken += n
+        self._young_count += len(nodes)
         self._held += n
+
+    def _young_bytes(self) -> int:
+        """What the young generation holds now, estimated from the mean of what it took: its nodes
+        are of two sizes (leaves and inner nodes), and a retirement's pops are not counted by
+        generation (that would cost a pass over the block's nodes)."""
+        return len(self._gens[-1]) * self._young_taken // self._young_count if self._young_count else 0
 
     def discard_many(self, keys: Sequence[bytes]) -> None:
         """Drop each key held (others are nothing): the nodes a committed block retired. One pass
@@ -99,7 +108,7 @@ class TreeNodeCache:
     def _begin_generation(self, start: bytes) -> None:
         self._gens.append({})
         self._starts.append(start)
-        self._young_taken = 0
+        self._young_taken = self._young_count = 0
         if len(self._starts) > self.generations:
             oldest = self._gens.pop(1)
             self._starts.pop(0)
@@ -107,7 +116,7 @@ class TreeNodeCache:
 
     def clear(self) -> None:
         self._gens, self._starts = [{}], []
-        self._young_taken = self._held = 0
+        self._young_taken = self._young_count = self._held = 0
         self._last = b""
 
     def __len__(self) -> int:

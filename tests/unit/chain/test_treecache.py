@@ -88,3 +88,16 @@ def test_what_cannot_be_held_is_not() -> None:
         TreeNodeCache(-1)
     with pytest.raises(ValueError):
         TreeNodeCache(1 << 20, generations=1)
+
+
+def test_the_cache_fills_to_its_cap_though_each_block_retires_most_of_the_last() -> None:
+    # a generation ends when what it still holds reaches its share, not what it took: blocks
+    # replace the tree's upper nodes every time, and a cache that counted them would hold a fifth
+    # of its cap here (each block keeps 2 of its 10 nodes)
+    cache = TreeNodeCache(400_000, generations=8)  # a block is a twentieth of a generation, as on a node
+    for height in range(1, 1_500):
+        if height > 1:
+            cache.discard_many(list(_block(height - 1, 8)))  # the last block's first eight, replaced
+        cache.add_block(_block(height, 10))
+        assert cache.held_bytes == sum(bytes_size(k, v) for k, v in _held(cache).items()) <= 400_000
+    assert cache.held_bytes >= 0.75 * 400_000 and len(cache._starts) == 8
