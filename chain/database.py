@@ -29,12 +29,12 @@ from chain.errors import ChainError
 
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed), a block cache of
-# BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~1.2 % of the table: the
-# heap grows with the store by that much, up to MAX_OPEN_FILES tables). Putting the indexes and
-# filters in the block cache instead bounds them by its size, but cost 11 % more node CPU per tx
-# on the 100,000-tx bench (docs/performance.md, "The 1,000,000-tx run with the memory by part").
-# A 1,000-tx block writes
-# ~2 MB: with 4 MB memtables every other commit stalled on a flush.
+# BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~0.8 % of the table with
+# BLOCK_BYTES blocks: the heap grows with the store by that much, up to MAX_OPEN_FILES tables).
+# Putting the indexes and filters in the block cache instead bounds them by its size, but cost
+# 11 % more node CPU per tx on the 100,000-tx bench (docs/performance.md, "The 1,000,000-tx run
+# with the memory by part"). A 1,000-tx block writes ~2 MB: with 4 MB memtables every other
+# commit stalled on a flush.
 WRITE_BUFFER_BYTES = 64 << 20
 BLOCK_CACHE_BYTES = 64 << 20
 # RocksDB keeps at most this many tables open (a file descriptor each, and its index and filter).
@@ -287,7 +287,8 @@ def _options(create: bool, memory: DbMemory) -> rocksdict.Options:
     table.set_bloom_filter(10, False)  # most lookups on the hot path miss (is this tx id committed?)
     # 16 KiB blocks, not 4: a table's index (held in memory while it is open, ~0.6 % of the store
     # with 4 KiB blocks) is a quarter as large, and the store's memory grows with it by that much
-    # less; the hot path reads few blocks (the tree's nodes come from the node's cache)
+    # less (1.2 % -> 0.8 % with the filters, docs/performance.md, "The tree-node cache by height");
+    # the hot path reads few blocks (the tree's nodes come from the node's cache)
     table.set_block_size(BLOCK_BYTES)
     table.set_block_cache(rocksdict.Cache(memory.block_cache_bytes))
     options.set_block_based_table_factory(table)

@@ -6,17 +6,18 @@ wrote. So this cache holds what committed blocks wrote, and nothing else: a node
 store is not put in it (the block reading it replaces it), and a node a block retires leaves it.
 
 Generations by height, the oldest dropped whole: a generation holds the nodes of a run of heights
-(a node's key n/<version><hash> names the height that wrote it), and a new one begins when the
-young one has taken its share of the cap (cap / generations). With more than `generations`, the
-oldest goes. Once full, the cache holds between (generations - 1) / generations of its cap and
-the cap, and a node's resident memory with it: the general cache's two generations (ByteCache)
-swung between half the cap and the cap, and the resident set ~90 MiB with it on the
-1,000,000-tx run (docs/performance.md, "The tree-node cache by height").
+(a node's key n/<version><hash> names the height that wrote it), and a new one begins when what the
+young one still holds reaches its share of the cap (cap / generations). With more than
+`generations`, the oldest goes. The held bytes never pass the cap, and a drop frees at most a
+share at once: the older generations shrink as later blocks replace their nodes, so a full cache
+holds less than its cap, but it no longer swings by half of it. The general cache's two
+generations (ByteCache) held 131-219 MiB of 256 on the 1,000,000-tx run, and the resident set
+swung with it; this one held 149-171 MiB (docs/performance.md, "The tree-node cache by height").
 
 Since a key's height says which generation holds it, a lookup and a retirement probe that one
 generation only: a retirement of a block's thousands of nodes is one C-level pass over them
 (bisect, then a pop from the generation found), whatever the number of generations; popping from
-every generation cost ~7 % of a replica's CPU per tx with eight (ByteCache's way).
+every generation cost ~8 % of a replica's CPU per tx with eight (ByteCache's way).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from chain.smt import NODE_PREFIX
 GENERATIONS = 8
 _VERSION_END = len(NODE_PREFIX) + 8  # a node key is n/<version:8><hash>
 _ENTRY = bytes_size(b"", b"")  # what an entry takes beyond its key's and value's lengths
+
+
+def _bytes_of(nodes: Mapping[bytes, bytes]) -> int:
+    """The estimated bytes of a block's nodes (C-level passes, not a step a node)."""
+    return sum(map(len, nodes)) + sum(map(len, nodes.values())) + len(nodes) * _ENTRY
 
 
 def _held(keys: Sequence[bytes], values: Sequence[bytes | None]) -> int:
@@ -74,7 +80,7 @@ class TreeNodeCache:
             return
         first = next(iter(nodes))
         start = first[:_VERSION_END]
-        n = sum(map(len, nodes)) + sum(map(len, nodes.values())) + len(nodes) * _ENTRY
+        n = _bytes_of(nodes)
         if n > self._share:
             return  # larger than a generation: not held
         if self._starts and start < self._starts[-1]:
@@ -85,7 +91,7 @@ class TreeNodeCache:
         if start == self._last and not young.keys().isdisjoint(nodes.keys()):
             # the same height again: its nodes are immutable, those held stay and count once
             nodes = {k: v for k, v in nodes.items() if k not in young}
-            n = sum(map(len, nodes)) + sum(map(len, nodes.values())) + len(nodes) * _ENTRY
+            n = _bytes_of(nodes)
         self._last = start
         young.update(nodes)
         self._young_taken += n
@@ -112,7 +118,7 @@ class TreeNodeCache:
         if len(self._starts) > self.generations:
             oldest = self._gens.pop(1)
             self._starts.pop(0)
-            self._held -= sum(map(len, oldest)) + sum(map(len, oldest.values())) + len(oldest) * _ENTRY
+            self._held -= _bytes_of(oldest)
 
     def clear(self) -> None:
         self._gens, self._starts = [{}], []

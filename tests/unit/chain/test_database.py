@@ -137,3 +137,16 @@ def test_compactions_run_at_a_lower_cpu_priority_than_flushes(tmp_path: Path) ->
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.split()
     assert out == ["19", "0"], out
+
+
+def test_the_tables_are_written_as_the_options_say(tmp_path: Path) -> None:
+    # RocksDB records the options it opened with; the block size sets how large a table's index
+    # held in memory is (docs/operations.md, Memory), the filter what a missed lookup costs
+    from chain.database import BLOCK_BYTES
+
+    open_db(tmp_path / "d", create=True).close()
+    options = next((tmp_path / "d").glob("OPTIONS-*")).read_text()
+    table = options[options.index("[TableOptions/BlockBasedTable"):]
+    assert f"\n  block_size={BLOCK_BYTES}\n" in table
+    assert "\n  filter_policy=bloomfilter" in table
+    assert "compaction_style=kCompactionStyleUniversal" in options
