@@ -64,7 +64,7 @@ class TreeNodeCache:
         self._gens: list[dict[bytes, bytes]] = [{}]
         self._starts: list[bytes] = []
         # what the young generation has taken (bytes, nodes): a new one begins when what it still
-        # holds reaches its share, so that the cache holds its cap once full, whatever the blocks retire
+        # holds reaches its share, so that what the next blocks retire from it does not end it early
         self._young_taken = self._young_count = 0
         self._held = 0
         self._last = b""  # n/<height> of the last block added
