@@ -244,7 +244,7 @@ async def test_the_memory_caps_from_the_config_reach_the_ledger(
     tmp_path: Path, consortium: Consortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TITLECHAIN_MEMLOG", "0.01")  # the probe runs, and reads every size named
-    cfg = _config(tmp_path, consortium).model_copy(update={"cache_tree_nodes_bytes": 3_000, "cache_standing_bytes": 500})
+    cfg = _config(tmp_path, consortium).model_copy(update={"cache_tree_nodes_bytes": 48_000, "cache_standing_bytes": 500})
     v = open_validator(cfg)
     await v.start()
     try:
@@ -255,7 +255,9 @@ async def test_the_memory_caps_from_the_config_reach_the_ledger(
                 r = await http.post(f"{url}/v1/txs?wait=true&timeout=10", json=tx.to_plain())
                 assert r.status == 200, await r.text()
         sizes = v.memory_sizes()
-        assert 0 < sizes["tree_nodes_cache_bytes"] <= 3_000 and 0 < sizes["standing_cache_bytes"] <= 500
+        # a generation of the tree-node cache is an eighth of its cap: a one-tx block's nodes fit in it
+        assert 0 < sizes["tree_nodes_cache_bytes"] <= 48_000 and 0 < sizes["standing_cache_bytes"] <= 500
+        assert {s.cap_bytes for s in v.ledger.cache_stats().values()} == {48_000, 500}
         assert sizes["rocksdb_memtables_bytes"] > 0  # the blocks just written are in the memtable
         assert sizes["mempool"] == 0 and sizes["arrived"] == 0  # every submit settled
         assert any(t.get_name() == "memory probe" for t in v._tasks)
