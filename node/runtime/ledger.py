@@ -52,11 +52,12 @@ from node.errors import NodeError
 RESULT_CACHE = 16  # execution results of proposed blocks; emptied on every commit
 # Node config `cache_tree_nodes_bytes` and `cache_standing_bytes` (docs/operations.md, Memory).
 # Tree nodes are immutable (keyed by version and hash), so never stale; a commit drops the nodes
-# its block replaced, so the cache holds the current tree, its upper levels first. ~250 bytes a
-# node: 256 MiB holds about a million, the whole tree of ~300,000 assets (a tree of N keys has
-# ~2N nodes, and a generation is half the cap); past that, the lowest levels are read from the
+# its block replaced, so the cache holds the current tree as the last blocks wrote it (chain/
+# treecache.py: eight generations of heights), its upper levels, rewritten by every block, always.
+# ~250 bytes a node: 256 MiB holds about a million, the whole tree of ~300,000 assets (a tree of
+# N keys has ~2N nodes); past that, the nodes no block has rewritten for longest are read from the
 # store. 64 MiB (before) left ~5 store reads a tx at 150,000 assets: docs/performance.md, "The
-# tree-node cache".
+# tree-node cache" and "The tree-node cache by height".
 TREE_NODE_CACHE_BYTES = 256 << 20
 # Accounts known to have standing (never lost, so a yes may be remembered): ~200 bytes each.
 STANDING_CACHE_BYTES = 8 << 20
