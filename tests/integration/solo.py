@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ports
 from cluster import free_base_port, wait_for
 from factories import Consortium, make_consortium
 
@@ -30,7 +31,7 @@ class Solo:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        base = free_base_port(2, start=42000, stop=42999)
+        base = free_base_port(2, *ports.SOLO)
         self.rpc_port, self.peer_port = base, base + 1
         self.consortium.genesis.write(self.root / "genesis.json")
         write_key_file(self.root / "v0.json", self.consortium.validator_keys[0])

@@ -6,7 +6,7 @@ alone (its directory never holds a private key); every institution verifies the 
 prints the same hash; each validator institution writes its own node config, and four node
 processes, each from its own institution's directory, commit the issuer's transaction.
 
-Ports come from 46000-46999, apart from the other integration tests' ranges.
+Ports come from a range of their own (tests/ports.py), apart from the other integration tests'.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import ports
 import pytest
 from click.testing import CliRunner, Result
 from cluster import free_base_port, wait_for
@@ -66,6 +67,10 @@ def assemble(root: Path) -> Path:
     return coord
 
 
+def log_tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
 def private_seeds(root: Path) -> list[str]:
     return [load_key_file(k).seed.hex() for d in institution_dirs(root) for k in (d / "keys").iterdir()]
 
@@ -82,7 +87,7 @@ def processes() -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
 
 
 def test_ceremony_forms_a_consortium_no_one_holds_every_key_of(tmp_path: Path, processes: list) -> None:
-    base = free_base_port(2 * len(BANKS), start=46000, stop=46999)
+    base = free_base_port(2 * len(BANKS), *ports.CEREMONY)
     run_requests(tmp_path, base)
     coord = assemble(tmp_path)
 
@@ -117,7 +122,8 @@ def test_ceremony_forms_a_consortium_no_one_holds_every_key_of(tmp_path: Path, p
         rpcs.append(f"http://127.0.0.1:{base + 2 * i + 1}")
 
     def dead() -> str | None:
-        return next((f"{c} exited with {p.returncode}" for p, c in processes if p.poll() is not None), None)
+        return next((f"{c} exited with {p.returncode}; its log ends:\n{log_tail(c.parent / 'stdout.log')}"
+                     for p, c in processes if p.poll() is not None), None)
 
     wait_ready(rpcs, deadline_s=60, alive=dead)
 

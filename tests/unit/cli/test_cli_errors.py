@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ports
 from click.testing import CliRunner
 from factories import free_base_port
 
@@ -50,7 +51,7 @@ def test_an_unusable_node_config_is_a_failed_check(tmp_path: Path) -> None:
 def test_bench_reports_a_node_that_cannot_start_instead_of_a_traceback(tmp_path: Path) -> None:
     # a consortium whose one node exits at start (its genesis is no genesis): localnet.up raises
     # LocalnetError, a RuntimeError the bench command used to let escape as a traceback
-    base = free_base_port(len(consortium_ports(0, 1)), 30000, 30800)
+    base = free_base_port(len(consortium_ports(0, 1)), *ports.CLI)
     root = tmp_path / "net"
     init_consortium(root, validators=1, seed_path=DEFAULT_SEED, base_port=base)
     (root / "genesis.json").write_text("{}")
