@@ -38,7 +38,7 @@ _FAILURES: tuple[type[Exception], ...] = (*LAYER_ERRORS, ValueError)
 @click.option("--state-retention", default=None, type=click.IntRange(1), metavar="N", help="run the nodes keeping the state trees of the last N heights (docs/operations.md, Retention)  [default: archive nodes, every version kept]")
 @click.option("--snapshot-interval", default=None, type=click.IntRange(1), metavar="N", help="with --state-retention: the nodes' `state_snapshot_interval`; the two latest multiples of N below the head are kept whatever --state-retention says, so a retention prunes nothing before height 2N  [default: the node's, 1000]")
 @click.option("--node-setting", "node_settings", multiple=True, metavar="NAME=VALUE", help="a node config field for every node, VALUE as JSON (a bare word is a string), e.g. db_write_buffer_bytes=134217728 (repeatable; docs/operations.md lists the fields)")
-@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node and of it heap, data dir on disk per node; rows after the first client finished are marked as the drain")
+@click.option("--interval", default=None, type=click.IntRange(1, 10_000_000), help="also report every N committed txs: tx/s, p99 latency, node CPU per tx, resident memory per node (at the row's end, of it heap, lowest-highest in the row), data dir on disk per node; rows after the first client finished are marked as the drain; at the end, the last full-load row's tx/s against the first's and each node's resident range after the first row")
 @click.option("--param", "params", multiple=True, metavar="NAME=INT", help="a genesis param for the bench consortium, e.g. max_block_txs=4000 (repeatable)")
 def bench(
     validators: int, txs: int, clients: int, json_out: Path | None, base_port: int | None, root: Path | None,
@@ -56,8 +56,9 @@ def bench(
     latency, node CPU per tx, resident memory per node, data dir on disk per node), kept in the
     JSON as `intervals`, so that decay as the chain grows shows in one run. When the first client
     has committed its share, the row closes there and the rows after it are marked as the drain
-    (fewer clients load the chain: not its cost). Exit 0 when every tx committed, 1 when the run
-    failed.
+    (fewer clients load the chain: not its cost); the run ends with the last full-load row's tx/s
+    against the first's and each node's resident range after the first row. Exit 0 when every tx
+    committed, 1 when the run failed.
     """
     from node.devnet import bench as b
 
@@ -166,6 +167,11 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
             return EXIT_FAILED
     if summary is not None:
         Console().print(table(summary))
+        if summary.get("decay"):
+            from node.devnet.bench_interval import format_decay
+
+            for line in format_decay(summary["decay"]):
+                Console().print(line, soft_wrap=True)
         if json_out is not None:
             json_out.write_text(json.dumps(summary, indent=2) + "\n")
     return code

@@ -68,7 +68,7 @@ from chain.crypto import load_key_file
 from chain.genesis import Genesis
 from chain.limits import EXPIRY_WINDOW
 from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, SetupResult, client_main
-from node.devnet.bench_interval import Intervals, disk_mb
+from node.devnet.bench_interval import Intervals, decay, disk_mb
 from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
 from node.devnet.localnet import down, manifest_path, up
 from node.devnet.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
@@ -412,6 +412,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
     if intervals is not None:
         summary["interval"], summary["intervals"] = opts.interval, intervals.rows
         summary["drain_from"] = intervals.drain_from  # committed when the first client had committed its share
+        summary["decay"] = decay(intervals.rows, intervals.every)
     missing = summary["txs"] - summary["committed"]
     if missing:
         raise BenchFailed(

@@ -12,6 +12,7 @@ from pathlib import Path
 import ports
 from factories import free_base_port
 
+from node.devnet.bench_interval import decay
 from node.devnet.provision import consortium_ports
 
 VALIDATORS = 4
@@ -70,12 +71,18 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     for row in rows:
         assert row["tps"] > 0 and row["p99_ms"] > 0 and row["cpu_ms_per_tx"] >= 0
         assert set(row["rss_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["rss_mb"].values())
+        assert set(row["rss_span_mb"]) == set(s["cpu_s"])
+        assert all(0 < lo <= row["rss_mb"][n] <= hi for n, (lo, hi) in row["rss_span_mb"].items())
         assert set(row["disk_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["disk_mb"].values())
         # what each node says it holds, from its /metrics: RocksDB's parts among its caches
         assert set(row["held_mb"]) == set(s["cpu_s"])
         assert all({"tree_nodes_cache", "rocksdb_memtables", "rocksdb_table_readers"} <= held.keys()
                    for held in row["held_mb"].values()), row["held_mb"]
     assert "resident MiB per node" in r.stderr and f"{rows[0]['committed']:>10,}" in r.stderr
+    # the decay read from those rows: None when no row after the first holds half an interval (an
+    # idle machine may commit all 200 txs between two polls)
+    assert s["decay"] == decay(rows, 80)
+    assert ("against the first" in r.stdout) == (s["decay"] is not None)
     # the setup (100 registrations, one per measured transfer) and the data dirs at its end and the run's
     setup = s["setup"]
     assert setup["txs"] == 100 and setup["blocks"] >= 1 and setup["seconds"] > 0 and setup["view"] >= 0

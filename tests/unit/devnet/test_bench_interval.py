@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node.devnet.bench_interval import HEADER, Intervals, format_row
+from node.devnet import bench_interval
+from node.devnet.bench_interval import HEADER, Intervals, decay, format_decay, format_row
 
 
 def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> None:
@@ -34,7 +35,9 @@ def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> Non
     assert row["p99_ms"] == 900.0 and row["tps"] > 0 and row["cpu_ms_per_tx"] > 0
     assert row["rss_mb"]["v0"] > 0
     assert 0 < row["rss_anon_mb"]["v0"] <= row["rss_mb"]["v0"]  # the heap, apart from mapped tables
-    assert f"({row['rss_anon_mb']['v0']:.0f})" in format_row(row)
+    lo, hi = row["rss_span_mb"]["v0"]  # sampled at the start and the row's end at least
+    assert 0 < lo <= row["rss_mb"]["v0"] <= hi
+    assert f"({row['rss_anon_mb']['v0']:.0f}, {lo:.0f}-{hi:.0f})" in format_row(row)
     assert row["disk_mb"] == {"v0": 3.0} and format_row(row).endswith("| 3")  # bytes on disk, in MiB
     (tmp_path / "data" / "000002.sst").write_bytes(b"t" * (2 << 20))  # the store grows: the next row says so
     iv.progress(0, 9, [0.05] * 3)  # 14: not yet 20
@@ -98,3 +101,51 @@ def test_a_node_that_does_not_answer_its_metrics_reads_as_none() -> None:
         iv.start()
         iv.progress(0, 1, [0.1])
     assert iv.rows[0]["held_mb"] == {"v0": None}
+
+
+def test_a_row_holds_the_lowest_and_highest_resident_seen_in_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the resident set read as the clients report: a swing between two rows' ends shows in the row
+    readings = iter([500.0, 560.0, 530.0, 520.0, 510.0])
+    monkeypatch.setattr(bench_interval, "rss_mb", lambda pid: next(readings))
+    monkeypatch.setattr(bench_interval, "RSS_SAMPLE_S", 0.0)  # a sample at every report
+    iv = Intervals(10, {"v0": 1}, lambda r: None)
+    iv.start()  # 500
+    iv.progress(0, 4, [0.1] * 4)  # 560
+    iv.progress(0, 8, [0.1] * 4)  # 530
+    iv.progress(0, 10, [0.1] * 2)  # 520 at the report, 510 at the row's end
+    row = iv.rows[0]
+    assert row["rss_mb"] == {"v0": 510.0} and row["rss_span_mb"] == {"v0": [500.0, 560.0]}
+    assert "510 (" in format_row(row) and "500-560" in format_row(row)
+
+
+def test_samples_between_rows_are_taken_no_more_often_than_the_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(bench_interval, "rss_mb", lambda pid: calls.append(pid) or 100.0)
+    iv = Intervals(1000, {"v0": 1}, lambda r: None)
+    iv.start()
+    for n in range(1, 50):
+        iv.progress(0, n, [0.1])  # 49 reports within far less than RSS_SAMPLE_S
+    assert len(calls) == 1  # the start's only
+
+
+def _row(committed: int, txs: int, tps: float, span: tuple[float, float], *, drain: bool = False) -> dict:
+    return {"committed": committed, "txs": txs, "tps": tps, "drain": drain, "rss_span_mb": {"v0": list(span)}}
+
+
+def test_decay_compares_the_last_full_load_row_with_the_first_and_reads_memory_after_it() -> None:
+    rows = [
+        _row(100, 100, 800.0, (300.0, 560.0)),  # the warm-up: its memory is left out
+        _row(200, 100, 760.0, (540.0, 570.0)),
+        _row(300, 100, 720.0, (545.0, 594.0)),
+        _row(340, 40, 900.0, (550.0, 560.0)),  # under half an interval: too small a sample
+        _row(400, 60, 300.0, (530.0, 555.0), drain=True),  # the drain: memory counts, throughput not
+    ]
+    d = decay(rows, 100)
+    assert d is not None
+    assert (d["first_tps"], d["last_committed"], d["last_tps"], d["ratio"]) == (800.0, 300, 720.0, 0.9)
+    assert d["rss_after_warmup_mb"] == {"v0": {"low": 530.0, "high": 594.0, "spread": 0.121}}
+    lines = format_decay(d)
+    assert "720 / 800 tx/s = 0.90" in lines[0] and "to 300" in lines[0]
+    assert "530-594 (+12%)" in lines[1]
+    assert decay(rows[:1], 100) is None  # nothing to compare the first row with
+    assert decay([rows[0], rows[3]], 100) is None
