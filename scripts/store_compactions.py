@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data_dirs", type=Path, nargs="+", metavar="DATA_DIR")
     ap.add_argument("--minutes", type=int, default=5, help="the interval, in minutes (UTC) (default 5)")
-    ap.add_argument("--json-out", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--json-out", type=Path, help="also write what is printed as JSON here: per data dir, its rows; "
+                    "with --view-changes, its view changes and the share of time a compaction ran")
     ap.add_argument("--view-changes", action="store_true",
                     help="instead: each view change in DATA_DIR/../node.log with the compactions running then")
     ap.add_argument("--margin", type=float, default=5.0,
