@@ -178,10 +178,13 @@ def _run(b: Any, opts: Any, json_out: Path | None) -> int:
 
 
 def _write_partial(json_out: Path | None, failed: str, interval: int | None, rows: list[dict[str, Any]]) -> None:
-    """A run stopped without a summary: the interval rows it reached, so that 30 minutes of a long
-    run are not lost with it (nothing is written when there is no row)."""
-    if json_out is not None and rows:
-        json_out.write_text(json.dumps({"failed": failed, "interval": interval, "intervals": rows}, indent=2) + "\n")
+    """A run stopped without a summary: the interval rows it reached and their `decay` (so that 30
+    minutes of a long run are not lost with it), nothing when there is no row."""
+    if json_out is not None and rows and interval is not None:
+        from node.devnet.bench_interval import decay
+
+        out = {"failed": failed, "interval": interval, "intervals": rows, "decay": decay(rows, interval)}
+        json_out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 PLAIN_PROGRESS_EVERY_S = 30.0

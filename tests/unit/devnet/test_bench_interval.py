@@ -3,6 +3,7 @@ read is this test's own, so CPU and memory are real /proc figures."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -149,3 +150,18 @@ def test_decay_compares_the_last_full_load_row_with_the_first_and_reads_memory_a
     assert "530-594 (+12%)" in lines[1]
     assert decay(rows[:1], 100) is None  # nothing to compare the first row with
     assert decay([rows[0], rows[3]], 100) is None
+
+
+def test_a_run_that_fails_late_keeps_its_rows_and_their_decay(tmp_path: Path) -> None:
+    from node.cli.bench import _write_partial
+
+    rows = [_row(100, 100, 800.0, (500.0, 520.0)), _row(200, 100, 640.0, (510.0, 580.0))]
+    out = tmp_path / "bench.json"
+    _write_partial(out, "node v2 exited", 100, rows)
+    saved = json.loads(out.read_text())
+    assert (saved["failed"], saved["interval"], saved["intervals"]) == ("node v2 exited", 100, rows)
+    assert saved["decay"]["ratio"] == 0.8 and saved["decay"]["rss_after_warmup_mb"]["v0"]["spread"] == 0.137
+    _write_partial(out, "interrupted", 100, [rows[0]])  # one row: nothing to compare it with
+    assert json.loads(out.read_text())["decay"] is None
+    _write_partial(tmp_path / "none.json", "interrupted", 100, [])  # no row: nothing written
+    assert not (tmp_path / "none.json").exists()
