@@ -1,11 +1,12 @@
-"""The process's memory as the node sees it: its resident set, and returning freed heap to the OS.
+"""The process's memory as the node sees it: its resident set, and what glibc does with freed heap.
 
 CPython frees small objects into its own arenas and large ones through glibc's malloc; neither
 hands memory back to the OS at once, so after a burst (a large block decoded, a cache generation
 dropped) the resident set stays high although the bytes are free. `malloc_trim` asks glibc to
 return the free pages it holds: scripts/bench_memory.py --trim uses it to tell live growth from
 freed memory the allocator keeps (~25 MiB of a ledger's ~190 MiB heap, and not growing, so the
-node does not call it; docs/performance.md, Memory).
+node does not call it; docs/performance.md, Memory). A node does the opposite (`keep_freed_heap`):
+it has glibc keep what it freed, so that its resident set does not swing with every memtable.
 
 With TITLECHAIN_MEMLOG=SECONDS in its environment a node logs, every SECONDS, its resident set
 (heap and mapped files apart), the sizes of what it holds (`sizes`: its caches, mempool, consensus
@@ -72,6 +73,33 @@ def malloc_trim() -> bool:
         return False
     lib.malloc_trim(0)
     return True
+
+
+# mallopt's parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+KEEP_TRIM_THRESHOLD = 1 << 30  # free bytes at a heap's top before glibc returns them: never, in practice
+KEEP_MMAP_THRESHOLD = 32 << 20  # glibc's largest: smaller blocks come from its heaps, and stay there
+
+
+def keep_freed_heap() -> str | None:
+    """Have glibc keep the heap it has freed instead of handing it back to the OS; None when done,
+    otherwise why it was not (no glibc), for the caller to log.
+
+    By default glibc returns the free top of a heap to the OS once it passes a threshold, and
+    serves large blocks by mmap, raising both thresholds as it sees large blocks freed. In a node
+    the large blocks are RocksDB's memtables (64 MiB, filled and freed at every flush) and a
+    block's buffers: each flush gave 40-50 MiB back that the next memtable faulted in again, and
+    the resident set swung by that much with nothing held changing (docs/performance.md, "The heap
+    glibc gave back"). Kept, the freed bytes serve the next memtable. What is kept is at most the
+    heap's peak, which the node's caps bound; blocks over 32 MiB still go back at once."""
+    lib = _trim_fn()
+    if lib is None or not hasattr(lib, "mallopt"):
+        return "not glibc: the C heap's return of freed memory is the platform allocator's"
+    for param, value in ((_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)):
+        if lib.mallopt(param, value) != 1:
+            return f"glibc refused mallopt({param}, {value})"
+    return None
 
 
 MEMLOG_ENV = "TITLECHAIN_MEMLOG"

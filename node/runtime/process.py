@@ -12,6 +12,7 @@ from chain.database import raise_fd_limit
 from node.runtime.config import NodeConfig
 from node.runtime.join import Joined, join
 from node.runtime.logs import setup_logging
+from node.runtime.memory import keep_freed_heap
 from node.runtime.node_common import load_node_files
 from node.runtime.observer import Observer
 from node.runtime.validator import Validator
@@ -79,6 +80,9 @@ def run_node(cfg: NodeConfig, announce: Callable[[Node], None] | None = None, st
     data dir is made by state sync first (node/runtime/join.py)."""
     setup_logging(cfg.log_level, cfg.log_file, cfg.node_id)
     collect_cycles_rarely()
+    not_kept = keep_freed_heap()  # before the store's memtables are allocated
+    if not_kept is not None:
+        log.warning("the resident set will swing with RocksDB's memtables: %s", not_kept)
     # before any store opens: the open-files limit must allow RocksDB's table cache
     shortfall = raise_fd_limit(cfg.memory.db)
     if shortfall is not None:
