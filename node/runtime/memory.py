@@ -102,6 +102,24 @@ def keep_freed_heap() -> str | None:
     return None
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def c_heap_bytes() -> dict[str, int] | None:
+    """glibc's heap by state (its `mallinfo2`, every arena): `in_use`, the blocks allocated (RocksDB's
+    memtables, block cache and tables' indexes; CPython's objects over 512 bytes), and `free`,
+    what it holds freed for the next ones (kept: `keep_freed_heap`). CPython's small objects live in
+    arenas of their own, outside both. None without glibc 2.33's mallinfo2."""
+    lib = _trim_fn()
+    if lib is None or not hasattr(lib, "mallinfo2"):
+        return None
+    lib.mallinfo2.restype = _MallInfo2
+    info = lib.mallinfo2()
+    return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
+
+
 MEMLOG_ENV = "TITLECHAIN_MEMLOG"
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.runtime.memory import c_heap_bytes
 from node.runtime.metrics import NodeMetrics
 
 
@@ -66,3 +70,18 @@ def test_held_memory_is_read_at_each_scrape() -> None:
     s = samples(m)
     assert s[("titlechain_memory_held_bytes", (("part", "rocksdb_table_readers"),))] == 9000
     assert s[("titlechain_memory_held_bytes", (("part", "tree_nodes_cache"),))] == 100
+
+
+@pytest.mark.skipif(c_heap_bytes() is None, reason="glibc 2.33's mallinfo2 only: elsewhere the metric is absent")
+def test_the_c_heap_in_use_is_read_at_each_scrape() -> None:
+    m = NodeMetrics()
+    key = ("titlechain_memory_c_heap_bytes", (("state", "in_use"),))
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    before = samples(m)[key]
+    block = libc.malloc(8 << 20)
+    try:
+        assert samples(m)[key] - before >= 8 << 20
+        assert samples(m)[("titlechain_memory_c_heap_bytes", (("state", "free"),))] >= 0
+    finally:
+        libc.free(block)
