@@ -53,7 +53,7 @@ def _status_kib(field: bytes) -> int:
     return 0
 
 
-def _trim_fn() -> ctypes.CDLL | None:
+def _glibc() -> ctypes.CDLL | None:
     global _libc, _looked_up
     if not _looked_up:
         _looked_up = True
@@ -68,7 +68,7 @@ def _trim_fn() -> ctypes.CDLL | None:
 
 def malloc_trim() -> bool:
     """Return glibc's free heap pages to the OS; False where there is no glibc malloc_trim."""
-    lib = _trim_fn()
+    lib = _glibc()
     if lib is None:
         return False
     lib.malloc_trim(0)
@@ -89,11 +89,11 @@ def keep_freed_heap() -> str | None:
     By default glibc returns the free top of a heap to the OS once it passes a threshold, and
     serves large blocks by mmap, raising both thresholds as it sees large blocks freed. In a node
     the large blocks are RocksDB's memtables (64 MiB, filled and freed at every flush) and a
-    block's buffers: each flush gave 40-50 MiB back that the next memtable faulted in again, and
+    block's buffers: a flush gave 30-45 MiB back that the next memtable faulted in again, and
     the resident set swung by that much with nothing held changing (docs/performance.md, "The heap
     glibc gave back"). Kept, the freed bytes serve the next memtable. What is kept is at most the
     heap's peak, which the node's caps bound; blocks over 32 MiB still go back at once."""
-    lib = _trim_fn()
+    lib = _glibc()
     if lib is None or not hasattr(lib, "mallopt"):
         return "not glibc: the C heap's return of freed memory is the platform allocator's"
     for param, value in ((_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)):
@@ -112,11 +112,12 @@ def c_heap_bytes() -> dict[str, int] | None:
     memtables, block cache and tables' indexes; CPython's objects over 512 bytes), and `free`,
     what it holds freed for the next ones (kept: `keep_freed_heap`). CPython's small objects live in
     arenas of their own, outside both. None without glibc 2.33's mallinfo2."""
-    lib = _trim_fn()
+    lib = _glibc()
     if lib is None or not hasattr(lib, "mallinfo2"):
         return None
-    lib.mallinfo2.restype = _MallInfo2
-    info = lib.mallinfo2()
+    mallinfo2 = lib.mallinfo2
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
     return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 

@@ -76,7 +76,7 @@ class NodeMetrics:
         )
         Info("titlechain_build", "The titlechain build this node runs", registry=r).info({"version": version()})
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds…
-        r.register(_CHeap())
+        r.register(_ReadAtScrape(C_HEAP, C_HEAP_HELP, "state", c_heap_bytes))  # glibc's heap: what the node does not count
         # Both label values exist from the start, so a scrape shows 0 rather than nothing.
         self.txs_committed.labels(status="ok")
         self.txs_committed.labels(status="rejected")
@@ -141,44 +141,30 @@ class NodeMetrics:
         caches, its mempool, RocksDB's memtables, block cache and table readers), read from `held`
         at each scrape: each part has a cap an operator sets (docs/operations.md, Memory), except
         RocksDB's table readers, which grow with the store up to `db_max_open_files` tables."""
-        self.registry.register(_HeldMemory(held))
+        self.registry.register(_ReadAtScrape(HELD_MEMORY, HELD_MEMORY_HELP, "part", held))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _HeldMemory(Collector):
-    """`titlechain_memory_held_bytes`, read when scraped: the parts change with every block, and a
-    gauge set by a timer would be as old as its period."""
+class _ReadAtScrape(Collector):
+    """A gauge family of one label, read from `read` at each scrape (bytes by part or state): the
+    figures change with every block, and a gauge set by a timer would be as old as its period.
+    `read` returning None: the family is absent (a platform that cannot tell)."""
 
-    def __init__(self, held: Callable[[], Mapping[str, int]]) -> None:
-        self._held = held
-
-    def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(HELD_MEMORY, HELD_MEMORY_HELP, labels=["part"])
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(HELD_MEMORY, HELD_MEMORY_HELP, labels=["part"])
-        for part, n in self._held().items():
-            family.add_metric([part], n)
-        yield family
-
-
-class _CHeap(Collector):
-    """`titlechain_memory_c_heap_bytes{state}`, glibc's heap in use and held free, read when
-    scraped: the resident set beyond what the node counts (`titlechain_memory_held_bytes`) is
-    mostly this free part and CPython's own arenas. Absent without glibc."""
+    def __init__(self, name: str, help_text: str, label: str, read: Callable[[], Mapping[str, int] | None]) -> None:
+        self._name, self._help, self._label, self._read = name, help_text, label, read
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(C_HEAP, C_HEAP_HELP, labels=["state"])
+        yield GaugeMetricFamily(self._name, self._help, labels=[self._label])
 
     def collect(self) -> Iterator[Metric]:
-        heap = c_heap_bytes()
-        if heap is None:
+        values = self._read()
+        if values is None:
             return
-        family = GaugeMetricFamily(C_HEAP, C_HEAP_HELP, labels=["state"])
-        for state, n in heap.items():
-            family.add_metric([state], n)
+        family = GaugeMetricFamily(self._name, self._help, labels=[self._label])
+        for key, n in values.items():
+            family.add_metric([key], n)
         yield family
 
 

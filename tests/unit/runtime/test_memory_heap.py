@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from node.runtime.memory import _trim_fn
+from node.runtime.memory import _glibc
 
 FREE_A_BLOCK = """
 import ctypes, sys
@@ -35,7 +35,7 @@ def _freed_mib(mode: str) -> float:
     return int(out.stdout) / 2**20
 
 
-@pytest.mark.skipif(_trim_fn() is None, reason="glibc only: elsewhere the node logs that it cannot")
+@pytest.mark.skipif(_glibc() is None, reason="glibc only: elsewhere the node logs that it cannot")
 def test_a_freed_block_stays_resident_once_the_heap_is_kept_and_leaves_it_otherwise() -> None:
     assert _freed_mib("default") >= 20  # glibc's default: a block this large is mmapped, and unmapped when freed
     assert _freed_mib("keep") < 4  # kept in the heap for the next one
