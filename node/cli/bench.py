@@ -229,6 +229,7 @@ def table(s: dict[str, Any]) -> Any:
         ("blocks (mean txs per block)", f"{s['blocks']} ({s['committed'] / max(1, s['blocks']):,.0f})"),
         ("node CPU seconds per tx", f"{s['cpu_s_per_tx'] * 1000:.2f} ms" if s["cpu_s_per_tx"] else "-"),
         ("node CPU seconds (system share)", ", ".join(f"{v:.1f}" for v in s["cpu_s"].values()) + f" ({s['cpu_system_share']:.0%})"),
+        ("of it RocksDB's flushes / compactions", _store_cpu(s.get("store_cpu_s"))),
         ("view at the end (0: no view change)", str(s["view"])),
         ("client CPU seconds (all clients)", f"{s['client_cpu_s']:.1f}"),
         ("peak memory per node (VmHWM)", ", ".join(f"{v:.0f} MiB" if v else "-" for v in s["peak_rss_mb"].values())),
@@ -240,6 +241,13 @@ def table(s: dict[str, Any]) -> Any:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def _store_cpu(parts: dict[str, dict[str, float]] | None) -> str:
+    """The seconds every node's RocksDB threads took, flushes then compactions, summed over the nodes."""
+    if not parts:
+        return "-"
+    return f"{sum(p['flush'] for p in parts.values()):.1f} / {sum(p['compaction'] for p in parts.values()):.1f} s"
 
 
 def _disk(mb: dict[str, float | None]) -> str:

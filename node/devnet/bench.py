@@ -69,7 +69,7 @@ from chain.genesis import Genesis
 from chain.limits import EXPIRY_WINDOW
 from node.devnet.bench_client import PROGRESS_EVERY_S, BenchError, ClientJob, ClientResult, SetupResult, client_main
 from node.devnet.bench_interval import Intervals, decay, disk_mb
-from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile
+from node.devnet.bench_proc import cpu_times, peak_rss_mb, percentile, store_cpu_s
 from node.devnet.localnet import down, manifest_path, up
 from node.devnet.provision import BENCH_BASE_PORT, DEFAULT_SEED, Consortium, consortium_ports, load_seed
 from node.sdk.client import Client
@@ -283,7 +283,7 @@ def setup_summary(
 
 def _summarise(
     opts: BenchOptions, results: list[ClientResult], cpu: dict[str, tuple[float, float]], rss: dict[str, float | None],
-    genesis: Genesis, blocks: int, view: int,
+    genesis: Genesis, blocks: int, view: int, store_cpu: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
     lat = sorted(x for r in results for x in r.latencies)
     committed = sum(r.committed for r in results)
@@ -315,6 +315,8 @@ def _summarise(
         "view": view,  # the consortium's view at the end: above 0, view changes happened
         "cpu_s_per_tx": round(cpu_total / committed, 6) if committed else None,
         "cpu_s": {k: round(u + s, 2) for k, (u, s) in cpu.items()},
+        # of it, RocksDB's own threads (bench_proc.store_cpu_s): flushes and compactions
+        "store_cpu_s": {k: {part: round(v, 2) for part, v in parts.items()} for k, parts in store_cpu.items()},
         "client_cpu_s": round(sum(r.cpu_s for r in results), 2),
         "cpu_system_share": round(sum(s for _, s in cpu.values()) / cpu_total, 3) if cpu_total else None,
         "peak_rss_mb": {k: (round(v, 1) if v is not None else None) for k, v in rss.items()},
@@ -384,6 +386,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
         ui.phase("setup", sum(j.transfers for j in jobs))
         ready = clients.wait_for("ready", STAGE_DEADLINE_S + opts.phase_deadline(), _progress_sink(ui, "setup"))
         cpu0 = {n: cpu_times(p) for n, p in pids.items()}
+        store0 = {n: store_cpu_s(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
             st = c.status()
         h0 = int(st["height"])
@@ -399,6 +402,7 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
         if intervals is not None:
             intervals.finish()
         cpu1 = {n: cpu_times(p) for n, p in pids.items()}
+        store1 = {n: store_cpu_s(p) for n, p in pids.items()}
         rss = {n: peak_rss_mb(p) for n, p in pids.items()}
         with Client(cons.nodes[0].rpc) as c:
             status = c.status()
@@ -407,7 +411,8 @@ def _run_on(opts: BenchOptions, ui: Ui, root: Path, manifest: dict[str, Any], wo
         clients.stop()
     results = [done[k] for k in sorted(done)]
     cpu = {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in pids}
-    summary = _summarise(opts, results, cpu, rss, genesis, blocks, view)
+    store_cpu = {n: {part: store1[n][part] - store0[n][part] for part in store1[n]} for n in pids}
+    summary = _summarise(opts, results, cpu, rss, genesis, blocks, view, store_cpu)
     summary["setup"], summary["disk_mb"] = setup, disk_mb(dirs)
     if intervals is not None:
         summary["interval"], summary["intervals"] = opts.interval, intervals.rows

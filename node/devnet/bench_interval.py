@@ -9,7 +9,9 @@ An interval is the txs the clients REPORTED committed since the previous row (cl
 every PROGRESS_EVERY_S with the latencies of the txs committed since their last report), so its
 boundaries lag the commits by at most that; throughput and CPU are over the same wall-clock span
 (the parent's CLOCK_MONOTONIC, which the clients read too). CPU is utime + stime of every node
-process from /proc/<pid>/stat; memory is VmRSS from /proc/<pid>/status (the current resident set,
+process from /proc/<pid>/stat, and of it what RocksDB's own threads took (`store_cpu_ms_per_tx`:
+its flushes and its compactions, which run beside the node's thread and grow with the store, not
+with the txs: a row whose CPU per tx rises says whether the store or the node did); memory is VmRSS from /proc/<pid>/status (the current resident set,
 not the peak: a bounded node's rows level off) and its range over the row (`rss_span_mb`: the
 lowest and highest of samples every RSS_SAMPLE_S, taken as the clients report, and the row's end):
 a reading every row misses the swings between them (RocksDB's memtables fill and flush in
@@ -37,7 +39,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from node.devnet.bench_proc import cpu_times, dir_bytes, held_mb, percentile, rss_anon_mb, rss_mb
+from node.devnet.bench_proc import (
+    STORE_THREADS,
+    cpu_times,
+    dir_bytes,
+    held_mb,
+    percentile,
+    rss_anon_mb,
+    rss_mb,
+    store_cpu_s,
+)
 
 MIB = 1024 * 1024
 RSS_SAMPLE_S = 2.0  # a row's resident range is sampled this often (the clients report every 0.25 s)
@@ -67,7 +78,8 @@ class Intervals:
         self.rows: list[dict[str, Any]] = []
         self._counts: dict[int, int] = {}  # client -> txs it reported committed
         self._latencies: list[float] = []  # of the txs reported since the last row
-        self._start: tuple[float, int, float] | None = None  # (time, committed, node CPU s) at the last row
+        # (time, committed, node CPU s, of it RocksDB's threads by pool) at the last row
+        self._start: tuple[float, int, float, dict[str, float]] | None = None
         self._next = every  # the committed total that closes the current row
         self.shares = dict(shares or {})  # client -> the txs it submits in the measured phase
         self.drain_from: int | None = None  # the committed total when the first client had committed its share
@@ -76,7 +88,7 @@ class Intervals:
 
     def start(self) -> None:
         """The measured phase begins: the first interval's clock and CPU start here."""
-        self._start = (time.monotonic(), 0, self._cpu())
+        self._start = (time.monotonic(), 0, self._cpu(), self._store_cpu())
         self._rss_span = {}
         self._sample_rss()
 
@@ -127,10 +139,21 @@ class Intervals:
             total += user + system
         return total
 
+    def _store_cpu(self) -> dict[str, float]:
+        """CPU seconds of every node's RocksDB threads, by pool (flush, compaction)."""
+        total = dict.fromkeys(STORE_THREADS, 0.0)
+        for pid in self.pids.values():
+            try:
+                for part, s in store_cpu_s(pid).items():
+                    total[part] += s
+            except OSError:  # a node that died, as in _cpu
+                continue
+        return total
+
     def _row(self, *, partial: bool, client_done: bool = False) -> None:
         assert self._start is not None
-        t0, n0, cpu0 = self._start
-        now, n, cpu = time.monotonic(), self.total, self._cpu()
+        t0, n0, cpu0, store0 = self._start
+        now, n, cpu, store = time.monotonic(), self.total, self._cpu(), self._store_cpu()
         txs, seconds = n - n0, max(now - t0, 1e-9)
         lat = sorted(self._latencies)
         rss = self._sample_rss()
@@ -141,6 +164,7 @@ class Intervals:
             "tps": round(txs / seconds, 1),
             "p99_ms": round(percentile(lat, 99.0) * 1000, 1) if lat else None,
             "cpu_ms_per_tx": round((cpu - cpu0) * 1000 / txs, 3) if txs else None,
+            "store_cpu_ms_per_tx": {part: round((store[part] - store0[part]) * 1000 / txs, 3) for part in store} if txs else None,
             "rss_mb": {node: (round(v, 1) if v is not None else None) for node, v in rss.items()},
             "rss_span_mb": {node: [round(lo, 1), round(hi, 1)] for node, (lo, hi) in self._rss_span.items()},
             "rss_anon_mb": {node: (round(v, 1) if (v := rss_anon_mb(pid)) is not None else None) for node, pid in self.pids.items()},
@@ -152,7 +176,7 @@ class Intervals:
         }
         self.rows.append(row)
         self._latencies = []
-        self._start = (now, n, cpu)
+        self._start = (now, n, cpu, store)
         self._rss_span = {}
         self.on_row(row)
 
@@ -194,13 +218,15 @@ def format_decay(d: Mapping[str, Any]) -> list[str]:
     ]
 
 
-HEADER = (f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx':>10}  resident MiB per node (of it heap, lowest-highest"
-          " in the row) | data dir MiB per node")
+HEADER = (f"{'committed':>10} {'tx/s':>8} {'p99 ms':>8} {'CPU ms/tx (store)':>17}  resident MiB per node (of it heap,"
+          " lowest-highest in the row) | data dir MiB per node")
 
 
 def format_row(row: Mapping[str, Any]) -> str:
     p99 = f"{row['p99_ms']:,.0f}" if row["p99_ms"] is not None else "-"
     cpu = f"{row['cpu_ms_per_tx']:.2f}" if row["cpu_ms_per_tx"] is not None else "-"
+    if store := row.get("store_cpu_ms_per_tx"):  # of it RocksDB's flushes and compactions
+        cpu += f" ({sum(store.values()):.2f})"
     anon = row.get("rss_anon_mb", {})
     span = row.get("rss_span_mb", {})
 
@@ -220,4 +246,4 @@ def format_row(row: Mapping[str, Any]) -> str:
         mark = " (to where the first client had committed its share)"
     else:
         mark = " (rest)" if row["partial"] else ""
-    return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>10}  {rss}" + (f" | {disk}" if disk else "") + mark
+    return f"{row['committed']:>10,} {row['tps']:>8,.0f} {p99:>8} {cpu:>17}  {rss}" + (f" | {disk}" if disk else "") + mark

@@ -25,6 +25,30 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
 
 
+# RocksDB names the threads of its two pools (chain/database.py): flushes run in rocksdb:high,
+# compactions in rocksdb:low
+STORE_THREADS = {"flush": "rocksdb:high", "compaction": "rocksdb:low"}
+
+
+def store_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime) of a node's RocksDB threads, by pool (`STORE_THREADS`), from
+    /proc/<pid>/task/*/stat: what its store's flushes and compactions cost, within the process's
+    total (`cpu_times`). The pools' threads live as long as the store, so a difference of two
+    readings is the work between them. OSError if the process is gone."""
+    out = dict.fromkeys(STORE_THREADS, 0.0)
+    pool = {name: part for part, name in STORE_THREADS.items()}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # a thread that ended between the listing and the read
+            continue
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        if (part := pool.get(name)) is not None:
+            fields = rest.split()
+            out[part] += (int(fields[11]) + int(fields[12])) / clock_ticks()
+    return out
+
+
 def _status_mb(pid: int, name: str) -> float | None:
     """A kB field of /proc/<pid>/status in MiB; None if the process is gone."""
     try:

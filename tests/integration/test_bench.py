@@ -52,6 +52,7 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     assert s["tps"] > 0 and s["seconds"] > 0
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p95"] <= s["latency_ms"]["p99"]
     assert set(s["cpu_s"]) == set(s["peak_rss_mb"]) and len(s["cpu_s"]) == VALIDATORS
+    assert set(s["store_cpu_s"]) == set(s["cpu_s"]) and all(set(p) == {"flush", "compaction"} for p in s["store_cpu_s"].values())
     assert "committed TPS" in r.stdout  # the table
     assert ports_bindable(base), "a node of the bench still listens after it returned"
     # --interval: a row per 80 committed txs and one for the rest, printed as they came
@@ -70,6 +71,8 @@ def test_bench_commits_every_tx_and_writes_the_json(tmp_path: Path) -> None:
     assert any(row["cpu_ms_per_tx"] > 0 for row in rows)  # /proc counts in 10 ms ticks: a short row may read 0
     for row in rows:
         assert row["tps"] > 0 and row["p99_ms"] > 0 and row["cpu_ms_per_tx"] >= 0
+        assert set(row["store_cpu_ms_per_tx"]) == {"flush", "compaction"}
+        assert 0 <= sum(row["store_cpu_ms_per_tx"].values()) <= row["cpu_ms_per_tx"]  # a part of the nodes' CPU
         assert set(row["rss_mb"]) == set(s["cpu_s"]) and all(v > 0 for v in row["rss_mb"].values())
         assert set(row["rss_span_mb"]) == set(s["cpu_s"])
         assert all(0 < lo <= row["rss_mb"][n] <= hi for n, (lo, hi) in row["rss_span_mb"].items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from node.devnet import bench_interval
 from node.devnet.bench_interval import HEADER, Intervals, decay, format_decay, format_row
+from node.devnet.bench_proc import STORE_THREADS, store_cpu_s
 
 
 def test_a_row_every_n_committed_txs_and_one_for_the_rest(tmp_path: Path) -> None:
@@ -127,6 +129,36 @@ def test_samples_between_rows_are_taken_no_more_often_than_the_period(monkeypatc
     for n in range(1, 50):
         iv.progress(0, n, [0.1])  # 49 reports within far less than RSS_SAMPLE_S
     assert len(calls) == 1  # the start's only
+
+
+def test_a_store_thread_s_cpu_is_read_by_its_pool_s_name() -> None:
+    # a thread of this process named as RocksDB names its compaction pool's, burning CPU: /proc
+    # counts it for that pool and for no other (the flush pool here has no thread)
+    burnt: list[float] = []
+
+    def compaction() -> None:
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(STORE_THREADS["compaction"])
+        start = time.thread_time()
+        while time.thread_time() - start < 0.2:
+            pass
+        burnt.append(store_cpu_s(os.getpid())["compaction"])
+
+    t = threading.Thread(target=compaction)
+    t.start()
+    t.join()
+    assert 0.15 <= burnt[0] <= 0.3  # /proc counts 10 ms ticks
+    assert store_cpu_s(os.getpid()) == {"flush": 0.0, "compaction": 0.0}  # the thread ended: not counted
+
+
+def test_a_row_gives_the_store_threads_share_of_its_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([{"flush": 1.0, "compaction": 2.0}, {"flush": 1.5, "compaction": 4.0}])
+    monkeypatch.setattr(bench_interval, "store_cpu_s", lambda pid: next(readings))
+    iv = Intervals(100, {"v0": 1}, lambda r: None)
+    iv.start()
+    iv.progress(0, 100, [0.1] * 100)
+    row = iv.rows[0]
+    assert row["store_cpu_ms_per_tx"] == {"flush": 5.0, "compaction": 20.0}  # 0.5 s and 2 s over 100 txs
+    assert " (25.00)" in format_row(row) and "(store)" in HEADER
 
 
 def _row(committed: int, txs: int, tps: float, span: tuple[float, float], *, drain: bool = False) -> dict:

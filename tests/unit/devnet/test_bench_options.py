@@ -103,6 +103,7 @@ def test_the_command_passes_the_options_and_prints_setup_and_disk(monkeypatch: p
     assert r.exit_code == 0, r.output
     assert (seen[0].setup_window, seen[0].state_retention, seen[0].window, seen[0].chunk) == (3000, 50, 1000, 250)
     assert "state retention 50" in r.stdout and "1,234 MiB" in r.stdout and "99 blocks" in r.stdout
+    assert "0.5 / 1.5 s" in r.stdout  # RocksDB's flushes / compactions over the nodes
     assert json.loads(out.read_text())["setup"]["disk_mb"] == {"v0": 7.0}
     r = CliRunner().invoke(main, ["bench", "--txs", "20"])
     assert (seen[1].setup_window, seen[1].setup_in_flight, seen[1].state_retention) == (None, 1000, None) and "(archive)" in r.stdout
@@ -114,7 +115,8 @@ def _summary(opts: b.BenchOptions) -> dict[str, Any]:
     return {
         "tps": 1.0, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0, "max": 1.0}, "txs": opts.txs, "committed": opts.txs,
         "rejected": {}, "refused": {}, "seconds": 1.0, "validators": 4, "clients": 2, "blocks": 2, "view": 0,
-        "cpu_s_per_tx": 0.001, "cpu_s": {"v0": 1.0}, "client_cpu_s": 0.1, "cpu_system_share": 0.1,
+        "cpu_s_per_tx": 0.001, "cpu_s": {"v0": 1.0}, "client_cpu_s": 0.1,
+        "store_cpu_s": {"v0": {"flush": 0.25, "compaction": 0.5}, "v1": {"flush": 0.25, "compaction": 1.0}}, "cpu_system_share": 0.1,
         "peak_rss_mb": {"v0": 100.0}, "params": {}, "load_avg_1m": 0.5, "cpus": 2,
         "state_retention": opts.state_retention, "disk_mb": {"v0": 1234.0},
         "setup": {"txs": 10, "seconds": 2.0, "tps": 5.0, "blocks": 99, "cpu_ms_per_tx": 1.5, "disk_mb": {"v0": 7.0}},
