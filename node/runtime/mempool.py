@@ -50,7 +50,8 @@ batch in chunks of a few hundred, yielding to the event loop between them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +161,7 @@ class Mempool:
             self._on_admitted(admitted)
         return results
 
-    def _precheck(self, tx: Tx, next_height: int, claimed: Set[str]) -> int:
+    def _precheck(self, tx: Tx, next_height: int, claimed: AbstractSet[str]) -> int:
         """Every check but the signature and the bound; returns the tx's encoded size."""
         check_for_chain(tx, self.chain_id, next_height)
         if not self._has_standing(tx.signer):
@@ -188,7 +189,7 @@ class Mempool:
         return entry is not None and entry.tx.sig == tx.sig
 
     def take_batch(
-        self, max_txs: int, max_bytes: int, next_height: int, *, exclude: Set[str] = frozenset()
+        self, max_txs: int, max_bytes: int, next_height: int, *, exclude: AbstractSet[str] = frozenset()
     ) -> list[Tx]:
         """The oldest pending txs still valid at next_height, up to both limits; removes nothing.
 
