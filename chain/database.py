@@ -27,6 +27,10 @@ import rocksdict
 
 from chain.errors import ChainError
 
+# The store's schema, kept in every data dir as m/schema: what each version changed is listed
+# beside the records in chain/store.py. Here so that a refusal at open (a LevelDB dir) names it.
+SCHEMA_VERSION = b"10"
+
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed), a block cache of
 # BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~0.8 % of the table with
@@ -300,7 +304,7 @@ def refuse_leveldb_dir(path: Path) -> None:
     always writes an OPTIONS file beside its CURRENT, LevelDB never does."""
     if (path / "CURRENT").exists() and not any(path.glob("OPTIONS-*")):
         raise StoreError(
-            f"{path}: a LevelDB store (schema 8 or older); this titlechain reads store schema 9 (RocksDB). "
+            f"{path}: a LevelDB store (schema 8 or older); this titlechain reads store schema {SCHEMA_VERSION.decode()} (RocksDB). "
             "A data dir of another version cannot be opened or upgraded in place (there is no migration "
             "command): move it aside and start the node with an empty data dir, to fetch the chain again "
             "from its peers (docs/protocol.md, Versions)"

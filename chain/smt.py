@@ -18,8 +18,12 @@ the database's compactions do not rewrite old ones again and again: docs/perform
                                    tree alone, in path order (state snapshots, chain/snapshot.py;
                                    the audit of a synced store's base); pruned with its leaf
     z/<height:8>                   the nodes that left the tree at that height (replaced or
-                                   removed), one record per height: each as <version:8><hash>, 40
-                                   bytes, one after another. Such a node belongs to the states of
+                                   removed), one record per height: the number of leaves among
+                                   them (4 bytes), then each leaf, then each inner node, as
+                                   <version:8><hash>, 40 bytes each. Only a leaf has an l/ record
+                                   to delete with it: a delete of an absent key still writes a
+                                   tombstone, and most nodes a block retires are inner ones.
+                                   Such a node belongs to the states of
                                    heights version .. height-1 only, so a store keeping the states
                                    from height P on may delete it once height <= P (chain/store.py,
                                    prune). One record, not one per node: a block retires thousands
@@ -94,16 +98,21 @@ def stale_height(key: bytes) -> int:
     return int.from_bytes(key[2:10], "big")
 
 
+def retired_record(leaves: list[bytes], inner: list[bytes]) -> bytes:
+    """The z/ record of the nodes a height retired, each as <version><hash>: the leaves first."""
+    return len(leaves).to_bytes(4, "big") + b"".join(leaves) + b"".join(inner)
+
+
 def retired_keys(record: bytes) -> list[bytes]:
-    """What a z/ record's nodes hold in a store: each node's n/ key and, for a leaf, its l/ key (an
-    inner node has none; deleting an absent key is nothing). SmtError for a malformed record."""
-    if len(record) % 40:
-        raise SmtError("a retired-node record (z/) is not a whole number of <version><hash> entries")
-    out = []
-    for i in range(0, len(record), 40):
-        where = record[i : i + 40]
-        out += [NODE_PREFIX + where, LEAF_DATA_PREFIX + where]
-    return out
+    """What a z/ record's nodes hold in a store: each node's n/ key and, for a leaf, its l/ key
+    (an inner node has none). SmtError for a malformed record."""
+    if len(record) < 4 or (len(record) - 4) % 40:
+        raise SmtError("a retired-node record (z/) is not a count and a whole number of <version><hash> entries")
+    leaves_end = 4 + 40 * int.from_bytes(record[:4], "big")
+    if leaves_end > len(record):
+        raise SmtError("a retired-node record (z/) counts more leaves than it lists")
+    where = [record[i : i + 40] for i in range(4, len(record), 40)]
+    return [NODE_PREFIX + w for w in where] + [LEAF_DATA_PREFIX + w for w in where[: (leaves_end - 4) // 40]]
 
 
 def leaf_data_key(leaf: bytes, version: bytes) -> bytes:
@@ -211,7 +220,9 @@ class _Updater:
         self.version = version_bytes(height)
         self.nodes: dict[bytes, bytes] = {}  # n/ records
         self.writes: dict[bytes, bytes] = {}  # the others
-        self.retired: list[bytes] = []  # <version><hash> of each stored node this update replaces
+        # <version><hash> of each stored node this update replaces: leaves (with l/ records) and inner nodes
+        self.retired_leaves: list[bytes] = []
+        self.retired_inner: list[bytes] = []
         # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
 
@@ -274,14 +285,14 @@ class _Updater:
             merged = {k: v for k, v in items}
             kept: _Ref | None = None
             if kh in merged:
-                self.retired.append(version + ref_hash)  # changed or removed
+                self.retired_leaves.append(version + ref_hash)  # changed or removed
             else:
                 # untouched, only joined by new siblings: the leaf stays where it is stored (its
                 # hash does not depend on its depth), so neither it nor its data (l/) is written again
                 merged[kh] = vh
                 kept = (ref_hash, (kh, vh), version)
             return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
-        self.retired.append(version + ref_hash)  # replaced by what follows
+        self.retired_inner.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError("state tree deeper than 256 levels")
         if len(items) == 1:  # most paths below the top levels carry one change
@@ -337,9 +348,10 @@ def update(
     updater = _Updater(read, height, data)
     new = updater.update(root[0], root[1], 0, items)
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
-    if updater.retired:
-        updater.writes[stale_key(height)] = b"".join(updater.retired)
-    return new[0].hex(), TreeWrites(updater.nodes, updater.writes, updater.retired)
+    retired = updater.retired_leaves + updater.retired_inner
+    if retired:
+        updater.writes[stale_key(height)] = retired_record(updater.retired_leaves, updater.retired_inner)
+    return new[0].hex(), TreeWrites(updater.nodes, updater.writes, retired)
 
 
 # -- proofs ------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from chain import smt
 from chain.block import Block, BlockError, Certificate, Header
 from chain.database import (
     DEFAULT_MEMORY,
+    SCHEMA_VERSION,
     Database,
     DatabaseError,
     DbMemory,
@@ -94,7 +95,9 @@ from chain.txrecords import (
 #      a block retires are one record, z/<height> (was a z/ record per node)
 #   9: the database is RocksDB (chain/database.py), no longer LevelDB: the records are those of
 #      version 8, the files are another engine's
-SCHEMA_VERSION = b"9"
+#  10: a z/ record counts its leaves and lists them first, so that pruning deletes an l/ record
+#      for a retired leaf only, not a tombstone for every retired inner node (chain/smt.py)
+# (SCHEMA_VERSION, the current one, is in chain/database.py)
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 _RESERVED = frozenset(RESERVED_PREFIXES)  # every prefix is 2 bytes: key[:2] in _RESERVED is the test
 

@@ -34,10 +34,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from chain.database import DEFAULT_MEMORY, Database, DatabaseError, DbMemory, destroy_db, open_db
+from chain.database import DEFAULT_MEMORY, SCHEMA_VERSION, Database, DatabaseError, DbMemory, destroy_db, open_db
 from chain.encoding import canonical, canonical_map, pack_normalized
 from chain.genesis import Genesis
-from chain.store import SCHEMA_VERSION, Store, StoreError, height_key
+from chain.store import Store, StoreError, height_key
 from chain.sync_anchor import Anchor, WindowSummary
 
 # records the import writes through `put`: the apply path's (state, tree, indexes) and the window

@@ -199,9 +199,22 @@ def test_pruning_keeps_every_state_from_the_horizon_and_nothing_else(batches: li
     # retired, and every node replaced was marked (pruning to the head leaves only the head's tree)
     kept = set().union(*(smt.node_keys(nodes.read, smt.root_at(nodes.read, h)) for h in range(state_from, head + 1)))
     assert {k for k in nodes if k.startswith(smt.NODE_PREFIX)} == kept
+    # and the leaves' data of exactly the leaves kept: a retired leaf's l/ record went with it
+    leaves = {smt.LEAF_DATA_PREFIX + k[2:] for k in kept if nodes[k][:1] == smt.LEAF}
+    assert {k for k in nodes if k.startswith(smt.LEAF_DATA_PREFIX)} == leaves
     if state_from > 0:
         with pytest.raises(smt.SmtError):
             smt.root_at(nodes.read, state_from - 1)
+
+
+def test_a_retired_node_record_names_the_leaf_data_of_its_leaves_only() -> None:
+    leaf, inner = bytes(8) + b"L" * 32, bytes(8) + b"I" * 32
+    record = smt.retired_record([leaf], [inner])
+    assert smt.retired_keys(record) == [smt.NODE_PREFIX + leaf, smt.NODE_PREFIX + inner, smt.LEAF_DATA_PREFIX + leaf]
+    assert smt.retired_keys(smt.retired_record([], [inner])) == [smt.NODE_PREFIX + inner]
+    for damaged in (b"", record[:3], record[:-1], (2).to_bytes(4, "big") + leaf):  # the last counts a leaf it lacks
+        with pytest.raises(smt.SmtError):
+            smt.retired_keys(damaged)
 
 
 def test_new_nodes_are_stored_under_their_height() -> None:
@@ -245,8 +258,12 @@ def test_an_update_writes_exactly_the_nodes_that_enter_and_retires_exactly_those
         before = set(smt.node_keys(nodes.read, nodes.ref(root)))
         height = nodes.height + 1
         root = apply(nodes, root, dict(batch))
-        record = nodes.get(smt.stale_key(height), b"")
-        retired = {smt.NODE_PREFIX + record[i : i + 40] for i in range(0, len(record), 40)}
+        record = nodes.get(smt.stale_key(height))
+        doomed = smt.retired_keys(record) if record is not None else []
+        retired = {k for k in doomed if k.startswith(smt.NODE_PREFIX)}
+        # the record's leaves are leaves, its other nodes inner ones: an l/ key for each leaf only
+        leaf_data = {smt.NODE_PREFIX + k[2:] for k in doomed if k.startswith(smt.LEAF_DATA_PREFIX)}
+        assert leaf_data == {k for k in retired if nodes[k][:1] == smt.LEAF}
         written = {k for k in nodes if k.startswith(smt.NODE_PREFIX + smt.version_bytes(height))}
         assert retired <= before
         assert set(smt.node_keys(nodes.read, nodes.ref(root))) == (before - retired) | written
