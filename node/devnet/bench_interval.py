@@ -11,8 +11,9 @@ boundaries lag the commits by at most that; throughput and CPU are over the same
 (the parent's CLOCK_MONOTONIC, which the clients read too). CPU is utime + stime of every node
 process from /proc/<pid>/stat, and of it what RocksDB's own threads took (`store_cpu_ms_per_tx`:
 its flushes and its compactions, which run beside the node's thread and grow with the store, not
-with the txs: a row whose CPU per tx rises says whether the store or the node did); memory is VmRSS from /proc/<pid>/status (the current resident set,
-not the peak: a bounded node's rows level off) and its range over the row (`rss_span_mb`: the
+with the txs: a row whose CPU per tx rises says whether the store or the node did); memory is
+VmRSS from /proc/<pid>/status (the current resident set, not the peak: a bounded node's rows level
+off) and its range over the row (`rss_span_mb`: the
 lowest and highest of samples every RSS_SAMPLE_S, taken as the clients report, and the row's end):
 a reading every row misses the swings between them (RocksDB's memtables fill and flush in
 seconds). Beside it is what each node says it holds, by part
