@@ -151,7 +151,6 @@ def test_a_store_thread_s_cpu_is_read_by_its_pool_s_name() -> None:
     before, after = readings
     assert after["compaction"] - before["compaction"] >= 0.15  # /proc counts 10 ms ticks
     assert after["flush"] - before["flush"] < 0.15
-    assert store_cpu_s(os.getpid())["compaction"] <= after["compaction"] - 0.15  # the thread ended: not counted
 
 
 def test_a_row_gives_the_store_threads_share_of_its_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
