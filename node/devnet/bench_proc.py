@@ -20,9 +20,15 @@ def clock_ticks() -> int:
 
 def cpu_times(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process, from /proc/<pid>/stat (utime, stime)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
+    _, user, system = _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+    return user, system
+
+
+def _stat_cpu(stat: str) -> tuple[str, float, float]:
+    """(command name, user s, system s) of a /proc stat line, a process's or a thread's."""
+    name, rest = stat.split("(", 1)[1].rsplit(")", 1)  # the name may hold spaces and parentheses
+    fields = rest.split()
+    return name, int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
 
 
 # RocksDB names the threads of its two pools (chain/database.py): flushes run in rocksdb:high,
@@ -42,10 +48,9 @@ def store_cpu_s(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
         except OSError:  # a thread that ended between the listing and the read
             continue
-        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        name, user, system = _stat_cpu(stat)
         if (part := pool.get(name)) is not None:
-            fields = rest.split()
-            out[part] += (int(fields[11]) + int(fields[12])) / clock_ticks()
+            out[part] += user + system
     return out
 
 
