@@ -313,8 +313,13 @@ def refuse_leveldb_dir(path: Path) -> None:
 
 def open_db(path: Path, create: bool, memory: DbMemory = DEFAULT_MEMORY) -> Database:
     refuse_leveldb_dir(path)
+    options = _options(create, memory)
     try:
-        return Database(rocksdict.Rdict(str(path), _options(create, memory)))
+        # The default column family's options named explicitly: given none, rocksdict reopens an
+        # existing store with the options its OPTIONS file recorded, which cannot record a block
+        # cache (RocksDB's default 8 MiB then) and keep the write buffer of the store's first open,
+        # whatever the node's config says now.
+        return Database(rocksdict.Rdict(str(path), options, column_families={"default": options}))
     except Exception as e:  # noqa: BLE001 - rocksdict's only error type
         text = str(e)
         if "lock" in text.lower():

@@ -150,3 +150,25 @@ def test_the_tables_are_written_as_the_options_say(tmp_path: Path) -> None:
     assert f"\n  block_size={BLOCK_BYTES}\n" in table
     assert "\n  filter_policy=bloomfilter" in table
     assert "compaction_style=kCompactionStyleUniversal" in options
+
+
+def test_a_reopened_store_takes_the_memory_its_config_says_now(tmp_path: Path) -> None:
+    # an operator who changes db_block_cache_bytes or db_write_buffer_bytes and restarts the node
+    # gets them; rocksdict alone reopened a store with the options of its first open and RocksDB's
+    # 8 MiB block cache
+    from chain.database import DbMemory
+
+    path = tmp_path / "d"
+    db = open_db(path, create=True, memory=DbMemory(write_buffer_bytes=2 << 20, block_cache_bytes=3 << 20))
+    db.put(b"k", b"v")
+    db.close()
+    for create in (False, True):
+        memory = DbMemory(write_buffer_bytes=5 << 20, block_cache_bytes=7 << 20)
+        db = open_db(path, create=create, memory=memory)
+        try:
+            assert db.get(b"k") == b"v"
+            assert db.int_property("rocksdb.block-cache-capacity") == memory.block_cache_bytes
+        finally:
+            db.close()
+        newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        assert f"\n  write_buffer_size={memory.write_buffer_bytes}\n" in newest.read_text()
