@@ -29,7 +29,6 @@ from chain.database import Database, DbMemory, open_db
 
 @dataclass(frozen=True)
 class PassResult:
-    reads: int
     us_per_read: float
     block_cache_mib: float
 
@@ -73,7 +72,7 @@ def read_passes(db: Database, keys: list[bytes], passes: int, rng: random.Random
     for _ in range(passes):
         rng.shuffle(keys)
         us = cpu_us_per_call(keys, db.get)
-        out.append(PassResult(len(keys), us, db.int_property("rocksdb.block-cache-usage") / 2**20))
+        out.append(PassResult(us, db.int_property("rocksdb.block-cache-usage") / 2**20))
     return out
 
 
