@@ -157,7 +157,7 @@ STREAMS = web.AppKey("streams", set)
 INTERNAL_ERRORS = web.AppKey("internal_errors", list)
 OPENAPI = web.AppKey("openapi", dict)
 ROUTE_OF = web.AppKey("route_of", dict)
-TOKEN_NAME = "titlechain.token_name"  # request key: the name of the token that authorised it
+TOKEN_NAME = web.RequestKey("token_name", str)  # the name of the token that authorised the request
 CLIENT = web.RequestKey("client", str)  # whom the rate limiter charges (set by auth when tokens are on)
 
 
