@@ -1,6 +1,7 @@
 """One replica's CPU per tx on the consortium bench's block shape, in one process.
 
     python scripts/bench_replica.py [--setup 10000] [--txs 20000] [--block 440] [--profile FILE]
+        [--phases P] [--grow N] [--state-retention K [--snapshot-interval I]]
 
 Two ledgers on their own stores: the primary P proposes each block; the replica R decodes the
 block's canonical bytes (as the block frame arrives), validates it (the signatures trusted as its
@@ -8,7 +9,7 @@ mempool had checked them), commits it with a real certificate, and writes a sync
 block's size twice (a stand-in for the consensus vote record, which holds the prepared block).
 Setup: `--setup` registrations committed in blocks; measured: `--txs` txs in blocks of
 `--block`, half new registrations, half one transfer of a setup asset (the bench's mix). Prints
-R's process CPU per tx for each phase: the apply path and the store's write, what the
+the CPU of R's thread per tx for each phase: the apply path and the store's write, what the
 4-validator bench repeats on each node, without its networking, and far steadier than the bench
 on a shared machine (docs/performance.md, "Node CPU per tx").
 
@@ -236,8 +237,8 @@ def main() -> None:
         for size in ("", "grown") if opts.grow else ("",):
             if size:
                 run.grow(opts.grow)
-            assets = opts.setup + run.measured // 2 + run.grown
             for n in range(opts.phases):
+                assets = opts.setup + run.measured // 2 + run.grown  # as the phase begins
                 spent = run.run_measured(opts.txs, profile)
                 print(phase_line(f"~{assets:,} assets, phase {n + 1}", spent, opts.txs, blocks), flush=True)
         if profile is not None:
