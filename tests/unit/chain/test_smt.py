@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import assume, given, settings
@@ -30,7 +31,7 @@ class Nodes(dict):
         return smt.root_at(self.read, self.at[root])
 
 
-def apply(nodes: Nodes, root: str, changes: dict[bytes, bytes | None]) -> str:
+def apply(nodes: Nodes, root: str, changes: Mapping[bytes, bytes | None]) -> str:
     if not hasattr(nodes, "at"):
         nodes.at = {}
     ref = nodes.ref(root)
@@ -180,7 +181,8 @@ BATCHES = st.lists(st.dictionaries(st.sampled_from([b"k%d" % i for i in range(24
 @given(BATCHES, st.data())
 def test_pruning_keeps_every_state_from_the_horizon_and_nothing_else(batches: list, data: st.DataObject) -> None:
     nodes = Nodes()
-    root, states = smt.EMPTY_ROOT, [{}]
+    root = smt.EMPTY_ROOT
+    states: list[dict[bytes, bytes]] = [{}]
     nodes.update({smt.root_key(0): smt.root_record(smt.EMPTY_REF_ROOT)})
     for batch in batches:
         root = apply(nodes, root, batch)
@@ -253,7 +255,7 @@ def test_an_update_writes_exactly_the_nodes_that_enter_and_retires_exactly_those
     # the new n/ records, and the root is that of a tree built from scratch
     nodes = Nodes()
     root = apply(nodes, smt.EMPTY_ROOT, dict(mapping))
-    state = dict(mapping)
+    state: dict[bytes, bytes | None] = dict(mapping)
     for batch in [[c] for c in changes] + [changes]:
         before = set(smt.node_keys(nodes.read, nodes.ref(root)))
         height = nodes.height + 1
