@@ -66,7 +66,9 @@ ASSET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _ASSET_ID = WholePattern(ASSET_ID_RE)
 # 2: the certificates a proof carries name their view (commit signatures v2)
 # 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
-PROOF_VERSION = 3
+# 4: the state tree has sixteen children a node: the state proof lists, a level, the node's other
+#    fifteen children (store schema 11)
+PROOF_VERSION = 4
 OWNERSHIP: Final = "ownership"  # Final: typed as the literal (contracts.proofs.OwnershipProof.claim)
 ABSENCE: Final = "absence"
 

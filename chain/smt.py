@@ -1,16 +1,25 @@
 """The authenticated state: a compact sparse Merkle tree over 256-bit paths H(key).
 
-A leaf is `H(0x00 || H(key) || H(value))`; an inner node is `H(0x01 || left || right)`; an
-empty subtree is 32 zero bytes. A subtree holding a single leaf is that leaf, wherever it sits,
-so a tree of N random keys is about log2(N) deep rather than 256. Distinct tag bytes keep a leaf
-from ever posing as an inner node.
+A path is read four bits (a nibble) a level, so an inner node has sixteen children. A leaf is
+`H(0x00 || H(key) || H(value))`; an inner node is `H(0x02 || c0 || c1 || ... || c15)`, each child's
+hash in nibble order; an empty subtree is 32 zero bytes. A subtree holding a single leaf is that
+leaf, wherever it sits, so a tree of N random keys is about log16(N) deep rather than 64. Distinct
+tag bytes keep a leaf from ever posing as an inner node (0x01 was the binary tree's inner tag, before
+proof format 4).
+
+Why sixteen children, not two: every level of a path is a node read from the cache or the store,
+a record in the block's batch, a cache entry to replace and, on a pruning node, a delete; a
+binary tree has four times the levels. Measured, the replica's CPU per tx fell by a third and the
+consortium bench's throughput rose by a fifth to two fifths (docs/performance.md, "The 16-ary
+state tree"), at the price of proofs three times as long (~4.5 KB of JSON at 200,000 keys).
 
 Storage (keys are versioned by the height that wrote them, so that new nodes sort together and
 the database's compactions do not rewrite old ones again and again: docs/performance.md, Store layout):
 
     n/<version:8><node hash>       a node written at height `version`: a leaf's 65-byte preimage,
-                                   or an inner node's 65-byte preimage followed by the versions of
-                                   its two children (8 bytes each), 81 bytes
+                                   or an inner node's 513-byte preimage followed by the versions of
+                                   its sixteen children (8 bytes each; zero for an empty one), 641
+                                   bytes
     r/<height:012d>                the root of the state at that height: its version (8 bytes) and
                                    its hash (32); written for every height, 0 being the genesis
     l/<version:8><leaf hash>       the key and value a leaf node n/<version><leaf hash> stands for
@@ -48,7 +57,7 @@ from typing import Any
 from chain.errors import ChainError
 
 LEAF = b"\x00"
-INNER = b"\x01"
+INNER = b"\x02"
 EMPTY = bytes(32)
 EMPTY_ROOT = EMPTY.hex()
 NODE_PREFIX = b"n/"
@@ -57,7 +66,11 @@ STALE_PREFIX = b"z/"
 LEAF_DATA_PREFIX = b"l/"
 PREFIXES = (NODE_PREFIX, ROOT_PREFIX, STALE_PREFIX, LEAF_DATA_PREFIX)
 MAX_KEY_BYTES = 0xFFFF  # a leaf's key length is written in two bytes (leaf_data)
-MAX_DEPTH = 256
+ARITY = 16  # children of an inner node: a path is read a nibble (4 bits) a level
+MAX_DEPTH = 64  # levels of nibbles in a 256-bit path
+LEAF_BYTES = 65  # a leaf's record: its preimage
+HASHES_END = 1 + 32 * ARITY  # an inner record's preimage: the tag and the children's hashes
+INNER_BYTES = HASHES_END + 8 * ARITY  # then the children's versions
 NO_VERSION = bytes(8)  # the version the empty subtree is "at" (it is never stored)
 
 NodeReader = Callable[[bytes], bytes | None]  # store key (n/..., r/...) -> its record
@@ -154,7 +167,7 @@ def check_root(read: NodeReader, height: int, state_root: str) -> None:
     h, version = root_at(read, height)
     if h.hex() != state_root:
         raise SmtError(f"the state tree's root record of height {height} names another root")
-    if _sha(load_node(read, h, version)[:65]) != h:
+    if _sha(preimage(load_node(read, h, version))) != h:
         raise SmtError(f"the state tree's root node of height {height} does not hash to its state root")
 
 
@@ -174,11 +187,23 @@ def node_keys(read: NodeReader, root: RootRef) -> Iterator[bytes]:
         yield NODE_PREFIX + version + h
         raw = load_node(read, h, version)
         if raw[:1] == INNER:
-            todo += [(raw[1:33], raw[65:73]), (raw[33:65], raw[73:81])]
+            todo += [child(raw, i) for i in range(ARITY)]
 
 
-def _bit(path: bytes, depth: int) -> int:
-    return (path[depth >> 3] >> (7 - (depth & 7))) & 1
+def nibble(path: bytes, depth: int) -> int:
+    """The child of the node at `depth` that a path goes down to: its nibble there."""
+    b = path[depth >> 1]
+    return b & 15 if depth & 1 else b >> 4
+
+
+def child(raw: bytes, i: int) -> tuple[bytes, bytes]:
+    """(hash, version) of an inner record's child i."""
+    return raw[1 + 32 * i : 33 + 32 * i], raw[HASHES_END + 8 * i : HASHES_END + 8 + 8 * i]
+
+
+def preimage(raw: bytes) -> bytes:
+    """What a node's hash is the hash of: a leaf's record whole, an inner record's tag and hashes."""
+    return raw if raw[:1] == LEAF else raw[:HASHES_END]
 
 
 # A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf
@@ -192,7 +217,7 @@ _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
 def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
     raw = read(NODE_PREFIX + version + h)
-    if raw is None or not ((len(raw) == 65 and raw[:1] == LEAF) or (len(raw) == 81 and raw[:1] == INNER)):
+    if raw is None or not ((len(raw) == LEAF_BYTES and raw[:1] == LEAF) or (len(raw) == INNER_BYTES and raw[:1] == INNER)):
         raise SmtError(
             f"state tree node {h.hex()[:16]}… of version {int.from_bytes(version, 'big')} is missing or malformed"
         )
@@ -214,6 +239,9 @@ class TreeWrites(dict[bytes, bytes]):
         self.retired = retired
 
 
+_NO_CHILDREN = INNER + EMPTY * ARITY + NO_VERSION * ARITY  # an inner record before its children are set
+
+
 class _Updater:
     def __init__(self, read: NodeReader, height: int, data: dict[bytes, bytes] | None = None) -> None:
         self.read = read
@@ -225,6 +253,9 @@ class _Updater:
         self.retired_inner: list[bytes] = []
         # key hash -> the l/ record of the changes' leaves; None: write no l/ records
         self.data = data
+        # whether the changes delete: only a delete can leave an inner node with a single leaf
+        # under it (to collapse) or none, so the update checks for it only then
+        self.deletes = False
 
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
@@ -234,22 +265,25 @@ class _Updater:
             self.writes[LEAF_DATA_PREFIX + self.version + h] = self.data[kh]
         return (h, (kh, vh), self.version)
 
-    def join(self, left: _Ref, right: _Ref) -> _Ref:
-        # collapse: a subtree whose only content is one leaf is that leaf
-        if left[0] == EMPTY:
-            if right[0] == EMPTY:
-                return right
-            right = self._known(right)
-            if right[1] is not None:
-                return right
-        elif right[0] == EMPTY:
-            left = self._known(left)
-            if left[1] is not None:
-                return left
-        pre = INNER + left[0] + right[0]
-        h = _sha256(pre).digest()
-        self.nodes[NODE_PREFIX + self.version + h] = pre + left[2] + right[2]
+    def _put_inner(self, record: bytearray) -> _Ref:
+        h = _sha256(memoryview(record)[:HASHES_END]).digest()
+        self.nodes[NODE_PREFIX + self.version + h] = bytes(record)
         return (h, None, self.version)
+
+    def join(self, children: list[_Ref]) -> _Ref:
+        """The subtree of these sixteen children (in nibble order): empty if all are, the one
+        child if it is a lone leaf (collapse), else a new inner node."""
+        live = [c for c in children if c[0] != EMPTY]
+        if not live:
+            return _EMPTY_REF
+        if len(live) == 1:
+            only = self._known(live[0])
+            if only[1] is not None:
+                return only
+        record = bytearray(_NO_CHILDREN)
+        for i, c in enumerate(children):
+            _set_child(record, i, c)
+        return self._put_inner(record)
 
     def _known(self, ref: _Ref) -> _Ref:
         """ref with its leaf-ness read, if the update left it unread."""
@@ -267,14 +301,16 @@ class _Updater:
             if kept is not None and kept[1] == items[0]:
                 return kept
             return self.put_leaf(*items[0])
-        split = _split(items, depth)
-        return self.join(self.build(depth + 1, items[:split], kept), self.build(depth + 1, items[split:], kept))
+        # two items or more: an inner node (its children hold them; none collapses into it)
+        record = bytearray(_NO_CHILDREN)
+        for nib, start, end in _groups(items, depth):
+            _set_child(record, nib, self.build(depth + 1, items[start:end], kept))
+        return self._put_inner(record)
 
     def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
         """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
-        None deletes). Every stored node it replaces is retired. A subtree no change reaches is not
-        read: whether it is a single leaf matters only when its sibling empties (`join`), and
-        reading every untouched sibling doubled the reads of an update."""
+        None deletes). Every stored node it replaces is retired. A child no change reaches is not
+        read: the new record keeps its hash and version as they were."""
         if not items:
             return _untouched(ref_hash, version)
         if ref_hash == EMPTY:
@@ -294,22 +330,40 @@ class _Updater:
             return self.build(depth, sorted((k, v) for k, v in merged.items() if v is not None), kept)
         self.retired_inner.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
-            raise SmtError("state tree deeper than 256 levels")
-        if len(items) == 1:  # most paths below the top levels carry one change
-            kh = items[0][0]
-            split = 1 - ((kh[depth >> 3] >> (7 - (depth & 7))) & 1)  # index of the first item going right
-        else:
-            split = _split(items, depth)
-        # a side no change reaches is passed on unread, without a call (half the calls of an update)
-        if split:
-            left = self.update(raw[1:33], raw[65:73], depth + 1, items[:split])
-        else:
-            left = _untouched(raw[1:33], raw[65:73])
-        if split < len(items):
-            right = self.update(raw[33:65], raw[73:81], depth + 1, items[split:])
-        else:
-            right = _untouched(raw[33:65], raw[73:81])
-        return self.join(left, right)
+            raise SmtError(f"state tree deeper than {MAX_DEPTH} levels")
+        record = bytearray(raw)
+        # most paths below a block's top levels carry one change
+        groups = [(nibble(items[0][0], depth), 0, 1)] if len(items) == 1 else _groups(items, depth)
+        changed: dict[int, _Ref] = {}
+        shrunk = False
+        for nib, start, end in groups:
+            h, v = child(raw, nib)
+            group = items[start:end]
+            changed[nib] = c = self.update(h, v, depth + 1, group)
+            _set_child(record, nib, c)
+            shrunk = shrunk or (self.deletes and any(vh is None for _, vh in group))
+        if shrunk:  # the node may now hold a single leaf (collapse) or nothing
+            return self.join([changed.get(i) or _untouched(*child(raw, i)) for i in range(ARITY)])
+        return self._put_inner(record)
+
+
+def _set_child(record: bytearray, i: int, ref: _Ref) -> None:
+    record[1 + 32 * i : 33 + 32 * i] = ref[0]
+    record[HASHES_END + 8 * i : HASHES_END + 8 + 8 * i] = ref[2]
+
+
+def _groups(items: list[tuple[bytes, Any]], depth: int) -> list[tuple[int, int, int]]:
+    """(nibble, start, end) of each run of the sorted items sharing their nibble at `depth`."""
+    runs = []
+    start, n = 0, len(items)
+    while start < n:
+        nib = nibble(items[start][0], depth)
+        end = start + 1
+        while end < n and nibble(items[end][0], depth) == nib:
+            end += 1
+        runs.append((nib, start, end))
+        start = end
+    return runs
 
 
 def _untouched(h: bytes, version: bytes) -> _Ref:
@@ -317,35 +371,23 @@ def _untouched(h: bytes, version: bytes) -> _Ref:
     return _EMPTY_REF if h == EMPTY else (h, _UNKNOWN, version)
 
 
-def _split(items: list[tuple[bytes, Any]], depth: int) -> int:
-    """Index of the first item whose path has bit `depth` set (items sorted by path)."""
-    lo, hi = 0, len(items)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _bit(items[mid][0], depth):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 def update(
     root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
 ) -> tuple[str, TreeWrites]:
-    """(new root hash, records to write) after setting each key to its value (None deletes) in the
-    block of `height`: the new nodes (n/) and their leaves' data (l/), the record of the retired
-    ones (z/, if any) and the root record r/<height>."""
     items: list[tuple[bytes, bytes | None]] = []
     data: dict[bytes, bytes] = {}
+    deletes = False
     for k, v in changes.items():
         kh = _sha(k)
         if v is None:
             items.append((kh, None))
+            deletes = True
         else:
             items.append((kh, _sha(v)))
             data[kh] = leaf_data(k, v)
     items.sort()
     updater = _Updater(read, height, data)
+    updater.deletes = deletes
     new = updater.update(root[0], root[1], 0, items)
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
     retired = updater.retired_leaves + updater.retired_inner
@@ -359,35 +401,41 @@ def update(
 
 @dataclass(frozen=True)
 class Proof:
-    """The siblings from the root down to where the key's path ends, and what ends it.
+    """From the root down to where the key's path ends: at each level, the node's other fifteen
+    children's hashes (in child order, the path's own child left out; EMPTY for an empty one),
+    and what ends the path.
 
-    `leaf` is None when the path ends in an empty subtree; otherwise it is the leaf found
-    there: the key's own (inclusion) or another key's sharing the path so far (non-inclusion).
+    `leaf` is None when the path ends in an empty child; otherwise it is the leaf found there:
+    the key's own (inclusion) or another key's sharing the path so far (non-inclusion).
     """
 
-    siblings: tuple[bytes, ...]
+    levels: tuple[tuple[bytes, ...], ...]
     leaf: tuple[bytes, bytes] | None
 
     def to_plain(self) -> dict[str, Any]:
         return {
-            "siblings": [s.hex() for s in self.siblings],
+            "levels": [["" if s == EMPTY else s.hex() for s in level] for level in self.levels],
             "leaf": None if self.leaf is None else {"key_hash": self.leaf[0].hex(), "value_hash": self.leaf[1].hex()},
         }
 
     @classmethod
     def from_plain(cls, obj: Any) -> Proof:
-        if type(obj) is not dict or set(obj) != {"siblings", "leaf"}:
-            raise ValueError('a state proof is {"siblings": [...], "leaf": null | {...}}')
-        sibs = obj["siblings"]
-        if type(sibs) is not list or len(sibs) > MAX_DEPTH:
-            raise ValueError("siblings: a list of at most 256 hashes")
-        siblings = tuple(_hex32(s, f"siblings[{i}]") for i, s in enumerate(sibs))
+        if type(obj) is not dict or set(obj) != {"levels", "leaf"}:
+            raise ValueError('a state proof is {"levels": [...], "leaf": null | {...}}')
+        levels = obj["levels"]
+        if type(levels) is not list or len(levels) > MAX_DEPTH:
+            raise ValueError(f"levels: a list of at most {MAX_DEPTH} levels")
+        parsed = []
+        for i, level in enumerate(levels):
+            if type(level) is not list or len(level) != ARITY - 1:
+                raise ValueError(f"levels[{i}]: a list of {ARITY - 1} sibling hashes")
+            parsed.append(tuple(EMPTY if s == "" else _hex32(s, f"levels[{i}][{j}]") for j, s in enumerate(level)))
         leaf = obj["leaf"]
         if leaf is None:
-            return cls(siblings, None)
+            return cls(tuple(parsed), None)
         if type(leaf) is not dict or set(leaf) != {"key_hash", "value_hash"}:
             raise ValueError('leaf: null or {"key_hash", "value_hash"}')
-        return cls(siblings, (_hex32(leaf["key_hash"], "leaf.key_hash"), _hex32(leaf["value_hash"], "leaf.value_hash")))
+        return cls(tuple(parsed), (_hex32(leaf["key_hash"], "leaf.key_hash"), _hex32(leaf["value_hash"], "leaf.value_hash")))
 
 
 def _hex32(s: Any, where: str) -> bytes:
@@ -403,29 +451,26 @@ def prove(root: RootRef, key: bytes, read: NodeReader) -> Proof:
     """The proof of key's value (or absence) under the root stored at `root` (`root_at`)."""
     path = _sha(key)
     h, version = root
-    siblings: list[bytes] = []
+    levels: list[tuple[bytes, ...]] = []
     depth = 0
     while h != EMPTY:
         raw = load_node(read, h, version)
         if raw[:1] == LEAF:
-            return Proof(tuple(siblings), (raw[1:33], raw[33:]))
+            return Proof(tuple(levels), (raw[1:33], raw[33:]))
         if depth >= MAX_DEPTH:
-            raise SmtError("state tree deeper than 256 levels")
-        if _bit(path, depth):
-            siblings.append(raw[1:33])
-            h, version = raw[33:65], raw[73:81]
-        else:
-            siblings.append(raw[33:65])
-            h, version = raw[1:33], raw[65:73]
+            raise SmtError(f"state tree deeper than {MAX_DEPTH} levels")
+        nib = nibble(path, depth)
+        levels.append(tuple(raw[1 + 32 * i : 33 + 32 * i] for i in range(ARITY) if i != nib))
+        h, version = child(raw, nib)
         depth += 1
-    return Proof(tuple(siblings), None)
+    return Proof(tuple(levels), None)
 
 
 def verify_proof(root: str, key: bytes, value: bytes | None, proof: Proof) -> bool:
     """True iff proof shows key holding value (or, for None, absent) under root. Pure."""
     path = _sha(key)
-    depth = len(proof.siblings)
-    if depth > MAX_DEPTH:
+    depth = len(proof.levels)
+    if depth > MAX_DEPTH or any(len(level) != ARITY - 1 for level in proof.levels):
         return False
     if proof.leaf is None:
         if value is not None:
@@ -438,12 +483,13 @@ def verify_proof(root: str, key: bytes, value: bytes | None, proof: Proof) -> bo
                 return False
         else:
             # another key's leaf ends our path: it must share the path so far and not be ours
-            if kh == path or any(_bit(kh, d) != _bit(path, d) for d in range(depth)):
+            if kh == path or any(nibble(kh, d) != nibble(path, d) for d in range(depth)):
                 return False
         h = leaf_hash(kh, vh)
     for d in range(depth - 1, -1, -1):
-        sib = proof.siblings[d]
-        h = _sha(INNER + sib + h) if _bit(path, d) else _sha(INNER + h + sib)
+        nib = nibble(path, d)
+        level = proof.levels[d]
+        h = _sha(INNER + b"".join(level[:nib]) + h + b"".join(level[nib:]))
     return h.hex() == root
 
 

@@ -4,7 +4,7 @@ A chunk is every leaf whose path (H(key)) lies in a range [lo, hi] of the 2^256 
 each leaf's key and value, plus the `outside` subtrees: the hashes of the largest subtrees that
 lie wholly outside the range, in left-to-right order. From those alone the verifier rebuilds the
 root (`verify_chunk`): every subtree wholly inside the range from the leaves, every subtree
-wholly outside from `outside`, every subtree the range's edges cut from its two halves. So a
+wholly outside from `outside`, every subtree the range's edges cut from its sixteen children. So a
 chunk that drops, adds or alters a leaf, or alters any outside hash, yields another root. Chunks
 whose ranges tile the path space [0, 2^256 - 1] under one root hold the whole state, and the
 nodes their verification rebuilds are exactly that tree's nodes (`StateImport`).
@@ -16,8 +16,9 @@ leaf, or the reverse, rebuilds another root.
 
 The exporter reads the tree through `TreeReader` (a node's preimage by hash, a leaf's data by
 leaf hash), the one thing it asks of a store, and cuts a chunk where the next leaf's path first
-differs from the last one taken, so a range's edges lie a few dozen levels down, not 256, and
-the outside list stays short. Every chunk is bounded (`MAX_CHUNK_LEAVES`, `CHUNK_TARGET_BYTES`
+differs from the last one taken (at a nibble: the tree's levels), so a range's edges lie a few
+levels down, not 64, and
+the outside list stays short (at most fifteen subtrees a level on each edge). Every chunk is bounded (`MAX_CHUNK_LEAVES`, `CHUNK_TARGET_BYTES`
 of keys and values, one leaf past it at most) whatever the size of the state.
 """
 
@@ -33,13 +34,13 @@ from chain import smt
 from chain.encoding import canonical, decode
 from chain.errors import ChainError
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: the tree's sixteen children a node (store schema 11)
 PATH_BITS = 256
 TOP = (1 << PATH_BITS) - 1  # the last path
 MAX_CHUNK_LEAVES = 4096
 CHUNK_TARGET_BYTES = 256 * 1024  # keys and values in one chunk; the exporter stops past this
 MAX_VALUE_BYTES = 256 * 1024  # a state value above this is refused (contract values are a few KiB)
-MAX_OUTSIDE = 2 * PATH_BITS  # at most two edges, each at most one outside subtree per level
+MAX_OUTSIDE = 2 * (smt.ARITY - 1) * smt.MAX_DEPTH  # two edges, each at most 15 outside subtrees a level
 # the encoded chunk: every leaf up to the target plus one more of the largest size, hex-doubled
 MAX_CHUNK_BYTES = 2 * (CHUNK_TARGET_BYTES + MAX_VALUE_BYTES + smt.MAX_KEY_BYTES) + MAX_OUTSIDE * 140 + 4096
 
@@ -168,24 +169,24 @@ def _load(reader: TreeReader, h: bytes, version: bytes) -> _Node:
     if h == smt.EMPTY:
         return _EMPTY_NODE
     raw = reader.node(h, version)
-    if raw is None or not ((len(raw) == 65 and raw[:1] == smt.LEAF) or (len(raw) == 81 and raw[:1] == smt.INNER)):
+    if raw is None or not (
+        (len(raw) == smt.LEAF_BYTES and raw[:1] == smt.LEAF) or (len(raw) == smt.INNER_BYTES and raw[:1] == smt.INNER)
+    ):
         raise smt.SmtError(f"state tree node {h.hex()[:16]}… is missing (pruned?) or malformed")
     return (h, (raw[1:33], raw[33:65]), None, version) if raw[:1] == smt.LEAF else (h, None, raw, version)
 
 
-def _children(reader: TreeReader, node: _Node, depth: int) -> tuple[_Node, _Node]:
-    """The two halves of the subtree `node` at depth (a lone leaf sits in the half of its path)."""
+def _children(reader: TreeReader, node: _Node, depth: int) -> list[_Node]:
+    """The sixteen children of the subtree `node` at depth (a lone leaf sits in its path's child)."""
     h, leaf, raw, _ = node
     if h == smt.EMPTY:
-        return _EMPTY_NODE, _EMPTY_NODE
+        return [_EMPTY_NODE] * smt.ARITY
     if leaf is not None:
-        return (_EMPTY_NODE, node) if _bit(leaf[0], depth) else (node, _EMPTY_NODE)
+        children = [_EMPTY_NODE] * smt.ARITY
+        children[smt.nibble(leaf[0], depth)] = node
+        return children
     assert raw is not None  # an inner node's record, read by _load
-    return _load(reader, raw[1:33], raw[65:73]), _load(reader, raw[33:65], raw[73:81])
-
-
-def _bit(path: bytes, depth: int) -> int:
-    return (path[depth >> 3] >> (7 - (depth & 7))) & 1
+    return [_load(reader, *smt.child(raw, i)) for i in range(smt.ARITY)]
 
 
 def _encode_outside(node: _Node) -> str:
@@ -195,8 +196,13 @@ def _encode_outside(node: _Node) -> str:
     return (leaf[0] + leaf[1]).hex() if leaf is not None else h.hex()
 
 
+def _width(depth: int) -> int:
+    """How many paths a subtree at `depth` covers."""
+    return 1 << (PATH_BITS - 4 * depth)
+
+
 def _span(depth: int, start: int) -> int:
-    return start + (1 << (PATH_BITS - depth)) - 1
+    return start + _width(depth) - 1
 
 
 def _leaf_paths(reader: TreeReader, root: smt.RootRef, lo: int, hi: int) -> Iterator[tuple[bytes, bytes, bytes]]:
@@ -213,9 +219,9 @@ def _leaf_paths(reader: TreeReader, root: smt.RootRef, lo: int, hi: int) -> Iter
                 yield leaf[0], leaf[1], version
             continue
         assert raw is not None
-        half = 1 << (PATH_BITS - depth - 1)
-        stack.append((raw[33:65], raw[73:81], depth + 1, start + half))  # the right half after the left
-        stack.append((raw[1:33], raw[65:73], depth + 1, start))
+        width = _width(depth + 1)
+        for i in range(smt.ARITY - 1, -1, -1):  # the first child popped first
+            stack.append((*smt.child(raw, i), depth + 1, start + i * width))
 
 
 def _outside(reader: TreeReader, ref: _Node, depth: int, start: int, lo: int, hi: int, out: list[str]) -> None:
@@ -225,10 +231,9 @@ def _outside(reader: TreeReader, ref: _Node, depth: int, start: int, lo: int, hi
         return
     if lo <= start and end <= hi:
         return
-    left, right = _children(reader, ref, depth)
-    half = 1 << (PATH_BITS - depth - 1)
-    _outside(reader, left, depth + 1, start, lo, hi, out)
-    _outside(reader, right, depth + 1, start + half, lo, hi, out)
+    width = _width(depth + 1)
+    for i, sub in enumerate(_children(reader, ref, depth)):
+        _outside(reader, sub, depth + 1, start + i * width, lo, hi, out)
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -272,10 +277,11 @@ def _leaf_contents(reader: TreeReader, kh: bytes, vh: bytes, version: bytes) -> 
 
 
 def _cut_below(last: bytes, following: bytes) -> int:
-    """The last path of the aligned range that holds `last` but not `following` (last < following)."""
+    """The last path of the aligned range that holds `last` but not `following` (last < following):
+    the subtree under their first differing nibble that holds `last`, and all before it."""
     a, b = int.from_bytes(last, "big"), int.from_bytes(following, "big")
-    common = PATH_BITS - (a ^ b).bit_length()  # leading bits the two paths share
-    keep = PATH_BITS - common - 1  # bits below the first differing one
+    common = (PATH_BITS - (a ^ b).bit_length()) // 4  # leading nibbles the two paths share
+    keep = PATH_BITS - 4 * (common + 1)  # bits below the first differing nibble
     return ((b >> keep) << keep) - 1
 
 
@@ -343,10 +349,8 @@ class _Rebuild:
         if lo <= start and end <= hi:
             first, stop = bisect_left(self.paths, start), bisect_right(self.paths, end)
             return self.updater.build(depth, self.items[first:stop])
-        half = 1 << (PATH_BITS - depth - 1)
-        left = self.subtree(depth + 1, start)
-        right = self.subtree(depth + 1, start + half)
-        return self.updater.join(left, right)
+        width = _width(depth + 1)
+        return self.updater.join([self.subtree(depth + 1, start + i * width) for i in range(smt.ARITY)])
 
     def _next_outside(self, depth: int, start: int) -> smt._Ref:
         if self.outside_used >= len(self.chunk.outside):

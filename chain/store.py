@@ -97,6 +97,8 @@ from chain.txrecords import (
 #      version 8, the files are another engine's
 #  10: a z/ record counts its leaves and lists them first, so that pruning deletes an l/ record
 #      for a retired leaf only, not a tombstone for every retired inner node (chain/smt.py)
+#  11: the state tree has sixteen children a node (chain/smt.py: 641-byte inner records), so every
+#      state root differs from version 10's for the same state: a new genesis
 # (SCHEMA_VERSION, the current one, is in chain/database.py)
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 _RESERVED = frozenset(RESERVED_PREFIXES)  # every prefix is 2 bytes: key[:2] in _RESERVED is the test

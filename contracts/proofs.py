@@ -41,7 +41,7 @@ class ValidatorChange(Certified):
 
 
 class OwnershipProof(TypedDict):
-    """The proof document (docs/protocol.md, "Ownership and absence proofs", version 3)."""
+    """The proof document (docs/protocol.md, "Ownership and absence proofs", version 4)."""
 
     version: int
     claim: Literal["ownership", "absence"]

@@ -1,6 +1,6 @@
 """What a read of the state tree's lower nodes from RocksDB costs, in a stopped node's store.
 
-    python scripts/store_tree_reads.py DIR/nodes/NAME/data [--paths 6000] [--min-depth 14] [--block-cache-mib 64]
+    python scripts/store_tree_reads.py DIR/nodes/NAME/data [--paths 6000] [--min-depth 3] [--block-cache-mib 64]
 
 A block's tree update reads every node on its changed paths that the tree-node cache does not
 hold, and in a state larger than that cache those are the lower levels (docs/performance.md,
@@ -54,8 +54,7 @@ def lower_node_keys(db: Database, root: smt.RootRef, paths: int, min_depth: int,
                 keys.append(smt.node_key(h, version))
             if raw[:1] == smt.LEAF:
                 break
-            bit = (path[depth >> 3] >> (7 - (depth & 7))) & 1
-            h, version = (raw[33:65], raw[73:81]) if bit else (raw[1:33], raw[65:73])
+            h, version = smt.child(raw, smt.nibble(path, depth))
             depth += 1
     return keys
 
@@ -80,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store", type=Path, help="a stopped node's data dir (the dir holding RocksDB's CURRENT; a bench run's DIR/nodes/NAME/data)")
     ap.add_argument("--paths", type=int, default=6000, help="random paths walked down the newest tree")
-    ap.add_argument("--min-depth", type=int, default=14, help="read back the nodes at this depth and below")
+    ap.add_argument("--min-depth", type=int, default=3, help="read back the nodes at this depth and below")
     ap.add_argument("--block-cache-mib", type=int, default=64, help="RocksDB's block cache for this run (the node's default: 64)")
     ap.add_argument("--passes", type=int, default=3, help="times the nodes are read back, each in a new random order")
     ap.add_argument("--seed", type=int, default=1)

@@ -162,7 +162,7 @@ class FakeNode:
         return {
             "version": PROOF_VERSION, "claim": "absence" if state is None else "ownership",
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash, "asset_id": asset_id,
-            "asset": state, "state_proof": {"siblings": [], "leaf": None},
+            "asset": state, "state_proof": {"levels": [], "leaf": None},
             "header": block.header.to_plain(), "certificate": cert.to_plain(), "validator_changes": [],
         }
 

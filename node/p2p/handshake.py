@@ -63,7 +63,10 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #      validator drops them, so an observer joining by state sync would wait on it for nothing.
 #      And the knock (node/p2p/transport.py): a starting node dials lower keys once so that they
 #      redial it at once; a version-8 node refuses that handshake
-PROTOCOL_VERSION = 9
+#  10: the state tree has sixteen children a node (store schema 11): state roots, state sync's
+#      chunks (snapshot chunk version 2) and proofs (version 4) are another tree's; a version-9
+#      peer would compute other roots for the same blocks
+PROTOCOL_VERSION = 10
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "role", "public", "nonce", "ephemeral", "sig"})
 VALIDATOR, OBSERVER = "validator", "observer"

@@ -158,7 +158,7 @@ class OwnershipProof(_Answer):
     asset_id: str = Field(pattern=ASSET_ID_PATTERN)
     asset: AssetState | None = Field(description="the asset's state; null exactly when the claim is absence")
     state_proof: dict[str, Any] = Field(
-        description='{"siblings": [hex32, ...], "leaf": null | {"key_hash", "value_hash"}}'
+        description='{"levels": [[hex32 | "", ... 15 a level], ...], "leaf": null | {"key_hash", "value_hash"}}'
     )
     header: dict[str, Any] = Field(description="the certified header whose state_root the path leads to")
     certificate: dict[str, Any] = Field(description="that header's commit certificate")

@@ -79,7 +79,7 @@ def test_pattern_agrees_with_contracts() -> None:
 
 def test_an_absence_proof_verifies_at_the_head_across_a_set_change(chain: LedgerChain, absence: dict[str, Any]) -> None:
     assert absence["version"] == PROOF_VERSION and absence["claim"] == "absence" and absence["asset"] is None
-    assert len(absence["validator_changes"]) == 1 and absence["state_proof"]["siblings"]
+    assert len(absence["validator_changes"]) == 1 and absence["state_proof"]["levels"]
     result = verify_ownership_proof(absence, chain.c.genesis)
     assert result.ok, result.reason
     assert (result.absent, result.asset_id, result.height) == (True, absence["asset_id"], chain.ledger.height)

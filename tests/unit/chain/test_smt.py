@@ -83,8 +83,8 @@ def test_tree_depth_is_logarithmic() -> None:
     mapping = {b"key-%d" % i: b"v" for i in range(2000)}
     nodes = Nodes()
     root = apply(nodes, smt.EMPTY_ROOT, mapping)
-    depths = [len(smt.prove(nodes.ref(root), k, nodes.read).siblings) for k in list(mapping)[:200]]
-    assert max(depths) < 40
+    depths = [len(smt.prove(nodes.ref(root), k, nodes.read).levels) for k in list(mapping)[:200]]
+    assert max(depths) < 8  # ~log16(2000) = 2.7 levels of sixteen children, not 64
 
 
 def test_old_roots_stay_provable() -> None:
@@ -125,16 +125,48 @@ def test_proof_verifies_iff_untampered(mapping: dict[bytes, bytes], data: st.Dat
         assert not smt.verify_proof(root, key, None, proof)
         # an inclusion proof names its key (an absence proof may cover a whole empty subtree)
         assert not smt.verify_proof(root, key + b"x", value, proof)
-    if proof.siblings:
-        i = pos % len(proof.siblings)
-        sibs = list(proof.siblings)
-        sibs[i] = _flip(sibs[i], pos // 7, bit)
-        assert not smt.verify_proof(root, key, value, smt.Proof(tuple(sibs), proof.leaf))
-        assert not smt.verify_proof(root, key, value, smt.Proof(proof.siblings[:-1], proof.leaf))
+    if proof.levels:
+        # any byte of any of a level's fifteen hashes, an empty one's zeros included
+        i = pos % len(proof.levels)
+        j = (pos // 7) % (smt.ARITY - 1)
+        levels = [list(level) for level in proof.levels]
+        levels[i][j] = _flip(levels[i][j], pos // 3, bit)
+        assert not smt.verify_proof(root, key, value, smt.Proof(tuple(map(tuple, levels)), proof.leaf))
+        # a level dropped, or one hash short or too many
+        assert not smt.verify_proof(root, key, value, smt.Proof(proof.levels[:-1], proof.leaf))
+        short = proof.levels[:i] + (proof.levels[i][:-1],) + proof.levels[i + 1 :]
+        assert not smt.verify_proof(root, key, value, smt.Proof(short, proof.leaf))
+        long = proof.levels[:i] + (proof.levels[i] + (smt.EMPTY,),) + proof.levels[i + 1 :]
+        assert not smt.verify_proof(root, key, value, smt.Proof(long, proof.leaf))
+        # the fifteen in another order put the path's hash among other children
+        if len(set(proof.levels[i])) > 1:
+            turned = proof.levels[:i] + (proof.levels[i][1:] + proof.levels[i][:1],) + proof.levels[i + 1 :]
+            assert not smt.verify_proof(root, key, value, smt.Proof(turned, proof.leaf))
     if proof.leaf is not None:
         kh, vh = proof.leaf
-        assert not smt.verify_proof(root, key, value, smt.Proof(proof.siblings, (_flip(kh, pos, bit), vh)))
-        assert not smt.verify_proof(root, key, value, smt.Proof(proof.siblings, (kh, _flip(vh, pos, bit))))
+        assert not smt.verify_proof(root, key, value, smt.Proof(proof.levels, (_flip(kh, pos, bit), vh)))
+        assert not smt.verify_proof(root, key, value, smt.Proof(proof.levels, (kh, _flip(vh, pos, bit))))
+
+
+def test_a_proof_of_malformed_levels_is_refused_as_it_is_read() -> None:
+    nodes = Nodes()
+    root = apply(nodes, smt.EMPTY_ROOT, {b"k%d" % i: b"v" for i in range(300)})
+    plain = smt.prove(nodes.ref(root), b"k7", nodes.read).to_plain()
+    assert plain["levels"] and all(len(level) == smt.ARITY - 1 for level in plain["levels"])
+    assert any("" in level for level in plain["levels"])  # an empty child is written as "" (a sparse tree has many)
+    bad_levels: list[object] = [
+        [plain["levels"][0][:-1]],  # fourteen hashes
+        [plain["levels"][0] + [""]],  # sixteen
+        [[None] * (smt.ARITY - 1)],
+        [["AB" * 32] * (smt.ARITY - 1)],  # upper case
+        [[""] * (smt.ARITY - 1)] * (smt.MAX_DEPTH + 1),  # deeper than a path
+        "levels",
+    ]
+    for levels in bad_levels:
+        with pytest.raises(ValueError):
+            smt.Proof.from_plain({**plain, "levels": levels})
+    with pytest.raises(ValueError):
+        smt.Proof.from_plain({"siblings": [], "leaf": None})  # version 3's binary proof
 
 
 @settings(max_examples=100, deadline=None)

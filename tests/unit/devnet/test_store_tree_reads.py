@@ -27,7 +27,7 @@ def _store_with_a_tree(path: Path, keys: int) -> int:
                     batch.put(k, v)
             root = smt.root_at(db.get, height)
             assert root[0].hex() == root_hex
-        return max(len(smt.prove(root, b"s/k%d" % i, db.get).siblings) for i in range(keys))
+        return max(len(smt.prove(root, b"s/k%d" % i, db.get).levels) for i in range(keys))
     finally:
         db.close()
 
@@ -35,14 +35,14 @@ def _store_with_a_tree(path: Path, keys: int) -> int:
 def test_it_reads_back_the_lower_nodes_of_the_newest_tree(tmp_path: Path) -> None:
     store = tmp_path / "store"
     deepest = _store_with_a_tree(store, 3000)
-    r = subprocess.run([sys.executable, str(SCRIPT), str(store), "--paths", "200", "--min-depth", "4",
+    r = subprocess.run([sys.executable, str(SCRIPT), str(store), "--paths", "200", "--min-depth", "2",
                         "--block-cache-mib", "2", "--passes", "2"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
-    head = re.search(r"height 3: ([\d,]+) nodes at depth >= 4 on 200 random paths \(([\d.]+) a path\); block cache 2 MiB", r.stdout)
+    head = re.search(r"height 3: ([\d,]+) nodes at depth >= 2 on 200 random paths \(([\d.]+) a path\); block cache 2 MiB", r.stdout)
     assert head, r.stdout
     per_path = float(head.group(2))
-    # every path of a ~3,000-leaf tree passes depth 4 and ends at its leaf, no deeper than the deepest
-    assert 1 <= per_path <= deepest - 4 + 1
+    # every path of a ~3,000-leaf tree passes depth 2 and ends at its leaf, no deeper than the deepest
+    assert 1 <= per_path <= deepest - 2 + 1
     assert len(re.findall(r"pass \d: +[\d.]+ us of CPU a read; block cache holds [\d,]+ MiB", r.stdout)) == 2
     assert "a block-cache hit" in r.stdout and "absent keys" in r.stdout
 
