@@ -374,6 +374,9 @@ def _untouched(h: bytes, version: bytes) -> _Ref:
 def update(
     root: RootRef, changes: Mapping[bytes, bytes | None], read: NodeReader, height: int
 ) -> tuple[str, TreeWrites]:
+    """(new root hash, records to write) after setting each key to its value (None deletes) in the
+    block of `height`: the new nodes (n/) and their leaves' data (l/), the record of the retired
+    ones (z/, if any) and the root record r/<height>."""
     items: list[tuple[bytes, bytes | None]] = []
     data: dict[bytes, bytes] = {}
     deletes = False

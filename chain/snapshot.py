@@ -17,9 +17,9 @@ leaf, or the reverse, rebuilds another root.
 The exporter reads the tree through `TreeReader` (a node's preimage by hash, a leaf's data by
 leaf hash), the one thing it asks of a store, and cuts a chunk where the next leaf's path first
 differs from the last one taken (at a nibble: the tree's levels), so a range's edges lie a few
-levels down, not 64, and
-the outside list stays short (at most fifteen subtrees a level on each edge). Every chunk is bounded (`MAX_CHUNK_LEAVES`, `CHUNK_TARGET_BYTES`
-of keys and values, one leaf past it at most) whatever the size of the state.
+levels down, not 64, and the outside list stays short (at most fifteen subtrees a level on each
+edge). Every chunk is bounded (`MAX_CHUNK_LEAVES`, `CHUNK_TARGET_BYTES` of keys and values, one
+leaf past it at most) whatever the size of the state.
 """
 
 from __future__ import annotations
