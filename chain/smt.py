@@ -243,7 +243,9 @@ _NO_CHILDREN = INNER + EMPTY * ARITY + NO_VERSION * ARITY  # an inner record bef
 
 
 class _Updater:
-    def __init__(self, read: NodeReader, height: int, data: dict[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self, read: NodeReader, height: int, data: dict[bytes, bytes] | None = None, deletes: bool = False
+    ) -> None:
         self.read = read
         self.version = version_bytes(height)
         self.nodes: dict[bytes, bytes] = {}  # n/ records
@@ -255,7 +257,7 @@ class _Updater:
         self.data = data
         # whether the changes delete: only a delete can leave an inner node with a single leaf
         # under it (to collapse) or none, so the update checks for it only then
-        self.deletes = False
+        self.deletes = deletes
 
     def put_leaf(self, kh: bytes, vh: bytes) -> _Ref:
         pre = LEAF + kh + vh
@@ -331,19 +333,19 @@ class _Updater:
         self.retired_inner.append(version + ref_hash)  # replaced by what follows
         if depth >= MAX_DEPTH:
             raise SmtError(f"state tree deeper than {MAX_DEPTH} levels")
-        record = bytearray(raw)
         # most paths below a block's top levels carry one change
         groups = [(nibble(items[0][0], depth), 0, 1)] if len(items) == 1 else _groups(items, depth)
         changed: dict[int, _Ref] = {}
         shrunk = False
         for nib, start, end in groups:
-            h, v = child(raw, nib)
             group = items[start:end]
-            changed[nib] = c = self.update(h, v, depth + 1, group)
-            _set_child(record, nib, c)
+            changed[nib] = self.update(*child(raw, nib), depth + 1, group)
             shrunk = shrunk or (self.deletes and any(vh is None for _, vh in group))
         if shrunk:  # the node may now hold a single leaf (collapse) or nothing
             return self.join([changed.get(i) or _untouched(*child(raw, i)) for i in range(ARITY)])
+        record = bytearray(raw)  # the children no change reached stay as they are
+        for nib, ref in changed.items():
+            _set_child(record, nib, ref)
         return self._put_inner(record)
 
 
@@ -389,8 +391,7 @@ def update(
             items.append((kh, _sha(v)))
             data[kh] = leaf_data(k, v)
     items.sort()
-    updater = _Updater(read, height, data)
-    updater.deletes = deletes
+    updater = _Updater(read, height, data, deletes)
     new = updater.update(root[0], root[1], 0, items)
     updater.writes[root_key(height)] = root_record((new[0], new[2]))
     retired = updater.retired_leaves + updater.retired_inner

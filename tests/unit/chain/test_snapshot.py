@@ -101,7 +101,7 @@ def test_a_chunk_of_another_root_or_an_inner_node_posing_as_a_leaf_fails(monkeyp
 def test_export_cuts_ranges_a_few_levels_down_and_bounds_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     mapping = {b"key-%05d" % i: b"x" * 100 for i in range(3000)}
     monkeypatch.setattr(snapshot, "CHUNK_TARGET_BYTES", 20_000)
-    root, store = tree(mapping)
+    _, store = tree(mapping)
     chunks = list(iter_chunks(KeyReader(store.get), smt.root_at(store.get, HEIGHT)))
     assert 10 < len(chunks) < 30
     for c in chunks:
