@@ -32,8 +32,8 @@ from chain.errors import ChainError
 SCHEMA_VERSION = b"11"
 
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
-# WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed), a block cache of
-# BLOCK_CACHE_BYTES, and the index and bloom filter of each open table (~0.8 % of the table with
+# WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed) and a block cache of
+# at least BLOCK_CACHE_BYTES, the two within one budget (the sum of all three: _options), and the index and bloom filter of each open table (~0.8 % of the table with
 # BLOCK_BYTES blocks: the heap grows with the store by that much, up to MAX_OPEN_FILES tables).
 # Putting the indexes and filters in the block cache instead bounds them by its size, but cost
 # 11 % more node CPU per tx on the 100,000-tx bench (docs/performance.md, "The 1,000,000-tx run
@@ -67,7 +67,8 @@ class DbMemory:
     @property
     def buffers_bytes(self) -> int:
         """What RocksDB holds for this store besides its open tables' indexes and filters: two
-        memtables and the block cache."""
+        memtables and the block cache, one budget they share (the blocks get what the memtables
+        leave)."""
         return 2 * self.write_buffer_bytes + self.block_cache_bytes
 
 
@@ -119,19 +120,13 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-_MEMORY_PROPERTIES = {
-    "memtables": "rocksdb.cur-size-all-mem-tables",
-    "block_cache": "rocksdb.block-cache-usage",
-    "table_readers": "rocksdb.estimate-table-readers-mem",
-}
-
-
 class Database:
     """One open RocksDB. Every operation raises DatabaseError when RocksDB fails (rocksdict raises
     a bare Exception, so each call into it is wrapped here and nowhere else)."""
 
-    def __init__(self, db: rocksdict.Rdict) -> None:
+    def __init__(self, db: rocksdict.Rdict, memtables: rocksdict.WriteBufferManager) -> None:
         self._db = db
+        self._memtables = memtables  # what the memtables have allocated, charged to the block cache
         self._closed = False
         self._failed = False  # an operation has raised: RocksDB then repeats that error on close
         self._synced = rocksdict.WriteOptions()
@@ -223,8 +218,17 @@ class Database:
         `table_readers`, the indexes and bloom filters of its open tables (the part that grows with
         the store, up to max_open_files tables: DbMemory). A closed database holds none."""
         if self._closed:
-            return dict.fromkeys(_MEMORY_PROPERTIES, 0)
-        return {part: self.int_property(name) for part, name in _MEMORY_PROPERTIES.items()}
+            return {"memtables": 0, "block_cache": 0, "table_readers": 0}
+        # What the memtables' arenas allocated (a flushed one's until it is freed: RocksDB's
+        # cur-size-all-mem-tables leaves those out). The block cache's usage counts it too, as
+        # reservations (_options): the cache's own part is what is left.
+        memtables = self._memtables.get_usage()
+        cache_usage = self.int_property("rocksdb.block-cache-usage")
+        return {
+            "memtables": memtables,
+            "block_cache": max(0, cache_usage - memtables),
+            "table_readers": self.int_property("rocksdb.estimate-table-readers-mem"),
+        }
 
     def memory_bytes(self) -> int:
         """What RocksDB holds now: the sum of `memory_parts`."""
@@ -266,12 +270,23 @@ class Database:
         return DatabaseError(what)
 
 
-def _options(create: bool, memory: DbMemory) -> rocksdict.Options:
+def _options(create: bool, memory: DbMemory) -> tuple[rocksdict.Options, rocksdict.WriteBufferManager]:
     options = rocksdict.Options(raw_mode=True)
     options.create_if_missing(create)
     options.set_paranoid_checks(True)
     options.set_write_buffer_size(memory.write_buffer_bytes)
     options.set_max_write_buffer_number(2)
+    # The memtables and the block cache share one budget, `buffers_bytes`: what the memtables
+    # allocate is reserved in the block cache, which evicts blocks to make room. Their sum is then
+    # the budget once the cache has filled, whatever the memtables hold at the moment, so a node's
+    # memory does not climb each time a slow flush finds both memtables full (docs/performance.md,
+    # "One budget for the memtables and the block cache"). The blocks get the room the memtables
+    # leave: never less than `block_cache_bytes`, as before.
+    cache = rocksdict.Cache(memory.buffers_bytes)
+    memtables = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+        2 * memory.write_buffer_bytes, False, cache
+    )
+    options.set_write_buffer_manager(memtables)
     options.set_compression_type(rocksdict.DBCompressionType.none())
     options.set_compaction_style(rocksdict.DBCompactionStyle.universal())
     options.set_target_file_size_base(TABLE_BYTES)
@@ -294,9 +309,9 @@ def _options(create: bool, memory: DbMemory) -> rocksdict.Options:
     # less (1.2 % -> 0.8 % with the filters, docs/performance.md, "The tree-node cache by height");
     # the hot path reads few blocks (the tree's nodes come from the node's cache)
     table.set_block_size(BLOCK_BYTES)
-    table.set_block_cache(rocksdict.Cache(memory.block_cache_bytes))
+    table.set_block_cache(cache)
     options.set_block_based_table_factory(table)
-    return options
+    return options, memtables
 
 
 def refuse_leveldb_dir(path: Path) -> None:
@@ -313,13 +328,13 @@ def refuse_leveldb_dir(path: Path) -> None:
 
 def open_db(path: Path, create: bool, memory: DbMemory = DEFAULT_MEMORY) -> Database:
     refuse_leveldb_dir(path)
-    options = _options(create, memory)
+    options, memtables = _options(create, memory)
     try:
         # The default column family's options named explicitly: given none, rocksdict reopens an
         # existing store with the options its OPTIONS file recorded, which cannot record a block
         # cache (RocksDB's default 8 MiB then) and keep the write buffer of the store's first open,
         # whatever the node's config says now.
-        return Database(rocksdict.Rdict(str(path), options, column_families={"default": options}))
+        return Database(rocksdict.Rdict(str(path), options, column_families={"default": options}), memtables)
     except Exception as e:  # noqa: BLE001 - rocksdict's only error type
         text = str(e)
         if "lock" in text.lower():

@@ -167,8 +167,33 @@ def test_a_reopened_store_takes_the_memory_its_config_says_now(tmp_path: Path) -
         db = open_db(path, create=create, memory=memory)
         try:
             assert db.get(b"k") == b"v"
-            assert db.int_property("rocksdb.block-cache-capacity") == memory.block_cache_bytes
+            assert db.int_property("rocksdb.block-cache-capacity") == memory.buffers_bytes
         finally:
             db.close()
         newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
         assert f"\n  write_buffer_size={memory.write_buffer_bytes}\n" in newest.read_text()
+
+
+def test_the_memtables_and_the_block_cache_share_one_budget(tmp_path: Path) -> None:
+    # what the memtables allocate is reserved in the block cache: their sum stays within the
+    # budget whatever the memtables hold, and the blocks read get the room the memtables leave
+    from chain.database import DbMemory
+
+    memory = DbMemory(write_buffer_bytes=2 << 20, block_cache_bytes=1 << 20)
+    db = open_db(tmp_path / "d", create=True, memory=memory)
+    try:
+        values = {i.to_bytes(4, "big"): bytes([i % 251]) * 1000 for i in range(6000)}  # ~6 MB: flushed
+        for key, value in values.items():
+            db.put(key, value)
+        held = db.memory_parts()
+        assert held["memtables"] > 0
+        assert held["memtables"] + held["block_cache"] == db.int_property("rocksdb.block-cache-usage")
+        db.compact_range()  # the memtables flushed and freed: the blocks may take their room
+        assert db.memory_parts()["memtables"] < 64 << 10  # the new memtable's first block
+        for _ in range(2):
+            for key, value in values.items():
+                assert db.get(key) == value
+        held = db.memory_parts()
+        assert memory.block_cache_bytes < held["block_cache"] <= memory.buffers_bytes
+    finally:
+        db.close()
