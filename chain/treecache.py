@@ -7,12 +7,17 @@ store is not put in it (the block reading it replaces it), and a node a block re
 
 Generations by height, the oldest dropped whole: a generation holds the nodes of a run of heights
 (a node's key n/<version><hash> names the height that wrote it), and a new one begins when what the
-young one still holds reaches its share of the cap (cap / generations). With more than
-`generations`, the oldest goes. The held bytes never pass the cap, and a drop frees at most a
-share at once: the older generations shrink as later blocks replace their nodes, so a full cache
-holds less than its cap, but it no longer swings by half of it. The general cache's two
-generations (ByteCache) held 131-219 MiB of 256 on the 1,000,000-tx run, and the resident set
-swung with it; this one held 149-171 MiB (docs/performance.md, "The tree-node cache by height").
+young one still holds reaches its share of the cap (cap / generations). Before it begins, the
+oldest generations go until the share fits under the cap. The held bytes never pass the cap, and
+once the cache has filled they stay above the cap less two shares: the older generations shrink as
+later blocks replace their nodes, and more of them are kept for it. (Until 2026-12-02 a cache kept
+`generations` of them whatever they still held: it held 143-161 MiB of 256 on the 1,000,000-tx
+run, rising as the state grew and the generations shrank less, and the resident set rose with it;
+docs/performance.md, "A cache full from the start". The general cache's two generations
+(ByteCache) held 131-219 MiB and swung the resident set with them: "The tree-node cache by height".)
+A generation that has lost half its nodes is copied into a dict of its size when the next begins:
+a dict's table never shrinks, and the tables of many shrunken generations would hold memory the
+count does not see.
 
 Since a key's height says which generation holds it, a lookup and a retirement probe that one
 generation only: a retirement of a block's thousands of nodes is one C-level pass over them
@@ -63,6 +68,7 @@ class TreeNodeCache:
         # empty dict stands for that: a bisect's 0 lands on it.
         self._gens: list[dict[bytes, bytes]] = [{}]
         self._starts: list[bytes] = []
+        self._sizes: list[int] = []  # each generation's nodes when it was last copied or ended
         # what the young generation has taken (bytes, nodes): a new one begins when what it still
         # holds reaches its share, so that what the next blocks retire from it does not end it early
         self._young_taken = self._young_count = 0
@@ -112,16 +118,24 @@ class TreeNodeCache:
         self._held -= _held(keys, popped)
 
     def _begin_generation(self, start: bytes) -> None:
-        self._gens.append({})
-        self._starts.append(start)
-        self._young_taken = self._young_count = 0
-        if len(self._starts) > self.generations:
-            oldest = self._gens.pop(1)
+        gens, sizes = self._gens, self._sizes
+        if sizes:
+            sizes[-1] = len(gens[-1])
+        while sizes and self._held + self._share > self.cap_bytes:
+            self._held -= _bytes_of(gens.pop(1))
             self._starts.pop(0)
-            self._held -= _bytes_of(oldest)
+            sizes.pop(0)
+        for i, size in enumerate(sizes):
+            if 2 * len(gens[i + 1]) <= size:
+                gens[i + 1] = dict(gens[i + 1])
+                sizes[i] = len(gens[i + 1])
+        gens.append({})
+        self._starts.append(start)
+        sizes.append(0)
+        self._young_taken = self._young_count = 0
 
     def clear(self) -> None:
-        self._gens, self._starts = [{}], []
+        self._gens, self._starts, self._sizes = [{}], [], []
         self._young_taken = self._young_count = self._held = 0
         self._last = b""
 

@@ -114,9 +114,9 @@ class NodeConfig(BaseModel):
     )
     cache_tree_nodes_bytes: int = Field(
         TREE_NODE_CACHE_BYTES, ge=0, le=1 << 40,
-        description="state-tree nodes that committed blocks wrote, kept in memory (estimated bytes) in eight "
-        "generations of heights, the oldest dropped whole; a commit drops those its block replaced; 0 reads every "
-        "node from the store",
+        description="state-tree nodes that committed blocks wrote, kept in memory (estimated bytes) in "
+        "generations of heights of an eighth of it each, the oldest dropped whole as the young need room; a commit "
+        "drops those its block replaced; 0 reads every node from the store",
     )
     cache_standing_bytes: int = Field(
         STANDING_CACHE_BYTES, ge=0, le=1 << 40, description="accounts remembered as known to the ledger (estimated bytes)"

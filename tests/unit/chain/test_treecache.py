@@ -4,6 +4,8 @@ retirement find a node by its height."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from chain import smt
@@ -101,3 +103,27 @@ def test_the_cache_fills_to_its_cap_though_each_block_retires_most_of_the_last()
         cache.add_block(_block(height, 10))
         assert cache.held_bytes == sum(bytes_size(k, v) for k, v in _held(cache).items()) <= 400_000
     assert cache.held_bytes >= 0.75 * 400_000 and len(cache._starts) == 8
+
+
+def test_generations_that_shrink_are_kept_until_the_cap_is_full_and_copied_small() -> None:
+    # later blocks replace nodes older blocks wrote: the older generations shrink, and the cache
+    # keeps more of them instead of falling far below its cap as the state grows (a cache that
+    # kept a fixed number held ~60 % of its cap on the 1,000,000-tx run, rising as the state grew)
+    cap, block_bytes = 100_000, sum(bytes_size(k, v) for k, v in _block(1, 10).items())
+    cache = TreeNodeCache(cap, generations=4)
+    retired: set[bytes] = set()
+    for height in range(1, 400):
+        if height > 20:
+            old = list(_block(height - 20, 10))[1:]  # most of what a block 20 heights back wrote
+            cache.discard_many(old)
+            retired.update(old)
+        cache.add_block(_block(height, 10))
+        held = _held(cache)
+        assert cache.held_bytes == sum(bytes_size(k, v) for k, v in held.items()) <= cap
+        if height > 2 * cap // block_bytes:
+            assert cache.held_bytes >= cap - 2 * (cap // 4) - block_bytes
+    assert len(cache._starts) > 4
+    assert not retired & held.keys() and all(cache.get(k) == v for k, v in held.items())
+    # the shrunken generations' dicts were copied: their tables are not those of their largest size
+    older = cache._gens[1:-1]
+    assert sum(map(sys.getsizeof, older)) <= 2 * sum(sys.getsizeof(dict(gen)) for gen in older)
