@@ -1,7 +1,7 @@
 """One replica's CPU per tx on the consortium bench's block shape, in one process.
 
     python scripts/bench_replica.py [--setup 10000] [--txs 20000] [--block 440] [--profile FILE]
-        [--phases P] [--grow N] [--state-retention K [--snapshot-interval I]]
+        [--phases P] [--grow N] [--state-retention K [--snapshot-interval I]] [--tree-cache-mib MIB]
 
 Two ledgers on their own stores: the primary P proposes each block; the replica R decodes the
 block's canonical bytes (as the block frame arrives), validates it (the signatures trusted as its
@@ -21,6 +21,8 @@ by the bursts they caught, not by the state. `--phases` measures that many phase
 a larger state costs. Each phase's line also splits the commit: pruning (the deletes it puts in the
 batch), the batch's write into RocksDB, and the tree-node cache's upkeep. CPU is the replica's
 own thread (`time.thread_time`): RocksDB's flushes and compactions run on threads of their own.
+`--tree-cache-mib` sets both ledgers' tree-node cache: a cap below the tree's estimated size
+(~530 bytes a state key, two keys an asset) measures a state that has outgrown the cache.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from chain.devnet import Consortium, make_consortium
 from chain.encoding import decode
 from chain.retention import ARCHIVE, SNAPSHOT_INTERVAL, Retention
 from chain.tx import Tx, parse_tx, sign_tx
-from node.runtime.ledger import Ledger
+from node.runtime.ledger import Ledger, LedgerMemory
 from node.runtime.process import collect_cycles_rarely
 
 PHASES = ("decode", "validate", "commit", "vote_record")
@@ -111,10 +113,13 @@ class CommitParts:
 
 
 class Run:
-    def __init__(self, c: Consortium, root: Path, setup: int, block: int, retention: Retention = ARCHIVE) -> None:
+    def __init__(
+        self, c: Consortium, root: Path, setup: int, block: int, retention: Retention = ARCHIVE,
+        memory: LedgerMemory | None = None,
+    ) -> None:
         self.c, self.setup, self.block = c, setup, block
-        self.primary = Ledger.open(root / "primary", c.genesis, retention=retention)
-        self.replica = Ledger.open(root / "replica", c.genesis, retention=retention)
+        self.primary = Ledger.open(root / "primary", c.genesis, retention=retention, memory=memory)
+        self.replica = Ledger.open(root / "replica", c.genesis, retention=retention, memory=memory)
         self.parts = CommitParts(self.replica)
         self.owner: dict[int, int] = {}  # setup asset -> index of the user owning it now
         self.measured = 0  # measured txs so far: a phase goes on from the last one's numbers
@@ -225,14 +230,20 @@ def main() -> None:
                     help="both stores keep the state of the last K heights (default: archive)")
     ap.add_argument("--snapshot-interval", type=_positive, default=SNAPSHOT_INTERVAL,
                     help="with --state-retention: the snapshot interval, in heights (the pruning cycle)")
+    ap.add_argument("--tree-cache-mib", type=int, metavar="MIB",
+                    help="both ledgers' tree-node cache (the node's cache_tree_nodes_bytes; default its 256 MiB): "
+                    "a cap below the tree's size measures a state larger than the cache without a long setup")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the replica's measured phases here")
     opts = ap.parse_args()
+    if opts.tree_cache_mib is not None and opts.tree_cache_mib < 0:
+        ap.error("--tree-cache-mib: MiB, 0 or more")
     if opts.grow < 0:
         ap.error("--grow: a number of assets, 0 or more")
     retention = ARCHIVE if opts.state_retention is None else Retention(opts.state_retention, opts.snapshot_interval)
     collect_cycles_rarely()  # as the node does
     root = Path(tempfile.mkdtemp(prefix="bench-replica-"))
-    run = Run(make_consortium(), root, opts.setup, opts.block, retention)
+    memory = None if opts.tree_cache_mib is None else LedgerMemory(tree_node_bytes=opts.tree_cache_mib << 20)
+    run = Run(make_consortium(), root, opts.setup, opts.block, retention, memory)
     blocks = -(-opts.txs // opts.block)
     profile = cProfile.Profile() if opts.profile else None
     try:
