@@ -33,7 +33,8 @@ SCHEMA_VERSION = b"11"
 
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed) and a block cache of
-# at least BLOCK_CACHE_BYTES, the two within one budget (the sum of all three: _options), and the index and bloom filter of each open table (~0.8 % of the table with
+# at least BLOCK_CACHE_BYTES, within one budget of two write buffers and the block cache (_options),
+# and the index and bloom filter of each open table (~0.8 % of the table with
 # BLOCK_BYTES blocks: the heap grows with the store by that much, up to MAX_OPEN_FILES tables).
 # Putting the indexes and filters in the block cache instead bounds them by its size, but cost
 # 11 % more node CPU per tx on the 100,000-tx bench (docs/performance.md, "The 1,000,000-tx run
@@ -280,7 +281,7 @@ def _options(create: bool, memory: DbMemory) -> tuple[rocksdict.Options, rocksdi
     # allocate is reserved in the block cache, which evicts blocks to make room. Their sum is then
     # the budget once the cache has filled, whatever the memtables hold at the moment, so a node's
     # memory does not climb each time a slow flush finds both memtables full (docs/performance.md,
-    # "One budget for the memtables and the block cache"). The blocks get the room the memtables
+    # "One budget for RocksDB's memtables and block cache"). The blocks get the room the memtables
     # leave: never less than `block_cache_bytes`, as before.
     cache = rocksdict.Cache(memory.buffers_bytes)
     memtables = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(

@@ -13,7 +13,7 @@ once the cache has filled they stay above the cap less two shares: the older gen
 later blocks replace their nodes, and more of them are kept for it. (Until 2026-12-02 a cache kept
 `generations` of them whatever they still held: it held 143-161 MiB of 256 on the 1,000,000-tx
 run, rising as the state grew and the generations shrank less, and the resident set rose with it;
-docs/performance.md, "A cache full from the start". The general cache's two generations
+docs/performance.md, "... a tree-node cache kept full". The general cache's two generations
 (ByteCache) held 131-219 MiB and swung the resident set with them: "The tree-node cache by height".)
 A generation that has lost half its nodes is copied into a dict of its size when the next begins:
 a dict's table never shrinks, and the tables of many shrunken generations would hold memory the
