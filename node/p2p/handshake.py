@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable, Set
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,7 @@ class _Context:
     role: str
     chain_id: str
     genesis_hash: str
-    allowed: Set[str]
+    allowed: AbstractSet[str]
     observers: ObserverCheck | None
     hello_timeout: float
     on_hello: Callable[[str], None] | None
@@ -257,7 +258,7 @@ async def handshake(
     key: KeyPair,
     chain_id: str,
     genesis_hash: str,
-    allowed: Set[str],
+    allowed: AbstractSet[str],
     timeout: float,
     hello_timeout: float | None = None,
     on_hello: Callable[[str], None] | None = None,
