@@ -215,9 +215,16 @@ _Ref = tuple[bytes, tuple[bytes, bytes] | None, bytes]
 _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
 
+def is_node_record(raw: bytes | None) -> bool:
+    """Whether a stored n/ record has a node's shape: a leaf's or an inner node's tag and length."""
+    return raw is not None and (
+        (len(raw) == LEAF_BYTES and raw[:1] == LEAF) or (len(raw) == INNER_BYTES and raw[:1] == INNER)
+    )
+
+
 def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
     raw = read(NODE_PREFIX + version + h)
-    if raw is None or not ((len(raw) == LEAF_BYTES and raw[:1] == LEAF) or (len(raw) == INNER_BYTES and raw[:1] == INNER)):
+    if raw is None or not is_node_record(raw):
         raise SmtError(
             f"state tree node {h.hex()[:16]}… of version {int.from_bytes(version, 'big')} is missing or malformed"
         )
@@ -464,7 +471,7 @@ def prove(root: RootRef, key: bytes, read: NodeReader) -> Proof:
         if depth >= MAX_DEPTH:
             raise SmtError(f"state tree deeper than {MAX_DEPTH} levels")
         nib = nibble(path, depth)
-        levels.append(tuple(raw[1 + 32 * i : 33 + 32 * i] for i in range(ARITY) if i != nib))
+        levels.append(tuple(child(raw, i)[0] for i in range(ARITY) if i != nib))
         h, version = child(raw, nib)
         depth += 1
     return Proof(tuple(levels), None)
