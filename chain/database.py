@@ -29,7 +29,7 @@ from chain.errors import ChainError
 
 # The store's schema, kept in every data dir as m/schema: what each version changed is listed
 # beside the records in chain/store.py. Here so that a refusal at open (a LevelDB dir) names it.
-SCHEMA_VERSION = b"11"
+SCHEMA_VERSION = b"12"
 
 # What one store's RocksDB may hold in memory (docs/operations.md, Memory): memtables of
 # WRITE_BUFFER_BYTES (one filled while the previous one, as large, is flushed) and a block cache of

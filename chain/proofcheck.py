@@ -68,7 +68,9 @@ _ASSET_ID = WholePattern(ASSET_ID_RE)
 # 3: a proof states its claim, "ownership" or "absence", which must agree with its asset field
 # 4: the state tree has sixteen children a node: the state proof lists, a level, the node's other
 #    fifteen children (store schema 11)
-PROOF_VERSION = 4
+# 5: an inner node's hash leaves its empty children out: H(0x02 || bitmap || non-empty children's
+#    hashes) (store schema 12); the proof's fields are version 4's
+PROOF_VERSION = 5
 OWNERSHIP: Final = "ownership"  # Final: typed as the literal (contracts.proofs.OwnershipProof.claim)
 ABSENCE: Final = "absence"
 

@@ -1,11 +1,18 @@
 """The authenticated state: a compact sparse Merkle tree over 256-bit paths H(key).
 
 A path is read four bits (a nibble) a level, so an inner node has sixteen children. A leaf is
-`H(0x00 || H(key) || H(value))`; an inner node is `H(0x02 || c0 || c1 || ... || c15)`, each child's
-hash in nibble order; an empty subtree is 32 zero bytes. A subtree holding a single leaf is that
-leaf, wherever it sits, so a tree of N random keys is about log16(N) deep rather than 64. Distinct
-tag bytes keep a leaf from ever posing as an inner node (0x01 was the binary tree's inner tag, before
-proof format 4).
+`H(0x00 || H(key) || H(value))`; an inner node is `H(0x02 || bitmap || the hashes of its non-empty
+children)`, the bitmap two bytes (big-endian) with bit i set for a non-empty child i, the hashes in
+nibble order; an empty subtree is 32 zero bytes. A subtree holding a single leaf is that leaf,
+wherever it sits, so a tree of N random keys is about log16(N) deep rather than 64. Distinct tag
+bytes keep a leaf from ever posing as an inner node (0x01 was the binary tree's inner tag, before
+proof format 4), and the bitmap fixes how many hashes follow, so a preimage reads one way only.
+
+Why the bitmap, not all sixteen hashes with zeros for the empty ones (proof format 4): most inner
+nodes of a large tree sit on its lowest level and have two or three children, so a record of all
+sixteen was four fifths zeros, and every byte of it was written to the log, the memtable, the
+flush and each merge, and held in the caches (docs/performance.md, "Inner nodes without their
+empty children").
 
 Why sixteen children, not two: every level of a path is a node read from the cache or the store,
 a record in the block's batch, a cache entry to replace and, on a pruning node, a delete; a
@@ -17,9 +24,9 @@ Storage (keys are versioned by the height that wrote them, so that new nodes sor
 the database's compactions do not rewrite old ones again and again: docs/performance.md, Store layout):
 
     n/<version:8><node hash>       a node written at height `version`: a leaf's 65-byte preimage,
-                                   or an inner node's 513-byte preimage followed by the versions of
-                                   its sixteen children (8 bytes each; zero for an empty one), 641
-                                   bytes
+                                   or an inner node's preimage (3 + 32k bytes for k non-empty
+                                   children) followed by those children's versions in the same
+                                   order (8 bytes each): 3 + 40k bytes
     r/<height:012d>                the root of the state at that height: its version (8 bytes) and
                                    its hash (32); written for every height, 0 being the genesis
     l/<version:8><leaf hash>       the key and value a leaf node n/<version><leaf hash> stands for
@@ -69,8 +76,7 @@ MAX_KEY_BYTES = 0xFFFF  # a leaf's key length is written in two bytes (leaf_data
 ARITY = 16  # children of an inner node: a path is read a nibble (4 bits) a level
 MAX_DEPTH = 64  # levels of nibbles in a 256-bit path
 LEAF_BYTES = 65  # a leaf's record: its preimage
-HASHES_END = 1 + 32 * ARITY  # an inner record's preimage: the tag and the children's hashes
-INNER_BYTES = HASHES_END + 8 * ARITY  # then the children's versions
+INNER_HEAD = 3  # an inner record's tag and bitmap; then 32 bytes a child's hash, then 8 its version
 NO_VERSION = bytes(8)  # the version the empty subtree is "at" (it is never stored)
 
 NodeReader = Callable[[bytes], bytes | None]  # store key (n/..., r/...) -> its record
@@ -187,7 +193,7 @@ def node_keys(read: NodeReader, root: RootRef) -> Iterator[bytes]:
         yield NODE_PREFIX + version + h
         raw = load_node(read, h, version)
         if raw[:1] == INNER:
-            todo += [child(raw, i) for i in range(ARITY)]
+            todo += children(raw)
 
 
 def nibble(path: bytes, depth: int) -> int:
@@ -196,14 +202,39 @@ def nibble(path: bytes, depth: int) -> int:
     return b & 15 if depth & 1 else b >> 4
 
 
+def _bitmap(raw: bytes | bytearray) -> int:
+    return raw[1] << 8 | raw[2]
+
+
 def child(raw: bytes, i: int) -> tuple[bytes, bytes]:
-    """(hash, version) of an inner record's child i."""
-    return raw[1 + 32 * i : 33 + 32 * i], raw[HASHES_END + 8 * i : HASHES_END + 8 + 8 * i]
+    """(hash, version) of an inner record's child i: (EMPTY, NO_VERSION) for an empty one."""
+    bitmap = _bitmap(raw)
+    if not bitmap >> i & 1:
+        return EMPTY, NO_VERSION
+    j = (bitmap & ((1 << i) - 1)).bit_count()  # the non-empty children before it
+    v = INNER_HEAD + 32 * bitmap.bit_count() + 8 * j
+    return raw[INNER_HEAD + 32 * j : INNER_HEAD + 32 + 32 * j], raw[v : v + 8]
+
+
+def children(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """(hash, version) of an inner record's non-empty children, in nibble order."""
+    k = _bitmap(raw).bit_count()
+    v = INNER_HEAD + 32 * k
+    return [(raw[INNER_HEAD + 32 * j : INNER_HEAD + 32 + 32 * j], raw[v + 8 * j : v + 8 + 8 * j]) for j in range(k)]
+
+
+def inner_preimage(hashes: list[bytes]) -> bytes:
+    """What an inner node's hash is the hash of, from its sixteen children's hashes (EMPTY for an
+    empty one): the tag, the bitmap of the non-empty ones, their hashes."""
+    live = [h for h in hashes if h != EMPTY]
+    bitmap = sum(1 << i for i, h in enumerate(hashes) if h != EMPTY)
+    return INNER + bitmap.to_bytes(2, "big") + b"".join(live)
 
 
 def preimage(raw: bytes) -> bytes:
-    """What a node's hash is the hash of: a leaf's record whole, an inner record's tag and hashes."""
-    return raw if raw[:1] == LEAF else raw[:HASHES_END]
+    """What a node's hash is the hash of: a leaf's record whole, an inner record's tag, bitmap and
+    hashes."""
+    return raw if raw[:1] == LEAF else raw[: INNER_HEAD + 32 * _bitmap(raw).bit_count()]
 
 
 # A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf
@@ -216,10 +247,13 @@ _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
 
 def is_node_record(raw: bytes | None) -> bool:
-    """Whether a stored n/ record has a node's shape: a leaf's or an inner node's tag and length."""
-    return raw is not None and (
-        (len(raw) == LEAF_BYTES and raw[:1] == LEAF) or (len(raw) == INNER_BYTES and raw[:1] == INNER)
-    )
+    """Whether a stored n/ record has a node's shape: a leaf's tag and length, or an inner node's
+    tag, a bitmap naming at least one child, and the length that bitmap gives."""
+    if raw is None:
+        return False
+    if raw[:1] == LEAF:
+        return len(raw) == LEAF_BYTES
+    return raw[:1] == INNER and len(raw) > INNER_HEAD and len(raw) == INNER_HEAD + 40 * _bitmap(raw).bit_count()
 
 
 def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
@@ -244,9 +278,6 @@ class TreeWrites(dict[bytes, bytes]):
         self.update(others)
         self.nodes = nodes
         self.retired = retired
-
-
-_NO_CHILDREN = INNER + EMPTY * ARITY + NO_VERSION * ARITY  # an inner record before its children are set
 
 
 class _Updater:
@@ -274,9 +305,9 @@ class _Updater:
             self.writes[LEAF_DATA_PREFIX + self.version + h] = self.data[kh]
         return (h, (kh, vh), self.version)
 
-    def _put_inner(self, record: bytearray) -> _Ref:
-        h = _sha256(memoryview(record)[:HASHES_END]).digest()
-        self.nodes[NODE_PREFIX + self.version + h] = bytes(record)
+    def _put_inner(self, record: bytes) -> _Ref:
+        h = _sha256(memoryview(record)[: INNER_HEAD + (len(record) - INNER_HEAD) // 40 * 32]).digest()
+        self.nodes[NODE_PREFIX + self.version + h] = record
         return (h, None, self.version)
 
     def join(self, children: list[_Ref]) -> _Ref:
@@ -289,10 +320,7 @@ class _Updater:
             only = self._known(live[0])
             if only[1] is not None:
                 return only
-        record = bytearray(_NO_CHILDREN)
-        for i, c in enumerate(children):
-            _set_child(record, i, c)
-        return self._put_inner(record)
+        return self._put_inner(_inner_record([(i, c) for i, c in enumerate(children) if c[0] != EMPTY]))
 
     def _known(self, ref: _Ref) -> _Ref:
         """ref with its leaf-ness read, if the update left it unread."""
@@ -311,10 +339,8 @@ class _Updater:
                 return kept
             return self.put_leaf(*items[0])
         # two items or more: an inner node (its children hold them; none collapses into it)
-        record = bytearray(_NO_CHILDREN)
-        for nib, start, end in _groups(items, depth):
-            _set_child(record, nib, self.build(depth + 1, items[start:end], kept))
-        return self._put_inner(record)
+        live = [(nib, self.build(depth + 1, items[start:end], kept)) for nib, start, end in _groups(items, depth)]
+        return self._put_inner(_inner_record(live))
 
     def update(self, ref_hash: bytes, version: bytes, depth: int, items: list[tuple[bytes, bytes | None]]) -> _Ref:
         """The subtree stored at (version, ref_hash) with the sorted changes applied (value_hash
@@ -350,15 +376,32 @@ class _Updater:
             shrunk = shrunk or (self.deletes and any(vh is None for _, vh in group))
         if shrunk:  # the node may now hold a single leaf (collapse) or nothing
             return self.join([changed.get(i) or _untouched(*child(raw, i)) for i in range(ARITY)])
-        record = bytearray(raw)  # the children no change reached stay as they are
+        record = raw  # the children no change reached stay as they are
         for nib, ref in changed.items():
-            _set_child(record, nib, ref)
+            record = _with_child(record, nib, ref)
         return self._put_inner(record)
 
 
-def _set_child(record: bytearray, i: int, ref: _Ref) -> None:
-    record[1 + 32 * i : 33 + 32 * i] = ref[0]
-    record[HASHES_END + 8 * i : HASHES_END + 8 + 8 * i] = ref[2]
+def _with_child(raw: bytes, i: int, ref: _Ref) -> bytes:
+    """An inner record with its child i set to a non-empty subtree: replaced, or inserted in its place
+    (the bitmap gains its bit). A few slices joined, whatever the children."""
+    bitmap = _bitmap(raw)
+    j = (bitmap & ((1 << i) - 1)).bit_count()
+    h = INNER_HEAD + 32 * j  # where its hash is, or goes
+    v = INNER_HEAD + 32 * bitmap.bit_count() + 8 * j  # where its version is, or goes
+    if bitmap >> i & 1:
+        return b"".join((raw[:h], ref[0], raw[h + 32 : v], ref[2], raw[v + 8 :]))
+    head = INNER + (bitmap | 1 << i).to_bytes(2, "big")
+    return b"".join((head, raw[INNER_HEAD:h], ref[0], raw[h:v], ref[2], raw[v:]))
+
+
+def _inner_record(live: list[tuple[int, _Ref]]) -> bytes:
+    """The record of an inner node from its non-empty children, (nibble, subtree) in nibble order:
+    its preimage (tag, bitmap, their hashes), then their versions."""
+    bitmap = 0
+    for i, _ in live:
+        bitmap |= 1 << i
+    return INNER + bitmap.to_bytes(2, "big") + b"".join([c[0] for _, c in live]) + b"".join([c[2] for _, c in live])
 
 
 def _groups(items: list[tuple[bytes, Any]], depth: int) -> list[tuple[int, int, int]]:
@@ -500,7 +543,7 @@ def verify_proof(root: str, key: bytes, value: bytes | None, proof: Proof) -> bo
     for d in range(depth - 1, -1, -1):
         nib = nibble(path, d)
         level = proof.levels[d]
-        h = _sha(INNER + b"".join(level[:nib]) + h + b"".join(level[nib:]))
+        h = _sha(inner_preimage([*level[:nib], h, *level[nib:]]))
     return h.hex() == root
 
 

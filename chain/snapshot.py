@@ -34,7 +34,9 @@ from chain import smt
 from chain.encoding import canonical, decode
 from chain.errors import ChainError
 
-SNAPSHOT_VERSION = 2  # 2: the tree's sixteen children a node (store schema 11)
+# 2: the tree's sixteen children a node (store schema 11); 3: an inner node's hash leaves its empty
+# children out (store schema 12), so a chunk's outside subtrees combine into other roots
+SNAPSHOT_VERSION = 3
 PATH_BITS = 256
 TOP = (1 << PATH_BITS) - 1  # the last path
 MAX_CHUNK_LEAVES = 4096

@@ -99,6 +99,9 @@ from chain.txrecords import (
 #      for a retired leaf only, not a tombstone for every retired inner node (chain/smt.py)
 #  11: the state tree has sixteen children a node (chain/smt.py: 641-byte inner records), so every
 #      state root differs from version 10's for the same state: a new genesis
+#  12: an inner node's record and hash leave its empty children out (a bitmap names the others:
+#      chain/smt.py), so a record is 3 + 40 bytes a child, not 641, and every state root differs
+#      from version 11's for the same state: a new genesis
 # (SCHEMA_VERSION, the current one, is in chain/database.py)
 RESERVED_PREFIXES = (b"m/", b"b/", b"c/", b"x/", b"t/", b"i/", b"k/", b"y/", b"w/")
 _RESERVED = frozenset(RESERVED_PREFIXES)  # every prefix is 2 bytes: key[:2] in _RESERVED is the test

@@ -41,7 +41,7 @@ class ValidatorChange(Certified):
 
 
 class OwnershipProof(TypedDict):
-    """The proof document (docs/protocol.md, "Ownership and absence proofs", version 4)."""
+    """The proof document (docs/protocol.md, "Ownership and absence proofs", version 5)."""
 
     version: int
     claim: Literal["ownership", "absence"]

@@ -67,7 +67,9 @@ from node.p2p.linkcrypto import Ephemeral, LinkKeys
 #  10: the state tree has sixteen children a node (store schema 11): state roots, state sync's
 #      chunks (snapshot chunk version 2) and proofs (version 4) are another tree's; a version-9
 #      peer would compute other roots for the same blocks
-PROTOCOL_VERSION = 10
+#  11: an inner node's hash leaves its empty children out (store schema 12): state roots, state
+#      sync's chunks (snapshot chunk version 3) and proofs (version 5) are another tree's again
+PROTOCOL_VERSION = 11
 MAX_HANDSHAKE_FRAME = 4096  # an unauthenticated peer may not make us buffer more than this
 _HELLO_FIELDS = frozenset({"type", "version", "chain_id", "genesis_hash", "role", "public", "nonce", "ephemeral", "sig"})
 VALIDATOR, OBSERVER = "validator", "observer"

@@ -73,7 +73,7 @@ def test_a_locked_or_leveldb_dir_is_refused_with_a_reason(tmp_path: Path) -> Non
     old.mkdir()
     for name, data in (("CURRENT", b"MANIFEST-000002\n"), ("MANIFEST-000002", b"\0" * 16), ("000003.ldb", b"")):
         (old / name).write_bytes(data)  # what LevelDB leaves: no OPTIONS file
-    with pytest.raises(StoreError, match=r"a LevelDB store \(schema 8 or older\); this titlechain reads store schema 11"):
+    with pytest.raises(StoreError, match=r"a LevelDB store \(schema 8 or older\); this titlechain reads store schema 12"):
         open_db(old, create=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping
 
@@ -77,6 +78,58 @@ def test_empty_and_single_leaf_roots() -> None:
     nodes = Nodes()
     r = apply(nodes, smt.EMPTY_ROOT, {b"a": b"1", b"b": b"2"})
     assert apply(nodes, r, {b"a": None, b"b": None}) == smt.EMPTY_ROOT
+
+
+def _keys_under_root_children(children: list[int]) -> dict[bytes, bytes]:
+    """One key whose path starts with each of these nibbles (the root's children)."""
+    found: dict[int, bytes] = {}
+    i = 0
+    while len(found) < len(children):
+        k = b"key-%d" % i
+        nib = smt.nibble(smt._sha(k), 0)
+        if nib in children and nib not in found:
+            found[nib] = k
+        i += 1
+    return {found[n]: b"v%d" % n for n in children}
+
+
+def test_an_inner_node_hashes_and_stores_its_non_empty_children_only() -> None:
+    """The root of keys under children 3, 9 and 14 is H(0x02 || bitmap || their three leaves'
+    hashes), written down here from the rule, not from the code; its record is that preimage and
+    the three versions: 3 + 40 * 3 bytes."""
+    mapping = _keys_under_root_children([14, 3, 9])
+    leaves = {smt.nibble(smt._sha(k), 0): smt.leaf_hash(smt._sha(k), smt._sha(v)) for k, v in mapping.items()}
+    bitmap = (1 << 3 | 1 << 9 | 1 << 14).to_bytes(2, "big")
+    expected = hashlib.sha256(b"\x02" + bitmap + leaves[3] + leaves[9] + leaves[14]).hexdigest()
+    nodes = Nodes()
+    root = apply(nodes, smt.EMPTY_ROOT, mapping)
+    assert root == expected
+    record = nodes[smt.node_key(bytes.fromhex(root), smt.version_bytes(1))]
+    assert record == b"\x02" + bitmap + leaves[3] + leaves[9] + leaves[14] + smt.version_bytes(1) * 3
+    assert [smt.child(record, i) for i in (3, 9, 14, 0)] == [
+        (leaves[3], smt.version_bytes(1)), (leaves[9], smt.version_bytes(1)), (leaves[14], smt.version_bytes(1)),
+        (smt.EMPTY, smt.NO_VERSION)]
+    # a fourth child inserted in its place, one replaced, the others kept
+    more = _keys_under_root_children([0, 9])
+    root2 = apply(nodes, root, more)
+    record2 = nodes[smt.node_key(bytes.fromhex(root2), smt.version_bytes(2))]
+    assert record2[1:3] == (1 << 0 | 1 << 3 | 1 << 9 | 1 << 14).to_bytes(2, "big") and len(record2) == 3 + 40 * 4
+    assert smt.child(record2, 3) == (leaves[3], smt.version_bytes(1)) and smt.child(record2, 9)[1] == smt.version_bytes(2)
+    assert root2 == root_of({**mapping, **more})
+
+
+@pytest.mark.parametrize("record", [
+    b"\x02" + (0b111).to_bytes(2, "big") + bytes(40 * 2),  # the bitmap names three children, two follow
+    b"\x02" + (0b11).to_bytes(2, "big") + bytes(40 * 3),  # more than it names
+    b"\x02" + bytes(2),  # no child at all
+    b"\x02" + bytes(1),  # no room for a bitmap
+    b"\x03" + (0b11).to_bytes(2, "big") + bytes(40 * 2),  # neither tag
+    b"\x00" + bytes(63),  # a leaf one byte short
+])
+def test_a_malformed_node_record_is_refused_as_it_is_read(record: bytes) -> None:
+    assert not smt.is_node_record(record)
+    with pytest.raises(smt.SmtError, match="missing or malformed"):
+        smt.load_node(lambda key: record, bytes(32), smt.version_bytes(1))
 
 
 def test_tree_depth_is_logarithmic() -> None:
