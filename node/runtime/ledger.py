@@ -54,9 +54,10 @@ RESULT_CACHE = 16  # execution results of proposed blocks; emptied on every comm
 # Tree nodes are immutable (keyed by version and hash), so never stale; a commit drops the nodes
 # its block replaced, so the cache holds the current tree as the last blocks wrote it (chain/
 # treecache.py: generations of heights, the oldest dropped as the young need room), its upper
-# levels, rewritten by every block, always. ~530 bytes a state key in the 16-ary tree: 256 MiB
-# holds the whole tree of ~250,000 assets; past that, the nodes no block has rewritten for
-# longest are read from the store. 64 MiB (before) left ~5 store reads a tx at 150,000 assets:
+# levels, rewritten by every block, always. ~350 bytes a state key in the 16-ary tree (store
+# schema 12's inner records: 3 + 40 bytes a child): 256 MiB holds the whole tree of ~375,000
+# assets; past that, the nodes no block has rewritten for longest are read from the store. 64 MiB
+# (before) left ~5 store reads a tx at 150,000 assets:
 # docs/performance.md, "The tree-node cache" and "The tree-node cache by height".
 TREE_NODE_CACHE_BYTES = 256 << 20
 # Accounts known to have standing (never lost, so a yes may be remembered): ~200 bytes each.
