@@ -57,7 +57,7 @@ in the block's single write batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,8 +202,28 @@ def nibble(path: bytes, depth: int) -> int:
     return b & 15 if depth & 1 else b >> 4
 
 
-def _bitmap(raw: bytes | bytearray) -> int:
+def _bitmap(raw: bytes) -> int:
     return raw[1] << 8 | raw[2]
+
+
+def _hashed_end(raw: bytes) -> int:
+    """Where an inner record's preimage ends: its tag, bitmap and the non-empty children's hashes."""
+    return INNER_HEAD + 32 * _bitmap(raw).bit_count()
+
+
+def _inner_head(nibbles: Iterable[int]) -> bytes:
+    """An inner node's tag and the bitmap of its non-empty children."""
+    bitmap = 0
+    for i in nibbles:
+        bitmap |= 1 << i
+    return INNER + bitmap.to_bytes(2, "big")
+
+
+def _slot(bitmap: int, i: int) -> tuple[int, int]:
+    """Where child i's hash and version are, or go, in an inner record of this bitmap: after those
+    of the non-empty children before it."""
+    j = (bitmap & ((1 << i) - 1)).bit_count()
+    return INNER_HEAD + 32 * j, INNER_HEAD + 32 * bitmap.bit_count() + 8 * j
 
 
 def child(raw: bytes, i: int) -> tuple[bytes, bytes]:
@@ -211,9 +231,8 @@ def child(raw: bytes, i: int) -> tuple[bytes, bytes]:
     bitmap = _bitmap(raw)
     if not bitmap >> i & 1:
         return EMPTY, NO_VERSION
-    j = (bitmap & ((1 << i) - 1)).bit_count()  # the non-empty children before it
-    v = INNER_HEAD + 32 * bitmap.bit_count() + 8 * j
-    return raw[INNER_HEAD + 32 * j : INNER_HEAD + 32 + 32 * j], raw[v : v + 8]
+    h, v = _slot(bitmap, i)
+    return raw[h : h + 32], raw[v : v + 8]
 
 
 def children(raw: bytes) -> list[tuple[bytes, bytes]]:
@@ -226,15 +245,14 @@ def children(raw: bytes) -> list[tuple[bytes, bytes]]:
 def inner_preimage(hashes: list[bytes]) -> bytes:
     """What an inner node's hash is the hash of, from its sixteen children's hashes (EMPTY for an
     empty one): the tag, the bitmap of the non-empty ones, their hashes."""
-    live = [h for h in hashes if h != EMPTY]
-    bitmap = sum(1 << i for i, h in enumerate(hashes) if h != EMPTY)
-    return INNER + bitmap.to_bytes(2, "big") + b"".join(live)
+    live = [i for i, h in enumerate(hashes) if h != EMPTY]
+    return _inner_head(live) + b"".join([hashes[i] for i in live])
 
 
 def preimage(raw: bytes) -> bytes:
     """What a node's hash is the hash of: a leaf's record whole, an inner record's tag, bitmap and
     hashes."""
-    return raw if raw[:1] == LEAF else raw[: INNER_HEAD + 32 * _bitmap(raw).bit_count()]
+    return raw if raw[:1] == LEAF else raw[: _hashed_end(raw)]
 
 
 # A subtree as the update sees it: (its hash, its (key_hash, value_hash) if it is a single leaf
@@ -306,7 +324,7 @@ class _Updater:
         return (h, (kh, vh), self.version)
 
     def _put_inner(self, record: bytes) -> _Ref:
-        h = _sha256(memoryview(record)[: INNER_HEAD + (len(record) - INNER_HEAD) // 40 * 32]).digest()
+        h = _sha256(memoryview(record)[: _hashed_end(record)]).digest()
         self.nodes[NODE_PREFIX + self.version + h] = record
         return (h, None, self.version)
 
@@ -386,9 +404,7 @@ def _with_child(raw: bytes, i: int, ref: _Ref) -> bytes:
     """An inner record with its child i set to a non-empty subtree: replaced, or inserted in its place
     (the bitmap gains its bit). A few slices joined, whatever the children."""
     bitmap = _bitmap(raw)
-    j = (bitmap & ((1 << i) - 1)).bit_count()
-    h = INNER_HEAD + 32 * j  # where its hash is, or goes
-    v = INNER_HEAD + 32 * bitmap.bit_count() + 8 * j  # where its version is, or goes
+    h, v = _slot(bitmap, i)
     if bitmap >> i & 1:
         return b"".join((raw[:h], ref[0], raw[h + 32 : v], ref[2], raw[v + 8 :]))
     head = INNER + (bitmap | 1 << i).to_bytes(2, "big")
@@ -398,10 +414,7 @@ def _with_child(raw: bytes, i: int, ref: _Ref) -> bytes:
 def _inner_record(live: list[tuple[int, _Ref]]) -> bytes:
     """The record of an inner node from its non-empty children, (nibble, subtree) in nibble order:
     its preimage (tag, bitmap, their hashes), then their versions."""
-    bitmap = 0
-    for i, _ in live:
-        bitmap |= 1 << i
-    return INNER + bitmap.to_bytes(2, "big") + b"".join([c[0] for _, c in live]) + b"".join([c[2] for _, c in live])
+    return _inner_head([i for i, _ in live]) + b"".join([c[0] for _, c in live]) + b"".join([c[2] for _, c in live])
 
 
 def _groups(items: list[tuple[bytes, Any]], depth: int) -> list[tuple[int, int, int]]:
