@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from chain.errors import ChainError
 
@@ -264,7 +264,7 @@ _Ref = tuple[bytes, tuple[bytes, bytes] | None, bytes]
 _EMPTY_REF: _Ref = (EMPTY, None, NO_VERSION)
 
 
-def is_node_record(raw: bytes | None) -> bool:
+def is_node_record(raw: bytes | None) -> TypeGuard[bytes]:
     """Whether a stored n/ record has a node's shape: a leaf's tag and length, or an inner node's
     tag, a bitmap naming at least one child, and the length that bitmap gives."""
     if raw is None:
@@ -276,7 +276,7 @@ def is_node_record(raw: bytes | None) -> bool:
 
 def load_node(read: NodeReader, h: bytes, version: bytes) -> bytes:
     raw = read(NODE_PREFIX + version + h)
-    if raw is None or not is_node_record(raw):
+    if not is_node_record(raw):
         raise SmtError(
             f"state tree node {h.hex()[:16]}… of version {int.from_bytes(version, 'big')} is missing or malformed"
         )

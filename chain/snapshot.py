@@ -171,7 +171,7 @@ def _load(reader: TreeReader, h: bytes, version: bytes) -> _Node:
     if h == smt.EMPTY:
         return _EMPTY_NODE
     raw = reader.node(h, version)
-    if raw is None or not smt.is_node_record(raw):
+    if not smt.is_node_record(raw):
         raise smt.SmtError(f"state tree node {h.hex()[:16]}… is missing (pruned?) or malformed")
     return (h, (raw[1:33], raw[33:65]), None, version) if raw[:1] == smt.LEAF else (h, None, raw, version)
 

@@ -57,7 +57,7 @@ from chain.database import (
     prefix_end,
     refuse_leveldb_dir,
 )
-from chain.database import StoreError as StoreError  # the store's errors, raised by opening it too
+from chain.database import StoreError as StoreError  # noqa: PLC0414 (a re-export; raised by opening a store too)
 from chain.encoding import canonical, canonical_map, decode
 from chain.genesis import Genesis
 from chain.receipt import Receipt

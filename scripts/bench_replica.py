@@ -22,7 +22,7 @@ a larger state costs. Each phase's line also splits the commit: pruning (the del
 batch), the batch's write into RocksDB, and the tree-node cache's upkeep. CPU is the replica's
 own thread (`time.thread_time`): RocksDB's flushes and compactions run on threads of their own.
 `--tree-cache-mib` sets both ledgers' tree-node cache: a cap below the tree's estimated size
-(~530 bytes a state key, two keys an asset) measures a state that has outgrown the cache.
+(~350 bytes a state key, two keys an asset) measures a state that has outgrown the cache.
 """
 
 from __future__ import annotations
