@@ -2,6 +2,7 @@
 
     python scripts/bench_replica.py [--setup 10000] [--txs 20000] [--block 440] [--profile FILE]
         [--phases P] [--grow N] [--state-retention K [--snapshot-interval I]] [--tree-cache-mib MIB]
+        [--huge-pages]
 
 Two ledgers on their own stores: the primary P proposes each block; the replica R decodes the
 block's canonical bytes (as the block frame arrives), validates it (the signatures trusted as its
@@ -43,6 +44,7 @@ from chain.devnet import Consortium, make_consortium
 from chain.encoding import decode
 from chain.retention import ARCHIVE, SNAPSHOT_INTERVAL, Retention
 from chain.tx import Tx, parse_tx, sign_tx
+from node.runtime.hugepages import start_huge_page_sweeper
 from node.runtime.ledger import Ledger, LedgerMemory
 from node.runtime.process import collect_cycles_rarely
 
@@ -234,6 +236,8 @@ def main() -> None:
                     help="both ledgers' tree-node cache (the node's cache_tree_nodes_bytes; default its 256 MiB): "
                     "a cap below the tree's size measures a state larger than the cache without a long setup")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the replica's measured phases here")
+    ap.add_argument("--huge-pages", action="store_true",
+                    help="collapse the process's dense heap into huge pages as a node does (its huge_pages setting)")
     opts = ap.parse_args()
     if opts.tree_cache_mib is not None and opts.tree_cache_mib < 0:
         ap.error("--tree-cache-mib: MiB, 0 or more")
@@ -241,6 +245,8 @@ def main() -> None:
         ap.error("--grow: a number of assets, 0 or more")
     retention = ARCHIVE if opts.state_retention is None else Retention(opts.state_retention, opts.snapshot_interval)
     collect_cycles_rarely()  # as the node does
+    if opts.huge_pages:
+        print(f"huge pages: {start_huge_page_sweeper()[1]}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="bench-replica-"))
     memory = None if opts.tree_cache_mib is None else LedgerMemory(tree_node_bytes=opts.tree_cache_mib << 20)
     run = Run(make_consortium(), root, opts.setup, opts.block, retention, memory)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from chain.database import raise_fd_limit
 from node.runtime.config import NodeConfig
+from node.runtime.hugepages import start_huge_page_sweeper
 from node.runtime.join import Joined, join
 from node.runtime.logs import setup_logging
 from node.runtime.memory import keep_freed_heap
@@ -83,6 +84,12 @@ def run_node(cfg: NodeConfig, announce: Callable[[Node], None] | None = None, st
     not_kept = keep_freed_heap()  # before the store's memtables are allocated
     if not_kept is not None:
         log.warning("the resident set will swing with RocksDB's memtables: %s", not_kept)
+    if cfg.huge_pages:
+        sweeper, how = start_huge_page_sweeper()  # a daemon thread: it ends with the process
+        if sweeper is not None:
+            log.info("huge pages: %s", how)
+        else:
+            log.warning("huge pages: none, %s", how)
     # before any store opens: the open-files limit must allow RocksDB's table cache
     shortfall = raise_fd_limit(cfg.memory.db)
     if shortfall is not None:
