@@ -2,19 +2,18 @@
 
 A node's heap is hundreds of MiB of Python objects (its caches, the tree nodes of the current
 state) that every tx touches here and there. On 4 KiB pages each of those touches may miss the
-TLB; the same heap on 2 MiB pages misses far less. Measured on the 100,000-tx bench
-(docs/performance.md, "Huge pages"): with the host's transparent huge pages set to `always` the
-nodes ran ~14 % faster, and the interpreter's own instructions, the same work, ~25 % cheaper per tx
-on the long chain than on the young one before, the gap the cache misses make.
+TLB; the same heap on 2 MiB pages misses far less. Measured (docs/performance.md, "Where the
+100,000-tx bench's growth is on schema 12, and huge pages"): for the same work a node spent ~25 %
+more CPU in the interpreter a tx on the 100,000-tx bench than on the 20,000-tx one, and with the
+host's transparent huge pages set to `always` the long bench ran ~14 % faster.
 
 Most hosts ship with `madvise`: only regions a process marks get huge pages. Marking the heap
-(MADV_HUGEPAGE) was measured and is worse: with the kernel's default `defrag` setting a page
-fault in a marked region compacts memory on the spot, and the nodes' tail latency grew. So the
-node asks instead, from a thread of its own, every `SWEEP_S` seconds, for its anonymous regions
-that are already nearly all resident to be collapsed into huge pages (MADV_COLLAPSE, Linux 6.1):
-no fault waits for it, and a 2 MiB range is collapsed only when at least `MIN_RESIDENT` of its 512
-pages are in use, so that collapsing adds at most 1/8 to what the range held. A range the kernel
-already maps huge is skipped by the kernel at once.
+(MADV_HUGEPAGE) was measured and is slower: with the kernel's default `defrag` setting a page
+fault in a marked region may compact memory on the spot. So the node asks instead, from a thread
+of its own, every `SWEEP_S` seconds, for the 2 MiB ranges of its anonymous memory that are already
+at least 7/8 resident to be collapsed into huge pages (MADV_COLLAPSE, Linux 6.1): no fault waits
+for it, and collapsing adds at most 1/8 to what a range held. A range the kernel already maps
+huge it skips at once.
 
 Where the kernel cannot (no transparent huge pages, set to `never`, older than 6.1, not Linux),
 `start_huge_page_sweeper` says why and the node runs as before on small pages.
@@ -36,9 +35,9 @@ from pathlib import Path
 log = logging.getLogger("titlechain.memory")
 
 MADV_COLLAPSE = 25  # linux/mman.h, since 6.1
-PAGE = 4096
+PAGE = mmap.PAGESIZE
 SWEEP_S = 5.0
-MIN_RESIDENT = 448  # of the 512 small pages of a 2 MiB range
+MIN_RESIDENT_EIGHTHS = 7  # of a huge range's small pages, resident before it is collapsed
 THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
 
 
@@ -87,11 +86,11 @@ class HugePageSweeper:
     """Collapses the dense parts of this process's anonymous memory into huge pages, from a daemon
     thread, until `stop`. Its calls are blocking system calls, made without the GIL (ctypes)."""
 
-    def __init__(self, libc: ctypes.CDLL, huge: int, interval_s: float = SWEEP_S, min_resident: int = MIN_RESIDENT):
+    def __init__(self, libc: ctypes.CDLL, huge: int, interval_s: float = SWEEP_S):
         self._libc = libc
         self._huge = huge
         self._interval_s = interval_s
-        self._min_resident = min_resident
+        self._min_resident = huge // PAGE * MIN_RESIDENT_EIGHTHS // 8
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="huge-pages", daemon=True)
 
