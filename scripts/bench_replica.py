@@ -246,7 +246,7 @@ def main() -> None:
     retention = ARCHIVE if opts.state_retention is None else Retention(opts.state_retention, opts.snapshot_interval)
     collect_cycles_rarely()  # as the node does
     if opts.huge_pages:
-        print(f"huge pages: {start_huge_page_sweeper()[1]}", flush=True)
+        print(f"huge pages: {start_huge_page_sweeper().how}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="bench-replica-"))
     memory = None if opts.tree_cache_mib is None else LedgerMemory(tree_node_bytes=opts.tree_cache_mib << 20)
     run = Run(make_consortium(), root, opts.setup, opts.block, retention, memory)

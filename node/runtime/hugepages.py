@@ -22,7 +22,6 @@ Where the kernel cannot (no transparent huge pages, set to `never`, older than 6
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import mmap
@@ -32,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.runtime.memory import c_library
+
 log = logging.getLogger("titlechain.memory")
 
 MADV_COLLAPSE = 25  # linux/mman.h, since 6.1
@@ -39,6 +40,7 @@ PAGE = mmap.PAGESIZE
 SWEEP_S = 5.0
 MIN_RESIDENT_EIGHTHS = 7  # of a huge range's small pages, resident before it is collapsed
 THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+HOST_HUGE = "the host already backs anonymous memory with huge pages (transparent huge pages: always)"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def anonymous_writable_regions(maps: Iterable[str]) -> Iterator[Region]:
 
 def huge_ranges(region: Region, huge: int) -> range:
     """The starts of the whole huge pages inside `region` (size `huge`)."""
-    first = -(-region.start // huge) * huge
+    first = -(-region.start // huge) * huge  # rounded up to a huge page's boundary
     return range(first, region.end - huge + 1, huge)
 
 
@@ -140,7 +142,7 @@ def huge_page_size(thp_dir: Path = THP_DIR) -> tuple[int | None, str]:
     if "[never]" in mode:
         return None, f"the host's transparent huge pages are off ({thp_dir / 'enabled'}: never)"
     if "[always]" in mode:
-        return None, "the host already backs anonymous memory with huge pages (transparent huge pages: always)"
+        return None, HOST_HUGE
     return size, "madvise"
 
 
@@ -150,7 +152,7 @@ def _collapse_problem(libc: ctypes.CDLL, huge: int) -> str | None:
     try:
         region.write(b"\1" * len(region))  # resident, every page
         base = ctypes.addressof(ctypes.c_char.from_buffer(region))
-        aligned = -(-base // huge) * huge
+        aligned = huge_ranges(Region(base, base + len(region)), huge)[0]
         if libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(huge), MADV_COLLAPSE) == 0:
             return None
         err = ctypes.get_errno()
@@ -161,21 +163,30 @@ def _collapse_problem(libc: ctypes.CDLL, huge: int) -> str | None:
         region.close()
 
 
-def start_huge_page_sweeper() -> tuple[HugePageSweeper | None, str]:
-    """The sweeper, started, or None and why not (for the caller to log)."""
+@dataclass(frozen=True)
+class HugePageStart:
+    """What `start_huge_page_sweeper` did: the sweeper it started or None, and what the node runs
+    on, said for its log. `small_pages`: the heap stays on small pages (worth a warning); a host at
+    `always` needs no sweeper and is not that."""
+
+    sweeper: HugePageSweeper | None
+    how: str
+    small_pages: bool
+
+
+def start_huge_page_sweeper() -> HugePageStart:
+    """The sweeper, started where the host is at `madvise` and the kernel can collapse."""
     size, why = huge_page_size()
     if size is None:
-        return None, why
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name, use_errno=True) if name else None
-    except OSError:
-        libc = None
-    if libc is None or not hasattr(libc, "mincore"):
-        return None, "no C library with mincore and madvise"
+        return HugePageStart(None, why, small_pages=why != HOST_HUGE)
+    libc = c_library()
+    if libc is None or not hasattr(libc, "mincore") or not hasattr(libc, "madvise"):
+        return HugePageStart(None, "no C library with mincore and madvise", small_pages=True)
     problem = _collapse_problem(libc, size)
     if problem is not None:
-        return None, problem
+        return HugePageStart(None, problem, small_pages=True)
     sweeper = HugePageSweeper(libc, size)
     sweeper.start()
-    return sweeper, f"collapsing dense anonymous memory into {size >> 20} MiB pages every {SWEEP_S:g} s"
+    return HugePageStart(
+        sweeper, f"collapsing dense anonymous memory into {size >> 20} MiB pages every {SWEEP_S:g} s", small_pages=False
+    )

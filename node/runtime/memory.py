@@ -53,17 +53,22 @@ def _status_kib(field: bytes) -> int:
     return 0
 
 
-def _glibc() -> ctypes.CDLL | None:
+def c_library() -> ctypes.CDLL | None:
+    """The process's C library (its calls set `ctypes.get_errno`), None where none is found."""
     global _libc, _looked_up
     if not _looked_up:
         _looked_up = True
         name = ctypes.util.find_library("c")
         try:
-            lib = ctypes.CDLL(name) if name else None
+            _libc = ctypes.CDLL(name, use_errno=True) if name else None
         except OSError:
-            lib = None
-        _libc = lib if lib is not None and hasattr(lib, "malloc_trim") else None
+            _libc = None
     return _libc
+
+
+def _glibc() -> ctypes.CDLL | None:
+    lib = c_library()
+    return lib if lib is not None and hasattr(lib, "malloc_trim") else None
 
 
 def malloc_trim() -> bool:

@@ -85,11 +85,8 @@ def run_node(cfg: NodeConfig, announce: Callable[[Node], None] | None = None, st
     if not_kept is not None:
         log.warning("the resident set will swing with RocksDB's memtables: %s", not_kept)
     if cfg.huge_pages:
-        sweeper, how = start_huge_page_sweeper()  # a daemon thread: it ends with the process
-        if sweeper is not None:
-            log.info("huge pages: %s", how)
-        else:
-            log.warning("huge pages: none, %s", how)
+        started = start_huge_page_sweeper()  # a daemon thread: it ends with the process
+        log.log(logging.WARNING if started.small_pages else logging.INFO, "huge pages: %s", started.how)
     # before any store opens: the open-files limit must allow RocksDB's table cache
     shortfall = raise_fd_limit(cfg.memory.db)
     if shortfall is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from node.runtime.hugepages import (
+    HOST_HUGE,
     PAGE,
     Region,
     anonymous_writable_regions,
@@ -76,9 +77,10 @@ def _madvise_host() -> bool:
 
 @pytest.mark.skipif(not _madvise_host(), reason="the host's transparent huge pages are not `madvise`")
 def test_a_sweep_collapses_a_dense_mapping_and_leaves_a_sparse_one_on_small_pages() -> None:
-    sweeper, why = start_huge_page_sweeper()
+    started = start_huge_page_sweeper()
+    sweeper = started.sweeper
     if sweeper is None:
-        pytest.skip(why)
+        pytest.skip(started.how)
     sweeper.stop()  # the thread's own sweeps are not this test's: one sweep below, called directly
     # one mapping (adjacent anonymous mappings merge into one, which smaps reports whole): two
     # aligned huge ranges written whole, two beside them with every other page written (256 of 512,
@@ -97,6 +99,7 @@ def test_a_sweep_collapses_a_dense_mapping_and_leaves_a_sparse_one_on_small_page
     assert region[dense:dense + PAGE] == b"\x01" * PAGE  # collapsing moves the contents, it does not lose them
     region.close()
 
+
 def test_the_sweeper_says_why_not_where_the_host_has_no_huge_pages(tmp_path: Path) -> None:
     assert huge_page_size(tmp_path / "absent")[0] is None
     (tmp_path / "enabled").write_text("always madvise [never]\n")
@@ -104,7 +107,6 @@ def test_the_sweeper_says_why_not_where_the_host_has_no_huge_pages(tmp_path: Pat
     size, why = huge_page_size(tmp_path)
     assert size is None and "never" in why
     (tmp_path / "enabled").write_text("[always] madvise never\n")
-    assert huge_page_size(tmp_path)[0] is None  # the kernel does it already
+    assert huge_page_size(tmp_path) == (None, HOST_HUGE)  # the kernel does it already: not small pages
     (tmp_path / "enabled").write_text("always [madvise] never\n")
     assert huge_page_size(tmp_path) == (HUGE, "madvise")
-
