@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 
 from chain.block import Block, BlockError, Header
-from chain.encoding import canonical, decode
+from chain.encoding import Value, canonical, decode, decode_all, pack_normalized
 from chain.receipt import Receipt
 from chain.tx import known_tx, parse_tx
 
@@ -70,15 +70,16 @@ def block_from_records(raw: RawBlock) -> tuple[Block, list[Receipt]]:
     parsed in full and found at its place; raises BlockError (TxError for a malformed tx)."""
     txs = []
     receipts: list[Receipt] = []
+    values = _decode_records(raw.records)
     for index, (tx_id, record) in enumerate(zip(raw.tx_ids, raw.records, strict=True)):
         where = f"block {raw.height}: the record (t/) of tx {index} ({tx_id[:16]}…)"
         if record is None:
             raise BlockError(f"{where} is missing")
         try:
-            entry = decode_tx_entry(record)
+            entry = _tx_entry(values[index] if values is not None else decode(record))
         except ValueError as e:
             raise BlockError(f"{where} does not decode: {e}") from None
-        tx = parse_tx(entry.tx)
+        tx = parse_tx(entry.tx, decoded=True)  # the strict decode above checked its canonical form
         if (entry.height, entry.index, tx.tx_id) != (raw.height, index, tx_id):
             raise BlockError(f"{where} holds another tx or place")
         txs.append(tx)
@@ -95,7 +96,7 @@ def tx_layouts(raw: RawBlock, block: Block, receipts: list[Receipt]) -> list[TxL
         assert record is not None  # block_from_records refused a missing one
         body_start = 1 + len(canonical(raw.height)) + len(canonical(index)) + _BODY_KEY_BYTES
         body_end = body_start + len(tx.body_bytes)
-        tx_end = len(record) - len(canonical(receipt))
+        tx_end = len(record) - len(pack_normalized(receipt))  # strictly decoded: in canonical form
         if record[body_start:body_end] != tx.body_bytes or record[body_start - _BODY_KEY_BYTES : tx_end] != tx.encode():
             raise BlockError(f"block {raw.height}: the record (t/) of tx {index} is not laid out canonically")
         layouts.append((body_start, body_end, tx_end))
@@ -126,9 +127,23 @@ def tx_entry_bytes(height: int, index: int, tx_bytes: bytes, receipt_bytes: byte
     return b"\x94" + place + tx_bytes + receipt_bytes
 
 
+def _decode_records(records: list[bytes | None]) -> list[Value] | None:
+    """Every record strictly decoded at once (chain.encoding.decode_all); None if one is missing or
+    bad: the caller then decodes them one by one, to report the first bad one at its index."""
+    if None in records:
+        return None
+    try:
+        return decode_all(records)  # type: ignore[arg-type]  # none is None
+    except ValueError:
+        return None
+
+
 def decode_tx_entry(raw: bytes) -> TxEntry:
     """A t/ record (raises ValueError for one that is not [height, index, tx, receipt])."""
-    value = decode(raw)
+    return _tx_entry(decode(raw))
+
+
+def _tx_entry(value: Value) -> TxEntry:
     if type(value) is not list or len(value) != 4:
         raise ValueError("a tx record is not [height, index, tx, receipt]")
     height, index, tx, receipt = value

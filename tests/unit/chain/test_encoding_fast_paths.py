@@ -22,6 +22,7 @@ from chain.encoding import (
     _normalize,
     canonical,
     decode,
+    decode_all,
     is_hex,
     normalize,
 )
@@ -106,6 +107,25 @@ def test_decode_accepts_and_refuses_as_the_reference(v):
         assert got[0] == "error"
     else:
         assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(value, max_size=6), st.data())
+def test_decode_all_gives_what_decode_gives_each(vs, data):
+    # some values packed canonically, others in their own key order (often not canonical): the
+    # batch gives decode's values when every one decodes, and refuses when any one does not
+    datas = []
+    for v in vs:
+        try:
+            datas.append(canonical(v) if data.draw(st.booleans()) else _unsorted_pack(v))
+        except (EncodingError, TypeError, ValueError, OverflowError):
+            continue
+    each = [reference(decode, d) for d in datas]
+    if all(kind == "ok" for kind, _ in each):
+        assert decode_all(datas) == [v for _, v in each]
+    else:
+        with pytest.raises(EncodingError):
+            decode_all(datas)
 
 
 @pytest.mark.parametrize("raw", [msgpack.packb({"b": 1, "a": 2}), b"\x82\xa1a\x01\xa1a\x02", msgpack.packb({"a": 1.5})])

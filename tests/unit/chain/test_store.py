@@ -1,3 +1,4 @@
+import msgpack
 import pytest
 from factories import make_block, make_consortium
 
@@ -168,6 +169,30 @@ def test_a_block_decoded_in_a_worker_is_rebuilt_as_the_strict_decode_gives_it(tm
             for tx, want in zip(block.txs, strict.txs, strict=True):
                 assert (tx.body_bytes, tx.tx_id, tx.encode()) == (want.body_bytes, want.tx_id, want.encode())
                 assert tx.body == want.body and tx.sig == want.sig
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda v: msgpack.packb([v[0], v[1], {"sig": v[2]["sig"], "body": v[2]["body"]}, v[3]]),  # keys out of order
+        lambda v: msgpack.packb([v[0], v[1], v[2], v[3], 0]),  # not [height, index, tx, receipt]
+        lambda v: msgpack.packb(v) + b"\x00",  # a byte after the value
+    ],
+)
+def test_a_damaged_tx_record_is_named_by_its_index_whatever_the_others(tmp_path, damage):
+    # the records of a block are decoded together (chain.encoding.decode_all); one bad record among
+    # good ones is still reported as that tx's, as a decode of each alone reports it
+    from chain.encoding import decode
+    from chain.txrecords import RawBlock, block_from_records
+
+    with Store.create_or_open(tmp_path / "db", C.genesis) as s:
+        append_blocks(s, 1, txs_per_block=5)
+        raw = s.read_raw_block(1)
+    records = list(raw.records)
+    records[3] = damage(decode(records[3]))
+    bad = RawBlock(raw.height, raw.header, raw.tx_ids, records)
+    with pytest.raises(BlockError, match=r"the record \(t/\) of tx 3 .* does not decode"):
+        block_from_records(bad)
 
 
 def test_a_blocks_writes_put_values_empty_ones_too_and_delete_none(tmp_path):
