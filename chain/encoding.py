@@ -205,10 +205,14 @@ def canonical_array(items: list[bytes]) -> bytes:
     return header + b"".join(items)
 
 
+# how `decode` and `decode_all` unpack: str keys only, lists (not tuples), strings as UTF-8
+_unpack = partial(msgpack.unpackb, raw=False, strict_map_key=True, use_list=True)
+
+
 def decode(data: bytes) -> Value:
     """Decode canonical bytes; anything that is not exactly canonical(v) for some v is refused."""
     try:
-        v = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        v = _unpack(data)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
         raise EncodingError(f"not a single msgpack value: {e}") from None
     except (ValueError, TypeError, UnicodeDecodeError) as e:
@@ -218,7 +222,7 @@ def decode(data: bytes) -> Value:
     # the re-encoding differs in key order): the same errors as before this fast path
     if not normal:
         _normalize(v, 0, "$")
-    if not normal or msgpack.packb(v, use_bin_type=True) != data:
+    if not normal or pack_normalized(v) != data:
         raise EncodingError("not canonical: re-encoding differs (key order, integer or string form)")
     return v
 
@@ -228,10 +232,10 @@ def decode_all(datas: list[bytes]) -> list[Value]:
     records decode faster so. Raises EncodingError if any is not canonical; `decode` each alone
     to learn which and why."""
     try:
-        values = [msgpack.unpackb(d, raw=False, strict_map_key=True, use_list=True) for d in datas]
+        values = list(map(_unpack, datas))
     except (ValueError, TypeError) as e:  # msgpack's errors and UnicodeDecodeError are ValueErrors
         raise EncodingError(f"not decodable msgpack: {e}") from None
-    if not (_all_normal(values) and list(map(partial(msgpack.packb, use_bin_type=True), values)) == datas):
+    if not (_all_normal(values) and list(map(pack_normalized, values)) == datas):
         raise EncodingError("not canonical: a value is not plain, or its re-encoding differs")
     return values
 

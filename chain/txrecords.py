@@ -92,9 +92,10 @@ def tx_layouts(raw: RawBlock, block: Block, receipts: list[Receipt]) -> list[TxL
     `unchecked_block`. Raises BlockError if a tx's bytes are not there (a canonical record is
     [height, index, tx, receipt] packed one after the other, the tx's body first in the tx)."""
     layouts = []
+    height_bytes = len(canonical(raw.height))
     for index, (record, tx, receipt) in enumerate(zip(raw.records, block.txs, receipts, strict=True)):
         assert record is not None  # block_from_records refused a missing one
-        body_start = 1 + len(canonical(raw.height)) + len(canonical(index)) + _BODY_KEY_BYTES
+        body_start = 1 + height_bytes + len(canonical(index)) + _BODY_KEY_BYTES
         body_end = body_start + len(tx.body_bytes)
         tx_end = len(record) - len(pack_normalized(receipt))  # strictly decoded: in canonical form
         if record[body_start:body_end] != tx.body_bytes or record[body_start - _BODY_KEY_BYTES : tx_end] != tx.encode():
