@@ -40,6 +40,9 @@ class Run:
     p99_ms: float
     cpu_ms_per_tx: float
     peak_mib: float  # the largest node's peak resident memory
+    # the kernel's part of the nodes' CPU: a young run's turns on it (the huge-page sweeper's
+    # collapses, docs/performance.md "The pairs five ways on one fast hour"); None if not measured
+    kernel_share: float | None
     view: int
     probe: dict[str, float]
 
@@ -49,7 +52,7 @@ class Run:
         return cls(
             txs=int(summary["txs"]), tps=float(summary["tps"]), p99_ms=float(summary["latency_ms"]["p99"]),
             cpu_ms_per_tx=round(float(summary["cpu_s_per_tx"]) * 1000, 3), peak_mib=max(peaks, default=float("nan")),
-            view=int(summary["view"]), probe=probe,
+            kernel_share=summary.get("cpu_system_share"), view=int(summary["view"]), probe=probe,
         )
 
 
@@ -125,9 +128,10 @@ def run_bench(txs: int, port: int, out: Path, extra: list[str]) -> dict[str, Any
 
 def _row(label: str, run: Run) -> str:
     p = run.probe
-    return (f"{label:>14} {run.tps:>8,.0f} tx/s  p99 {run.p99_ms:>6,.0f} ms  {run.cpu_ms_per_tx:.2f} ms CPU/tx  "
-            f"peak {run.peak_mib:,.0f} MiB  view {run.view}  | probe: loop {p['loop_ns']} ns, dict {p['dict_ns']} ns, "
-            f"verify {p['verify_us']} us")
+    kernel = "?" if run.kernel_share is None else f"{run.kernel_share:.0%}"
+    return (f"{label:>14} {run.tps:>8,.0f} tx/s  p99 {run.p99_ms:>6,.0f} ms  {run.cpu_ms_per_tx:.2f} ms CPU/tx "
+            f"(kernel {kernel})  peak {run.peak_mib:,.0f} MiB  view {run.view}  | probe: loop {p['loop_ns']} ns, "
+            f"dict {p['dict_ns']} ns, verify {p['verify_us']} us")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ PROBE = {"loop_ns": 50.0, "dict_ns": 100.0, "verify_us": 55.0}
 
 
 def _run(txs: int, tps: float, p99: float) -> Any:
-    return bp.Run(txs=txs, tps=tps, p99_ms=p99, cpu_ms_per_tx=1.0, peak_mib=250.0, view=0, probe=PROBE)
+    return bp.Run(txs=txs, tps=tps, p99_ms=p99, cpu_ms_per_tx=1.0, peak_mib=250.0, kernel_share=0.05, view=0, probe=PROBE)
 
 
 def test_the_verdict_is_on_the_medians_not_the_best_or_the_last_run() -> None:
@@ -53,7 +53,8 @@ def test_each_part_of_the_target_can_fail_alone() -> None:
 
 def _bench_summary(txs: int, tps: float) -> dict[str, Any]:
     return {"txs": txs, "tps": tps, "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 700.0, "max": 900.0},
-            "cpu_s_per_tx": 0.0009, "peak_rss_mb": {"a": 240.0, "b": 251.5, "c": None}, "view": 0}
+            "cpu_s_per_tx": 0.0009, "cpu_system_share": 0.031 if txs == 200 else 0.12,
+            "peak_rss_mb": {"a": 240.0, "b": 251.5, "c": None}, "view": 0}
 
 
 def test_pairs_alternate_on_ports_of_their_own_and_the_verdict_is_written(
@@ -76,7 +77,10 @@ def test_pairs_alternate_on_ports_of_their_own_and_the_verdict_is_written(
     doc = json.loads(out.read_text())
     assert doc["verdict"]["ratio"] == 0.92 and doc["verdict"]["met"] is True
     assert [r["peak_mib"] for r in doc["runs"]["1000"]] == [251.5, 251.5]
-    assert "ratio >= 0.9 met" in capsys.readouterr().out
+    assert [r["kernel_share"] for r in doc["runs"]["200"]] == [0.031, 0.031]
+    printed = capsys.readouterr().out
+    assert "ratio >= 0.9 met" in printed
+    assert printed.count("(kernel 3%)") == 2 and printed.count("(kernel 12%)") == 2
 
 
 def test_a_failed_run_fails_the_script(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
