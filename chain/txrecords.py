@@ -76,7 +76,7 @@ def block_from_records(raw: RawBlock) -> tuple[Block, list[Receipt]]:
         if record is None:
             raise BlockError(f"{where} is missing")
         try:
-            entry = _tx_entry(values[index] if values is not None else decode(record))
+            entry = _tx_entry(values[index]) if values is not None else decode_tx_entry(record)
         except ValueError as e:
             raise BlockError(f"{where} does not decode: {e}") from None
         tx = parse_tx(entry.tx, decoded=True)  # the strict decode above checked its canonical form
